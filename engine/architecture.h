@@ -1,0 +1,57 @@
+// The abstract model interface: what the engine asks of an architecture, and
+// the registry architectures add themselves to (models/registry.cpp). The
+// public API never names a concrete architecture.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/model_config.h"
+#include "engine/thread_pool.h"
+#include "engine/weight_file.h"
+#include "ops/ops.h"
+
+namespace qkv {
+
+// Per-session state of an architecture: KV cache and activation buffers,
+// allocated once for n_ctx positions, batches of up to n_batch tokens and
+// passes on up to n_threads threads.
+class RunState {
+ public:
+  virtual ~RunState() = default;
+};
+
+// What a forward pass runs with.
+struct ExecContext {
+  ThreadPool& pool;
+  const ops::Kernels& k;
+  int n_threads;  // how many of the pool's threads this pass may use
+};
+
+class Architecture {
+ public:
+  virtual ~Architecture() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual int64_t n_params() const = 0;
+  virtual std::string weight_type() const = 0;
+
+  virtual std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads) const = 0;
+
+  // Runs tokens[0, n) at positions [pos, pos + n) (n <= n_batch, pos + n <=
+  // n_ctx), appending to the KV cache. Writes the logits of the last token to
+  // logits[0, vocab), or of every token i to logits[i * vocab, ...) when
+  // all_logits is set.
+  virtual void forward(RunState& state, const int* tokens, int n, int pos, float* logits, bool all_logits,
+                       const ExecContext& ctx) const = 0;
+};
+
+using ArchitectureFactory = std::unique_ptr<Architecture> (*)(const WeightFile& weights);
+
+void register_architecture(const std::string& name, ArchitectureFactory factory);
+// Throws qkv::Error naming the architecture if none is registered for it.
+ArchitectureFactory find_architecture(const std::string& name);
+
+// Defined in models/registry.cpp: registers every architecture qkv ships.
+void register_builtin_architectures();
+
+}  // namespace qkv

@@ -1,0 +1,58 @@
+#include "engine/linear.h"
+
+#include <cstring>
+
+#include "engine/error.h"
+
+namespace qkv {
+namespace {
+constexpr size_t kRowBlock = 16;  // rows per scheduling unit (a multiple of the tile)
+}
+
+void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M) {
+  const size_t rows = size_t(w.n_rows()), n = size_t(w.row_len());
+  const size_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  // Enough work per thread to pay for waking it: ~16k multiply-adds.
+  const size_t grain = 1 + 16384 / (kRowBlock * n * size_t(M) + 1);
+  const ops::Kernels& k = ctx.k;
+  if (w.type == DType::BF16) throw Error(cat("tensor ", w.name, ": BF16 must be widened to F32 at load"));
+  ctx.pool.parallel_for(
+      blocks,
+      [&](size_t b, size_t e, int) {
+        const size_t r0 = b * kRowBlock, r1 = e * kRowBlock < rows ? e * kRowBlock : rows;
+        switch (w.type) {
+          case DType::F32: {
+            const float* wp = static_cast<const float*>(w.data);
+            if (M == 1) k.matvec_f32(wp, x, y, n, r0, r1);
+            else k.matmul_f32(wp, x, y, size_t(M), n, rows, r0, r1);
+            break;
+          }
+          case DType::F16: {
+            const uint16_t* wp = static_cast<const uint16_t*>(w.data);
+            if (M == 1) k.matvec_f16(wp, x, y, n, r0, r1);
+            else k.matmul_f16(wp, x, y, size_t(M), n, rows, r0, r1);
+            break;
+          }
+          case DType::BF16:  // refused above, before any thread starts
+            break;
+        }
+      },
+      grain, ctx.n_threads);
+}
+
+void embedding_row(const ExecContext& ctx, const Tensor& table, int row, float* out) {
+  const size_t n = size_t(table.row_len());
+  switch (table.type) {
+    case DType::F32:
+      std::memcpy(out, static_cast<const float*>(table.data) + size_t(row) * n, n * sizeof(float));
+      break;
+    case DType::BF16:
+      for (size_t i = 0; i < n; ++i) out[i] = ops::bf16_to_f32(static_cast<const uint16_t*>(table.data)[size_t(row) * n + i]);
+      break;
+    case DType::F16:
+      ctx.k.f16_to_f32(static_cast<const uint16_t*>(table.data) + size_t(row) * n, out, n);
+      break;
+  }
+}
+
+}  // namespace qkv

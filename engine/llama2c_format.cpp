@@ -1,0 +1,145 @@
+// llama2.c formats: the v0 model checkpoint (.bin) and tokenizer.bin.
+//
+// Checkpoint: 7 x int32 header (dim, hidden_dim, n_layers, n_heads,
+// n_kv_heads, vocab_size, seq_len), then fp32 arrays in run.c's order:
+//   token_embedding (vocab, dim), rms_att (L, dim), wq (L, dim, dim),
+//   wk (L, kv_dim, dim), wv (L, kv_dim, dim), wo (L, dim, dim),
+//   rms_ffn (L, dim), w1 (L, hidden, dim), w2 (L, dim, hidden),
+//   w3 (L, hidden, dim), rms_final (dim), freq_cis_real and freq_cis_imag
+//   (seq_len, head_dim/2 each; unused), then wcls (vocab, dim) only when
+//   vocab_size is negative (untied classifier).
+#include <cstring>
+#include <limits>
+
+#include "engine/error.h"
+#include "engine/mapped_file.h"
+#include "engine/weight_file.h"
+
+namespace qkv {
+namespace {
+
+class Llama2cFile : public WeightFile {
+ public:
+  explicit Llama2cFile(const std::string& path) : file_(path) {
+    path_ = path;
+    format_ = "llama2.c";
+    ByteReader r(file_.data(), file_.size(), path);
+    int32_t h[7];
+    const char* names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
+    for (int i = 0; i < 7; ++i) h[i] = r.read<int32_t>(names[i]);
+    for (int i = 0; i < 7; ++i) {
+      if (i == 5 ? h[i] == 0 || h[i] == std::numeric_limits<int32_t>::min() : h[i] <= 0)
+        throw Error(cat(path, ": header field ", names[i], " = ", h[i], " is invalid (not a llama2.c checkpoint?)"));
+    }
+    ModelConfig& c = config_;
+    c.arch = "llama";
+    c.dim = h[0];
+    c.hidden_dim = h[1];
+    c.n_layers = h[2];
+    c.n_heads = h[3];
+    c.n_kv_heads = h[4];
+    c.vocab_size = h[5] < 0 ? -h[5] : h[5];
+    c.context_length = h[6];
+    const bool tied = h[5] > 0;
+    if (c.dim % c.n_heads != 0)
+      throw Error(cat(path, ": dim ", c.dim, " is not divisible by n_heads ", c.n_heads));
+    if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
+      throw Error(cat(path, ": n_heads ", c.n_heads, " is not a multiple of n_kv_heads ", c.n_kv_heads));
+    c.head_dim = c.dim / c.n_heads;
+    c.rope_base = 10000.0f;
+    c.rms_eps = 1e-5f;
+    c.stop_on_bos = true;
+
+    // Expected size, in floats, with overflow-safe arithmetic.
+    const uint64_t dim = uint64_t(c.dim), hid = uint64_t(c.hidden_dim), L = uint64_t(c.n_layers);
+    const uint64_t V = uint64_t(c.vocab_size), kv = uint64_t(c.kv_dim()), seq = uint64_t(c.context_length);
+    const uint64_t hd = uint64_t(c.head_dim);
+    const long double total = (long double)V * dim * (tied ? 1 : 2) + (long double)L * dim * 2 +
+                              (long double)L * dim * dim * 2 + (long double)L * dim * kv * 2 +
+                              (long double)L * dim * hid * 3 + dim + (long double)seq * hd;
+    const long double expect = 28.0L + 4.0L * total;
+    if (expect != (long double)file_.size())
+      throw Error(cat(path, ": size ", file_.size(), " bytes does not match its header (dim ", c.dim, ", hidden ",
+                      c.hidden_dim, ", layers ", c.n_layers, ", heads ", c.n_heads, "/", c.n_kv_heads, ", vocab ",
+                      h[5], ", seq_len ", c.context_length, " imply ", (unsigned long long)expect, " bytes)"));
+
+    const float* p = reinterpret_cast<const float*>(file_.data() + 28);
+    auto take = [&](const std::string& name, int64_t ne0, int64_t ne1) {
+      Tensor t;
+      t.name = name;
+      t.type = DType::F32;
+      t.n_dims = ne1 == 1 ? 1 : 2;
+      t.ne[0] = ne0;
+      t.ne[1] = ne1;
+      t.data = p;
+      p += ne0 * ne1;
+      add(std::move(t));
+    };
+    auto per_layer = [&](const char* name, int64_t ne0, int64_t ne1) {
+      for (int l = 0; l < c.n_layers; ++l) take(cat("blk.", l, ".", name), ne0, ne1);
+    };
+    take("token_embd.weight", c.dim, c.vocab_size);
+    per_layer("attn_norm.weight", c.dim, 1);
+    per_layer("attn_q.weight", c.dim, c.q_dim());
+    per_layer("attn_k.weight", c.dim, c.kv_dim());
+    per_layer("attn_v.weight", c.dim, c.kv_dim());
+    per_layer("attn_output.weight", c.q_dim(), c.dim);
+    per_layer("ffn_norm.weight", c.dim, 1);
+    per_layer("ffn_gate.weight", c.dim, c.hidden_dim);
+    per_layer("ffn_down.weight", c.hidden_dim, c.dim);
+    per_layer("ffn_up.weight", c.dim, c.hidden_dim);
+    take("output_norm.weight", c.dim, 1);
+    p += int64_t(c.context_length) * c.head_dim;  // legacy freq_cis_real + freq_cis_imag
+    if (!tied) take("output.weight", c.dim, c.vocab_size);
+  }
+
+ private:
+  MappedFile file_;
+};
+
+}  // namespace
+
+std::unique_ptr<WeightFile> open_llama2c_bin(const std::string& path) {
+  return std::make_unique<Llama2cFile>(path);
+}
+
+Vocab load_llama2c_vocab(const std::string& path, int n_vocab) {
+  MappedFile f(path);
+  ByteReader r(f.data(), f.size(), path);
+  Vocab v;
+  v.source = path;
+  const int32_t max_len = r.read<int32_t>("max_token_length");
+  if (max_len <= 0 || max_len > (1 << 16))
+    throw Error(cat(path, ": max_token_length ", max_len, " is invalid (not a llama2.c tokenizer?)"));
+  while (r.remaining() > 0) {
+    if (int(v.pieces.size()) == n_vocab)
+      throw Error(cat(path, ": tokenizer has more than the model's ", n_vocab,
+                      " tokens (", r.remaining(), " bytes left): it does not match the model"));
+    const float score = r.read<float>("token score");
+    const int32_t len = r.read<int32_t>("token length");
+    if (len < 0 || len > max_len)
+      throw Error(cat(path, ": token ", v.pieces.size(), " has length ", len, " (max_token_length is ", max_len, ")"));
+    r.need(size_t(len), "token bytes");
+    v.pieces.emplace_back(reinterpret_cast<const char*>(r.here()), size_t(len));
+    r.skip(size_t(len), "token bytes");
+    v.scores.push_back(score);
+  }
+  if (int(v.pieces.size()) != n_vocab)
+    throw Error(cat(path, ": tokenizer has ", v.pieces.size(), " tokens but the model's vocabulary has ", n_vocab,
+                    ": it does not match the model"));
+  // llama2.c's exporter writes BOS/EOS as "\n<s>\n" / "\n</s>\n" and the
+  // byte-fallback tokens as "<0xNN>".
+  v.kinds.assign(v.pieces.size(), TokenKind::Normal);
+  v.unk = 0;
+  v.bos = 1;
+  v.eos = 2;
+  for (int id : {v.unk, v.bos, v.eos})
+    if (id < n_vocab) v.kinds[size_t(id)] = id == v.unk ? TokenKind::Unknown : TokenKind::Control;
+  for (size_t i = 0; i < v.pieces.size(); ++i) {
+    const std::string& s = v.pieces[i];
+    if (s.size() == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>') v.kinds[i] = TokenKind::Byte;
+  }
+  return v;
+}
+
+}  // namespace qkv

@@ -1,0 +1,150 @@
+// qkv: the public C++ API.
+//
+//   auto model = qkv::Model::load("stories260K.bin", {"tok512.bin"});
+//   qkv::Session session(model, {});
+//   qkv::Sampler sampler(model->info().vocab_size, {});   // defaults: temp 0.8, ...
+//   qkv::generate(session, sampler, model->tokenize("Once upon a time", true), 100,
+//                 [](int id, const std::string& piece) { std::cout << piece; return true; });
+//
+// A Model is immutable once loaded and may be shared by many Sessions; each
+// Session owns its KV cache and run state and must be used by one thread at a
+// time. Every error is reported by throwing qkv::Error; nothing here aborts
+// or exits the process.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace qkv {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+struct ModelInfo {
+  std::string path, format, arch;
+  int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  int vocab_size = 0, context_length = 0;
+  float rope_base = 0, rms_eps = 0;
+  int64_t n_params = 0;
+  std::string weight_type;  // type of the attention weights, e.g. "F32"
+};
+
+struct LoadOptions {
+  // llama2.c tokenizer.bin; needed for .bin models, overrides a GGUF's own.
+  std::string tokenizer_path;
+};
+
+class Model {
+ public:
+  static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& opts = {});
+  ~Model();
+
+  const ModelInfo& info() const;
+  std::vector<int> tokenize(const std::string& text, bool add_bos) const;
+  // The bytes of `token` when it follows `prev` (-1: none).
+  std::string token_to_piece(int token, int prev = -1) const;
+  std::string detokenize(const std::vector<int>& tokens) const;
+  int bos_id() const;
+  int eos_id() const;
+  // EOS always; BOS too for models that use it as a document separator.
+  bool is_end_of_text(int token) const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct SessionOptions {
+  int n_ctx = 0;            // 0: the model's context length, capped at 4096
+  int n_threads = 0;        // 0: one per physical core
+  int n_threads_batch = 0;  // threads for prompt batches; 0: same as n_threads
+  int n_batch = 512;        // most tokens evaluated in one forward pass
+};
+
+class Session {
+ public:
+  explicit Session(std::shared_ptr<const Model> model, const SessionOptions& opts = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const Model& model() const;
+  int n_ctx() const;
+  int n_past() const;  // tokens in the KV cache
+  int n_threads() const;
+
+  // Appends n tokens to the cache (in batches of n_batch) and computes the
+  // logits of the last one, or of every one when all_logits is set. Throws if
+  // the context would overflow or a token id is out of range.
+  void eval(const int* tokens, int n, bool all_logits = false);
+  void eval(const std::vector<int>& tokens, bool all_logits = false) {
+    eval(tokens.data(), int(tokens.size()), all_logits);
+  }
+  // Logits of the last evaluated token: (vocab_size).
+  const float* logits() const;
+  // With all_logits: logits of the i-th token of the last eval call.
+  const float* logits_at(int i) const;
+
+  void reset();              // empty the KV cache
+  void truncate(int n_past); // keep only the first n_past cached tokens
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+struct SamplerParams {
+  float temperature = 0.8f;  // 0: greedy
+  int top_k = 40;            // 0: off
+  float top_p = 0.95f;       // 1: off
+  float min_p = 0.05f;       // 0: off
+  float repeat_penalty = 1.0f;
+  int repeat_last_n = 64;
+  uint64_t seed = 0;         // 0: a fixed default seed
+};
+
+class Sampler {
+ public:
+  Sampler(int vocab_size, const SamplerParams& params);
+  ~Sampler();
+  int sample(const float* logits);
+  void accept(int token);
+  void reset();
+
+ private:
+  std::unique_ptr<class SamplerImpl> impl_;
+};
+
+enum class StopReason { Length, EndOfText, ContextFull, Callback };
+
+struct GenerateResult {
+  std::vector<int> tokens;  // generated tokens, the end-of-text one included
+  StopReason stop = StopReason::Length;
+  int n_prompt = 0;
+  double prompt_ms = 0, gen_ms = 0;
+};
+
+// Called with every generated token and its text; return false to stop.
+using TokenCallback = std::function<bool(int token, const std::string& piece)>;
+
+// Evaluates the prompt as batches, then samples up to n_predict tokens one at a
+// time (n_predict < 0: until end of text or the context is full). Stops on
+// end of text (the token is reported but not fed back), when the callback
+// says so, or when the context is full.
+GenerateResult generate(Session& session, Sampler& sampler, const std::vector<int>& prompt, int n_predict,
+                        const TokenCallback& on_token);
+
+// The instruction set the kernels run with ("scalar", "sse2", "avx2", "avx512").
+std::string active_isa();
+
+}  // namespace qkv

@@ -1,0 +1,33 @@
+#include "engine/tensor.h"
+
+namespace qkv {
+
+const char* dtype_name(uint32_t t) {
+  static const char* names[] = {"F32",  "F16",  "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0",
+                                "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
+                                "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
+                                "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32",
+                                "I64", "F64", "IQ1_M", "BF16"};
+  if (t < sizeof(names) / sizeof(names[0])) return names[t];
+  return "unknown";
+}
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::F32: return 4;
+    case DType::F16: return 2;
+    case DType::BF16: return 2;
+  }
+  return 0;
+}
+
+std::string Tensor::shape_str() const {
+  std::string s = "[";
+  for (int i = 0; i < n_dims; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(ne[i]);
+  }
+  return s + "]";
+}
+
+}  // namespace qkv

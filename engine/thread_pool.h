@@ -1,0 +1,64 @@
+// Our own thread pool. The caller is thread 0; n-1 workers spin briefly, then
+// sleep, between jobs. parallel_for splits [0, n) into fixed contiguous chunks,
+// one per thread, so what each index computes never depends on the count.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace qkv {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_; }
+
+  // fn(begin, end, thread) on each thread's chunk of [0, n), using at most
+  // max_threads threads (0: all). Chunks of fewer than `grain` items are not
+  // worth waking a thread for.
+  template <class F>
+  void parallel_for(size_t n, F&& fn, size_t grain = 1, int max_threads = 0) {
+    size_t nt = size_t(max_threads > 0 && max_threads < n_ ? max_threads : n_);
+    if (grain > 0 && n / grain < nt) nt = n / grain ? n / grain : 1;
+    if (nt <= 1) {
+      if (n) fn(size_t(0), n, 0);
+      return;
+    }
+    auto job = [&](int t) {
+      if (size_t(t) >= nt) return;
+      const size_t b = n * size_t(t) / nt, e = n * size_t(t + 1) / nt;
+      if (b < e) fn(b, e, t);
+    };
+    run(Job{&job, [](void* f, int t) { (*static_cast<decltype(job)*>(f))(t); }});
+  }
+
+ private:
+  struct Job {
+    void* ctx;
+    void (*call)(void*, int);
+  };
+  void run(Job job);
+  void worker(int index);
+
+  int n_;
+  std::vector<std::thread> threads_;
+  Job job_{nullptr, nullptr};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+// Physical cores of this machine (logical CPUs when that is unknown).
+int physical_cores();
+
+}  // namespace qkv

@@ -1,0 +1,43 @@
+#include "engine/weight_file.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "engine/error.h"
+#include "engine/mapped_file.h"
+
+namespace qkv {
+
+std::unique_ptr<WeightFile> WeightFile::open(const std::string& path) {
+  uint8_t magic[4] = {0, 0, 0, 0};
+  {
+    MappedFile probe(path);  // gives the clear error for missing/empty files
+    if (probe.size() < 4) throw Error(cat(path, ": file too small (", probe.size(), " bytes) to be a model"));
+    std::memcpy(magic, probe.data(), 4);
+  }
+  if (std::memcmp(magic, "GGUF", 4) == 0) return open_gguf(path);
+  return open_llama2c_bin(path);
+}
+
+const Tensor* WeightFile::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+const Tensor& WeightFile::require(const std::string& name, std::vector<int64_t> shape) const {
+  const Tensor* t = find(name);
+  if (!t) throw Error(cat(path_, ": missing tensor ", name));
+  bool ok = int(shape.size()) >= 1;
+  for (size_t d = 0; d < 4 && ok; ++d) {
+    const int64_t want = d < shape.size() ? shape[d] : 1;
+    ok = t->ne[d] == want;
+  }
+  if (!ok) {
+    std::string want = "[";
+    for (size_t d = 0; d < shape.size(); ++d) want += (d ? ", " : "") + std::to_string(shape[d]);
+    throw Error(cat(path_, ": tensor ", name, " has shape ", t->shape_str(), ", expected ", want, "]"));
+  }
+  return *t;
+}
+
+}  // namespace qkv

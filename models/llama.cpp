@@ -1,0 +1,205 @@
+// Llama: RMSNorm, RoPE on adjacent pairs, grouped-query attention with a KV
+// cache, SwiGLU feed-forward, tied or untied classifier. Built from ops only.
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "engine/architecture.h"
+#include "engine/error.h"
+#include "engine/kv_cache.h"
+#include "engine/linear.h"
+
+namespace qkv {
+namespace {
+
+struct LayerWeights {
+  const Tensor* attn_norm;  // (dim)
+  const Tensor* wq;         // (q_dim rows, dim)
+  const Tensor* wk;         // (kv_dim rows, dim)
+  const Tensor* wv;         // (kv_dim rows, dim)
+  const Tensor* wo;         // (dim rows, q_dim)
+  const Tensor* ffn_norm;   // (dim)
+  const Tensor* w_gate;     // (hidden rows, dim)   llama2.c w1
+  const Tensor* w_up;       // (hidden rows, dim)   llama2.c w3
+  const Tensor* w_down;     // (dim rows, hidden)   llama2.c w2
+};
+
+// Activations for a batch of up to n_batch tokens, and the KV cache.
+struct LlamaState : RunState {
+  LlamaState(const ModelConfig& c, int n_ctx, int n_batch, int max_threads)
+      : cache(c.n_layers, n_ctx, c.kv_dim()),
+        x(size_t(n_batch) * size_t(c.dim)),
+        xb(x.size()),
+        xb2(x.size()),
+        q(size_t(n_batch) * size_t(c.q_dim())),
+        k(size_t(n_batch) * size_t(c.kv_dim())),
+        v(k.size()),
+        att_out(q.size()),
+        hb(size_t(n_batch) * size_t(c.hidden_dim)),
+        hb2(hb.size()),
+        rope_cos(size_t(n_batch) * size_t(c.head_dim / 2)),
+        rope_sin(rope_cos.size()),
+        scores(size_t(max_threads) * size_t(n_ctx)),
+        n_ctx(n_ctx),
+        n_batch(n_batch),
+        max_threads(max_threads) {}
+
+  KVCache cache;
+  std::vector<float> x;        // (n, dim) residual stream
+  std::vector<float> xb, xb2;  // (n, dim)
+  std::vector<float> q;        // (n, q_dim)
+  std::vector<float> k, v;     // (n, kv_dim)
+  std::vector<float> att_out;  // (n, q_dim)
+  std::vector<float> hb, hb2;  // (n, hidden)
+  std::vector<float> rope_cos, rope_sin;  // (n, head_dim / 2)
+  std::vector<float> scores;   // (threads, n_ctx) attention scratch
+  int n_ctx, n_batch, max_threads;
+};
+
+class Llama : public Architecture {
+ public:
+  explicit Llama(const WeightFile& wf) : c_(wf.config()) {
+    const int64_t dim = c_.dim, hid = c_.hidden_dim, qd = c_.q_dim(), kvd = c_.kv_dim();
+    if (c_.head_dim % 2) throw Error(cat(wf.path(), ": head size ", c_.head_dim, " is odd; RoPE needs pairs"));
+    if (c_.vocab_size <= 0) throw Error(cat(wf.path(), ": no vocabulary size (missing token_embd.weight?)"));
+    auto req = [&](const std::string& name, std::vector<int64_t> shape) {
+      const Tensor* t = &wf.require(name, shape);
+      n_params_ += t->n_elements();
+      return t;
+    };
+    tok_embd_ = req("token_embd.weight", {dim, c_.vocab_size});
+    for (int l = 0; l < c_.n_layers; ++l) {
+      const std::string p = cat("blk.", l, ".");
+      LayerWeights w;
+      w.attn_norm = req(p + "attn_norm.weight", {dim});
+      w.wq = req(p + "attn_q.weight", {dim, qd});
+      w.wk = req(p + "attn_k.weight", {dim, kvd});
+      w.wv = req(p + "attn_v.weight", {dim, kvd});
+      w.wo = req(p + "attn_output.weight", {qd, dim});
+      w.ffn_norm = req(p + "ffn_norm.weight", {dim});
+      w.w_gate = req(p + "ffn_gate.weight", {dim, hid});
+      w.w_up = req(p + "ffn_up.weight", {dim, hid});
+      w.w_down = req(p + "ffn_down.weight", {hid, dim});
+      for (const Tensor* t : {w.attn_norm, w.ffn_norm})
+        if (t->type != DType::F32) throw Error(cat(wf.path(), ": norm weight ", t->name, " must be F32"));
+      layers_.push_back(w);
+    }
+    if (wf.find(cat("blk.", c_.n_layers, ".attn_q.weight")))
+      throw Error(cat(wf.path(), ": has tensors for more than block_count = ", c_.n_layers, " layers"));
+    out_norm_ = req("output_norm.weight", {dim});
+    if (out_norm_->type != DType::F32) throw Error(cat(wf.path(), ": output_norm.weight must be F32"));
+    output_ = wf.find("output.weight") ? req("output.weight", {dim, c_.vocab_size}) : tok_embd_;
+    // theta_i = base^(-2i / head_dim), as llama2.c computes it.
+    for (int i = 0; i < c_.head_dim; i += 2)
+      freqs_.push_back(1.0f / std::pow(c_.rope_base, float(i) / float(c_.head_dim)));
+  }
+
+  const ModelConfig& config() const override { return c_; }
+  int64_t n_params() const override { return n_params_; }
+  std::string weight_type() const override { return layers_.empty() ? "F32" : type_name(layers_[0].wq->type); }
+
+  std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads) const override {
+    return std::make_unique<LlamaState>(c_, n_ctx, n_batch, n_threads);
+  }
+
+  void forward(RunState& rs, const int* tokens, int n, int pos, float* logits, bool all_logits,
+               const ExecContext& ctx) const override;
+
+ private:
+  static std::string type_name(DType t) { return dtype_name(uint32_t(t)); }
+
+  void attention(LlamaState& s, int layer, int n, int pos, const ExecContext& ctx) const;
+
+  ModelConfig c_;
+  const Tensor* tok_embd_ = nullptr;
+  const Tensor* out_norm_ = nullptr;
+  const Tensor* output_ = nullptr;
+  std::vector<LayerWeights> layers_;
+  std::vector<float> freqs_;  // (head_dim / 2)
+  int64_t n_params_ = 0;
+};
+
+// Causal attention of the n batch tokens (at positions pos..pos+n-1) over the
+// cache, one (token, head) pair per task. Query head h reads KV head
+// h / (n_heads / n_kv_heads).
+void Llama::attention(LlamaState& s, int layer, int n, int pos, const ExecContext& ctx) const {
+  const int hd = c_.head_dim, nh = c_.n_heads, group = c_.n_heads / c_.n_kv_heads, kvd = c_.kv_dim();
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const float* kc = s.cache.key(layer, 0);
+  const float* vc = s.cache.value(layer, 0);
+  const size_t tasks = size_t(n) * size_t(nh);
+  ctx.pool.parallel_for(
+      tasks,
+      [&](size_t b, size_t e, int t) {
+        float* scores = s.scores.data() + size_t(t) * size_t(s.n_ctx);
+        for (size_t j = b; j < e; ++j) {
+          const int i = int(j / size_t(nh)), h = int(j % size_t(nh));
+          const int kvh = h / group;
+          ctx.k.attention(s.q.data() + size_t(i) * c_.q_dim() + size_t(h) * hd, kc + size_t(kvh) * hd,
+                          vc + size_t(kvh) * hd, size_t(kvd), size_t(hd), size_t(pos + i + 1), scale, scores,
+                          s.att_out.data() + size_t(i) * c_.q_dim() + size_t(h) * hd);
+        }
+      },
+      size_t(1 + 4096 / (size_t(pos + 1) * size_t(hd))), ctx.n_threads);
+}
+
+void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logits, bool all_logits,
+                    const ExecContext& ctx) const {
+  LlamaState& s = static_cast<LlamaState&>(rs);
+  const ops::Kernels& k = ctx.k;
+  const size_t dim = size_t(c_.dim), qd = size_t(c_.q_dim()), kvd = size_t(c_.kv_dim());
+  const size_t hid = size_t(c_.hidden_dim), half = size_t(c_.head_dim / 2);
+
+  for (int i = 0; i < n; ++i) {
+    embedding_row(ctx, *tok_embd_, tokens[i], s.x.data() + size_t(i) * dim);
+    for (size_t j = 0; j < half; ++j) {
+      const float angle = float(pos + i) * freqs_[j];
+      s.rope_cos[size_t(i) * half + j] = std::cos(angle);
+      s.rope_sin[size_t(i) * half + j] = std::sin(angle);
+    }
+  }
+
+  for (int l = 0; l < c_.n_layers; ++l) {
+    const LayerWeights& w = layers_[size_t(l)];
+    const float* an = static_cast<const float*>(w.attn_norm->data);
+    const float* fn = static_cast<const float*>(w.ffn_norm->data);
+
+    // Attention block: xb = rmsnorm(x); q, k, v = xb Wq, xb Wk, xb Wv
+    for (int i = 0; i < n; ++i) k.rmsnorm(s.xb.data() + i * dim, s.x.data() + i * dim, an, dim, c_.rms_eps);
+    linear(ctx, *w.wq, s.xb.data(), s.q.data(), n);
+    linear(ctx, *w.wk, s.xb.data(), s.k.data(), n);
+    linear(ctx, *w.wv, s.xb.data(), s.v.data(), n);
+    for (int i = 0; i < n; ++i) {
+      const float* cs = s.rope_cos.data() + size_t(i) * half;
+      const float* sn = s.rope_sin.data() + size_t(i) * half;
+      ops::rope(s.q.data() + i * qd, size_t(c_.n_heads), size_t(c_.head_dim), cs, sn);
+      ops::rope(s.k.data() + i * kvd, size_t(c_.n_kv_heads), size_t(c_.head_dim), cs, sn);
+      std::copy_n(s.k.data() + i * kvd, kvd, s.cache.key(l, pos + i));
+      std::copy_n(s.v.data() + i * kvd, kvd, s.cache.value(l, pos + i));
+    }
+    attention(s, l, n, pos, ctx);
+    linear(ctx, *w.wo, s.att_out.data(), s.xb2.data(), n);
+    for (int i = 0; i < n; ++i) k.add(s.x.data() + i * dim, s.xb2.data() + i * dim, dim);
+
+    // Feed-forward block: x += W_down (silu(xb W_gate) * (xb W_up))
+    for (int i = 0; i < n; ++i) k.rmsnorm(s.xb.data() + i * dim, s.x.data() + i * dim, fn, dim, c_.rms_eps);
+    linear(ctx, *w.w_gate, s.xb.data(), s.hb.data(), n);
+    linear(ctx, *w.w_up, s.xb.data(), s.hb2.data(), n);
+    for (int i = 0; i < n; ++i) k.swiglu(s.hb.data() + i * hid, s.hb2.data() + i * hid, hid);
+    linear(ctx, *w.w_down, s.hb.data(), s.xb2.data(), n);
+    for (int i = 0; i < n; ++i) k.add(s.x.data() + i * dim, s.xb2.data() + i * dim, dim);
+  }
+
+  const float* onw = static_cast<const float*>(out_norm_->data);
+  const int first = all_logits ? 0 : n - 1;
+  for (int i = first; i < n; ++i) k.rmsnorm(s.xb.data() + i * dim, s.x.data() + i * dim, onw, dim, c_.rms_eps);
+  linear(ctx, *output_, s.xb.data() + size_t(first) * dim, logits, n - first);
+}
+
+std::unique_ptr<Architecture> make_llama(const WeightFile& wf) { return std::make_unique<Llama>(wf); }
+
+}  // namespace
+
+void register_llama() { register_architecture("llama", make_llama); }
+
+}  // namespace qkv

@@ -1,0 +1,20 @@
+// Baseline x86-64 kernels (SSE2): run on any x86-64 CPU.
+#define QKV_ISA_NS isa_sse2
+#define QKV_ARCH xsimd::sse2
+#include "ops/simd_kernels.h"
+
+namespace qkv::ops::isa_sse2 {
+
+// SSE2 has no fused multiply-add.
+inline vf fmadd(vf a, vf b, vf c) { return a * b + c; }
+
+// SSE2 has no f16 conversion instruction (F16C came later): convert in scalar.
+inline vf load_f16(const uint16_t* p) {
+  alignas(16) float tmp[W];
+  for (size_t i = 0; i < W; ++i) tmp[i] = f16_to_f32(p[i]);
+  return vf::load_aligned(tmp);
+}
+
+}  // namespace qkv::ops::isa_sse2
+
+const qkv::ops::Kernels& qkv::ops::sse2_kernels() { return isa_sse2::table("sse2"); }

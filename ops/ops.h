@@ -1,0 +1,79 @@
+// qkv kernels: plain pointers and sizes in, no model knowledge.
+//
+// Every kernel exists once as a scalar reference (reference.cpp, the truth the
+// tests compare against) and once per instruction set (isa_*.cpp, built from
+// simd_kernels.h with that ISA's compiler flags). The engine picks one table
+// at start-up; kernels are single-threaded and work on an index range so the
+// engine's thread pool can split them.
+//
+// Conventions:
+//   - matrices are row-major; a weight matrix W: (rows, n) holds one output
+//     row per line, as llama2.c and GGUF store them (GGUF ne[0] == n).
+//   - f16 is IEEE half precision stored as uint16_t; bf16 likewise.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace qkv::ops {
+
+struct Kernels {
+  const char* isa;  // "scalar", "sse2", "avx2", "avx512"
+
+  // sum_i a[i] * b[i]
+  float (*dot)(const float* a, const float* b, size_t n);
+
+  // y[r] = W[r, :] . x for r in [r0, r1)
+  // w: (rows, n), x: (n), y: (rows)
+  void (*matvec_f32)(const float* w, const float* x, float* y, size_t n, size_t r0, size_t r1);
+  void (*matvec_f16)(const uint16_t* w, const float* x, float* y, size_t n, size_t r0, size_t r1);
+
+  // Y[m, r] = W[r, :] . X[m, :] for m in [0, M), r in [r0, r1)
+  // w: (rows, n), x: (M, n), y: (M, ldy)
+  void (*matmul_f32)(const float* w, const float* x, float* y, size_t M, size_t n, size_t ldy,
+                     size_t r0, size_t r1);
+  void (*matmul_f16)(const uint16_t* w, const float* x, float* y, size_t M, size_t n, size_t ldy,
+                     size_t r0, size_t r1);
+
+  // out[i] = w[i] * x[i] / sqrt(mean(x^2) + eps); out may alias x
+  void (*rmsnorm)(float* out, const float* x, const float* w, size_t n, float eps);
+
+  // x = exp(x - max(x)) / sum(exp(x - max(x))), in place
+  void (*softmax)(float* x, size_t n);
+
+  // gate[i] = silu(gate[i]) * up[i]
+  void (*swiglu)(float* gate, const float* up, size_t n);
+
+  // y[i] += x[i]
+  void (*add)(float* y, const float* x, size_t n);
+
+  // One query against n cached positions of one head:
+  //   att[t] = softmax_t(q . k_t * scale), out = sum_t att[t] * v_t
+  // q: (head_dim); k_t = k + t * kv_stride, v_t = v + t * kv_stride;
+  // att: (n) scratch that receives the probabilities; out: (head_dim)
+  void (*attention)(const float* q, const float* k, const float* v, size_t kv_stride,
+                    size_t head_dim, size_t n, float scale, float* att, float* out);
+
+  void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
+};
+
+// The scalar reference: simple loops, sequential sums.
+const Kernels& reference_kernels();
+
+// Per-ISA tables. Calling a table's kernels on a CPU without that ISA is
+// undefined: the engine's CPU probe decides which may be used.
+const Kernels& sse2_kernels();
+const Kernels& avx2_kernels();
+const Kernels& avx512_kernels();
+
+// Rotate adjacent pairs (2i, 2i+1) of each of n_heads heads of x by the angle
+// whose cosine and sine are cos[i], sin[i]; x: (n_heads, head_dim),
+// cos, sin: (head_dim / 2). Too small to need a SIMD version.
+void rope(float* x, size_t n_heads, size_t head_dim, const float* cos, const float* sin);
+
+// Scalar conversions, exact (round to nearest even for f32 -> f16).
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+float bf16_to_f32(uint16_t h);
+
+}  // namespace qkv::ops

@@ -1,0 +1,165 @@
+// Scalar reference kernels: the plainest loops, sums in index order, like
+// llama2.c's run.c. Tests compare every SIMD kernel against these.
+#include <cmath>
+#include <cstring>
+
+#include "ops/ops.h"
+
+namespace qkv::ops {
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t mant = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0x1f) {  // inf or nan
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else if (exp != 0) {  // normal
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
+  } else if (mant == 0) {  // zero
+    bits = sign;
+  } else {  // subnormal: normalise
+    int e = -1;
+    do {
+      mant <<= 1;
+      ++e;
+    } while (!(mant & 0x400));
+    bits = sign | uint32_t(112 - e) << 23 | ((mant & 0x3ff) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = uint16_t((x >> 16) & 0x8000);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) return uint16_t(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0));
+  if (ax >= 0x477ff000u) return uint16_t(sign | 0x7c00);  // rounds to inf
+  if (ax < 0x38800000u) {  // subnormal or zero in f16
+    if (ax < 0x33000000u) return sign;
+    const uint32_t e = ax >> 23;
+    const uint32_t m = (ax & 0x7fffff) | 0x800000;
+    const uint32_t shift = 126 - e;  // 14 + (112 - e) ... keeps 10 bits
+    uint32_t v = m >> (shift - 0);
+    const uint32_t rem = m & ((1u << shift) - 1);
+    const uint32_t half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (v & 1))) ++v;
+    return uint16_t(sign | v);
+  }
+  uint32_t v = ((ax >> 13) - (112u << 10));
+  const uint32_t rem = ax & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (v & 1))) ++v;
+  return uint16_t(sign | v);
+}
+
+float bf16_to_f32(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+void rope(float* x, size_t n_heads, size_t head_dim, const float* cos, const float* sin) {
+  for (size_t h = 0; h < n_heads; ++h) {
+    float* xh = x + h * head_dim;
+    for (size_t i = 0; i < head_dim / 2; ++i) {
+      const float x0 = xh[2 * i], x1 = xh[2 * i + 1];
+      xh[2 * i] = x0 * cos[i] - x1 * sin[i];
+      xh[2 * i + 1] = x0 * sin[i] + x1 * cos[i];
+    }
+  }
+}
+
+namespace {
+
+float dot_ref(const float* a, const float* b, size_t n) {
+  float s = 0.0f;
+  for (size_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void matvec_f32_ref(const float* w, const float* x, float* y, size_t n, size_t r0, size_t r1) {
+  for (size_t r = r0; r < r1; ++r) y[r] = dot_ref(w + r * n, x, n);
+}
+
+void matvec_f16_ref(const uint16_t* w, const float* x, float* y, size_t n, size_t r0, size_t r1) {
+  for (size_t r = r0; r < r1; ++r) {
+    float s = 0.0f;
+    for (size_t i = 0; i < n; ++i) s += f16_to_f32(w[r * n + i]) * x[i];
+    y[r] = s;
+  }
+}
+
+void matmul_f32_ref(const float* w, const float* x, float* y, size_t M, size_t n, size_t ldy,
+                    size_t r0, size_t r1) {
+  for (size_t m = 0; m < M; ++m) matvec_f32_ref(w, x + m * n, y + m * ldy, n, r0, r1);
+}
+
+void matmul_f16_ref(const uint16_t* w, const float* x, float* y, size_t M, size_t n, size_t ldy,
+                    size_t r0, size_t r1) {
+  for (size_t m = 0; m < M; ++m) matvec_f16_ref(w, x + m * n, y + m * ldy, n, r0, r1);
+}
+
+void rmsnorm_ref(float* out, const float* x, const float* w, size_t n, float eps) {
+  float ss = 0.0f;
+  for (size_t i = 0; i < n; ++i) ss += x[i] * x[i];
+  ss /= float(n);
+  ss += eps;
+  ss = 1.0f / std::sqrt(ss);
+  for (size_t i = 0; i < n; ++i) out[i] = w[i] * (ss * x[i]);
+}
+
+void softmax_ref(float* x, size_t n) {
+  if (n == 0) return;
+  float max_val = x[0];
+  for (size_t i = 1; i < n; ++i) max_val = x[i] > max_val ? x[i] : max_val;
+  float sum = 0.0f;
+  for (size_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max_val);
+    sum += x[i];
+  }
+  for (size_t i = 0; i < n; ++i) x[i] /= sum;
+}
+
+void swiglu_ref(float* gate, const float* up, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    float v = gate[i];
+    v *= 1.0f / (1.0f + std::exp(-v));
+    gate[i] = v * up[i];
+  }
+}
+
+void add_ref(float* y, const float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void attention_ref(const float* q, const float* k, const float* v, size_t kv_stride,
+                   size_t head_dim, size_t n, float scale, float* att, float* out) {
+  for (size_t t = 0; t < n; ++t) att[t] = dot_ref(q, k + t * kv_stride, head_dim) * scale;
+  softmax_ref(att, n);
+  for (size_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
+  for (size_t t = 0; t < n; ++t) {
+    const float* vt = v + t * kv_stride;
+    for (size_t i = 0; i < head_dim; ++i) out[i] += att[t] * vt[i];
+  }
+}
+
+void f16_to_f32_ref(const uint16_t* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+}
+
+}  // namespace
+
+const Kernels& reference_kernels() {
+  static const Kernels k = {
+      "scalar",       dot_ref,     matvec_f32_ref, matvec_f16_ref, matmul_f32_ref,
+      matmul_f16_ref, rmsnorm_ref, softmax_ref,    swiglu_ref,     add_ref,
+      attention_ref,  f16_to_f32_ref,
+  };
+  return k;
+}
+
+}  // namespace qkv::ops

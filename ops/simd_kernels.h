@@ -1,0 +1,232 @@
+// SIMD kernels written once with xsimd, instantiated per ISA by isa_*.cpp.
+//
+// Include this only from an isa_*.cpp file, after defining QKV_ISA_NS (a
+// namespace unique to that translation unit) and specialising the Isa traits
+// (fused multiply-add and the f16 -> f32 load). Everything here lives in that
+// namespace so no symbol compiled with one ISA's flags can be picked by the
+// linker for another.
+#pragma once
+
+#include <xsimd/xsimd.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "ops/ops.h"
+
+namespace qkv::ops::QKV_ISA_NS {
+
+using Arch = QKV_ARCH;
+using vf = xsimd::batch<float, Arch>;
+constexpr size_t W = vf::size;  // floats per vector
+
+// Provided by the including TU: fused a*b+c, and load of W halves as floats.
+inline vf fmadd(vf a, vf b, vf c);
+inline vf load_f16(const uint16_t* p);
+
+inline vf load(const float* p) { return vf::load_unaligned(p); }
+inline vf load(const uint16_t* p) { return load_f16(p); }
+inline float widen(float x) { return x; }
+inline float widen(uint16_t h) { return f16_to_f32(h); }
+
+inline float reduce_add(vf v) { return xsimd::hadd(v); }
+
+inline float reduce_max(vf v) {
+  alignas(64) float lanes[W];
+  v.store_aligned(lanes);
+  float m = lanes[0];
+  for (size_t i = 1; i < W; ++i) m = lanes[i] > m ? lanes[i] : m;
+  return m;
+}
+
+// ---------------------------------------------------------------- dot
+
+inline float dot(const float* a, const float* b, size_t n) {
+  // Four independent accumulators hide the FMA latency.
+  vf s0(0.0f), s1(0.0f), s2(0.0f), s3(0.0f);
+  size_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    s0 = fmadd(load(a + i), load(b + i), s0);
+    s1 = fmadd(load(a + i + W), load(b + i + W), s1);
+    s2 = fmadd(load(a + i + 2 * W), load(b + i + 2 * W), s2);
+    s3 = fmadd(load(a + i + 3 * W), load(b + i + 3 * W), s3);
+  }
+  for (; i + W <= n; i += W) s0 = fmadd(load(a + i), load(b + i), s0);
+  float s = reduce_add((s0 + s1) + (s2 + s3));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// ---------------------------------------------------------------- matmul
+//
+// Register tile: RM input rows (tokens) x RN weight rows. Each of the RM*RN
+// accumulators is one independent dot product; every loaded vector of X is
+// reused RN times and every vector of W RM times.
+//   w: (rows, n), x: (M, n), y: (M, ldy)
+template <int RM, int RN, class T>
+inline void tile(const T* w, const float* x, float* y, size_t n, size_t ldy, size_t m0,
+                 size_t r0) {
+  vf acc[RM][RN];
+  for (int i = 0; i < RM; ++i)
+    for (int j = 0; j < RN; ++j) acc[i][j] = vf(0.0f);
+  size_t k = 0;
+  for (; k + W <= n; k += W) {
+    vf wv[RN];
+    for (int j = 0; j < RN; ++j) wv[j] = load(w + (r0 + j) * n + k);
+    for (int i = 0; i < RM; ++i) {
+      const vf xv = load(x + (m0 + i) * n + k);
+      for (int j = 0; j < RN; ++j) acc[i][j] = fmadd(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < RM; ++i) {
+    for (int j = 0; j < RN; ++j) {
+      float s = reduce_add(acc[i][j]);
+      const T* wr = w + (r0 + j) * n;
+      const float* xr = x + (m0 + i) * n;
+      for (size_t kk = k; kk < n; ++kk) s += widen(wr[kk]) * xr[kk];
+      y[(m0 + i) * ldy + r0 + j] = s;
+    }
+  }
+}
+
+// All weight rows in [r0, r1) against input rows [m0, m0 + RM).
+template <int RM, int RN, class T>
+inline void tile_rows(const T* w, const float* x, float* y, size_t n, size_t ldy, size_t m0,
+                      size_t r0, size_t r1) {
+  size_t r = r0;
+  for (; r + RN <= r1; r += RN) tile<RM, RN>(w, x, y, n, ldy, m0, r);
+  for (; r < r1; ++r) tile<RM, 1>(w, x, y, n, ldy, m0, r);
+}
+
+template <class T>
+inline void matmul(const T* w, const float* x, float* y, size_t M, size_t n, size_t ldy, size_t r0,
+                   size_t r1) {
+  size_t m = 0;
+  for (; m + 4 <= M; m += 4) tile_rows<4, 4>(w, x, y, n, ldy, m, r0, r1);
+  for (; m < M; ++m) tile_rows<1, 8>(w, x, y, n, ldy, m, r0, r1);
+}
+
+template <class T>
+inline void matvec(const T* w, const float* x, float* y, size_t n, size_t r0, size_t r1) {
+  tile_rows<1, 8>(w, x, y, n, 0, 0, r0, r1);
+}
+
+// ---------------------------------------------------------------- elementwise
+
+inline void rmsnorm(float* out, const float* x, const float* w, size_t n, float eps) {
+  vf acc(0.0f);
+  size_t i = 0;
+  for (; i + W <= n; i += W) {
+    const vf v = load(x + i);
+    acc = fmadd(v, v, acc);
+  }
+  float ss = reduce_add(acc);
+  for (; i < n; ++i) ss += x[i] * x[i];
+  const float scale = 1.0f / std::sqrt(ss / float(n) + eps);
+  const vf vs(scale);
+  i = 0;
+  for (; i + W <= n; i += W) (load(w + i) * (vs * load(x + i))).store_unaligned(out + i);
+  for (; i < n; ++i) out[i] = w[i] * (scale * x[i]);
+}
+
+inline void softmax(float* x, size_t n) {
+  if (n == 0) return;
+  float mx = x[0];
+  size_t i = 0;
+  if (n >= W) {
+    vf m = load(x);
+    for (i = W; i + W <= n; i += W) m = xsimd::max(m, load(x + i));
+    mx = reduce_max(m);
+  }
+  for (; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  const vf vmx(mx);
+  vf vsum(0.0f);
+  i = 0;
+  for (; i + W <= n; i += W) {
+    const vf e = xsimd::exp(load(x + i) - vmx);
+    e.store_unaligned(x + i);
+    vsum += e;
+  }
+  float sum = reduce_add(vsum);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const vf inv(1.0f / sum);
+  i = 0;
+  for (; i + W <= n; i += W) (load(x + i) * inv).store_unaligned(x + i);
+  for (; i < n; ++i) x[i] *= 1.0f / sum;
+}
+
+inline void swiglu(float* gate, const float* up, size_t n) {
+  const vf one(1.0f);
+  size_t i = 0;
+  for (; i + W <= n; i += W) {
+    const vf g = load(gate + i);
+    const vf silu = g / (one + xsimd::exp(-g));
+    (silu * load(up + i)).store_unaligned(gate + i);
+  }
+  for (; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+inline void add(float* y, const float* x, size_t n) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) (load(y + i) + load(x + i)).store_unaligned(y + i);
+  for (; i < n; ++i) y[i] += x[i];
+}
+
+// ---------------------------------------------------------------- attention
+
+inline void attention(const float* q, const float* k, const float* v, size_t kv_stride,
+                      size_t head_dim, size_t n, float scale, float* att, float* out) {
+  // scores: att[t] = q . k_t * scale
+  for (size_t t = 0; t < n; ++t) att[t] = dot(q, k + t * kv_stride, head_dim) * scale;
+  softmax(att, n);
+  // out = sum_t att[t] * v_t
+  size_t i = 0;
+  for (; i + W <= head_dim; i += W) {
+    vf acc0(0.0f), acc1(0.0f);
+    size_t t = 0;
+    for (; t + 2 <= n; t += 2) {
+      acc0 = fmadd(vf(att[t]), load(v + t * kv_stride + i), acc0);
+      acc1 = fmadd(vf(att[t + 1]), load(v + (t + 1) * kv_stride + i), acc1);
+    }
+    for (; t < n; ++t) acc0 = fmadd(vf(att[t]), load(v + t * kv_stride + i), acc0);
+    (acc0 + acc1).store_unaligned(out + i);
+  }
+  for (; i < head_dim; ++i) {
+    float s = 0.0f;
+    for (size_t t = 0; t < n; ++t) s += att[t] * v[t * kv_stride + i];
+    out[i] = s;
+  }
+}
+
+inline void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) load_f16(src + i).store_unaligned(dst + i);
+  for (; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+}
+
+inline const Kernels& table(const char* name) {
+  static const Kernels k = {
+      name,
+      dot,
+      matvec<float>,
+      matvec<uint16_t>,
+      matmul<float>,
+      matmul<uint16_t>,
+      rmsnorm,
+      softmax,
+      swiglu,
+      add,
+      attention,
+      f16_to_f32_n,
+  };
+  return k;
+}
+
+}  // namespace qkv::ops::QKV_ISA_NS

@@ -1,0 +1,151 @@
+// qkv generate: text from a model, streamed to stdout; timings to stderr.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "engine/qkv.hpp"
+#include "tools/args.h"
+
+namespace qkv::cli {
+namespace {
+
+const char* kHelp =
+    "usage: qkv generate [-m MODEL] [-z TOKENIZER] [-p PROMPT | -f FILE] [options]\n"
+    "\n"
+    "  -m, --model FILE        weights: llama2.c .bin or GGUF (default $QKV_MODELS_DIR/stories260K.bin)\n"
+    "  -z, --tokenizer FILE    llama2.c tokenizer.bin (needed for .bin models; default for the\n"
+    "                          default model: $QKV_MODELS_DIR/tok512.bin)\n"
+    "  -p, --prompt TEXT       prompt (default: empty, the model starts from BOS)\n"
+    "  -f, --file FILE         read the prompt from a file\n"
+    "  -n, --n-predict N       tokens to generate (default 256; -1: until end of text or full context)\n"
+    "  -c, --ctx-size N        context size (default: the model's, at most 4096)\n"
+    "  -b, --batch-size N      prompt tokens per forward pass (default 512)\n"
+    "  -t, --threads N         threads for generation (default: physical cores)\n"
+    "  -tb, --threads-batch N  threads for the prompt (default: same as -t)\n"
+    "      --temp T            temperature, 0 = greedy (default 0.8)\n"
+    "      --top-k K           keep the K most likely tokens, 0 = off (default 40)\n"
+    "      --top-p P           keep the smallest set with probability >= P, 1 = off (default 0.95)\n"
+    "      --min-p P           drop tokens less likely than P x the best, 0 = off (default 0.05)\n"
+    "      --repeat-penalty R  penalise recent tokens, 1 = off (default 1.0)\n"
+    "      --repeat-last-n N   how many recent tokens (default 64)\n"
+    "  -s, --seed S            random seed (default: from the clock; printed to stderr)\n"
+    "  -h, --help              this text\n";
+
+struct Options {
+  std::string model, tokenizer, prompt, prompt_file;
+  bool have_prompt = false;
+  int n_predict = 256;
+  SessionOptions session;
+  SamplerParams sampler;
+  bool have_seed = false;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw UsageError("-f: cannot read prompt file '" + path + "'");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  ArgWalker a(argc, argv);
+  while (a.next()) {
+    const std::string f = a.flag();
+    if (f == "-h" || f == "--help") {
+      std::fputs(kHelp, stdout);
+      std::exit(0);
+    } else if (f == "-m" || f == "--model") o.model = a.value();
+    else if (f == "-z" || f == "--tokenizer") o.tokenizer = a.value();
+    else if (f == "-p" || f == "--prompt") { o.prompt = a.value(); o.have_prompt = true; }
+    else if (f == "-f" || f == "--file") o.prompt_file = a.value();
+    else if (f == "-n" || f == "--n-predict") o.n_predict = int(parse_int(f, a.value(), -1, 1 << 30));
+    else if (f == "-c" || f == "--ctx-size") o.session.n_ctx = int(parse_int(f, a.value(), 1, 1 << 20));
+    else if (f == "-b" || f == "--batch-size") o.session.n_batch = int(parse_int(f, a.value(), 1, 65536));
+    else if (f == "-t" || f == "--threads") o.session.n_threads = int(parse_int(f, a.value(), 1, 512));
+    else if (f == "-tb" || f == "--threads-batch") o.session.n_threads_batch = int(parse_int(f, a.value(), 1, 512));
+    else if (f == "--temp") o.sampler.temperature = float(parse_float(f, a.value(), 0.0, 1e6));
+    else if (f == "--top-k") o.sampler.top_k = int(parse_int(f, a.value(), 0, 1 << 30));
+    else if (f == "--top-p") o.sampler.top_p = float(parse_float(f, a.value(), 1e-9, 1.0));
+    else if (f == "--min-p") o.sampler.min_p = float(parse_float(f, a.value(), 0.0, 1.0));
+    else if (f == "--repeat-penalty") o.sampler.repeat_penalty = float(parse_float(f, a.value(), 1e-6, 1e6));
+    else if (f == "--repeat-last-n") o.sampler.repeat_last_n = int(parse_int(f, a.value(), 0, 1 << 20));
+    else if (f == "-s" || f == "--seed") {
+      o.sampler.seed = uint64_t(parse_int(f, a.value(), 0, (1ll << 62)));
+      o.have_seed = true;
+    } else {
+      throw UsageError("unknown option '" + f + "' (see qkv generate --help)");
+    }
+  }
+  if (o.have_prompt && !o.prompt_file.empty()) throw UsageError("give either -p or -f, not both");
+  if (!o.prompt_file.empty()) o.prompt = read_file(o.prompt_file);
+  if (o.model.empty()) {
+    o.model = models_dir() + "/stories260K.bin";
+    if (o.tokenizer.empty()) o.tokenizer = models_dir() + "/tok512.bin";
+  }
+  if (!o.have_seed) {
+    o.sampler.seed = uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) & ((1ull << 62) - 1);
+  }
+  return o;
+}
+
+}  // namespace
+
+int cmd_generate(int argc, char** argv) {
+  Options o;
+  try {
+    o = parse(argc, argv);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "qkv generate: %s\n", e.what());
+    return 2;
+  }
+  try {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    LoadOptions lo;
+    lo.tokenizer_path = o.tokenizer;
+    std::shared_ptr<const Model> model = Model::load(o.model, lo);
+    Session session(model, o.session);
+    Sampler sampler(model->info().vocab_size, o.sampler);
+    const double load_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+
+    const std::vector<int> prompt = model->tokenize(o.prompt, true);
+    if (int(prompt.size()) >= session.n_ctx())
+      throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens, which leaves no room in the context of " +
+                  std::to_string(session.n_ctx()) + " (use a larger -c or a shorter prompt)");
+    if (o.sampler.temperature > 0 && !o.have_seed)
+      std::fprintf(stderr, "seed: %llu\n", (unsigned long long)o.sampler.seed);
+
+    std::fputs(model->detokenize(prompt).c_str(), stdout);
+    std::fflush(stdout);
+    const GenerateResult r = generate(session, sampler, prompt, o.n_predict, [&](int tok, const std::string& piece) {
+      if (!model->is_end_of_text(tok)) {
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+      }
+      return true;
+    });
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    if (r.stop == StopReason::ContextFull)
+      std::fprintf(stderr, "qkv: stopped: the context of %d tokens is full\n", session.n_ctx());
+    const int n_gen = int(r.tokens.size());
+    std::fprintf(stderr, "load: %.1f ms  model: %s (%s, %s weights, %d threads, %s kernels)\n", load_ms,
+                 o.model.c_str(), model->info().format.c_str(), model->info().weight_type.c_str(),
+                 session.n_threads(), active_isa().c_str());
+    std::fprintf(stderr, "prompt: %d tokens in %.2f ms (%.1f tokens/s)\n", r.n_prompt, r.prompt_ms,
+                 r.prompt_ms > 0 ? 1000.0 * r.n_prompt / r.prompt_ms : 0.0);
+    std::fprintf(stderr, "generation: %d tokens in %.2f ms (%.1f tokens/s)\n", n_gen, r.gen_ms,
+                 r.gen_ms > 0 ? 1000.0 * n_gen / r.gen_ms : 0.0);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "qkv: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace qkv::cli

@@ -1,0 +1,41 @@
+// qkv: one executable, several subcommands.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+namespace qkv::cli {
+int cmd_generate(int argc, char** argv);
+}
+
+namespace {
+
+void usage(FILE* out) {
+  std::fputs(
+      "usage: qkv <command> [options]\n"
+      "\n"
+      "commands:\n"
+      "  generate   generate text from a model (qkv generate --help)\n"
+      "\n"
+      "environment:\n"
+      "  QKV_MODELS_DIR  where default models are found (default ../shared/models)\n"
+      "  QKV_ISA         force the kernels' instruction set: scalar, sse2, avx2, avx512\n",
+      out);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "generate") return qkv::cli::cmd_generate(argc - 1, argv + 1);
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    usage(stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "qkv: unknown command '%s'\n", cmd.c_str());
+  usage(stderr);
+  return 2;
+}
