@@ -35,7 +35,11 @@ void ThreadPool::run(Job job) {
   }
   cv_.notify_all();
   job.call(job.ctx, 0);
-  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  // Spin while the workers finish; yield if they are slow (more threads than cores).
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+    if (i < kSpinIterations) _mm_pause();
+    else std::this_thread::yield();
+  }
 }
 
 void ThreadPool::worker(int index) {
@@ -43,7 +47,8 @@ void ThreadPool::worker(int index) {
   for (;;) {
     uint64_t g = generation_.load(std::memory_order_acquire);
     for (int i = 0; g == seen && i < kSpinIterations; ++i) {
-      _mm_pause();
+      if (i < kSpinIterations / 4) _mm_pause();
+      else std::this_thread::yield();
       g = generation_.load(std::memory_order_acquire);
     }
     if (g == seen) {

@@ -1,0 +1,144 @@
+// The qkv executable, run as a user would: exact reference text on stdout
+// with --temp 0, one clear error line and a non-zero exit on bad input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#include "test_util.h"
+
+namespace qkv {
+namespace {
+
+using test::model_path;
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+Result run(const std::string& args) {
+  const std::string err_file = "/tmp/qkv-cli-test-" + std::to_string(::getpid()) + ".err";
+  const std::string cmd = "QKV_MODELS_DIR='" + test::models_dir() + "' '" + QKV_CLI_PATH + "' " + args + " 2>" + err_file;
+  Result r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = test::read_file(err_file);
+  std::remove(err_file.c_str());
+  return r;
+}
+
+TEST(Cli, DefaultModelGreedyMatchesLlama2c) {
+  const test::ReferenceCase c = test::load_case("stories260K-once.txt");
+  const Result r = run("generate -p 'Once upon a time' --temp 0 -n 60");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string text = c.kv.at("text");
+  const std::string want = test::unescape(text);
+  ASSERT_GT(r.out.size(), 100u);
+  // 60 tokens of the 196 llama2.c printed: our text is a prefix of its text.
+  EXPECT_EQ(want.substr(0, r.out.size() - 1), r.out.substr(0, r.out.size() - 1));
+  EXPECT_NE(r.err.find("generation:"), std::string::npos);
+  EXPECT_NE(r.err.find("tokens/s"), std::string::npos);
+}
+
+// llama-cli's printed text runs one token past its generated_ids list.
+TEST(Cli, GgufGreedyMatchesLlamaCppTextExactly) {
+  for (const char* name : {"stories260K-gguf-once.txt", "tinyllama-v0-f32-once.txt"}) {
+    const test::ReferenceCase c = test::load_case(name);
+    const Result r = run("generate -m '" + model_path(c.model) + "' -p '" + c.prompt + "' --temp 0 -n " +
+                         std::to_string(c.generated_ids.size() + 1) + " -t 2");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, test::unescape(c.kv.at("text")) + "\n") << name;
+  }
+}
+
+TEST(Cli, Llama2cModelWithTokenizerFlag) {
+  const Result r = run("generate -m '" + model_path("tinyllama-v0.bin") + "' -z '" +
+                       model_path("tinyllama-v0-tok32000.bin") + "' -p 'Once upon a time' --temp 0 -n 20");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.out;
+}
+
+TEST(Cli, SeedMakesSamplingRepeatable) {
+  const Result a = run("generate --seed 7 -n 40 -t 1");
+  const Result b = run("generate --seed 7 -n 40 -t 2");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+}
+
+TEST(Cli, PromptFromFile) {
+  const std::string path = "/tmp/qkv-cli-prompt-" + std::to_string(::getpid()) + ".txt";
+  { std::FILE* f = std::fopen(path.c_str(), "w"); std::fputs("Once upon a time", f); std::fclose(f); }
+  const Result r = run("generate -f '" + path + "' --temp 0 -n 5");
+  std::remove(path.c_str());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Once upon a time, there was a little\n");
+}
+
+TEST(Cli, HelpAndUsage) {
+  EXPECT_EQ(run("generate --help").code, 0);
+  EXPECT_EQ(run("--help").code, 0);
+  EXPECT_EQ(run("").code, 2);
+  EXPECT_EQ(run("frobnicate").code, 2);
+}
+
+// Each bad invocation: the exit code, and a fragment of its one-line message.
+TEST(Cli, BadInputGetsOneClearErrorLine) {
+  struct Case {
+    std::string args;
+    int code;
+    std::string fragment;
+  };
+  const std::vector<Case> cases = {
+      {"generate -m /nonexistent.gguf", 1, "cannot open"},
+      {"generate -m '" + model_path("stories260K.bin") + "'", 1, "no tokenizer"},
+      {"generate -m '" + model_path("tinyllama-v0-q4_0.gguf") + "'", 1, "Q4_0"},
+      {"generate --bogus", 2, "unknown option"},
+      {"generate -n abc", 2, "not an integer"},
+      {"generate -n -5", 2, "out of range"},
+      {"generate -c 0", 2, "out of range"},
+      {"generate -t 0", 2, "out of range"},
+      {"generate -t 100000", 2, "out of range"},
+      {"generate --temp -1", 2, "out of range"},
+      {"generate --top-p 0", 2, "out of range"},
+      {"generate --top-p 1.5", 2, "out of range"},
+      {"generate --top-k -1", 2, "out of range"},
+      {"generate -p", 2, "missing value"},
+      {"generate -f /nonexistent/prompt.txt", 2, "cannot read"},
+      {"generate -p x -f y", 2, "either -p or -f"},
+      {"generate -c 3 -p 'Once upon a time'", 1, "context"},
+  };
+  for (const Case& c : cases) {
+    const Result r = run(c.args);
+    EXPECT_EQ(r.code, c.code) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.fragment), std::string::npos) << c.args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.args << ": " << r.err;
+  }
+}
+
+TEST(Cli, ForcedIsaThatDoesNotExistIsAnError) {
+  const std::string cmd = "QKV_ISA=neon generate -n 3";
+  const Result r = run("generate -n 3");  // sanity: works without
+  EXPECT_EQ(r.code, 0);
+  Result bad;
+  {
+    const std::string err_file = "/tmp/qkv-cli-isa-" + std::to_string(::getpid());
+    const std::string full = "QKV_MODELS_DIR='" + test::models_dir() + "' QKV_ISA=neon '" + QKV_CLI_PATH +
+                             "' generate -n 3 >/dev/null 2>" + err_file;
+    const int status = std::system(full.c_str());
+    bad.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    bad.err = test::read_file(err_file);
+    std::remove(err_file.c_str());
+  }
+  EXPECT_EQ(bad.code, 1) << cmd;
+  EXPECT_NE(bad.err.find("unknown instruction set"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace qkv

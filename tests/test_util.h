@@ -1,0 +1,86 @@
+// Helpers for the tests: where the shared files are, and the reference cases
+// written by llama2.c and llama.cpp (../shared/reference/README.md).
+#pragma once
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace qkv::test {
+
+inline std::string models_dir() {
+  const char* env = std::getenv("QKV_MODELS_DIR");
+  return env && *env ? env : QKV_DEFAULT_MODELS_DIR;
+}
+inline std::string model_path(const std::string& name) { return models_dir() + "/" + name; }
+inline std::string reference_path(const std::string& name) {
+  const char* env = std::getenv("QKV_REFERENCE_DIR");
+  return std::string(env && *env ? env : QKV_DEFAULT_REFERENCE_DIR) + "/" + name;
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Undo the case files' escapes: \n, \r, \\.
+inline std::string unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      const char c = s[++i];
+      out += c == 'n' ? '\n' : c == 'r' ? '\r' : c;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+template <class T>
+std::vector<T> parse_list(const std::string& s) {
+  std::vector<T> v;
+  std::istringstream in(s);
+  T x;
+  while (in >> x) v.push_back(x);
+  return v;
+}
+
+struct ReferenceCase {
+  std::string file;
+  std::map<std::string, std::string> kv;
+  std::string model, tokenizer, prompt, engine;
+  std::vector<int> prompt_ids, generated_ids;
+  std::map<int, std::vector<float>> logits_at;  // position -> (vocab)
+  int positions = 0;
+};
+
+inline ReferenceCase load_case(const std::string& name) {
+  ReferenceCase c;
+  c.file = reference_path(name);
+  std::ifstream f(c.file);
+  std::string line;
+  while (std::getline(f, line)) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon), value = line.substr(colon + 1);
+    if (!value.empty() && value[0] == ' ') value.erase(0, 1);
+    if (key.rfind("logits_at_", 0) == 0) c.logits_at[std::atoi(key.c_str() + 10)] = parse_list<float>(value);
+    c.kv[key] = value;
+  }
+  c.model = c.kv["model"];
+  c.tokenizer = c.kv["tokenizer"];
+  c.engine = c.kv["engine"];
+  c.prompt = unescape(c.kv["prompt"]);
+  c.prompt_ids = parse_list<int>(c.kv["prompt_ids"]);
+  c.generated_ids = parse_list<int>(c.kv["generated_ids"]);
+  c.positions = std::atoi(c.kv["positions"].c_str());
+  return c;
+}
+
+}  // namespace qkv::test
