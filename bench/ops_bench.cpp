@@ -1,0 +1,111 @@
+// Kernel microbenchmarks on every instruction set this machine runs, at the
+// shapes of real models (stories15M/42M/110M: dim 288/512/768).
+//   build/bin/qkv_ops_bench --benchmark_filter=matvec
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/cpu.h"
+#include "ops/ops.h"
+
+namespace {
+
+using qkv::ops::Kernels;
+
+std::vector<float> randn(size_t n) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+void set_rates(benchmark::State& st, double flops, double bytes) {
+  st.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// y = W x, W: (rows, n)
+void matvec(benchmark::State& st, const Kernels* k, size_t rows, size_t n) {
+  const auto w = randn(rows * n), x = randn(n);
+  std::vector<float> y(rows);
+  for (auto _ : st) {
+    k->matvec_f32(w.data(), x.data(), y.data(), n, 0, rows);
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_rates(st, 2.0 * rows * n, 4.0 * (rows * n + n + rows));
+}
+
+// Y = X W^T for a 128-token prompt batch
+void matmul(benchmark::State& st, const Kernels* k, size_t rows, size_t n, size_t M) {
+  const auto w = randn(rows * n), x = randn(M * n);
+  std::vector<float> y(M * rows);
+  for (auto _ : st) {
+    k->matmul_f32(w.data(), x.data(), y.data(), M, n, rows, 0, rows);
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_rates(st, 2.0 * rows * n * M, 4.0 * (rows * n + M * n + M * rows));
+}
+
+void softmax(benchmark::State& st, const Kernels* k, size_t n) {
+  const auto src = randn(n);
+  std::vector<float> x(n);
+  for (auto _ : st) {
+    x = src;
+    k->softmax(x.data(), n);
+    benchmark::DoNotOptimize(x.data());
+  }
+  set_rates(st, 4.0 * n, 8.0 * n);
+}
+
+void rmsnorm(benchmark::State& st, const Kernels* k, size_t n) {
+  const auto x = randn(n), w = randn(n);
+  std::vector<float> out(n);
+  for (auto _ : st) {
+    k->rmsnorm(out.data(), x.data(), w.data(), n, 1e-5f);
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_rates(st, 4.0 * n, 12.0 * n);
+}
+
+// One query head over ctx cached positions (head_dim 64, 12 interleaved heads).
+void attention(benchmark::State& st, const Kernels* k, size_t ctx) {
+  const size_t hd = 64, stride = 12 * hd;
+  const auto q = randn(hd), kc = randn(ctx * stride), vc = randn(ctx * stride);
+  std::vector<float> att(ctx), out(hd);
+  for (auto _ : st) {
+    k->attention(q.data(), kc.data(), vc.data(), stride, hd, ctx, 0.125f, att.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_rates(st, 4.0 * ctx * hd, 8.0 * ctx * hd);
+}
+
+int register_all() {
+  for (const Kernels* k : qkv::available_kernels()) {
+    const std::string isa = k->isa;
+    for (size_t dim : {288, 512, 768}) {
+      benchmark::RegisterBenchmark(("matvec/" + isa + "/" + std::to_string(dim) + "x" + std::to_string(dim)).c_str(),
+                                   matvec, k, dim, dim);
+      benchmark::RegisterBenchmark(("matvec/" + isa + "/32000x" + std::to_string(dim)).c_str(), matvec, k,
+                                   size_t(32000), dim);
+      benchmark::RegisterBenchmark(("matmul/" + isa + "/" + std::to_string(dim) + "x" + std::to_string(dim) + "/M128").c_str(),
+                                   matmul, k, dim, dim, size_t(128));
+    }
+    for (size_t n : {256, 1024, 32000}) {
+      benchmark::RegisterBenchmark(("softmax/" + isa + "/" + std::to_string(n)).c_str(), softmax, k, n);
+    }
+    for (size_t n : {288, 768}) benchmark::RegisterBenchmark(("rmsnorm/" + isa + "/" + std::to_string(n)).c_str(), rmsnorm, k, n);
+    for (size_t ctx : {16, 128, 1024})
+      benchmark::RegisterBenchmark(("attention/" + isa + "/ctx" + std::to_string(ctx)).c_str(), attention, k, ctx);
+  }
+  return 0;
+}
+
+const int registered = register_all();
+
+}  // namespace
+
+BENCHMARK_MAIN();
