@@ -2,8 +2,6 @@
 // a crash. The broken files are made here from the shared models.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -17,24 +15,7 @@ namespace qkv {
 namespace {
 
 using test::model_path;
-
-// A temporary file holding the given bytes; removed when it goes out of scope.
-class TempFile {
- public:
-  explicit TempFile(const std::string& bytes, const std::string& suffix = ".bin") {
-    char tmpl[] = "/tmp/qkv-test-XXXXXX";
-    const int fd = mkstemp(tmpl);
-    ::close(fd);
-    path_ = std::string(tmpl) + suffix;
-    std::rename(tmpl, path_.c_str());
-    std::ofstream(path_, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-  }
-  ~TempFile() { std::remove(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempFile;
 
 // Loads and expects an Error whose message contains every fragment.
 void expect_load_error(const std::string& path, std::vector<std::string> fragments, const std::string& tok = "") {

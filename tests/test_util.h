@@ -2,6 +2,9 @@
 // written by llama2.c and llama.cpp (../shared/reference/README.md).
 #pragma once
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -20,6 +23,26 @@ inline std::string reference_path(const std::string& name) {
   const char* env = std::getenv("QKV_REFERENCE_DIR");
   return std::string(env && *env ? env : QKV_DEFAULT_REFERENCE_DIR) + "/" + name;
 }
+
+// A temporary file holding the given bytes; removed when it goes out of scope.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& bytes, const std::string& suffix = ".bin") {
+    char tmpl[] = "/tmp/qkv-test-XXXXXX";
+    const int fd = mkstemp(tmpl);
+    ::close(fd);
+    path_ = std::string(tmpl) + suffix;
+    std::rename(tmpl, path_.c_str());
+    std::ofstream(path_, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 inline std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
