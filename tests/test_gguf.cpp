@@ -115,7 +115,7 @@ std::string rewrite_stories(uint32_t version, bool bf16) {
 std::vector<int> greedy(const std::string& path, int n) {
   const auto model = Model::load(path);
   Session s(model, SessionOptions{});
-  Sampler g(model->info().vocab_size, SamplerParams{0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0});
+  Sampler g(model->info().vocab_size, test::greedy_params());
   return generate(s, g, model->tokenize("Once upon a time", true), n, nullptr).tokens;
 }
 

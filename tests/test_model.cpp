@@ -76,27 +76,24 @@ TEST(KVCache, FullContextThenError) {
   EXPECT_EQ(s.n_past(), 0);
 }
 
-TEST(KVCache, GenerateStopsAtContextLimit) {
+TEST(KVCache, GenerateStopsAtContextLimitAndRefusesLongPrompts) {
   const auto model = stories_bin();
-  SessionOptions so;
-  so.n_ctx = 12;
-  Session s(model, so);
-  Sampler greedy(model->info().vocab_size, SamplerParams{0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0});
   const std::vector<int> prompt = model->tokenize("Once upon a time", true);  // 5 tokens
-  const GenerateResult r = generate(s, greedy, prompt, 100, nullptr);
-  EXPECT_EQ(r.stop, StopReason::ContextFull);
-  EXPECT_EQ(s.n_past(), 12);
-  EXPECT_EQ(r.tokens.size(), 8u);  // 7 fed after the prompt, plus the last sampled
-}
-
-TEST(KVCache, PromptLongerThanContextIsAnError) {
-  const auto model = stories_bin();
-  SessionOptions so;
-  so.n_ctx = 4;
-  Session s(model, so);
-  Sampler greedy(model->info().vocab_size, SamplerParams{0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0});
-  EXPECT_THROW(generate(s, greedy, model->tokenize("Once upon a time", true), 10, nullptr), Error);
-  EXPECT_EQ(s.n_past(), 0);
+  for (int n_ctx : {12, 4}) {
+    SessionOptions so;
+    so.n_ctx = n_ctx;
+    Session s(model, so);
+    Sampler greedy(model->info().vocab_size, test::greedy_params());
+    if (n_ctx < int(prompt.size())) {
+      EXPECT_THROW(generate(s, greedy, prompt, 10, nullptr), Error);
+      EXPECT_EQ(s.n_past(), 0);
+      continue;
+    }
+    const GenerateResult r = generate(s, greedy, prompt, 100, nullptr);
+    EXPECT_EQ(r.stop, StopReason::ContextFull);
+    EXPECT_EQ(s.n_past(), 12);
+    EXPECT_EQ(r.tokens.size(), 8u);  // 7 fed after the prompt, plus the last sampled
+  }
 }
 
 TEST(KVCache, BadTokenIdsAreRefused) {
@@ -119,7 +116,7 @@ ThreadRun run_with_threads(const std::shared_ptr<const Model>& model, int thread
   SessionOptions so;
   so.n_threads = threads;
   Session s(model, so);
-  Sampler greedy(model->info().vocab_size, SamplerParams{0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0});
+  Sampler greedy(model->info().vocab_size, test::greedy_params());
   ThreadRun r;
   const std::vector<int> prompt = model->tokenize("Lily and Tom were playing with a ball", true);
   s.eval(prompt, true);
@@ -183,7 +180,7 @@ TEST(ModelApi, InfoAndDetokenize) {
 TEST(ModelApi, GenerateCallbackCanStop) {
   const auto model = stories_bin();
   Session s(model, SessionOptions{});
-  Sampler greedy(model->info().vocab_size, SamplerParams{0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0});
+  Sampler greedy(model->info().vocab_size, test::greedy_params());
   int calls = 0;
   const GenerateResult r =
       generate(s, greedy, model->tokenize("Once upon a time", true), 100, [&](int, const std::string&) {

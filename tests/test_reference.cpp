@@ -39,7 +39,7 @@ float max_abs_diff(const float* a, const std::vector<float>& b) {
 // token (EOS too) and stops after emitting BOS; llama.cpp ran a fixed count.
 std::vector<int> greedy_ids(Session& s, const test::ReferenceCase& c, size_t count, bool llama2c,
                             std::map<int, float>* logit_diffs) {
-  Sampler greedy(s.model().info().vocab_size, SamplerParams{0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0});
+  Sampler greedy(s.model().info().vocab_size, test::greedy_params());
   s.eval(c.prompt_ids);
   std::vector<int> ids;
   while (ids.size() < count) {
@@ -90,12 +90,7 @@ INSTANTIATE_TEST_SUITE_P(F32Cases, Reference,
                          ::testing::Values("stories260K-once.txt", "stories260K-lily.txt", "stories260K-bos.txt",
                                            "aidreams260K-bos.txt", "tinyllama-v0-once.txt",
                                            "stories260K-gguf-once.txt", "tinyllama-v0-f32-once.txt"),
-                         [](const auto& info) {
-                           std::string s = info.param.substr(0, info.param.size() - 4);
-                           for (char& ch : s)
-                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return s;
-                         });
+                         [](const auto& info) { return test::case_test_name(info.param); });
 
 TEST(ReferenceF16, FollowsF32ForAtLeast100Tokens) {
   if (forced_isa_missing()) GTEST_SKIP() << "QKV_ISA names an instruction set this CPU lacks";

@@ -5,11 +5,12 @@
 #include <map>
 
 #include "engine/qkv.hpp"
+#include "test_util.h"
 
 namespace qkv {
 namespace {
 
-SamplerParams greedy() { return SamplerParams{0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0}; }
+SamplerParams greedy() { return test::greedy_params(); }
 
 TEST(Sampler, GreedyPicksTheFirstMaximum) {
   Sampler s(5, greedy());

@@ -113,12 +113,7 @@ INSTANTIATE_TEST_SUITE_P(AllCases, PromptIds,
                                            "stories260K-gguf-once.txt", "aidreams260K-bos.txt",
                                            "tinyllama-v0-once.txt", "tinyllama-v0-f32-once.txt",
                                            "tinyllama-v0-q8_0-once.txt", "tinyllama-v0-q4_0-once.txt"),
-                         [](const auto& info) {
-                           std::string s = info.param.substr(0, info.param.size() - 4);
-                           for (char& ch : s)
-                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return s;
-                         });
+                         [](const auto& info) { return test::case_test_name(info.param); });
 
 }  // namespace
 }  // namespace qkv

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -12,7 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "engine/qkv.hpp"
+
 namespace qkv::test {
+
+// Greedy decoding, no filters or penalties.
+inline SamplerParams greedy_params() { return SamplerParams{0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0}; }
 
 inline std::string models_dir() {
   const char* env = std::getenv("QKV_MODELS_DIR");
@@ -72,6 +78,14 @@ std::vector<T> parse_list(const std::string& s) {
   T x;
   while (in >> x) v.push_back(x);
   return v;
+}
+
+// A test name from a case file name: "stories260K-once.txt" -> "stories260K_once".
+inline std::string case_test_name(const std::string& file) {
+  std::string s = file.substr(0, file.rfind('.'));
+  for (char& ch : s)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return s;
 }
 
 struct ReferenceCase {
