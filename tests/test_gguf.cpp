@@ -88,6 +88,35 @@ TEST(Gguf, DuplicateKeysAndTensorsAreRefused) {
   EXPECT_THROW(GgufFile g(f2.path()), Error);
 }
 
+TEST(Gguf, GeneralAlignmentIsHonoured) {
+  GgufWriter w(3, 64);
+  w.kv("general.alignment", GgufType::U32, uint32_t(64));
+  const float a[3] = {1, 2, 3}, b[2] = {4, 5};
+  w.tensor("a", 0, {3}, a, sizeof a);
+  w.tensor("b", 0, {2}, b, sizeof b);  // starts at offset 64, not 12 or 32
+  TempFile f(w.bytes(), ".gguf");
+  const GgufFile g(f.path());
+  EXPECT_EQ(g.find_tensor("b")->offset, 64u);
+  EXPECT_EQ(static_cast<const float*>(g.tensor(*g.find_tensor("b")).data)[1], 5.0f);
+  // An alignment that is not a power of two is refused.
+  GgufWriter bad(3);
+  bad.kv("general.alignment", GgufType::U32, uint32_t(48));
+  TempFile fb(bad.bytes(), ".gguf");
+  EXPECT_THROW(GgufFile gb(fb.path()), Error);
+}
+
+TEST(Gguf, UnknownArchitectureIsRefusedByName) {
+  GgufWriter w(3);
+  w.kv_string("general.architecture", "mamba");
+  TempFile f(w.bytes(), ".gguf");
+  try {
+    Model::load(f.path());
+    ADD_FAILURE() << "loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'mamba' is not supported"), std::string::npos) << e.what();
+  }
+}
+
 // stories260K.gguf rewritten: version 2, or every matrix in BF16.
 std::string rewrite_stories(uint32_t version, bool bf16) {
   const GgufFile src(model_path("stories260K.gguf"));
