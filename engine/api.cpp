@@ -6,6 +6,7 @@
 #include "engine/architecture.h"
 #include "engine/cpu.h"
 #include "engine/error.h"
+#include "engine/profiler.h"
 #include "engine/qkv.hpp"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
@@ -91,6 +92,7 @@ struct Session::Impl {
   const Architecture* arch = nullptr;
   const ops::Kernels* kernels = nullptr;
   std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<Profiler> prof;
   std::unique_ptr<RunState> state;
   int n_ctx = 0, n_batch = 0, n_threads = 0, n_threads_batch = 0;
   int n_past = 0;
@@ -126,6 +128,8 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.vocab = c.vocab_size;
   const int pool_size = std::max(s.n_threads, s.n_threads_batch);
   s.pool = std::make_unique<ThreadPool>(pool_size);
+  s.prof = std::make_unique<Profiler>(pool_size);
+  s.pool->set_profiler(s.prof.get());
   s.state = s.arch->new_state(s.n_ctx, s.n_batch, pool_size);
   s.logits.assign(size_t(s.vocab), 0.0f);
 }
@@ -149,9 +153,18 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
   for (int done = 0; done < n;) {
     const int m = std::min(s.n_batch, n - done);
     const int threads = m > 1 ? s.n_threads_batch : s.n_threads;
-    const ExecContext ctx{*s.pool, *s.kernels, threads};
+    const ExecContext ctx{*s.pool, *s.kernels, threads, s.prof.get()};
     float* out = all_logits ? s.logits.data() + size_t(done) * size_t(s.vocab) : s.logits.data();
-    s.arch->forward(*s.state, tokens + done, m, s.n_past, out, all_logits, ctx);
+    if (s.prof->on()) {
+      const Phase phase = m > 1 ? Phase::Prompt : Phase::Generation;
+      s.prof->set_phase(phase);
+      const uint64_t t0 = s.prof->now();
+      s.arch->forward(*s.state, tokens + done, m, s.n_past, out, all_logits, ctx);
+      s.prof->record(0, Profiler::Event{t0, s.prof->now(), 0, Profiler::Kind::Pass, Op::kCount, phase, -1, m,
+                                        nullptr, 0, 0});
+    } else {
+      s.arch->forward(*s.state, tokens + done, m, s.n_past, out, all_logits, ctx);
+    }
     s.n_past += m;
     done += m;
   }
@@ -175,6 +188,21 @@ void Session::truncate(int n_past) {
   if (n_past < 0 || n_past > impl_->n_past)
     throw Error(cat("truncate(", n_past, "): the cache holds ", impl_->n_past, " tokens"));
   impl_->n_past = n_past;
+}
+
+void Session::profile_start() { impl_->prof->start(); }
+void Session::profile_stop() { impl_->prof->stop(); }
+ProfileReport Session::profile_report(double peak_gflops, double peak_gbps) const {
+  return impl_->prof->report(peak_gflops, peak_gbps);
+}
+std::string Session::profile_trace_json() const { return impl_->prof->trace_json(); }
+std::string Session::profile_csv() const { return impl_->prof->csv(); }
+
+int Session::sample(Sampler& sampler) {
+  Profiler* p = impl_->prof.get();
+  p->set_phase(Phase::Generation);
+  const Zone z(p, Op::Sampling, -1, 5.0 * impl_->vocab, 4.0 * impl_->vocab);
+  return sampler.sample(logits());
 }
 
 // ---------------------------------------------------------------- Sampler
@@ -208,7 +236,7 @@ GenerateResult generate(Session& session, Sampler& sampler, const std::vector<in
 
   int prev = prompt.back();
   for (int i = 0; n_predict < 0 || i < n_predict; ++i) {
-    const int tok = sampler.sample(session.logits());
+    const int tok = session.sample(sampler);
     sampler.accept(tok);
     r.tokens.push_back(tok);
     const bool end = model.is_end_of_text(tok);

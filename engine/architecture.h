@@ -25,7 +25,8 @@ class RunState {
 struct ExecContext {
   ThreadPool& pool;
   const ops::Kernels& k;
-  int n_threads;  // how many of the pool's threads this pass may use
+  int n_threads;     // how many of the pool's threads this pass may use
+  Profiler* prof;    // zones are recorded here when it is on (may be null)
 };
 
 class Architecture {

@@ -9,8 +9,10 @@ namespace {
 constexpr size_t kRowBlock = 16;  // rows per scheduling unit (a multiple of the tile)
 }
 
-void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M) {
+void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer) {
   const size_t rows = size_t(w.n_rows()), n = size_t(w.row_len());
+  const Zone zone(ctx.prof, Op::Matmul, layer, 2.0 * double(M) * double(rows) * double(n),
+                  double(w.n_bytes()) + 4.0 * double(M) * double(n + rows), w.name.c_str());
   const size_t blocks = (rows + kRowBlock - 1) / kRowBlock;
   // Enough work per thread to pay for waking it: ~16k multiply-adds.
   const size_t grain = 1 + 16384 / (kRowBlock * n * size_t(M) + 1);

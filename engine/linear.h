@@ -10,7 +10,8 @@
 
 namespace qkv {
 
-void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M);
+// Recorded as a "matmul" zone of `layer` (-1: none) named after the weight.
+void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer);
 
 // Row `row` of an embedding table (rows, n), converted to f32: out (n).
 void embedding_row(const ExecContext& ctx, const Tensor& table, int row, float* out);

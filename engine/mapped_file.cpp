@@ -30,7 +30,8 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     ::close(fd);
     throw Error(cat(path, ": file is empty"));
   }
-  void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  // MAP_POPULATE reads the file in now, so the first token does not pay for page faults.
+  void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
   const int e = errno;
   ::close(fd);
   if (p == MAP_FAILED) throw Error(cat(path, ": cannot map: ", std::strerror(e)));

@@ -63,6 +63,49 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
+// The profiler's aggregated view (see Session::profile_report).
+struct ProfileOpStats {
+  std::string phase, op;  // phase: "prompt" or "generation"
+  int64_t calls = 0;
+  double total_ms = 0, percent = 0;  // percent of the phase's wall time
+  double mean_us = 0, max_us = 0;
+  double flops = 0, bytes = 0;       // declared work, summed over calls
+  double gflops = 0, gbps = 0;
+  double peak_percent = -1;          // of the machine's limit (FLOPs or bytes, whichever binds); -1: unknown
+};
+struct ProfileLayerStats {
+  std::string phase;
+  int layer = 0;
+  double total_ms = 0;
+  std::vector<std::pair<std::string, double>> op_ms;  // per op kind
+};
+struct ProfileThreadStats {
+  int thread = 0;
+  double compute_ms = 0, wait_ms = 0;  // in parallel ops: own work, and waiting at their end
+};
+struct ProfilePhaseStats {
+  std::string phase;
+  int64_t passes = 0, tokens = 0;
+  double wall_ms = 0;       // forward passes (and sampling, for generation)
+  double uncovered_ms = 0;  // wall time inside no zone
+};
+struct ProfileReport {
+  std::vector<ProfilePhaseStats> phases;
+  std::vector<ProfileOpStats> ops;  // per phase, sorted by total time
+  std::vector<ProfileLayerStats> layers;
+  std::vector<ProfileThreadStats> threads;
+  uint64_t dropped_events = 0;
+  std::string to_text() const;  // the tables qkv profile prints
+};
+
+// The machine's limits, measured (see probe_machine).
+struct MachineLimits {
+  int threads = 1;
+  double fma_gflops = 0;  // fp32 FMA peak with the active kernels
+  double read_gbps = 0;   // read bandwidth over a buffer far beyond the caches
+};
+MachineLimits probe_machine(int threads, size_t buffer_bytes = size_t(1) << 30);
+
 struct SessionOptions {
   int n_ctx = 0;            // 0: the model's context length, capped at 4096
   int n_threads = 0;        // 0: one per physical core
@@ -91,11 +134,22 @@ class Session {
   }
   // Logits of the last evaluated token: (vocab_size).
   const float* logits() const;
+  // sampler.sample(logits()), recorded by the profiler as "sampling".
+  int sample(class Sampler& sampler);
   // With all_logits: logits of the i-th token of the last eval call.
   const float* logits_at(int i) const;
 
   void reset();              // empty the KV cache
   void truncate(int n_past); // keep only the first n_past cached tokens
+
+  // Per-op profiling of this session's forward passes (and of sampling in
+  // generate()). start clears what was recorded before.
+  void profile_start();
+  void profile_stop();
+  // peak_*: the machine's limits for the % of peak column (0: unknown).
+  ProfileReport profile_report(double peak_gflops = 0, double peak_gbps = 0) const;
+  std::string profile_trace_json() const;  // Chrome trace events (Perfetto, chrome://tracing)
+  std::string profile_csv() const;         // one row per zone instance
 
   struct Impl;
 

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "engine/profiler.h"
+
 namespace qkv {
 
 class ThreadPool {
@@ -21,6 +23,10 @@ class ThreadPool {
 
   int size() const { return n_; }
 
+  // With a profiler that is on, every chunk is recorded as a slice on its
+  // thread, and the caller's wait for the others as a wait.
+  void set_profiler(Profiler* p) { prof_ = p; }
+
   // fn(begin, end, thread) on each thread's chunk of [0, n), using at most
   // max_threads threads (0: all). Chunks of fewer than `grain` items are not
   // worth waking a thread for.
@@ -28,16 +34,31 @@ class ThreadPool {
   void parallel_for(size_t n, F&& fn, size_t grain = 1, int max_threads = 0) {
     size_t nt = size_t(max_threads > 0 && max_threads < n_ ? max_threads : n_);
     if (grain > 0 && n / grain < nt) nt = n / grain ? n / grain : 1;
-    if (nt <= 1) {
-      if (n) fn(size_t(0), n, 0);
-      return;
-    }
-    auto job = [&](int t) {
-      if (size_t(t) >= nt) return;
-      const size_t b = n * size_t(t) / nt, e = n * size_t(t + 1) / nt;
-      if (b < e) fn(b, e, t);
+    Profiler* const p = prof_ && prof_->on() ? prof_ : nullptr;
+    const uint32_t seq = p ? p->next_seq() : 0;
+    uint64_t caller_done = 0;
+    auto chunk = [&](size_t b, size_t e, int t) {
+      if (!p) return fn(b, e, t);
+      const uint64_t t0 = p->now();
+      fn(b, e, t);
+      const uint64_t t1 = p->now();
+      p->record(t, Profiler::Event{t0, t1, seq, Profiler::Kind::Slice, Op::kCount, p->phase(), -1, 0, nullptr, 0, 0});
+      if (t == 0) caller_done = t1;
     };
-    run(Job{&job, [](void* f, int t) { (*static_cast<decltype(job)*>(f))(t); }});
+    if (nt <= 1) {
+      if (n) chunk(size_t(0), n, 0);
+    } else {
+      auto job = [&](int t) {
+        if (size_t(t) >= nt) return;
+        const size_t b = n * size_t(t) / nt, e = n * size_t(t + 1) / nt;
+        if (b < e) chunk(b, e, t);
+      };
+      run(Job{&job, [](void* f, int t) { (*static_cast<decltype(job)*>(f))(t); }});
+    }
+    if (p && n) {
+      p->record(0, Profiler::Event{caller_done, p->now(), seq, Profiler::Kind::Wait, Op::kCount, p->phase(), -1, 0,
+                                   nullptr, 0, 0});
+    }
   }
 
  private:
@@ -49,6 +70,7 @@ class ThreadPool {
   void worker(int index);
 
   int n_;
+  Profiler* prof_ = nullptr;
   std::vector<std::thread> threads_;
   Job job_{nullptr, nullptr};
   std::atomic<uint64_t> generation_{0};

@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "engine/kv_cache.h"
 #include "engine/linear.h"
+#include "engine/profiler.h"
 
 namespace qkv {
 namespace {
@@ -128,6 +129,10 @@ void Llama::attention(LlamaState& s, int layer, int n, int pos, const ExecContex
   const float* kc = s.cache.key(layer, 0);
   const float* vc = s.cache.value(layer, 0);
   const size_t tasks = size_t(n) * size_t(nh);
+  // Work: QK^T, softmax and AV for every (token, head) over its visible positions.
+  const double positions = double(n) * (double(pos) + 0.5 * double(n + 1));  // sum of (pos + i + 1)
+  const Zone z(ctx.prof, Op::Attention, layer, double(nh) * positions * (4.0 * hd + 5.0),
+               positions * 2.0 * kvd * 4.0 + 2.0 * double(n) * c_.q_dim() * 4.0);
   ctx.pool.parallel_for(
       tasks,
       [&](size_t b, size_t e, int t) {
@@ -147,53 +152,79 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
                     const ExecContext& ctx) const {
   LlamaState& s = static_cast<LlamaState&>(rs);
   const ops::Kernels& k = ctx.k;
+  Profiler* const prof = ctx.prof;
   const size_t dim = size_t(c_.dim), qd = size_t(c_.q_dim()), kvd = size_t(c_.kv_dim());
   const size_t hid = size_t(c_.hidden_dim), half = size_t(c_.head_dim / 2);
+  const double N = n, D = double(dim), H = double(hid), F = 4.0;  // F: bytes per float
 
-  for (int i = 0; i < n; ++i) {
-    embedding_row(ctx, *tok_embd_, tokens[i], s.x.data() + size_t(i) * dim);
-    for (size_t j = 0; j < half; ++j) {
-      const float angle = float(pos + i) * freqs_[j];
-      s.rope_cos[size_t(i) * half + j] = std::cos(angle);
-      s.rope_sin[size_t(i) * half + j] = std::sin(angle);
+  {
+    const Zone z(prof, Op::Embedding, -1, 0.0, N * D * (double(dtype_size(tok_embd_->type)) + F));
+    for (int i = 0; i < n; ++i) {
+      embedding_row(ctx, *tok_embd_, tokens[i], s.x.data() + size_t(i) * dim);
+      for (size_t j = 0; j < half; ++j) {
+        const float angle = float(pos + i) * freqs_[j];
+        s.rope_cos[size_t(i) * half + j] = std::cos(angle);
+        s.rope_sin[size_t(i) * half + j] = std::sin(angle);
+      }
     }
   }
+
+  // xb[i] = rmsnorm(x[i]) * w for every token of the batch
+  auto rmsnorm_rows = [&](const Tensor& w, int layer, int first) {
+    const Zone z(prof, Op::Rmsnorm, layer, 4.0 * (n - first) * D, (2.0 * (n - first) + 1.0) * D * F);
+    const float* wp = static_cast<const float*>(w.data);
+    for (int i = first; i < n; ++i) k.rmsnorm(s.xb.data() + i * dim, s.x.data() + i * dim, wp, dim, c_.rms_eps);
+  };
+  // x[i] += xb2[i]: the residual connection
+  auto residual = [&](int layer) {
+    const Zone z(prof, Op::Add, layer, N * D, 3.0 * N * D * F);
+    for (int i = 0; i < n; ++i) k.add(s.x.data() + i * dim, s.xb2.data() + i * dim, dim);
+  };
 
   for (int l = 0; l < c_.n_layers; ++l) {
     const LayerWeights& w = layers_[size_t(l)];
-    const float* an = static_cast<const float*>(w.attn_norm->data);
-    const float* fn = static_cast<const float*>(w.ffn_norm->data);
 
-    // Attention block: xb = rmsnorm(x); q, k, v = xb Wq, xb Wk, xb Wv
-    for (int i = 0; i < n; ++i) k.rmsnorm(s.xb.data() + i * dim, s.x.data() + i * dim, an, dim, c_.rms_eps);
-    linear(ctx, *w.wq, s.xb.data(), s.q.data(), n);
-    linear(ctx, *w.wk, s.xb.data(), s.k.data(), n);
-    linear(ctx, *w.wv, s.xb.data(), s.v.data(), n);
-    for (int i = 0; i < n; ++i) {
-      const float* cs = s.rope_cos.data() + size_t(i) * half;
-      const float* sn = s.rope_sin.data() + size_t(i) * half;
-      ops::rope(s.q.data() + i * qd, size_t(c_.n_heads), size_t(c_.head_dim), cs, sn);
-      ops::rope(s.k.data() + i * kvd, size_t(c_.n_kv_heads), size_t(c_.head_dim), cs, sn);
-      std::copy_n(s.k.data() + i * kvd, kvd, s.cache.key(l, pos + i));
-      std::copy_n(s.v.data() + i * kvd, kvd, s.cache.value(l, pos + i));
+    // Attention block: q, k, v = rmsnorm(x) Wq, Wk, Wv; rotate q and k; cache k, v
+    rmsnorm_rows(*w.attn_norm, l, 0);
+    linear(ctx, *w.wq, s.xb.data(), s.q.data(), n, l);
+    linear(ctx, *w.wk, s.xb.data(), s.k.data(), n, l);
+    linear(ctx, *w.wv, s.xb.data(), s.v.data(), n, l);
+    {
+      const Zone z(prof, Op::Rope, l, 3.0 * N * double(qd + kvd), 2.0 * N * double(qd + kvd) * F);
+      for (int i = 0; i < n; ++i) {
+        const float* cs = s.rope_cos.data() + size_t(i) * half;
+        const float* sn = s.rope_sin.data() + size_t(i) * half;
+        ops::rope(s.q.data() + i * qd, size_t(c_.n_heads), size_t(c_.head_dim), cs, sn);
+        ops::rope(s.k.data() + i * kvd, size_t(c_.n_kv_heads), size_t(c_.head_dim), cs, sn);
+      }
+    }
+    {
+      const Zone z(prof, Op::KvStore, l, 0.0, 4.0 * N * double(kvd) * F);
+      for (int i = 0; i < n; ++i) {
+        std::copy_n(s.k.data() + i * kvd, kvd, s.cache.key(l, pos + i));
+        std::copy_n(s.v.data() + i * kvd, kvd, s.cache.value(l, pos + i));
+      }
     }
     attention(s, l, n, pos, ctx);
-    linear(ctx, *w.wo, s.att_out.data(), s.xb2.data(), n);
-    for (int i = 0; i < n; ++i) k.add(s.x.data() + i * dim, s.xb2.data() + i * dim, dim);
+    linear(ctx, *w.wo, s.att_out.data(), s.xb2.data(), n, l);
+    residual(l);
 
     // Feed-forward block: x += W_down (silu(xb W_gate) * (xb W_up))
-    for (int i = 0; i < n; ++i) k.rmsnorm(s.xb.data() + i * dim, s.x.data() + i * dim, fn, dim, c_.rms_eps);
-    linear(ctx, *w.w_gate, s.xb.data(), s.hb.data(), n);
-    linear(ctx, *w.w_up, s.xb.data(), s.hb2.data(), n);
-    for (int i = 0; i < n; ++i) k.swiglu(s.hb.data() + i * hid, s.hb2.data() + i * hid, hid);
-    linear(ctx, *w.w_down, s.hb.data(), s.xb2.data(), n);
-    for (int i = 0; i < n; ++i) k.add(s.x.data() + i * dim, s.xb2.data() + i * dim, dim);
+    rmsnorm_rows(*w.ffn_norm, l, 0);
+    linear(ctx, *w.w_gate, s.xb.data(), s.hb.data(), n, l);
+    linear(ctx, *w.w_up, s.xb.data(), s.hb2.data(), n, l);
+    {
+      const Zone z(prof, Op::Swiglu, l, 6.0 * N * H, 3.0 * N * H * F);
+      for (int i = 0; i < n; ++i) k.swiglu(s.hb.data() + i * hid, s.hb2.data() + i * hid, hid);
+    }
+    linear(ctx, *w.w_down, s.hb.data(), s.xb2.data(), n, l);
+    residual(l);
   }
 
-  const float* onw = static_cast<const float*>(out_norm_->data);
+  // Classifier: logits of the last token, or of all of them.
   const int first = all_logits ? 0 : n - 1;
-  for (int i = first; i < n; ++i) k.rmsnorm(s.xb.data() + i * dim, s.x.data() + i * dim, onw, dim, c_.rms_eps);
-  linear(ctx, *output_, s.xb.data() + size_t(first) * dim, logits, n - first);
+  rmsnorm_rows(*out_norm_, -1, first);
+  linear(ctx, *output_, s.xb.data() + size_t(first) * dim, logits, n - first, -1);
 }
 
 std::unique_ptr<Architecture> make_llama(const WeightFile& wf) { return std::make_unique<Llama>(wf); }

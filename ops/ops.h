@@ -55,6 +55,10 @@ struct Kernels {
                     size_t head_dim, size_t n, float scale, float* att, float* out);
 
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
+
+  // Machine probe: `iters` rounds of 12 independent multiply-add chains on
+  // whole vectors; returns the number of floating-point operations done.
+  double (*fma_peak)(size_t iters);
 };
 
 // The scalar reference: simple loops, sequential sums.

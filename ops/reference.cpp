@@ -151,13 +151,23 @@ void f16_to_f32_ref(const uint16_t* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
 
+double fma_peak_ref(size_t iters) {
+  float acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = float(j);
+  for (size_t i = 0; i < iters; ++i)
+    for (int j = 0; j < 12; ++j) acc[j] = acc[j] * 0.999999f + 1e-7f;
+  volatile float sink = 0.0f;
+  for (int j = 0; j < 12; ++j) sink = sink + acc[j];
+  return 24.0 * double(iters);
+}
+
 }  // namespace
 
 const Kernels& reference_kernels() {
   static const Kernels k = {
       "scalar",       dot_ref,     matvec_f32_ref, matvec_f16_ref, matmul_f32_ref,
       matmul_f16_ref, rmsnorm_ref, softmax_ref,    swiglu_ref,     add_ref,
-      attention_ref,  f16_to_f32_ref,
+      attention_ref,  f16_to_f32_ref, fma_peak_ref,
   };
   return k;
 }

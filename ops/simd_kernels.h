@@ -211,6 +211,21 @@ inline void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
   for (; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
 
+// ---------------------------------------------------------------- probe
+
+inline double fma_peak(size_t iters) {
+  vf acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = vf(float(j));
+  const vf m(0.999999f), c(1e-7f);
+  for (size_t i = 0; i < iters; ++i)
+    for (int j = 0; j < 12; ++j) acc[j] = fmadd(acc[j], m, c);
+  vf sum(0.0f);
+  for (int j = 0; j < 12; ++j) sum += acc[j];
+  volatile float sink = reduce_add(sum);
+  (void)sink;
+  return 24.0 * double(W) * double(iters);
+}
+
 inline const Kernels& table(const char* name) {
   static const Kernels k = {
       name,
@@ -225,6 +240,7 @@ inline const Kernels& table(const char* name) {
       add,
       attention,
       f16_to_f32_n,
+      fma_peak,
   };
   return k;
 }

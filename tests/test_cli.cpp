@@ -142,3 +142,29 @@ TEST(Cli, ForcedIsaThatDoesNotExistIsAnError) {
 
 }  // namespace
 }  // namespace qkv
+
+namespace qkv {
+namespace {
+
+TEST(CliProfile, PrintsTablesAndWritesTraceAndCsv) {
+  const std::string trace = "/tmp/qkv-cli-trace-" + std::to_string(::getpid()) + ".json";
+  const std::string csv = "/tmp/qkv-cli-trace-" + std::to_string(::getpid()) + ".csv";
+  const Result r = run("profile -p 'Once upon a time' -n 8 --no-probe --trace " + trace + " --csv " + csv);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* s : {"== prompt", "== generation", "matmul", "attention", "per layer", "threads"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  EXPECT_NE(r.err.find("Once upon a time, there was"), std::string::npos);  // the story goes to stderr
+  EXPECT_NE(test::read_file(trace).find("\"traceEvents\""), std::string::npos);
+  EXPECT_EQ(test::read_file(csv).rfind("phase,op,", 0), 0u);
+  std::remove(trace.c_str());
+  std::remove(csv.c_str());
+  // On generate, the report goes to stderr and the text stays clean on stdout.
+  const Result g = run("generate -p 'Once upon a time' -n 5 --temp 0 --profile --no-probe");
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_EQ(g.out, "Once upon a time, there was a little\n");
+  EXPECT_NE(g.err.find("== generation"), std::string::npos);
+  EXPECT_EQ(run("generate --trace x.json").code, 2);  // needs --profile
+}
+
+}  // namespace
+}  // namespace qkv

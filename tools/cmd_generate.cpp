@@ -31,7 +31,19 @@ const char* kHelp =
     "      --repeat-penalty R  penalise recent tokens, 1 = off (default 1.0)\n"
     "      --repeat-last-n N   how many recent tokens (default 64)\n"
     "  -s, --seed S            random seed (default: from the clock; printed to stderr)\n"
+    "      --profile           print a per-op profile to stderr afterwards\n"
+    "      --trace FILE.json   with --profile: write a Chrome trace (Perfetto, chrome://tracing)\n"
+    "      --csv FILE.csv      with --profile: write one row per op invocation\n"
+    "      --no-probe          with --profile: skip measuring the machine's limits (no %peak column)\n"
     "  -h, --help              this text\n";
+
+const char* kProfileHelp =
+    "usage: qkv profile [-m MODEL] [-z TOKENIZER] [-p PROMPT] [-n N] [-t T] [--trace FILE.json] [--csv FILE.csv]\n"
+    "\n"
+    "Runs the prompt as one batch, then generates N tokens (default 64, greedy unless --temp is given),\n"
+    "and prints where the time went: per op and phase (calls, total ms, %, mean and max us, GFLOP/s,\n"
+    "GB/s, % of the machine's measured peak), per layer, and per thread (compute vs waiting).\n"
+    "Takes every option of qkv generate; the generated text goes to stderr.\n";
 
 struct Options {
   std::string model, tokenizer, prompt, prompt_file;
@@ -40,6 +52,8 @@ struct Options {
   SessionOptions session;
   SamplerParams sampler;
   bool have_seed = false;
+  bool profile = false, probe = true;
+  std::string trace, csv;
 };
 
 std::string read_file(const std::string& path) {
@@ -50,15 +64,25 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-Options parse(int argc, char** argv) {
+Options parse(int argc, char** argv, bool profile_cmd) {
   Options o;
+  if (profile_cmd) {
+    o.profile = true;
+    o.n_predict = 64;
+    o.sampler.temperature = 0.0f;
+    o.have_seed = true;
+  }
   ArgWalker a(argc, argv);
   while (a.next()) {
     const std::string f = a.flag();
     if (f == "-h" || f == "--help") {
-      std::fputs(kHelp, stdout);
+      std::fputs(profile_cmd ? kProfileHelp : kHelp, stdout);
       std::exit(0);
-    } else if (f == "-m" || f == "--model") o.model = a.value();
+    } else if (f == "--profile") o.profile = true;
+    else if (f == "--trace") o.trace = a.value();
+    else if (f == "--csv") o.csv = a.value();
+    else if (f == "--no-probe") o.probe = false;
+    else if (f == "-m" || f == "--model") o.model = a.value();
     else if (f == "-z" || f == "--tokenizer") o.tokenizer = a.value();
     else if (f == "-p" || f == "--prompt") { o.prompt = a.value(); o.have_prompt = true; }
     else if (f == "-f" || f == "--file") o.prompt_file = a.value();
@@ -81,6 +105,7 @@ Options parse(int argc, char** argv) {
     }
   }
   if (o.have_prompt && !o.prompt_file.empty()) throw UsageError("give either -p or -f, not both");
+  if ((!o.trace.empty() || !o.csv.empty()) && !o.profile) throw UsageError("--trace and --csv need --profile");
   if (!o.prompt_file.empty()) o.prompt = read_file(o.prompt_file);
   if (o.model.empty()) {
     o.model = models_dir() + "/stories260K.bin";
@@ -92,16 +117,24 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-}  // namespace
+void write_file(const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) throw Error("cannot write '" + path + "'");
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  if (std::fclose(f) != 0 || !ok) throw Error("cannot write '" + path + "'");
+}
 
-int cmd_generate(int argc, char** argv) {
+int run(int argc, char** argv, bool profile_cmd) {
+  const char* name = profile_cmd ? "qkv profile" : "qkv generate";
   Options o;
   try {
-    o = parse(argc, argv);
+    o = parse(argc, argv, profile_cmd);
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "qkv generate: %s\n", e.what());
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
     return 2;
   }
+  // qkv profile keeps stdout for the report; the story goes to stderr.
+  std::FILE* text_out = profile_cmd ? stderr : stdout;
   try {
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
@@ -119,17 +152,19 @@ int cmd_generate(int argc, char** argv) {
     if (o.sampler.temperature > 0 && !o.have_seed)
       std::fprintf(stderr, "seed: %llu\n", (unsigned long long)o.sampler.seed);
 
-    std::fputs(model->detokenize(prompt).c_str(), stdout);
-    std::fflush(stdout);
+    if (o.profile) session.profile_start();
+    std::fputs(model->detokenize(prompt).c_str(), text_out);
+    std::fflush(text_out);
     const GenerateResult r = generate(session, sampler, prompt, o.n_predict, [&](int tok, const std::string& piece) {
       if (!model->is_end_of_text(tok)) {
-        std::fwrite(piece.data(), 1, piece.size(), stdout);
-        std::fflush(stdout);
+        std::fwrite(piece.data(), 1, piece.size(), text_out);
+        std::fflush(text_out);
       }
       return true;
     });
-    std::fputc('\n', stdout);
-    std::fflush(stdout);
+    std::fputc('\n', text_out);
+    std::fflush(text_out);
+    if (o.profile) session.profile_stop();
     if (r.stop == StopReason::ContextFull)
       std::fprintf(stderr, "qkv: stopped: the context of %d tokens is full\n", session.n_ctx());
     const int n_gen = int(r.tokens.size());
@@ -140,6 +175,19 @@ int cmd_generate(int argc, char** argv) {
                  r.prompt_ms > 0 ? 1000.0 * r.n_prompt / r.prompt_ms : 0.0);
     std::fprintf(stderr, "generation: %d tokens in %.2f ms (%.1f tokens/s)\n", n_gen, r.gen_ms,
                  r.gen_ms > 0 ? 1000.0 * n_gen / r.gen_ms : 0.0);
+    if (o.profile) {
+      MachineLimits lim;
+      if (o.probe) lim = probe_machine(session.n_threads());
+      const ProfileReport rep = session.profile_report(lim.fma_gflops, lim.read_gbps);
+      std::FILE* out = profile_cmd ? stdout : stderr;
+      std::fprintf(out, "profile: %s, %d threads, %s kernels", o.model.c_str(), session.n_threads(), active_isa().c_str());
+      if (o.probe)
+        std::fprintf(out, "; machine (%d threads): %.0f GFLOP/s fp32 FMA, %.1f GB/s read", lim.threads, lim.fma_gflops,
+                     lim.read_gbps);
+      std::fprintf(out, "\n%s", rep.to_text().c_str());
+      if (!o.trace.empty()) write_file(o.trace, session.profile_trace_json());
+      if (!o.csv.empty()) write_file(o.csv, session.profile_csv());
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fflush(stdout);
@@ -147,5 +195,10 @@ int cmd_generate(int argc, char** argv) {
     return 1;
   }
 }
+
+}  // namespace
+
+int cmd_generate(int argc, char** argv) { return run(argc, argv, false); }
+int cmd_profile(int argc, char** argv) { return run(argc, argv, true); }
 
 }  // namespace qkv::cli
