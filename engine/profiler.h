@@ -38,7 +38,13 @@ class Profiler {
 
   explicit Profiler(int n_threads) : threads_(size_t(n_threads)) {}
 
+#ifdef QKV_NO_PROFILER
+  static constexpr bool kCompiledIn = false;
+  static constexpr bool on() { return false; }  // compiled out: every zone folds away
+#else
+  static constexpr bool kCompiledIn = true;
   bool on() const { return on_; }
+#endif
   void start(size_t events_per_thread = 1 << 18);  // allocates; clears earlier events
   void stop() { on_ = false; }
 

@@ -34,34 +34,44 @@ class ThreadPool {
   void parallel_for(size_t n, F&& fn, size_t grain = 1, int max_threads = 0) {
     size_t nt = size_t(max_threads > 0 && max_threads < n_ ? max_threads : n_);
     if (grain > 0 && n / grain < nt) nt = n / grain ? n / grain : 1;
-    Profiler* const p = prof_ && prof_->on() ? prof_ : nullptr;
-    const uint32_t seq = p ? p->next_seq() : 0;
-    uint64_t caller_done = 0;
-    auto chunk = [&](size_t b, size_t e, int t) {
-      if (!p) return fn(b, e, t);
-      const uint64_t t0 = p->now();
-      fn(b, e, t);
-      const uint64_t t1 = p->now();
-      p->record(t, Profiler::Event{t0, t1, seq, Profiler::Kind::Slice, Op::kCount, p->phase(), -1, 0, nullptr, 0, 0});
-      if (t == 0) caller_done = t1;
-    };
-    if (nt <= 1) {
-      if (n) chunk(size_t(0), n, 0);
-    } else {
-      auto job = [&](int t) {
-        if (size_t(t) >= nt) return;
-        const size_t b = n * size_t(t) / nt, e = n * size_t(t + 1) / nt;
-        if (b < e) chunk(b, e, t);
-      };
-      run(Job{&job, [](void* f, int t) { (*static_cast<decltype(job)*>(f))(t); }});
+    if constexpr (Profiler::kCompiledIn) {
+      if (prof_ && prof_->on()) return profiled_for(n, nt, fn, *prof_);
     }
-    if (p && n) {
-      p->record(0, Profiler::Event{caller_done, p->now(), seq, Profiler::Kind::Wait, Op::kCount, p->phase(), -1, 0,
-                                   nullptr, 0, 0});
-    }
+    split(n, nt, fn);
   }
 
  private:
+  // Runs fn on nt contiguous chunks of [0, n), chunk t on thread t.
+  template <class F>
+  void split(size_t n, size_t nt, F& fn) {
+    if (nt <= 1) {
+      if (n) fn(size_t(0), n, 0);
+      return;
+    }
+    auto job = [&](int t) {
+      if (size_t(t) >= nt) return;
+      const size_t b = n * size_t(t) / nt, e = n * size_t(t + 1) / nt;
+      if (b < e) fn(b, e, t);
+    };
+    run(Job{&job, [](void* f, int t) { (*static_cast<decltype(job)*>(f))(t); }});
+  }
+
+  // split(), recording each chunk as a slice and the caller's wait for the rest.
+  template <class F>
+  void profiled_for(size_t n, size_t nt, F& fn, Profiler& p) {
+    const uint32_t seq = p.next_seq();
+    uint64_t caller_done = 0;
+    auto timed = [&](size_t b, size_t e, int t) {
+      const uint64_t t0 = p.now();
+      fn(b, e, t);
+      const uint64_t t1 = p.now();
+      p.record(t, Profiler::Event{t0, t1, seq, Profiler::Kind::Slice, Op::kCount, p.phase(), -1, 0, nullptr, 0, 0});
+      if (t == 0) caller_done = t1;
+    };
+    split(n, nt, timed);
+    if (n) p.record(0, Profiler::Event{caller_done, p.now(), seq, Profiler::Kind::Wait, Op::kCount, p.phase(), -1, 0, nullptr, 0, 0});
+  }
+
   struct Job {
     void* ctx;
     void (*call)(void*, int);

@@ -331,3 +331,36 @@ TEST(Profiler, MachineProbeMeasuresSomething) {
 
 }  // namespace
 }  // namespace qkv
+
+#include "logits_run.h"
+
+namespace qkv {
+namespace {
+
+std::vector<float> noprof_logits(const std::string& args) {
+  FILE* p = ::popen((std::string("'") + QKV_NOPROF_LOGITS_PATH + "' " + args).c_str(), "r");
+  std::vector<float> out;
+  float buf[1024];
+  size_t n;
+  while ((n = std::fread(buf, sizeof(float), 1024, p)) > 0) out.insert(out.end(), buf, buf + n);
+  EXPECT_EQ(::pclose(p), 0);
+  return out;
+}
+
+TEST(Profiler, OffIsBitIdenticalToABuildWithoutIt) {
+  const std::string bin = test::model_path("stories260K.bin"), tok = test::model_path("tok512.bin");
+  const std::string gguf = test::model_path("tinyllama-v0-f32.gguf");
+  for (int threads : {1, 2}) {
+    const std::vector<float> here = test::greedy_logits(bin, tok, threads);
+    const std::vector<float> there = noprof_logits("'" + bin + "' '" + tok + "' " + std::to_string(threads));
+    ASSERT_EQ(here.size(), there.size());
+    EXPECT_EQ(std::memcmp(here.data(), there.data(), here.size() * sizeof(float)), 0) << threads << " threads";
+    const std::vector<float> here2 = test::greedy_logits(gguf, "", threads);
+    const std::vector<float> there2 = noprof_logits("'" + gguf + "' " + std::to_string(threads));
+    ASSERT_EQ(here2.size(), there2.size());
+    EXPECT_EQ(std::memcmp(here2.data(), there2.data(), here2.size() * sizeof(float)), 0) << threads << " threads";
+  }
+}
+
+}  // namespace
+}  // namespace qkv
