@@ -42,21 +42,7 @@ inline float reduce_max(vf v) {
 
 // ---------------------------------------------------------------- dot
 
-inline float dot(const float* a, const float* b, size_t n) {
-  // Four independent accumulators hide the FMA latency.
-  vf s0(0.0f), s1(0.0f), s2(0.0f), s3(0.0f);
-  size_t i = 0;
-  for (; i + 4 * W <= n; i += 4 * W) {
-    s0 = fmadd(load(a + i), load(b + i), s0);
-    s1 = fmadd(load(a + i + W), load(b + i + W), s1);
-    s2 = fmadd(load(a + i + 2 * W), load(b + i + 2 * W), s2);
-    s3 = fmadd(load(a + i + 3 * W), load(b + i + 3 * W), s3);
-  }
-  for (; i + W <= n; i += W) s0 = fmadd(load(a + i), load(b + i), s0);
-  float s = reduce_add((s0 + s1) + (s2 + s3));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
+inline float dot(const float* a, const float* b, size_t n);  // dot_row<float>, below
 
 // ---------------------------------------------------------------- matmul
 //
@@ -90,26 +76,49 @@ inline void tile(const T* w, const float* x, float* y, size_t n, size_t ldy, siz
   }
 }
 
-// All weight rows in [r0, r1) against input rows [m0, m0 + RM).
-template <int RM, int RN, class T>
-inline void tile_rows(const T* w, const float* x, float* y, size_t n, size_t ldy, size_t m0,
-                      size_t r0, size_t r1) {
-  size_t r = r0;
-  for (; r + RN <= r1; r += RN) tile<RM, RN>(w, x, y, n, ldy, m0, r);
-  for (; r < r1; ++r) tile<RM, 1>(w, x, y, n, ldy, m0, r);
-}
-
+// Weight rows outermost: a block of RN rows stays in L1 while every token of
+// the batch (X, which fits in L2) passes over it, so W is read from memory once.
 template <class T>
 inline void matmul(const T* w, const float* x, float* y, size_t M, size_t n, size_t ldy, size_t r0,
                    size_t r1) {
-  size_t m = 0;
-  for (; m + 4 <= M; m += 4) tile_rows<4, 4>(w, x, y, n, ldy, m, r0, r1);
-  for (; m < M; ++m) tile_rows<1, 8>(w, x, y, n, ldy, m, r0, r1);
+  constexpr int RM = 4, RN = 4;
+  size_t r = r0;
+  for (; r + RN <= r1; r += RN) {
+    size_t m = 0;
+    for (; m + RM <= M; m += RM) tile<RM, RN>(w, x, y, n, ldy, m, r);
+    for (; m < M; ++m) tile<1, RN>(w, x, y, n, ldy, m, r);
+  }
+  for (; r < r1; ++r) {
+    size_t m = 0;
+    for (; m + RM <= M; m += RM) tile<RM, 1>(w, x, y, n, ldy, m, r);
+    for (; m < M; ++m) tile<1, 1>(w, x, y, n, ldy, m, r);
+  }
 }
+
+// y[r] = W[r, :] . x, one row after the other: each row is a single
+// sequential stream with four accumulators, which the hardware prefetchers
+// follow far better than several interleaved rows.
+template <class T>
+inline float dot_row(const T* w, const float* x, size_t n) {
+  vf s0(0.0f), s1(0.0f), s2(0.0f), s3(0.0f);
+  size_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    s0 = fmadd(load(w + i), load(x + i), s0);
+    s1 = fmadd(load(w + i + W), load(x + i + W), s1);
+    s2 = fmadd(load(w + i + 2 * W), load(x + i + 2 * W), s2);
+    s3 = fmadd(load(w + i + 3 * W), load(x + i + 3 * W), s3);
+  }
+  for (; i + W <= n; i += W) s0 = fmadd(load(w + i), load(x + i), s0);
+  float s = reduce_add((s0 + s1) + (s2 + s3));
+  for (; i < n; ++i) s += widen(w[i]) * x[i];
+  return s;
+}
+
+inline float dot(const float* a, const float* b, size_t n) { return dot_row(a, b, n); }
 
 template <class T>
 inline void matvec(const T* w, const float* x, float* y, size_t n, size_t r0, size_t r1) {
-  tile_rows<1, 8>(w, x, y, n, 0, 0, r0, r1);
+  for (size_t r = r0; r < r1; ++r) y[r] = dot_row(w + r * n, x, n);
 }
 
 // ---------------------------------------------------------------- elementwise

@@ -1,0 +1,30 @@
+// Quantized block formats, bit-exact with GGML's, and their scalar reference
+// quantize / dequantize. A row of n values is n / block blocks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace qkv::ops {
+
+constexpr int kQK8_0 = 32;
+struct BlockQ8_0 {
+  uint16_t d;          // scale, f16
+  int8_t qs[kQK8_0];   // x = qs * d
+};
+static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block is 34 bytes");
+
+constexpr int kQK4_0 = 32;
+struct BlockQ4_0 {
+  uint16_t d;              // scale, f16
+  uint8_t qs[kQK4_0 / 2];  // x[j] = (lo4(qs[j]) - 8) * d, x[j + 16] = (hi4(qs[j]) - 8) * d
+};
+static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block is 18 bytes");
+
+// n must be a multiple of the block size.
+void quantize_row_q8_0(const float* x, BlockQ8_0* y, size_t n);
+void dequantize_row_q8_0(const BlockQ8_0* x, float* y, size_t n);
+void quantize_row_q4_0(const float* x, BlockQ4_0* y, size_t n);
+void dequantize_row_q4_0(const BlockQ4_0* x, float* y, size_t n);
+
+}  // namespace qkv::ops
