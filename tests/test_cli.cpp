@@ -4,8 +4,11 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <algorithm>
+#include <sstream>
 #include <string>
 
+#include "engine/qkv.hpp"
 #include "test_util.h"
 
 namespace qkv {
@@ -164,6 +167,74 @@ TEST(CliProfile, PrintsTablesAndWritesTraceAndCsv) {
   EXPECT_EQ(g.out, "Once upon a time, there was a little\n");
   EXPECT_NE(g.err.find("== generation"), std::string::npos);
   EXPECT_EQ(run("generate --trace x.json").code, 2);  // needs --profile
+}
+
+}  // namespace
+}  // namespace qkv
+
+namespace qkv {
+namespace {
+
+// A tiny random model: 2 layers, GQA 4:2, hidden 96, a made-up 300-token vocabulary.
+std::string tiny_synth(const std::string& type) {
+  const std::string path = "/tmp/qkv-cli-synth-" + std::to_string(::getpid()) + "-" + type + ".gguf";
+  const Result r = run("synth --dim 64 --hidden 96 --layers 2 --heads 4 --kv-heads 2 --vocab 300 --ctx 64 --type " +
+                       type + " -o " + path);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return path;
+}
+
+TEST(CliSynth, WritesAModelThatLoadsAndGenerates) {
+  for (const char* type : {"f32", "f16"}) {
+    const std::string path = tiny_synth(type);
+    const auto model = Model::load(path);
+    EXPECT_EQ(model->info().dim, 64);
+    EXPECT_EQ(model->info().n_kv_heads, 2);
+    EXPECT_EQ(model->info().vocab_size, 300);
+    EXPECT_EQ(model->info().weight_type, std::string(type) == "f32" ? "F32" : "F16");
+    const Result g = run("generate -m " + path + " -n 10 --temp 0 -p 'x'");
+    EXPECT_EQ(g.code, 0) << g.err;
+    std::remove(path.c_str());
+  }
+}
+
+TEST(CliSynth, RealShapeHeaderAndBadFlags) {
+  EXPECT_EQ(run("synth --shape stories99M -o /tmp/x.gguf").code, 2);
+  EXPECT_EQ(run("synth --shape stories15M").code, 2);  // no -o
+  EXPECT_EQ(run("synth --dim 65 --hidden 8 --layers 1 --heads 2 -o /tmp/x.gguf").code, 2);
+  EXPECT_EQ(run("synth --shape stories15M --type q3 -o /tmp/x.gguf").code, 2);
+}
+
+TEST(CliBench, PrintsWellFormedMarkdownCsvAndJson) {
+  const std::string path = tiny_synth("f32");
+  const Result md = run("bench -m " + path + " -p 8 -n 4 -t 1,2 -r 2");
+  ASSERT_EQ(md.code, 0) << md.err;
+  EXPECT_NE(md.out.find("| model | size | params | backend | threads | test | t/s |"), std::string::npos);
+  EXPECT_EQ(std::count(md.out.begin(), md.out.end(), '\n'), 2 + 4);  // header, rule, (pp, tg) x 2 thread counts
+
+  const Result csv = run("bench -m " + path + " -p 8 -n 4 -t 1 -r 2 -o csv");
+  ASSERT_EQ(csv.code, 0) << csv.err;
+  std::istringstream lines(csv.out);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_EQ(line.rfind("model_filename,", 0), 0u);
+  int rows = 0;
+  while (std::getline(lines, line)) {
+    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 10) << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 2);
+
+  const Result js = run("bench -m " + path + " -p 8 -n 4 -t 1 -r 2 --depth 3 -o json");
+  ASSERT_EQ(js.code, 0) << js.err;
+  for (const char* key : {"\"n_prompt\": 8", "\"n_gen\": 4", "\"n_threads\": 1", "\"avg_ts\"", "\"stddev_ts\"",
+                          "\"n_depth\": 3", "\"test\": \"pp8@d3\""})
+    EXPECT_NE(js.out.find(key), std::string::npos) << key << "\n" << js.out;
+  EXPECT_EQ(js.out.front(), '[');
+  EXPECT_EQ(run("bench").code, 2);
+  EXPECT_EQ(run("bench -m " + path + " -o xml").code, 2);
+  EXPECT_EQ(run("bench -m " + path + " -t 0").code, 2);
+  std::remove(path.c_str());
 }
 
 }  // namespace

@@ -63,11 +63,12 @@ TEST(KVCache, FullContextThenError) {
   so.n_ctx = 16;
   Session s(model, so);
   const std::vector<int> toks = some_tokens(*model, 16);
-  s.eval(toks);  // exactly the context
+  s.eval(toks.data(), 15);
+  s.eval(&toks[15], 1);  // exactly the context
   EXPECT_EQ(s.n_past(), 16);
   const int one = toks[1];
   EXPECT_THROW(s.eval(&one, 1), Error);
-  // Truncating frees room; re-evaluating the same token gives the same logits.
+  // Truncating frees room; re-evaluating the same token the same way gives the same logits.
   std::vector<float> last(s.logits(), s.logits() + model->info().vocab_size);
   s.truncate(15);
   s.eval(&toks[15], 1);

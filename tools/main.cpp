@@ -7,6 +7,7 @@ namespace qkv::cli {
 int cmd_generate(int argc, char** argv);
 int cmd_profile(int argc, char** argv);
 int cmd_synth(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 }
 
 namespace {
@@ -18,6 +19,7 @@ void usage(FILE* out) {
       "commands:\n"
       "  generate   generate text from a model (qkv generate --help)\n"
       "  profile    where the time of every op goes (qkv profile --help)\n"
+      "  bench      prompt and generation tokens/s, like llama-bench (qkv bench --help)\n"
       "  synth      write a random-weight model of a real shape (qkv synth --help)\n"
       "\n"
       "environment:\n"
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
   if (cmd == "generate") return qkv::cli::cmd_generate(argc - 1, argv + 1);
   if (cmd == "profile") return qkv::cli::cmd_profile(argc - 1, argv + 1);
   if (cmd == "synth") return qkv::cli::cmd_synth(argc - 1, argv + 1);
+  if (cmd == "bench") return qkv::cli::cmd_bench(argc - 1, argv + 1);
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     usage(stdout);
     return 0;
