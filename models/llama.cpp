@@ -135,13 +135,12 @@ void Llama::attention(LlamaState& s, int layer, int n, int pos, const ExecContex
                positions * 2.0 * kvd * 4.0 + 2.0 * double(n) * c_.q_dim() * 4.0);
   ctx.pool.parallel_for(
       tasks,
-      [&](size_t b, size_t e, int t) {
-        float* scores = s.scores.data() + size_t(t) * size_t(s.n_ctx);
+      [&](size_t b, size_t e, int) {
         for (size_t j = b; j < e; ++j) {
           const int i = int(j / size_t(nh)), h = int(j % size_t(nh));
           const int kvh = h / group;
           ctx.k.attention(s.q.data() + size_t(i) * c_.q_dim() + size_t(h) * hd, kc + size_t(kvh) * hd,
-                          vc + size_t(kvh) * hd, size_t(kvd), size_t(hd), size_t(pos + i + 1), scale, scores,
+                          vc + size_t(kvh) * hd, size_t(kvd), size_t(hd), size_t(pos + i + 1), scale, nullptr,
                           s.att_out.data() + size_t(i) * c_.q_dim() + size_t(h) * hd);
         }
       },

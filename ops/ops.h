@@ -50,7 +50,8 @@ struct Kernels {
   // One query against n cached positions of one head:
   //   att[t] = softmax_t(q . k_t * scale), out = sum_t att[t] * v_t
   // q: (head_dim); k_t = k + t * kv_stride, v_t = v + t * kv_stride;
-  // att: (n) scratch that receives the probabilities; out: (head_dim)
+  // out: (head_dim); att: (n) receives the probabilities, or is null (the
+  // SIMD kernels then never hold more than a block of scores).
   void (*attention)(const float* q, const float* k, const float* v, size_t kv_stride,
                     size_t head_dim, size_t n, float scale, float* att, float* out);
 

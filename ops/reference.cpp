@@ -2,6 +2,7 @@
 // llama2.c's run.c. Tests compare every SIMD kernel against these.
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "ops/ops.h"
 
@@ -137,7 +138,10 @@ void add_ref(float* y, const float* x, size_t n) {
 }
 
 void attention_ref(const float* q, const float* k, const float* v, size_t kv_stride,
-                   size_t head_dim, size_t n, float scale, float* att, float* out) {
+                   size_t head_dim, size_t n, float scale, float* att_out, float* out) {
+  // The plain way: a row of n scores, softmax, weighted sum.
+  std::vector<float> scores(att_out ? 0 : n);
+  float* att = att_out ? att_out : scores.data();
   for (size_t t = 0; t < n; ++t) att[t] = dot_ref(q, k + t * kv_stride, head_dim) * scale;
   softmax_ref(att, n);
   for (size_t i = 0; i < head_dim; ++i) out[i] = 0.0f;

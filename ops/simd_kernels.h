@@ -190,28 +190,54 @@ inline void add(float* y, const float* x, size_t n) {
 
 // ---------------------------------------------------------------- attention
 
-inline void attention(const float* q, const float* k, const float* v, size_t kv_stride,
-                      size_t head_dim, size_t n, float scale, float* att, float* out) {
-  // scores: att[t] = q . k_t * scale
-  for (size_t t = 0; t < n; ++t) att[t] = dot(q, k + t * kv_stride, head_dim) * scale;
-  softmax(att, n);
-  // out = sum_t att[t] * v_t
-  size_t i = 0;
-  for (; i + W <= head_dim; i += W) {
-    vf acc0(0.0f), acc1(0.0f);
-    size_t t = 0;
-    for (; t + 2 <= n; t += 2) {
-      acc0 = fmadd(vf(att[t]), load(v + t * kv_stride + i), acc0);
-      acc1 = fmadd(vf(att[t + 1]), load(v + (t + 1) * kv_stride + i), acc1);
+// Streams the cached positions in blocks with an online softmax: for each
+// block, the scores, then the running max m, the running sum l and the output
+// are rescaled by exp(m_old - m_new) and the block's values added. No score
+// row of the full context is needed; `att`, when given, receives the
+// probabilities (computed from the same scores, so capture changes nothing).
+inline void attention(const float* q, const float* k, const float* v, size_t kv_stride, size_t head_dim,
+                      size_t n, float scale, float* att, float* out) {
+  constexpr size_t kBlock = 64;
+  alignas(64) float p[kBlock];
+  float m = -INFINITY, l = 0.0f;
+  for (size_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
+  for (size_t t0 = 0; t0 < n; t0 += kBlock) {
+    const size_t nb = n - t0 < kBlock ? n - t0 : kBlock;
+    float bm = -INFINITY;
+    for (size_t t = 0; t < nb; ++t) {
+      p[t] = dot(q, k + (t0 + t) * kv_stride, head_dim) * scale;
+      bm = p[t] > bm ? p[t] : bm;
     }
-    for (; t < n; ++t) acc0 = fmadd(vf(att[t]), load(v + t * kv_stride + i), acc0);
-    (acc0 + acc1).store_unaligned(out + i);
+    if (att)
+      for (size_t t = 0; t < nb; ++t) att[t0 + t] = p[t];
+    const float m_new = bm > m ? bm : m;
+    const float corr = std::exp(m - m_new);  // 0 for the first block
+    m = m_new;
+    // p = exp(score - m), vectorised
+    const vf vm(m);
+    size_t t = 0;
+    for (; t + W <= nb; t += W) xsimd::exp(load(p + t) - vm).store_aligned(p + t);
+    for (; t < nb; ++t) p[t] = std::exp(p[t] - m);
+    float bsum = 0.0f;
+    for (t = 0; t < nb; ++t) bsum += p[t];
+    l = l * corr + bsum;
+    // out = out * corr + sum_t p[t] * v_t
+    size_t i = 0;
+    for (; i + W <= head_dim; i += W) {
+      vf acc = load(out + i) * vf(corr);
+      for (t = 0; t < nb; ++t) acc = fmadd(vf(p[t]), load(v + (t0 + t) * kv_stride + i), acc);
+      acc.store_unaligned(out + i);
+    }
+    for (; i < head_dim; ++i) {
+      float acc = out[i] * corr;
+      for (t = 0; t < nb; ++t) acc += p[t] * v[(t0 + t) * kv_stride + i];
+      out[i] = acc;
+    }
   }
-  for (; i < head_dim; ++i) {
-    float s = 0.0f;
-    for (size_t t = 0; t < n; ++t) s += att[t] * v[t * kv_stride + i];
-    out[i] = s;
-  }
+  const float inv = 1.0f / l;
+  for (size_t i = 0; i < head_dim; ++i) out[i] *= inv;
+  if (att)
+    for (size_t t = 0; t < n; ++t) att[t] = std::exp(att[t] - m) * inv;
 }
 
 inline void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {

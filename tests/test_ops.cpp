@@ -167,7 +167,7 @@ TEST_P(OpsTest, Add) {
 
 TEST_P(OpsTest, Attention) {
   for (size_t hd : {size_t(4), size_t(8), size_t(16), size_t(20), size_t(64), size_t(128)}) {
-    for (size_t n : {size_t(1), size_t(2), size_t(17), size_t(100)}) {
+    for (size_t n : {size_t(1), size_t(2), size_t(17), size_t(64), size_t(65), size_t(100), size_t(300)}) {
       const size_t stride = hd * 3 + 5;  // interleaved heads, odd stride
       const auto q = randn(hd, 18), kc = randn(n * stride, 19), vc = randn(n * stride, 20);
       const float scale = 1.0f / std::sqrt(float(hd));
@@ -177,6 +177,10 @@ TEST_P(OpsTest, Attention) {
       const std::string what = "attention hd=" + std::to_string(hd) + " n=" + std::to_string(n);
       expect_close(att_got.data(), att_want.data(), n, 1e-6f, 1e-4f, what + " probabilities");
       expect_close(got.data(), want.data(), hd, 1e-5f, 1e-4f, what + " output");
+      // Without a probability buffer: the same output, bit for bit.
+      std::vector<float> got2(hd);
+      k().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, nullptr, got2.data());
+      ASSERT_EQ(std::memcmp(got2.data(), got.data(), hd * sizeof(float)), 0) << what;
     }
   }
 }
