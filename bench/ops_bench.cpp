@@ -83,24 +83,58 @@ void attention(benchmark::State& st, const Kernels* k, size_t ctx) {
   set_rates(st, 4.0 * ctx * hd, 8.0 * ctx * hd);
 }
 
+void rope(benchmark::State& st, size_t heads, size_t head_dim) {
+  auto x = randn(heads * head_dim);
+  const auto c = randn(head_dim / 2), s = randn(head_dim / 2);
+  for (auto _ : st) {
+    qkv::ops::rope(x.data(), heads, head_dim, c.data(), s.data());
+    benchmark::DoNotOptimize(x.data());
+  }
+  set_rates(st, 6.0 * heads * head_dim / 2, 8.0 * heads * head_dim);
+}
+
+// The machine's limits, to read every other figure against.
+void probe_fma(benchmark::State& st, const Kernels* k) {
+  double flops = 0;
+  for (auto _ : st) flops = k->fma_peak(1 << 16);
+  set_rates(st, flops, 0);
+}
+
+void probe_read(benchmark::State& st, const Kernels* k, size_t bytes) {
+  const std::vector<float> buf(bytes / 4, 1.0f);
+  for (auto _ : st) benchmark::DoNotOptimize(k->dot(buf.data(), buf.data(), buf.size()));
+  set_rates(st, 2.0 * buf.size(), double(bytes));
+}
+
+std::string shape(size_t rows, size_t cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
+
 int register_all() {
+  // (dim, hidden) of stories15M, 42M and 110M; the classifier has 32000 rows.
+  const std::pair<size_t, size_t> shapes[] = {{288, 768}, {512, 1376}, {768, 2048}};
   for (const Kernels* k : qkv::available_kernels()) {
     const std::string isa = k->isa;
-    for (size_t dim : {288, 512, 768}) {
-      benchmark::RegisterBenchmark(("matvec/" + isa + "/" + std::to_string(dim) + "x" + std::to_string(dim)).c_str(),
-                                   matvec, k, dim, dim);
-      benchmark::RegisterBenchmark(("matvec/" + isa + "/32000x" + std::to_string(dim)).c_str(), matvec, k,
-                                   size_t(32000), dim);
-      benchmark::RegisterBenchmark(("matmul/" + isa + "/" + std::to_string(dim) + "x" + std::to_string(dim) + "/M128").c_str(),
-                                   matmul, k, dim, dim, size_t(128));
+    benchmark::RegisterBenchmark(("probe/fma/" + isa).c_str(), probe_fma, k);
+    for (const auto& [dim, hidden] : shapes) {
+      for (const auto& [rows, cols] : {std::pair{dim, dim}, std::pair{hidden, dim}, std::pair{dim, hidden},
+                                       std::pair{size_t(32000), dim}}) {
+        benchmark::RegisterBenchmark(("matvec/" + isa + "/" + shape(rows, cols)).c_str(), matvec, k, rows, cols);
+        if (rows < 32000)
+          benchmark::RegisterBenchmark(("matmul/" + isa + "/" + shape(rows, cols) + "/M128").c_str(), matmul, k, rows,
+                                       cols, size_t(128));
+      }
     }
     for (size_t n : {256, 1024, 32000}) {
       benchmark::RegisterBenchmark(("softmax/" + isa + "/" + std::to_string(n)).c_str(), softmax, k, n);
     }
     for (size_t n : {288, 768}) benchmark::RegisterBenchmark(("rmsnorm/" + isa + "/" + std::to_string(n)).c_str(), rmsnorm, k, n);
-    for (size_t ctx : {16, 128, 1024})
+    for (size_t ctx : {16, 64, 256, 1024})
       benchmark::RegisterBenchmark(("attention/" + isa + "/ctx" + std::to_string(ctx)).c_str(), attention, k, ctx);
   }
+  const Kernels* best = qkv::available_kernels().back();
+  benchmark::RegisterBenchmark("probe/read/1MiB", probe_read, best, size_t(1) << 20);
+  benchmark::RegisterBenchmark("probe/read/64MiB", probe_read, best, size_t(64) << 20);
+  benchmark::RegisterBenchmark("probe/read/1GiB", probe_read, best, size_t(1) << 30)->Iterations(5);
+  for (size_t hd : {64, 128}) benchmark::RegisterBenchmark(("rope/12heads/hd" + std::to_string(hd)).c_str(), rope, size_t(12), hd);
   return 0;
 }
 
