@@ -28,7 +28,7 @@ Model::~Model() = default;
 
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& opts) {
   auto impl = std::make_unique<Impl>();
-  impl->weights = WeightFile::open(path);
+  impl->weights = WeightFile::open(path, opts.use_mmap);
   const ModelConfig& c = impl->weights->config();
   impl->arch = find_architecture(c.arch)(*impl->weights);
 
@@ -102,7 +102,7 @@ struct Session::Impl {
 };
 
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts) : impl_(std::make_unique<Impl>()) {
-  if (!model) throw Error("Session: no model");
+  if (!model) throw Error("Session: no model", Errc::InvalidArgument);
   Impl& s = *impl_;
   s.model = std::move(model);
   const Model::Impl& m = s.model->impl();
@@ -110,18 +110,18 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.kernels = &active_kernels();
   const ModelConfig& c = s.arch->config();
   constexpr int kMaxThreads = 512;
-  if (opts.n_ctx < 0) throw Error(cat("context size ", opts.n_ctx, " must be positive (or 0 for the model's)"));
+  if (opts.n_ctx < 0) throw Error(cat("context size ", opts.n_ctx, " must be positive (or 0 for the model's)"), Errc::InvalidArgument);
   if (opts.n_threads < 0 || opts.n_threads > kMaxThreads)
-    throw Error(cat("thread count ", opts.n_threads, " must be in 1..", kMaxThreads, " (or 0 for one per core)"));
+    throw Error(cat("thread count ", opts.n_threads, " must be in 1..", kMaxThreads, " (or 0 for one per core)"), Errc::InvalidArgument);
   if (opts.n_threads_batch < 0 || opts.n_threads_batch > kMaxThreads)
-    throw Error(cat("batch thread count ", opts.n_threads_batch, " must be in 1..", kMaxThreads));
-  if (opts.n_batch < 1 || opts.n_batch > 65536) throw Error(cat("batch size ", opts.n_batch, " must be in 1..65536"));
+    throw Error(cat("batch thread count ", opts.n_threads_batch, " must be in 1..", kMaxThreads), Errc::InvalidArgument);
+  if (opts.n_batch < 1 || opts.n_batch > 65536) throw Error(cat("batch size ", opts.n_batch, " must be in 1..65536"), Errc::InvalidArgument);
   s.n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min(c.context_length, 4096);
   constexpr int kMaxCtx = 1 << 20;
-  if (s.n_ctx > kMaxCtx) throw Error(cat("context size ", s.n_ctx, " is more than the supported ", kMaxCtx));
+  if (s.n_ctx > kMaxCtx) throw Error(cat("context size ", s.n_ctx, " is more than the supported ", kMaxCtx), Errc::InvalidArgument);
   const double cache_bytes = 2.0 * 4.0 * double(c.n_layers) * double(s.n_ctx) * double(c.kv_dim());
   if (cache_bytes > 64.0 * (1ull << 30))
-    throw Error(cat("context size ", s.n_ctx, " needs a ", cache_bytes / (1ull << 30), " GiB KV cache; use a smaller -c"));
+    throw Error(cat("context size ", s.n_ctx, " needs a ", cache_bytes / (1ull << 30), " GiB KV cache; use a smaller -c"), Errc::OutOfMemory);
   s.n_threads = opts.n_threads > 0 ? opts.n_threads : physical_cores();
   s.n_threads_batch = opts.n_threads_batch > 0 ? opts.n_threads_batch : s.n_threads;
   s.n_batch = std::min(opts.n_batch, s.n_ctx);
@@ -143,12 +143,12 @@ int Session::n_threads() const { return impl_->n_threads; }
 
 void Session::eval(const int* tokens, int n, bool all_logits) {
   Impl& s = *impl_;
-  if (n <= 0) throw Error(cat("eval: need at least one token (got ", n, ")"));
+  if (n <= 0) throw Error(cat("eval: need at least one token (got ", n, ")"), Errc::InvalidArgument);
   if (n > s.n_ctx - s.n_past)
-    throw Error(cat("context full: ", s.n_past, " tokens cached + ", n, " new > context size ", s.n_ctx));
+    throw Error(cat("context full: ", s.n_past, " tokens cached + ", n, " new > context size ", s.n_ctx), Errc::ContextFull);
   for (int i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= s.vocab)
-      throw Error(cat("eval: token id ", tokens[i], " at index ", i, " is outside the vocabulary (", s.vocab, ")"));
+      throw Error(cat("eval: token id ", tokens[i], " at index ", i, " is outside the vocabulary (", s.vocab, ")"), Errc::InvalidArgument);
   if (all_logits && size_t(n) * size_t(s.vocab) > s.logits.size()) s.logits.resize(size_t(n) * size_t(s.vocab));
   for (int done = 0; done < n;) {
     const int m = std::min(s.n_batch, n - done);
@@ -178,7 +178,7 @@ const float* Session::logits() const {
 
 const float* Session::logits_at(int i) const {
   const Impl& s = *impl_;
-  if (i < 0 || i >= s.n_logits) throw Error(cat("logits_at(", i, "): the last eval kept logits for ", s.n_logits, " tokens"));
+  if (i < 0 || i >= s.n_logits) throw Error(cat("logits_at(", i, "): the last eval kept logits for ", s.n_logits, " tokens"), Errc::InvalidArgument);
   return s.logits.data() + size_t(i) * size_t(s.vocab);
 }
 
@@ -186,7 +186,7 @@ void Session::reset() { impl_->n_past = 0; }
 
 void Session::truncate(int n_past) {
   if (n_past < 0 || n_past > impl_->n_past)
-    throw Error(cat("truncate(", n_past, "): the cache holds ", impl_->n_past, " tokens"));
+    throw Error(cat("truncate(", n_past, "): the cache holds ", impl_->n_past, " tokens"), Errc::InvalidArgument);
   impl_->n_past = n_past;
 }
 
@@ -220,10 +220,10 @@ GenerateResult generate(Session& session, Sampler& sampler, const std::vector<in
                         const TokenCallback& on_token) {
   using clock = std::chrono::steady_clock;
   GenerateResult r;
-  if (prompt.empty()) throw Error("generate: the prompt has no tokens");
+  if (prompt.empty()) throw Error("generate: the prompt has no tokens", Errc::InvalidArgument);
   if (int(prompt.size()) > session.n_ctx() - session.n_past())
     throw Error(cat("the prompt has ", prompt.size(), " tokens but only ", session.n_ctx() - session.n_past(),
-                    " positions of the context (", session.n_ctx(), ") are free; use a larger -c or a shorter prompt"));
+                    " positions of the context (", session.n_ctx(), ") are free; use a larger -c or a shorter prompt"), Errc::ContextFull);
   const Model& model = session.model();
   r.n_prompt = int(prompt.size());
   r.tokens.reserve(n_predict > 0 ? size_t(n_predict) : 256);

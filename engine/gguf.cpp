@@ -139,7 +139,7 @@ const char* gguf_type_name(GgufType t) {
   return i < 13 ? names[i] : "invalid";
 }
 
-GgufFile::GgufFile(const std::string& path) : file_(path) {
+GgufFile::GgufFile(const std::string& path, bool use_mmap) : file_(path, use_mmap) {
   ByteReader r(file_.data(), file_.size(), path);
   const uint32_t magic = r.read<uint32_t>("magic");
   if (magic != kGgufMagic) throw Error(cat(path, ": not a GGUF file (bad magic)"));

@@ -45,7 +45,7 @@ struct GgufTensorInfo {
 
 class GgufFile {
  public:
-  explicit GgufFile(const std::string& path);  // throws qkv::Error
+  explicit GgufFile(const std::string& path, bool use_mmap = true);  // throws qkv::Error
 
   const std::string& path() const { return file_.path(); }
   uint32_t version() const { return version_; }

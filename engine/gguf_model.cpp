@@ -66,7 +66,7 @@ Vocab read_vocab(const GgufFile& g) {
 
 class GgufWeights : public WeightFile {
  public:
-  explicit GgufWeights(const std::string& path) : gguf_(path) {
+  GgufWeights(const std::string& path, bool use_mmap) : gguf_(path, use_mmap) {
     path_ = path;
     format_ = cat("GGUF v", gguf_.version());
     const std::string arch = gguf_.get_string("general.architecture");
@@ -146,7 +146,9 @@ class GgufWeights : public WeightFile {
 
 }  // namespace
 
-std::unique_ptr<WeightFile> open_gguf(const std::string& path) { return std::make_unique<GgufWeights>(path); }
+std::unique_ptr<WeightFile> open_gguf(const std::string& path, bool use_mmap) {
+  return std::make_unique<GgufWeights>(path, use_mmap);
+}
 
 }  // namespace qkv
 

@@ -20,7 +20,7 @@ namespace {
 
 class Llama2cFile : public WeightFile {
  public:
-  explicit Llama2cFile(const std::string& path) : file_(path) {
+  Llama2cFile(const std::string& path, bool use_mmap) : file_(path, use_mmap) {
     path_ = path;
     format_ = "llama2.c";
     ByteReader r(file_.data(), file_.size(), path);
@@ -99,8 +99,8 @@ class Llama2cFile : public WeightFile {
 
 }  // namespace
 
-std::unique_ptr<WeightFile> open_llama2c_bin(const std::string& path) {
-  return std::make_unique<Llama2cFile>(path);
+std::unique_ptr<WeightFile> open_llama2c_bin(const std::string& path, bool use_mmap) {
+  return std::make_unique<Llama2cFile>(path, use_mmap);
 }
 
 Vocab load_llama2c_vocab(const std::string& path, int n_vocab) {

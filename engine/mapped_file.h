@@ -1,4 +1,4 @@
-// A read-only memory mapping of a whole file (RAII).
+// A whole file's bytes, read-only: memory-mapped, or read into memory (RAII).
 #pragma once
 
 #include <cstddef>
@@ -9,7 +9,7 @@ namespace qkv {
 
 class MappedFile {
  public:
-  explicit MappedFile(const std::string& path);  // throws qkv::Error
+  explicit MappedFile(const std::string& path, bool use_mmap = true);  // throws qkv::Error
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -22,6 +22,7 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  bool mapped_ = false;
 };
 
 // Bounds-checked little-endian reader over a byte range; every read that would

@@ -21,9 +21,22 @@
 
 namespace qkv {
 
-class Error : public std::runtime_error {
+#if defined(__GNUC__)
+#define QKV_API __attribute__((visibility("default")))
+#else
+#define QKV_API
+#endif
+
+// What kind of failure an Error is (the C API's status codes).
+enum class Errc { InvalidArgument = 1, Io = 2, BadFile = 3, ContextFull = 4, OutOfMemory = 6, Internal = 7 };
+
+class QKV_API Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& what) : std::runtime_error(what) {}
+  explicit Error(const std::string& what, Errc code = Errc::BadFile) : std::runtime_error(what), code_(code) {}
+  Errc code() const { return code_; }
+
+ private:
+  Errc code_;
 };
 
 struct ModelInfo {
@@ -38,9 +51,11 @@ struct ModelInfo {
 struct LoadOptions {
   // llama2.c tokenizer.bin; needed for .bin models, overrides a GGUF's own.
   std::string tokenizer_path;
+  // Map the weights file (default), or read it into memory.
+  bool use_mmap = true;
 };
 
-class Model {
+class QKV_API Model {
  public:
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& opts = {});
   ~Model();
@@ -89,7 +104,7 @@ struct ProfilePhaseStats {
   double wall_ms = 0;       // forward passes (and sampling, for generation)
   double uncovered_ms = 0;  // wall time inside no zone
 };
-struct ProfileReport {
+struct QKV_API ProfileReport {
   std::vector<ProfilePhaseStats> phases;
   std::vector<ProfileOpStats> ops;  // per phase, sorted by total time
   std::vector<ProfileLayerStats> layers;
@@ -104,7 +119,7 @@ struct MachineLimits {
   double fma_gflops = 0;  // fp32 FMA peak with the active kernels
   double read_gbps = 0;   // read bandwidth over a buffer far beyond the caches
 };
-MachineLimits probe_machine(int threads, size_t buffer_bytes = size_t(1) << 30);
+QKV_API MachineLimits probe_machine(int threads, size_t buffer_bytes = size_t(1) << 30);
 
 struct SessionOptions {
   int n_ctx = 0;            // 0: the model's context length, capped at 4096
@@ -113,7 +128,7 @@ struct SessionOptions {
   int n_batch = 512;        // most tokens evaluated in one forward pass
 };
 
-class Session {
+class QKV_API Session {
  public:
   explicit Session(std::shared_ptr<const Model> model, const SessionOptions& opts = {});
   ~Session();
@@ -167,7 +182,7 @@ struct SamplerParams {
   uint64_t seed = 0;         // 0: a fixed default seed
 };
 
-class Sampler {
+class QKV_API Sampler {
  public:
   Sampler(int vocab_size, const SamplerParams& params);
   ~Sampler();
@@ -195,10 +210,10 @@ using TokenCallback = std::function<bool(int token, const std::string& piece)>;
 // time (n_predict < 0: until end of text or the context is full). Stops on
 // end of text (the token is reported but not fed back), when the callback
 // says so, or when the context is full.
-GenerateResult generate(Session& session, Sampler& sampler, const std::vector<int>& prompt, int n_predict,
+QKV_API GenerateResult generate(Session& session, Sampler& sampler, const std::vector<int>& prompt, int n_predict,
                         const TokenCallback& on_token);
 
 // The instruction set the kernels run with ("scalar", "sse2", "avx2", "avx512").
-std::string active_isa();
+QKV_API std::string active_isa();
 
 }  // namespace qkv

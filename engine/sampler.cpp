@@ -10,15 +10,15 @@ namespace qkv {
 
 SamplerImpl::SamplerImpl(const SamplerParams& p, int vocab_size)
     : p_(p), vocab_(vocab_size), work_(size_t(vocab_size)), cand_(size_t(vocab_size)) {
-  if (vocab_size <= 0) throw Error("sampler: vocabulary size must be positive");
+  if (vocab_size <= 0) throw Error("sampler: vocabulary size must be positive", Errc::InvalidArgument);
   if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature))
-    throw Error(cat("sampler: temperature ", p.temperature, " must be >= 0"));
-  if (p.top_k < 0) throw Error(cat("sampler: top-k ", p.top_k, " must be >= 0 (0 = off)"));
-  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) throw Error(cat("sampler: top-p ", p.top_p, " must be in (0, 1]"));
-  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) throw Error(cat("sampler: min-p ", p.min_p, " must be in [0, 1]"));
+    throw Error(cat("sampler: temperature ", p.temperature, " must be >= 0"), Errc::InvalidArgument);
+  if (p.top_k < 0) throw Error(cat("sampler: top-k ", p.top_k, " must be >= 0 (0 = off)"), Errc::InvalidArgument);
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) throw Error(cat("sampler: top-p ", p.top_p, " must be in (0, 1]"), Errc::InvalidArgument);
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) throw Error(cat("sampler: min-p ", p.min_p, " must be in [0, 1]"), Errc::InvalidArgument);
   if (!(p.repeat_penalty > 0.0f) || !std::isfinite(p.repeat_penalty))
-    throw Error(cat("sampler: repeat penalty ", p.repeat_penalty, " must be > 0"));
-  if (p.repeat_last_n < 0) throw Error(cat("sampler: repeat-last-n ", p.repeat_last_n, " must be >= 0"));
+    throw Error(cat("sampler: repeat penalty ", p.repeat_penalty, " must be > 0"), Errc::InvalidArgument);
+  if (p.repeat_last_n < 0) throw Error(cat("sampler: repeat-last-n ", p.repeat_last_n, " must be >= 0"), Errc::InvalidArgument);
   recent_.assign(size_t(p.repeat_last_n), -1);
   reset();
 }

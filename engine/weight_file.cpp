@@ -8,15 +8,15 @@
 
 namespace qkv {
 
-std::unique_ptr<WeightFile> WeightFile::open(const std::string& path) {
+std::unique_ptr<WeightFile> WeightFile::open(const std::string& path, bool use_mmap) {
   uint8_t magic[4] = {0, 0, 0, 0};
   {
-    MappedFile probe(path);  // gives the clear error for missing/empty files
+    MappedFile probe(path, false);  // gives the clear error for missing/empty files
     if (probe.size() < 4) throw Error(cat(path, ": file too small (", probe.size(), " bytes) to be a model"));
     std::memcpy(magic, probe.data(), 4);
   }
-  if (std::memcmp(magic, "GGUF", 4) == 0) return open_gguf(path);
-  return open_llama2c_bin(path);
+  if (std::memcmp(magic, "GGUF", 4) == 0) return open_gguf(path, use_mmap);
+  return open_llama2c_bin(path, use_mmap);
 }
 
 const Tensor* WeightFile::find(const std::string& name) const {

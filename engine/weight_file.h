@@ -19,7 +19,7 @@ namespace qkv {
 class WeightFile {
  public:
   // Opens a .bin or .gguf file (told apart by the magic); throws qkv::Error.
-  static std::unique_ptr<WeightFile> open(const std::string& path);
+  static std::unique_ptr<WeightFile> open(const std::string& path, bool use_mmap = true);
   virtual ~WeightFile() = default;
 
   const std::string& path() const { return path_; }
@@ -41,7 +41,7 @@ class WeightFile {
   std::map<std::string, Tensor> tensors_;
 };
 
-std::unique_ptr<WeightFile> open_llama2c_bin(const std::string& path);
-std::unique_ptr<WeightFile> open_gguf(const std::string& path);
+std::unique_ptr<WeightFile> open_llama2c_bin(const std::string& path, bool use_mmap = true);
+std::unique_ptr<WeightFile> open_gguf(const std::string& path, bool use_mmap = true);
 
 }  // namespace qkv

@@ -3,7 +3,7 @@
 # Does nothing (and needs no network) when everything is already there.
 set -euo pipefail
 
-packages=(cmake g++ make libxsimd-dev libgtest-dev googletest libbenchmark-dev)
+packages=(cmake g++ make pkg-config binutils libxsimd-dev libgtest-dev googletest libbenchmark-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
