@@ -57,6 +57,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   i.rms_eps = c.rms_eps;
   i.n_params = impl->arch->n_params();
   i.weight_type = impl->arch->weight_type();
+  i.tied_output = impl->arch->tied_output();
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }
 
@@ -97,6 +98,7 @@ struct Session::Impl {
   int n_ctx = 0, n_batch = 0, n_threads = 0, n_threads_batch = 0;
   int n_past = 0;
   int vocab = 0;
+  std::unique_ptr<AttentionCapture> capture;  // null: off
   std::vector<float> logits;  // (vocab) or (n, vocab) after an all-logits eval
   int n_logits = 0;           // rows in `logits`
 };
@@ -153,7 +155,7 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
   for (int done = 0; done < n;) {
     const int m = std::min(s.n_batch, n - done);
     const int threads = m > 1 ? s.n_threads_batch : s.n_threads;
-    const ExecContext ctx{*s.pool, *s.kernels, threads, s.prof.get()};
+    const ExecContext ctx{*s.pool, *s.kernels, threads, s.prof.get(), s.capture.get()};
     float* out = all_logits ? s.logits.data() + size_t(done) * size_t(s.vocab) : s.logits.data();
     if (s.prof->on()) {
       const Phase phase = m > 1 ? Phase::Prompt : Phase::Generation;
@@ -188,6 +190,27 @@ void Session::truncate(int n_past) {
   if (n_past < 0 || n_past > impl_->n_past)
     throw Error(cat("truncate(", n_past, "): the cache holds ", impl_->n_past, " tokens"), Errc::InvalidArgument);
   impl_->n_past = n_past;
+}
+
+void Session::set_attention_capture(AttentionCallback callback, std::vector<int> layers, std::vector<int> heads) {
+  if (!callback) {
+    impl_->capture.reset();
+    return;
+  }
+  const ModelConfig& c = impl_->arch->config();
+  auto cap = std::make_unique<AttentionCapture>();
+  cap->callback = std::move(callback);
+  auto mark = [](std::vector<bool>& v, const std::vector<int>& ids, int n, const char* what) {
+    if (ids.empty()) return;
+    v.assign(size_t(n), false);
+    for (int id : ids) {
+      if (id < 0 || id >= n) throw Error(cat("attention capture: ", what, " ", id, " is not in 0..", n - 1), Errc::InvalidArgument);
+      v[size_t(id)] = true;
+    }
+  };
+  mark(cap->layers, layers, c.n_layers, "layer");
+  mark(cap->heads, heads, c.n_heads, "head");
+  impl_->capture = std::move(cap);
 }
 
 void Session::profile_start() { impl_->prof->start(); }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/model_config.h"
+#include "engine/qkv.hpp"
 #include "engine/thread_pool.h"
 #include "engine/weight_file.h"
 #include "ops/ops.h"
@@ -21,12 +22,21 @@ class RunState {
   virtual ~RunState() = default;
 };
 
+// Which attention rows to hand out (see Session::set_attention_capture).
+struct AttentionCapture {
+  AttentionCallback callback;
+  std::vector<bool> layers, heads;  // by index; empty: all
+  bool wants_layer(int l) const { return layers.empty() || (size_t(l) < layers.size() && layers[size_t(l)]); }
+  bool wants_head(int h) const { return heads.empty() || (size_t(h) < heads.size() && heads[size_t(h)]); }
+};
+
 // What a forward pass runs with.
 struct ExecContext {
   ThreadPool& pool;
   const ops::Kernels& k;
   int n_threads;     // how many of the pool's threads this pass may use
   Profiler* prof;    // zones are recorded here when it is on (may be null)
+  const AttentionCapture* capture = nullptr;  // attention rows to hand out (may be null)
 };
 
 class Architecture {
@@ -35,6 +45,7 @@ class Architecture {
   virtual const ModelConfig& config() const = 0;
   virtual int64_t n_params() const = 0;
   virtual std::string weight_type() const = 0;
+  virtual bool tied_output() const = 0;  // classifier shares the token embedding
 
   virtual std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads) const = 0;
 

@@ -46,6 +46,7 @@ struct ModelInfo {
   float rope_base = 0, rms_eps = 0;
   int64_t n_params = 0;
   std::string weight_type;  // type of the attention weights, e.g. "F32"
+  bool tied_output = false; // the classifier is the token embedding
 };
 
 struct LoadOptions {
@@ -121,6 +122,22 @@ struct MachineLimits {
 };
 QKV_API MachineLimits probe_machine(int threads, size_t buffer_bytes = size_t(1) << 30);
 
+// One row of attention probabilities, given to an attention capture callback:
+// what query `position` of `layer`, query head `head`, attends to.
+struct AttentionRow {
+  int layer = 0, head = 0, kv_head = 0;  // with GQA, kv_head = head / (n_heads / n_kv_heads)
+  int position = 0;                      // the query token's position
+  const float* probs = nullptr;          // (position + 1): softmax(q . k_t * scale) for t <= position
+  const float* q = nullptr;              // (head_dim): the query, after RoPE
+  const float* k = nullptr;              // key of position t: k + t * k_stride (head_dim values)
+  size_t k_stride = 0;
+  int head_dim = 0;
+  float scale = 0;                       // 1 / sqrt(head_dim)
+};
+// Called on the thread that calls eval/generate, layer by layer, for each
+// evaluated token and captured head; the pointers are valid during the call.
+using AttentionCallback = std::function<void(const AttentionRow&)>;
+
 struct SessionOptions {
   int n_ctx = 0;            // 0: the model's context length, capped at 4096
   int n_threads = 0;        // 0: one per physical core
@@ -156,6 +173,11 @@ class QKV_API Session {
 
   void reset();              // empty the KV cache
   void truncate(int n_past); // keep only the first n_past cached tokens
+
+  // Attention capture: the probabilities of the given layers and query heads
+  // (empty: all) for every token evaluated from now on. Capturing changes no
+  // computed value. An empty callback turns it off.
+  void set_attention_capture(AttentionCallback callback, std::vector<int> layers = {}, std::vector<int> heads = {});
 
   // Per-op profiling of this session's forward passes (and of sampling in
   // generate()). start clears what was recorded before.

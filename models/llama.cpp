@@ -40,7 +40,7 @@ struct LlamaState : RunState {
         hb2(hb.size()),
         rope_cos(size_t(n_batch) * size_t(c.head_dim / 2)),
         rope_sin(rope_cos.size()),
-        scores(size_t(max_threads) * size_t(n_ctx)),
+        probs(size_t(c.n_heads) * size_t(n_ctx)),
         n_ctx(n_ctx),
         n_batch(n_batch),
         max_threads(max_threads) {}
@@ -53,7 +53,7 @@ struct LlamaState : RunState {
   std::vector<float> att_out;  // (n, q_dim)
   std::vector<float> hb, hb2;  // (n, hidden)
   std::vector<float> rope_cos, rope_sin;  // (n, head_dim / 2)
-  std::vector<float> scores;   // (threads, n_ctx) attention scratch
+  std::vector<float> probs;    // (n_heads, n_ctx) attention capture, one token at a time
   int n_ctx, n_batch, max_threads;
 };
 
@@ -97,6 +97,7 @@ class Llama : public Architecture {
 
   const ModelConfig& config() const override { return c_; }
   int64_t n_params() const override { return n_params_; }
+  bool tied_output() const override { return output_ == tok_embd_; }
   std::string weight_type() const override { return layers_.empty() ? "F32" : type_name(layers_[0].wq->type); }
 
   std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads) const override {
@@ -128,23 +129,54 @@ void Llama::attention(LlamaState& s, int layer, int n, int pos, const ExecContex
   const float scale = 1.0f / std::sqrt(float(hd));
   const float* kc = s.cache.key(layer, 0);
   const float* vc = s.cache.value(layer, 0);
-  const size_t tasks = size_t(n) * size_t(nh);
   // Work: QK^T, softmax and AV for every (token, head) over its visible positions.
   const double positions = double(n) * (double(pos) + 0.5 * double(n + 1));  // sum of (pos + i + 1)
   const Zone z(ctx.prof, Op::Attention, layer, double(nh) * positions * (4.0 * hd + 5.0),
                positions * 2.0 * kvd * 4.0 + 2.0 * double(n) * c_.q_dim() * 4.0);
-  ctx.pool.parallel_for(
-      tasks,
-      [&](size_t b, size_t e, int) {
-        for (size_t j = b; j < e; ++j) {
-          const int i = int(j / size_t(nh)), h = int(j % size_t(nh));
-          const int kvh = h / group;
-          ctx.k.attention(s.q.data() + size_t(i) * c_.q_dim() + size_t(h) * hd, kc + size_t(kvh) * hd,
-                          vc + size_t(kvh) * hd, size_t(kvd), size_t(hd), size_t(pos + i + 1), scale, nullptr,
-                          s.att_out.data() + size_t(i) * c_.q_dim() + size_t(h) * hd);
-        }
-      },
-      size_t(1 + 4096 / (size_t(pos + 1) * size_t(hd))), ctx.n_threads);
+  // Query head h of token i over positions 0..pos+i; probs (or null) receives the probabilities.
+  auto head = [&](int i, int h, float* probs) {
+    const int kvh = h / group;
+    ctx.k.attention(s.q.data() + size_t(i) * c_.q_dim() + size_t(h) * hd, kc + size_t(kvh) * hd, vc + size_t(kvh) * hd,
+                    size_t(kvd), size_t(hd), size_t(pos + i + 1), scale, probs,
+                    s.att_out.data() + size_t(i) * c_.q_dim() + size_t(h) * hd);
+  };
+  const size_t grain = size_t(1 + 4096 / (size_t(pos + 1) * size_t(hd)));
+  const AttentionCapture* cap = ctx.capture;
+  if (!cap || !cap->wants_layer(layer)) {
+    ctx.pool.parallel_for(
+        size_t(n) * size_t(nh),
+        [&](size_t b, size_t e, int) {
+          for (size_t j = b; j < e; ++j) head(int(j / size_t(nh)), int(j % size_t(nh)), nullptr);
+        },
+        grain, ctx.n_threads);
+    return;
+  }
+  // Capture: one token at a time, so a row per head is enough; the same
+  // kernel computes the same values, and also writes the probabilities.
+  for (int i = 0; i < n; ++i) {
+    ctx.pool.parallel_for(
+        size_t(nh),
+        [&](size_t b, size_t e, int) {
+          for (size_t h = b; h < e; ++h)
+            head(i, int(h), cap->wants_head(int(h)) ? s.probs.data() + h * size_t(s.n_ctx) : nullptr);
+        },
+        grain, ctx.n_threads);
+    for (int h = 0; h < nh; ++h) {
+      if (!cap->wants_head(h)) continue;
+      AttentionRow row;
+      row.layer = layer;
+      row.head = h;
+      row.kv_head = h / group;
+      row.position = pos + i;
+      row.probs = s.probs.data() + size_t(h) * size_t(s.n_ctx);
+      row.q = s.q.data() + size_t(i) * c_.q_dim() + size_t(h) * hd;
+      row.k = kc + size_t(row.kv_head) * hd;
+      row.k_stride = size_t(kvd);
+      row.head_dim = hd;
+      row.scale = scale;
+      cap->callback(row);
+    }
+  }
 }
 
 void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logits, bool all_logits,

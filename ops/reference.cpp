@@ -2,7 +2,6 @@
 // llama2.c's run.c. Tests compare every SIMD kernel against these.
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "ops/ops.h"
 
@@ -138,17 +137,23 @@ void add_ref(float* y, const float* x, size_t n) {
 }
 
 void attention_ref(const float* q, const float* k, const float* v, size_t kv_stride,
-                   size_t head_dim, size_t n, float scale, float* att_out, float* out) {
-  // The plain way: a row of n scores, softmax, weighted sum.
-  std::vector<float> scores(att_out ? 0 : n);
-  float* att = att_out ? att_out : scores.data();
-  for (size_t t = 0; t < n; ++t) att[t] = dot_ref(q, k + t * kv_stride, head_dim) * scale;
-  softmax_ref(att, n);
+                   size_t head_dim, size_t n, float scale, float* att, float* out) {
+  // Plain two-pass softmax: the max score, then exp-weights and their sum.
+  // Scores are recomputed rather than stored, so no buffer is needed.
+  auto score = [&](size_t t) { return dot_ref(q, k + t * kv_stride, head_dim) * scale; };
+  float max_val = score(0);
+  for (size_t t = 1; t < n; ++t) max_val = std::fmax(max_val, score(t));
+  float sum = 0.0f;
   for (size_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
   for (size_t t = 0; t < n; ++t) {
+    const float p = std::exp(score(t) - max_val);
+    sum += p;
     const float* vt = v + t * kv_stride;
-    for (size_t i = 0; i < head_dim; ++i) out[i] += att[t] * vt[i];
+    for (size_t i = 0; i < head_dim; ++i) out[i] += p * vt[i];
   }
+  for (size_t i = 0; i < head_dim; ++i) out[i] /= sum;
+  if (att)
+    for (size_t t = 0; t < n; ++t) att[t] = std::exp(score(t) - max_val) / sum;
 }
 
 void f16_to_f32_ref(const uint16_t* src, float* dst, size_t n) {

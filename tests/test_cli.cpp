@@ -239,3 +239,28 @@ TEST(CliBench, PrintsWellFormedMarkdownCsvAndJson) {
 
 }  // namespace
 }  // namespace qkv
+
+namespace qkv {
+namespace {
+
+TEST(CliAttention, WritesReportAndJsonAndRefusesBadFlags) {
+  const std::string html = "/tmp/qkv-cli-att-" + std::to_string(::getpid()) + ".html";
+  const std::string json = "/tmp/qkv-cli-att-" + std::to_string(::getpid()) + ".json";
+  const Result r = run("attention -m '" + test::model_path("stories260K.gguf") + "' -p 'Once upon a time' -n 3 " +
+                       "--layers 0,4 --heads 2 -o " + html + " --json " + json);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("7 tokens, 2 layers x 1 heads"), std::string::npos) << r.err;  // 5 + 3 - 1 fed
+  EXPECT_NE(test::read_file(html).find("data-layer=\"4\" data-head=\"2\""), std::string::npos);
+  EXPECT_NE(test::read_file(json).find("\"4,2\""), std::string::npos);
+  std::remove(html.c_str());
+  std::remove(json.c_str());
+  const std::string m = "-m '" + test::model_path("stories260K.gguf") + "' ";
+  EXPECT_EQ(run("attention " + m + "-p x --layers 5 -o /tmp/x.html").code, 2);  // layers 0..4
+  EXPECT_EQ(run("attention " + m + "-p x --heads 8 -o /tmp/x.html").code, 2);
+  EXPECT_EQ(run("attention " + m + "-o /tmp/x.html").code, 2);                  // no prompt
+  EXPECT_EQ(run("attention " + m + "-p x").code, 2);                            // no output
+  EXPECT_EQ(run("attention -m /nonexistent.gguf -p x -o /tmp/x.html").code, 1);
+}
+
+}  // namespace
+}  // namespace qkv

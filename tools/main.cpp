@@ -8,6 +8,7 @@ int cmd_generate(int argc, char** argv);
 int cmd_profile(int argc, char** argv);
 int cmd_synth(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_attention(int argc, char** argv);
 }
 
 namespace {
@@ -19,6 +20,7 @@ void usage(FILE* out) {
       "commands:\n"
       "  generate   generate text from a model (qkv generate --help)\n"
       "  profile    where the time of every op goes (qkv profile --help)\n"
+      "  attention  what every token attends to, as an HTML report (qkv attention --help)\n"
       "  bench      prompt and generation tokens/s, like llama-bench (qkv bench --help)\n"
       "  synth      write a random-weight model of a real shape (qkv synth --help)\n"
       "\n"
@@ -40,6 +42,7 @@ int main(int argc, char** argv) {
   if (cmd == "profile") return qkv::cli::cmd_profile(argc - 1, argv + 1);
   if (cmd == "synth") return qkv::cli::cmd_synth(argc - 1, argv + 1);
   if (cmd == "bench") return qkv::cli::cmd_bench(argc - 1, argv + 1);
+  if (cmd == "attention") return qkv::cli::cmd_attention(argc - 1, argv + 1);
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     usage(stdout);
     return 0;
