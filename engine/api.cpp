@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstring>
 
+#include <unistd.h>
+
 #include "engine/architecture.h"
 #include "engine/cpu.h"
 #include "engine/error.h"
@@ -119,11 +121,15 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
     throw Error(cat("batch thread count ", opts.n_threads_batch, " must be in 1..", kMaxThreads), Errc::InvalidArgument);
   if (opts.n_batch < 1 || opts.n_batch > 65536) throw Error(cat("batch size ", opts.n_batch, " must be in 1..65536"), Errc::InvalidArgument);
   s.n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min(c.context_length, 4096);
-  constexpr int kMaxCtx = 1 << 20;
+  constexpr int kMaxCtx = 1 << 24;
   if (s.n_ctx > kMaxCtx) throw Error(cat("context size ", s.n_ctx, " is more than the supported ", kMaxCtx), Errc::InvalidArgument);
+  // The KV cache is allocated now, whole: refuse what the machine cannot hold.
   const double cache_bytes = 2.0 * 4.0 * double(c.n_layers) * double(s.n_ctx) * double(c.kv_dim());
-  if (cache_bytes > 64.0 * (1ull << 30))
-    throw Error(cat("context size ", s.n_ctx, " needs a ", cache_bytes / (1ull << 30), " GiB KV cache; use a smaller -c"), Errc::OutOfMemory);
+  const double phys = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGE_SIZE));
+  if (phys > 0 && cache_bytes > phys / 2)
+    throw Error(cat("context size ", s.n_ctx, " needs a ", cache_bytes / double(1ull << 30), " GiB KV cache, more than half of this machine's ",
+                    phys / double(1ull << 30), " GiB of memory; use a smaller -c"),
+                Errc::OutOfMemory);
   s.n_threads = opts.n_threads > 0 ? opts.n_threads : physical_cores();
   s.n_threads_batch = opts.n_threads_batch > 0 ? opts.n_threads_batch : s.n_threads;
   s.n_batch = std::min(opts.n_batch, s.n_ctx);

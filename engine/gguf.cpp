@@ -1,5 +1,6 @@
 #include "engine/gguf.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -209,12 +210,23 @@ GgufFile::GgufFile(const std::string& path, bool use_mmap) : file_(path, use_mma
   if (n_tensors > 0 && data_offset_ > file_.size())
     throw Error(cat(path, ": data section at offset ", data_offset_, " is past the end of the file (", file_.size(), " bytes)"));
   const uint64_t data_size = file_.size() > data_offset_ ? file_.size() - data_offset_ : 0;
+  std::vector<std::pair<uint64_t, const GgufTensorInfo*>> by_offset;
   for (const GgufTensorInfo& ti : tensors_) {
+    by_offset.emplace_back(ti.offset, &ti);
     if (ti.offset % alignment_ != 0)
       throw Error(cat(path, ": tensor ", ti.name, ": offset ", ti.offset, " is not aligned to ", alignment_));
     if (ti.offset > data_size || ti.n_bytes > data_size - ti.offset)
       throw Error(cat(path, ": tensor ", ti.name, ": data [", ti.offset, ", +", ti.n_bytes,
                       ") lies outside the data section of ", data_size, " bytes (file truncated?)"));
+  }
+  // No two tensors may share bytes.
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first || (a.first == b.first && a.second < b.second); });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const GgufTensorInfo& prev = *by_offset[i - 1].second;
+    if (by_offset[i].first < prev.offset + prev.n_bytes)
+      throw Error(cat(path, ": tensor ", by_offset[i].second->name, " at offset ", by_offset[i].first,
+                      " overlaps tensor ", prev.name, " [", prev.offset, ", +", prev.n_bytes, ")"));
   }
 }
 

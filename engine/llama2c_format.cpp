@@ -9,6 +9,7 @@
 //   (seq_len, head_dim/2 each; unused), then wcls (vocab, dim) only when
 //   vocab_size is negative (untied classifier).
 #include <cstring>
+#include <iomanip>
 #include <limits>
 
 #include "engine/error.h"
@@ -61,7 +62,8 @@ class Llama2cFile : public WeightFile {
     if (expect != (long double)file_.size())
       throw Error(cat(path, ": size ", file_.size(), " bytes does not match its header (dim ", c.dim, ", hidden ",
                       c.hidden_dim, ", layers ", c.n_layers, ", heads ", c.n_heads, "/", c.n_kv_heads, ", vocab ",
-                      h[5], ", seq_len ", c.context_length, " imply ", (unsigned long long)expect, " bytes)"));
+                      h[5], ", seq_len ", c.context_length, " imply ", std::fixed, std::setprecision(0), expect,
+                      " bytes)"));
 
     const float* p = reinterpret_cast<const float*>(file_.data() + 28);
     auto take = [&](const std::string& name, int64_t ne0, int64_t ne1) {

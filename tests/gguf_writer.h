@@ -38,25 +38,27 @@ class GgufWriter {
     put(meta_, uint64_t(values.size()));
     for (const std::string& v : values) put_string(meta_, v);
   }
+  // A key with the value another file holds.
+  void kv_copy(const std::string& key, const GgufValue& v) {
+    begin_kv(key, v.type);
+    switch (v.type) {
+      case GgufType::STRING: put_string(meta_, v.str); break;
+      case GgufType::ARRAY:
+        put(meta_, uint32_t(v.elem_type));
+        put(meta_, v.count);
+        meta_.insert(meta_.end(), v.elems, v.elems + v.elems_bytes);
+        break;
+      case GgufType::U8: case GgufType::I8: case GgufType::BOOL: put(meta_, uint8_t(v.u)); break;
+      case GgufType::U16: case GgufType::I16: put(meta_, uint16_t(v.u)); break;
+      case GgufType::U32: case GgufType::I32: put(meta_, uint32_t(v.u)); break;
+      case GgufType::U64: case GgufType::I64: put(meta_, v.u); break;
+      case GgufType::F32: put(meta_, float(v.f)); break;
+      case GgufType::F64: put(meta_, v.f); break;
+    }
+  }
   // Every key of an existing file, as it is.
   void copy_metadata(const GgufFile& g) {
-    for (const auto& [key, v] : g.metadata()) {
-      begin_kv(key, v.type);
-      switch (v.type) {
-        case GgufType::STRING: put_string(meta_, v.str); break;
-        case GgufType::ARRAY:
-          put(meta_, uint32_t(v.elem_type));
-          put(meta_, v.count);
-          meta_.insert(meta_.end(), v.elems, v.elems + v.elems_bytes);
-          break;
-        case GgufType::U8: case GgufType::I8: case GgufType::BOOL: put(meta_, uint8_t(v.u)); break;
-        case GgufType::U16: case GgufType::I16: put(meta_, uint16_t(v.u)); break;
-        case GgufType::U32: case GgufType::I32: put(meta_, uint32_t(v.u)); break;
-        case GgufType::U64: case GgufType::I64: put(meta_, v.u); break;
-        case GgufType::F32: put(meta_, float(v.f)); break;
-        case GgufType::F64: put(meta_, v.f); break;
-      }
-    }
+    for (const auto& [key, v] : g.metadata()) kv_copy(key, v);
   }
 
   void tensor(const std::string& name, uint32_t ggml_type, std::vector<int64_t> ne, const void* data, size_t bytes) {

@@ -84,6 +84,25 @@ TEST(Cli, PromptFromFile) {
   EXPECT_EQ(r.out, "Once upon a time, there was a little\n");
 }
 
+TEST(Cli, DefinedBehaviourAtTheEdges) {
+  // -n 0: the prompt and nothing more.
+  Result r = run("generate -p 'Once upon a time' -n 0 --temp 0");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Once upon a time\n");
+  // An empty prompt starts from BOS.
+  r = run("generate -p '' -n 6 --temp 0");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Once upon a time, there\n");
+  // Invalid UTF-8 goes through byte fallback and comes back out as it went in.
+  r = run("generate -p \"$(printf 'Bad \\377\\376 bytes')\" -n 3 --temp 0");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Bad \xff\xfe bytes", 0), 0u) << r.out;
+  // -n -1: until end of text or the context is full.
+  r = run("generate -p 'Once upon a time' -n -1 -c 24 --temp 0");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("context of 24 tokens is full"), std::string::npos) << r.err;
+}
+
 TEST(Cli, HelpAndUsage) {
   EXPECT_EQ(run("generate --help").code, 0);
   EXPECT_EQ(run("--help").code, 0);
@@ -116,6 +135,12 @@ TEST(Cli, BadInputGetsOneClearErrorLine) {
       {"generate -f /nonexistent/prompt.txt", 2, "cannot read"},
       {"generate -p x -f y", 2, "either -p or -f"},
       {"generate -c 3 -p 'Once upon a time'", 1, "context"},
+      {"generate -c 16000000", 1, "more than half of this machine"},
+      {"generate -c 99999999", 2, "out of range"},
+      {"generate --min-p 2", 2, "out of range"},
+      {"generate --repeat-penalty 0", 2, "out of range"},
+      {"generate -n 5 -m '" + model_path("tinyllama-v0.bin") + "' -z '" + model_path("tok512.bin") + "'", 1,
+       "does not match the model"},
   };
   for (const Case& c : cases) {
     const Result r = run(c.args);

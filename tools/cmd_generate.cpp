@@ -87,7 +87,7 @@ Options parse(int argc, char** argv, bool profile_cmd) {
     else if (f == "-p" || f == "--prompt") { o.prompt = a.value(); o.have_prompt = true; }
     else if (f == "-f" || f == "--file") o.prompt_file = a.value();
     else if (f == "-n" || f == "--n-predict") o.n_predict = int(parse_int(f, a.value(), -1, 1 << 30));
-    else if (f == "-c" || f == "--ctx-size") o.session.n_ctx = int(parse_int(f, a.value(), 1, 1 << 20));
+    else if (f == "-c" || f == "--ctx-size") o.session.n_ctx = int(parse_int(f, a.value(), 1, 1 << 24));
     else if (f == "-b" || f == "--batch-size") o.session.n_batch = int(parse_int(f, a.value(), 1, 65536));
     else if (f == "-t" || f == "--threads") o.session.n_threads = int(parse_int(f, a.value(), 1, 512));
     else if (f == "-tb" || f == "--threads-batch") o.session.n_threads_batch = int(parse_int(f, a.value(), 1, 512));

@@ -1,0 +1,31 @@
+// libFuzzer target: any bytes as a GGUF file. The parser and the model loader
+// must answer with qkv::Error or a model, never crash, hang or read out of bounds.
+#include "engine/gguf.h"
+#include "engine/qkv.hpp"
+#include "fuzz_util.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  qkv::fuzz::MemFile f(data, size);
+  try {
+    qkv::GgufFile g(f.path(), /*use_mmap=*/false);
+    for (const qkv::GgufTensorInfo& t : g.tensors()) {
+      try {
+        (void)g.tensor(t);
+      } catch (const qkv::Error&) {
+      }
+    }
+  } catch (const qkv::Error&) {
+  }
+  try {
+    const auto model = qkv::Model::load(f.path());
+    // A model that loads must also run.
+    qkv::SessionOptions so;
+    so.n_ctx = 8;
+    so.n_threads = 1;
+    qkv::Session s(model, so);
+    const std::vector<int> ids = model->tokenize("Once upon", true);
+    s.eval(ids);
+  } catch (const qkv::Error&) {
+  }
+  return 0;
+}

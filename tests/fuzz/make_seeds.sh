@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# make_seeds.sh QKV MODELS_DIR OUT_DIR: seed corpora for the fuzz targets, made
+# from the shared files (nothing binary is committed).
+set -euo pipefail
+qkv=$1 models=$2 out=$3
+mkdir -p "$out/gguf" "$out/llama2c" "$out/tokenizer"
+"$qkv" synth --dim 16 --hidden 24 --layers 1 --heads 2 --kv-heads 1 --vocab 259 --ctx 16 --type f32 \
+  -o "$out/gguf/tiny-f32.gguf" 2>/dev/null
+"$qkv" synth --dim 32 --hidden 48 --layers 2 --heads 4 --kv-heads 2 --vocab 300 --ctx 16 --type f16 \
+  -o "$out/gguf/tiny-f16.gguf" 2>/dev/null
+head -c 4096 "$models/stories260K.gguf" > "$out/gguf/stories260K-head.gguf"
+cp "$models/stories260K.bin" "$models/tok512.bin" "$out/llama2c/"
+head -c 2048 "$models/aidreams260K-tok512.bin" > "$out/llama2c/tok-head.bin"
+awk -v dir="$out/tokenizer" 'BEGIN { RS = "\n__ggml_vocab_test__\n"; n = 0 }
+  { f = dir "/case" n++; printf "%s", $0 > f; close(f) }' "$models/vocab/ggml-vocab-llama-spm.gguf.inp"
