@@ -101,6 +101,7 @@ struct Session::Impl {
   int n_past = 0;
   int vocab = 0;
   std::unique_ptr<AttentionCapture> capture;  // null: off
+  std::vector<uint8_t> qscratch;             // activations quantized for integer products
   std::vector<float> logits;  // (vocab) or (n, vocab) after an all-logits eval
   int n_logits = 0;           // rows in `logits`
 };
@@ -140,6 +141,8 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.pool->set_profiler(s.prof.get());
   s.state = s.arch->new_state(s.n_ctx, s.n_batch, pool_size);
   s.logits.assign(size_t(s.vocab), 0.0f);
+  const int widest = std::max({c.dim, c.hidden_dim, c.q_dim()});
+  s.qscratch.assign(size_t(s.n_batch) * size_t(widest / 32 + 1) * 34, 0);
 }
 
 Session::~Session() = default;
@@ -161,7 +164,8 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
   for (int done = 0; done < n;) {
     const int m = std::min(s.n_batch, n - done);
     const int threads = m > 1 ? s.n_threads_batch : s.n_threads;
-    const ExecContext ctx{*s.pool, *s.kernels, threads, s.prof.get(), s.capture.get()};
+    const ExecContext ctx{*s.pool, *s.kernels, threads, s.prof.get(), s.capture.get(), s.qscratch.data(),
+                          s.qscratch.size()};
     float* out = all_logits ? s.logits.data() + size_t(done) * size_t(s.vocab) : s.logits.data();
     if (s.prof->on()) {
       const Phase phase = m > 1 ? Phase::Prompt : Phase::Generation;

@@ -37,6 +37,10 @@ struct ExecContext {
   int n_threads;     // how many of the pool's threads this pass may use
   Profiler* prof;    // zones are recorded here when it is on (may be null)
   const AttentionCapture* capture = nullptr;  // attention rows to hand out (may be null)
+  // Room for activations quantized for integer products: at least
+  // n_batch * (widest matmul input / 32) Q8_0 blocks.
+  void* qscratch = nullptr;
+  size_t qscratch_bytes = 0;
 };
 
 class Architecture {

@@ -36,8 +36,10 @@ CpuFeatures probe() {
   const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17);
   const bool avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
   f.avx2 = avx && avx2 && fma && f16c && os_ymm;
-  f.avx512 = f.avx2 && avx512f && avx512dq && avx512bw && avx512vl && os_zmm;
-  f.avx512_vnni = f.avx512 && (c & (1u << 11));
+  f.avx512_vnni = avx512f && (c & (1u << 11));
+  // Our AVX-512 unit uses VNNI for int8 products: CPUs with AVX-512 but no
+  // VNNI (Skylake-X) run the AVX2 kernels.
+  f.avx512 = f.avx2 && avx512f && avx512dq && avx512bw && avx512vl && f.avx512_vnni && os_zmm;
   return f;
 }
 

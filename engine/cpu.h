@@ -13,7 +13,7 @@ namespace qkv {
 struct CpuFeatures {
   bool sse2 = false;
   bool avx2 = false;     // AVX2 + FMA + F16C, with the OS saving YMM state
-  bool avx512 = false;   // AVX-512 F/BW/VL/DQ, with the OS saving ZMM state
+  bool avx512 = false;   // AVX-512 F/BW/VL/DQ + VNNI, with the OS saving ZMM state
   bool avx512_vnni = false;
 };
 

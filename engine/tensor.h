@@ -10,10 +10,12 @@
 namespace qkv {
 
 // Values are GGML's type ids, as stored in GGUF files.
-enum class DType : uint32_t { F32 = 0, F16 = 1, BF16 = 30 };
+enum class DType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, BF16 = 30 };
 
 const char* dtype_name(uint32_t ggml_type);  // "F32", "Q4_K", ... or "unknown"
-size_t dtype_size(DType t);                   // bytes per element
+size_t dtype_size(DType t);                   // bytes per element (0 for block types)
+bool dtype_is_quantized(DType t);
+size_t dtype_row_bytes(DType t, int64_t n);   // bytes of a row of n values
 
 struct Tensor {
   std::string name;
@@ -25,7 +27,7 @@ struct Tensor {
   int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
   int64_t row_len() const { return ne[0]; }
   int64_t n_rows() const { return ne[1] * ne[2] * ne[3]; }
-  size_t n_bytes() const { return size_t(n_elements()) * dtype_size(type); }
+  size_t n_bytes() const { return dtype_row_bytes(type, ne[0]) * size_t(n_rows()); }
   std::string shape_str() const;
 };
 

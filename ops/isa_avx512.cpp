@@ -1,5 +1,6 @@
-// AVX-512 F/BW/VL kernels (Skylake-X and later). xsimd 8.1's fma on avx512
-// is not fused, so the fused multiply-add is the intrinsic.
+// AVX-512 F/BW/VL/DQ + VNNI kernels (Ice Lake, Sapphire Rapids and later).
+// xsimd 8.1's fma on avx512 is not fused, so the fused multiply-add is the
+// intrinsic; the int8 dot products use VNNI's vpdpbusd.
 #define QKV_ISA_NS isa_avx512
 #define QKV_ARCH xsimd::avx512bw
 #include <immintrin.h>
@@ -15,5 +16,9 @@ inline vf load_f16(const uint16_t* p) {
 }
 
 }  // namespace qkv::ops::isa_avx512
+
+// 32 u8 x s8 products summed into 8 int32 lanes in one instruction.
+#define QKV_DOT_S8(a, b) _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+#include "ops/quant_x86.h"
 
 const qkv::ops::Kernels& qkv::ops::avx512_kernels() { return isa_avx512::table("avx512"); }

@@ -2,6 +2,7 @@
 #define QKV_ISA_NS isa_sse2
 #define QKV_ARCH xsimd::sse2
 #include "ops/simd_kernels.h"
+#include "ops/quant.h"
 
 namespace qkv::ops::isa_sse2 {
 
@@ -13,6 +14,21 @@ inline vf load_f16(const uint16_t* p) {
   alignas(16) float tmp[W];
   for (size_t i = 0; i < W; ++i) tmp[i] = f16_to_f32(p[i]);
   return vf::load_aligned(tmp);
+}
+
+// SSE2 has no byte multiply-add: the scalar integer products (the compiler
+// vectorises what it can).
+void matvec_q8_0(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
+  matvec_q8_0_ref(w, xq, y, n, r0, r1);
+}
+void matvec_q4_0(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
+  matvec_q4_0_ref(w, xq, y, n, r0, r1);
+}
+void matmul_q8_0(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
+  matmul_q8_0_ref(w, xq, y, M, n, ldy, r0, r1);
+}
+void matmul_q4_0(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
+  matmul_q4_0_ref(w, xq, y, M, n, ldy, r0, r1);
 }
 
 }  // namespace qkv::ops::isa_sse2

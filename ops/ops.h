@@ -57,6 +57,16 @@ struct Kernels {
 
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
 
+  // Quantized weights (ops/quant.h blocks) against activations quantized to
+  // Q8_0 blocks (xq: M rows of n / 32 blocks); integer dot products per block,
+  // scaled and summed in f32. Same shapes and ranges as matvec / matmul.
+  void (*matvec_q8_0)(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
+  void (*matvec_q4_0)(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
+  void (*matmul_q8_0)(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0,
+                      size_t r1);
+  void (*matmul_q4_0)(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0,
+                      size_t r1);
+
   // Machine probe: `iters` rounds of 12 independent multiply-add chains on
   // whole vectors; returns the number of floating-point operations done.
   double (*fma_peak)(size_t iters);

@@ -19,6 +19,16 @@ void quantize_row_q8_0(const float* x, BlockQ8_0* y, size_t n) {
   }
 }
 
+void quantize_row_q8_0_act(const float* x, BlockQ8_0* y, size_t n) {
+  for (size_t b = 0; b < n / kQK8_0; ++b, x += kQK8_0) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    y[b].d = f32_to_f16(amax / 127.0f);
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    for (int j = 0; j < kQK8_0; ++j) y[b].qs[j] = int8_t(std::nearbyint(x[j] * id));
+  }
+}
+
 void dequantize_row_q8_0(const BlockQ8_0* x, float* y, size_t n) {
   for (size_t b = 0; b < n / kQK8_0; ++b) {
     const float d = f16_to_f32(x[b].d);
@@ -54,6 +64,52 @@ void dequantize_row_q4_0(const BlockQ4_0* x, float* y, size_t n) {
       y[b * kQK4_0 + j + kQK4_0 / 2] = float((x[b].qs[j] >> 4) - 8) * d;
     }
   }
+}
+
+}  // namespace qkv::ops
+
+// ---------------------------------------------------------------- scalar dot products
+
+namespace qkv::ops::quant_ref {
+
+// One float accumulator; each block's integer dot product is exact.
+struct QAcc {
+  float s;
+};
+inline QAcc qacc_zero() { return QAcc{0.0f}; }
+inline float qacc_sum(const QAcc& a) { return a.s; }
+
+inline void qacc_add(QAcc& a, const BlockQ8_0& w, const BlockQ8_0& x) {
+  int sumi = 0;
+  for (int j = 0; j < kQK8_0; ++j) sumi += int(w.qs[j]) * int(x.qs[j]);
+  a.s += float(sumi) * (f16_to_f32(w.d) * f16_to_f32(x.d));
+}
+
+inline void qacc_add(QAcc& a, const BlockQ4_0& w, const BlockQ8_0& x) {
+  int sumi = 0;
+  for (int j = 0; j < kQK4_0 / 2; ++j)
+    sumi += ((w.qs[j] & 0x0f) - 8) * int(x.qs[j]) + ((w.qs[j] >> 4) - 8) * int(x.qs[j + kQK4_0 / 2]);
+  a.s += float(sumi) * (f16_to_f32(w.d) * f16_to_f32(x.d));
+}
+
+}  // namespace qkv::ops::quant_ref
+
+#define QKV_ISA_NS quant_ref
+#include "ops/quant_dot.h"
+
+namespace qkv::ops {
+
+void matvec_q8_0_ref(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
+  quant_ref::qmatvec<BlockQ8_0>(w, xq, y, n, r0, r1);
+}
+void matvec_q4_0_ref(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
+  quant_ref::qmatvec<BlockQ4_0>(w, xq, y, n, r0, r1);
+}
+void matmul_q8_0_ref(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
+  quant_ref::qmatmul<BlockQ8_0>(w, xq, y, M, n, ldy, r0, r1);
+}
+void matmul_q4_0_ref(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
+  quant_ref::qmatmul<BlockQ4_0>(w, xq, y, M, n, ldy, r0, r1);
 }
 
 }  // namespace qkv::ops

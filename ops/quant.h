@@ -22,9 +22,19 @@ struct BlockQ4_0 {
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block is 18 bytes");
 
 // n must be a multiple of the block size.
+// Weights, as GGML's reference quantizer writes files (round half away from zero).
 void quantize_row_q8_0(const float* x, BlockQ8_0* y, size_t n);
+// Activations, as llama.cpp quantizes them on x86 before an integer dot
+// product (scale 127 / max|x|, round half to even), so results track it.
+void quantize_row_q8_0_act(const float* x, BlockQ8_0* y, size_t n);
 void dequantize_row_q8_0(const BlockQ8_0* x, float* y, size_t n);
 void quantize_row_q4_0(const float* x, BlockQ4_0* y, size_t n);
 void dequantize_row_q4_0(const BlockQ4_0* x, float* y, size_t n);
+
+// Scalar quantized products (the reference, and the baseline ISA's kernels).
+void matvec_q8_0_ref(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
+void matvec_q4_0_ref(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
+void matmul_q8_0_ref(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
+void matmul_q4_0_ref(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
 
 }  // namespace qkv::ops

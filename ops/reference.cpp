@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "ops/ops.h"
+#include "ops/quant.h"
 
 namespace qkv::ops {
 
@@ -176,7 +177,8 @@ const Kernels& reference_kernels() {
   static const Kernels k = {
       "scalar",       dot_ref,     matvec_f32_ref, matvec_f16_ref, matmul_f32_ref,
       matmul_f16_ref, rmsnorm_ref, softmax_ref,    swiglu_ref,     add_ref,
-      attention_ref,  f16_to_f32_ref, fma_peak_ref,
+      attention_ref,  f16_to_f32_ref, matvec_q8_0_ref, matvec_q4_0_ref, matmul_q8_0_ref,
+      matmul_q4_0_ref, fma_peak_ref,
   };
   return k;
 }

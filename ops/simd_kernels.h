@@ -261,6 +261,12 @@ inline double fma_peak(size_t iters) {
   return 24.0 * double(W) * double(iters);
 }
 
+// The quantized products of this ISA (defined by the including TU).
+void matvec_q8_0(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
+void matvec_q4_0(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
+void matmul_q8_0(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
+void matmul_q4_0(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
+
 inline const Kernels& table(const char* name) {
   static const Kernels k = {
       name,
@@ -275,6 +281,10 @@ inline const Kernels& table(const char* name) {
       add,
       attention,
       f16_to_f32_n,
+      matvec_q8_0,
+      matvec_q4_0,
+      matmul_q8_0,
+      matmul_q4_0,
       fma_peak,
   };
   return k;

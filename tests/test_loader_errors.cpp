@@ -9,6 +9,7 @@
 #include "engine/gguf.h"
 #include "engine/qkv.hpp"
 #include "engine/vocab.h"
+#include "gguf_writer.h"
 #include "test_util.h"
 
 namespace qkv {
@@ -110,8 +111,22 @@ TEST(LoaderErrors, BlocksStraddlingRowsAreRefused) {
                     {"ffn_down", "not a multiple", "Q8_0"});
 }
 
-TEST(LoaderErrors, QuantizedTypesAreRefusedByName) {
-  expect_load_error(model_path("tinyllama-v0-q8_0.gguf"), {"Q8_0", "cannot compute with"});
+TEST(LoaderErrors, UnsupportedTensorTypesAreRefusedByName) {
+  // A K-quant matrix (Q6_K: 256 values a block) of the right byte size.
+  const GgufFile src(model_path("stories260K.gguf"));
+  test::GgufWriter w(3);
+  w.copy_metadata(src);
+  for (const GgufTensorInfo& ti : src.tensors()) {
+    const Tensor t = src.tensor(ti);
+    if (ti.name == "output.weight") {
+      const std::vector<uint8_t> blocks(210 * 128, 0);  // (64 x 512) / 256 blocks of 210 bytes, as [256, 128]
+      w.tensor(ti.name, 14, {256, 128}, blocks.data(), blocks.size());
+    } else {
+      w.tensor(ti.name, ti.ggml_type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.n_bytes());
+    }
+  }
+  TempFile f(w.bytes(), ".gguf");
+  expect_load_error(f.path(), {"output.weight", "Q6_K", "cannot compute with"});
 }
 
 TEST(LoaderErrors, UnsupportedTokenizerModelIsNamed) {

@@ -1,0 +1,64 @@
+// Quantized dot products, written once over an ISA's block primitive.
+//
+// Include from an isa_*.cpp after defining, in namespace QKV_ISA_NS:
+//   struct QAcc;                                   a float accumulator
+//   QAcc qacc_zero();
+//   void qacc_add(QAcc&, const BlockQ8_0& w, const BlockQ8_0& x);   += dw * dx * (w . x)
+//   void qacc_add(QAcc&, const BlockQ4_0& w, const BlockQ8_0& x);
+//   float qacc_sum(const QAcc&);
+#pragma once
+
+#include <cstddef>
+
+#include "ops/ops.h"
+#include "ops/quant.h"
+
+namespace qkv::ops::QKV_ISA_NS {
+
+// y[r] = W[r, :] . x for one quantized activation row.
+template <class Block>
+inline void qmatvec(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
+  const size_t nb = n / 32;
+  const Block* wb = static_cast<const Block*>(w);
+  const BlockQ8_0* xb = static_cast<const BlockQ8_0*>(xq);
+  for (size_t r = r0; r < r1; ++r) {
+    QAcc acc = qacc_zero();
+    const Block* row = wb + r * nb;
+    for (size_t b = 0; b < nb; ++b) qacc_add(acc, row[b], xb[b]);
+    y[r] = qacc_sum(acc);
+  }
+}
+
+// Y[m, r] = W[r, :] . X[m, :]: each weight row is read once per group of
+// four activation rows, which share its blocks while they are in L1.
+template <class Block>
+inline void qmatmul(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
+  const size_t nb = n / 32;
+  const Block* wb = static_cast<const Block*>(w);
+  const BlockQ8_0* xb = static_cast<const BlockQ8_0*>(xq);
+  for (size_t r = r0; r < r1; ++r) {
+    const Block* row = wb + r * nb;
+    size_t m = 0;
+    for (; m + 4 <= M; m += 4) {
+      QAcc a0 = qacc_zero(), a1 = qacc_zero(), a2 = qacc_zero(), a3 = qacc_zero();
+      const BlockQ8_0* x0 = xb + m * nb;
+      for (size_t b = 0; b < nb; ++b) {
+        qacc_add(a0, row[b], x0[b]);
+        qacc_add(a1, row[b], x0[nb + b]);
+        qacc_add(a2, row[b], x0[2 * nb + b]);
+        qacc_add(a3, row[b], x0[3 * nb + b]);
+      }
+      y[m * ldy + r] = qacc_sum(a0);
+      y[(m + 1) * ldy + r] = qacc_sum(a1);
+      y[(m + 2) * ldy + r] = qacc_sum(a2);
+      y[(m + 3) * ldy + r] = qacc_sum(a3);
+    }
+    for (; m < M; ++m) {
+      QAcc a = qacc_zero();
+      for (size_t b = 0; b < nb; ++b) qacc_add(a, row[b], xb[m * nb + b]);
+      y[m * ldy + r] = qacc_sum(a);
+    }
+  }
+}
+
+}  // namespace qkv::ops::QKV_ISA_NS

@@ -1,0 +1,213 @@
+// Quantized formats and kernels: known blocks by hand, quantize/dequantize
+// error bounds, and every ISA's integer products against the f32 product of
+// the dequantized operands.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "engine/cpu.h"
+#include "engine/qkv.hpp"
+#include "ops/ops.h"
+#include "ops/quant.h"
+#include "test_util.h"
+
+namespace qkv {
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+TEST(Quant, Q8_0KnownBlock) {
+  ops::BlockQ8_0 b;
+  b.d = 0x3800;  // 0.5
+  for (int j = 0; j < 32; ++j) b.qs[j] = int8_t(j * 8 - 128);  // -128, -120, ..., 120
+  float y[32];
+  ops::dequantize_row_q8_0(&b, y, 32);
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(y[j], float(j * 8 - 128) * 0.5f) << j;
+}
+
+TEST(Quant, Q4_0KnownBlock) {
+  ops::BlockQ4_0 b;
+  b.d = 0x4000;  // 2.0
+  for (int j = 0; j < 16; ++j) b.qs[j] = uint8_t(j | ((15 - j) << 4));
+  float y[32];
+  ops::dequantize_row_q4_0(&b, y, 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(y[j], float(j - 8) * 2.0f) << j;           // low nibbles: the first 16 values
+    EXPECT_EQ(y[j + 16], float(7 - j) * 2.0f) << j;      // high nibbles: the last 16
+  }
+}
+
+TEST(Quant, QuantizersMatchGgmlReferenceByHand) {
+  // Q8_0: d = max|x| / 127 stored as f16, q = round(x / d) (half away from zero).
+  float x[32] = {};
+  x[0] = 127.0f;
+  x[1] = 2.5f;
+  x[2] = -2.5f;
+  x[3] = 63.5f;
+  ops::BlockQ8_0 q;
+  ops::quantize_row_q8_0(x, &q, 32);
+  EXPECT_EQ(q.d, 0x3c00);  // 1.0
+  EXPECT_EQ(q.qs[0], 127);
+  EXPECT_EQ(q.qs[1], 3);
+  EXPECT_EQ(q.qs[2], -3);
+  EXPECT_EQ(q.qs[3], 64);
+  // Activations as llama.cpp quantizes them on x86: round half to even.
+  ops::quantize_row_q8_0_act(x, &q, 32);
+  EXPECT_EQ(q.qs[1], 2);
+  EXPECT_EQ(q.qs[2], -2);
+  EXPECT_EQ(q.qs[3], 64);
+  // Q4_0: the value of largest magnitude maps to -8 (d = max / -8).
+  float z[32] = {};
+  z[0] = -16.0f;  // d = 2
+  z[1] = 14.0f;   // 7
+  z[17] = 3.0f;   // 1.5 + 8.5 = 10 -> 10 - 8 = 2 (rounds up), in the high nibble of byte 1
+  ops::BlockQ4_0 q4;
+  ops::quantize_row_q4_0(z, &q4, 32);
+  EXPECT_EQ(q4.d, 0x4000);
+  EXPECT_EQ(q4.qs[0] & 0x0f, 0);   // -16 / 2 + 8 = 0
+  EXPECT_EQ(q4.qs[1] & 0x0f, 15);  // 14 / 2 + 8 = 15
+  EXPECT_EQ(q4.qs[1] >> 4, 10);
+}
+
+TEST(Quant, RoundTripErrorBounds) {
+  for (size_t n : {size_t(32), size_t(64), size_t(288), size_t(2048)}) {
+    const auto x = randn(n, 3, 2.0f);
+    std::vector<ops::BlockQ8_0> q8(n / 32);
+    std::vector<ops::BlockQ4_0> q4(n / 32);
+    std::vector<float> y8(n), y4(n);
+    ops::quantize_row_q8_0(x.data(), q8.data(), n);
+    ops::dequantize_row_q8_0(q8.data(), y8.data(), n);
+    ops::quantize_row_q4_0(x.data(), q4.data(), n);
+    ops::dequantize_row_q4_0(q4.data(), y4.data(), n);
+    for (size_t b = 0; b < n / 32; ++b) {
+      float amax = 0;
+      for (size_t j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + j]));
+      for (size_t j = 0; j < 32; ++j) {
+        const size_t i = b * 32 + j;
+        // Half a step, plus the f16 rounding of the scale (2^-11 relative)
+        // times the largest code (127 or 8).
+        const float d8 = amax / 127.0f, d4 = amax / 8.0f;
+        ASSERT_LE(std::fabs(y8[i] - x[i]), d8 * (0.5f + 127.0f / 2048.0f) + 1e-6f) << "q8_0 n=" << n << " i=" << i;
+        ASSERT_LE(std::fabs(y4[i] - x[i]), d4 * (1.0f + 8.0f / 2048.0f) + 1e-6f) << "q4_0 n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
+// The f32 product of the dequantized weights and dequantized activations:
+// what an exact integer product must reproduce up to float rounding.
+template <class Block>
+void dequant(const std::vector<Block>& q, std::vector<float>& out, size_t n) {
+  out.resize(q.size() * 32);
+  for (size_t r = 0; r < q.size() * 32 / n; ++r) {
+    if constexpr (std::is_same<Block, ops::BlockQ8_0>::value) ops::dequantize_row_q8_0(q.data() + r * n / 32, out.data() + r * n, n);
+    else ops::dequantize_row_q4_0(q.data() + r * n / 32, out.data() + r * n, n);
+  }
+}
+
+class QuantKernels : public ::testing::TestWithParam<const ops::Kernels*> {};
+
+template <class Block>
+void check_products(const ops::Kernels& k, bool q4) {
+  for (size_t n : {size_t(32), size_t(96), size_t(288), size_t(768)}) {
+    for (size_t rows : {size_t(1), size_t(5), size_t(17)}) {
+      const auto wf = randn(rows * n, 7), xf = randn(9 * n, 8);
+      std::vector<Block> w(rows * n / 32);
+      for (size_t r = 0; r < rows; ++r) {
+        if (q4) ops::quantize_row_q4_0(wf.data() + r * n, reinterpret_cast<ops::BlockQ4_0*>(w.data()) + r * n / 32, n);
+        else ops::quantize_row_q8_0(wf.data() + r * n, reinterpret_cast<ops::BlockQ8_0*>(w.data()) + r * n / 32, n);
+      }
+      std::vector<ops::BlockQ8_0> xq(9 * n / 32);
+      for (size_t m = 0; m < 9; ++m) ops::quantize_row_q8_0_act(xf.data() + m * n, xq.data() + m * n / 32, n);
+      std::vector<float> wd, xd;
+      dequant(w, wd, n);
+      dequant(xq, xd, n);
+      for (size_t M : {size_t(1), size_t(3), size_t(4), size_t(9)}) {
+        std::vector<float> y(M * rows, -1.0f);
+        if (M == 1) (q4 ? k.matvec_q4_0 : k.matvec_q8_0)(w.data(), xq.data(), y.data(), n, 0, rows);
+        else (q4 ? k.matmul_q4_0 : k.matmul_q8_0)(w.data(), xq.data(), y.data(), M, n, rows, 0, rows);
+        for (size_t m = 0; m < M; ++m) {
+          for (size_t r = 0; r < rows; ++r) {
+            double want = 0, mag = 0;
+            for (size_t i = 0; i < n; ++i) {
+              want += double(wd[r * n + i]) * double(xd[m * n + i]);
+              mag += std::fabs(double(wd[r * n + i]) * double(xd[m * n + i]));
+            }
+            ASSERT_NEAR(y[m * rows + r], want, 1e-5 * mag + 1e-6)
+                << k.isa << (q4 ? " q4_0" : " q8_0") << " n=" << n << " rows=" << rows << " M=" << M << " m=" << m
+                << " r=" << r;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(QuantKernels, Q8_0ProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ8_0>(*GetParam(), false); }
+TEST_P(QuantKernels, Q4_0ProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ4_0>(*GetParam(), true); }
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, QuantKernels, ::testing::ValuesIn(available_kernels()),
+                         [](const auto& info) { return std::string(info.param->isa); });
+
+// ---------------------------------------------------------------- end to end
+
+// Against llama.cpp's run of the same quantized file. Its attention works in
+// f16 (KV cache, queries and probabilities) where ours is f32, so near-ties
+// can break the other way: greedy ids must agree up to the first such tie,
+// and teacher-forced along llama.cpp's ids, every one of its tokens must be
+// our top token or within a small logit margin of it.
+TEST(QuantReference, FollowsLlamaCpp) {
+  struct Want {
+    const char* file;
+    size_t greedy_identical;
+  };
+  for (const Want& w : {Want{"tinyllama-v0-q8_0-once.txt", 10}, Want{"tinyllama-v0-q4_0-once.txt", 22}}) {
+    const test::ReferenceCase c = test::load_case(w.file);
+    const auto model = Model::load(test::model_path(c.model));
+    const int V = model->info().vocab_size;
+    Session s(model, SessionOptions{});
+    Sampler greedy(V, test::greedy_params());
+    std::vector<int> ids;
+    s.eval(c.prompt_ids);
+    for (size_t i = 0; i < c.generated_ids.size(); ++i) {
+      const int t = greedy.sample(s.logits());
+      ids.push_back(t);
+      s.eval(&t, 1);
+    }
+    size_t same = 0;
+    while (same < ids.size() && ids[same] == c.generated_ids[same]) ++same;
+    std::printf("%s: greedy, the first %zu of %zu ids identical\n", w.file, same, ids.size());
+    EXPECT_GE(same, w.greedy_identical) << w.file;
+
+    Session forced(model, SessionOptions{});
+    forced.eval(c.prompt_ids);
+    int disagree = 0;
+    float worst = 0;
+    for (size_t i = 0; i < c.generated_ids.size(); ++i) {
+      const float* l = forced.logits();
+      const int want = c.generated_ids[i];
+      const float best = *std::max_element(l, l + V);
+      if (l[want] < best) {
+        ++disagree;
+        worst = std::max(worst, best - l[want]);
+      }
+      forced.eval(&want, 1);
+    }
+    std::printf("%s: teacher-forced, %d of %zu tokens not our top one, by at most %.4f\n", w.file, disagree,
+                c.generated_ids.size(), worst);
+    EXPECT_LE(worst, 0.15f) << w.file;
+    EXPECT_LE(disagree, 5) << w.file;
+  }
+}
+
+}  // namespace
+}  // namespace qkv
