@@ -14,6 +14,7 @@
 #include "engine/vocab.h"
 #include "ops/ops.h"
 #include "tools/args.h"
+#include "tools/gguf_meta.h"
 
 namespace qkv::cli {
 namespace {
@@ -140,41 +141,20 @@ int cmd_synth(int argc, char** argv) {
   try {
     const Vocab vocab = have_vocab && s.vocab != 32000 ? made_up_vocab(s.vocab) : load_llama2c_vocab(tokenizer, s.vocab);
     const uint32_t wtype = type == "f32" ? 0 : type == "f16" ? 1 : type == "q8_0" ? 8 : 2;
-    const uint32_t file_type = type == "f32" ? 0 : type == "f16" ? 1 : type == "q8_0" ? 7 : 2;
+    const uint32_t file_type = file_type_of(wtype);
     const int head_dim = s.dim / s.heads, kv_dim = s.kv_heads * head_dim;
 
+    ModelConfig cfg;
+    cfg.dim = s.dim;
+    cfg.hidden_dim = s.hidden;
+    cfg.n_layers = s.layers;
+    cfg.n_heads = s.heads;
+    cfg.n_kv_heads = s.kv_heads;
+    cfg.head_dim = head_dim;
+    cfg.context_length = s.ctx;
     GgufWriter w;
-    w.add_string("general.architecture", "llama");
-    w.add_string("general.name", "qkv synth " + (shape_name.empty() ? std::string("custom") : shape_name));
-    w.add_u32("general.alignment", 32);
-    w.add_u32("general.file_type", file_type);
-    w.add_u32("llama.context_length", uint32_t(s.ctx));
-    w.add_u32("llama.embedding_length", uint32_t(s.dim));
-    w.add_u32("llama.block_count", uint32_t(s.layers));
-    w.add_u32("llama.feed_forward_length", uint32_t(s.hidden));
-    w.add_u32("llama.rope.dimension_count", uint32_t(head_dim));
-    w.add_u32("llama.attention.head_count", uint32_t(s.heads));
-    w.add_u32("llama.attention.head_count_kv", uint32_t(s.kv_heads));
-    w.add_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    w.add_f32("llama.rope.freq_base", 10000.0f);
-    w.add_string("tokenizer.ggml.model", "llama");
-    std::vector<std::string> pieces;
-    std::vector<int32_t> types;
-    for (int i = 0; i < vocab.size(); ++i) {
-      std::string p = vocab.pieces[size_t(i)];
-      if (vocab.kinds[size_t(i)] == TokenKind::Control) p = i == vocab.bos ? "<s>" : i == vocab.eos ? "</s>" : p;
-      if (vocab.kinds[size_t(i)] == TokenKind::Normal)  // SentencePiece marks spaces with U+2581
-        for (size_t pos = p.find(' '); pos != std::string::npos; pos = p.find(' ', pos + 3)) p.replace(pos, 1, "\xe2\x96\x81");
-      pieces.push_back(p);
-      types.push_back(int32_t(vocab.kinds[size_t(i)]));
-    }
-    w.add_string_array("tokenizer.ggml.tokens", pieces);
-    w.add_f32_array("tokenizer.ggml.scores", vocab.scores);
-    w.add_i32_array("tokenizer.ggml.token_type", types);
-    w.add_u32("tokenizer.ggml.bos_token_id", uint32_t(vocab.bos));
-    w.add_u32("tokenizer.ggml.eos_token_id", uint32_t(vocab.eos));
-    w.add_u32("tokenizer.ggml.unknown_token_id", uint32_t(vocab.unk));
-    w.add_bool("tokenizer.ggml.add_bos_token", true);
+    add_llama_metadata(w, cfg, "qkv synth " + (shape_name.empty() ? std::string("custom") : shape_name), file_type);
+    add_vocab_metadata(w, vocab);
 
     struct Decl {
       std::string name;

@@ -1,0 +1,57 @@
+#include "tools/gguf_meta.h"
+
+#include <vector>
+
+namespace qkv::cli {
+
+uint32_t file_type_of(uint32_t t) {
+  switch (t) {
+    case 0: return 0;   // ALL_F32
+    case 1: return 1;   // MOSTLY_F16
+    case 2: return 2;   // MOSTLY_Q4_0
+    case 8: return 7;   // MOSTLY_Q8_0
+    default: return 0;
+  }
+}
+
+void add_llama_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name, uint32_t file_type) {
+  w.add_string("general.architecture", "llama");
+  w.add_string("general.name", name);
+  w.add_u32("general.alignment", 32);
+  w.add_u32("general.file_type", file_type);
+  w.add_u32("general.quantization_version", 2);
+  w.add_u32("llama.context_length", uint32_t(c.context_length));
+  w.add_u32("llama.embedding_length", uint32_t(c.dim));
+  w.add_u32("llama.block_count", uint32_t(c.n_layers));
+  w.add_u32("llama.feed_forward_length", uint32_t(c.hidden_dim));
+  w.add_u32("llama.rope.dimension_count", uint32_t(c.head_dim));
+  w.add_u32("llama.attention.head_count", uint32_t(c.n_heads));
+  w.add_u32("llama.attention.head_count_kv", uint32_t(c.n_kv_heads));
+  w.add_f32("llama.attention.layer_norm_rms_epsilon", c.rms_eps);
+  w.add_f32("llama.rope.freq_base", c.rope_base);
+}
+
+void add_vocab_metadata(GgufWriter& w, const Vocab& v) {
+  w.add_string("tokenizer.ggml.model", "llama");
+  std::vector<std::string> pieces;
+  std::vector<int32_t> types;
+  for (int i = 0; i < v.size(); ++i) {
+    std::string p = v.pieces[size_t(i)];
+    const TokenKind kind = v.kinds[size_t(i)];
+    // llama2.c's exporter wrote BOS/EOS as "\n<s>\n" and "\n</s>\n".
+    if (kind == TokenKind::Control) p = i == v.bos ? "<s>" : i == v.eos ? "</s>" : p;
+    if (kind == TokenKind::Normal)  // SentencePiece marks spaces with U+2581
+      for (size_t pos = p.find(' '); pos != std::string::npos; pos = p.find(' ', pos + 3)) p.replace(pos, 1, "\xe2\x96\x81");
+    pieces.push_back(p);
+    types.push_back(int32_t(kind));
+  }
+  w.add_string_array("tokenizer.ggml.tokens", pieces);
+  w.add_f32_array("tokenizer.ggml.scores", v.scores);
+  w.add_i32_array("tokenizer.ggml.token_type", types);
+  w.add_u32("tokenizer.ggml.bos_token_id", uint32_t(v.bos));
+  w.add_u32("tokenizer.ggml.eos_token_id", uint32_t(v.eos));
+  w.add_u32("tokenizer.ggml.unknown_token_id", uint32_t(v.unk));
+  w.add_bool("tokenizer.ggml.add_bos_token", true);
+}
+
+}  // namespace qkv::cli
