@@ -12,19 +12,14 @@
 #include "engine/cpu.h"
 #include "engine/qkv.hpp"
 #include "ops/ops.h"
+#include "test_util.h"
 
 namespace qkv {
 namespace {
 
 const ops::Kernels& ref() { return ops::reference_kernels(); }
 
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::randn;
 
 std::vector<uint16_t> to_f16(const std::vector<float>& v) {
   std::vector<uint16_t> h(v.size());

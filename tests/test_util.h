@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -16,6 +17,15 @@
 #include "engine/qkv.hpp"
 
 namespace qkv::test {
+
+// n values ~ N(0, scale^2), the same for the same seed.
+inline std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
 
 // Greedy decoding, no filters or penalties.
 inline SamplerParams greedy_params() { return SamplerParams{0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0}; }

@@ -2,6 +2,7 @@
 // number is checked whole and in range, every error is one clear line.
 #pragma once
 
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -50,6 +51,12 @@ class ArgWalker {
   char** argv_;
   int i_ = 0;
 };
+
+inline bool is_help(const std::string& flag) { return flag == "-h" || flag == "--help"; }
+inline int print_help(const char* text) {
+  std::fputs(text, stdout);
+  return 0;
+}
 
 // Where the shared model files live: $QKV_MODELS_DIR, else ../shared/models.
 inline std::string models_dir() {

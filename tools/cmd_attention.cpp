@@ -56,10 +56,8 @@ int cmd_attention(int argc, char** argv) {
     ArgWalker a(argc, argv);
     while (a.next()) {
       const std::string f = a.flag();
-      if (f == "-h" || f == "--help") {
-        std::fputs(kHelp, stdout);
-        return 0;
-      } else if (f == "-m" || f == "--model") model_path = a.value();
+      if (is_help(f)) return print_help(kHelp);
+      else if (f == "-m" || f == "--model") model_path = a.value();
       else if (f == "-z" || f == "--tokenizer") tokenizer = a.value();
       else if (f == "-p" || f == "--prompt") { prompt = a.value(); have_prompt = true; }
       else if (f == "-n" || f == "--n-predict") n_gen = int(parse_int(f, a.value(), 0, 4096));

@@ -131,10 +131,8 @@ int cmd_bench(int argc, char** argv) {
     ArgWalker a(argc, argv);
     while (a.next()) {
       const std::string f = a.flag();
-      if (f == "-h" || f == "--help") {
-        std::fputs(kHelp, stdout);
-        return 0;
-      } else if (f == "-m" || f == "--model") models.push_back(a.value());
+      if (is_help(f)) return print_help(kHelp);
+      else if (f == "-m" || f == "--model") models.push_back(a.value());
       else if (f == "-z" || f == "--tokenizer") tokenizer = a.value();
       else if (f == "-p" || f == "--n-prompt") p = int(parse_int(f, a.value(), 0, 1 << 16));
       else if (f == "-n" || f == "--n-gen") n = int(parse_int(f, a.value(), 0, 1 << 16));

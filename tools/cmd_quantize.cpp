@@ -44,10 +44,8 @@ int cmd_quantize(int argc, char** argv) {
     ArgWalker a(argc, argv);
     while (a.next()) {
       const std::string f = a.flag();
-      if (f == "-h" || f == "--help") {
-        std::fputs(kHelp, stdout);
-        return 0;
-      } else if (f == "-m" || f == "--model") in = a.value();
+      if (is_help(f)) return print_help(kHelp);
+      else if (f == "-m" || f == "--model") in = a.value();
       else if (f == "-o" || f == "--output") out = a.value();
       else if (f == "-z" || f == "--tokenizer") tokenizer = a.value();
       else if (f == "--type") type = a.value();

@@ -106,10 +106,8 @@ int cmd_synth(int argc, char** argv) {
     std::map<std::string, int> overrides;
     while (a.next()) {
       const std::string f = a.flag();
-      if (f == "-h" || f == "--help") {
-        std::fputs(kHelp, stdout);
-        return 0;
-      } else if (f == "--shape") shape_name = a.value();
+      if (is_help(f)) return print_help(kHelp);
+      else if (f == "--shape") shape_name = a.value();
       else if (f == "--type") type = a.value();
       else if (f == "-o" || f == "--output") out = a.value();
       else if (f == "--seed") seed = uint64_t(parse_int(f, a.value(), 0, 1ll << 62));
