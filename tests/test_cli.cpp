@@ -120,7 +120,7 @@ TEST(Cli, BadInputGetsOneClearErrorLine) {
   const std::vector<Case> cases = {
       {"generate -m /nonexistent.gguf", 1, "cannot open"},
       {"generate -m '" + model_path("stories260K.bin") + "'", 1, "no tokenizer"},
-      {"generate -m '" + model_path("tinyllama-v0-q4_0.gguf") + "'", 1, "Q4_0"},
+      {"generate -m '" + model_path("bad/stories260K-q8_0-rows-not-block-aligned.gguf") + "'", 1, "straddle"},
       {"generate --bogus", 2, "unknown option"},
       {"generate -n abc", 2, "not an integer"},
       {"generate -n -5", 2, "out of range"},
