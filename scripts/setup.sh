@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages qkv builds and tests with, when they are missing
-# (chromium: the attention report is checked in a real, headless browser).
+# (clang-14 and its runtime: the fuzz targets; chromium: the attention report is
+# checked in a real, headless browser).
 # Does nothing (and needs no network) when everything is already there.
 set -euo pipefail
 
-packages=(cmake g++ make pkg-config binutils libxsimd-dev libgtest-dev googletest libbenchmark-dev chromium)
+packages=(cmake g++ make pkg-config binutils libxsimd-dev libgtest-dev googletest libbenchmark-dev
+          clang-14 libclang-rt-14-dev chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
