@@ -25,6 +25,7 @@ const char* kHelp =
     "  -t LIST     thread counts, comma-separated\n"
     "  -r N        timed repetitions (after one warm-up)\n"
     "  --depth D   tokens already in the KV cache when each test starts\n"
+    "  --profile   run with the per-op profiler recording (to measure what it costs)\n"
     "  -o FORMAT   md (default), csv or json (llama-bench's keys: n_prompt, n_gen, n_threads, avg_ts, stddev_ts, ...)\n";
 
 struct Row {
@@ -126,6 +127,7 @@ int cmd_bench(int argc, char** argv) {
   std::vector<std::string> models;
   std::string tokenizer, format = "md";
   int p = 128, n = 128, reps = 5, depth = 0;
+  bool profile = false;
   std::vector<int> threads = {1, 2};
   try {
     ArgWalker a(argc, argv);
@@ -139,6 +141,7 @@ int cmd_bench(int argc, char** argv) {
       else if (f == "-r" || f == "--repetitions") reps = int(parse_int(f, a.value(), 1, 1000));
       else if (f == "-t" || f == "--threads") threads = parse_list(f, a.value());
       else if (f == "--depth") depth = int(parse_int(f, a.value(), 0, 1 << 20));
+      else if (f == "--profile") profile = true;
       else if (f == "-o" || f == "--output") {
         format = a.value();
         if (format != "md" && format != "csv" && format != "json") throw UsageError("-o: expected md, csv or json");
@@ -163,6 +166,7 @@ int cmd_bench(int argc, char** argv) {
         so.n_ctx = need;
         so.n_batch = std::max(std::max(p, depth), 1);
         Session s(model, so);
+        if (profile) s.profile_start();
         const std::vector<int> depth_tokens = filler(depth, V, 7);
         for (int test = 0; test < 2; ++test) {
           const bool pp = test == 0;
@@ -177,7 +181,8 @@ int cmd_bench(int argc, char** argv) {
           r.n_prompt = pp ? p : 0;
           r.n_gen = pp ? 0 : n;
           r.depth = depth;
-          r.test = (pp ? "pp" : "tg") + std::to_string(count) + (depth ? "@d" + std::to_string(depth) : "");
+          r.test = (pp ? "pp" : "tg") + std::to_string(count) + (depth ? "@d" + std::to_string(depth) : "") +
+                   (profile ? " (profiled)" : "");
           const std::vector<int> tokens = filler(count, V, pp ? 1 : 2);
           run_once(s, depth_tokens, tokens, pp);  // warm-up
           for (int i = 0; i < reps; ++i) r.ts.push_back(run_once(s, depth_tokens, tokens, pp));
