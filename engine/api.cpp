@@ -102,6 +102,8 @@ struct Session::Impl {
   int vocab = 0;
   std::unique_ptr<AttentionCapture> capture;  // null: off
   std::vector<uint8_t> qscratch;             // activations quantized for integer products
+  std::vector<float> kscratch;               // per thread: K-quant rows dequantized
+  int widest = 0;                            // widest matmul input
   std::vector<float> logits;  // (vocab) or (n, vocab) after an all-logits eval
   int n_logits = 0;           // rows in `logits`
 };
@@ -141,8 +143,9 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.pool->set_profiler(s.prof.get());
   s.state = s.arch->new_state(s.n_ctx, s.n_batch, pool_size);
   s.logits.assign(size_t(s.vocab), 0.0f);
-  const int widest = std::max({c.dim, c.hidden_dim, c.q_dim()});
-  s.qscratch.assign(size_t(s.n_batch) * size_t(widest / 32 + 1) * 34, 0);
+  s.widest = std::max({c.dim, c.hidden_dim, c.q_dim()});
+  s.qscratch.assign(size_t(s.n_batch) * size_t(s.widest / 32 + 1) * 34, 0);
+  s.kscratch.assign(size_t(pool_size) * kKQuantRows * size_t(s.widest), 0.0f);
 }
 
 Session::~Session() = default;
@@ -164,8 +167,9 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
   for (int done = 0; done < n;) {
     const int m = std::min(s.n_batch, n - done);
     const int threads = m > 1 ? s.n_threads_batch : s.n_threads;
-    const ExecContext ctx{*s.pool, *s.kernels, threads, s.prof.get(), s.capture.get(), s.qscratch.data(),
-                          s.qscratch.size()};
+    const ExecContext ctx{*s.pool,           *s.kernels,         threads,
+                          s.prof.get(),      s.capture.get(),    s.qscratch.data(),
+                          s.qscratch.size(), s.kscratch.data(),  kKQuantRows * size_t(s.widest)};
     float* out = all_logits ? s.logits.data() + size_t(done) * size_t(s.vocab) : s.logits.data();
     if (s.prof->on()) {
       const Phase phase = m > 1 ? Phase::Prompt : Phase::Generation;

@@ -41,7 +41,12 @@ struct ExecContext {
   // n_batch * (widest matmul input / 32) Q8_0 blocks.
   void* qscratch = nullptr;
   size_t qscratch_bytes = 0;
+  // Per thread, room for kKQuantRows rows (of the widest input) of K-quant
+  // weights dequantized to f32.
+  float* kscratch = nullptr;
+  size_t kscratch_per_thread = 0;  // floats
 };
+constexpr size_t kKQuantRows = 16;
 
 class Architecture {
  public:

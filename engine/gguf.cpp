@@ -323,9 +323,12 @@ Tensor GgufFile::tensor(const GgufTensorInfo& info) const {
     case 30: t.type = DType::BF16; break;
     case 2: t.type = DType::Q4_0; break;
     case 8: t.type = DType::Q8_0; break;
+    case 12: t.type = DType::Q4_K; break;
+    case 13: t.type = DType::Q5_K; break;
+    case 14: t.type = DType::Q6_K; break;
     default:
       throw Error(cat(path(), ": tensor ", info.name, " has type ", dtype_name(info.ggml_type),
-                      ", which qkv cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0)"));
+                      ", which qkv cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)"));
   }
   t.n_dims = int(info.n_dims);
   for (int d = 0; d < 4; ++d) t.ne[d] = info.ne[d];

@@ -1,5 +1,6 @@
 // A GGUF file as a WeightFile: hyper-parameters from "{arch}.*" metadata,
 // the vocabulary from "tokenizer.ggml.*", tensors by their GGUF names.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -103,7 +104,8 @@ class GgufWeights : public WeightFile {
     for (const GgufTensorInfo& ti : gguf_.tensors()) {
       // Tensors of types we cannot compute with are refused when the model
       // asks for them (find() leaves them out; require() names them).
-      if (ti.ggml_type != 0 && ti.ggml_type != 1 && ti.ggml_type != 30 && ti.ggml_type != 2 && ti.ggml_type != 8) {
+      static const uint32_t kComputable[] = {0, 1, 2, 8, 12, 13, 14, 30};
+      if (std::find(std::begin(kComputable), std::end(kComputable), ti.ggml_type) == std::end(kComputable)) {
         unsupported_[ti.name] = ti.ggml_type;
         continue;
       }
@@ -121,10 +123,10 @@ class GgufWeights : public WeightFile {
     c.stop_on_bos = true;
     if (auto it = unsupported_.find("token_embd.weight"); it != unsupported_.end())
       throw Error(cat(path, ": tensor token_embd.weight has type ", dtype_name(it->second),
-                      ", which qkv cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0)"));
+                      ", which qkv cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)"));
     for (const auto& [name, type] : unsupported_)
       throw Error(cat(path, ": tensor ", name, " has type ", dtype_name(type),
-                      ", which qkv cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0)"));
+                      ", which qkv cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)"));
   }
 
  private:

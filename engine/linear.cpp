@@ -1,14 +1,30 @@
 #include "engine/linear.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "engine/error.h"
+#include "engine/quantize.h"
 #include "ops/quant.h"
 
 namespace qkv {
 namespace {
-constexpr size_t kRowBlock = 16;  // rows per scheduling unit (a multiple of the tile)
+constexpr size_t kRowBlock = kKQuantRows;  // rows per scheduling unit (a multiple of the tile)
+
+// K-quant weights have no integer kernels yet: each block of rows is
+// dequantized into the thread's scratch and multiplied in f32.
+void kquant_rows(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, size_t r0, size_t r1, int t) {
+  const size_t n = size_t(w.row_len()), rows = size_t(w.n_rows()), rb = dtype_row_bytes(w.type, int64_t(n));
+  float* scratch = ctx.kscratch + size_t(t) * ctx.kscratch_per_thread;
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  for (size_t r = r0; r < r1; r += kKQuantRows) {
+    const size_t nr = std::min(kKQuantRows, r1 - r);
+    for (size_t j = 0; j < nr; ++j) dequantize_row(uint32_t(w.type), base + (r + j) * rb, scratch + j * n, int64_t(n));
+    if (M == 1) ctx.k.matvec_f32(scratch, x, y + r, n, 0, nr);
+    else ctx.k.matmul_f32(scratch, x, y + r, size_t(M), n, rows, 0, nr);
+  }
 }
+}  // namespace
 
 void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer) {
   const size_t rows = size_t(w.n_rows()), n = size_t(w.row_len());
@@ -30,9 +46,11 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
     for (int m = 0; m < M; ++m) ops::quantize_row_q8_0_act(x + size_t(m) * n, q + size_t(m) * (n / ops::kQK8_0), n);
     xq = q;
   }
+  if (dtype_is_kquant(w.type) && (!ctx.kscratch || ctx.kscratch_per_thread < kKQuantRows * n))
+    throw Error(cat("tensor ", w.name, ": dequantization scratch too small"), Errc::Internal);
   ctx.pool.parallel_for(
       blocks,
-      [&](size_t b, size_t e, int) {
+      [&](size_t b, size_t e, int t) {
         const size_t r0 = b * kRowBlock, r1 = e * kRowBlock < rows ? e * kRowBlock : rows;
         switch (w.type) {
           case DType::F32: {
@@ -55,6 +73,11 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
             if (M == 1) k.matvec_q4_0(w.data, xq, y, n, r0, r1);
             else k.matmul_q4_0(w.data, xq, y, size_t(M), n, rows, r0, r1);
             break;
+          case DType::Q4_K:
+          case DType::Q5_K:
+          case DType::Q6_K:
+            kquant_rows(ctx, w, x, y, M, r0, r1, t);
+            break;
           case DType::BF16:  // refused above, before any thread starts
             break;
         }
@@ -72,10 +95,12 @@ void embedding_row(const ExecContext& ctx, const Tensor& table, int row, float* 
       for (size_t i = 0; i < n; ++i) out[i] = ops::bf16_to_f32(static_cast<const uint16_t*>(table.data)[size_t(row) * n + i]);
       break;
     case DType::Q8_0:
-      ops::dequantize_row_q8_0(static_cast<const ops::BlockQ8_0*>(table.data) + size_t(row) * (n / 32), out, n);
-      break;
     case DType::Q4_0:
-      ops::dequantize_row_q4_0(static_cast<const ops::BlockQ4_0*>(table.data) + size_t(row) * (n / 32), out, n);
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+      dequantize_row(uint32_t(table.type), static_cast<const uint8_t*>(table.data) + size_t(row) * dtype_row_bytes(table.type, int64_t(n)),
+                     out, int64_t(n));
       break;
     case DType::F16:
       ctx.k.f16_to_f32(static_cast<const uint16_t*>(table.data) + size_t(row) * n, out, n);

@@ -12,6 +12,7 @@ namespace qkv {
 int quant_block_size(uint32_t t) {
   switch (t) {
     case 2: case 8: return 32;  // Q4_0, Q8_0
+    case 12: case 13: case 14: return 256;  // Q4_K, Q5_K, Q6_K
     default: return 1;
   }
 }
@@ -22,6 +23,9 @@ uint64_t quant_row_bytes(uint32_t t, int64_t n) {
     case 1: case 30: return uint64_t(n) * 2;
     case 8: return uint64_t(n) / ops::kQK8_0 * sizeof(ops::BlockQ8_0);
     case 2: return uint64_t(n) / ops::kQK4_0 * sizeof(ops::BlockQ4_0);
+    case 12: return uint64_t(n) / ops::kQK_K * sizeof(ops::BlockQ4_K);
+    case 13: return uint64_t(n) / ops::kQK_K * sizeof(ops::BlockQ5_K);
+    case 14: return uint64_t(n) / ops::kQK_K * sizeof(ops::BlockQ6_K);
     default: throw Error(cat("type ", dtype_name(t), " has no known row size here"));
   }
 }
@@ -53,6 +57,9 @@ void dequantize_row(uint32_t t, const void* src, float* dst, int64_t n) {
     case 30: for (int64_t i = 0; i < n; ++i) dst[i] = ops::bf16_to_f32(static_cast<const uint16_t*>(src)[i]); break;
     case 8: ops::dequantize_row_q8_0(static_cast<const ops::BlockQ8_0*>(src), dst, size_t(n)); break;
     case 2: ops::dequantize_row_q4_0(static_cast<const ops::BlockQ4_0*>(src), dst, size_t(n)); break;
+    case 12: ops::dequantize_row_q4_K(static_cast<const ops::BlockQ4_K*>(src), dst, size_t(n)); break;
+    case 13: ops::dequantize_row_q5_K(static_cast<const ops::BlockQ5_K*>(src), dst, size_t(n)); break;
+    case 14: ops::dequantize_row_q6_K(static_cast<const ops::BlockQ6_K*>(src), dst, size_t(n)); break;
     default: throw Error(cat("cannot read tensors of type ", dtype_name(t)));
   }
 }

@@ -17,17 +17,21 @@ size_t dtype_size(DType t) {
     case DType::F32: return 4;
     case DType::F16: return 2;
     case DType::BF16: return 2;
-    case DType::Q4_0: case DType::Q8_0: return 0;
+    case DType::Q4_0: case DType::Q8_0: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: return 0;
   }
   return 0;
 }
 
 bool dtype_is_quantized(DType t) { return t == DType::Q4_0 || t == DType::Q8_0; }
+bool dtype_is_kquant(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
 
 size_t dtype_row_bytes(DType t, int64_t n) {
   switch (t) {
     case DType::Q8_0: return size_t(n) / 32 * 34;
     case DType::Q4_0: return size_t(n) / 32 * 18;
+    case DType::Q4_K: return size_t(n) / 256 * 144;
+    case DType::Q5_K: return size_t(n) / 256 * 176;
+    case DType::Q6_K: return size_t(n) / 256 * 210;
     default: return size_t(n) * dtype_size(t);
   }
 }

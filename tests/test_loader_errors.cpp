@@ -112,21 +112,21 @@ TEST(LoaderErrors, BlocksStraddlingRowsAreRefused) {
 }
 
 TEST(LoaderErrors, UnsupportedTensorTypesAreRefusedByName) {
-  // A K-quant matrix (Q6_K: 256 values a block) of the right byte size.
+  // A Q5_0 matrix (32 values in 22 bytes a block) of the right byte size.
   const GgufFile src(model_path("stories260K.gguf"));
   test::GgufWriter w(3);
   w.copy_metadata(src);
   for (const GgufTensorInfo& ti : src.tensors()) {
     const Tensor t = src.tensor(ti);
     if (ti.name == "output.weight") {
-      const std::vector<uint8_t> blocks(210 * 128, 0);  // (64 x 512) / 256 blocks of 210 bytes, as [256, 128]
-      w.tensor(ti.name, 14, {256, 128}, blocks.data(), blocks.size());
+      const std::vector<uint8_t> blocks(22 * 2 * 512, 0);  // 2 blocks a row, 512 rows
+      w.tensor(ti.name, 6, {64, 512}, blocks.data(), blocks.size());
     } else {
       w.tensor(ti.name, ti.ggml_type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.n_bytes());
     }
   }
   TempFile f(w.bytes(), ".gguf");
-  expect_load_error(f.path(), {"output.weight", "Q6_K", "cannot compute with"});
+  expect_load_error(f.path(), {"output.weight", "Q5_0", "cannot compute with"});
 }
 
 TEST(LoaderErrors, UnsupportedTokenizerModelIsNamed) {

@@ -9,6 +9,9 @@
 #include <random>
 
 #include "engine/cpu.h"
+#include "engine/linear.h"
+#include "engine/quantize.h"
+#include "engine/thread_pool.h"
 #include "engine/qkv.hpp"
 #include "ops/ops.h"
 #include "ops/quant.h"
@@ -200,6 +203,126 @@ TEST(QuantReference, FollowsLlamaCpp) {
                 c.generated_ids.size(), worst);
     EXPECT_LE(worst, 0.15f) << w.file;
     EXPECT_LE(disagree, 5) << w.file;
+  }
+}
+
+}  // namespace
+}  // namespace qkv
+
+
+namespace qkv {
+namespace {
+
+TEST(QuantK, Q4_KKnownBlock) {
+  ops::BlockQ4_K b{};
+  b.d = 0x3c00;     // 1.0
+  b.dmin = 0x3800;  // 0.5
+  // Sub-block 0: scale 2, min 4 (low 6 bits of bytes 0 and 4).
+  b.scales[0] = 2;
+  b.scales[4] = 4;
+  // Sub-block 1: scale 3 (byte 1), min 7 (byte 5); their top bits (0x40, 0x80)
+  // are the high bits of sub-block 5's scale and min.
+  b.scales[1] = 0x40 | 3;
+  b.scales[5] = 0x80 | 7;
+  // Sub-block 5: scale = low nibble of byte 9 | (byte 1 >> 6) << 4 = 1 | 16 = 17,
+  //              min = high nibble of byte 9 | (byte 5 >> 6) << 4 = 2 | 32 = 34.
+  b.scales[9] = 0x21;
+  b.qs[0] = 0x5a;   // value 0: low nibble 10 (sub-block 0); value 32: high nibble 5 (sub-block 1)
+  b.qs[64] = 0xc3;  // bytes 64..95: values 128..159 (low nibbles, sub-block 4), 160..191 (high, sub-block 5)
+  float y[256];
+  ops::dequantize_row_q4_K(&b, y, 256);
+  EXPECT_EQ(y[0], 1.0f * 2 * 10 - 0.5f * 4);   // 18
+  EXPECT_EQ(y[1], -0.5f * 4);                  // nibble 0
+  EXPECT_EQ(y[32], 1.0f * 3 * 5 - 0.5f * 7);   // 11.5
+  // Bytes 64..95 are the third 64-value group: sub-blocks 4 (low) and 5 (high).
+  EXPECT_EQ(y[128], 0.0f);  // sub-block 4: scale (byte 8 & 15) | (byte 0 >> 6) << 4 = 0, min 0
+  EXPECT_EQ(y[160], 1.0f * 17 * 12 - 0.5f * 34);  // high nibble 0xc = 12 in sub-block 5
+}
+
+TEST(QuantK, Q5_KKnownBlock) {
+  ops::BlockQ5_K b{};
+  b.d = 0x3c00;  // 1.0
+  b.dmin = 0x0000;
+  b.scales[0] = 1;  // sub-block 0 scale 1, min 0
+  b.scales[1] = 2;  // sub-block 1 scale 2
+  b.scales[2] = 3;  // sub-block 2 scale 3
+  b.qs[0] = 0x37;   // value 0: 7; value 32: 3
+  b.qh[0] = 0x01 | 0x02 | 0x04;  // fifth bits of value 0 (bit 0), value 32 (bit 1), value 64 (bit 2)
+  b.qs[32] = 0x09;  // value 64: 9
+  float y[256];
+  ops::dequantize_row_q5_K(&b, y, 256);
+  EXPECT_EQ(y[0], 1.0f * (7 + 16));
+  EXPECT_EQ(y[32], 2.0f * (3 + 16));
+  EXPECT_EQ(y[64], 3.0f * (9 + 16));
+  EXPECT_EQ(y[1], 0.0f);
+}
+
+TEST(QuantK, Q6_KKnownBlock) {
+  ops::BlockQ6_K b{};
+  b.d = 0x3800;  // 0.5
+  for (int i = 0; i < 16; ++i) b.scales[i] = int8_t(i - 4);
+  // Value 0: low 4 bits from ql[0] & 15, high 2 bits from qh[0] bits 0-1: 0x3f -> 63 - 32 = 31.
+  b.ql[0] = 0x0f;
+  b.qh[0] = 0x03;
+  // Value 96: ql[32] >> 4 and qh[0] bits 6-7: 0x0 | (1 << 4) = 16 -> -16, scale index 6.
+  b.qh[0] |= 0x40;
+  float y[256];
+  ops::dequantize_row_q6_K(&b, y, 256);
+  EXPECT_EQ(y[0], 0.5f * float(0 - 4) * 31);
+  EXPECT_EQ(y[96], 0.5f * float(6 - 4) * -16);
+  EXPECT_EQ(y[1], 0.5f * float(0 - 4) * -32);  // all-zero bits: -32
+  // Second half (values 128..255): scales 8..15; value 200 = 128 + 64 + 8 takes scale 8 + 4 = 12 (= 8).
+  EXPECT_EQ(y[200], 0.5f * 8.0f * -32.0f);
+}
+
+// K-quant matrices in linear(): each block of rows dequantized and multiplied
+// in f32, on every ISA, against a double-precision product of the dequantized rows.
+TEST(QuantK, LinearMatchesTheDequantizedProduct) {
+  std::mt19937 rng(5);
+  for (const ops::Kernels* k : available_kernels()) {
+    for (DType type : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+      for (size_t n : {size_t(256), size_t(512)}) {
+        const size_t rows = 37, rb = dtype_row_bytes(type, int64_t(n));
+        std::vector<uint8_t> w(rows * rb);
+        for (uint8_t& byte : w) byte = uint8_t(rng());
+        // Keep the f16 scales small and finite.
+        for (size_t b = 0; b < w.size() / (rb / (n / 256)); ++b) {
+          uint8_t* blk = w.data() + b * (rb / (n / 256));
+          const uint16_t small = 0x1000;  // ~6e-5
+          if (type == DType::Q6_K) std::memcpy(blk + 208, &small, 2);
+          else {
+            std::memcpy(blk, &small, 2);
+            std::memcpy(blk + 2, &small, 2);
+          }
+        }
+        Tensor t;
+        t.name = "test";
+        t.type = type;
+        t.n_dims = 2;
+        t.ne[0] = int64_t(n);
+        t.ne[1] = int64_t(rows);
+        t.data = w.data();
+        std::vector<float> wd(rows * n);
+        for (size_t r = 0; r < rows; ++r) dequantize_row(uint32_t(type), w.data() + r * rb, wd.data() + r * n, int64_t(n));
+        for (int M : {1, 5}) {
+          const auto x = test::randn(size_t(M) * n, 9);
+          std::vector<float> y(size_t(M) * rows);
+          ThreadPool pool(2);
+          std::vector<float> scratch(2 * kKQuantRows * n);
+          const ExecContext ctx{pool, *k, 2, nullptr, nullptr, nullptr, 0, scratch.data(), kKQuantRows * n};
+          linear(ctx, t, x.data(), y.data(), M, -1);
+          for (int m = 0; m < M; ++m)
+            for (size_t r = 0; r < rows; ++r) {
+              double want = 0, mag = 0;
+              for (size_t i = 0; i < n; ++i) {
+                want += double(wd[r * n + i]) * x[size_t(m) * n + i];
+                mag += std::fabs(double(wd[r * n + i]) * x[size_t(m) * n + i]);
+              }
+              ASSERT_NEAR(y[size_t(m) * rows + r], want, 1e-5 * mag + 1e-9) << k->isa << " " << dtype_name(uint32_t(type));
+            }
+        }
+      }
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 // match llama-quantize's), vectors kept in F32, tokenizer and metadata
 // carried over. A matrix whose rows do not fill whole blocks is kept in F16,
 // and the tool says which.
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -24,7 +25,7 @@ namespace {
 const char* kHelp =
     "usage: qkv quantize -m INPUT [-z TOKENIZER] --type f16|q8_0|q4_0 -o OUTPUT.gguf\n"
     "\n"
-    "  -m INPUT     a GGUF file (F32, F16, BF16, Q8_0 or Q4_0) or a llama2.c .bin (with -z)\n"
+    "  -m INPUT     a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) or a llama2.c .bin (with -z)\n"
     "  --type T     the type of every matrix; vectors (norms) stay F32\n"
     "  -o OUTPUT    the GGUF to write (llama.cpp reads it)\n";
 
@@ -93,7 +94,8 @@ int cmd_quantize(int argc, char** argv) {
       w.add_u32("general.file_type", file_type_of(target));
       w.add_u32("general.quantization_version", 2);
       for (const GgufTensorInfo& ti : gguf->tensors()) {
-        if (ti.ggml_type != 0 && ti.ggml_type != 1 && ti.ggml_type != 30 && ti.ggml_type != 8 && ti.ggml_type != 2)
+        static const uint32_t kReadable[] = {0, 1, 2, 8, 12, 13, 14, 30};
+        if (std::find(std::begin(kReadable), std::end(kReadable), ti.ggml_type) == std::end(kReadable))
           throw Error(cat(in, ": tensor ", ti.name, " has type ", dtype_name(ti.ggml_type), ", which qkv cannot read"));
         const Tensor t = gguf->tensor(ti);
         plan(ti.name, std::vector<int64_t>(ti.ne, ti.ne + ti.n_dims), ti.ggml_type, t.data);
