@@ -26,7 +26,8 @@ void kquant_rows(const ExecContext& ctx, const Tensor& w, const float* x, float*
 }
 }  // namespace
 
-void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer) {
+void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
+            const RowEpilogue* epilogue) {
   const size_t rows = size_t(w.n_rows()), n = size_t(w.row_len());
   const Zone zone(ctx.prof, Op::Matmul, layer, 2.0 * double(M) * double(rows) * double(n),
                   double(w.n_bytes()) + 4.0 * double(M) * double(n + rows), w.name.c_str());
@@ -81,6 +82,7 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
           case DType::BF16:  // refused above, before any thread starts
             break;
         }
+        if (epilogue) epilogue->fn(epilogue->ctx, r0, r1);
       },
       grain, ctx.n_threads);
 }

@@ -10,8 +10,16 @@
 
 namespace qkv {
 
+// Work a thread does on the output rows [r0, r1) it has just computed, while
+// they are still in its cache (a fused elementwise op).
+struct RowEpilogue {
+  void (*fn)(const void* ctx, size_t r0, size_t r1);
+  const void* ctx;
+};
+
 // Recorded as a "matmul" zone of `layer` (-1: none) named after the weight.
-void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer);
+void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
+            const RowEpilogue* epilogue = nullptr);
 
 // Row `row` of an embedding table (rows, n), converted to f32: out (n).
 void embedding_row(const ExecContext& ctx, const Tensor& table, int row, float* out);

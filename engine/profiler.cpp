@@ -35,7 +35,7 @@ std::string json_escape(const char* s) {
 
 const char* op_name(Op op) {
   static const char* names[] = {"embedding", "rmsnorm", "matmul", "rope", "kv_store",
-                                "attention", "add",     "swiglu", "sampling", "quantize"};
+                                "attention", "add",     "sampling", "quantize"};
   return op < Op::kCount ? names[size_t(op)] : "unknown";
 }
 

@@ -20,7 +20,7 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_.store(true);
-    generation_.fetch_add(1);
+    generation_.fetch_add(1, std::memory_order_seq_cst);
   }
   cv_.notify_all();
   for (std::thread& t : threads_) t.join();
@@ -29,11 +29,14 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::run(Job job) {
   job_ = job;
   pending_.store(n_ - 1, std::memory_order_relaxed);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    generation_.fetch_add(1, std::memory_order_release);
+  // Publish the job. Spinning workers see the new generation; the lock and
+  // the notify are only needed when one went to sleep (sequentially
+  // consistent: a worker either sees this generation, or is counted here).
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> lock(mu_); }
+    cv_.notify_all();
   }
-  cv_.notify_all();
   job.call(job.ctx, 0);
   // Spin while the workers finish; yield if they are slow (more threads than cores).
   for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
@@ -53,7 +56,9 @@ void ThreadPool::worker(int index) {
     }
     if (g == seen) {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      cv_.wait(lock, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
+      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
       g = generation_.load(std::memory_order_acquire);
     }
     seen = g;

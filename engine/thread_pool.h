@@ -1,5 +1,6 @@
 // Our own thread pool. The caller is thread 0; n-1 workers spin briefly, then
-// sleep, between jobs. parallel_for splits [0, n) into fixed contiguous chunks,
+// sleep, between jobs; no lock is taken while they spin (per token, nothing is
+// locked or allocated). parallel_for splits [0, n) into fixed contiguous chunks,
 // one per thread, so what each index computes never depends on the count.
 #pragma once
 
@@ -85,6 +86,7 @@ class ThreadPool {
   Job job_{nullptr, nullptr};
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};  // workers waiting on cv_
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::condition_variable cv_;

@@ -25,6 +25,19 @@ struct LayerWeights {
   const Tensor* w_down;     // (dim rows, hidden)   llama2.c w2
 };
 
+// hb[m, r] = silu(hb[m, r]) * hb2[m, r] for the rows r0..r1 of every token.
+struct SwigluRows {
+  const ops::Kernels* k;
+  float* hb;
+  const float* hb2;
+  size_t hidden;
+  int n;
+  static void apply(const void* self, size_t r0, size_t r1) {
+    const SwigluRows& s = *static_cast<const SwigluRows*>(self);
+    for (int m = 0; m < s.n; ++m) s.k->swiglu(s.hb + size_t(m) * s.hidden + r0, s.hb2 + size_t(m) * s.hidden + r0, r1 - r0);
+  }
+};
+
 // Activations for a batch of up to n_batch tokens, and the KV cache.
 struct LlamaState : RunState {
   LlamaState(const ModelConfig& c, int n_ctx, int n_batch, int max_threads)
@@ -186,7 +199,7 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
   Profiler* const prof = ctx.prof;
   const size_t dim = size_t(c_.dim), qd = size_t(c_.q_dim()), kvd = size_t(c_.kv_dim());
   const size_t hid = size_t(c_.hidden_dim), half = size_t(c_.head_dim / 2);
-  const double N = n, D = double(dim), H = double(hid), F = 4.0;  // F: bytes per float
+  const double N = n, D = double(dim), F = 4.0;  // F: bytes per float
 
   {
     const Zone z(prof, Op::Embedding, -1, 0.0, N * D * (double(dtype_size(tok_embd_->type)) + F));
@@ -242,12 +255,12 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
 
     // Feed-forward block: x += W_down (silu(xb W_gate) * (xb W_up))
     rmsnorm_rows(*w.ffn_norm, l, 0);
+    // SwiGLU is fused into the up projection: each thread applies it to the
+    // rows it has just computed, hb = silu(hb) * hb2, while they are in cache.
     linear(ctx, *w.w_gate, s.xb.data(), s.hb.data(), n, l);
-    linear(ctx, *w.w_up, s.xb.data(), s.hb2.data(), n, l);
-    {
-      const Zone z(prof, Op::Swiglu, l, 6.0 * N * H, 3.0 * N * H * F);
-      for (int i = 0; i < n; ++i) k.swiglu(s.hb.data() + i * hid, s.hb2.data() + i * hid, hid);
-    }
+    const SwigluRows sw{&k, s.hb.data(), s.hb2.data(), hid, n};
+    const RowEpilogue swiglu{SwigluRows::apply, &sw};
+    linear(ctx, *w.w_up, s.xb.data(), s.hb2.data(), n, l, &swiglu);
     linear(ctx, *w.w_down, s.hb.data(), s.xb2.data(), n, l);
     residual(l);
   }
