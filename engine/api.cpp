@@ -177,7 +177,7 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
       const uint64_t t0 = s.prof->now();
       s.arch->forward(*s.state, tokens + done, m, s.n_past, out, all_logits, ctx);
       s.prof->record(0, Profiler::Event{t0, s.prof->now(), 0, Profiler::Kind::Pass, Op::kCount, phase, -1, m,
-                                        nullptr, 0, 0});
+                                        nullptr, 0, 0, {}});
     } else {
       s.arch->forward(*s.state, tokens + done, m, s.n_past, out, all_logits, ctx);
     }
@@ -238,7 +238,7 @@ std::string Session::profile_csv() const { return impl_->prof->csv(); }
 int Session::sample(Sampler& sampler) {
   Profiler* p = impl_->prof.get();
   p->set_phase(Phase::Generation);
-  const Zone z(p, Op::Sampling, -1, 5.0 * impl_->vocab, 4.0 * impl_->vocab);
+  const Zone z(p, Op::Sampling, -1, 5.0 * impl_->vocab, 4.0 * impl_->vocab, nullptr, ZoneShape{impl_->vocab, 0, 0});
   return sampler.sample(logits());
 }
 

@@ -30,7 +30,8 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
             const RowEpilogue* epilogue) {
   const size_t rows = size_t(w.n_rows()), n = size_t(w.row_len());
   const Zone zone(ctx.prof, Op::Matmul, layer, 2.0 * double(M) * double(rows) * double(n),
-                  double(w.n_bytes()) + 4.0 * double(M) * double(n + rows), w.name.c_str());
+                  double(w.n_bytes()) + 4.0 * double(M) * double(n + rows), w.name.c_str(),
+                  ZoneShape{M, int64_t(rows), int64_t(n)});
   const size_t blocks = (rows + kRowBlock - 1) / kRowBlock;
   // Enough work per thread to pay for waking it: ~16k multiply-adds.
   const size_t grain = 1 + 16384 / (kRowBlock * n * size_t(M) + 1);
@@ -42,7 +43,8 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
     const size_t blocks = size_t(M) * (n / ops::kQK8_0);
     if (blocks * sizeof(ops::BlockQ8_0) > ctx.qscratch_bytes)
       throw Error(cat("tensor ", w.name, ": quantization scratch too small"), Errc::Internal);
-    const Zone zq(ctx.prof, Op::Quantize, layer, 4.0 * double(M) * double(n), 4.0 * double(M) * double(n));
+    const Zone zq(ctx.prof, Op::Quantize, layer, 4.0 * double(M) * double(n), 4.0 * double(M) * double(n), nullptr,
+                  ZoneShape{M, int64_t(n), 0});
     ops::BlockQ8_0* q = static_cast<ops::BlockQ8_0*>(ctx.qscratch);
     for (int m = 0; m < M; ++m) ops::quantize_row_q8_0_act(x + size_t(m) * n, q + size_t(m) * (n / ops::kQK8_0), n);
     xq = q;

@@ -182,7 +182,12 @@ std::string Profiler::trace_json() const {
       std::snprintf(buf, sizeof buf, ",\"ts\":%.3f,\"dur\":%.3f", double(e.t0) * 1e-3, double(e.t1 - e.t0) * 1e-3);
       os << buf << ",\"args\":{\"layer\":" << e.layer;
       if (e.detail) os << ",\"detail\":\"" << json_escape(e.detail) << "\"";
-      if (e.kind == Kind::Zone) os << ",\"flops\":" << e.flops << ",\"bytes\":" << e.bytes;
+      if (e.kind == Kind::Zone) {
+        os << ",\"flops\":" << e.flops << ",\"bytes\":" << e.bytes << ",\"shape\":[";
+        for (int d = 0, first = 1; d < 3; ++d)
+          if (e.shape[d]) os << (first ? "" : ",") << e.shape[d], first = 0;
+        os << "]";
+      }
       if (e.kind == Kind::Pass) os << ",\"tokens\":" << e.tokens;
       if (e.kind == Kind::Slice || e.kind == Kind::Wait) os << ",\"op_seq\":" << e.seq;
       os << "}}";
@@ -194,11 +199,15 @@ std::string Profiler::trace_json() const {
 
 std::string Profiler::csv() const {
   std::ostringstream os;
-  os << "phase,op,detail,layer,start_us,dur_us,flops,bytes\n";
+  os << "phase,op,detail,layer,shape,start_us,dur_us,flops,bytes\n";
   char buf[96];
   for (const Event& e : threads_[0]) {
     if (e.kind != Kind::Zone) continue;
-    std::snprintf(buf, sizeof buf, ",%d,%.3f,%.3f,", int(e.layer), double(e.t0) * 1e-3, double(e.t1 - e.t0) * 1e-3);
+    std::string shape;
+    for (int d = 0; d < 3; ++d)
+      if (e.shape[d]) shape += (shape.empty() ? "" : "x") + std::to_string(e.shape[d]);
+    std::snprintf(buf, sizeof buf, ",%d,%s,%.3f,%.3f,", int(e.layer), shape.c_str(), double(e.t0) * 1e-3,
+                  double(e.t1 - e.t0) * 1e-3);
     os << phase_name(e.phase) << ',' << op_name(e.op) << ',' << (e.detail ? e.detail : "") << buf << e.flops << ','
        << e.bytes << '\n';
   }

@@ -34,6 +34,7 @@ class Profiler {
     int32_t tokens;      // passes: batch size
     const char* detail;  // e.g. the weight's name; static or model-owned storage
     double flops, bytes;
+    int32_t shape[3];    // zones: the op's sizes, e.g. (tokens, rows, row length) of a matmul
   };
 
   explicit Profiler(int n_threads) : threads_(size_t(n_threads)) {}
@@ -75,12 +76,17 @@ class Profiler {
 
 // RAII zone on the calling thread (thread 0). When the profiler is off (or
 // absent) this is a null check and nothing else.
+struct ZoneShape {
+  int64_t a = 0, b = 0, c = 0;
+};
+
 class Zone {
  public:
-  Zone(Profiler* p, Op op, int layer, double flops, double bytes, const char* detail = nullptr) {
+  Zone(Profiler* p, Op op, int layer, double flops, double bytes, const char* detail = nullptr, ZoneShape shape = {}) {
     if (p && p->on()) {
       p_ = p;
-      e_ = Profiler::Event{p->now(), 0, 0, Profiler::Kind::Zone, op, p->phase(), int16_t(layer), 0, detail, flops, bytes};
+      e_ = Profiler::Event{p->now(), 0, 0, Profiler::Kind::Zone, op, p->phase(), int16_t(layer), 0, detail, flops, bytes,
+                           {int32_t(shape.a), int32_t(shape.b), int32_t(shape.c)}};
     }
   }
   ~Zone() {

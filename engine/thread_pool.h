@@ -66,11 +66,11 @@ class ThreadPool {
       const uint64_t t0 = p.now();
       fn(b, e, t);
       const uint64_t t1 = p.now();
-      p.record(t, Profiler::Event{t0, t1, seq, Profiler::Kind::Slice, Op::kCount, p.phase(), -1, 0, nullptr, 0, 0});
+      p.record(t, Profiler::Event{t0, t1, seq, Profiler::Kind::Slice, Op::kCount, p.phase(), -1, 0, nullptr, 0, 0, {}});
       if (t == 0) caller_done = t1;
     };
     split(n, nt, timed);
-    if (n) p.record(0, Profiler::Event{caller_done, p.now(), seq, Profiler::Kind::Wait, Op::kCount, p.phase(), -1, 0, nullptr, 0, 0});
+    if (n) p.record(0, Profiler::Event{caller_done, p.now(), seq, Profiler::Kind::Wait, Op::kCount, p.phase(), -1, 0, nullptr, 0, 0, {}});
   }
 
   struct Job {

@@ -145,7 +145,8 @@ void Llama::attention(LlamaState& s, int layer, int n, int pos, const ExecContex
   // Work: QK^T, softmax and AV for every (token, head) over its visible positions.
   const double positions = double(n) * (double(pos) + 0.5 * double(n + 1));  // sum of (pos + i + 1)
   const Zone z(ctx.prof, Op::Attention, layer, double(nh) * positions * (4.0 * hd + 5.0),
-               positions * 2.0 * kvd * 4.0 + 2.0 * double(n) * c_.q_dim() * 4.0);
+               positions * 2.0 * kvd * 4.0 + 2.0 * double(n) * c_.q_dim() * 4.0, nullptr,
+               ZoneShape{n, nh, hd});
   // Query head h of token i over positions 0..pos+i; probs (or null) receives the probabilities.
   auto head = [&](int i, int h, float* probs) {
     const int kvh = h / group;
@@ -202,7 +203,8 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
   const double N = n, D = double(dim), F = 4.0;  // F: bytes per float
 
   {
-    const Zone z(prof, Op::Embedding, -1, 0.0, N * D * (double(dtype_size(tok_embd_->type)) + F));
+    const Zone z(prof, Op::Embedding, -1, 0.0, N * D * (double(dtype_size(tok_embd_->type)) + F), nullptr,
+                 ZoneShape{n, int64_t(dim), 0});
     for (int i = 0; i < n; ++i) {
       embedding_row(ctx, *tok_embd_, tokens[i], s.x.data() + size_t(i) * dim);
       for (size_t j = 0; j < half; ++j) {
@@ -215,13 +217,14 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
 
   // xb[i] = rmsnorm(x[i]) * w for every token of the batch
   auto rmsnorm_rows = [&](const Tensor& w, int layer, int first) {
-    const Zone z(prof, Op::Rmsnorm, layer, 4.0 * (n - first) * D, (2.0 * (n - first) + 1.0) * D * F);
+    const Zone z(prof, Op::Rmsnorm, layer, 4.0 * (n - first) * D, (2.0 * (n - first) + 1.0) * D * F, nullptr,
+                 ZoneShape{n - first, int64_t(dim), 0});
     const float* wp = static_cast<const float*>(w.data);
     for (int i = first; i < n; ++i) k.rmsnorm(s.xb.data() + i * dim, s.x.data() + i * dim, wp, dim, c_.rms_eps);
   };
   // x[i] += xb2[i]: the residual connection
   auto residual = [&](int layer) {
-    const Zone z(prof, Op::Add, layer, N * D, 3.0 * N * D * F);
+    const Zone z(prof, Op::Add, layer, N * D, 3.0 * N * D * F, nullptr, ZoneShape{n, int64_t(dim), 0});
     for (int i = 0; i < n; ++i) k.add(s.x.data() + i * dim, s.xb2.data() + i * dim, dim);
   };
 
@@ -234,7 +237,8 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
     linear(ctx, *w.wk, s.xb.data(), s.k.data(), n, l);
     linear(ctx, *w.wv, s.xb.data(), s.v.data(), n, l);
     {
-      const Zone z(prof, Op::Rope, l, 3.0 * N * double(qd + kvd), 2.0 * N * double(qd + kvd) * F);
+      const Zone z(prof, Op::Rope, l, 3.0 * N * double(qd + kvd), 2.0 * N * double(qd + kvd) * F, nullptr,
+                   ZoneShape{n, int64_t(qd + kvd), 0});
       for (int i = 0; i < n; ++i) {
         const float* cs = s.rope_cos.data() + size_t(i) * half;
         const float* sn = s.rope_sin.data() + size_t(i) * half;
@@ -243,7 +247,7 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
       }
     }
     {
-      const Zone z(prof, Op::KvStore, l, 0.0, 4.0 * N * double(kvd) * F);
+      const Zone z(prof, Op::KvStore, l, 0.0, 4.0 * N * double(kvd) * F, nullptr, ZoneShape{n, int64_t(kvd), 0});
       for (int i = 0; i < n; ++i) {
         std::copy_n(s.k.data() + i * kvd, kvd, s.cache.key(l, pos + i));
         std::copy_n(s.v.data() + i * kvd, kvd, s.cache.value(l, pos + i));

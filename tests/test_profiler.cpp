@@ -260,6 +260,11 @@ TEST(Profiler, TraceIsValidJsonWithNestedEventsPerThread) {
     ++names[e.get("name")->str];
     ASSERT_NE(e.get("args"), nullptr);
     ASSERT_NE(e.get("args")->get("layer"), nullptr);
+    if (e.get("name")->str == "matmul") {
+      ASSERT_NE(e.get("args")->get("shape"), nullptr);
+      EXPECT_EQ(e.get("args")->get("shape")->arr.size(), 3u);
+      EXPECT_GT(e.get("args")->get("flops")->num, 0);
+    }
   }
   EXPECT_EQ(per_thread.size(), 2u);  // the caller and one worker
   EXPECT_EQ(names["matmul"], (5 * 7 + 1) * (1 + p.n_gen - 1));
@@ -285,21 +290,24 @@ TEST(Profiler, CsvParses) {
   std::istringstream in(p.csv);
   std::string line;
   std::getline(in, line);
-  EXPECT_EQ(line, "phase,op,detail,layer,start_us,dur_us,flops,bytes");
+  EXPECT_EQ(line, "phase,op,detail,layer,shape,start_us,dur_us,flops,bytes");
   int rows = 0, matmuls = 0;
   while (std::getline(in, line)) {
     std::vector<std::string> f;
     std::stringstream ss(line);
     std::string cell;
     while (std::getline(ss, cell, ',')) f.push_back(cell);
-    ASSERT_EQ(f.size(), 8u) << line;
+    ASSERT_EQ(f.size(), 9u) << line;
     EXPECT_TRUE(f[0] == "prompt" || f[0] == "generation") << line;
-    std::stod(f[4]);
     std::stod(f[5]);
     std::stod(f[6]);
+    std::stod(f[7]);
     if (f[1] == "matmul") {
       ++matmuls;
       EXPECT_NE(f[2].find(".weight"), std::string::npos) << line;  // the weight's name
+      if (f[2] == "blk.0.attn_k.weight" && f[0] == "generation") {
+        EXPECT_EQ(f[4], "1x32x64") << line;  // tokens x rows x row length
+      }
     }
     ++rows;
   }
