@@ -40,7 +40,7 @@ struct SwigluRows {
 
 // Activations for a batch of up to n_batch tokens, and the KV cache.
 struct LlamaState : RunState {
-  LlamaState(const ModelConfig& c, int n_ctx, int n_batch, int max_threads)
+  LlamaState(const ModelConfig& c, int n_ctx, int n_batch)
       : cache(c.n_layers, n_ctx, c.kv_dim()),
         x(size_t(n_batch) * size_t(c.dim)),
         xb(x.size()),
@@ -54,9 +54,7 @@ struct LlamaState : RunState {
         rope_cos(size_t(n_batch) * size_t(c.head_dim / 2)),
         rope_sin(rope_cos.size()),
         probs(size_t(c.n_heads) * size_t(n_ctx)),
-        n_ctx(n_ctx),
-        n_batch(n_batch),
-        max_threads(max_threads) {}
+        n_ctx(n_ctx) {}
 
   KVCache cache;
   std::vector<float> x;        // (n, dim) residual stream
@@ -67,7 +65,7 @@ struct LlamaState : RunState {
   std::vector<float> hb, hb2;  // (n, hidden)
   std::vector<float> rope_cos, rope_sin;  // (n, head_dim / 2)
   std::vector<float> probs;    // (n_heads, n_ctx) attention capture, one token at a time
-  int n_ctx, n_batch, max_threads;
+  int n_ctx;
 };
 
 class Llama : public Architecture {
@@ -113,8 +111,8 @@ class Llama : public Architecture {
   bool tied_output() const override { return output_ == tok_embd_; }
   std::string weight_type() const override { return layers_.empty() ? "F32" : type_name(layers_[0].wq->type); }
 
-  std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads) const override {
-    return std::make_unique<LlamaState>(c_, n_ctx, n_batch, n_threads);
+  std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int) const override {
+    return std::make_unique<LlamaState>(c_, n_ctx, n_batch);
   }
 
   void forward(RunState& rs, const int* tokens, int n, int pos, float* logits, bool all_logits,
