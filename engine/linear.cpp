@@ -46,7 +46,12 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
     const Zone zq(ctx.prof, Op::Quantize, layer, 4.0 * double(M) * double(n), 4.0 * double(M) * double(n), nullptr,
                   ZoneShape{M, int64_t(n), 0});
     ops::BlockQ8_0* q = static_cast<ops::BlockQ8_0*>(ctx.qscratch);
-    for (int m = 0; m < M; ++m) ops::quantize_row_q8_0_act(x + size_t(m) * n, q + size_t(m) * (n / ops::kQK8_0), n);
+    ctx.pool.parallel_for(
+        size_t(M),
+        [&](size_t b, size_t e, int) {
+          for (size_t m = b; m < e; ++m) ops::quantize_row_q8_0_act(x + m * n, q + m * (n / ops::kQK8_0), n);
+        },
+        1 + 8192 / n, ctx.n_threads);
     xq = q;
   }
   if (dtype_is_kquant(w.type) && (!ctx.kscratch || ctx.kscratch_per_thread < kKQuantRows * n))

@@ -3,6 +3,7 @@
 #include "ops/quant.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "ops/ops.h"
 
@@ -19,13 +20,22 @@ void quantize_row_q8_0(const float* x, BlockQ8_0* y, size_t n) {
   }
 }
 
+// Round half to even for |v| < 2^22 (adding 1.5 * 2^23 leaves the integer in
+// the low mantissa bits), without a call into libm.
+static inline int8_t round_even(float v) {
+  const float shifted = v + 12582912.0f;
+  int32_t bits;
+  std::memcpy(&bits, &shifted, 4);
+  return int8_t((bits & 0x007fffff) - 0x00400000);
+}
+
 void quantize_row_q8_0_act(const float* x, BlockQ8_0* y, size_t n) {
   for (size_t b = 0; b < n / kQK8_0; ++b, x += kQK8_0) {
     float amax = 0.0f;
     for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
     y[b].d = f32_to_f16(amax / 127.0f);
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    for (int j = 0; j < kQK8_0; ++j) y[b].qs[j] = int8_t(std::nearbyint(x[j] * id));
+    for (int j = 0; j < kQK8_0; ++j) y[b].qs[j] = round_even(x[j] * id);
   }
 }
 
