@@ -127,7 +127,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   constexpr int kMaxCtx = 1 << 24;
   if (s.n_ctx > kMaxCtx) throw Error(cat("context size ", s.n_ctx, " is more than the supported ", kMaxCtx), Errc::InvalidArgument);
   // The KV cache is allocated now, whole: refuse what the machine cannot hold.
-  const double cache_bytes = 2.0 * 4.0 * double(c.n_layers) * double(s.n_ctx) * double(c.kv_dim());
+  const double cache_bytes = 2.0 * (opts.kv_f16 ? 2.0 : 4.0) * double(c.n_layers) * double(s.n_ctx) * double(c.kv_dim());
   const double phys = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGE_SIZE));
   if (phys > 0 && cache_bytes > phys / 2)
     throw Error(cat("context size ", s.n_ctx, " needs a ", cache_bytes / double(1ull << 30), " GiB KV cache, more than half of this machine's ",
@@ -141,7 +141,9 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.pool = std::make_unique<ThreadPool>(pool_size);
   s.prof = std::make_unique<Profiler>(pool_size);
   s.pool->set_profiler(s.prof.get());
-  s.state = s.arch->new_state(s.n_ctx, s.n_batch, pool_size);
+  if (opts.kv_f16 && c.head_dim > 256)
+    throw Error(cat("an f16 KV cache needs a head size of at most 256 (this model's is ", c.head_dim, ")"), Errc::InvalidArgument);
+  s.state = s.arch->new_state(s.n_ctx, s.n_batch, pool_size, opts.kv_f16);
   s.logits.assign(size_t(s.vocab), 0.0f);
   s.widest = std::max({c.dim, c.hidden_dim, c.q_dim()});
   s.qscratch.assign(size_t(s.n_batch) * size_t(s.widest / 32 + 1) * 34, 0);

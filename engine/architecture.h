@@ -56,7 +56,8 @@ class Architecture {
   virtual std::string weight_type() const = 0;
   virtual bool tied_output() const = 0;  // classifier shares the token embedding
 
-  virtual std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads) const = 0;
+  // kv_f16: keep the KV cache in f16 (and compute attention as llama.cpp does on it).
+  virtual std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads, bool kv_f16) const = 0;
 
   // Runs tokens[0, n) at positions [pos, pos + n) (n <= n_batch, pos + n <=
   // n_ctx), appending to the KV cache. Writes the logits of the last token to

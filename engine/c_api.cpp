@@ -154,7 +154,7 @@ qkv_status qkv_detokenize(const qkv_model* m, const int32_t* tokens, size_t n, c
 
 // ---------------------------------------------------------------- sessions
 
-qkv_session_params qkv_session_default_params(void) { return qkv_session_params{0, 0, 0, 512}; }
+qkv_session_params qkv_session_default_params(void) { return qkv_session_params{0, 0, 0, 512, 0}; }
 
 qkv_status qkv_session_new(const qkv_model* m, const qkv_session_params* params, qkv_session** out) {
   return create(out, [&](qkv_session& s) {
@@ -165,6 +165,7 @@ qkv_status qkv_session_new(const qkv_model* m, const qkv_session_params* params,
     so.n_threads = p.n_threads;
     so.n_threads_batch = p.n_threads_batch;
     so.n_batch = p.n_batch;
+    so.kv_f16 = p.kv_f16 != 0;
     s.session = std::make_unique<qkv::Session>(m->model, so);
   });
 }

@@ -90,6 +90,7 @@ typedef struct qkv_session_params {
   int32_t n_threads;       /* 0: one per physical core */
   int32_t n_threads_batch; /* 0: as n_threads */
   int32_t n_batch;         /* most tokens per forward pass (512) */
+  int32_t kv_f16;          /* 1: KV cache in f16 (half the memory; attention as llama.cpp computes it) */
 } qkv_session_params;
 
 QKV_C_API qkv_session_params qkv_session_default_params(void);

@@ -129,7 +129,7 @@ struct AttentionRow {
   int position = 0;                      // the query token's position
   const float* probs = nullptr;          // (position + 1): softmax(q . k_t * scale) for t <= position
   const float* q = nullptr;              // (head_dim): the query, after RoPE
-  const float* k = nullptr;              // key of position t: k + t * k_stride (head_dim values)
+  const float* k = nullptr;              // key of position t: k + t * k_stride (head_dim values); null with an f16 cache
   size_t k_stride = 0;
   int head_dim = 0;
   float scale = 0;                       // 1 / sqrt(head_dim)
@@ -143,6 +143,8 @@ struct SessionOptions {
   int n_threads = 0;        // 0: one per physical core
   int n_threads_batch = 0;  // threads for prompt batches; 0: same as n_threads
   int n_batch = 512;        // most tokens evaluated in one forward pass
+  bool kv_f16 = false;      // KV cache in f16: half the memory, and attention computed
+                            // as llama.cpp does on its (default) f16 cache
 };
 
 class QKV_API Session {

@@ -40,8 +40,8 @@ struct SwigluRows {
 
 // Activations for a batch of up to n_batch tokens, and the KV cache.
 struct LlamaState : RunState {
-  LlamaState(const ModelConfig& c, int n_ctx, int n_batch)
-      : cache(c.n_layers, n_ctx, c.kv_dim()),
+  LlamaState(const ModelConfig& c, int n_ctx, int n_batch, int n_threads, bool kv_f16)
+      : cache(c.n_layers, n_ctx, c.kv_dim(), kv_f16),
         x(size_t(n_batch) * size_t(c.dim)),
         xb(x.size()),
         xb2(x.size()),
@@ -54,6 +54,7 @@ struct LlamaState : RunState {
         rope_cos(size_t(n_batch) * size_t(c.head_dim / 2)),
         rope_sin(rope_cos.size()),
         probs(size_t(c.n_heads) * size_t(n_ctx)),
+        scores(kv_f16 ? size_t(n_threads) * size_t(n_ctx) : 0),
         n_ctx(n_ctx) {}
 
   KVCache cache;
@@ -65,6 +66,7 @@ struct LlamaState : RunState {
   std::vector<float> hb, hb2;  // (n, hidden)
   std::vector<float> rope_cos, rope_sin;  // (n, head_dim / 2)
   std::vector<float> probs;    // (n_heads, n_ctx) attention capture, one token at a time
+  std::vector<float> scores;   // (threads, n_ctx) score rows of the f16-cache attention
   int n_ctx;
 };
 
@@ -111,8 +113,8 @@ class Llama : public Architecture {
   bool tied_output() const override { return output_ == tok_embd_; }
   std::string weight_type() const override { return layers_.empty() ? "F32" : type_name(layers_[0].wq->type); }
 
-  std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int) const override {
-    return std::make_unique<LlamaState>(c_, n_ctx, n_batch);
+  std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads, bool kv_f16) const override {
+    return std::make_unique<LlamaState>(c_, n_ctx, n_batch, n_threads, kv_f16);
   }
 
   void forward(RunState& rs, const int* tokens, int n, int pos, float* logits, bool all_logits,
@@ -138,27 +140,35 @@ class Llama : public Architecture {
 void Llama::attention(LlamaState& s, int layer, int n, int pos, const ExecContext& ctx) const {
   const int hd = c_.head_dim, nh = c_.n_heads, group = c_.n_heads / c_.n_kv_heads, kvd = c_.kv_dim();
   const float scale = 1.0f / std::sqrt(float(hd));
-  const float* kc = s.cache.key(layer, 0);
-  const float* vc = s.cache.value(layer, 0);
+  const float* kc = s.cache.f16 ? nullptr : s.cache.key(layer, 0);
+  const float* vc = s.cache.f16 ? nullptr : s.cache.value(layer, 0);
   // Work: QK^T, softmax and AV for every (token, head) over its visible positions.
   const double positions = double(n) * (double(pos) + 0.5 * double(n + 1));  // sum of (pos + i + 1)
   const Zone z(ctx.prof, Op::Attention, layer, double(nh) * positions * (4.0 * hd + 5.0),
                positions * 2.0 * kvd * 4.0 + 2.0 * double(n) * c_.q_dim() * 4.0, nullptr,
                ZoneShape{n, nh, hd});
-  // Query head h of token i over positions 0..pos+i; probs (or null) receives the probabilities.
-  auto head = [&](int i, int h, float* probs) {
+  // Query head h of token i over positions 0..pos+i on thread t; probs (or
+  // null) receives the probabilities.
+  auto head = [&](int i, int h, float* probs, int t) {
     const int kvh = h / group;
-    ctx.k.attention(s.q.data() + size_t(i) * c_.q_dim() + size_t(h) * hd, kc + size_t(kvh) * hd, vc + size_t(kvh) * hd,
-                    size_t(kvd), size_t(hd), size_t(pos + i + 1), scale, probs,
-                    s.att_out.data() + size_t(i) * c_.q_dim() + size_t(h) * hd);
+    const float* q = s.q.data() + size_t(i) * c_.q_dim() + size_t(h) * hd;
+    float* out = s.att_out.data() + size_t(i) * c_.q_dim() + size_t(h) * hd;
+    const size_t n_pos = size_t(pos + i + 1);
+    if (s.cache.f16) {
+      float* att = probs ? probs : s.scores.data() + size_t(t) * size_t(s.n_ctx);
+      ctx.k.attention_f16(q, s.cache.key16(layer, 0) + size_t(kvh) * hd, s.cache.value16(layer, 0) + size_t(kvh) * hd,
+                          size_t(kvd), size_t(hd), n_pos, scale, att, out);
+    } else {
+      ctx.k.attention(q, kc + size_t(kvh) * hd, vc + size_t(kvh) * hd, size_t(kvd), size_t(hd), n_pos, scale, probs, out);
+    }
   };
   const size_t grain = size_t(1 + 4096 / (size_t(pos + 1) * size_t(hd)));
   const AttentionCapture* cap = ctx.capture;
   if (!cap || !cap->wants_layer(layer)) {
     ctx.pool.parallel_for(
         size_t(n) * size_t(nh),
-        [&](size_t b, size_t e, int) {
-          for (size_t j = b; j < e; ++j) head(int(j / size_t(nh)), int(j % size_t(nh)), nullptr);
+        [&](size_t b, size_t e, int t) {
+          for (size_t j = b; j < e; ++j) head(int(j / size_t(nh)), int(j % size_t(nh)), nullptr, t);
         },
         grain, ctx.n_threads);
     return;
@@ -168,9 +178,9 @@ void Llama::attention(LlamaState& s, int layer, int n, int pos, const ExecContex
   for (int i = 0; i < n; ++i) {
     ctx.pool.parallel_for(
         size_t(nh),
-        [&](size_t b, size_t e, int) {
+        [&](size_t b, size_t e, int t) {
           for (size_t h = b; h < e; ++h)
-            head(i, int(h), cap->wants_head(int(h)) ? s.probs.data() + h * size_t(s.n_ctx) : nullptr);
+            head(i, int(h), cap->wants_head(int(h)) ? s.probs.data() + h * size_t(s.n_ctx) : nullptr, t);
         },
         grain, ctx.n_threads);
     for (int h = 0; h < nh; ++h) {
@@ -182,7 +192,7 @@ void Llama::attention(LlamaState& s, int layer, int n, int pos, const ExecContex
       row.position = pos + i;
       row.probs = s.probs.data() + size_t(h) * size_t(s.n_ctx);
       row.q = s.q.data() + size_t(i) * c_.q_dim() + size_t(h) * hd;
-      row.k = kc + size_t(row.kv_head) * hd;
+      row.k = kc ? kc + size_t(row.kv_head) * hd : nullptr;  // null with an f16 cache
       row.k_stride = size_t(kvd);
       row.head_dim = hd;
       row.scale = scale;
@@ -247,8 +257,17 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
     {
       const Zone z(prof, Op::KvStore, l, 0.0, 4.0 * N * double(kvd) * F, nullptr, ZoneShape{n, int64_t(kvd), 0});
       for (int i = 0; i < n; ++i) {
-        std::copy_n(s.k.data() + i * kvd, kvd, s.cache.key(l, pos + i));
-        std::copy_n(s.v.data() + i * kvd, kvd, s.cache.value(l, pos + i));
+        if (s.cache.f16) {
+          uint16_t* kd = s.cache.key16(l, pos + i);
+          uint16_t* vd = s.cache.value16(l, pos + i);
+          for (size_t j = 0; j < kvd; ++j) {
+            kd[j] = ops::f32_to_f16(s.k[i * kvd + j]);
+            vd[j] = ops::f32_to_f16(s.v[i * kvd + j]);
+          }
+        } else {
+          std::copy_n(s.k.data() + i * kvd, kvd, s.cache.key(l, pos + i));
+          std::copy_n(s.v.data() + i * kvd, kvd, s.cache.value(l, pos + i));
+        }
       }
     }
     attention(s, l, n, pos, ctx);

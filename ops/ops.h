@@ -57,6 +57,14 @@ struct Kernels {
 
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
 
+  // attention over an f16 KV cache, with llama.cpp's numerics: q is rounded
+  // to f16, scores and softmax are f32 (the sum in double), the probabilities
+  // are rounded to f16 before they weight the values. att: (n) scratch, not
+  // null; it receives those f16-rounded probabilities. k, v: f16, laid out
+  // as above.
+  void (*attention_f16)(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, size_t head_dim,
+                        size_t n, float scale, float* att, float* out);
+
   // Quantized weights (ops/quant.h blocks) against activations quantized to
   // Q8_0 blocks (xq: M rows of n / 32 blocks); integer dot products per block,
   // scaled and summed in f32. Same shapes and ranges as matvec / matmul.

@@ -157,6 +157,26 @@ void attention_ref(const float* q, const float* k, const float* v, size_t kv_str
     for (size_t t = 0; t < n; ++t) att[t] = std::exp(score(t) - max_val) / sum;
 }
 
+void attention_f16_ref(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, size_t head_dim,
+                       size_t n, float scale, float* att, float* out) {
+  auto r16 = [](float x) { return f16_to_f32(f32_to_f16(x)); };
+  float max_val = -INFINITY;
+  for (size_t t = 0; t < n; ++t) {
+    float s = 0.0f;
+    for (size_t i = 0; i < head_dim; ++i) s += r16(q[i]) * f16_to_f32(k[t * kv_stride + i]);
+    att[t] = s * scale;
+    max_val = std::fmax(max_val, att[t]);
+  }
+  double sum = 0.0;
+  for (size_t t = 0; t < n; ++t) sum += (att[t] = std::exp(att[t] - max_val));
+  for (size_t t = 0; t < n; ++t) att[t] = r16(float(att[t] / sum));
+  for (size_t i = 0; i < head_dim; ++i) {
+    float o = 0.0f;
+    for (size_t t = 0; t < n; ++t) o += att[t] * f16_to_f32(v[t * kv_stride + i]);
+    out[i] = o;
+  }
+}
+
 void f16_to_f32_ref(const uint16_t* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
@@ -177,7 +197,7 @@ const Kernels& reference_kernels() {
   static const Kernels k = {
       "scalar",       dot_ref,     matvec_f32_ref, matvec_f16_ref, matmul_f32_ref,
       matmul_f16_ref, rmsnorm_ref, softmax_ref,    swiglu_ref,     add_ref,
-      attention_ref,  f16_to_f32_ref, matvec_q8_0_ref, matvec_q4_0_ref, matmul_q8_0_ref,
+      attention_ref,  f16_to_f32_ref, attention_f16_ref, matvec_q8_0_ref, matvec_q4_0_ref, matmul_q8_0_ref,
       matmul_q4_0_ref, fma_peak_ref,
   };
   return k;

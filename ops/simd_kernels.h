@@ -240,6 +240,33 @@ inline void attention(const float* q, const float* k, const float* v, size_t kv_
     for (size_t t = 0; t < n; ++t) att[t] = std::exp(att[t] - m) * inv;
 }
 
+// The f16-cache variant (llama.cpp's numerics): every score first, an f32
+// softmax with a double sum, probabilities rounded to f16, then the values.
+inline void attention_f16(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, size_t head_dim,
+                          size_t n, float scale, float* att, float* out) {
+  alignas(64) float q16[256];  // head_dim <= 256
+  for (size_t i = 0; i < head_dim; ++i) q16[i] = f16_to_f32(f32_to_f16(q[i]));
+  float mx = -INFINITY;
+  for (size_t t = 0; t < n; ++t) {
+    att[t] = dot_row(k + t * kv_stride, q16, head_dim) * scale;
+    mx = att[t] > mx ? att[t] : mx;
+  }
+  double sum = 0.0;
+  for (size_t t = 0; t < n; ++t) sum += (att[t] = std::exp(att[t] - mx));
+  for (size_t t = 0; t < n; ++t) att[t] = f16_to_f32(f32_to_f16(float(att[t] / sum)));
+  size_t i = 0;
+  for (; i + W <= head_dim; i += W) {
+    vf acc(0.0f);
+    for (size_t t = 0; t < n; ++t) acc = fmadd(vf(att[t]), load(v + t * kv_stride + i), acc);
+    acc.store_unaligned(out + i);
+  }
+  for (; i < head_dim; ++i) {
+    float o = 0.0f;
+    for (size_t t = 0; t < n; ++t) o += att[t] * f16_to_f32(v[t * kv_stride + i]);
+    out[i] = o;
+  }
+}
+
 inline void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + W <= n; i += W) load_f16(src + i).store_unaligned(dst + i);
@@ -281,6 +308,7 @@ inline const Kernels& table(const char* name) {
       add,
       attention,
       f16_to_f32_n,
+      attention_f16,
       matvec_q8_0,
       matvec_q4_0,
       matmul_q8_0,

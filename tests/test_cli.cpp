@@ -61,6 +61,16 @@ TEST(Cli, GgufGreedyMatchesLlamaCppTextExactly) {
   }
 }
 
+// With llama.cpp's cache type (f16), its Q4_0 story comes out word for word.
+TEST(Cli, KvF16FollowsLlamaCppOnItsQuantizedFile) {
+  const test::ReferenceCase c = test::load_case("tinyllama-v0-q4_0-once.txt");
+  const Result r = run("generate -m '" + model_path(c.model) + "' -p '" + c.prompt + "' --temp 0 -n 40 --kv-f16");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string want = test::unescape(c.kv.at("text"));
+  ASSERT_GT(r.out.size(), 100u);
+  EXPECT_EQ(want.substr(0, r.out.size() - 1), r.out.substr(0, r.out.size() - 1));
+}
+
 TEST(Cli, Llama2cModelWithTokenizerFlag) {
   const Result r = run("generate -m '" + model_path("tinyllama-v0.bin") + "' -z '" +
                        model_path("tinyllama-v0-tok32000.bin") + "' -p 'Once upon a time' --temp 0 -n 20");

@@ -145,6 +145,26 @@ TEST(Threads, OneTwoThreeThreadsAgreeBitForBit) {
   }
 }
 
+TEST(KVCache, F16CacheIsCloseToF32AndThreadIndependent) {
+  const auto model = tinyllama_gguf();
+  const std::vector<int> toks = some_tokens(*model, 20);
+  const int V = model->info().vocab_size;
+  Session f32(model, SessionOptions{});
+  f32.eval(toks);
+  std::vector<float> first;
+  for (int threads : {1, 2, 3}) {
+    SessionOptions so;
+    so.kv_f16 = true;
+    so.n_threads = threads;
+    Session f16(model, so);
+    f16.eval(toks.data(), 12);  // a batch, then one token at a time
+    for (size_t i = 12; i < toks.size(); ++i) f16.eval(&toks[i], 1);
+    EXPECT_LE(max_abs_diff(f16.logits(), f32.logits(), V), 0.05f) << threads << " threads";
+    if (first.empty()) first.assign(f16.logits(), f16.logits() + V);
+    EXPECT_EQ(std::memcmp(first.data(), f16.logits(), size_t(V) * 4), 0) << threads << " threads";
+  }
+}
+
 TEST(Threads, SeededSamplingIsTheSameOnAnyThreadCount) {
   const auto model = stories_bin();
   std::vector<int> first;

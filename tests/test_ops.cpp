@@ -180,6 +180,32 @@ TEST_P(OpsTest, Attention) {
   }
 }
 
+TEST_P(OpsTest, AttentionOverAnF16Cache) {
+  for (size_t hd : {size_t(4), size_t(8), size_t(20), size_t(64)}) {
+    for (size_t n : {size_t(1), size_t(17), size_t(100)}) {
+      const size_t stride = hd * 2 + 3;
+      const auto q = randn(hd, 30);
+      std::vector<uint16_t> kc(n * stride), vc(n * stride);
+      const auto kf = randn(n * stride, 31), vf = randn(n * stride, 32);
+      for (size_t i = 0; i < kc.size(); ++i) {
+        kc[i] = ops::f32_to_f16(kf[i]);
+        vc[i] = ops::f32_to_f16(vf[i]);
+      }
+      const float scale = 1.0f / std::sqrt(float(hd));
+      std::vector<float> att_want(n), att_got(n), want(hd), got(hd);
+      ref().attention_f16(q.data(), kc.data(), vc.data(), stride, hd, n, scale, att_want.data(), want.data());
+      k().attention_f16(q.data(), kc.data(), vc.data(), stride, hd, n, scale, att_got.data(), got.data());
+      const std::string what = "attention_f16 hd=" + std::to_string(hd) + " n=" + std::to_string(n);
+      // The probabilities are rounded to f16: one f16 step apart at most.
+      expect_close(att_got.data(), att_want.data(), n, 1e-6f, 1e-3f, what + " probabilities");
+      expect_close(got.data(), want.data(), hd, 1e-4f, 1e-3f, what + " output");
+      double sum = 0;
+      for (float p : att_got) sum += p;
+      EXPECT_NEAR(sum, 1.0, 2e-3) << what;
+    }
+  }
+}
+
 TEST_P(OpsTest, F16ToF32) {
   std::vector<uint16_t> h(70000 % 65536 + 3);
   for (size_t i = 0; i < h.size(); ++i) h[i] = uint16_t(i * 7919u);

@@ -26,6 +26,7 @@ const char* kHelp =
     "  -r N        timed repetitions (after one warm-up)\n"
     "  --depth D   tokens already in the KV cache when each test starts\n"
     "  --profile   run with the per-op profiler recording (to measure what it costs)\n"
+    "  --kv-f16    keep the KV cache in f16\n"
     "  -o FORMAT   md (default), csv or json (llama-bench's keys: n_prompt, n_gen, n_threads, avg_ts, stddev_ts, ...)\n";
 
 struct Row {
@@ -127,7 +128,7 @@ int cmd_bench(int argc, char** argv) {
   std::vector<std::string> models;
   std::string tokenizer, format = "md";
   int p = 128, n = 128, reps = 5, depth = 0;
-  bool profile = false;
+  bool profile = false, kv_f16 = false;
   std::vector<int> threads = {1, 2};
   try {
     ArgWalker a(argc, argv);
@@ -142,6 +143,7 @@ int cmd_bench(int argc, char** argv) {
       else if (f == "-t" || f == "--threads") threads = parse_list(f, a.value());
       else if (f == "--depth") depth = int(parse_int(f, a.value(), 0, 1 << 20));
       else if (f == "--profile") profile = true;
+      else if (f == "--kv-f16") kv_f16 = true;
       else if (f == "-o" || f == "--output") {
         format = a.value();
         if (format != "md" && format != "csv" && format != "json") throw UsageError("-o: expected md, csv or json");
@@ -165,6 +167,7 @@ int cmd_bench(int argc, char** argv) {
         so.n_threads = t;
         so.n_ctx = need;
         so.n_batch = std::max(std::max(p, depth), 1);
+        so.kv_f16 = kv_f16;
         Session s(model, so);
         if (profile) s.profile_start();
         const std::vector<int> depth_tokens = filler(depth, V, 7);

@@ -24,6 +24,7 @@ const char* kHelp =
     "  -b, --batch-size N      prompt tokens per forward pass (default 512)\n"
     "  -t, --threads N         threads for generation (default: physical cores)\n"
     "  -tb, --threads-batch N  threads for the prompt (default: same as -t)\n"
+    "      --kv-f16            keep the KV cache in f16 (half the memory; attention as llama.cpp computes it)\n"
     "      --temp T            temperature, 0 = greedy (default 0.8)\n"
     "      --top-k K           keep the K most likely tokens, 0 = off (default 40)\n"
     "      --top-p P           keep the smallest set with probability >= P, 1 = off (default 0.95)\n"
@@ -91,6 +92,7 @@ Options parse(int argc, char** argv, bool profile_cmd) {
     else if (f == "-b" || f == "--batch-size") o.session.n_batch = int(parse_int(f, a.value(), 1, 65536));
     else if (f == "-t" || f == "--threads") o.session.n_threads = int(parse_int(f, a.value(), 1, 512));
     else if (f == "-tb" || f == "--threads-batch") o.session.n_threads_batch = int(parse_int(f, a.value(), 1, 512));
+    else if (f == "--kv-f16") o.session.kv_f16 = true;
     else if (f == "--temp") o.sampler.temperature = float(parse_float(f, a.value(), 0.0, 1e6));
     else if (f == "--top-k") o.sampler.top_k = int(parse_int(f, a.value(), 0, 1 << 30));
     else if (f == "--top-p") o.sampler.top_p = float(parse_float(f, a.value(), 1e-9, 1.0));
