@@ -26,9 +26,37 @@ void kquant_rows(const ExecContext& ctx, const Tensor& w, const float* x, float*
 }
 }  // namespace
 
+const void* quantize_input(const ExecContext& ctx, std::initializer_list<const Tensor*> weights, const float* x, int M,
+                           int layer) {
+  const Tensor* first = nullptr;
+  for (const Tensor* w : weights)
+    if (dtype_is_quantized(w->type)) {
+      if (first && first->row_len() != w->row_len())
+        throw Error(cat("tensors ", first->name, " and ", w->name, " do not take the same input"), Errc::Internal);
+      first = first ? first : w;
+    }
+  if (!first) return nullptr;
+  const size_t n = size_t(first->row_len());
+  if (size_t(M) * (n / ops::kQK8_0) * sizeof(ops::BlockQ8_0) > ctx.qscratch_bytes)
+    throw Error(cat("tensor ", first->name, ": quantization scratch too small"), Errc::Internal);
+  const Zone zq(ctx.prof, Op::Quantize, layer, 4.0 * double(M) * double(n), 4.0 * double(M) * double(n), nullptr,
+                ZoneShape{M, int64_t(n), 0});
+  ops::BlockQ8_0* q = static_cast<ops::BlockQ8_0*>(ctx.qscratch);
+  ctx.pool.parallel_for(
+      size_t(M),
+      [&](size_t b, size_t e, int) {
+        for (size_t m = b; m < e; ++m) ops::quantize_row_q8_0_act(x + m * n, q + m * (n / ops::kQK8_0), n);
+      },
+      1 + 8192 / n, ctx.n_threads);
+  return q;
+}
+
 void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
-            const RowEpilogue* epilogue) {
+            const RowEpilogue* epilogue, const void* xq) {
   const size_t rows = size_t(w.n_rows()), n = size_t(w.row_len());
+  if (w.type == DType::BF16) throw Error(cat("tensor ", w.name, ": BF16 must be widened to F32 at load"));
+  // Integer products need x quantized to Q8_0 blocks; done here unless the caller did.
+  if (!xq && dtype_is_quantized(w.type)) xq = quantize_input(ctx, {&w}, x, M, layer);
   const Zone zone(ctx.prof, Op::Matmul, layer, 2.0 * double(M) * double(rows) * double(n),
                   double(w.n_bytes()) + 4.0 * double(M) * double(n + rows), w.name.c_str(),
                   ZoneShape{M, int64_t(rows), int64_t(n)});
@@ -36,24 +64,6 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
   // Enough work per thread to pay for waking it: ~16k multiply-adds.
   const size_t grain = 1 + 16384 / (kRowBlock * n * size_t(M) + 1);
   const ops::Kernels& k = ctx.k;
-  if (w.type == DType::BF16) throw Error(cat("tensor ", w.name, ": BF16 must be widened to F32 at load"));
-  const void* xq = nullptr;
-  if (dtype_is_quantized(w.type)) {
-    // Integer products: the activations are quantized to Q8_0 blocks first.
-    const size_t blocks = size_t(M) * (n / ops::kQK8_0);
-    if (blocks * sizeof(ops::BlockQ8_0) > ctx.qscratch_bytes)
-      throw Error(cat("tensor ", w.name, ": quantization scratch too small"), Errc::Internal);
-    const Zone zq(ctx.prof, Op::Quantize, layer, 4.0 * double(M) * double(n), 4.0 * double(M) * double(n), nullptr,
-                  ZoneShape{M, int64_t(n), 0});
-    ops::BlockQ8_0* q = static_cast<ops::BlockQ8_0*>(ctx.qscratch);
-    ctx.pool.parallel_for(
-        size_t(M),
-        [&](size_t b, size_t e, int) {
-          for (size_t m = b; m < e; ++m) ops::quantize_row_q8_0_act(x + m * n, q + m * (n / ops::kQK8_0), n);
-        },
-        1 + 8192 / n, ctx.n_threads);
-    xq = q;
-  }
   if (dtype_is_kquant(w.type) && (!ctx.kscratch || ctx.kscratch_per_thread < kKQuantRows * n))
     throw Error(cat("tensor ", w.name, ": dequantization scratch too small"), Errc::Internal);
   ctx.pool.parallel_for(
