@@ -13,6 +13,7 @@
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
 #include "engine/weight_file.h"
+#include "ops/quant.h"
 
 namespace qkv {
 
@@ -101,8 +102,8 @@ struct Session::Impl {
   int n_past = 0;
   int vocab = 0;
   std::unique_ptr<AttentionCapture> capture;  // null: off
-  std::vector<uint8_t> qscratch;             // activations quantized for integer products
-  std::vector<float> kscratch;               // per thread: K-quant rows dequantized
+  std::vector<uint8_t> qscratch;             // activations quantized to Q8_0 blocks
+  std::vector<uint8_t> kscratch;             // activations quantized to Q8_K blocks
   int widest = 0;                            // widest matmul input
   std::vector<float> logits;  // (vocab) or (n, vocab) after an all-logits eval
   int n_logits = 0;           // rows in `logits`
@@ -146,8 +147,8 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.state = s.arch->new_state(s.n_ctx, s.n_batch, pool_size, opts.kv_f16);
   s.logits.assign(size_t(s.vocab), 0.0f);
   s.widest = std::max({c.dim, c.hidden_dim, c.q_dim()});
-  s.qscratch.assign(size_t(s.n_batch) * size_t(s.widest / 32 + 1) * 34, 0);
-  s.kscratch.assign(size_t(pool_size) * kKQuantRows * size_t(s.widest), 0.0f);
+  s.qscratch.assign(size_t(s.n_batch) * size_t(s.widest / ops::kQK8_0 + 1) * sizeof(ops::BlockQ8_0), 0);
+  s.kscratch.assign(size_t(s.n_batch) * size_t(s.widest / ops::kQK_K + 1) * sizeof(ops::BlockQ8_K), 0);
 }
 
 Session::~Session() = default;
@@ -171,7 +172,7 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
     const int threads = m > 1 ? s.n_threads_batch : s.n_threads;
     const ExecContext ctx{*s.pool,           *s.kernels,         threads,
                           s.prof.get(),      s.capture.get(),    s.qscratch.data(),
-                          s.qscratch.size(), s.kscratch.data(),  kKQuantRows * size_t(s.widest)};
+                          s.qscratch.size(), s.kscratch.data(),  s.kscratch.size()};
     float* out = all_logits ? s.logits.data() + size_t(done) * size_t(s.vocab) : s.logits.data();
     if (s.prof->on()) {
       const Phase phase = m > 1 ? Phase::Prompt : Phase::Generation;

@@ -38,15 +38,13 @@ struct ExecContext {
   Profiler* prof;    // zones are recorded here when it is on (may be null)
   const AttentionCapture* capture = nullptr;  // attention rows to hand out (may be null)
   // Room for activations quantized for integer products: at least
-  // n_batch * (widest matmul input / 32) Q8_0 blocks.
+  // n_batch * (widest matmul input / 32) Q8_0 blocks, and as many / 256
+  // Q8_K blocks.
   void* qscratch = nullptr;
   size_t qscratch_bytes = 0;
-  // Per thread, room for kKQuantRows rows (of the widest input) of K-quant
-  // weights dequantized to f32.
-  float* kscratch = nullptr;
-  size_t kscratch_per_thread = 0;  // floats
+  void* kscratch = nullptr;
+  size_t kscratch_bytes = 0;
 };
-constexpr size_t kKQuantRows = 16;
 
 class Architecture {
  public:

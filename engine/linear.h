@@ -19,17 +19,23 @@ struct RowEpilogue {
   const void* ctx;
 };
 
-// x (M rows of n) quantized to Q8_0 blocks in ctx.qscratch, for the integer
-// products of Q8_0/Q4_0 weights; null when none of `weights` needs it. Pass
-// the result to every linear() over the same x, so x is quantized once.
-const void* quantize_input(const ExecContext& ctx, std::initializer_list<const Tensor*> weights, const float* x, int M,
-                           int layer);
+// x (M rows of n) quantized for integer products: to Q8_0 blocks (in
+// ctx.qscratch) when a Q8_0/Q4_0 weight takes it, to Q8_K blocks (in
+// ctx.kscratch) when a K-quant one does; null where none does.
+struct QuantizedInput {
+  const void* q8_0 = nullptr;
+  const void* q8_K = nullptr;
+};
+
+// Quantizes x once for every linear() over it with one of `weights`.
+QuantizedInput quantize_input(const ExecContext& ctx, std::initializer_list<const Tensor*> weights, const float* x,
+                              int M, int layer);
 
 // Recorded as a "matmul" zone of `layer` (-1: none) named after the weight.
-// xq: x as quantize_input() left it; when null and w needs it, linear()
-// quantizes x itself.
+// xq: x as quantize_input() left it; when null (or lacking the form w
+// takes), linear() quantizes x itself.
 void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
-            const RowEpilogue* epilogue = nullptr, const void* xq = nullptr);
+            const RowEpilogue* epilogue = nullptr, const QuantizedInput* xq = nullptr);
 
 // Row `row` of an embedding table (rows, n), converted to f32: out (n).
 void embedding_row(const ExecContext& ctx, const Tensor& table, int row, float* out);

@@ -45,6 +45,9 @@ void quantize_rows(uint32_t t, const float* src, void* dst, int64_t rows, int64_
       }
       case 8: ops::quantize_row_q8_0(src, reinterpret_cast<ops::BlockQ8_0*>(out), size_t(cols)); break;
       case 2: ops::quantize_row_q4_0(src, reinterpret_cast<ops::BlockQ4_0*>(out), size_t(cols)); break;
+      case 12: ops::quantize_row_q4_K(src, reinterpret_cast<ops::BlockQ4_K*>(out), size_t(cols)); break;
+      case 13: ops::quantize_row_q5_K(src, reinterpret_cast<ops::BlockQ5_K*>(out), size_t(cols)); break;
+      case 14: ops::quantize_row_q6_K(src, reinterpret_cast<ops::BlockQ6_K*>(out), size_t(cols)); break;
       default: throw Error(cat("cannot write tensors of type ", dtype_name(t)));
     }
   }

@@ -1,4 +1,5 @@
-// Converting f32 rows to the storage types qkv writes (F32, F16, Q8_0, Q4_0)
+// Converting f32 rows to the storage types qkv writes (F32, F16, Q8_0, Q4_0,
+// Q4_K, Q5_K, Q6_K)
 // and back, by GGML type id.
 #pragma once
 

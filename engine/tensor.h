@@ -15,7 +15,7 @@ enum class DType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, Q4_K = 12, Q
 const char* dtype_name(uint32_t ggml_type);  // "F32", "Q4_K", ... or "unknown"
 size_t dtype_size(DType t);                   // bytes per element (0 for block types)
 bool dtype_is_quantized(DType t);  // Q8_0 / Q4_0: integer products against Q8_0 activations
-bool dtype_is_kquant(DType t);     // Q4_K / Q5_K / Q6_K: rows dequantized to f32 (no integer kernels yet)
+bool dtype_is_kquant(DType t);     // Q4_K / Q5_K / Q6_K: integer products against Q8_K activations
 size_t dtype_row_bytes(DType t, int64_t n);   // bytes of a row of n values
 
 struct Tensor {

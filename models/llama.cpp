@@ -241,10 +241,10 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
 
     // Attention block: q, k, v = rmsnorm(x) Wq, Wk, Wv; rotate q and k; cache k, v
     rmsnorm_rows(*w.attn_norm, l, 0);
-    const void* xq = quantize_input(ctx, {w.wq, w.wk, w.wv}, s.xb.data(), n, l);  // once for the three
-    linear(ctx, *w.wq, s.xb.data(), s.q.data(), n, l, nullptr, xq);
-    linear(ctx, *w.wk, s.xb.data(), s.k.data(), n, l, nullptr, xq);
-    linear(ctx, *w.wv, s.xb.data(), s.v.data(), n, l, nullptr, xq);
+    const QuantizedInput xq = quantize_input(ctx, {w.wq, w.wk, w.wv}, s.xb.data(), n, l);  // once for the three
+    linear(ctx, *w.wq, s.xb.data(), s.q.data(), n, l, nullptr, &xq);
+    linear(ctx, *w.wk, s.xb.data(), s.k.data(), n, l, nullptr, &xq);
+    linear(ctx, *w.wv, s.xb.data(), s.v.data(), n, l, nullptr, &xq);
     {
       const Zone z(prof, Op::Rope, l, 3.0 * N * double(qd + kvd), 2.0 * N * double(qd + kvd) * F, nullptr,
                    ZoneShape{n, int64_t(qd + kvd), 0});
@@ -279,11 +279,11 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
     rmsnorm_rows(*w.ffn_norm, l, 0);
     // SwiGLU is fused into the up projection: each thread applies it to the
     // rows it has just computed, hb = silu(hb) * hb2, while they are in cache.
-    const void* xq_ffn = quantize_input(ctx, {w.w_gate, w.w_up}, s.xb.data(), n, l);
-    linear(ctx, *w.w_gate, s.xb.data(), s.hb.data(), n, l, nullptr, xq_ffn);
+    const QuantizedInput xq_ffn = quantize_input(ctx, {w.w_gate, w.w_up}, s.xb.data(), n, l);
+    linear(ctx, *w.w_gate, s.xb.data(), s.hb.data(), n, l, nullptr, &xq_ffn);
     const SwigluRows sw{&k, s.hb.data(), s.hb2.data(), hid, n};
     const RowEpilogue swiglu{SwigluRows::apply, &sw};
-    linear(ctx, *w.w_up, s.xb.data(), s.hb2.data(), n, l, &swiglu, xq_ffn);
+    linear(ctx, *w.w_up, s.xb.data(), s.hb2.data(), n, l, &swiglu, &xq_ffn);
     linear(ctx, *w.w_down, s.hb.data(), s.xb2.data(), n, l);
     residual(l);
   }

@@ -18,18 +18,11 @@ inline vf load_f16(const uint16_t* p) {
 
 // SSE2 has no byte multiply-add: the scalar integer products (the compiler
 // vectorises what it can).
-void matvec_q8_0(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
-  matvec_q8_0_ref(w, xq, y, n, r0, r1);
-}
-void matvec_q4_0(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
-  matvec_q4_0_ref(w, xq, y, n, r0, r1);
-}
-void matmul_q8_0(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
-  matmul_q8_0_ref(w, xq, y, M, n, ldy, r0, r1);
-}
-void matmul_q4_0(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
-  matmul_q4_0_ref(w, xq, y, M, n, ldy, r0, r1);
-}
+QuantProducts q8_0_products() { return q8_0_products_ref(); }
+QuantProducts q4_0_products() { return q4_0_products_ref(); }
+QuantProducts q4_K_products() { return q4_K_products_ref(); }
+QuantProducts q5_K_products() { return q5_K_products_ref(); }
+QuantProducts q6_K_products() { return q6_K_products_ref(); }
 
 }  // namespace qkv::ops::isa_sse2
 

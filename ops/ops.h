@@ -17,6 +17,13 @@
 
 namespace qkv::ops {
 
+// Products of one quantized weight type; same shapes and ranges as
+// Kernels::matvec_f32 / matmul_f32, with x given quantized.
+struct QuantProducts {
+  void (*matvec)(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
+  void (*matmul)(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
+};
+
 struct Kernels {
   const char* isa;  // "scalar", "sse2", "avx2", "avx512"
 
@@ -66,14 +73,10 @@ struct Kernels {
                         size_t n, float scale, float* att, float* out);
 
   // Quantized weights (ops/quant.h blocks) against activations quantized to
-  // Q8_0 blocks (xq: M rows of n / 32 blocks); integer dot products per block,
-  // scaled and summed in f32. Same shapes and ranges as matvec / matmul.
-  void (*matvec_q8_0)(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
-  void (*matvec_q4_0)(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
-  void (*matmul_q8_0)(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0,
-                      size_t r1);
-  void (*matmul_q4_0)(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0,
-                      size_t r1);
+  // the blocks the weight type takes (Q8_0 for Q8_0/Q4_0, Q8_K for the
+  // K-quants; xq: M rows of n / block values blocks): integer dot products
+  // per block, scaled and summed in f32.
+  QuantProducts q8_0, q4_0, q4_K, q5_K, q6_K;
 
   // Machine probe: `iters` rounds of 12 independent multiply-add chains on
   // whole vectors; returns the number of floating-point operations done.

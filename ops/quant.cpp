@@ -76,75 +76,6 @@ void dequantize_row_q4_0(const BlockQ4_0* x, float* y, size_t n) {
   }
 }
 
-// Sub-block j's 6-bit scale and min from the 12 packed bytes: j < 4 in the
-// low 6 bits of bytes j and j + 4; j >= 4 in the nibbles of byte j + 4 with
-// their top 2 bits taken from the high bits of bytes j - 4 and j.
-static void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
-  if (j < 4) {
-    *sc = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *sc = uint8_t((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
-    *m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
-}
-
-void dequantize_row_q4_K(const BlockQ4_K* x, float* y, size_t n) {
-  for (size_t b = 0; b < n / kQK_K; ++b) {
-    const float d = f16_to_f32(x[b].d), dmin = f16_to_f32(x[b].dmin);
-    const uint8_t* q = x[b].qs;
-    for (int j = 0; j < kQK_K / 64; ++j, q += 32) {
-      uint8_t sc, m;
-      scale_min_k4(2 * j, x[b].scales, &sc, &m);
-      const float d1 = d * sc, m1 = dmin * m;
-      scale_min_k4(2 * j + 1, x[b].scales, &sc, &m);
-      const float d2 = d * sc, m2 = dmin * m;
-      for (int l = 0; l < 32; ++l) *y++ = d1 * float(q[l] & 0x0f) - m1;
-      for (int l = 0; l < 32; ++l) *y++ = d2 * float(q[l] >> 4) - m2;
-    }
-  }
-}
-
-void dequantize_row_q5_K(const BlockQ5_K* x, float* y, size_t n) {
-  for (size_t b = 0; b < n / kQK_K; ++b) {
-    const float d = f16_to_f32(x[b].d), dmin = f16_to_f32(x[b].dmin);
-    const uint8_t* ql = x[b].qs;
-    const uint8_t* qh = x[b].qh;
-    uint8_t u1 = 1, u2 = 2;  // the bits of qh for the two halves of each 64 values
-    for (int j = 0; j < kQK_K / 64; ++j, ql += 32, u1 = uint8_t(u1 << 2), u2 = uint8_t(u2 << 2)) {
-      uint8_t sc, m;
-      scale_min_k4(2 * j, x[b].scales, &sc, &m);
-      const float d1 = d * sc, m1 = dmin * m;
-      scale_min_k4(2 * j + 1, x[b].scales, &sc, &m);
-      const float d2 = d * sc, m2 = dmin * m;
-      for (int l = 0; l < 32; ++l) *y++ = d1 * float((ql[l] & 0x0f) + (qh[l] & u1 ? 16 : 0)) - m1;
-      for (int l = 0; l < 32; ++l) *y++ = d2 * float((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
-    }
-  }
-}
-
-void dequantize_row_q6_K(const BlockQ6_K* x, float* y, size_t n) {
-  for (size_t b = 0; b < n / kQK_K; ++b) {
-    const float d = f16_to_f32(x[b].d);
-    const uint8_t* ql = x[b].ql;
-    const uint8_t* qh = x[b].qh;
-    const int8_t* sc = x[b].scales;
-    for (int half = 0; half < 2; ++half, y += 128, ql += 64, qh += 32, sc += 8) {
-      for (int l = 0; l < 32; ++l) {
-        const int is = l / 16;
-        const int q1 = int((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32;
-        const int q2 = int((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
-        const int q3 = int((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-        const int q4 = int((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-        y[l] = d * float(sc[is]) * float(q1);
-        y[l + 32] = d * float(sc[is + 2]) * float(q2);
-        y[l + 64] = d * float(sc[is + 4]) * float(q3);
-        y[l + 96] = d * float(sc[is + 6]) * float(q4);
-      }
-    }
-  }
-}
-
 }  // namespace qkv::ops
 
 // ---------------------------------------------------------------- scalar dot products
@@ -178,17 +109,7 @@ inline void qacc_add(QAcc& a, const BlockQ4_0& w, const BlockQ8_0& x) {
 
 namespace qkv::ops {
 
-void matvec_q8_0_ref(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
-  quant_ref::qmatvec<BlockQ8_0>(w, xq, y, n, r0, r1);
-}
-void matvec_q4_0_ref(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
-  quant_ref::qmatvec<BlockQ4_0>(w, xq, y, n, r0, r1);
-}
-void matmul_q8_0_ref(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
-  quant_ref::qmatmul<BlockQ8_0>(w, xq, y, M, n, ldy, r0, r1);
-}
-void matmul_q4_0_ref(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
-  quant_ref::qmatmul<BlockQ4_0>(w, xq, y, M, n, ldy, r0, r1);
-}
+QuantProducts q8_0_products_ref() { return quant_ref::quant_products<BlockQ8_0>(); }
+QuantProducts q4_0_products_ref() { return quant_ref::quant_products<BlockQ4_0>(); }
 
 }  // namespace qkv::ops

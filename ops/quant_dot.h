@@ -1,11 +1,12 @@
-// Quantized dot products, written once over an ISA's block primitive.
+// Quantized matrix products, written once over an ISA's block primitive.
 //
-// Include from an isa_*.cpp after defining, in namespace QKV_ISA_NS:
+// Include from an isa_*.cpp (or the scalar reference) after defining, in
+// namespace QKV_ISA_NS:
 //   struct QAcc;                                   a float accumulator
 //   QAcc qacc_zero();
-//   void qacc_add(QAcc&, const BlockQ8_0& w, const BlockQ8_0& x);   += dw * dx * (w . x)
-//   void qacc_add(QAcc&, const BlockQ4_0& w, const BlockQ8_0& x);
+//   void qacc_add(QAcc&, const Block& w, const Block::Act& x);  += w . x, both dequantized
 //   float qacc_sum(const QAcc&);
+// for each weight block type it supports (ops/quant.h).
 #pragma once
 
 #include <cstddef>
@@ -16,11 +17,13 @@
 namespace qkv::ops::QKV_ISA_NS {
 
 // y[r] = W[r, :] . x for one quantized activation row.
+// w: (rows, n / Block::kValues) blocks, xq: (n / Block::kValues) activation blocks.
 template <class Block>
 inline void qmatvec(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
-  const size_t nb = n / 32;
+  using Act = typename Block::Act;
+  const size_t nb = n / Block::kValues;
   const Block* wb = static_cast<const Block*>(w);
-  const BlockQ8_0* xb = static_cast<const BlockQ8_0*>(xq);
+  const Act* xb = static_cast<const Act*>(xq);
   for (size_t r = r0; r < r1; ++r) {
     QAcc acc = qacc_zero();
     const Block* row = wb + r * nb;
@@ -31,17 +34,19 @@ inline void qmatvec(const void* w, const void* xq, float* y, size_t n, size_t r0
 
 // Y[m, r] = W[r, :] . X[m, :]: each weight row is read once per group of
 // four activation rows, which share its blocks while they are in L1.
+// xq: (M, n / Block::kValues) activation blocks; y: (M, ldy).
 template <class Block>
 inline void qmatmul(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
-  const size_t nb = n / 32;
+  using Act = typename Block::Act;
+  const size_t nb = n / Block::kValues;
   const Block* wb = static_cast<const Block*>(w);
-  const BlockQ8_0* xb = static_cast<const BlockQ8_0*>(xq);
+  const Act* xb = static_cast<const Act*>(xq);
   for (size_t r = r0; r < r1; ++r) {
     const Block* row = wb + r * nb;
     size_t m = 0;
     for (; m + 4 <= M; m += 4) {
       QAcc a0 = qacc_zero(), a1 = qacc_zero(), a2 = qacc_zero(), a3 = qacc_zero();
-      const BlockQ8_0* x0 = xb + m * nb;
+      const Act* x0 = xb + m * nb;
       for (size_t b = 0; b < nb; ++b) {
         qacc_add(a0, row[b], x0[b]);
         qacc_add(a1, row[b], x0[nb + b]);
@@ -59,6 +64,11 @@ inline void qmatmul(const void* w, const void* xq, float* y, size_t M, size_t n,
       y[m * ldy + r] = qacc_sum(a);
     }
   }
+}
+
+template <class Block>
+inline QuantProducts quant_products() {
+  return QuantProducts{qmatvec<Block>, qmatmul<Block>};
 }
 
 }  // namespace qkv::ops::QKV_ISA_NS

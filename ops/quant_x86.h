@@ -1,10 +1,14 @@
 // AVX2-style block primitives for quantized dot products, shared by the AVX2
 // and AVX-512 units; the only difference is how 32 byte products are summed
 // into 8 int32 lanes (QKV_DOT_S8: maddubs + madd, or VNNI's vpdpbusd).
-// Include after defining QKV_ISA_NS and QKV_DOT_S8(a_unsigned, b_signed).
+// Include after defining QKV_ISA_NS, QKV_DOT_S8(a_unsigned, b_signed) and
+// QKV_MADD_ACC(acc, a16, b16): acc + the int16 pair products of a and b
+// summed into int32 lanes (madd + add, or VNNI's vpdpwssd).
 #pragma once
 
 #include <immintrin.h>
+
+#include <cstring>
 
 #include "ops/ops.h"
 #include "ops/quant.h"
@@ -50,23 +54,142 @@ inline void qacc_add(QAcc& a, const BlockQ4_0& w, const BlockQ8_0& x) {
   qacc_add_s8(a, unpack_q4(w.qs), load32(x.qs), half(w.d) * half(x.d));
 }
 
+
+// ---------------------------------------------------------------- K-quants
+
+// The 8 scales (bytes 0..7) and 8 mins (bytes 8..15) of a Q4_K/Q5_K
+// super-block, unpacked from their 12 bytes of 6-bit fields (see
+// scale_min_k4 in quant_k.cpp), four at a time in 32-bit words.
+inline __m128i unpack_scales_k4(const uint8_t* packed) {
+  uint32_t w[3];
+  std::memcpy(w, packed, 12);
+  const uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, top2 = 0x03030303;
+  const uint32_t sc_lo = w[0] & low6;                                    // scales 0..3
+  const uint32_t sc_hi = (w[2] & low4) | (((w[0] >> 6) & top2) << 4);    // scales 4..7
+  const uint32_t m_lo = w[1] & low6;                                     // mins 0..3
+  const uint32_t m_hi = ((w[2] >> 4) & low4) | (((w[1] >> 6) & top2) << 4);  // mins 4..7
+  return _mm_set_epi32(int(m_hi), int(m_lo), int(sc_hi), int(sc_lo));
+}
+
+// Broadcast 16-bit element k (0..7) of each 128-bit lane to its whole lane.
+template <int k>
+inline __m256i bcast16(__m256i v) {
+  return _mm256_shuffle_epi8(v, _mm256_set1_epi16(short(((2 * k + 1) << 8) | (2 * k))));
+}
+// Element k of the low lane into the low lane, element k + 1 into the high.
+template <int k>
+inline __m256i bcast16_pair(__m256i v) {
+  const __m128i lo = _mm_set1_epi16(short(((2 * k + 1) << 8) | (2 * k)));
+  const __m128i hi = _mm_set1_epi16(short(((2 * k + 3) << 8) | (2 * k + 2)));
+  return _mm256_shuffle_epi8(v, _mm256_set_m128i(hi, lo));
+}
+
+inline __m256i loadu(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// acc += d * sumi - dmin * summ (int32 lanes, converted once per super-block).
+inline void qacc_add_k(QAcc& a, __m256i sumi, __m128i summ, float d, float dmin) {
+  a.v = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), a.v);
+  a.v = _mm256_fmadd_ps(_mm256_set1_ps(-dmin), _mm256_cvtepi32_ps(_mm256_zextsi128_si256(summ)), a.v);
+}
+
+// The min terms: sum_j m_j * (bsums[2j] + bsums[2j + 1]), in 4 int32 lanes.
+inline __m128i k4_min_terms(__m128i sm, const BlockQ8_K& x) {
+  const __m256i bs = loadu(x.bsums);
+  const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+  return _mm_madd_epi16(pairs, _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8)));
+}
+
+// Sub-blocks 2c and 2c + 1 (64 values) of a Q4_K/Q5_K super-block: q_lo and
+// q_hi hold their levels as unsigned bytes; sc16 the 8 scales in both lanes.
+template <int c>
+inline __m256i k4_chunk(__m256i sumi, __m256i q_lo, __m256i q_hi, __m256i sc16, const int8_t* xq) {
+  const __m256i p_lo = _mm256_maddubs_epi16(q_lo, loadu(xq + 64 * c));  // pairs, |p| <= 2 * 31 * 127
+  const __m256i p_hi = _mm256_maddubs_epi16(q_hi, loadu(xq + 64 * c + 32));
+  sumi = QKV_MADD_ACC(sumi, p_lo, bcast16<2 * c>(sc16));
+  return QKV_MADD_ACC(sumi, p_hi, bcast16<2 * c + 1>(sc16));
+}
+
+template <int c>
+inline __m256i q4_K_chunk(__m256i sumi, const BlockQ4_K& w, __m256i sc16, const int8_t* xq) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i q = loadu(w.qs + 32 * c);
+  return k4_chunk<c>(sumi, _mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4), sc16, xq);
+}
+
+inline void qacc_add(QAcc& a, const BlockQ4_K& w, const BlockQ8_K& x) {
+  const __m128i sm = unpack_scales_k4(w.scales);
+  const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+  __m256i sumi = _mm256_setzero_si256();
+  sumi = q4_K_chunk<0>(sumi, w, sc16, x.qs);
+  sumi = q4_K_chunk<1>(sumi, w, sc16, x.qs);
+  sumi = q4_K_chunk<2>(sumi, w, sc16, x.qs);
+  sumi = q4_K_chunk<3>(sumi, w, sc16, x.qs);
+  qacc_add_k(a, sumi, k4_min_terms(sm, x), x.d * half(w.d), x.d * half(w.dmin));
+}
+
+// Q5_K: bit 2c (2c + 1) of qh[l] is the fifth bit of value l of sub-block 2c (2c + 1).
+template <int c>
+inline __m256i q5_K_chunk(__m256i sumi, const BlockQ5_K& w, __m256i qh, __m256i sc16, const int8_t* xq) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10);
+  const __m256i q = loadu(w.qs + 32 * c);
+  const __m256i h = _mm256_srli_epi16(qh, 2 * c);  // bits 2c, 2c + 1 of each byte now at 0, 1
+  const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4));
+  const __m256i hi =
+      _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4));
+  return k4_chunk<c>(sumi, lo, hi, sc16, xq);
+}
+
+inline void qacc_add(QAcc& a, const BlockQ5_K& w, const BlockQ8_K& x) {
+  const __m128i sm = unpack_scales_k4(w.scales);
+  const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+  const __m256i qh = loadu(w.qh);
+  __m256i sumi = _mm256_setzero_si256();
+  sumi = q5_K_chunk<0>(sumi, w, qh, sc16, x.qs);
+  sumi = q5_K_chunk<1>(sumi, w, qh, sc16, x.qs);
+  sumi = q5_K_chunk<2>(sumi, w, qh, sc16, x.qs);
+  sumi = q5_K_chunk<3>(sumi, w, qh, sc16, x.qs);
+  qacc_add_k(a, sumi, k4_min_terms(sm, x), x.d * half(w.d), x.d * half(w.dmin));
+}
+
+// Q6_K: sum_k sc_k sum (q - 32) x = sum_k sc_k (q . x)_k - 32 sum_k sc_k bsums_k.
+// One half (128 values, 8 sub-blocks of 16): 64 bytes of low nibbles, 32 of
+// 2-bit high parts; sc16 holds that half's 8 scales in both lanes.
+inline __m256i q6_K_half(__m256i sumi, const uint8_t* ql, const uint8_t* qh, __m256i sc16, const int8_t* xq) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+  const __m256i qa = loadu(ql), qb = loadu(ql + 32), h = loadu(qh);
+  // Values 0-31, 32-63, 64-95, 96-127 of the half: a nibble and 2 high bits each.
+  const __m256i v0 = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
+  const __m256i v1 = _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
+  const __m256i v2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), _mm256_and_si256(h, m2));
+  const __m256i v3 =
+      _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+  // Each 32 values span two sub-blocks: the low lane's products one, the high lane's the next.
+  sumi = QKV_MADD_ACC(sumi, _mm256_maddubs_epi16(v0, loadu(xq)), bcast16_pair<0>(sc16));
+  sumi = QKV_MADD_ACC(sumi, _mm256_maddubs_epi16(v1, loadu(xq + 32)), bcast16_pair<2>(sc16));
+  sumi = QKV_MADD_ACC(sumi, _mm256_maddubs_epi16(v2, loadu(xq + 64)), bcast16_pair<4>(sc16));
+  return QKV_MADD_ACC(sumi, _mm256_maddubs_epi16(v3, loadu(xq + 96)), bcast16_pair<6>(sc16));
+}
+
+inline void qacc_add(QAcc& a, const BlockQ6_K& w, const BlockQ8_K& x) {
+  const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales)));  // 16 scales
+  __m256i sumi = _mm256_setzero_si256();
+  sumi = q6_K_half(sumi, w.ql, w.qh, _mm256_permute4x64_epi64(sc, 0x44), x.qs);
+  sumi = q6_K_half(sumi, w.ql + 64, w.qh + 32, _mm256_permute4x64_epi64(sc, 0xee), x.qs + 128);
+  const __m256i offs = _mm256_madd_epi16(loadu(x.bsums), sc);  // sum_k sc_k bsums_k, in 8 lanes
+  sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(offs, 5));
+  a.v = _mm256_fmadd_ps(_mm256_set1_ps(x.d * half(w.d)), _mm256_cvtepi32_ps(sumi), a.v);
+}
+
 }  // namespace qkv::ops::QKV_ISA_NS
 
 #include "ops/quant_dot.h"
 
 namespace qkv::ops::QKV_ISA_NS {
 
-void matvec_q8_0(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
-  qmatvec<BlockQ8_0>(w, xq, y, n, r0, r1);
-}
-void matvec_q4_0(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1) {
-  qmatvec<BlockQ4_0>(w, xq, y, n, r0, r1);
-}
-void matmul_q8_0(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
-  qmatmul<BlockQ8_0>(w, xq, y, M, n, ldy, r0, r1);
-}
-void matmul_q4_0(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
-  qmatmul<BlockQ4_0>(w, xq, y, M, n, ldy, r0, r1);
-}
+QuantProducts q8_0_products() { return quant_products<BlockQ8_0>(); }
+QuantProducts q4_0_products() { return quant_products<BlockQ4_0>(); }
+QuantProducts q4_K_products() { return quant_products<BlockQ4_K>(); }
+QuantProducts q5_K_products() { return quant_products<BlockQ5_K>(); }
+QuantProducts q6_K_products() { return quant_products<BlockQ6_K>(); }
 
 }  // namespace qkv::ops::QKV_ISA_NS

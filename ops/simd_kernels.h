@@ -289,10 +289,11 @@ inline double fma_peak(size_t iters) {
 }
 
 // The quantized products of this ISA (defined by the including TU).
-void matvec_q8_0(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
-void matvec_q4_0(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
-void matmul_q8_0(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
-void matmul_q4_0(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
+QuantProducts q8_0_products();
+QuantProducts q4_0_products();
+QuantProducts q4_K_products();
+QuantProducts q5_K_products();
+QuantProducts q6_K_products();
 
 inline const Kernels& table(const char* name) {
   static const Kernels k = {
@@ -309,10 +310,11 @@ inline const Kernels& table(const char* name) {
       attention,
       f16_to_f32_n,
       attention_f16,
-      matvec_q8_0,
-      matvec_q4_0,
-      matmul_q8_0,
-      matmul_q4_0,
+      q8_0_products(),
+      q4_0_products(),
+      q4_K_products(),
+      q5_K_products(),
+      q6_K_products(),
       fma_peak,
   };
   return k;

@@ -1,8 +1,9 @@
-// qkv quantize: GGUF (F32/F16/BF16/Q8_0/Q4_0) or llama2.c .bin in, GGUF out,
-// every matrix in the asked type (GGML's reference quantizers, so the bytes
-// match llama-quantize's), vectors kept in F32, tokenizer and metadata
-// carried over. A matrix whose rows do not fill whole blocks is kept in F16,
-// and the tool says which.
+// qkv quantize: GGUF (F32/F16/BF16/Q8_0/Q4_0/K-quants) or llama2.c .bin in,
+// GGUF out, every matrix in the asked type (GGML's reference quantizers, so
+// the bytes match llama-quantize's without an importance matrix), vectors
+// kept in F32, tokenizer and metadata carried over. A matrix whose rows do
+// not fill whole blocks falls back to a type that fits (K-quants: Q8_0, the
+// next type up that qkv writes; otherwise F16), and the tool says which.
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -23,10 +24,11 @@ namespace qkv::cli {
 namespace {
 
 const char* kHelp =
-    "usage: qkv quantize -m INPUT [-z TOKENIZER] --type f16|q8_0|q4_0 -o OUTPUT.gguf\n"
+    "usage: qkv quantize -m INPUT [-z TOKENIZER] --type f32|f16|q8_0|q4_0|q4_k|q5_k|q6_k -o OUTPUT.gguf\n"
     "\n"
     "  -m INPUT     a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) or a llama2.c .bin (with -z)\n"
-    "  --type T     the type of every matrix; vectors (norms) stay F32\n"
+    "  --type T     the type of every matrix (f32: dequantize); vectors (norms) stay F32. Rows that do not fill\n"
+    "               whole blocks (32 values; 256 for the K-quants) fall back to Q8_0 or F16\n"
     "  -o OUTPUT    the GGUF to write (llama.cpp reads it)\n";
 
 struct Source {  // one tensor to write
@@ -53,9 +55,8 @@ int cmd_quantize(int argc, char** argv) {
       else throw UsageError("unknown option '" + f + "' (see qkv quantize --help)");
     }
     if (in.empty() || out.empty() || type.empty()) throw UsageError("-m INPUT, --type and -o OUTPUT are required");
-    if (type == "q4_k" || type == "q6_k" || type == "q5_k")
-      throw UsageError("--type " + type + ": K-quants are not written yet (f16, q8_0 and q4_0 are)");
-    if (type != "f16" && type != "q8_0" && type != "q4_0") throw UsageError("--type must be f16, q8_0 or q4_0");
+    if (weight_type_id(type) == ~0u)
+      throw UsageError("--type must be f32, f16, q8_0, q4_0, q4_k, q5_k or q6_k (not '" + type + "')");
     if (in == out) throw UsageError("the output must not overwrite the input");
   } catch (const UsageError& e) {
     std::fprintf(stderr, "qkv quantize: %s\n", e.what());
@@ -63,17 +64,18 @@ int cmd_quantize(int argc, char** argv) {
   }
 
   try {
-    const uint32_t target = type == "f16" ? 1 : type == "q8_0" ? 8 : 2;
+    const uint32_t target = weight_type_id(type);
     GgufWriter w;
     std::vector<Source> tensors;
     std::unique_ptr<GgufFile> gguf;
     std::unique_ptr<WeightFile> bin;
     auto plan = [&](const std::string& name, std::vector<int64_t> ne, uint32_t src_type, const void* data) {
       uint32_t dst = ne.size() >= 2 ? target : 0;  // vectors stay F32
-      if (ne.size() >= 2 && ne[0] % quant_block_size(dst) != 0) {
-        std::fprintf(stderr, "qkv quantize: %s has rows of %lld values, not a multiple of %d: kept as F16\n",
-                     name.c_str(), (long long)ne[0], quant_block_size(dst));
-        dst = 1;
+      if (ne.size() >= 2 && fitting_type(dst, ne[0]) != dst) {
+        const uint32_t fallback = fitting_type(dst, ne[0]);
+        std::fprintf(stderr, "qkv quantize: %s has rows of %lld values, not a multiple of %d: written as %s\n",
+                     name.c_str(), (long long)ne[0], quant_block_size(dst), dtype_name(fallback));
+        dst = fallback;
       }
       if (src_type != 0 && ne.size() < 2) dst = src_type;  // a non-F32 vector is copied as it is
       tensors.push_back({name, ne, src_type, data, dst});

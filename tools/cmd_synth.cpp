@@ -20,7 +20,7 @@ namespace qkv::cli {
 namespace {
 
 const char* kHelp =
-    "usage: qkv synth --shape NAME --type f32|f16|q8_0|q4_0 -o FILE.gguf [--seed S]\n"
+    "usage: qkv synth --shape NAME --type f32|f16|q8_0|q4_0|q4_k|q5_k|q6_k -o FILE.gguf [--seed S]\n"
     "                 [--dim N --hidden N --layers N --heads N --kv-heads N --vocab N --ctx N]\n"
     "\n"
     "Writes a Llama GGUF with weights ~ N(0, 0.02) and norms of 1.\n"
@@ -129,8 +129,7 @@ int cmd_synth(int argc, char** argv) {
     if (!s.dim || !s.hidden || !s.layers || !s.heads) throw UsageError("give --shape, or --dim --hidden --layers --heads");
     if (s.dim % s.heads || s.heads % s.kv_heads || (s.dim / s.heads) % 2)
       throw UsageError("--dim must be a multiple of --heads, --heads of --kv-heads, and the head size even");
-    if (type != "f32" && type != "f16" && type != "q8_0" && type != "q4_0")
-      throw UsageError("--type must be f32, f16, q8_0 or q4_0");
+    if (weight_type_id(type) == ~0u) throw UsageError("--type must be f32, f16, q8_0, q4_0, q4_k, q5_k or q6_k");
   } catch (const UsageError& e) {
     std::fprintf(stderr, "qkv synth: %s\n", e.what());
     return 2;
@@ -138,7 +137,7 @@ int cmd_synth(int argc, char** argv) {
 
   try {
     const Vocab vocab = have_vocab && s.vocab != 32000 ? made_up_vocab(s.vocab) : load_llama2c_vocab(tokenizer, s.vocab);
-    const uint32_t wtype = type == "f32" ? 0 : type == "f16" ? 1 : type == "q8_0" ? 8 : 2;
+    const uint32_t wtype = weight_type_id(type);
     const uint32_t file_type = file_type_of(wtype);
     const int head_dim = s.dim / s.heads, kv_dim = s.kv_heads * head_dim;
 
@@ -176,11 +175,11 @@ int cmd_synth(int argc, char** argv) {
     std::vector<uint32_t> dtypes;
     std::vector<std::string> kept;
     for (const Decl& d : decls) {
-      // Vectors stay F32; a matrix whose rows do not fill whole blocks stays F16.
+      // Vectors stay F32; a matrix whose rows do not fill whole blocks falls back.
       uint32_t t = d.rows == 1 ? 0 : wtype;
-      if (quant_block_size(t) > 1 && d.cols % quant_block_size(t) != 0) {
-        t = 1;
-        kept.push_back(d.name);
+      if (fitting_type(t, d.cols) != t) {
+        t = fitting_type(t, d.cols);
+        kept.push_back(d.name + " (" + dtype_name(t) + ")");
       }
       dtypes.push_back(t);
       std::vector<int64_t> ne = {d.cols};
@@ -188,7 +187,7 @@ int cmd_synth(int argc, char** argv) {
       w.add_tensor(d.name, t, ne, quant_row_bytes(t, d.cols) * uint64_t(d.rows));
     }
     for (const std::string& k : kept)
-      std::fprintf(stderr, "qkv synth: %s kept as F16 (rows not a multiple of the block size)\n", k.c_str());
+      std::fprintf(stderr, "qkv synth: %s: rows not a multiple of the block size\n", k.c_str());
 
     std::vector<float> values;
     w.write(out, [&](size_t i, std::vector<uint8_t>& bytes) {

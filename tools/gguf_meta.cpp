@@ -2,6 +2,9 @@
 
 #include <vector>
 
+#include "engine/quantize.h"
+#include "ops/quant.h"
+
 namespace qkv::cli {
 
 uint32_t file_type_of(uint32_t t) {
@@ -10,8 +13,27 @@ uint32_t file_type_of(uint32_t t) {
     case 1: return 1;   // MOSTLY_F16
     case 2: return 2;   // MOSTLY_Q4_0
     case 8: return 7;   // MOSTLY_Q8_0
+    case 12: return 14; // MOSTLY_Q4_K_S (every matrix Q4_K)
+    case 13: return 16; // MOSTLY_Q5_K_S
+    case 14: return 18; // MOSTLY_Q6_K
     default: return 0;
   }
+}
+
+uint32_t weight_type_id(const std::string& t) {
+  if (t == "f32") return 0;
+  if (t == "f16") return 1;
+  if (t == "q8_0") return 8;
+  if (t == "q4_0") return 2;
+  if (t == "q4_k") return 12;
+  if (t == "q5_k") return 13;
+  if (t == "q6_k") return 14;
+  return ~0u;
+}
+
+uint32_t fitting_type(uint32_t wanted, int64_t cols) {
+  if (cols % quant_block_size(wanted) == 0) return wanted;
+  return quant_block_size(wanted) == ops::kQK_K && cols % ops::kQK8_0 == 0 ? 8 : 1;
 }
 
 void add_llama_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name, uint32_t file_type) {

@@ -17,4 +17,13 @@ void add_vocab_metadata(GgufWriter& w, const Vocab& v);
 // GGML's general.file_type for a file whose matrices are all of one type.
 uint32_t file_type_of(uint32_t ggml_type);
 
+// The GGML type id of a --type name (f32 f16 q8_0 q4_0 q4_k q5_k q6_k); 0
+// for f32, and ~0u for a name that is none of these.
+uint32_t weight_type_id(const std::string& name);
+
+// The type a matrix with rows of `cols` values is written in when `wanted`
+// does not fit them (rows not a multiple of its block): Q8_0 for a K-quant
+// when 32-value blocks fit, else F16; `wanted` itself when it fits.
+uint32_t fitting_type(uint32_t wanted, int64_t cols);
+
 }  // namespace qkv::cli

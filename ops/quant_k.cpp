@@ -1,0 +1,403 @@
+// K-quants (Q4_K, Q5_K, Q6_K) and their Q8_K activations: scalar reference
+// dequantizers, quantizers with the arithmetic of GGML's reference ("_ref")
+// quantizers, and the scalar integer products.
+//
+// A super-block holds 256 values. Q4_K/Q5_K split it into 8 sub-blocks of 32,
+// each with a 6-bit scale and a 6-bit min (x = d * sc * q - dmin * m); Q6_K
+// into 16 sub-blocks of 16 with a signed 8-bit scale (x = d * sc * (q - 32)).
+#include <cmath>
+#include <cstring>
+
+#include "ops/ops.h"
+#include "ops/quant.h"
+
+namespace qkv::ops {
+namespace {
+
+// Round to nearest, ties to even, for |v| < 2^22, without libm: adding
+// 1.5 * 2^23 leaves the integer in the low mantissa bits. GGML's
+// quantizers round this way.
+inline int nearest_int(float v) {
+  const float shifted = v + 12582912.0f;
+  int32_t bits;
+  std::memcpy(&bits, &shifted, 4);
+  return (bits & 0x007fffff) - 0x00400000;
+}
+
+inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+// Sub-block j's 6-bit scale and min from the 12 packed bytes: j < 4 in the
+// low 6 bits of bytes j and j + 4; j >= 4 in the nibbles of byte j + 4 with
+// their top 2 bits taken from the high bits of bytes j - 4 and j.
+void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = uint8_t((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
+    *m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// The inverse: 8 scales and 8 mins (each < 64) into 12 bytes.
+void pack_scale_min_k4(const uint8_t* ls, const uint8_t* lm, uint8_t* q) {
+  for (int j = 0; j < 8; ++j) {
+    if (j < 4) {
+      q[j] = ls[j];
+      q[j + 4] = lm[j];
+    } else {
+      q[j + 4] = uint8_t((ls[j] & 0x0f) | ((lm[j] & 0x0f) << 4));
+      q[j - 4] = uint8_t(q[j - 4] | ((ls[j] >> 4) << 6));
+      q[j] = uint8_t(q[j] | ((lm[j] >> 4) << 6));
+    }
+  }
+}
+
+// Q4_K/Q5_K value i (0..255) of a super-block, without its fifth bit: 64
+// values per 32 bytes, the first 32 in the low nibbles.
+inline int q4_K_value(const uint8_t* qs, int i) { return (qs[32 * (i / 64) + i % 32] >> (4 * ((i / 32) % 2))) & 0x0f; }
+
+// Q6_K value i (0..63, before the -32): 128 values per 64 bytes of low
+// nibbles (values l and l + 64 share byte l) and 32 bytes of 2-bit high parts.
+inline int q6_K_value(const BlockQ6_K& b, int i) {
+  const int half = i / 128, j = i % 128, quarter = j / 32, l = j % 32;
+  const uint8_t* ql = b.ql + 64 * half;
+  const uint8_t* qh = b.qh + 32 * half;
+  const int lo = (ql[l + 32 * (quarter % 2)] >> (4 * (quarter / 2))) & 0x0f;
+  return lo | (((qh[l] >> (2 * quarter)) & 3) << 4);
+}
+
+// Fits x ~ scale * L + min (L in 0..nmax, min <= 0) minimising the weighted
+// error: start from the range, then try nstep + 1 scales around it and keep
+// the best least-squares fit. Returns the scale; *neg_min = -min.
+float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, float rmin,
+                    float rdelta, int nstep) {
+  float min = x[0], max = x[0], sum_w = w[0], sum_x = w[0] * x[0];
+  for (int i = 1; i < n; ++i) {
+    min = x[i] < min ? x[i] : min;
+    max = x[i] > max ? x[i] : max;
+    sum_w += w[i];
+    sum_x += w[i] * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max == min) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    *neg_min = -min;
+    return 0.0f;
+  }
+  float iscale = float(nmax) / (max - min), scale = 1.0f / iscale, best_error = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    L[i] = uint8_t(clamp_int(nearest_int(iscale * (x[i] - min)), 0, nmax));
+    const float diff = scale * L[i] + min - x[i];
+    best_error += w[i] * diff * diff;
+  }
+  uint8_t trial[32];
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (rmin + rdelta * float(is) + float(nmax)) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = clamp_int(nearest_int(iscale * (x[i] - min)), 0, nmax);
+      trial[i] = uint8_t(l);
+      sum_l += w[i] * float(l);
+      sum_l2 += w[i] * float(l) * float(l);
+      sum_xl += w[i] * float(l) * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float error = 0;
+      for (int i = 0; i < n; ++i) {
+        const float diff = this_scale * trial[i] + this_min - x[i];
+        error += w[i] * diff * diff;
+      }
+      if (error < best_error) {
+        for (int i = 0; i < n; ++i) L[i] = trial[i];
+        best_error = error;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *neg_min = -min;
+  return scale;
+}
+
+// Q4_K and Q5_K share everything but the number of levels (nmax 15 or 31)
+// and the search: per sub-block a weighted (scale, min) fit, then the 8
+// scales and 8 mins quantized to 6 bits, then every value requantized with
+// the scales as stored. L receives the 256 levels.
+void quantize_superblock_k4(const float* x, int nmax, float rmin, int nstep, uint16_t* d, uint16_t* dmin,
+                            uint8_t* packed_scales, uint8_t* L) {
+  float scales[8], mins[8], weights[32];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    const float* xs = x + 32 * j;
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
+    scales[j] = fit_scale_min(32, nmax, xs, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
+    max_scale = scales[j] > max_scale ? scales[j] : max_scale;
+    max_min = mins[j] > max_min ? mins[j] : max_min;
+  }
+  const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+  const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+  uint8_t ls[8], lm[8];
+  for (int j = 0; j < 8; ++j) {
+    // As GGML: the rounded value is stored in a uint8_t before the clamp.
+    ls[j] = uint8_t(nearest_int(inv_scale * scales[j]));
+    lm[j] = uint8_t(nearest_int(inv_min * mins[j]));
+    ls[j] = ls[j] < 63 ? ls[j] : 63;
+    lm[j] = lm[j] < 63 ? lm[j] : 63;
+  }
+  std::memset(packed_scales, 0, 12);
+  pack_scale_min_k4(ls, lm, packed_scales);
+  *d = f32_to_f16(max_scale / 63.0f);
+  *dmin = f32_to_f16(max_min / 63.0f);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    scale_min_k4(j, packed_scales, &sc, &m);
+    const float dj = f16_to_f32(*d) * sc;
+    if (dj == 0.0f) continue;
+    const float dm = f16_to_f32(*dmin) * m;
+    for (int l = 0; l < 32; ++l) L[32 * j + l] = uint8_t(clamp_int(nearest_int((x[32 * j + l] + dm) / dj), 0, nmax));
+  }
+}
+
+// Symmetric fit for Q6_K: levels in -nmax..nmax-1 weighted by x^2, the
+// scale chosen among 19 candidates around nmax / max|x| by least squares.
+// L receives level + nmax.
+float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  }
+  if (amax < 1e-15f) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  float iscale = -float(nmax) / max, sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = int8_t(l + nmax);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * float(l);
+    suml2 += w * float(l) * float(l);
+  }
+  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(float(nmax) + 0.1f * float(is)) / max;
+    sumlx = suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+      const float w = x[i] * x[i];
+      sumlx += w * x[i] * float(l);
+      suml2 += w * float(l) * float(l);
+    }
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- dequantize
+
+void dequantize_row_q4_K(const BlockQ4_K* x, float* y, size_t n) {
+  for (size_t b = 0; b < n / kQK_K; ++b, y += kQK_K) {
+    const float d = f16_to_f32(x[b].d), dmin = f16_to_f32(x[b].dmin);
+    for (int i = 0; i < kQK_K; ++i) {
+      uint8_t sc, m;
+      scale_min_k4(i / 32, x[b].scales, &sc, &m);
+      y[i] = d * sc * float(q4_K_value(x[b].qs, i)) - dmin * m;
+    }
+  }
+}
+
+void dequantize_row_q5_K(const BlockQ5_K* x, float* y, size_t n) {
+  for (size_t b = 0; b < n / kQK_K; ++b, y += kQK_K) {
+    const float d = f16_to_f32(x[b].d), dmin = f16_to_f32(x[b].dmin);
+    for (int i = 0; i < kQK_K; ++i) {
+      uint8_t sc, m;
+      scale_min_k4(i / 32, x[b].scales, &sc, &m);
+      const int q = q4_K_value(x[b].qs, i) | (((x[b].qh[i % 32] >> (i / 32)) & 1) << 4);
+      y[i] = d * sc * float(q) - dmin * m;
+    }
+  }
+}
+
+void dequantize_row_q6_K(const BlockQ6_K* x, float* y, size_t n) {
+  for (size_t b = 0; b < n / kQK_K; ++b, y += kQK_K) {
+    const float d = f16_to_f32(x[b].d);
+    for (int i = 0; i < kQK_K; ++i) y[i] = d * float(x[b].scales[i / 16]) * float(q6_K_value(x[b], i) - 32);
+  }
+}
+
+void dequantize_row_q8_K(const BlockQ8_K* x, float* y, size_t n) {
+  for (size_t b = 0; b < n / kQK_K; ++b)
+    for (int i = 0; i < kQK_K; ++i) y[b * kQK_K + i] = x[b].d * float(x[b].qs[i]);
+}
+
+// ---------------------------------------------------------------- quantize
+
+void quantize_row_q4_K(const float* x, BlockQ4_K* y, size_t n) {
+  uint8_t L[kQK_K];
+  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
+    quantize_superblock_k4(x, 15, -1.0f, 20, &y[b].d, &y[b].dmin, y[b].scales, L);
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) y[b].qs[32 * c + l] = uint8_t(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+  }
+}
+
+void quantize_row_q5_K(const float* x, BlockQ5_K* y, size_t n) {
+  uint8_t L[kQK_K];
+  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
+    quantize_superblock_k4(x, 31, -0.5f, 15, &y[b].d, &y[b].dmin, y[b].scales, L);
+    std::memset(y[b].qh, 0, sizeof y[b].qh);
+    for (int c = 0; c < 4; ++c) {
+      for (int l = 0; l < 32; ++l) {
+        const int lo = L[64 * c + l], hi = L[64 * c + 32 + l];
+        y[b].qs[32 * c + l] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
+        y[b].qh[l] = uint8_t(y[b].qh[l] | ((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+      }
+    }
+  }
+}
+
+void quantize_row_q6_K(const float* x, BlockQ6_K* y, size_t n) {
+  int8_t L[kQK_K];
+  float scales[kQK_K / 16];
+  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
+    float max_scale = 0, max_abs_scale = 0;
+    for (int k = 0; k < kQK_K / 16; ++k) {
+      scales[k] = fit_scale_symmetric(16, 32, x + 16 * k, L + 16 * k);
+      if (std::fabs(scales[k]) > max_abs_scale) {
+        max_abs_scale = std::fabs(scales[k]);
+        max_scale = scales[k];
+      }
+    }
+    std::memset(&y[b], 0, sizeof y[b]);
+    if (max_abs_scale < 1e-15f) continue;  // all zero: d = 0
+    const float iscale = -128.0f / max_scale;
+    y[b].d = f32_to_f16(1.0f / iscale);
+    for (int k = 0; k < kQK_K / 16; ++k) {
+      const int v = nearest_int(iscale * scales[k]);
+      y[b].scales[k] = int8_t(v < 127 ? v : 127);
+    }
+    for (int k = 0; k < kQK_K / 16; ++k) {
+      const float d = f16_to_f32(y[b].d) * float(y[b].scales[k]);
+      if (d == 0.0f) continue;
+      for (int l = 0; l < 16; ++l) L[16 * k + l] = int8_t(clamp_int(nearest_int(x[16 * k + l] / d), -32, 31) + 32);
+    }
+    for (int half = 0; half < 2; ++half) {
+      const int8_t* Lh = L + 128 * half;
+      uint8_t* ql = y[b].ql + 64 * half;
+      uint8_t* qh = y[b].qh + 32 * half;
+      for (int l = 0; l < 32; ++l) {
+        ql[l] = uint8_t((Lh[l] & 0x0f) | ((Lh[l + 64] & 0x0f) << 4));
+        ql[l + 32] = uint8_t((Lh[l + 32] & 0x0f) | ((Lh[l + 96] & 0x0f) << 4));
+        qh[l] = uint8_t((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) | ((Lh[l + 96] >> 4) << 6));
+      }
+    }
+  }
+}
+
+void quantize_row_q8_K(const float* x, BlockQ8_K* y, size_t n) {
+  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
+    float max = 0, amax = 0;  // the value of largest magnitude, with its sign
+    for (int i = 0; i < kQK_K; ++i) {
+      if (std::fabs(x[i]) > amax) {
+        amax = std::fabs(x[i]);
+        max = x[i];
+      }
+    }
+    if (amax == 0.0f) {
+      std::memset(&y[b], 0, sizeof y[b]);
+      continue;
+    }
+    const float iscale = -127.0f / max;
+    for (int i = 0; i < kQK_K; ++i) {
+      const int v = nearest_int(iscale * x[i]);
+      y[b].qs[i] = int8_t(v < 127 ? v : 127);
+    }
+    for (int k = 0; k < kQK_K / 16; ++k) {
+      int sum = 0;
+      for (int l = 0; l < 16; ++l) sum += y[b].qs[16 * k + l];
+      y[b].bsums[k] = int16_t(sum);
+    }
+    y[b].d = 1.0f / iscale;
+  }
+}
+
+}  // namespace qkv::ops
+
+// ---------------------------------------------------------------- scalar products
+
+namespace qkv::ops::quant_k_ref {
+
+// One float accumulator; each super-block's integer sums are exact.
+struct QAcc {
+  float s;
+};
+inline QAcc qacc_zero() { return QAcc{0.0f}; }
+inline float qacc_sum(const QAcc& a) { return a.s; }
+
+// sum_i (d * sc * q_i - dmin * m) * x_i = d * sum_j sc_j (q . x)_j - dmin * sum_j m_j (sum x)_j
+template <class Block, class Value>
+inline void add_k4(QAcc& a, const Block& w, const BlockQ8_K& x, Value value) {
+  int sumi = 0, summ = 0;
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    scale_min_k4(j, w.scales, &sc, &m);
+    int s = 0;
+    for (int l = 0; l < 32; ++l) s += value(32 * j + l) * int(x.qs[32 * j + l]);
+    sumi += sc * s;
+    summ += m * (x.bsums[2 * j] + x.bsums[2 * j + 1]);
+  }
+  a.s += x.d * (f16_to_f32(w.d) * float(sumi) - f16_to_f32(w.dmin) * float(summ));
+}
+
+inline void qacc_add(QAcc& a, const BlockQ4_K& w, const BlockQ8_K& x) {
+  add_k4(a, w, x, [&](int i) { return q4_K_value(w.qs, i); });
+}
+
+inline void qacc_add(QAcc& a, const BlockQ5_K& w, const BlockQ8_K& x) {
+  add_k4(a, w, x, [&](int i) { return q4_K_value(w.qs, i) | (((w.qh[i % 32] >> (i / 32)) & 1) << 4); });
+}
+
+inline void qacc_add(QAcc& a, const BlockQ6_K& w, const BlockQ8_K& x) {
+  int sumi = 0;
+  for (int k = 0; k < kQK_K / 16; ++k) {
+    int s = 0;
+    for (int l = 0; l < 16; ++l) s += (q6_K_value(w, 16 * k + l) - 32) * int(x.qs[16 * k + l]);
+    sumi += w.scales[k] * s;
+  }
+  a.s += x.d * f16_to_f32(w.d) * float(sumi);
+}
+
+}  // namespace qkv::ops::quant_k_ref
+
+#define QKV_ISA_NS quant_k_ref
+#include "ops/quant_dot.h"
+
+namespace qkv::ops {
+
+QuantProducts q4_K_products_ref() { return quant_k_ref::quant_products<BlockQ4_K>(); }
+QuantProducts q5_K_products_ref() { return quant_k_ref::quant_products<BlockQ5_K>(); }
+QuantProducts q6_K_products_ref() { return quant_k_ref::quant_products<BlockQ6_K>(); }
+
+}  // namespace qkv::ops
