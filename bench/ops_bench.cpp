@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "engine/cpu.h"
+#include "engine/quantize.h"
 #include "ops/ops.h"
+#include "ops/quant.h"
 
 namespace {
 
@@ -48,6 +50,67 @@ void matmul(benchmark::State& st, const Kernels* k, size_t rows, size_t n, size_
     benchmark::DoNotOptimize(y.data());
   }
   set_rates(st, 2.0 * rows * n * M, 4.0 * (rows * n + M * n + M * rows));
+}
+
+// Quantized weights: a GGML type id, its products in a kernel table, and
+// the activation blocks it takes (Q8_0, or Q8_K for the K-quants).
+struct QuantBench {
+  const char* name;
+  uint32_t ggml_type;
+  qkv::ops::QuantProducts Kernels::*products;
+  bool kquant;
+};
+const QuantBench kQuantTypes[] = {{"q8_0", 8, &Kernels::q8_0, false},
+                                  {"q4_0", 2, &Kernels::q4_0, false},
+                                  {"q4_K", 12, &Kernels::q4_K, true},
+                                  {"q5_K", 13, &Kernels::q5_K, true},
+                                  {"q6_K", 14, &Kernels::q6_K, true}};
+
+// M activation rows of n, quantized to the blocks `q` takes.
+std::vector<uint8_t> quantized_activations(const QuantBench& q, size_t M, size_t n) {
+  const auto x = randn(M * n);
+  std::vector<uint8_t> out;
+  if (q.kquant) {
+    out.resize(M * n / 256 * sizeof(qkv::ops::BlockQ8_K));
+    for (size_t m = 0; m < M; ++m)
+      qkv::ops::quantize_row_q8_K(x.data() + m * n, reinterpret_cast<qkv::ops::BlockQ8_K*>(out.data()) + m * n / 256, n);
+  } else {
+    out.resize(M * n / 32 * sizeof(qkv::ops::BlockQ8_0));
+    for (size_t m = 0; m < M; ++m)
+      qkv::ops::quantize_row_q8_0_act(x.data() + m * n, reinterpret_cast<qkv::ops::BlockQ8_0*>(out.data()) + m * n / 32, n);
+  }
+  return out;
+}
+
+// y = W x (M == 1) or Y = X W^T with quantized W and x: "GOP/s" counts a
+// multiply and an add per weight and activation row, GB/s the bytes read.
+void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, size_t n, size_t M) {
+  const auto wf = randn(rows * n);
+  std::vector<uint8_t> w(size_t(qkv::quant_row_bytes(q.ggml_type, int64_t(n))) * rows);
+  qkv::quantize_rows(q.ggml_type, wf.data(), w.data(), int64_t(rows), int64_t(n));
+  const auto xq = quantized_activations(q, M, n);
+  std::vector<float> y(M * rows);
+  const qkv::ops::QuantProducts& p = k->*q.products;
+  for (auto _ : st) {
+    if (M == 1) p.matvec(w.data(), xq.data(), y.data(), n, 0, rows);
+    else p.matmul(w.data(), xq.data(), y.data(), M, n, rows, 0, rows);
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["GOP/s"] = benchmark::Counter(2e-9 * double(rows * n * M), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GB/s"] =
+      benchmark::Counter(1e-9 * double(w.size() + xq.size() + 4 * M * rows), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Activations quantized before the integer products: one row of n.
+void quantize_act(benchmark::State& st, bool kquant, size_t n) {
+  const auto x = randn(n);
+  std::vector<uint8_t> out(n / 32 * sizeof(qkv::ops::BlockQ8_0) + n / 256 * sizeof(qkv::ops::BlockQ8_K));
+  for (auto _ : st) {
+    if (kquant) qkv::ops::quantize_row_q8_K(x.data(), reinterpret_cast<qkv::ops::BlockQ8_K*>(out.data()), n);
+    else qkv::ops::quantize_row_q8_0_act(x.data(), reinterpret_cast<qkv::ops::BlockQ8_0*>(out.data()), n);
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_rates(st, 0, 4.0 * double(n));
 }
 
 void softmax(benchmark::State& st, const Kernels* k, size_t n) {
@@ -129,6 +192,20 @@ int register_all() {
     for (size_t n : {288, 768}) benchmark::RegisterBenchmark(("rmsnorm/" + isa + "/" + std::to_string(n)).c_str(), rmsnorm, k, n);
     for (size_t ctx : {16, 64, 256, 1024})
       benchmark::RegisterBenchmark(("attention/" + isa + "/ctx" + std::to_string(ctx)).c_str(), attention, k, ctx);
+    // Quantized products at stories110M's shapes (rows a multiple of 256 for the K-quants).
+    for (const QuantBench& q : kQuantTypes) {
+      for (const auto& [rows, cols] : {std::pair{size_t(768), size_t(768)}, std::pair{size_t(2048), size_t(768)},
+                                       std::pair{size_t(768), size_t(2048)}, std::pair{size_t(32000), size_t(768)}}) {
+        const std::string name = std::string(q.name) + "/" + isa + "/" + shape(rows, cols);
+        benchmark::RegisterBenchmark(("qmatvec/" + name).c_str(), qmatmul, k, q, rows, cols, size_t(1));
+        if (rows < 32000)
+          benchmark::RegisterBenchmark(("qmatmul/" + name + "/M128").c_str(), qmatmul, k, q, rows, cols, size_t(128));
+      }
+    }
+  }
+  for (size_t n : {768, 2048}) {
+    benchmark::RegisterBenchmark(("quantize_act/q8_0/" + std::to_string(n)).c_str(), quantize_act, false, n);
+    benchmark::RegisterBenchmark(("quantize_act/q8_K/" + std::to_string(n)).c_str(), quantize_act, true, n);
   }
   const Kernels* best = qkv::available_kernels().back();
   benchmark::RegisterBenchmark("probe/read/1MiB", probe_read, best, size_t(1) << 20);

@@ -32,6 +32,7 @@ Model::~Model() = default;
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& opts) {
   auto impl = std::make_unique<Impl>();
   impl->weights = WeightFile::open(path, opts.use_mmap);
+  impl->weights->pack_for_products();
   const ModelConfig& c = impl->weights->config();
   impl->arch = find_architecture(c.arch)(*impl->weights);
 
@@ -147,7 +148,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.state = s.arch->new_state(s.n_ctx, s.n_batch, pool_size, opts.kv_f16);
   s.logits.assign(size_t(s.vocab), 0.0f);
   s.widest = std::max({c.dim, c.hidden_dim, c.q_dim()});
-  s.qscratch.assign(size_t(s.n_batch) * size_t(s.widest / ops::kQK8_0 + 1) * sizeof(ops::BlockQ8_0), 0);
+  s.qscratch.assign(size_t(s.n_batch) * size_t(s.widest / ops::kQK8_0 + 1) * (sizeof(ops::BlockQ8_0) + sizeof(ops::Q8Sum)) + 64, 0);
   s.kscratch.assign(size_t(s.n_batch) * size_t(s.widest / ops::kQK_K + 1) * sizeof(ops::BlockQ8_K), 0);
 }
 

@@ -23,16 +23,13 @@ const ops::QuantProducts* quant_products(const ops::Kernels& k, DType t) {
   }
 }
 
-// Rows [0, M) of x (M, n) quantized into `out` (M rows of n / Block::kValues
-// blocks), rows split among threads.
-template <class Block>
-void quantize_rows_into(const ExecContext& ctx, const float* x, int M, size_t n, Block* out,
-                        void (*quantize_row)(const float*, Block*, size_t)) {
-  const size_t per_row = n / size_t(Block::kValues);
+// Rows [0, M) of x (M, n), each quantized by quantize_row(row m), rows split among threads.
+template <class Fn>
+void quantize_rows_into(const ExecContext& ctx, int M, size_t n, const Fn& quantize_row) {
   ctx.pool.parallel_for(
       size_t(M),
       [&](size_t b, size_t e, int) {
-        for (size_t m = b; m < e; ++m) quantize_row(x + m * n, out + m * per_row, n);
+        for (size_t m = b; m < e; ++m) quantize_row(m);
       },
       1 + 8192 / n, ctx.n_threads);
 }
@@ -55,17 +52,23 @@ QuantizedInput quantize_input(const ExecContext& ctx, std::initializer_list<cons
   const Zone zq(ctx.prof, Op::Quantize, layer, 4.0 * double(M) * double(n), 4.0 * double(M) * double(n), nullptr,
                 ZoneShape{M, int64_t(n), 0});
   if (want_q8_0) {
-    if (size_t(M) * (n / ops::kQK8_0) * sizeof(ops::BlockQ8_0) > ctx.qscratch_bytes)
+    // The blocks, then (8-byte aligned) their scales and sums.
+    const size_t nb = size_t(M) * (n / ops::kQK8_0), sums_at = (nb * sizeof(ops::BlockQ8_0) + 7) / 8 * 8;
+    if (sums_at + nb * sizeof(ops::Q8Sum) > ctx.qscratch_bytes)
       throw Error(cat("tensor ", first->name, ": quantization scratch too small"), Errc::Internal);
     auto* q = static_cast<ops::BlockQ8_0*>(ctx.qscratch);
-    quantize_rows_into(ctx, x, M, n, q, ops::quantize_row_q8_0_act);
+    auto* sums = reinterpret_cast<ops::Q8Sum*>(static_cast<uint8_t*>(ctx.qscratch) + sums_at);
+    const size_t per_row = n / ops::kQK8_0;
+    quantize_rows_into(ctx, M, n, [&](size_t m) { ctx.k.quantize_q8_0(x + m * n, q + m * per_row, sums + m * per_row, n); });
     out.q8_0 = q;
+    out.q8_0_sums = sums;
   }
   if (want_q8_K) {
     if (size_t(M) * (n / ops::kQK_K) * sizeof(ops::BlockQ8_K) > ctx.kscratch_bytes)
       throw Error(cat("tensor ", first->name, ": quantization scratch too small"), Errc::Internal);
     auto* q = static_cast<ops::BlockQ8_K*>(ctx.kscratch);
-    quantize_rows_into(ctx, x, M, n, q, ops::quantize_row_q8_K);
+    const size_t per_row = n / ops::kQK_K;
+    quantize_rows_into(ctx, M, n, [&](size_t m) { ops::quantize_row_q8_K(x + m * n, q + m * per_row, n); });
     out.q8_K = q;
   }
   return out;
@@ -99,8 +102,18 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
       [&](size_t b, size_t e, int) {
         const size_t r0 = b * kRowBlock, r1 = e * kRowBlock < rows ? e * kRowBlock : rows;
         if (qp) {
-          if (M == 1) qp->matvec(w.data, xw, y, n, r0, r1);
-          else qp->matmul(w.data, xw, y, size_t(M), n, rows, r0, r1);
+          // Rows [r0, r1): whole groups of 8 from the row-interleaved copy, the rest as stored.
+          size_t r = r0;
+          if (w.packed && qp->matvec_x8 && r0 % 8 == 0 && r0 < size_t(w.packed_rows)) {
+            const size_t g1 = std::min(r1, size_t(w.packed_rows)) / 8;
+            if (M == 1) qp->matvec_x8(w.packed, xw, xq->q8_0_sums, y, n, r0 / 8, g1);
+            else qp->matmul_x8(w.packed, xw, xq->q8_0_sums, y, size_t(M), n, rows, r0 / 8, g1);
+            r = 8 * g1;
+          }
+          if (r < r1) {
+            if (M == 1) qp->matvec(w.data, xw, y, n, r, r1);
+            else qp->matmul(w.data, xw, y, size_t(M), n, rows, r, r1);
+          }
         } else if (w.type == DType::F32) {
           const float* wp = static_cast<const float*>(w.data);
           if (M == 1) k.matvec_f32(wp, x, y, n, r0, r1);

@@ -24,6 +24,7 @@ struct RowEpilogue {
 // ctx.kscratch) when a K-quant one does; null where none does.
 struct QuantizedInput {
   const void* q8_0 = nullptr;
+  const ops::Q8Sum* q8_0_sums = nullptr;  // per Q8_0 block, for the row-interleaved products
   const void* q8_K = nullptr;
 };
 

@@ -5,6 +5,7 @@
 
 #include "engine/error.h"
 #include "engine/mapped_file.h"
+#include "ops/quant.h"
 
 namespace qkv {
 
@@ -22,6 +23,23 @@ std::unique_ptr<WeightFile> WeightFile::open(const std::string& path, bool use_m
 const Tensor* WeightFile::find(const std::string& name) const {
   auto it = tensors_.find(name);
   return it == tensors_.end() ? nullptr : &it->second;
+}
+
+void WeightFile::pack_for_products() {
+  for (auto& [name, t] : tensors_) {
+    if ((t.type != DType::Q8_0 && t.type != DType::Q4_0) || t.n_dims < 2 || t.packed) continue;
+    const size_t rows = size_t(t.n_rows()) / 8 * 8, n = size_t(t.row_len());
+    if (rows == 0) continue;
+    const size_t bytes = rows * dtype_row_bytes(t.type, int64_t(n));
+    packed_.push_back(std::make_unique<uint8_t[]>(bytes));
+    uint8_t* out = packed_.back().get();
+    if (t.type == DType::Q8_0)
+      ops::repack_x8(static_cast<const ops::BlockQ8_0*>(t.data), reinterpret_cast<ops::BlockQ8_0x8*>(out), rows, n);
+    else
+      ops::repack_x8(static_cast<const ops::BlockQ4_0*>(t.data), reinterpret_cast<ops::BlockQ4_0x8*>(out), rows, n);
+    t.packed = out;
+    t.packed_rows = int64_t(rows);
+  }
 }
 
 const Tensor& WeightFile::require(const std::string& name, std::vector<int64_t> shape) const {

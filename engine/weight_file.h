@@ -28,6 +28,11 @@ class WeightFile {
   const std::optional<Vocab>& vocab() const { return vocab_; }
 
   const Tensor* find(const std::string& name) const;
+
+  // Gives every Q8_0 / Q4_0 matrix of at least 8 rows its row-interleaved
+  // copy (Tensor::packed), owned by this file. Once, before the tensors are
+  // shared.
+  void pack_for_products();
   // The tensor, checked to have exactly these dimensions (ne[0] first).
   const Tensor& require(const std::string& name, std::vector<int64_t> shape) const;
 
@@ -39,6 +44,7 @@ class WeightFile {
   ModelConfig config_;
   std::optional<Vocab> vocab_;
   std::map<std::string, Tensor> tensors_;
+  std::vector<std::unique_ptr<uint8_t[]>> packed_;  // the buffers behind Tensor::packed
 };
 
 std::unique_ptr<WeightFile> open_llama2c_bin(const std::string& path, bool use_mmap = true);

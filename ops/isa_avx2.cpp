@@ -18,7 +18,10 @@ inline vf load_f16(const uint16_t* p) {
 // 32 u8 x s8 products summed into 8 int32 lanes: pairs into int16 (no
 // overflow: |w| <= 128, |x| <= 127), then pairs of those into int32.
 #define QKV_DOT_S8(a, b) _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
+#define QKV_DOT_ACC(acc, a, b) _mm256_add_epi32(acc, QKV_DOT_S8(a, b))
 #define QKV_MADD_ACC(acc, a, b) _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+// maddubs would saturate on w + 128: Q8_0 weights take the sign trick.
+#define QKV_Q8_BIAS 0
 #include "ops/quant_x86.h"
 
 const qkv::ops::Kernels& qkv::ops::avx2_kernels() { return isa_avx2::table("avx2"); }

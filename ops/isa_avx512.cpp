@@ -19,8 +19,11 @@ inline vf load_f16(const uint16_t* p) {
 
 // 32 u8 x s8 products summed into 8 int32 lanes in one instruction.
 #define QKV_DOT_S8(a, b) _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+#define QKV_DOT_ACC(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
 // int16 pair products summed and accumulated into int32 lanes in one instruction.
 #define QKV_MADD_ACC(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)
+// vpdpbusd takes w + 128 (unsigned) exactly; 128 * sum(x) is taken off per block.
+#define QKV_Q8_BIAS 128
 #include "ops/quant_x86.h"
 
 const qkv::ops::Kernels& qkv::ops::avx512_kernels() { return isa_avx512::table("avx512"); }

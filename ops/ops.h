@@ -17,11 +17,24 @@
 
 namespace qkv::ops {
 
+// Per Q8_0 activation block: its scale in f32 and the sum of its quants
+// (what the products over unsigned weight bytes subtract).
+struct Q8Sum {
+  float d;
+  int32_t s;
+};
+
 // Products of one quantized weight type; same shapes and ranges as
 // Kernels::matvec_f32 / matmul_f32, with x given quantized.
 struct QuantProducts {
   void (*matvec)(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
   void (*matmul)(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
+  // Q8_0 / Q4_0 only (null for the others): the same over the weights
+  // interleaved by groups of 8 rows (ops/quant.h, repack_x8), for row groups
+  // [g0, g1), i.e. rows [8 g0, 8 g1); xs: per activation block, as Q8Sum.
+  void (*matvec_x8)(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1);
+  void (*matmul_x8)(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
+                    size_t g0, size_t g1);
 };
 
 struct Kernels {
@@ -77,6 +90,10 @@ struct Kernels {
   // K-quants; xq: M rows of n / block values blocks): integer dot products
   // per block, scaled and summed in f32.
   QuantProducts q8_0, q4_0, q4_K, q5_K, q6_K;
+
+  // x (n, a multiple of 32) quantized to Q8_0 activation blocks (ops/quant.h,
+  // quantize_row_q8_0_act: the same bytes on every ISA) and their Q8Sum.
+  void (*quantize_q8_0)(const float* x, void* blocks, Q8Sum* sums, size_t n);
 
   // Machine probe: `iters` rounds of 12 independent multiply-add chains on
   // whole vectors; returns the number of floating-point operations done.

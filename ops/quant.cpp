@@ -108,8 +108,91 @@ inline void qacc_add(QAcc& a, const BlockQ4_0& w, const BlockQ8_0& x) {
 #include "ops/quant_dot.h"
 
 namespace qkv::ops {
+namespace {
 
-QuantProducts q8_0_products_ref() { return quant_ref::quant_products<BlockQ8_0>(); }
-QuantProducts q4_0_products_ref() { return quant_ref::quant_products<BlockQ4_0>(); }
+// The row-interleaved products, as plainly as the layout allows: row r's
+// piece c of block b is 4 bytes at qs + 4 (8 c + r).
+template <class Packed>
+float x8_block_dot(const Packed& w, int r, const BlockQ8_0& x);
+template <>
+float x8_block_dot(const BlockQ8_0x8& w, int r, const BlockQ8_0& x) {
+  int sumi = 0;
+  for (int c = 0; c < 8; ++c)
+    for (int i = 0; i < 4; ++i) sumi += int(w.qs[4 * (8 * c + r) + i]) * int(x.qs[4 * c + i]);
+  return float(sumi);
+}
+template <>
+float x8_block_dot(const BlockQ4_0x8& w, int r, const BlockQ8_0& x) {
+  int sumi = 0;
+  for (int c = 0; c < 4; ++c) {
+    for (int i = 0; i < 4; ++i) {
+      const uint8_t b = w.qs[4 * (8 * c + r) + i];
+      sumi += ((b & 0x0f) - 8) * int(x.qs[4 * c + i]) + ((b >> 4) - 8) * int(x.qs[16 + 4 * c + i]);
+    }
+  }
+  return float(sumi);
+}
+
+template <class Packed>
+void x8_matmul_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
+                   size_t g0, size_t g1) {
+  const size_t nb = n / kQK8_0;
+  const Packed* w = static_cast<const Packed*>(packed);
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(xq);
+  for (size_t g = g0; g < g1; ++g)
+    for (size_t m = 0; m < M; ++m)
+      for (int r = 0; r < 8; ++r) {
+        float acc = 0.0f;
+        for (size_t b = 0; b < nb; ++b)
+          acc += f16_to_f32(w[g * nb + b].d[r]) * xs[m * nb + b].d * x8_block_dot(w[g * nb + b], r, x[m * nb + b]);
+        y[m * ldy + 8 * g + size_t(r)] = acc;
+      }
+}
+
+template <class Packed>
+void x8_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
+  x8_matmul_ref<Packed>(packed, xq, xs, y, 1, n, 0, g0, g1);
+}
+
+template <class Block, class Packed>
+void repack_rows_x8(const Block* w, Packed* out, size_t rows, size_t n) {
+  const size_t nb = n / 32, piece_bytes = 4, pieces = sizeof(w->qs) / piece_bytes;
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      Packed& p = out[g * nb + b];
+      for (size_t r = 0; r < 8; ++r) {
+        const Block& src = w[(8 * g + r) * nb + b];
+        p.d[r] = src.d;
+        for (size_t c = 0; c < pieces; ++c) std::memcpy(&p.qs[4 * (8 * c + r)], &src.qs[4 * c], piece_bytes);
+      }
+    }
+}
+
+}  // namespace
+
+void repack_x8(const BlockQ8_0* w, BlockQ8_0x8* out, size_t rows, size_t n) { repack_rows_x8(w, out, rows, n); }
+void repack_x8(const BlockQ4_0* w, BlockQ4_0x8* out, size_t rows, size_t n) { repack_rows_x8(w, out, rows, n); }
+
+void q8_0_sums(const BlockQ8_0* x, Q8Sum* out, size_t nb) {
+  for (size_t b = 0; b < nb; ++b) {
+    int s = 0;
+    for (int j = 0; j < kQK8_0; ++j) s += x[b].qs[j];
+    out[b] = Q8Sum{f16_to_f32(x[b].d), s};
+  }
+}
+
+void quantize_q8_0_ref(const float* x, void* blocks, Q8Sum* sums, size_t n) {
+  quantize_row_q8_0_act(x, static_cast<BlockQ8_0*>(blocks), n);
+  q8_0_sums(static_cast<const BlockQ8_0*>(blocks), sums, n / kQK8_0);
+}
+
+QuantProducts q8_0_products_ref() {
+  return {quant_ref::qmatvec<BlockQ8_0>, quant_ref::qmatmul<BlockQ8_0>, x8_matvec_ref<BlockQ8_0x8>,
+          x8_matmul_ref<BlockQ8_0x8>};
+}
+QuantProducts q4_0_products_ref() {
+  return {quant_ref::qmatvec<BlockQ4_0>, quant_ref::qmatmul<BlockQ4_0>, x8_matvec_ref<BlockQ4_0x8>,
+          x8_matmul_ref<BlockQ4_0x8>};
+}
 
 }  // namespace qkv::ops

@@ -91,6 +91,30 @@ void dequantize_row_q8_0(const BlockQ8_0* x, float* y, size_t n);
 void quantize_row_q4_0(const float* x, BlockQ4_0* y, size_t n);
 void dequantize_row_q4_0(const BlockQ4_0* x, float* y, size_t n);
 
+// Row-interleaved layout of Q8_0 / Q4_0 matrices, for products that keep 8
+// rows' sums in the 8 lanes of one register. Per group of 8 rows and block
+// column: the 8 rows' f16 scales, then their quants in 4-byte pieces, piece
+// c of row r at bytes 4 (8 c + r) .. 4 (8 c + r) + 3 (the bytes of each
+// row's block as stored: Q8_0 values, or Q4_0 nibble pairs).
+struct BlockQ8_0x8 {
+  uint16_t d[8];
+  int8_t qs[8 * kQK8_0];
+};
+struct BlockQ4_0x8 {
+  uint16_t d[8];
+  uint8_t qs[8 * kQK4_0 / 2];
+};
+static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0), "x8 groups hold the same bytes");
+static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0), "x8 groups hold the same bytes");
+// The first rows / 8 * 8 rows of w (rows, n) into out (rows / 8 groups of
+// n / 32 blocks).
+void repack_x8(const BlockQ8_0* w, BlockQ8_0x8* out, size_t rows, size_t n);
+void repack_x8(const BlockQ4_0* w, BlockQ4_0x8* out, size_t rows, size_t n);
+// The scales and sums of nb activation blocks.
+void q8_0_sums(const BlockQ8_0* x, Q8Sum* out, size_t nb);
+// Both: Kernels::quantize_q8_0 of the scalar reference.
+void quantize_q8_0_ref(const float* x, void* blocks, Q8Sum* sums, size_t n);
+
 // Scalar quantized products (the reference, and the baseline ISA's kernels).
 QuantProducts q8_0_products_ref();
 QuantProducts q4_0_products_ref();

@@ -1,9 +1,11 @@
 // AVX2-style block primitives for quantized dot products, shared by the AVX2
 // and AVX-512 units; the only difference is how 32 byte products are summed
 // into 8 int32 lanes (QKV_DOT_S8: maddubs + madd, or VNNI's vpdpbusd).
-// Include after defining QKV_ISA_NS, QKV_DOT_S8(a_unsigned, b_signed) and
+// Include after defining QKV_ISA_NS, QKV_DOT_S8(a_unsigned, b_signed),
+// QKV_DOT_ACC(acc, a_unsigned, b_signed) (the same added to acc),
 // QKV_MADD_ACC(acc, a16, b16): acc + the int16 pair products of a and b
-// summed into int32 lanes (madd + add, or VNNI's vpdpwssd).
+// summed into int32 lanes (madd + add, or VNNI's vpdpwssd), and QKV_Q8_BIAS
+// (see quant_x86_x8.h).
 #pragma once
 
 #include <immintrin.h>
@@ -183,11 +185,48 @@ inline void qacc_add(QAcc& a, const BlockQ6_K& w, const BlockQ8_K& x) {
 }  // namespace qkv::ops::QKV_ISA_NS
 
 #include "ops/quant_dot.h"
+#include "ops/quant_x86_x8.h"
 
 namespace qkv::ops::QKV_ISA_NS {
 
-QuantProducts q8_0_products() { return quant_products<BlockQ8_0>(); }
-QuantProducts q4_0_products() { return quant_products<BlockQ4_0>(); }
+// As quantize_row_q8_0_act: d = max|x| / 127 (stored f16), q = x * 127 /
+// max|x| rounded half to even (what cvtps2dq does under the default
+// rounding mode), plus the block sums.
+void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n) {
+  BlockQ8_0* y = static_cast<BlockQ8_0*>(blocks);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (size_t b = 0; b < n / kQK8_0; ++b, x += kQK8_0) {
+    const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+                 v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    const float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    const uint16_t d = uint16_t(_cvtss_sh(amax / 127.0f, 0));
+    y[b].d = d;
+    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id)),
+                  i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
+    // Sum of the 32 quants.
+    const __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    sums[b] = Q8Sum{_cvtsh_ss(d), _mm_cvtsi128_si32(s4)};
+    // int32 -> int8 in order: the packs interleave 128-bit lanes, the permute undoes it.
+    const __m256i p8 = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    const __m256i q = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), q);
+  }
+}
+
+QuantProducts q8_0_products() {
+  return {qmatvec<BlockQ8_0>, qmatmul<BlockQ8_0>, x8_matvec<BlockQ8_0x8>, x8_matmul<BlockQ8_0x8>};
+}
+QuantProducts q4_0_products() {
+  return {qmatvec<BlockQ4_0>, qmatmul<BlockQ4_0>, x8_matvec<BlockQ4_0x8>, x8_matmul<BlockQ4_0x8>};
+}
 QuantProducts q4_K_products() { return quant_products<BlockQ4_K>(); }
 QuantProducts q5_K_products() { return quant_products<BlockQ5_K>(); }
 QuantProducts q6_K_products() { return quant_products<BlockQ6_K>(); }

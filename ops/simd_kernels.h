@@ -294,6 +294,7 @@ QuantProducts q4_0_products();
 QuantProducts q4_K_products();
 QuantProducts q5_K_products();
 QuantProducts q6_K_products();
+void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n);
 
 inline const Kernels& table(const char* name) {
   static const Kernels k = {
@@ -315,6 +316,7 @@ inline const Kernels& table(const char* name) {
       q4_K_products(),
       q5_K_products(),
       q6_K_products(),
+      quantize_q8_0,
       fma_peak,
   };
   return k;
