@@ -68,7 +68,7 @@ QuantizedInput quantize_input(const ExecContext& ctx, std::initializer_list<cons
       throw Error(cat("tensor ", first->name, ": quantization scratch too small"), Errc::Internal);
     auto* q = static_cast<ops::BlockQ8_K*>(ctx.kscratch);
     const size_t per_row = n / ops::kQK_K;
-    quantize_rows_into(ctx, M, n, [&](size_t m) { ops::quantize_row_q8_K(x + m * n, q + m * per_row, n); });
+    quantize_rows_into(ctx, M, n, [&](size_t m) { ctx.k.quantize_q8_K(x + m * n, q + m * per_row, n); });
     out.q8_K = q;
   }
   return out;

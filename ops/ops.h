@@ -94,6 +94,8 @@ struct Kernels {
   // x (n, a multiple of 32) quantized to Q8_0 activation blocks (ops/quant.h,
   // quantize_row_q8_0_act: the same bytes on every ISA) and their Q8Sum.
   void (*quantize_q8_0)(const float* x, void* blocks, Q8Sum* sums, size_t n);
+  // x (n, a multiple of 256) quantized to Q8_K blocks (quantize_row_q8_K's bytes).
+  void (*quantize_q8_K)(const float* x, void* blocks, size_t n);
 
   // Machine probe: `iters` rounds of 12 independent multiply-add chains on
   // whole vectors; returns the number of floating-point operations done.

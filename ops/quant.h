@@ -114,6 +114,7 @@ void repack_x8(const BlockQ4_0* w, BlockQ4_0x8* out, size_t rows, size_t n);
 void q8_0_sums(const BlockQ8_0* x, Q8Sum* out, size_t nb);
 // Both: Kernels::quantize_q8_0 of the scalar reference.
 void quantize_q8_0_ref(const float* x, void* blocks, Q8Sum* sums, size_t n);
+void quantize_q8_K_ref(const float* x, void* blocks, size_t n);  // quantize_row_q8_K
 
 // Scalar quantized products (the reference, and the baseline ISA's kernels).
 QuantProducts q8_0_products_ref();

@@ -316,6 +316,8 @@ void quantize_row_q6_K(const float* x, BlockQ6_K* y, size_t n) {
   }
 }
 
+void quantize_q8_K_ref(const float* x, void* blocks, size_t n) { quantize_row_q8_K(x, static_cast<BlockQ8_K*>(blocks), n); }
+
 void quantize_row_q8_K(const float* x, BlockQ8_K* y, size_t n) {
   for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
     float max = 0, amax = 0;  // the value of largest magnitude, with its sign

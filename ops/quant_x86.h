@@ -189,35 +189,83 @@ inline void qacc_add(QAcc& a, const BlockQ6_K& w, const BlockQ8_K& x) {
 
 namespace qkv::ops::QKV_ISA_NS {
 
+inline float hmax(__m256 m) {
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  return _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+}
+
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+  return _mm_cvtsi128_si32(s4);
+}
+
+// 32 int32 (in order) to 32 int8, saturating: the packs interleave 128-bit
+// lanes, the permute puts the 4-byte groups back in order.
+inline void store_i8(int8_t* out, __m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+  const __m256i p8 = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                      _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
 // As quantize_row_q8_0_act: d = max|x| / 127 (stored f16), q = x * 127 /
 // max|x| rounded half to even (what cvtps2dq does under the default
 // rounding mode), plus the block sums.
 void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n) {
   BlockQ8_0* y = static_cast<BlockQ8_0*>(blocks);
-  const __m256 sign = _mm256_set1_ps(-0.0f);
   for (size_t b = 0; b < n / kQK8_0; ++b, x += kQK8_0) {
     const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
                  v3 = _mm256_loadu_ps(x + 24);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    const float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    const float amax = hmax(_mm256_max_ps(_mm256_max_ps(abs_ps(v0), abs_ps(v1)), _mm256_max_ps(abs_ps(v2), abs_ps(v3))));
     const uint16_t d = uint16_t(_cvtss_sh(amax / 127.0f, 0));
     y[b].d = d;
     const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
     const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id)),
                   i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
-    // Sum of the 32 quants.
-    const __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
-    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-    sums[b] = Q8Sum{_cvtsh_ss(d), _mm_cvtsi128_si32(s4)};
-    // int32 -> int8 in order: the packs interleave 128-bit lanes, the permute undoes it.
-    const __m256i p8 = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-    const __m256i q = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), q);
+    sums[b] = Q8Sum{_cvtsh_ss(d), hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)))};
+    store_i8(y[b].qs, i0, i1, i2, i3);
+  }
+}
+
+// As quantize_row_q8_K: the value of largest magnitude (the first one, with
+// its sign) maps to -127; sums of each 16 quants.
+void quantize_q8_K(const float* x, void* blocks, size_t n) {
+  BlockQ8_K* y = static_cast<BlockQ8_K*>(blocks);
+  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < kQK_K; i += 8) m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(x + i)));
+    const float amax = hmax(m);
+    if (amax == 0.0f) {
+      std::memset(&y[b], 0, sizeof y[b]);
+      continue;
+    }
+    float max = 0.0f;
+    for (int i = 0; i < kQK_K; i += 8) {
+      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + i)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+      if (hit) {
+        max = x[i + __builtin_ctz(unsigned(hit))];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m256 is = _mm256_set1_ps(iscale);
+    for (int g = 0; g < kQK_K; g += 64) {  // 64 values: 2 x 32 quants, 4 sums of 16
+      __m256i q[8];
+      for (int j = 0; j < 8; ++j) q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + g + 8 * j), is));
+      store_i8(y[b].qs + g, q[0], q[1], q[2], q[3]);
+      store_i8(y[b].qs + g + 32, q[4], q[5], q[6], q[7]);
+      // Sums of 16: pairs of vectors added, then reduced side by side.
+      const __m256i h01 = _mm256_hadd_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+      const __m256i h23 = _mm256_hadd_epi32(_mm256_add_epi32(q[4], q[5]), _mm256_add_epi32(q[6], q[7]));
+      const __m256i h = _mm256_hadd_epi32(h01, h23);  // per lane: partial sums of groups 0, 1, 2, 3
+      const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(y[b].bsums + g / 16), _mm_packs_epi32(s4, s4));
+    }
+    y[b].d = 1.0f / iscale;
   }
 }
 

@@ -198,7 +198,7 @@ const Kernels& reference_kernels() {
       "scalar",       dot_ref,     matvec_f32_ref, matvec_f16_ref, matmul_f32_ref,
       matmul_f16_ref, rmsnorm_ref, softmax_ref,    swiglu_ref,     add_ref,
       attention_ref,  f16_to_f32_ref, attention_f16_ref, q8_0_products_ref(), q4_0_products_ref(),
-      q4_K_products_ref(), q5_K_products_ref(), q6_K_products_ref(), quantize_q8_0_ref, fma_peak_ref,
+      q4_K_products_ref(), q5_K_products_ref(), q6_K_products_ref(), quantize_q8_0_ref, quantize_q8_K_ref, fma_peak_ref,
   };
   return k;
 }

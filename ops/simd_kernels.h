@@ -295,6 +295,7 @@ QuantProducts q4_K_products();
 QuantProducts q5_K_products();
 QuantProducts q6_K_products();
 void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n);
+void quantize_q8_K(const float* x, void* blocks, size_t n);
 
 inline const Kernels& table(const char* name) {
   static const Kernels k = {
@@ -317,6 +318,7 @@ inline const Kernels& table(const char* name) {
       q5_K_products(),
       q6_K_products(),
       quantize_q8_0,
+      quantize_q8_K,
       fma_peak,
   };
   return k;

@@ -271,6 +271,31 @@ TEST_P(QuantKernels, ActivationQuantizationEqualsTheReference) {
       EXPECT_EQ(got_s[b].s, want_s[b].s) << k.isa << " b=" << b;
     }
   }
+  // Q8_K: super-block 0 has exact ties (largest value -127: the scale is 1),
+  // super-block 1 the largest magnitude twice with opposite signs (the first
+  // one sets the sign), super-block 2 is all zeros.
+  for (size_t n : {size_t(256), size_t(768), size_t(2048)}) {
+    auto x = randn(n, uint32_t(n + 1), 3.0f);
+    for (size_t j = 0; j < 256; ++j) x[j] = float(int(j % 200) - 100) + 0.5f;
+    x[7] = -127.0f;
+    if (n > 256) {
+      x[256 + 9] = 50.0f;
+      x[256 + 200] = -50.0f;
+      std::fill(x.begin() + 512, x.begin() + 768, 0.0f);
+    }
+    std::vector<ops::BlockQ8_K> want(n / 256), got(n / 256);
+    ops::quantize_q8_K_ref(x.data(), want.data(), n);
+    k.quantize_q8_K(x.data(), got.data(), n);
+    EXPECT_EQ(want[0].qs[0], -100);  // -99.5 with a scale of 1: ties to even
+    if (n > 256) {
+      EXPECT_LT(want[1].d, 0.0f);  // 50 came first: d = 50 / -127
+    }
+    for (size_t b = 0; b < n / 256; ++b) {
+      EXPECT_EQ(got[b].d, want[b].d) << k.isa << " n=" << n << " b=" << b;
+      EXPECT_EQ(std::memcmp(got[b].qs, want[b].qs, 256), 0) << k.isa << " n=" << n << " b=" << b;
+      EXPECT_EQ(std::memcmp(got[b].bsums, want[b].bsums, 32), 0) << k.isa << " n=" << n << " b=" << b;
+    }
+  }
 }
 
 TEST_P(QuantKernels, Q8_0RowInterleavedProductsEqualThePlainOnes) { check_x8_products<ops::BlockQ8_0, ops::BlockQ8_0x8>(*GetParam()); }
