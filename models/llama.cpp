@@ -165,12 +165,39 @@ void Llama::attention(LlamaState& s, int layer, int n, int pos, const ExecContex
   const size_t grain = size_t(1 + 4096 / (size_t(pos + 1) * size_t(hd)));
   const AttentionCapture* cap = ctx.capture;
   if (!cap || !cap->wants_layer(layer)) {
+    // Task j is (token j / nh, head j % nh). Token i's tasks read pos + i + 1
+    // positions each, so with a batch, equal counts of tasks are unequal
+    // work: there the threads get runs of whole tokens of about equal cost.
+    const size_t tasks = size_t(n) * size_t(nh);
+    const size_t parts = std::min(size_t(ctx.n_threads), std::max(size_t(1), tasks / grain));
+    if (size_t(n) < 2 * parts) {
+      ctx.pool.parallel_for(
+          tasks,
+          [&](size_t b, size_t e, int t) {
+            for (size_t j = b; j < e; ++j) head(int(j / size_t(nh)), int(j % size_t(nh)), nullptr, t);
+          },
+          grain, ctx.n_threads);
+      return;
+    }
+    // Cost of tokens 0..i-1 (in positions; the same for every head).
+    auto cost = [&](size_t i) { return double(i) * double(pos + 1) + 0.5 * double(i) * double(i - 1); };
+    auto first_token = [&](size_t p) {  // of part p: the first token whose cost before it reaches p / parts
+      const double target = cost(size_t(n)) * double(p) / double(parts);
+      size_t lo = 0, hi = size_t(n);
+      while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        if (cost(mid) < target) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    };
     ctx.pool.parallel_for(
-        size_t(n) * size_t(nh),
+        parts,
         [&](size_t b, size_t e, int t) {
-          for (size_t j = b; j < e; ++j) head(int(j / size_t(nh)), int(j % size_t(nh)), nullptr, t);
+          for (size_t i = first_token(b); i < first_token(e); ++i)
+            for (int h = 0; h < nh; ++h) head(int(i), h, nullptr, t);
         },
-        grain, ctx.n_threads);
+        1, ctx.n_threads);
     return;
   }
   // Capture: one token at a time, so a row per head is enough; the same
