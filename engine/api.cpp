@@ -32,9 +32,9 @@ Model::~Model() = default;
 std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& opts) {
   auto impl = std::make_unique<Impl>();
   impl->weights = WeightFile::open(path, opts.use_mmap);
-  impl->weights->pack_for_products();
   const ModelConfig& c = impl->weights->config();
   impl->arch = find_architecture(c.arch)(*impl->weights);
+  impl->weights->pack_for_products(impl->arch->matmul_weights(), impl->arch->row_read_weights());
 
   if (!opts.tokenizer_path.empty()) {
     impl->tokenizer = std::make_unique<Tokenizer>(load_llama2c_vocab(opts.tokenizer_path, c.vocab_size));

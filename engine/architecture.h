@@ -53,6 +53,11 @@ class Architecture {
   virtual int64_t n_params() const = 0;
   virtual std::string weight_type() const = 0;
   virtual bool tied_output() const = 0;  // classifier shares the token embedding
+  // The matrices forward() multiplies with (linear()), and those of them
+  // whose rows it also reads one at a time (an embedding table tied to the
+  // classifier).
+  virtual std::vector<const Tensor*> matmul_weights() const = 0;
+  virtual std::vector<const Tensor*> row_read_weights() const = 0;
 
   // kv_f16: keep the KV cache in f16 (and compute attention as llama.cpp does on it).
   virtual std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads, bool kv_f16) const = 0;

@@ -48,6 +48,7 @@ class GgufFile {
   explicit GgufFile(const std::string& path, bool use_mmap = true);  // throws qkv::Error
 
   const std::string& path() const { return file_.path(); }
+  bool mapped() const { return file_.mapped(); }  // tensor bytes are views of a file mapping
   uint32_t version() const { return version_; }
   const std::map<std::string, GgufValue>& metadata() const { return kv_; }
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }

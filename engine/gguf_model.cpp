@@ -69,6 +69,7 @@ class GgufWeights : public WeightFile {
  public:
   GgufWeights(const std::string& path, bool use_mmap) : gguf_(path, use_mmap) {
     path_ = path;
+    mapped_ = gguf_.mapped();
     format_ = cat("GGUF v", gguf_.version());
     const std::string arch = gguf_.get_string("general.architecture");
     if (arch != "llama")

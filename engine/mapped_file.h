@@ -17,6 +17,7 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  bool mapped() const { return mapped_; }
 
  private:
   std::string path_;
@@ -24,6 +25,10 @@ class MappedFile {
   size_t size_ = 0;
   bool mapped_ = false;
 };
+
+// Gives the whole pages inside [p, p + bytes) of a read-only private file
+// mapping back to the system; reading them again reads the file again.
+void release_mapped_pages(const void* p, size_t bytes);
 
 // Bounds-checked little-endian reader over a byte range; every read that would
 // pass the end throws qkv::Error naming the file, the offset and the field.

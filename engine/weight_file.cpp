@@ -1,6 +1,7 @@
 #include "engine/weight_file.h"
 
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 
 #include "engine/error.h"
@@ -25,8 +26,11 @@ const Tensor* WeightFile::find(const std::string& name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
-void WeightFile::pack_for_products() {
-  for (auto& [name, t] : tensors_) {
+void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, const std::vector<const Tensor*>& row_read) {
+  for (const Tensor* m : matmul) {
+    auto it = tensors_.find(m->name);
+    if (it == tensors_.end() || &it->second != m) continue;  // not one of this file's
+    Tensor& t = it->second;
     if ((t.type != DType::Q8_0 && t.type != DType::Q4_0) || t.n_dims < 2 || t.packed) continue;
     const size_t rows = size_t(t.n_rows()) / 8 * 8, n = size_t(t.row_len());
     if (rows == 0) continue;
@@ -39,6 +43,8 @@ void WeightFile::pack_for_products() {
       ops::repack_x8(static_cast<const ops::BlockQ4_0*>(t.data), reinterpret_cast<ops::BlockQ4_0x8*>(out), rows, n);
     t.packed = out;
     t.packed_rows = int64_t(rows);
+    if (mapped_ && std::find(row_read.begin(), row_read.end(), m) == row_read.end())
+      release_mapped_pages(t.data, bytes);
   }
 }
 

@@ -29,10 +29,12 @@ class WeightFile {
 
   const Tensor* find(const std::string& name) const;
 
-  // Gives every Q8_0 / Q4_0 matrix of at least 8 rows its row-interleaved
-  // copy (Tensor::packed), owned by this file. Once, before the tensors are
-  // shared.
-  void pack_for_products();
+  // Gives each Q8_0 / Q4_0 matrix of `matmul` with at least 8 rows its
+  // row-interleaved copy (Tensor::packed), owned by this file. Where the
+  // file is mapped, the pages of the originals that only the copy will be
+  // read from (not in `row_read`) go back to the system. Once, before the
+  // tensors are shared.
+  void pack_for_products(const std::vector<const Tensor*>& matmul, const std::vector<const Tensor*>& row_read);
   // The tensor, checked to have exactly these dimensions (ne[0] first).
   const Tensor& require(const std::string& name, std::vector<int64_t> shape) const;
 
@@ -44,6 +46,7 @@ class WeightFile {
   ModelConfig config_;
   std::optional<Vocab> vocab_;
   std::map<std::string, Tensor> tensors_;
+  bool mapped_ = false;  // tensor data lies in a read-only file mapping
   std::vector<std::unique_ptr<uint8_t[]>> packed_;  // the buffers behind Tensor::packed
 };
 

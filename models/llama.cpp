@@ -125,6 +125,14 @@ class Llama : public Architecture {
 
   void attention(LlamaState& s, int layer, int n, int pos, const ExecContext& ctx) const;
 
+  std::vector<const Tensor*> matmul_weights() const override {
+    std::vector<const Tensor*> w;
+    for (const LayerWeights& l : layers_) w.insert(w.end(), {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down});
+    w.push_back(output_);
+    return w;
+  }
+  std::vector<const Tensor*> row_read_weights() const override { return {tok_embd_}; }
+
   ModelConfig c_;
   const Tensor* tok_embd_ = nullptr;
   const Tensor* out_norm_ = nullptr;
