@@ -91,8 +91,20 @@ void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, 
   const auto xq = quantized_activations(q, M, n);
   std::vector<float> y(M * rows);
   const qkv::ops::QuantProducts& p = k->*q.products;
+  // Q8_0 / Q4_0 run from their row-interleaved copies in the engine (rows a multiple of 8 here).
+  std::vector<uint8_t> packed(q.kquant ? 0 : w.size());
+  std::vector<qkv::ops::Q8Sum> sums(q.kquant ? 0 : M * n / 32);
+  if (q.ggml_type == 8)
+    qkv::ops::repack_x8(reinterpret_cast<const qkv::ops::BlockQ8_0*>(w.data()),
+                        reinterpret_cast<qkv::ops::BlockQ8_0x8*>(packed.data()), rows, n);
+  if (q.ggml_type == 2)
+    qkv::ops::repack_x8(reinterpret_cast<const qkv::ops::BlockQ4_0*>(w.data()),
+                        reinterpret_cast<qkv::ops::BlockQ4_0x8*>(packed.data()), rows, n);
+  if (!q.kquant) qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
   for (auto _ : st) {
-    if (M == 1) p.matvec(w.data(), xq.data(), y.data(), n, 0, rows);
+    if (!q.kquant && M == 1) p.matvec_x8(packed.data(), xq.data(), sums.data(), y.data(), n, 0, rows / 8);
+    else if (!q.kquant) p.matmul_x8(packed.data(), xq.data(), sums.data(), y.data(), M, n, rows, 0, rows / 8);
+    else if (M == 1) p.matvec(w.data(), xq.data(), y.data(), n, 0, rows);
     else p.matmul(w.data(), xq.data(), y.data(), M, n, rows, 0, rows);
     benchmark::DoNotOptimize(y.data());
   }
@@ -102,12 +114,13 @@ void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, 
 }
 
 // Activations quantized before the integer products: one row of n.
-void quantize_act(benchmark::State& st, bool kquant, size_t n) {
+void quantize_act(benchmark::State& st, const Kernels* k, bool kquant, size_t n) {
   const auto x = randn(n);
   std::vector<uint8_t> out(n / 32 * sizeof(qkv::ops::BlockQ8_0) + n / 256 * sizeof(qkv::ops::BlockQ8_K));
+  std::vector<qkv::ops::Q8Sum> sums(n / 32);
   for (auto _ : st) {
-    if (kquant) qkv::ops::quantize_row_q8_K(x.data(), reinterpret_cast<qkv::ops::BlockQ8_K*>(out.data()), n);
-    else qkv::ops::quantize_row_q8_0_act(x.data(), reinterpret_cast<qkv::ops::BlockQ8_0*>(out.data()), n);
+    if (kquant) k->quantize_q8_K(x.data(), out.data(), n);
+    else k->quantize_q8_0(x.data(), out.data(), sums.data(), n);
     benchmark::DoNotOptimize(out.data());
   }
   set_rates(st, 0, 4.0 * double(n));
@@ -192,6 +205,10 @@ int register_all() {
     for (size_t n : {288, 768}) benchmark::RegisterBenchmark(("rmsnorm/" + isa + "/" + std::to_string(n)).c_str(), rmsnorm, k, n);
     for (size_t ctx : {16, 64, 256, 1024})
       benchmark::RegisterBenchmark(("attention/" + isa + "/ctx" + std::to_string(ctx)).c_str(), attention, k, ctx);
+    for (size_t n : {768, 2048}) {
+      benchmark::RegisterBenchmark(("quantize_act/q8_0/" + isa + "/" + std::to_string(n)).c_str(), quantize_act, k, false, n);
+      benchmark::RegisterBenchmark(("quantize_act/q8_K/" + isa + "/" + std::to_string(n)).c_str(), quantize_act, k, true, n);
+    }
     // Quantized products at stories110M's shapes (rows a multiple of 256 for the K-quants).
     for (const QuantBench& q : kQuantTypes) {
       for (const auto& [rows, cols] : {std::pair{size_t(768), size_t(768)}, std::pair{size_t(2048), size_t(768)},
@@ -203,10 +220,7 @@ int register_all() {
       }
     }
   }
-  for (size_t n : {768, 2048}) {
-    benchmark::RegisterBenchmark(("quantize_act/q8_0/" + std::to_string(n)).c_str(), quantize_act, false, n);
-    benchmark::RegisterBenchmark(("quantize_act/q8_K/" + std::to_string(n)).c_str(), quantize_act, true, n);
-  }
+
   const Kernels* best = qkv::available_kernels().back();
   benchmark::RegisterBenchmark("probe/read/1MiB", probe_read, best, size_t(1) << 20);
   benchmark::RegisterBenchmark("probe/read/64MiB", probe_read, best, size_t(64) << 20);

@@ -121,12 +121,12 @@ inline __m256i q4_K_chunk(__m256i sumi, const BlockQ4_K& w, __m256i sc16, const 
 inline void qacc_add(QAcc& a, const BlockQ4_K& w, const BlockQ8_K& x) {
   const __m128i sm = unpack_scales_k4(w.scales);
   const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-  __m256i sumi = _mm256_setzero_si256();
-  sumi = q4_K_chunk<0>(sumi, w, sc16, x.qs);
-  sumi = q4_K_chunk<1>(sumi, w, sc16, x.qs);
-  sumi = q4_K_chunk<2>(sumi, w, sc16, x.qs);
-  sumi = q4_K_chunk<3>(sumi, w, sc16, x.qs);
-  qacc_add_k(a, sumi, k4_min_terms(sm, x), x.d * half(w.d), x.d * half(w.dmin));
+  // Two chains of dependent multiply-adds, not one.
+  __m256i s0 = q4_K_chunk<0>(_mm256_setzero_si256(), w, sc16, x.qs);
+  __m256i s1 = q4_K_chunk<1>(_mm256_setzero_si256(), w, sc16, x.qs);
+  s0 = q4_K_chunk<2>(s0, w, sc16, x.qs);
+  s1 = q4_K_chunk<3>(s1, w, sc16, x.qs);
+  qacc_add_k(a, _mm256_add_epi32(s0, s1), k4_min_terms(sm, x), x.d * half(w.d), x.d * half(w.dmin));
 }
 
 // Q5_K: bit 2c (2c + 1) of qh[l] is the fifth bit of value l of sub-block 2c (2c + 1).
@@ -145,12 +145,11 @@ inline void qacc_add(QAcc& a, const BlockQ5_K& w, const BlockQ8_K& x) {
   const __m128i sm = unpack_scales_k4(w.scales);
   const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
   const __m256i qh = loadu(w.qh);
-  __m256i sumi = _mm256_setzero_si256();
-  sumi = q5_K_chunk<0>(sumi, w, qh, sc16, x.qs);
-  sumi = q5_K_chunk<1>(sumi, w, qh, sc16, x.qs);
-  sumi = q5_K_chunk<2>(sumi, w, qh, sc16, x.qs);
-  sumi = q5_K_chunk<3>(sumi, w, qh, sc16, x.qs);
-  qacc_add_k(a, sumi, k4_min_terms(sm, x), x.d * half(w.d), x.d * half(w.dmin));
+  __m256i s0 = q5_K_chunk<0>(_mm256_setzero_si256(), w, qh, sc16, x.qs);
+  __m256i s1 = q5_K_chunk<1>(_mm256_setzero_si256(), w, qh, sc16, x.qs);
+  s0 = q5_K_chunk<2>(s0, w, qh, sc16, x.qs);
+  s1 = q5_K_chunk<3>(s1, w, qh, sc16, x.qs);
+  qacc_add_k(a, _mm256_add_epi32(s0, s1), k4_min_terms(sm, x), x.d * half(w.d), x.d * half(w.dmin));
 }
 
 // Q6_K: sum_k sc_k sum (q - 32) x = sum_k sc_k (q . x)_k - 32 sum_k sc_k bsums_k.
@@ -174,9 +173,10 @@ inline __m256i q6_K_half(__m256i sumi, const uint8_t* ql, const uint8_t* qh, __m
 
 inline void qacc_add(QAcc& a, const BlockQ6_K& w, const BlockQ8_K& x) {
   const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales)));  // 16 scales
-  __m256i sumi = _mm256_setzero_si256();
-  sumi = q6_K_half(sumi, w.ql, w.qh, _mm256_permute4x64_epi64(sc, 0x44), x.qs);
-  sumi = q6_K_half(sumi, w.ql + 64, w.qh + 32, _mm256_permute4x64_epi64(sc, 0xee), x.qs + 128);
+  // The two halves in two chains of dependent multiply-adds.
+  const __m256i s0 = q6_K_half(_mm256_setzero_si256(), w.ql, w.qh, _mm256_permute4x64_epi64(sc, 0x44), x.qs);
+  const __m256i s1 = q6_K_half(_mm256_setzero_si256(), w.ql + 64, w.qh + 32, _mm256_permute4x64_epi64(sc, 0xee), x.qs + 128);
+  __m256i sumi = _mm256_add_epi32(s0, s1);
   const __m256i offs = _mm256_madd_epi16(loadu(x.bsums), sc);  // sum_k sc_k bsums_k, in 8 lanes
   sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(offs, 5));
   a.v = _mm256_fmadd_ps(_mm256_set1_ps(x.d * half(w.d)), _mm256_cvtepi32_ps(sumi), a.v);
