@@ -16,6 +16,13 @@
 
 namespace qkv::ops::QKV_ISA_NS {
 
+// a[t] += w . x[t] for four activation rows; an ISA overloads it for the
+// block types whose unpacking is worth sharing.
+template <class Block, class Act>
+inline void qacc_add4(QAcc (&a)[4], const Block& w, const Act* const (&x)[4]) {
+  for (int t = 0; t < 4; ++t) qacc_add(a[t], w, *x[t]);
+}
+
 // y[r] = W[r, :] . x for one quantized activation row.
 // w: (rows, n / Block::kValues) blocks, xq: (n / Block::kValues) activation blocks.
 template <class Block>
@@ -45,18 +52,13 @@ inline void qmatmul(const void* w, const void* xq, float* y, size_t M, size_t n,
     const Block* row = wb + r * nb;
     size_t m = 0;
     for (; m + 4 <= M; m += 4) {
-      QAcc a0 = qacc_zero(), a1 = qacc_zero(), a2 = qacc_zero(), a3 = qacc_zero();
+      QAcc a[4] = {qacc_zero(), qacc_zero(), qacc_zero(), qacc_zero()};
       const Act* x0 = xb + m * nb;
       for (size_t b = 0; b < nb; ++b) {
-        qacc_add(a0, row[b], x0[b]);
-        qacc_add(a1, row[b], x0[nb + b]);
-        qacc_add(a2, row[b], x0[2 * nb + b]);
-        qacc_add(a3, row[b], x0[3 * nb + b]);
+        const Act* const xs[4] = {x0 + b, x0 + nb + b, x0 + 2 * nb + b, x0 + 3 * nb + b};
+        qacc_add4(a, row[b], xs);
       }
-      y[m * ldy + r] = qacc_sum(a0);
-      y[(m + 1) * ldy + r] = qacc_sum(a1);
-      y[(m + 2) * ldy + r] = qacc_sum(a2);
-      y[(m + 3) * ldy + r] = qacc_sum(a3);
+      for (size_t t = 0; t < 4; ++t) y[(m + t) * ldy + r] = qacc_sum(a[t]);
     }
     for (; m < M; ++m) {
       QAcc a = qacc_zero();
