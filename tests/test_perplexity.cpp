@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "engine/gguf.h"
@@ -143,6 +144,35 @@ double worst_relative_rms(const std::vector<std::vector<float>>& a, const std::v
     worst = std::max(worst, std::sqrt(d / m));
   }
   return worst;
+}
+
+// Rows that do not fill 256-value super-blocks fall back to Q8_0 (32-value
+// blocks fit) or F16 (they do not), and the tool says which.
+TEST(Quantize, KQuantFallsBackWhereRowsDoNotFit) {
+  const std::string out = "/tmp/qkv-kq-fallback-" + std::to_string(::getpid()) + ".gguf", log = out + ".log";
+  const std::string cmd = std::string("'") + QKV_CLI_PATH + "' quantize -m '" + test::model_path("stories260K.bin") +
+                          "' -z '" + test::model_path("tok512.bin") + "' --type q6_k -o " + out + " 2>" + log;
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  {
+    const GgufFile g(out);
+    EXPECT_EQ(g.find_tensor("blk.0.attn_q.weight")->ggml_type, 8u);    // rows of 64: Q8_0
+    EXPECT_EQ(g.find_tensor("blk.0.ffn_gate.weight")->ggml_type, 8u);  // rows of 64
+    EXPECT_EQ(g.find_tensor("blk.0.ffn_down.weight")->ggml_type, 1u);  // rows of 172: F16
+    EXPECT_EQ(g.find_tensor("blk.0.ffn_norm.weight")->ggml_type, 0u);
+    EXPECT_EQ(*g.get_uint("general.file_type"), 18u);  // MOSTLY_Q6_K
+  }
+  std::ifstream f(log);
+  const std::string said((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(said.find("blk.0.attn_q.weight has rows of 64 values, not a multiple of 256: written as Q8_0"), std::string::npos) << said;
+  EXPECT_NE(said.find("blk.0.ffn_down.weight has rows of 172 values, not a multiple of 256: written as F16"), std::string::npos) << said;
+  // And it still tells the story.
+  const auto model = Model::load(out);
+  Session s(model, SessionOptions{});
+  Sampler greedy(model->info().vocab_size, test::greedy_params());
+  const GenerateResult r = generate(s, greedy, model->tokenize("Once upon a time", true), 8, nullptr);
+  EXPECT_EQ(model->detokenize(r.tokens).substr(0, 6), ", ther");
+  std::remove(out.c_str());
+  std::remove(log.c_str());
 }
 
 // A model whose every matrix is a K-quant (dims multiples of 256), run end to
