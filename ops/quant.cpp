@@ -80,14 +80,9 @@ void dequantize_row_q4_0(const BlockQ4_0* x, float* y, size_t n) {
 
 // ---------------------------------------------------------------- scalar dot products
 
-namespace qkv::ops::quant_ref {
+#include "ops/quant_ref.h"
 
-// One float accumulator; each block's integer dot product is exact.
-struct QAcc {
-  float s;
-};
-inline QAcc qacc_zero() { return QAcc{0.0f}; }
-inline float qacc_sum(const QAcc& a) { return a.s; }
+namespace qkv::ops::quant_ref {
 
 inline void qacc_add(QAcc& a, const BlockQ8_0& w, const BlockQ8_0& x) {
   int sumi = 0;

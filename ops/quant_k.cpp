@@ -217,28 +217,28 @@ float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L) {
 
 // ---------------------------------------------------------------- dequantize
 
-void dequantize_row_q4_K(const BlockQ4_K* x, float* y, size_t n) {
+namespace {
+// Q4_K and Q5_K: x = d * sc_j * q - dmin * m_j in sub-block j (32 values);
+// level(block, i) gives value i's q.
+template <class Block, class Level>
+void dequantize_k4(const Block* x, float* y, size_t n, Level level) {
   for (size_t b = 0; b < n / kQK_K; ++b, y += kQK_K) {
     const float d = f16_to_f32(x[b].d), dmin = f16_to_f32(x[b].dmin);
     for (int i = 0; i < kQK_K; ++i) {
       uint8_t sc, m;
       scale_min_k4(i / 32, x[b].scales, &sc, &m);
-      y[i] = d * sc * float(q4_K_value(x[b].qs, i)) - dmin * m;
+      y[i] = d * sc * float(level(x[b], i)) - dmin * m;
     }
   }
+}
+inline int q5_K_value(const BlockQ5_K& b, int i) { return q4_K_value(b.qs, i) | (((b.qh[i % 32] >> (i / 32)) & 1) << 4); }
+}  // namespace
+
+void dequantize_row_q4_K(const BlockQ4_K* x, float* y, size_t n) {
+  dequantize_k4(x, y, n, [](const BlockQ4_K& b, int i) { return q4_K_value(b.qs, i); });
 }
 
-void dequantize_row_q5_K(const BlockQ5_K* x, float* y, size_t n) {
-  for (size_t b = 0; b < n / kQK_K; ++b, y += kQK_K) {
-    const float d = f16_to_f32(x[b].d), dmin = f16_to_f32(x[b].dmin);
-    for (int i = 0; i < kQK_K; ++i) {
-      uint8_t sc, m;
-      scale_min_k4(i / 32, x[b].scales, &sc, &m);
-      const int q = q4_K_value(x[b].qs, i) | (((x[b].qh[i % 32] >> (i / 32)) & 1) << 4);
-      y[i] = d * sc * float(q) - dmin * m;
-    }
-  }
-}
+void dequantize_row_q5_K(const BlockQ5_K* x, float* y, size_t n) { dequantize_k4(x, y, n, q5_K_value); }
 
 void dequantize_row_q6_K(const BlockQ6_K* x, float* y, size_t n) {
   for (size_t b = 0; b < n / kQK_K; ++b, y += kQK_K) {
@@ -349,14 +349,9 @@ void quantize_row_q8_K(const float* x, BlockQ8_K* y, size_t n) {
 
 // ---------------------------------------------------------------- scalar products
 
-namespace qkv::ops::quant_k_ref {
+#include "ops/quant_ref.h"
 
-// One float accumulator; each super-block's integer sums are exact.
-struct QAcc {
-  float s;
-};
-inline QAcc qacc_zero() { return QAcc{0.0f}; }
-inline float qacc_sum(const QAcc& a) { return a.s; }
+namespace qkv::ops::quant_ref {
 
 // sum_i (d * sc * q_i - dmin * m) * x_i = d * sum_j sc_j (q . x)_j - dmin * sum_j m_j (sum x)_j
 template <class Block, class Value>
@@ -378,7 +373,7 @@ inline void qacc_add(QAcc& a, const BlockQ4_K& w, const BlockQ8_K& x) {
 }
 
 inline void qacc_add(QAcc& a, const BlockQ5_K& w, const BlockQ8_K& x) {
-  add_k4(a, w, x, [&](int i) { return q4_K_value(w.qs, i) | (((w.qh[i % 32] >> (i / 32)) & 1) << 4); });
+  add_k4(a, w, x, [&](int i) { return q5_K_value(w, i); });
 }
 
 inline void qacc_add(QAcc& a, const BlockQ6_K& w, const BlockQ8_K& x) {
@@ -391,15 +386,15 @@ inline void qacc_add(QAcc& a, const BlockQ6_K& w, const BlockQ8_K& x) {
   a.s += x.d * f16_to_f32(w.d) * float(sumi);
 }
 
-}  // namespace qkv::ops::quant_k_ref
+}  // namespace qkv::ops::quant_ref
 
-#define QKV_ISA_NS quant_k_ref
+#define QKV_ISA_NS quant_ref
 #include "ops/quant_dot.h"
 
 namespace qkv::ops {
 
-QuantProducts q4_K_products_ref() { return quant_k_ref::quant_products<BlockQ4_K>(); }
-QuantProducts q5_K_products_ref() { return quant_k_ref::quant_products<BlockQ5_K>(); }
-QuantProducts q6_K_products_ref() { return quant_k_ref::quant_products<BlockQ6_K>(); }
+QuantProducts q4_K_products_ref() { return quant_ref::quant_products<BlockQ4_K>(); }
+QuantProducts q5_K_products_ref() { return quant_ref::quant_products<BlockQ5_K>(); }
+QuantProducts q6_K_products_ref() { return quant_ref::quant_products<BlockQ6_K>(); }
 
 }  // namespace qkv::ops
