@@ -21,6 +21,7 @@ inline vf load_f16(const uint16_t* p) {
 #define QKV_DOT_ACC(acc, a, b) _mm256_add_epi32(acc, QKV_DOT_S8(a, b))
 #define QKV_MADD_ACC(acc, a, b) _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 // maddubs would saturate on w + 128: Q8_0 weights take the sign trick.
+#define QKV_X8_GROUPS 1  // row groups per pass of the batch product (registers: 16 or 32)
 #define QKV_Q8_BIAS 0
 #include "ops/quant_x86.h"
 

@@ -23,6 +23,7 @@ inline vf load_f16(const uint16_t* p) {
 // int16 pair products summed and accumulated into int32 lanes in one instruction.
 #define QKV_MADD_ACC(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)
 // vpdpbusd takes w + 128 (unsigned) exactly; 128 * sum(x) is taken off per block.
+#define QKV_X8_GROUPS 2  // row groups per pass of the batch product (registers: 16 or 32)
 #define QKV_Q8_BIAS 128
 #include "ops/quant_x86.h"
 

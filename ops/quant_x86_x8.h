@@ -6,7 +6,8 @@
 // (acc + 4-byte u8 x s8 dot products in int32 lanes) and QKV_Q8_BIAS: 128
 // where Q8_0 weights go through the dot product as w + 128 (unsigned; the
 // sums then carry 128 * sum(x), taken off per block), 0 where the sign trick
-// makes them unsigned instead.
+// makes them unsigned instead; and QKV_X8_GROUPS, the row groups the batch
+// product takes per pass.
 #pragma once
 
 #include <immintrin.h>
@@ -25,28 +26,42 @@ inline __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-// The 8 rows' pieces c of one Q8_0 block column, against T activation rows.
-template <int T>
-inline void x8_piece(__m256i (&s)[T], const BlockQ8_0x8& w, const BlockQ8_0* const (&x)[T], int c) {
-  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 32 * c));
+// Pieces c of one block column of G row groups, against T activation rows:
+// s[g][t] += group g's 8 rows' bytes . x[t]'s matching 4 bytes.
+template <int G, int T>
+inline void x8_piece(__m256i (&s)[G][T], const BlockQ8_0x8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
+  __m256i q[G];
+  for (int g = 0; g < G; ++g) q[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[g]->qs + 32 * c));
   if constexpr (QKV_Q8_BIAS != 0) {
-    const __m256i qu = _mm256_xor_si256(q, _mm256_set1_epi8(char(0x80)));  // w + 128
-    for (int t = 0; t < T; ++t) s[t] = QKV_DOT_ACC(s[t], qu, bcast4(x[t]->qs + 4 * c));
+    for (int g = 0; g < G; ++g) q[g] = _mm256_xor_si256(q[g], _mm256_set1_epi8(char(0x80)));  // w + 128
+    for (int t = 0; t < T; ++t) {
+      const __m256i xb = bcast4(x[t]->qs + 4 * c);
+      for (int g = 0; g < G; ++g) s[g][t] = QKV_DOT_ACC(s[g][t], q[g], xb);
+    }
   } else {
-    const __m256i aq = _mm256_sign_epi8(q, q);
-    for (int t = 0; t < T; ++t) s[t] = QKV_DOT_ACC(s[t], aq, _mm256_sign_epi8(bcast4(x[t]->qs + 4 * c), q));
+    for (int t = 0; t < T; ++t) {
+      const __m256i xb = bcast4(x[t]->qs + 4 * c);
+      for (int g = 0; g < G; ++g) s[g][t] = QKV_DOT_ACC(s[g][t], _mm256_sign_epi8(q[g], q[g]), _mm256_sign_epi8(xb, q[g]));
+    }
   }
 }
 
 // Q4_0: the low nibbles of piece c are values 4c..4c+3, the high ones 16+4c..16+4c+3.
-template <int T>
-inline void x8_piece(__m256i (&s)[T], const BlockQ4_0x8& w, const BlockQ8_0* const (&x)[T], int c) {
+template <int G, int T>
+inline void x8_piece(__m256i (&s)[G][T], const BlockQ4_0x8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
   const __m256i m4 = _mm256_set1_epi8(0x0f);
-  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 32 * c));
-  const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+  __m256i lo[G], hi[G];
+  for (int g = 0; g < G; ++g) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[g]->qs + 32 * c));
+    lo[g] = _mm256_and_si256(q, m4);
+    hi[g] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+  }
   for (int t = 0; t < T; ++t) {
-    s[t] = QKV_DOT_ACC(s[t], lo, bcast4(x[t]->qs + 4 * c));
-    s[t] = QKV_DOT_ACC(s[t], hi, bcast4(x[t]->qs + 16 + 4 * c));
+    const __m256i xlo = bcast4(x[t]->qs + 4 * c), xhi = bcast4(x[t]->qs + 16 + 4 * c);
+    for (int g = 0; g < G; ++g) {
+      s[g][t] = QKV_DOT_ACC(s[g][t], lo[g], xlo);
+      s[g][t] = QKV_DOT_ACC(s[g][t], hi[g], xhi);
+    }
   }
 }
 
@@ -59,62 +74,74 @@ template <class Packed> constexpr int x8_offset = 0;
 template <> constexpr int x8_offset<BlockQ8_0x8> = QKV_Q8_BIAS;
 template <> constexpr int x8_offset<BlockQ4_0x8> = 8;
 
-// acc[t] (8 rows' sums for activation row t) += group w . x[t] over nb blocks.
-template <class Packed, int T>
-inline void x8_tile(const Packed* w, const BlockQ8_0* x0, const Q8Sum* xs0, size_t nb, size_t stride, __m256 (&acc)[T]) {
+// acc[g][t] (group g's 8 rows' sums for activation row t) += w . x[t] over
+// nb blocks; w: G consecutive groups of nb blocks each.
+template <class Packed, int G, int T>
+inline void x8_tile(const Packed* w, const BlockQ8_0* x0, const Q8Sum* xs0, size_t nb, __m256 (&acc)[G][T]) {
   for (size_t b = 0; b < nb; ++b) {
+    const Packed* wb[G];
+    for (int g = 0; g < G; ++g) wb[g] = w + g * nb + b;
     const BlockQ8_0* x[T];
-    for (int t = 0; t < T; ++t) x[t] = x0 + t * stride + b;
-    __m256i s[T];
-    for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_si256();
-    for (int c = 0; c < x8_pieces<Packed>; ++c) x8_piece<T>(s, w[b], x, c);
-    const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].d)));
-    for (int t = 0; t < T; ++t) {
-      const Q8Sum& xs = xs0[t * stride + b];
-      if constexpr (x8_offset<Packed> != 0) s[t] = _mm256_sub_epi32(s[t], _mm256_set1_epi32(x8_offset<Packed> * xs.s));
-      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(xs.d)), _mm256_cvtepi32_ps(s[t]), acc[t]);
+    for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
+    __m256i s[G][T];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) s[g][t] = _mm256_setzero_si256();
+    for (int c = 0; c < x8_pieces<Packed>; ++c) x8_piece<G, T>(s, wb, x, c);
+    for (int g = 0; g < G; ++g) {
+      const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[g]->d)));
+      for (int t = 0; t < T; ++t) {
+        const Q8Sum& xs = xs0[t * nb + b];
+        __m256i si = s[g][t];
+        if constexpr (x8_offset<Packed> != 0) si = _mm256_sub_epi32(si, _mm256_set1_epi32(x8_offset<Packed> * xs.s));
+        acc[g][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(xs.d)), _mm256_cvtepi32_ps(si), acc[g][t]);
+      }
     }
   }
 }
 
+// Y[m + t, 8 (g0 + g) .. 8 (g0 + g) + 7] for T activation rows from m and G groups from g0.
+template <class Packed, int G, int T>
+inline void x8_rows(const Packed* w, const BlockQ8_0* xb, const Q8Sum* xs, float* y, size_t nb, size_t ldy, size_t m,
+                    size_t g0) {
+  __m256 acc[G][T];
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
+  x8_tile<Packed, G, T>(w + g0 * nb, xb + m * nb, xs + m * nb, nb, acc);
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (m + t) * ldy + 8 * (g0 + g), acc[g][t]);
+}
+
 template <class Packed>
 inline void x8_matvec(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
-  const size_t nb = n / kQK8_0;
   const Packed* w = static_cast<const Packed*>(packed);
-  for (size_t g = g0; g < g1; ++g) {
-    __m256 acc[1] = {_mm256_setzero_ps()};
-    x8_tile<Packed, 1>(w + g * nb, static_cast<const BlockQ8_0*>(xq), xs, nb, nb, acc);
-    _mm256_storeu_ps(y + 8 * g, acc[0]);
+  for (size_t g = g0; g < g1; ++g) x8_rows<Packed, 1, 1>(w, static_cast<const BlockQ8_0*>(xq), xs, y, n / kQK8_0, 0, 0, g);
+}
+
+// G groups (their blocks stay in L1) against every 4 activation rows in turn.
+template <class Packed, int G>
+inline void x8_groups(const Packed* w, const BlockQ8_0* xb, const Q8Sum* xs, float* y, size_t M, size_t nb, size_t ldy,
+                      size_t g) {
+  size_t m = 0;
+  for (; m + 4 <= M; m += 4) x8_rows<Packed, G, 4>(w, xb, xs, y, nb, ldy, m, g);
+  switch (M - m) {
+    case 3: x8_rows<Packed, G, 3>(w, xb, xs, y, nb, ldy, m, g); break;
+    case 2: x8_rows<Packed, G, 2>(w, xb, xs, y, nb, ldy, m, g); break;
+    case 1: x8_rows<Packed, G, 1>(w, xb, xs, y, nb, ldy, m, g); break;
+    default: break;
   }
 }
 
-// T activation rows from row m: Y[m + t, 8g .. 8g + 7].
-template <class Packed, int T>
-inline void x8_rows(const Packed* wg, const BlockQ8_0* xb, const Q8Sum* xs, float* y, size_t nb, size_t ldy, size_t m,
-                    size_t g) {
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  x8_tile<Packed, T>(wg, xb + m * nb, xs + m * nb, nb, nb, acc);
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (m + t) * ldy + 8 * g, acc[t]);
-}
-
-// Each group of 8 rows (its blocks stay in L1) against 4 activation rows at a time.
+// QKV_X8_GROUPS row groups at a time (2 where registers allow: the
+// activations' bytes, broadcast once, then feed twice the rows).
 template <class Packed>
 inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
                       size_t g0, size_t g1) {
   const size_t nb = n / kQK8_0;
   const Packed* w = static_cast<const Packed*>(packed);
   const BlockQ8_0* xb = static_cast<const BlockQ8_0*>(xq);
-  for (size_t g = g0; g < g1; ++g) {
-    size_t m = 0;
-    for (; m + 4 <= M; m += 4) x8_rows<Packed, 4>(w + g * nb, xb, xs, y, nb, ldy, m, g);
-    switch (M - m) {
-      case 3: x8_rows<Packed, 3>(w + g * nb, xb, xs, y, nb, ldy, m, g); break;
-      case 2: x8_rows<Packed, 2>(w + g * nb, xb, xs, y, nb, ldy, m, g); break;
-      case 1: x8_rows<Packed, 1>(w + g * nb, xb, xs, y, nb, ldy, m, g); break;
-      default: break;
-    }
-  }
+  size_t g = g0;
+  for (; g + QKV_X8_GROUPS <= g1; g += QKV_X8_GROUPS) x8_groups<Packed, QKV_X8_GROUPS>(w, xb, xs, y, M, nb, ldy, g);
+  for (; g < g1; ++g) x8_groups<Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
 }
 
 }  // namespace qkv::ops::QKV_ISA_NS
