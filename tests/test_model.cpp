@@ -133,7 +133,8 @@ ThreadRun run_with_threads(const std::shared_ptr<const Model>& model, int thread
 }
 
 TEST(Threads, OneTwoThreeThreadsAgreeBitForBit) {
-  for (const auto& model : {stories_bin(), tinyllama_gguf()}) {
+  for (const auto& model : {stories_bin(), tinyllama_gguf(), Model::load(test::model_path("tinyllama-v0-q8_0.gguf")),
+                            Model::load(test::model_path("tinyllama-v0-q4_0.gguf"))}) {
     const ThreadRun one = run_with_threads(model, 1);
     for (int t : {2, 3}) {
       const ThreadRun other = run_with_threads(model, t);

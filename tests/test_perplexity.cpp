@@ -117,9 +117,11 @@ void run_cli(const std::string& args) {
 
 // Logits of a 6-token prompt (one batch: the GEMM path) and of 3 tokens
 // decoded one at a time (the GEMV path), one row each.
-std::vector<std::vector<float>> logit_rows(const std::string& path) {
+std::vector<std::vector<float>> logit_rows(const std::string& path, int threads = 0) {
   const auto model = Model::load(path);
-  Session s(model, SessionOptions{});
+  SessionOptions so;
+  so.n_threads = threads;
+  Session s(model, so);
   const int V = model->info().vocab_size;
   const std::vector<int> prompt = {1, 7, 300, 42, 99, 511};
   std::vector<std::vector<float>> rows;
@@ -198,7 +200,8 @@ TEST(Quantize, KQuantModelsRunEndToEnd) {
       const GgufFile g(q);
       for (const GgufTensorInfo& t : g.tensors()) EXPECT_EQ(t.ggml_type, t.n_dims >= 2 ? w.ggml_type : 0u) << t.name;
     }
-    const auto ours = logit_rows(q);
+    const auto ours = logit_rows(q, 1);
+    EXPECT_EQ(logit_rows(q, 3), ours) << w.type << ": 3 threads give other logits than 1";
     const double vs_dq = worst_relative_rms(ours, logit_rows(dq)), vs_f32 = worst_relative_rms(ours, f32);
     std::printf("%s: logits' relative RMS difference %.4f from the dequantized file, %.4f from the F32 original\n",
                 w.type, vs_dq, vs_f32);
