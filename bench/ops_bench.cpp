@@ -91,8 +91,7 @@ void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, 
   const auto xq = quantized_activations(q, M, n);
   std::vector<float> y(M * rows);
   const qkv::ops::QuantProducts& p = k->*q.products;
-  // Q8_0 / Q4_0 run from their row-interleaved copies in the engine (rows a multiple of 8 here).
-  std::vector<uint8_t> packed(q.kquant ? 0 : w.size());
+  std::vector<uint8_t> packed(w.size() + rows / 8 * (n / 256) * sizeof(qkv::ops::BlockQ4_Kx8));
   std::vector<qkv::ops::Q8Sum> sums(q.kquant ? 0 : M * n / 32);
   if (q.ggml_type == 8)
     qkv::ops::repack_x8(reinterpret_cast<const qkv::ops::BlockQ8_0*>(w.data()),
@@ -100,10 +99,14 @@ void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, 
   if (q.ggml_type == 2)
     qkv::ops::repack_x8(reinterpret_cast<const qkv::ops::BlockQ4_0*>(w.data()),
                         reinterpret_cast<qkv::ops::BlockQ4_0x8*>(packed.data()), rows, n);
+  if (q.ggml_type == 12)
+    qkv::ops::repack_x8(reinterpret_cast<const qkv::ops::BlockQ4_K*>(w.data()),
+                        reinterpret_cast<qkv::ops::BlockQ4_Kx8*>(packed.data()), rows, n);
+  const bool x8 = p.matvec_x8 != nullptr;  // the engine runs these from row-interleaved copies
   if (!q.kquant) qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
   for (auto _ : st) {
-    if (!q.kquant && M == 1) p.matvec_x8(packed.data(), xq.data(), sums.data(), y.data(), n, 0, rows / 8);
-    else if (!q.kquant) p.matmul_x8(packed.data(), xq.data(), sums.data(), y.data(), M, n, rows, 0, rows / 8);
+    if (x8 && M == 1) p.matvec_x8(packed.data(), xq.data(), sums.data(), y.data(), n, 0, rows / 8);
+    else if (x8) p.matmul_x8(packed.data(), xq.data(), sums.data(), y.data(), M, n, rows, 0, rows / 8);
     else if (M == 1) p.matvec(w.data(), xq.data(), y.data(), n, 0, rows);
     else p.matmul(w.data(), xq.data(), y.data(), M, n, rows, 0, rows);
     benchmark::DoNotOptimize(y.data());

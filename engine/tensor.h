@@ -24,7 +24,7 @@ struct Tensor {
   int n_dims = 0;
   int64_t ne[4] = {1, 1, 1, 1};
   const void* data = nullptr;
-  // Q8_0 / Q4_0 matrices: the first packed_rows rows (a multiple of 8) again,
+  // Q8_0 / Q4_0 / Q4_K matrices: the first packed_rows rows (a multiple of 8) again,
   // interleaved by groups of 8 rows for the products (ops/quant.h,
   // repack_x8); null when there is no such copy.
   const void* packed = nullptr;

@@ -31,16 +31,20 @@ void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, con
     auto it = tensors_.find(m->name);
     if (it == tensors_.end() || &it->second != m) continue;  // not one of this file's
     Tensor& t = it->second;
-    if ((t.type != DType::Q8_0 && t.type != DType::Q4_0) || t.n_dims < 2 || t.packed) continue;
+    if ((t.type != DType::Q8_0 && t.type != DType::Q4_0 && t.type != DType::Q4_K) || t.n_dims < 2 || t.packed) continue;
     const size_t rows = size_t(t.n_rows()) / 8 * 8, n = size_t(t.row_len());
     if (rows == 0) continue;
     const size_t bytes = rows * dtype_row_bytes(t.type, int64_t(n));
-    packed_.push_back(std::make_unique<uint8_t[]>(bytes));
+    // Q4_K groups also hold their scales unpacked: 1184 bytes per 8 super-blocks, not 1152.
+    const size_t packed_bytes = t.type == DType::Q4_K ? rows / 8 * (n / ops::kQK_K) * sizeof(ops::BlockQ4_Kx8) : bytes;
+    packed_.push_back(std::make_unique<uint8_t[]>(packed_bytes));
     uint8_t* out = packed_.back().get();
     if (t.type == DType::Q8_0)
       ops::repack_x8(static_cast<const ops::BlockQ8_0*>(t.data), reinterpret_cast<ops::BlockQ8_0x8*>(out), rows, n);
-    else
+    else if (t.type == DType::Q4_0)
       ops::repack_x8(static_cast<const ops::BlockQ4_0*>(t.data), reinterpret_cast<ops::BlockQ4_0x8*>(out), rows, n);
+    else
+      ops::repack_x8(static_cast<const ops::BlockQ4_K*>(t.data), reinterpret_cast<ops::BlockQ4_Kx8*>(out), rows, n);
     t.packed = out;
     t.packed_rows = int64_t(rows);
     if (mapped_ && std::find(row_read.begin(), row_read.end(), m) == row_read.end())

@@ -29,7 +29,7 @@ class WeightFile {
 
   const Tensor* find(const std::string& name) const;
 
-  // Gives each Q8_0 / Q4_0 matrix of `matmul` with at least 8 rows its
+  // Gives each Q8_0 / Q4_0 / Q4_K matrix of `matmul` with at least 8 rows its
   // row-interleaved copy (Tensor::packed), owned by this file. Where the
   // file is mapped, the pages of the originals that only the copy will be
   // read from (not in `row_read`) go back to the system. Once, before the

@@ -106,10 +106,22 @@ struct BlockQ4_0x8 {
 };
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0), "x8 groups hold the same bytes");
 static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0), "x8 groups hold the same bytes");
+// Q4_K likewise, with the 6-bit scales and mins unpacked: sc[j][r] is
+// sub-block j's scale in row r; m2[k][r] holds row r's mins of sub-blocks
+// 2k and 2k + 1 (a pair, for 16-bit multiply-adds); qs as above, 32
+// pieces per row.
+struct BlockQ4_Kx8 {
+  uint16_t d[8], dmin[8];
+  uint8_t sc[8][8];
+  uint8_t m2[4][8][2];
+  uint8_t qs[8 * kQK_K / 2];
+};
+static_assert(sizeof(BlockQ4_Kx8) == 1184, "Q4_K x8 group: 8 super-blocks and their unpacked scales");
 // The first rows / 8 * 8 rows of w (rows, n) into out (rows / 8 groups of
-// n / 32 blocks).
+// n / block values blocks).
 void repack_x8(const BlockQ8_0* w, BlockQ8_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_0* w, BlockQ4_0x8* out, size_t rows, size_t n);
+void repack_x8(const BlockQ4_K* w, BlockQ4_Kx8* out, size_t rows, size_t n);
 // The scales and sums of nb activation blocks.
 void q8_0_sums(const BlockQ8_0* x, Q8Sum* out, size_t nb);
 // Both: Kernels::quantize_q8_0 of the scalar reference.

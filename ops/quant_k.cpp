@@ -393,7 +393,62 @@ inline void qacc_add(QAcc& a, const BlockQ6_K& w, const BlockQ8_K& x) {
 
 namespace qkv::ops {
 
-QuantProducts q4_K_products_ref() { return quant_ref::quant_products<BlockQ4_K>(); }
+void repack_x8(const BlockQ4_K* w, BlockQ4_Kx8* out, size_t rows, size_t n) {
+  const size_t nb = n / kQK_K;
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      BlockQ4_Kx8& p = out[g * nb + b];
+      for (size_t r = 0; r < 8; ++r) {
+        const BlockQ4_K& src = w[(8 * g + r) * nb + b];
+        p.d[r] = src.d;
+        p.dmin[r] = src.dmin;
+        for (int j = 0; j < 8; ++j) scale_min_k4(j, src.scales, &p.sc[j][r], &p.m2[j / 2][r][j % 2]);
+        for (size_t c = 0; c < kQK_K / 8; ++c) std::memcpy(&p.qs[4 * (8 * c + r)], &src.qs[4 * c], 4);
+      }
+    }
+}
+
+namespace {
+// Row r's level of value i (0..255) in a Q4_Kx8 group: byte 32 (i / 64) +
+// i % 32 of the row's block, low nibble for the first 32 of each 64.
+int x8_q4_K_level(const BlockQ4_Kx8& p, int r, int i) {
+  const int byte = 32 * (i / 64) + i % 32;
+  return (p.qs[4 * (8 * (byte / 4) + r) + byte % 4] >> (4 * ((i / 32) % 2))) & 0x0f;
+}
+
+void x8_q4_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
+                        size_t g0, size_t g1) {
+  const size_t nb = n / kQK_K;
+  const BlockQ4_Kx8* w = static_cast<const BlockQ4_Kx8*>(packed);
+  const BlockQ8_K* x = static_cast<const BlockQ8_K*>(xq);
+  for (size_t g = g0; g < g1; ++g)
+    for (size_t m = 0; m < M; ++m)
+      for (int r = 0; r < 8; ++r) {
+        float acc = 0.0f;
+        for (size_t b = 0; b < nb; ++b) {
+          const BlockQ4_Kx8& p = w[g * nb + b];
+          const BlockQ8_K& xb = x[m * nb + b];
+          int sumi = 0, summ = 0;
+          for (int j = 0; j < 8; ++j) {
+            int s = 0;
+            for (int l = 0; l < 32; ++l) s += x8_q4_K_level(p, r, 32 * j + l) * int(xb.qs[32 * j + l]);
+            sumi += p.sc[j][r] * s;
+            summ += p.m2[j / 2][r][j % 2] * (xb.bsums[2 * j] + xb.bsums[2 * j + 1]);
+          }
+          acc += xb.d * (f16_to_f32(p.d[r]) * float(sumi) - f16_to_f32(p.dmin[r]) * float(summ));
+        }
+        y[m * ldy + 8 * g + size_t(r)] = acc;
+      }
+}
+
+void x8_q4_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
+  x8_q4_K_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
+}
+}  // namespace
+
+QuantProducts q4_K_products_ref() {
+  return {quant_ref::qmatvec<BlockQ4_K>, quant_ref::qmatmul<BlockQ4_K>, x8_q4_K_matvec_ref, x8_q4_K_matmul_ref};
+}
 QuantProducts q5_K_products_ref() { return quant_ref::quant_products<BlockQ5_K>(); }
 QuantProducts q6_K_products_ref() { return quant_ref::quant_products<BlockQ6_K>(); }
 

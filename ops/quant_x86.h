@@ -151,7 +151,7 @@ QuantProducts q8_0_products() {
 QuantProducts q4_0_products() {
   return {qmatvec<BlockQ4_0>, qmatmul<BlockQ4_0>, x8_matvec<BlockQ4_0x8>, x8_matmul<BlockQ4_0x8>};
 }
-QuantProducts q4_K_products() { return quant_products<BlockQ4_K>(); }
+QuantProducts q4_K_products() { return {qmatvec<BlockQ4_K>, qmatmul<BlockQ4_K>, x8_q4_K_matvec, x8_q4_K_matmul}; }
 QuantProducts q5_K_products() { return quant_products<BlockQ5_K>(); }
 QuantProducts q6_K_products() { return quant_products<BlockQ6_K>(); }
 

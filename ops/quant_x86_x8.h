@@ -144,4 +144,82 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
   for (; g < g1; ++g) x8_groups<Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
 }
 
+// ---------------------------------------------------------------- Q4_K
+
+// Q4_K groups against T Q8_K activation rows. Per super-block and 64-value
+// chunk c: each 32-byte piece load gives 8 rows' 4 bytes, whose low nibbles
+// belong to sub-block 2c and high ones to 2c + 1; their sums (8 rows in the
+// 8 lanes) take the rows' scales by a 32-bit multiply. The mins go against
+// the activations' sums of 32 by 16-bit multiply-adds, two sub-blocks at a time.
+template <int T>
+inline void x8k_tile(const BlockQ4_Kx8* w, const BlockQ8_K* x0, size_t nb, __m256 (&acc)[T]) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  for (size_t b = 0; b < nb; ++b) {
+    const BlockQ4_Kx8& W = w[b];
+    const BlockQ8_K* x[T];
+    for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
+    __m256i isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      __m256i slo[T], shi[T];
+      for (int t = 0; t < T; ++t) slo[t] = shi[t] = _mm256_setzero_si256();
+      for (int p = 0; p < 8; ++p) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(W.qs + 32 * (8 * c + p)));
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        for (int t = 0; t < T; ++t) {
+          slo[t] = QKV_DOT_ACC(slo[t], lo, bcast4(x[t]->qs + 64 * c + 4 * p));
+          shi[t] = QKV_DOT_ACC(shi[t], hi, bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
+        }
+      }
+      const __m256i sc_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(W.sc[2 * c])));
+      const __m256i sc_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(W.sc[2 * c + 1])));
+      for (int t = 0; t < T; ++t)
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_mullo_epi32(slo[t], sc_lo), _mm256_mullo_epi32(shi[t], sc_hi)));
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W.d)));
+    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W.dmin)));
+    for (int t = 0; t < T; ++t) {
+      // bp[k] (int32 lane k, k < 4): the pair (sum of x over sub-block 2k, over 2k + 1) as two int16.
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
+      const __m256i bp = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
+      __m256i msum = _mm256_setzero_si256();
+      for (int k = 0; k < 4; ++k) {
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W.m2[k])));
+        msum = QKV_MADD_ACC(msum, mins, _mm256_permutevar8x32_epi32(bp, _mm256_set1_epi32(k)));
+      }
+      const __m256 xd = _mm256_set1_ps(x[t]->d);
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+      acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum), acc[t]);
+    }
+  }
+}
+
+template <int T>
+inline void x8k_rows(const BlockQ4_Kx8* w, const BlockQ8_K* xb, float* y, size_t nb, size_t ldy, size_t m, size_t g) {
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  x8k_tile<T>(w + g * nb, xb + m * nb, nb, acc);
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (m + t) * ldy + 8 * g, acc[t]);
+}
+
+inline void x8_q4_K_matvec(const void* packed, const void* xq, const Q8Sum*, float* y, size_t n, size_t g0, size_t g1) {
+  for (size_t g = g0; g < g1; ++g)
+    x8k_rows<1>(static_cast<const BlockQ4_Kx8*>(packed), static_cast<const BlockQ8_K*>(xq), y, n / kQK_K, 0, 0, g);
+}
+
+// 4 activation rows per pass with 32 registers, 2 with 16.
+inline void x8_q4_K_matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
+                           size_t g0, size_t g1) {
+  constexpr int kT = QKV_X8_GROUPS == 2 ? 4 : 2;
+  const size_t nb = n / kQK_K;
+  const BlockQ4_Kx8* w = static_cast<const BlockQ4_Kx8*>(packed);
+  const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);
+  for (size_t g = g0; g < g1; ++g) {
+    size_t m = 0;
+    for (; m + kT <= M; m += kT) x8k_rows<kT>(w, xb, y, nb, ldy, m, g);
+    for (; m + 2 <= M; m += 2) x8k_rows<2>(w, xb, y, nb, ldy, m, g);
+    for (; m < M; ++m) x8k_rows<1>(w, xb, y, nb, ldy, m, g);
+  }
+}
+
 }  // namespace qkv::ops::QKV_ISA_NS

@@ -221,85 +221,43 @@ TEST_P(QuantKernels, Q4_0ProductsEqualTheDequantizedF32Product) { check_products
 // The row-interleaved products equal the plain ones up to f32 rounding, for
 // every M and row groups taken from the middle of the matrix.
 template <class Block, class Packed>
-void check_x8_products(const ops::Kernels& k) {
+void check_x8_products(const ops::Kernels& k, std::initializer_list<size_t> widths) {
+  using Act = typename Block::Act;
   const ops::QuantProducts p = QType<Block>::products(k), ref = QType<Block>::products(ops::reference_kernels());
   ASSERT_NE(p.matvec_x8, nullptr);
   for (bool raw : {false, true}) {
-    for (size_t n : {size_t(32), size_t(96), size_t(768)}) {
+    for (size_t n : widths) {
       const size_t rows = 40;
       const auto w = make_weights<Block>(rows, n, raw, uint32_t(3 + n));
-      std::vector<Packed> packed(w.size() / 8);
+      std::vector<Packed> packed(rows / 8 * (n / Block::kValues));
       ops::repack_x8(w.data(), packed.data(), rows, n);
-      const auto xq = quantize_activations<ops::BlockQ8_0>(randn(9 * n, 4), n);
-      std::vector<ops::Q8Sum> xs(xq.size());
-      ops::q8_0_sums(xq.data(), xs.data(), xq.size());
+      const auto xq = quantize_activations<Act>(randn(9 * n, 4), n);
+      std::vector<ops::Q8Sum> xs(9 * n / 32);
+      if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
       for (size_t M : {size_t(1), size_t(2), size_t(3), size_t(4), size_t(5), size_t(9)}) {
         std::vector<float> want(M * rows, 0.0f), got(M * rows, 0.0f);
         ref.matmul(w.data(), xq.data(), want.data(), M, n, rows, 8, 32);  // groups 1 and 2, and 3
         if (M == 1) p.matvec_x8(packed.data(), xq.data(), xs.data(), got.data(), n, 1, 4);
         else p.matmul_x8(packed.data(), xq.data(), xs.data(), got.data(), M, n, rows, 1, 4);
-        for (size_t i = 0; i < M * rows; ++i) {
-          double mag = 0;  // a bound on the sum of |terms|: the largest product times n
-          for (size_t j = 0; j < M * rows; ++j) mag = std::max(mag, std::fabs(double(want[j])));
+        double mag = 0;  // a bound on the sum of |terms|: the largest product
+        for (size_t j = 0; j < M * rows; ++j) mag = std::max(mag, std::fabs(double(want[j])));
+        for (size_t i = 0; i < M * rows; ++i)
           ASSERT_NEAR(got[i], want[i], 1e-5 * mag + 1e-5)
               << k.isa << " " << QType<Block>::name << (raw ? " raw" : "") << " n=" << n << " M=" << M << " i=" << i;
-        }
       }
     }
   }
 }
 
-// Every ISA quantizes activations to the same bytes as the scalar
-// reference (ties to even included), with the same sums.
-TEST_P(QuantKernels, ActivationQuantizationEqualsTheReference) {
-  const ops::Kernels& k = *GetParam();
-  for (size_t n : {size_t(32), size_t(288), size_t(768)}) {
-    auto x = randn(n, uint32_t(n), 3.0f);
-    // A block of exact ties: max 127 makes the scale 1, so 2.5 -> 2, 3.5 -> 4, -2.5 -> -2.
-    for (size_t j = 0; j < 32; ++j) x[j] = (j % 2 ? -1.0f : 1.0f) * (float(j) + 0.5f);
-    x[31] = 127.0f;
-    if (n > 64) std::fill(x.begin() + 32, x.begin() + 64, 0.0f);  // an all-zero block
-    std::vector<ops::BlockQ8_0> want(n / 32), got(n / 32);
-    std::vector<ops::Q8Sum> want_s(n / 32), got_s(n / 32);
-    ops::quantize_q8_0_ref(x.data(), want.data(), want_s.data(), n);
-    k.quantize_q8_0(x.data(), got.data(), got_s.data(), n);
-    EXPECT_EQ(want[0].qs[2], 2);
-    EXPECT_EQ(want[0].qs[3], -4);
-    ASSERT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(ops::BlockQ8_0)), 0) << k.isa << " n=" << n;
-    for (size_t b = 0; b < n / 32; ++b) {
-      EXPECT_EQ(got_s[b].d, want_s[b].d) << k.isa << " b=" << b;
-      EXPECT_EQ(got_s[b].s, want_s[b].s) << k.isa << " b=" << b;
-    }
-  }
-  // Q8_K: super-block 0 has exact ties (largest value -127: the scale is 1),
-  // super-block 1 the largest magnitude twice with opposite signs (the first
-  // one sets the sign), super-block 2 is all zeros.
-  for (size_t n : {size_t(256), size_t(768), size_t(2048)}) {
-    auto x = randn(n, uint32_t(n + 1), 3.0f);
-    for (size_t j = 0; j < 256; ++j) x[j] = float(int(j % 200) - 100) + 0.5f;
-    x[7] = -127.0f;
-    if (n > 256) {
-      x[256 + 9] = 50.0f;
-      x[256 + 200] = -50.0f;
-      std::fill(x.begin() + 512, x.begin() + 768, 0.0f);
-    }
-    std::vector<ops::BlockQ8_K> want(n / 256), got(n / 256);
-    ops::quantize_q8_K_ref(x.data(), want.data(), n);
-    k.quantize_q8_K(x.data(), got.data(), n);
-    EXPECT_EQ(want[0].qs[0], -100);  // -99.5 with a scale of 1: ties to even
-    if (n > 256) {
-      EXPECT_LT(want[1].d, 0.0f);  // 50 came first: d = 50 / -127
-    }
-    for (size_t b = 0; b < n / 256; ++b) {
-      EXPECT_EQ(got[b].d, want[b].d) << k.isa << " n=" << n << " b=" << b;
-      EXPECT_EQ(std::memcmp(got[b].qs, want[b].qs, 256), 0) << k.isa << " n=" << n << " b=" << b;
-      EXPECT_EQ(std::memcmp(got[b].bsums, want[b].bsums, 32), 0) << k.isa << " n=" << n << " b=" << b;
-    }
-  }
+TEST_P(QuantKernels, Q8_0RowInterleavedProductsEqualThePlainOnes) {
+  check_x8_products<ops::BlockQ8_0, ops::BlockQ8_0x8>(*GetParam(), {32, 96, 768});
 }
-
-TEST_P(QuantKernels, Q8_0RowInterleavedProductsEqualThePlainOnes) { check_x8_products<ops::BlockQ8_0, ops::BlockQ8_0x8>(*GetParam()); }
-TEST_P(QuantKernels, Q4_0RowInterleavedProductsEqualThePlainOnes) { check_x8_products<ops::BlockQ4_0, ops::BlockQ4_0x8>(*GetParam()); }
+TEST_P(QuantKernels, Q4_0RowInterleavedProductsEqualThePlainOnes) {
+  check_x8_products<ops::BlockQ4_0, ops::BlockQ4_0x8>(*GetParam(), {32, 96, 768});
+}
+TEST_P(QuantKernels, Q4_KRowInterleavedProductsEqualThePlainOnes) {
+  check_x8_products<ops::BlockQ4_K, ops::BlockQ4_Kx8>(*GetParam(), {256, 768});
+}
 TEST_P(QuantKernels, Q4_KProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ4_K>(*GetParam(), {256, 768}); }
 TEST_P(QuantKernels, Q5_KProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ5_K>(*GetParam(), {256, 768}); }
 TEST_P(QuantKernels, Q6_KProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ6_K>(*GetParam(), {256, 768}); }
@@ -535,16 +493,18 @@ TEST(QuantK, LinearMatchesTheDequantizedProduct) {
     for (size_t r = 0; r < rows; ++r) dequantize_row(uint32_t(type), c.bytes.data() + r * rb, c.wd.data() + r * n, int64_t(n));
     cases.push_back(std::move(c));
   }
-  // Q8_0 / Q4_0 once more with their row-interleaved copies: 32 rows from
-  // those, the last 5 as stored.
+  // Q8_0 / Q4_0 / Q4_K once more with their row-interleaved copies: 32 rows
+  // from those, the last 5 as stored.
   std::vector<std::vector<uint8_t>> packed;
-  for (size_t i = 0; i < 2; ++i) {
+  for (size_t i : {0, 1, 2}) {
     Case c = cases[i];
-    packed.emplace_back(c.bytes.size());
+    packed.emplace_back(rows / 8 * (n / 256) * sizeof(ops::BlockQ4_Kx8) + c.bytes.size());  // room for any layout
     if (c.type == DType::Q8_0)
       ops::repack_x8(static_cast<const ops::BlockQ8_0*>(c.t.data), reinterpret_cast<ops::BlockQ8_0x8*>(packed.back().data()), rows, n);
-    else
+    else if (c.type == DType::Q4_0)
       ops::repack_x8(static_cast<const ops::BlockQ4_0*>(c.t.data), reinterpret_cast<ops::BlockQ4_0x8*>(packed.back().data()), rows, n);
+    else
+      ops::repack_x8(static_cast<const ops::BlockQ4_K*>(c.t.data), reinterpret_cast<ops::BlockQ4_Kx8*>(packed.back().data()), rows, n);
     c.t.data = c.bytes.data();
     c.t.packed = packed.back().data();
     c.t.packed_rows = 32;
