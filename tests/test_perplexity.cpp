@@ -9,6 +9,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "engine/error.h"
 #include "engine/gguf.h"
 #include "engine/qkv.hpp"
 #include "test_util.h"
@@ -175,6 +176,32 @@ TEST(Quantize, KQuantFallsBackWhereRowsDoNotFit) {
   EXPECT_EQ(model->detokenize(r.tokens).substr(0, 6), ", ther");
   std::remove(out.c_str());
   std::remove(log.c_str());
+}
+
+// q4_k_m: Q4_K, with Q6_K for the classifier and for attn_v / ffn_down in
+// the layers llama-quantize gives more bits (8 layers: 0, 3, 6, 7).
+TEST(Quantize, Q4_K_MMixesQ4_KAndQ6_K) {
+  const std::string base = "/tmp/qkv-q4km-" + std::to_string(::getpid());
+  run_cli("synth --dim 256 --hidden 256 --layers 8 --heads 4 --kv-heads 4 --vocab 512 --ctx 32 --type f32 -o " + base +
+          ".gguf");
+  run_cli("quantize -m " + base + ".gguf --type q4_k_m -o " + base + "-q4km.gguf");
+  {
+    const GgufFile g(base + "-q4km.gguf");
+    EXPECT_EQ(*g.get_uint("general.file_type"), 15u);  // MOSTLY_Q4_K_M
+    EXPECT_EQ(g.find_tensor("output.weight")->ggml_type, 14u);
+    EXPECT_EQ(g.find_tensor("token_embd.weight")->ggml_type, 12u);
+    for (int l = 0; l < 8; ++l) {
+      const uint32_t more = (l == 0 || l == 3 || l == 6 || l == 7) ? 14u : 12u;
+      EXPECT_EQ(g.find_tensor(cat("blk.", l, ".attn_v.weight"))->ggml_type, more) << l;
+      EXPECT_EQ(g.find_tensor(cat("blk.", l, ".ffn_down.weight"))->ggml_type, more) << l;
+      EXPECT_EQ(g.find_tensor(cat("blk.", l, ".attn_q.weight"))->ggml_type, 12u) << l;
+      EXPECT_EQ(g.find_tensor(cat("blk.", l, ".ffn_up.weight"))->ggml_type, 12u) << l;
+    }
+  }
+  const auto ours = logit_rows(base + "-q4km.gguf"), f32 = logit_rows(base + ".gguf");
+  EXPECT_LE(worst_relative_rms(ours, f32), 0.3);
+  std::remove((base + ".gguf").c_str());
+  std::remove((base + "-q4km.gguf").c_str());
 }
 
 // A model whose every matrix is a K-quant (dims multiples of 256), run end to

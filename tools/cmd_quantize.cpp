@@ -24,11 +24,13 @@ namespace qkv::cli {
 namespace {
 
 const char* kHelp =
-    "usage: qkv quantize -m INPUT [-z TOKENIZER] --type f32|f16|q8_0|q4_0|q4_k|q5_k|q6_k -o OUTPUT.gguf\n"
+    "usage: qkv quantize -m INPUT [-z TOKENIZER] --type f32|f16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m -o OUTPUT.gguf\n"
     "\n"
     "  -m INPUT     a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) or a llama2.c .bin (with -z)\n"
     "  --type T     the type of every matrix (f32: dequantize); vectors (norms) stay F32. Rows that do not fill\n"
-    "               whole blocks (32 values; 256 for the K-quants) fall back to Q8_0 or F16\n"
+    "               whole blocks (32 values; 256 for the K-quants) fall back to Q8_0 or F16.\n"
+    "               q4_k_m: Q4_K, with Q6_K for output.weight and for attn_v / ffn_down in the\n"
+    "               first and last eighth of the layers and every third between (llama-quantize's rules)\n"
     "  -o OUTPUT    the GGUF to write (llama.cpp reads it)\n";
 
 struct Source {  // one tensor to write
@@ -56,7 +58,7 @@ int cmd_quantize(int argc, char** argv) {
     }
     if (in.empty() || out.empty() || type.empty()) throw UsageError("-m INPUT, --type and -o OUTPUT are required");
     if (weight_type_id(type) == ~0u)
-      throw UsageError("--type must be f32, f16, q8_0, q4_0, q4_k, q5_k or q6_k (not '" + type + "')");
+      throw UsageError("--type must be f32, f16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m (not '" + type + "')");
     if (in == out) throw UsageError("the output must not overwrite the input");
   } catch (const UsageError& e) {
     std::fprintf(stderr, "qkv quantize: %s\n", e.what());
@@ -69,8 +71,9 @@ int cmd_quantize(int argc, char** argv) {
     std::vector<Source> tensors;
     std::unique_ptr<GgufFile> gguf;
     std::unique_ptr<WeightFile> bin;
+    int n_layers = 0;  // for the mixes that treat layers differently
     auto plan = [&](const std::string& name, std::vector<int64_t> ne, uint32_t src_type, const void* data) {
-      uint32_t dst = ne.size() >= 2 ? target : 0;  // vectors stay F32
+      uint32_t dst = ne.size() >= 2 ? matrix_type(target, name, n_layers) : 0;  // vectors stay F32
       if (ne.size() >= 2 && fitting_type(dst, ne[0]) != dst) {
         const uint32_t fallback = fitting_type(dst, ne[0]);
         std::fprintf(stderr, "qkv quantize: %s has rows of %lld values, not a multiple of %d: written as %s\n",
@@ -95,6 +98,8 @@ int cmd_quantize(int argc, char** argv) {
       w.add_u32("general.alignment", 32);
       w.add_u32("general.file_type", file_type_of(target));
       w.add_u32("general.quantization_version", 2);
+      const std::string arch = gguf->has("general.architecture") ? gguf->get_string("general.architecture") : "llama";
+      n_layers = int(gguf->get_uint(arch + ".block_count").value_or(0));
       for (const GgufTensorInfo& ti : gguf->tensors()) {
         static const uint32_t kReadable[] = {0, 1, 2, 8, 12, 13, 14, 30};
         if (std::find(std::begin(kReadable), std::end(kReadable), ti.ggml_type) == std::end(kReadable))
@@ -108,6 +113,7 @@ int cmd_quantize(int argc, char** argv) {
       const Vocab vocab = load_llama2c_vocab(tokenizer, bin->config().vocab_size);
       add_llama_metadata(w, bin->config(), "converted by qkv quantize", file_type_of(target));
       add_vocab_metadata(w, vocab);
+      n_layers = bin->config().n_layers;
       // GGUF's order: the embedding, each layer, then the final norm and classifier.
       std::vector<std::string> names = {"token_embd.weight"};
       for (int l = 0; l < bin->config().n_layers; ++l)
@@ -147,7 +153,7 @@ int cmd_quantize(int argc, char** argv) {
       }
     });
     std::fprintf(stderr, "qkv quantize: wrote %s (%zu tensors, matrices as %s)\n", out.c_str(), tensors.size(),
-                 dtype_name(target));
+                 target == kMixQ4_K_M ? "Q4_K_M (Q4_K and Q6_K)" : dtype_name(target));
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qkv: error: %s\n", e.what());

@@ -20,7 +20,7 @@ namespace qkv::cli {
 namespace {
 
 const char* kHelp =
-    "usage: qkv synth --shape NAME --type f32|f16|q8_0|q4_0|q4_k|q5_k|q6_k -o FILE.gguf [--seed S]\n"
+    "usage: qkv synth --shape NAME --type f32|f16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m -o FILE.gguf [--seed S]\n"
     "                 [--dim N --hidden N --layers N --heads N --kv-heads N --vocab N --ctx N]\n"
     "\n"
     "Writes a Llama GGUF with weights ~ N(0, 0.02) and norms of 1.\n"
@@ -129,7 +129,7 @@ int cmd_synth(int argc, char** argv) {
     if (!s.dim || !s.hidden || !s.layers || !s.heads) throw UsageError("give --shape, or --dim --hidden --layers --heads");
     if (s.dim % s.heads || s.heads % s.kv_heads || (s.dim / s.heads) % 2)
       throw UsageError("--dim must be a multiple of --heads, --heads of --kv-heads, and the head size even");
-    if (weight_type_id(type) == ~0u) throw UsageError("--type must be f32, f16, q8_0, q4_0, q4_k, q5_k or q6_k");
+    if (weight_type_id(type) == ~0u) throw UsageError("--type must be f32, f16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m");
   } catch (const UsageError& e) {
     std::fprintf(stderr, "qkv synth: %s\n", e.what());
     return 2;
@@ -176,7 +176,7 @@ int cmd_synth(int argc, char** argv) {
     std::vector<std::string> kept;
     for (const Decl& d : decls) {
       // Vectors stay F32; a matrix whose rows do not fill whole blocks falls back.
-      uint32_t t = d.rows == 1 ? 0 : wtype;
+      uint32_t t = d.rows == 1 ? 0 : matrix_type(wtype, d.name, s.layers);
       if (fitting_type(t, d.cols) != t) {
         t = fitting_type(t, d.cols);
         kept.push_back(d.name + " (" + dtype_name(t) + ")");

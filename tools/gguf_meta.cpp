@@ -1,5 +1,6 @@
 #include "tools/gguf_meta.h"
 
+#include <cstdio>
 #include <vector>
 
 #include "engine/quantize.h"
@@ -16,6 +17,7 @@ uint32_t file_type_of(uint32_t t) {
     case 12: return 14; // MOSTLY_Q4_K_S (every matrix Q4_K)
     case 13: return 16; // MOSTLY_Q5_K_S
     case 14: return 18; // MOSTLY_Q6_K
+    case kMixQ4_K_M: return 15;  // MOSTLY_Q4_K_M
     default: return 0;
   }
 }
@@ -28,7 +30,22 @@ uint32_t weight_type_id(const std::string& t) {
   if (t == "q4_k") return 12;
   if (t == "q5_k") return 13;
   if (t == "q6_k") return 14;
+  if (t == "q4_k_m") return kMixQ4_K_M;
   return ~0u;
+}
+
+uint32_t matrix_type(uint32_t wanted, const std::string& name, int n_layers) {
+  if (wanted != kMixQ4_K_M) return wanted;
+  if (name == "output.weight") return 14;
+  int layer = -1;
+  char part[64] = {};
+  if (std::sscanf(name.c_str(), "blk.%d.%63[a-z_]", &layer, part) == 2 &&
+      (std::string(part) == "attn_v" || std::string(part) == "ffn_down")) {
+    const int n = n_layers;
+    const bool more_bits = layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2;
+    if (more_bits) return 14;
+  }
+  return 12;
 }
 
 uint32_t fitting_type(uint32_t wanted, int64_t cols) {
