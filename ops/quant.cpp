@@ -131,17 +131,10 @@ float x8_block_dot(const BlockQ4_0x8& w, int r, const BlockQ8_0& x) {
 template <class Packed>
 void x8_matmul_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
                    size_t g0, size_t g1) {
-  const size_t nb = n / kQK8_0;
-  const Packed* w = static_cast<const Packed*>(packed);
-  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(xq);
-  for (size_t g = g0; g < g1; ++g)
-    for (size_t m = 0; m < M; ++m)
-      for (int r = 0; r < 8; ++r) {
-        float acc = 0.0f;
-        for (size_t b = 0; b < nb; ++b)
-          acc += f16_to_f32(w[g * nb + b].d[r]) * xs[m * nb + b].d * x8_block_dot(w[g * nb + b], r, x[m * nb + b]);
-        y[m * ldy + 8 * g + size_t(r)] = acc;
-      }
+  quant_ref::x8_products<Packed, BlockQ8_0>(
+      packed, xq, xs, y, M, n / kQK8_0, ldy, g0, g1, [](const Packed& w, int r, const BlockQ8_0& x, const Q8Sum* s) {
+        return f16_to_f32(w.d[r]) * s->d * x8_block_dot(w, r, x);
+      });
 }
 
 template <class Packed>

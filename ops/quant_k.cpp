@@ -418,27 +418,17 @@ int x8_q4_K_level(const BlockQ4_Kx8& p, int r, int i) {
 
 void x8_q4_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
                         size_t g0, size_t g1) {
-  const size_t nb = n / kQK_K;
-  const BlockQ4_Kx8* w = static_cast<const BlockQ4_Kx8*>(packed);
-  const BlockQ8_K* x = static_cast<const BlockQ8_K*>(xq);
-  for (size_t g = g0; g < g1; ++g)
-    for (size_t m = 0; m < M; ++m)
-      for (int r = 0; r < 8; ++r) {
-        float acc = 0.0f;
-        for (size_t b = 0; b < nb; ++b) {
-          const BlockQ4_Kx8& p = w[g * nb + b];
-          const BlockQ8_K& xb = x[m * nb + b];
-          int sumi = 0, summ = 0;
-          for (int j = 0; j < 8; ++j) {
-            int s = 0;
-            for (int l = 0; l < 32; ++l) s += x8_q4_K_level(p, r, 32 * j + l) * int(xb.qs[32 * j + l]);
-            sumi += p.sc[j][r] * s;
-            summ += p.m2[j / 2][r][j % 2] * (xb.bsums[2 * j] + xb.bsums[2 * j + 1]);
-          }
-          acc += xb.d * (f16_to_f32(p.d[r]) * float(sumi) - f16_to_f32(p.dmin[r]) * float(summ));
+  quant_ref::x8_products<BlockQ4_Kx8, BlockQ8_K>(
+      packed, xq, nullptr, y, M, n / kQK_K, ldy, g0, g1, [](const BlockQ4_Kx8& p, int r, const BlockQ8_K& x, const Q8Sum*) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; ++j) {
+          int s = 0;
+          for (int l = 0; l < 32; ++l) s += x8_q4_K_level(p, r, 32 * j + l) * int(x.qs[32 * j + l]);
+          sumi += p.sc[j][r] * s;
+          summ += p.m2[j / 2][r][j % 2] * (x.bsums[2 * j] + x.bsums[2 * j + 1]);
         }
-        y[m * ldy + 8 * g + size_t(r)] = acc;
-      }
+        return x.d * (f16_to_f32(p.d[r]) * float(sumi) - f16_to_f32(p.dmin[r]) * float(summ));
+      });
 }
 
 void x8_q4_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
