@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/cpu.h"
-#include "engine/quantize.h"
+#include "engine/runtime/cpu.h"
+#include "ops/types.h"
 #include "ops/ops.h"
 #include "ops/quant.h"
 
@@ -56,15 +56,20 @@ void matmul(benchmark::State& st, const Kernels* k, size_t rows, size_t n, size_
 // the activation blocks it takes (Q8_0, or Q8_K for the K-quants).
 struct QuantBench {
   const char* name;
-  uint32_t ggml_type;
+  const qkv::ops::TypeInfo* type;
   qkv::ops::QuantProducts Kernels::*products;
   bool kquant;
 };
-const QuantBench kQuantTypes[] = {{"q8_0", 8, &Kernels::q8_0, false},
-                                  {"q4_0", 2, &Kernels::q4_0, false},
-                                  {"q4_K", 12, &Kernels::q4_K, true},
-                                  {"q5_K", 13, &Kernels::q5_K, true},
-                                  {"q6_K", 14, &Kernels::q6_K, true}};
+// Every type the table multiplies with integer products.
+std::vector<QuantBench> quant_types() {
+  using qkv::ops::Type;
+  std::vector<QuantBench> v;
+  for (const char* name : {"q8_0", "q4_0", "q4_K", "q5_K", "q6_K"}) {
+    const qkv::ops::TypeInfo* t = qkv::ops::find_type(std::string(name));
+    v.push_back({name, t, t->products, t->activation == qkv::ops::Activation::Q8_K});
+  }
+  return v;
+}
 
 // M activation rows of n, quantized to the blocks `q` takes.
 std::vector<uint8_t> quantized_activations(const QuantBench& q, size_t M, size_t n) {
@@ -86,22 +91,15 @@ std::vector<uint8_t> quantized_activations(const QuantBench& q, size_t M, size_t
 // multiply and an add per weight and activation row, GB/s the bytes read.
 void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, size_t n, size_t M) {
   const auto wf = randn(rows * n);
-  std::vector<uint8_t> w(size_t(qkv::quant_row_bytes(q.ggml_type, int64_t(n))) * rows);
-  qkv::quantize_rows(q.ggml_type, wf.data(), w.data(), int64_t(rows), int64_t(n));
+  const size_t rb = q.type->row_bytes(int64_t(n));
+  std::vector<uint8_t> w(rb * rows);
+  for (size_t r = 0; r < rows; ++r) q.type->from_float(wf.data() + r * n, w.data() + r * rb, n);
   const auto xq = quantized_activations(q, M, n);
   std::vector<float> y(M * rows);
   const qkv::ops::QuantProducts& p = k->*q.products;
-  std::vector<uint8_t> packed(w.size() + rows / 8 * (n / 256) * sizeof(qkv::ops::BlockQ4_Kx8));
+  std::vector<uint8_t> packed(rows / 8 * (n / size_t(q.type->block)) * q.type->x8_block_bytes);
   std::vector<qkv::ops::Q8Sum> sums(q.kquant ? 0 : M * n / 32);
-  if (q.ggml_type == 8)
-    qkv::ops::repack_x8(reinterpret_cast<const qkv::ops::BlockQ8_0*>(w.data()),
-                        reinterpret_cast<qkv::ops::BlockQ8_0x8*>(packed.data()), rows, n);
-  if (q.ggml_type == 2)
-    qkv::ops::repack_x8(reinterpret_cast<const qkv::ops::BlockQ4_0*>(w.data()),
-                        reinterpret_cast<qkv::ops::BlockQ4_0x8*>(packed.data()), rows, n);
-  if (q.ggml_type == 12)
-    qkv::ops::repack_x8(reinterpret_cast<const qkv::ops::BlockQ4_K*>(w.data()),
-                        reinterpret_cast<qkv::ops::BlockQ4_Kx8*>(packed.data()), rows, n);
+  if (q.type->repack_x8) q.type->repack_x8(w.data(), packed.data(), rows, n);
   const bool x8 = p.matvec_x8 != nullptr;  // the engine runs these from row-interleaved copies
   if (!q.kquant) qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
   for (auto _ : st) {
@@ -213,7 +211,7 @@ int register_all() {
       benchmark::RegisterBenchmark(("quantize_act/q8_K/" + isa + "/" + std::to_string(n)).c_str(), quantize_act, k, true, n);
     }
     // Quantized products at stories110M's shapes (rows a multiple of 256 for the K-quants).
-    for (const QuantBench& q : kQuantTypes) {
+    for (const QuantBench& q : quant_types()) {
       for (const auto& [rows, cols] : {std::pair{size_t(768), size_t(768)}, std::pair{size_t(2048), size_t(768)},
                                        std::pair{size_t(768), size_t(2048)}, std::pair{size_t(32000), size_t(768)}}) {
         const std::string name = std::string(q.name) + "/" + isa + "/" + shape(rows, cols);

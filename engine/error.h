@@ -5,7 +5,7 @@
 #include <sstream>
 #include <string>
 
-#include "engine/qkv.hpp"
+#include "engine/api/qkv.hpp"
 
 namespace qkv {
 

@@ -1,10 +1,14 @@
-// Every architecture qkv ships, registered with the engine on first use.
-#include "engine/architecture.h"
+#include "models/registry.h"
+
+#include <mutex>
 
 namespace qkv {
 
-void register_llama();
-
-void register_builtin_architectures() { register_llama(); }
+void register_builtin_architectures() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    register_architecture("llama", make_llama);
+  });
+}
 
 }  // namespace qkv

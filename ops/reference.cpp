@@ -194,12 +194,31 @@ double fma_peak_ref(size_t iters) {
 }  // namespace
 
 const Kernels& reference_kernels() {
-  static const Kernels k = {
-      "scalar",       dot_ref,     matvec_f32_ref, matvec_f16_ref, matmul_f32_ref,
-      matmul_f16_ref, rmsnorm_ref, softmax_ref,    swiglu_ref,     add_ref,
-      attention_ref,  f16_to_f32_ref, attention_f16_ref, q8_0_products_ref(), q4_0_products_ref(),
-      q4_K_products_ref(), q5_K_products_ref(), q6_K_products_ref(), quantize_q8_0_ref, quantize_q8_K_ref, fma_peak_ref,
-  };
+  static const Kernels k = [] {
+    Kernels t{};  // every entry by name (tests check that none is left null)
+    t.isa = "scalar";
+    t.dot = dot_ref;
+    t.matvec_f32 = matvec_f32_ref;
+    t.matvec_f16 = matvec_f16_ref;
+    t.matmul_f32 = matmul_f32_ref;
+    t.matmul_f16 = matmul_f16_ref;
+    t.rmsnorm = rmsnorm_ref;
+    t.softmax = softmax_ref;
+    t.swiglu = swiglu_ref;
+    t.add = add_ref;
+    t.attention = attention_ref;
+    t.f16_to_f32 = f16_to_f32_ref;
+    t.attention_f16 = attention_f16_ref;
+    t.q8_0 = q8_0_products_ref();
+    t.q4_0 = q4_0_products_ref();
+    t.q4_K = q4_K_products_ref();
+    t.q5_K = q5_K_products_ref();
+    t.q6_K = q6_K_products_ref();
+    t.quantize_q8_0 = quantize_q8_0_ref;
+    t.quantize_q8_K = quantize_q8_K_ref;
+    t.fma_peak = fma_peak_ref;
+    return t;
+  }();
   return k;
 }
 

@@ -298,29 +298,31 @@ void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n);
 void quantize_q8_K(const float* x, void* blocks, size_t n);
 
 inline const Kernels& table(const char* name) {
-  static const Kernels k = {
-      name,
-      dot,
-      matvec<float>,
-      matvec<uint16_t>,
-      matmul<float>,
-      matmul<uint16_t>,
-      rmsnorm,
-      softmax,
-      swiglu,
-      add,
-      attention,
-      f16_to_f32_n,
-      attention_f16,
-      q8_0_products(),
-      q4_0_products(),
-      q4_K_products(),
-      q5_K_products(),
-      q6_K_products(),
-      quantize_q8_0,
-      quantize_q8_K,
-      fma_peak,
-  };
+  static const Kernels k = [name] {
+    Kernels t{};  // every entry by name (tests check that none is left null)
+    t.isa = name;
+    t.dot = dot;
+    t.matvec_f32 = matvec<float>;
+    t.matvec_f16 = matvec<uint16_t>;
+    t.matmul_f32 = matmul<float>;
+    t.matmul_f16 = matmul<uint16_t>;
+    t.rmsnorm = rmsnorm;
+    t.softmax = softmax;
+    t.swiglu = swiglu;
+    t.add = add;
+    t.attention = attention;
+    t.f16_to_f32 = f16_to_f32_n;
+    t.attention_f16 = attention_f16;
+    t.q8_0 = q8_0_products();
+    t.q4_0 = q4_0_products();
+    t.q4_K = q4_K_products();
+    t.q5_K = q5_K_products();
+    t.q6_K = q6_K_products();
+    t.quantize_q8_0 = quantize_q8_0;
+    t.quantize_q8_K = quantize_q8_K;
+    t.fma_peak = fma_peak;
+    return t;
+  }();
   return k;
 }
 

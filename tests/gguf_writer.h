@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/gguf.h"
+#include "engine/format/gguf.h"
 
 namespace qkv::test {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/qkv.hpp"
+#include "engine/api/qkv.hpp"
 
 namespace qkv::test {
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "engine/qkv.hpp"
+#include "engine/api/qkv.hpp"
 #include "logits_run.h"
 
 int main(int argc, char** argv) {

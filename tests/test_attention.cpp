@@ -8,7 +8,7 @@
 #include <map>
 #include <set>
 
-#include "engine/qkv.hpp"
+#include "engine/api/qkv.hpp"
 #include "test_util.h"
 #include "tools/attention_report.h"
 

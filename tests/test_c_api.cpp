@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/qkv.h"
+#include "engine/api/qkv.h"
 #include "test_util.h"
 
 namespace {

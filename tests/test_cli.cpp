@@ -8,7 +8,7 @@
 #include <sstream>
 #include <string>
 
-#include "engine/qkv.hpp"
+#include "engine/api/qkv.hpp"
 #include "test_util.h"
 
 namespace qkv {

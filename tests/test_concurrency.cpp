@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/qkv.h"
+#include "engine/api/qkv.h"
 #include "test_util.h"
 
 namespace {

@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "engine/gguf.h"
-#include "engine/qkv.hpp"
+#include "engine/format/gguf.h"
+#include "engine/api/qkv.hpp"
 #include "gguf_writer.h"
 #include "ops/ops.h"
 #include "test_util.h"

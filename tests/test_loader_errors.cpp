@@ -6,9 +6,9 @@
 #include <cstring>
 #include <fstream>
 
-#include "engine/gguf.h"
-#include "engine/qkv.hpp"
-#include "engine/vocab.h"
+#include "engine/format/gguf.h"
+#include "engine/api/qkv.hpp"
+#include "engine/text/vocab.h"
 #include "gguf_writer.h"
 #include "test_util.h"
 

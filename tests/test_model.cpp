@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "engine/qkv.hpp"
+#include "engine/api/qkv.hpp"
 #include "test_util.h"
 
 namespace qkv {

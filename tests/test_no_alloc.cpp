@@ -7,7 +7,7 @@
 #include <new>
 #include <vector>
 
-#include "engine/qkv.hpp"
+#include "engine/api/qkv.hpp"
 #include "test_util.h"
 
 namespace {

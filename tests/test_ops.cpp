@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/cpu.h"
-#include "engine/qkv.hpp"
+#include "engine/runtime/cpu.h"
+#include "engine/api/qkv.hpp"
 #include "ops/ops.h"
 #include "test_util.h"
 

@@ -10,10 +10,9 @@
 #include <sstream>
 
 #include "engine/error.h"
-#include "engine/gguf.h"
-#include "engine/qkv.hpp"
+#include "engine/format/gguf.h"
+#include "engine/api/qkv.hpp"
 #include "test_util.h"
-#include "tools/perplexity.h"
 
 namespace qkv {
 namespace {
@@ -47,7 +46,7 @@ TEST(Perplexity, MatchesLlamaCppChunkByChunk) {
   const std::string text = test::read_file(test::reference_path("perplexity-text.txt"));
   for (const PplRef& ref : refs) {
     const auto model = Model::load(test::model_path(ref.model));
-    const cli::PerplexityResult r = cli::perplexity(*model, text, 128, 128, 2);
+    const PerplexityResult r = perplexity(*model, text, 128, 128, 2);
     ASSERT_EQ(r.running.size(), ref.chunks.size()) << ref.model;
     double worst = 0;
     for (size_t i = 0; i < r.running.size(); ++i) {

@@ -9,7 +9,7 @@
 #include <map>
 #include <sstream>
 
-#include "engine/qkv.hpp"
+#include "engine/api/qkv.hpp"
 #include "test_util.h"
 
 namespace qkv {

@@ -8,11 +8,10 @@
 #include <cstring>
 #include <random>
 
-#include "engine/cpu.h"
-#include "engine/linear.h"
-#include "engine/quantize.h"
-#include "engine/thread_pool.h"
-#include "engine/qkv.hpp"
+#include "engine/runtime/cpu.h"
+#include "engine/runtime/linear.h"
+#include "engine/runtime/thread_pool.h"
+#include "engine/api/qkv.hpp"
 #include "ops/ops.h"
 #include "ops/quant.h"
 #include "test_util.h"
@@ -470,27 +469,28 @@ TEST(QuantK, LinearMatchesTheDequantizedProduct) {
   const size_t n = 512, rows = 37;
   std::mt19937 rng(5);
   struct Case {
-    DType type;
+    Type type;
     std::vector<uint8_t> bytes;
     Tensor t;
     std::vector<float> wd;  // dequantized
   };
   std::vector<Case> cases;
-  for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+  for (Type type : {Type::Q8_0, Type::Q4_0, Type::Q4_K, Type::Q5_K, Type::Q6_K}) {
     Case c;
     c.type = type;
-    const size_t rb = dtype_row_bytes(type, int64_t(n));
+    const ops::TypeInfo& info = ops::type_info(type);
+    const size_t rb = info.row_bytes(int64_t(n));
     const auto wf = randn(rows * n, uint32_t(rng()));
     c.bytes.resize(rows * rb);
-    quantize_rows(uint32_t(type), wf.data(), c.bytes.data(), int64_t(rows), int64_t(n));
-    c.t.name = std::string("w.") + dtype_name(uint32_t(type));
+    for (size_t r = 0; r < rows; ++r) info.from_float(wf.data() + r * n, c.bytes.data() + r * rb, n);
+    c.t.name = std::string("w.") + info.name;
     c.t.type = type;
     c.t.n_dims = 2;
     c.t.ne[0] = int64_t(n);
     c.t.ne[1] = int64_t(rows);
     c.t.data = c.bytes.data();
     c.wd.resize(rows * n);
-    for (size_t r = 0; r < rows; ++r) dequantize_row(uint32_t(type), c.bytes.data() + r * rb, c.wd.data() + r * n, int64_t(n));
+    for (size_t r = 0; r < rows; ++r) info.to_float(c.bytes.data() + r * rb, c.wd.data() + r * n, n);
     cases.push_back(std::move(c));
   }
   // Q8_0 / Q4_0 / Q4_K once more with their row-interleaved copies: 32 rows
@@ -499,9 +499,9 @@ TEST(QuantK, LinearMatchesTheDequantizedProduct) {
   for (size_t i : {0, 1, 2}) {
     Case c = cases[i];
     packed.emplace_back(rows / 8 * (n / 256) * sizeof(ops::BlockQ4_Kx8) + c.bytes.size());  // room for any layout
-    if (c.type == DType::Q8_0)
+    if (c.type == Type::Q8_0)
       ops::repack_x8(static_cast<const ops::BlockQ8_0*>(c.t.data), reinterpret_cast<ops::BlockQ8_0x8*>(packed.back().data()), rows, n);
-    else if (c.type == DType::Q4_0)
+    else if (c.type == Type::Q4_0)
       ops::repack_x8(static_cast<const ops::BlockQ4_0*>(c.t.data), reinterpret_cast<ops::BlockQ4_0x8*>(packed.back().data()), rows, n);
     else
       ops::repack_x8(static_cast<const ops::BlockQ4_K*>(c.t.data), reinterpret_cast<ops::BlockQ4_Kx8*>(packed.back().data()), rows, n);
@@ -524,7 +524,7 @@ TEST(QuantK, LinearMatchesTheDequantizedProduct) {
       ASSERT_NE(xq.q8_0, nullptr);
       ASSERT_NE(xq.q8_K, nullptr);
       for (const Case& c : cases) {
-        const std::vector<float>& xd = dtype_is_kquant(c.type) ? xk : x8;
+        const std::vector<float>& xd = ops::type_info(c.type).activation == ops::Activation::Q8_K ? xk : x8;
         std::vector<float> y(size_t(M) * rows, -1.0f);
         linear(ctx, c.t, x.data(), y.data(), M, -1, nullptr, &xq);
         for (int m = 0; m < M; ++m)

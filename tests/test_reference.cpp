@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/cpu.h"
-#include "engine/qkv.hpp"
+#include "engine/runtime/cpu.h"
+#include "engine/api/qkv.hpp"
 #include "test_util.h"
 
 namespace qkv {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <map>
 
-#include "engine/qkv.hpp"
+#include "engine/api/qkv.hpp"
 #include "test_util.h"
 
 namespace qkv {

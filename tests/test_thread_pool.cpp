@@ -3,7 +3,7 @@
 #include <atomic>
 #include <vector>
 
-#include "engine/thread_pool.h"
+#include "engine/runtime/thread_pool.h"
 
 namespace qkv {
 namespace {

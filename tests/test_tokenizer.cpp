@@ -3,8 +3,8 @@
 // ids llama2.c and llama.cpp produced for every reference case.
 #include <gtest/gtest.h>
 
-#include "engine/qkv.hpp"
-#include "engine/tokenizer.h"
+#include "engine/api/qkv.hpp"
+#include "engine/text/tokenizer.h"
 #include "test_util.h"
 
 namespace qkv {

@@ -58,6 +58,20 @@ inline int print_help(const char* text) {
   return 0;
 }
 
+// Whether `type` is one of the comma-separated names in `names` ("a, b, c"), any case.
+inline bool in_list(const std::string& type, const std::string& names) {
+  std::string lower;
+  for (char c : type) lower += char(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  size_t start = 0;
+  while (start <= names.size()) {
+    size_t end = names.find(", ", start);
+    if (end == std::string::npos) end = names.size();
+    if (names.compare(start, end - start, lower) == 0 && !lower.empty()) return true;
+    start = end + 2;
+  }
+  return false;
+}
+
 // Where the shared model files live: $QKV_MODELS_DIR, else ../shared/models.
 inline std::string models_dir() {
   const char* env = std::getenv("QKV_MODELS_DIR");

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/qkv.hpp"
+#include <qkv/qkv.hpp>
 
 namespace qkv::cli {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/qkv.hpp"
+#include <qkv/qkv.hpp>
 #include "tools/args.h"
 #include "tools/attention_report.h"
 

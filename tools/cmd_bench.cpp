@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/qkv.hpp"
+#include <qkv/qkv.hpp>
 #include "tools/args.h"
 
 namespace qkv::cli {

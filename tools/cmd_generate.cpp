@@ -5,7 +5,7 @@
 #include <sstream>
 #include <string>
 
-#include "engine/qkv.hpp"
+#include <qkv/qkv.hpp>
 #include "tools/args.h"
 
 namespace qkv::cli {

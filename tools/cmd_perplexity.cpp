@@ -1,13 +1,13 @@
-// qkv perplexity: llama.cpp's perplexity method (see tools/perplexity.h),
+// qkv perplexity: llama.cpp's perplexity method (qkv::perplexity, qkv.hpp),
 // printing the running estimate after each chunk and the final PPL +/- error.
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
 
-#include "engine/qkv.hpp"
+#include <qkv/qkv.hpp>
+
 #include "tools/args.h"
-#include "tools/perplexity.h"
 
 namespace qkv::cli {
 

@@ -1,7 +1,7 @@
 // libFuzzer target: any bytes as a GGUF file. The parser and the model loader
 // must answer with qkv::Error or a model, never crash, hang or read out of bounds.
-#include "engine/gguf.h"
-#include "engine/qkv.hpp"
+#include "engine/format/gguf.h"
+#include "engine/api/qkv.hpp"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

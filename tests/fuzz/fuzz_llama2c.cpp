@@ -1,7 +1,7 @@
 // libFuzzer target: any bytes as a llama2.c checkpoint (with tok512.bin) and as
 // a llama2.c tokenizer.bin (for a 512-token model).
-#include "engine/qkv.hpp"
-#include "engine/vocab.h"
+#include "engine/api/qkv.hpp"
+#include "engine/text/vocab.h"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -3,8 +3,8 @@
 #include <cstring>
 #include <memory>
 
-#include "engine/tokenizer.h"
-#include "engine/vocab.h"
+#include "engine/text/tokenizer.h"
+#include "engine/text/vocab.h"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

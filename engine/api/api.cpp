@@ -1,0 +1,312 @@
+// The public API (qkv.hpp) over the engine's parts.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include <unistd.h>
+
+#include "engine/runtime/architecture.h"
+#include "engine/runtime/cpu.h"
+#include "engine/error.h"
+#include "engine/runtime/profiler.h"
+#include "engine/api/qkv.hpp"
+#include "engine/text/sampler.h"
+#include "engine/text/tokenizer.h"
+#include "engine/format/weight_file.h"
+#include "models/registry.h"
+#include "ops/quant.h"
+
+namespace qkv {
+
+// ---------------------------------------------------------------- Model
+
+struct Model::Impl {
+  std::unique_ptr<WeightFile> weights;
+  std::unique_ptr<Architecture> arch;
+  std::unique_ptr<Tokenizer> tokenizer;
+  ModelInfo info;
+};
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+
+std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& opts) {
+  auto impl = std::make_unique<Impl>();
+  register_builtin_architectures();
+  impl->weights = WeightFile::open(path, opts.use_mmap);
+  impl->arch = make_architecture(*impl->weights);
+  const ModelConfig& c = impl->arch->config();
+
+  if (!opts.tokenizer_path.empty()) {
+    impl->tokenizer = std::make_unique<Tokenizer>(load_llama2c_vocab(opts.tokenizer_path, c.vocab_size));
+  } else if (impl->weights->vocab()) {
+    impl->tokenizer = std::make_unique<Tokenizer>(*impl->weights->vocab());
+  } else {
+    throw Error(cat(path, ": this ", impl->weights->format(),
+                    " file has no tokenizer; give one with -z (a llama2.c tokenizer.bin)"));
+  }
+  if (impl->tokenizer->vocab().size() != c.vocab_size)
+    throw Error(cat(path, ": tokenizer has ", impl->tokenizer->vocab().size(), " tokens but token_embd.weight has ",
+                    c.vocab_size, " rows"));
+  impl->weights->pack_for_products(impl->arch->matmul_weights(), impl->arch->row_read_weights());
+
+  ModelInfo& i = impl->info;
+  i.path = path;
+  i.format = impl->weights->format();
+  i.arch = c.arch;
+  i.dim = c.dim;
+  i.hidden_dim = c.hidden_dim;
+  i.n_layers = c.n_layers;
+  i.n_heads = c.n_heads;
+  i.n_kv_heads = c.n_kv_heads;
+  i.head_dim = c.head_dim;
+  i.vocab_size = c.vocab_size;
+  i.context_length = c.context_length;
+  i.rope_base = c.rope_base;
+  i.rms_eps = c.rms_eps;
+  i.n_params = impl->arch->n_params();
+  i.weight_type = impl->arch->weight_type();
+  i.tied_output = impl->arch->tied_output();
+  return std::shared_ptr<const Model>(new Model(std::move(impl)));
+}
+
+const ModelInfo& Model::info() const { return impl_->info; }
+
+std::vector<int> Model::tokenize(const std::string& text, bool add_bos) const {
+  return impl_->tokenizer->encode(text, add_bos);
+}
+
+std::string Model::token_to_piece(int token, int prev) const { return impl_->tokenizer->decode(prev, token); }
+
+std::string Model::detokenize(const std::vector<int>& tokens) const {
+  std::string s;
+  int prev = -1;
+  for (int t : tokens) {
+    s += impl_->tokenizer->decode(prev, t);
+    prev = t;
+  }
+  return s;
+}
+
+int Model::bos_id() const { return impl_->tokenizer->vocab().bos; }
+int Model::eos_id() const { return impl_->tokenizer->vocab().eos; }
+
+bool Model::is_end_of_text(int token) const {
+  return token == eos_id() || (impl_->arch->config().stop_on_bos && token == bos_id());
+}
+
+// ---------------------------------------------------------------- Session
+
+struct Session::Impl {
+  std::shared_ptr<const Model> model;
+  const Architecture* arch = nullptr;
+  const ops::Kernels* kernels = nullptr;
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<Profiler> prof;
+  std::unique_ptr<RunState> state;
+  int n_ctx = 0, n_batch = 0, n_threads = 0, n_threads_batch = 0;
+  int n_past = 0;
+  int vocab = 0;
+  std::unique_ptr<AttentionCapture> capture;  // null: off
+  std::vector<uint8_t> qscratch;             // activations quantized to Q8_0 blocks
+  std::vector<uint8_t> kscratch;             // activations quantized to Q8_K blocks
+  int widest = 0;                            // widest matmul input
+  std::vector<float> logits;  // (vocab) or (n, vocab) after an all-logits eval
+  int n_logits = 0;           // rows in `logits`
+};
+
+Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts) : impl_(std::make_unique<Impl>()) {
+  if (!model) throw Error("Session: no model", Errc::InvalidArgument);
+  Impl& s = *impl_;
+  s.model = std::move(model);
+  const Model::Impl& m = s.model->impl();
+  s.arch = m.arch.get();
+  s.kernels = &active_kernels();
+  const ModelConfig& c = s.arch->config();
+  constexpr int kMaxThreads = 512;
+  if (opts.n_ctx < 0) throw Error(cat("context size ", opts.n_ctx, " must be positive (or 0 for the model's)"), Errc::InvalidArgument);
+  if (opts.n_threads < 0 || opts.n_threads > kMaxThreads)
+    throw Error(cat("thread count ", opts.n_threads, " must be in 1..", kMaxThreads, " (or 0 for one per core)"), Errc::InvalidArgument);
+  if (opts.n_threads_batch < 0 || opts.n_threads_batch > kMaxThreads)
+    throw Error(cat("batch thread count ", opts.n_threads_batch, " must be in 1..", kMaxThreads), Errc::InvalidArgument);
+  if (opts.n_batch < 1 || opts.n_batch > 65536) throw Error(cat("batch size ", opts.n_batch, " must be in 1..65536"), Errc::InvalidArgument);
+  s.n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min(c.context_length, 4096);
+  constexpr int kMaxCtx = 1 << 24;
+  if (s.n_ctx > kMaxCtx) throw Error(cat("context size ", s.n_ctx, " is more than the supported ", kMaxCtx), Errc::InvalidArgument);
+  // The KV cache is allocated now, whole: refuse what the machine cannot hold.
+  const double cache_bytes = 2.0 * (opts.kv_f16 ? 2.0 : 4.0) * double(c.n_layers) * double(s.n_ctx) * double(c.kv_dim());
+  const double phys = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGE_SIZE));
+  if (phys > 0 && cache_bytes > phys / 2)
+    throw Error(cat("context size ", s.n_ctx, " needs a ", cache_bytes / double(1ull << 30), " GiB KV cache, more than half of this machine's ",
+                    phys / double(1ull << 30), " GiB of memory; use a smaller -c"),
+                Errc::OutOfMemory);
+  s.n_threads = opts.n_threads > 0 ? opts.n_threads : physical_cores();
+  s.n_threads_batch = opts.n_threads_batch > 0 ? opts.n_threads_batch : s.n_threads;
+  s.n_batch = std::min(opts.n_batch, s.n_ctx);
+  s.vocab = c.vocab_size;
+  const int pool_size = std::max(s.n_threads, s.n_threads_batch);
+  s.pool = std::make_unique<ThreadPool>(pool_size);
+  s.prof = std::make_unique<Profiler>(pool_size);
+  s.pool->set_profiler(s.prof.get());
+  if (opts.kv_f16 && c.head_dim > 256)
+    throw Error(cat("an f16 KV cache needs a head size of at most 256 (this model's is ", c.head_dim, ")"), Errc::InvalidArgument);
+  s.state = s.arch->new_state(s.n_ctx, s.n_batch, pool_size, opts.kv_f16);
+  s.logits.assign(size_t(s.vocab), 0.0f);
+  s.widest = std::max({c.dim, c.hidden_dim, c.q_dim()});
+  s.qscratch.assign(size_t(s.n_batch) * size_t(s.widest / ops::kQK8_0 + 1) * (sizeof(ops::BlockQ8_0) + sizeof(ops::Q8Sum)) + 64, 0);
+  s.kscratch.assign(size_t(s.n_batch) * size_t(s.widest / ops::kQK_K + 1) * sizeof(ops::BlockQ8_K), 0);
+}
+
+Session::~Session() = default;
+
+const Model& Session::model() const { return *impl_->model; }
+int Session::n_ctx() const { return impl_->n_ctx; }
+int Session::n_past() const { return impl_->n_past; }
+int Session::n_threads() const { return impl_->n_threads; }
+
+void Session::eval(const int* tokens, int n, bool all_logits) {
+  Impl& s = *impl_;
+  if (n <= 0) throw Error(cat("eval: need at least one token (got ", n, ")"), Errc::InvalidArgument);
+  if (n > s.n_ctx - s.n_past)
+    throw Error(cat("context full: ", s.n_past, " tokens cached + ", n, " new > context size ", s.n_ctx), Errc::ContextFull);
+  for (int i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= s.vocab)
+      throw Error(cat("eval: token id ", tokens[i], " at index ", i, " is outside the vocabulary (", s.vocab, ")"), Errc::InvalidArgument);
+  if (all_logits && size_t(n) * size_t(s.vocab) > s.logits.size()) s.logits.resize(size_t(n) * size_t(s.vocab));
+  for (int done = 0; done < n;) {
+    const int m = std::min(s.n_batch, n - done);
+    const int threads = m > 1 ? s.n_threads_batch : s.n_threads;
+    const ExecContext ctx{*s.pool,           *s.kernels,         threads,
+                          s.prof.get(),      s.capture.get(),    s.qscratch.data(),
+                          s.qscratch.size(), s.kscratch.data(),  s.kscratch.size()};
+    float* out = all_logits ? s.logits.data() + size_t(done) * size_t(s.vocab) : s.logits.data();
+    if (s.prof->on()) {
+      const Phase phase = m > 1 ? Phase::Prompt : Phase::Generation;
+      s.prof->set_phase(phase);
+      const uint64_t t0 = s.prof->now();
+      s.arch->forward(*s.state, tokens + done, m, s.n_past, out, all_logits, ctx);
+      s.prof->record(0, Profiler::Event{t0, s.prof->now(), 0, Profiler::Kind::Pass, Op::kCount, phase, -1, m,
+                                        nullptr, 0, 0, {}});
+    } else {
+      s.arch->forward(*s.state, tokens + done, m, s.n_past, out, all_logits, ctx);
+    }
+    s.n_past += m;
+    done += m;
+  }
+  s.n_logits = all_logits ? n : 1;
+}
+
+const float* Session::logits() const {
+  const Impl& s = *impl_;
+  return s.logits.data() + size_t(s.n_logits - 1) * size_t(s.vocab);
+}
+
+const float* Session::logits_at(int i) const {
+  const Impl& s = *impl_;
+  if (i < 0 || i >= s.n_logits) throw Error(cat("logits_at(", i, "): the last eval kept logits for ", s.n_logits, " tokens"), Errc::InvalidArgument);
+  return s.logits.data() + size_t(i) * size_t(s.vocab);
+}
+
+void Session::reset() { impl_->n_past = 0; }
+
+void Session::truncate(int n_past) {
+  if (n_past < 0 || n_past > impl_->n_past)
+    throw Error(cat("truncate(", n_past, "): the cache holds ", impl_->n_past, " tokens"), Errc::InvalidArgument);
+  impl_->n_past = n_past;
+}
+
+void Session::set_attention_capture(AttentionCallback callback, std::vector<int> layers, std::vector<int> heads) {
+  if (!callback) {
+    impl_->capture.reset();
+    return;
+  }
+  const ModelConfig& c = impl_->arch->config();
+  auto cap = std::make_unique<AttentionCapture>();
+  cap->callback = std::move(callback);
+  auto mark = [](std::vector<bool>& v, const std::vector<int>& ids, int n, const char* what) {
+    if (ids.empty()) return;
+    v.assign(size_t(n), false);
+    for (int id : ids) {
+      if (id < 0 || id >= n) throw Error(cat("attention capture: ", what, " ", id, " is not in 0..", n - 1), Errc::InvalidArgument);
+      v[size_t(id)] = true;
+    }
+  };
+  mark(cap->layers, layers, c.n_layers, "layer");
+  mark(cap->heads, heads, c.n_heads, "head");
+  impl_->capture = std::move(cap);
+}
+
+void Session::profile_start() { impl_->prof->start(); }
+void Session::profile_stop() { impl_->prof->stop(); }
+ProfileReport Session::profile_report(double peak_gflops, double peak_gbps) const {
+  return impl_->prof->report(peak_gflops, peak_gbps);
+}
+std::string Session::profile_trace_json() const { return impl_->prof->trace_json(); }
+std::string Session::profile_csv() const { return impl_->prof->csv(); }
+
+int Session::sample(Sampler& sampler) {
+  Profiler* p = impl_->prof.get();
+  p->set_phase(Phase::Generation);
+  const Zone z(p, Op::Sampling, -1, 5.0 * impl_->vocab, 4.0 * impl_->vocab, nullptr, ZoneShape{impl_->vocab, 0, 0});
+  return sampler.sample(logits());
+}
+
+// ---------------------------------------------------------------- Sampler
+
+Sampler::Sampler(int vocab_size, const SamplerParams& params)
+    : impl_(std::make_unique<SamplerImpl>(params, vocab_size)) {}
+Sampler::~Sampler() = default;
+int Sampler::sample(const float* logits) { return impl_->sample(logits); }
+void Sampler::accept(int token) { impl_->accept(token); }
+void Sampler::reset() { impl_->reset(); }
+
+// ---------------------------------------------------------------- generate
+
+GenerateResult generate(Session& session, Sampler& sampler, const std::vector<int>& prompt, int n_predict,
+                        const TokenCallback& on_token) {
+  using clock = std::chrono::steady_clock;
+  GenerateResult r;
+  if (prompt.empty()) throw Error("generate: the prompt has no tokens", Errc::InvalidArgument);
+  if (int(prompt.size()) > session.n_ctx() - session.n_past())
+    throw Error(cat("the prompt has ", prompt.size(), " tokens but only ", session.n_ctx() - session.n_past(),
+                    " positions of the context (", session.n_ctx(), ") are free; use a larger -c or a shorter prompt"), Errc::ContextFull);
+  const Model& model = session.model();
+  r.n_prompt = int(prompt.size());
+  r.tokens.reserve(n_predict > 0 ? size_t(n_predict) : 256);
+  for (int t : prompt) sampler.accept(t);
+
+  auto t0 = clock::now();
+  session.eval(prompt);
+  auto t1 = clock::now();
+  r.prompt_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+
+  int prev = prompt.back();
+  for (int i = 0; n_predict < 0 || i < n_predict; ++i) {
+    const int tok = session.sample(sampler);
+    sampler.accept(tok);
+    r.tokens.push_back(tok);
+    const bool end = model.is_end_of_text(tok);
+    const bool keep_going = on_token ? on_token(tok, model.token_to_piece(tok, prev)) : true;
+    prev = tok;
+    if (end) {
+      r.stop = StopReason::EndOfText;
+      break;
+    }
+    if (!keep_going) {
+      r.stop = StopReason::Callback;
+      break;
+    }
+    if (n_predict >= 0 && i + 1 >= n_predict) break;
+    if (session.n_past() >= session.n_ctx()) {
+      r.stop = StopReason::ContextFull;
+      break;
+    }
+    session.eval(&tok, 1);
+  }
+  r.gen_ms = std::chrono::duration<double, std::milli>(clock::now() - t1).count();
+  return r;
+}
+
+std::string active_isa() { return active_kernels().isa; }
+
+}  // namespace qkv

@@ -1,0 +1,301 @@
+// qkv: the public C++ API.
+//
+//   auto model = qkv::Model::load("stories260K.bin", {"tok512.bin"});
+//   qkv::Session session(model, {});
+//   qkv::Sampler sampler(model->info().vocab_size, {});   // defaults: temp 0.8, ...
+//   qkv::generate(session, sampler, model->tokenize("Once upon a time", true), 100,
+//                 [](int id, const std::string& piece) { std::cout << piece; return true; });
+//
+// A Model is immutable once loaded and may be shared by many Sessions; each
+// Session owns its KV cache and run state and must be used by one thread at a
+// time. Every error is reported by throwing qkv::Error; nothing here aborts
+// or exits the process.
+// An include guard, not #pragma once: the build tree also holds a copy as <qkv/...>.
+#ifndef QKV_QKV_HPP
+#define QKV_QKV_HPP
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace qkv {
+
+#if defined(__GNUC__)
+#define QKV_API __attribute__((visibility("default")))
+#else
+#define QKV_API
+#endif
+
+// What kind of failure an Error is (the C API's status codes).
+enum class Errc { InvalidArgument = 1, Io = 2, BadFile = 3, ContextFull = 4, OutOfMemory = 6, Internal = 7 };
+
+class QKV_API Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what, Errc code = Errc::BadFile) : std::runtime_error(what), code_(code) {}
+  Errc code() const { return code_; }
+
+ private:
+  Errc code_;
+};
+
+struct ModelInfo {
+  std::string path, format, arch;
+  int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  int vocab_size = 0, context_length = 0;
+  float rope_base = 0, rms_eps = 0;
+  int64_t n_params = 0;
+  std::string weight_type;  // type of the attention weights, e.g. "F32"
+  bool tied_output = false; // the classifier is the token embedding
+};
+
+struct LoadOptions {
+  // llama2.c tokenizer.bin; needed for .bin models, overrides a GGUF's own.
+  std::string tokenizer_path;
+  // Map the weights file (default), or read it into memory.
+  bool use_mmap = true;
+};
+
+class QKV_API Model {
+ public:
+  static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& opts = {});
+  ~Model();
+
+  const ModelInfo& info() const;
+  std::vector<int> tokenize(const std::string& text, bool add_bos) const;
+  // The bytes of `token` when it follows `prev` (-1: none).
+  std::string token_to_piece(int token, int prev = -1) const;
+  std::string detokenize(const std::vector<int>& tokens) const;
+  int bos_id() const;
+  int eos_id() const;
+  // EOS always; BOS too for models that use it as a document separator.
+  bool is_end_of_text(int token) const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The profiler's aggregated view (see Session::profile_report).
+struct ProfileOpStats {
+  std::string phase, op;  // phase: "prompt" or "generation"
+  int64_t calls = 0;
+  double total_ms = 0, percent = 0;  // percent of the phase's wall time
+  double mean_us = 0, max_us = 0;
+  double flops = 0, bytes = 0;       // declared work, summed over calls
+  double gflops = 0, gbps = 0;
+  double peak_percent = -1;          // of the machine's limit (FLOPs or bytes, whichever binds); -1: unknown
+};
+struct ProfileLayerStats {
+  std::string phase;
+  int layer = 0;
+  double total_ms = 0;
+  std::vector<std::pair<std::string, double>> op_ms;  // per op kind
+};
+struct ProfileThreadStats {
+  int thread = 0;
+  double compute_ms = 0, wait_ms = 0;  // in parallel ops: own work, and waiting at their end
+};
+struct ProfilePhaseStats {
+  std::string phase;
+  int64_t passes = 0, tokens = 0;
+  double wall_ms = 0;       // forward passes (and sampling, for generation)
+  double uncovered_ms = 0;  // wall time inside no zone
+};
+struct QKV_API ProfileReport {
+  std::vector<ProfilePhaseStats> phases;
+  std::vector<ProfileOpStats> ops;  // per phase, sorted by total time
+  std::vector<ProfileLayerStats> layers;
+  std::vector<ProfileThreadStats> threads;
+  uint64_t dropped_events = 0;
+  std::string to_text() const;  // the tables qkv profile prints
+};
+
+// The machine's limits, measured (see probe_machine).
+struct MachineLimits {
+  int threads = 1;
+  double fma_gflops = 0;  // fp32 FMA peak with the active kernels
+  double read_gbps = 0;   // read bandwidth over a buffer far beyond the caches
+};
+QKV_API MachineLimits probe_machine(int threads, size_t buffer_bytes = size_t(1) << 30);
+
+// One row of attention probabilities, given to an attention capture callback:
+// what query `position` of `layer`, query head `head`, attends to.
+struct AttentionRow {
+  int layer = 0, head = 0, kv_head = 0;  // with GQA, kv_head = head / (n_heads / n_kv_heads)
+  int position = 0;                      // the query token's position
+  const float* probs = nullptr;          // (position + 1): softmax(q . k_t * scale) for t <= position
+  const float* q = nullptr;              // (head_dim): the query, after RoPE
+  const float* k = nullptr;              // key of position t: k + t * k_stride (head_dim values); null with an f16 cache
+  size_t k_stride = 0;
+  int head_dim = 0;
+  float scale = 0;                       // 1 / sqrt(head_dim)
+};
+// Called on the thread that calls eval/generate, layer by layer, for each
+// evaluated token and captured head; the pointers are valid during the call.
+using AttentionCallback = std::function<void(const AttentionRow&)>;
+
+struct SessionOptions {
+  int n_ctx = 0;            // 0: the model's context length, capped at 4096
+  int n_threads = 0;        // 0: one per physical core
+  int n_threads_batch = 0;  // threads for prompt batches; 0: same as n_threads
+  int n_batch = 512;        // most tokens evaluated in one forward pass
+  bool kv_f16 = false;      // KV cache in f16: half the memory, and attention computed
+                            // as llama.cpp does on its (default) f16 cache
+};
+
+class QKV_API Session {
+ public:
+  explicit Session(std::shared_ptr<const Model> model, const SessionOptions& opts = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const Model& model() const;
+  int n_ctx() const;
+  int n_past() const;  // tokens in the KV cache
+  int n_threads() const;
+
+  // Appends n tokens to the cache (in batches of n_batch) and computes the
+  // logits of the last one, or of every one when all_logits is set. Throws if
+  // the context would overflow or a token id is out of range.
+  void eval(const int* tokens, int n, bool all_logits = false);
+  void eval(const std::vector<int>& tokens, bool all_logits = false) {
+    eval(tokens.data(), int(tokens.size()), all_logits);
+  }
+  // Logits of the last evaluated token: (vocab_size).
+  const float* logits() const;
+  // sampler.sample(logits()), recorded by the profiler as "sampling".
+  int sample(class Sampler& sampler);
+  // With all_logits: logits of the i-th token of the last eval call.
+  const float* logits_at(int i) const;
+
+  void reset();              // empty the KV cache
+  void truncate(int n_past); // keep only the first n_past cached tokens
+
+  // Attention capture: the probabilities of the given layers and query heads
+  // (empty: all) for every token evaluated from now on. Capturing changes no
+  // computed value. An empty callback turns it off.
+  void set_attention_capture(AttentionCallback callback, std::vector<int> layers = {}, std::vector<int> heads = {});
+
+  // Per-op profiling of this session's forward passes (and of sampling in
+  // generate()). start clears what was recorded before.
+  void profile_start();
+  void profile_stop();
+  // peak_*: the machine's limits for the % of peak column (0: unknown).
+  ProfileReport profile_report(double peak_gflops = 0, double peak_gbps = 0) const;
+  std::string profile_trace_json() const;  // Chrome trace events (Perfetto, chrome://tracing)
+  std::string profile_csv() const;         // one row per zone instance
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+struct SamplerParams {
+  float temperature = 0.8f;  // 0: greedy
+  int top_k = 40;            // 0: off
+  float top_p = 0.95f;       // 1: off
+  float min_p = 0.05f;       // 0: off
+  float repeat_penalty = 1.0f;
+  int repeat_last_n = 64;
+  uint64_t seed = 0;         // 0: a fixed default seed
+};
+
+class QKV_API Sampler {
+ public:
+  Sampler(int vocab_size, const SamplerParams& params);
+  ~Sampler();
+  int sample(const float* logits);
+  void accept(int token);
+  void reset();
+
+ private:
+  std::unique_ptr<class SamplerImpl> impl_;
+};
+
+enum class StopReason { Length, EndOfText, ContextFull, Callback };
+
+struct GenerateResult {
+  std::vector<int> tokens;  // generated tokens, the end-of-text one included
+  StopReason stop = StopReason::Length;
+  int n_prompt = 0;
+  double prompt_ms = 0, gen_ms = 0;
+};
+
+// Called with every generated token and its text; return false to stop.
+using TokenCallback = std::function<bool(int token, const std::string& piece)>;
+
+// Evaluates the prompt as batches, then samples up to n_predict tokens one at a
+// time (n_predict < 0: until end of text or the context is full). Stops on
+// end of text (the token is reported but not fed back), when the callback
+// says so, or when the context is full.
+QKV_API GenerateResult generate(Session& session, Sampler& sampler, const std::vector<int>& prompt, int n_predict,
+                        const TokenCallback& on_token);
+
+// The instruction set the kernels run with ("scalar", "sse2", "avx2", "avx512").
+QKV_API std::string active_isa();
+
+// ---------------------------------------------------------------- model files
+
+// Progress and notes of the file writers below (one line each, no newline).
+using MessageCallback = std::function<void(const std::string& line)>;
+
+// The --type names quantize_model and synth_model take: "f32, f16, q8_0, q4_0,
+// q4_k, q5_k, q6_k, q4_k_m" (one type for every matrix, or llama-quantize's
+// Q4_K_M mix).
+QKV_API std::string quantize_type_names();
+
+struct QuantizeParams {
+  std::string type;            // one of quantize_type_names() (any case)
+  std::string tokenizer_path;  // the tokenizer.bin of a llama2.c input
+};
+// Writes `output`, a GGUF file: `input` (GGUF, or llama2.c .bin) with every
+// matrix in params.type (GGML's reference quantizers: llama-quantize's bytes
+// without an importance matrix), vectors kept as they are, tokenizer and
+// metadata carried over. A matrix whose rows do not fill whole blocks falls
+// back to a type that fits (Q8_0, else F16), and on_message says so.
+QKV_API void quantize_model(const std::string& input, const std::string& output, const QuantizeParams& params,
+                            const MessageCallback& on_message = nullptr);
+
+struct SynthParams {
+  int dim = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0;
+  int vocab = 32000, ctx = 2048;
+  std::string type = "f32";     // one of quantize_type_names()
+  std::string name = "custom";  // general.name
+  // A llama2.c tokenizer.bin of exactly `vocab` tokens, or empty for a
+  // made-up vocabulary (3 special and 256 byte tokens, then placeholders).
+  std::string tokenizer_path;
+  uint64_t seed = 1;
+};
+// The real models' shapes synth_model knows ("stories15M", "stories42M",
+// "stories110M", "tinyllama-1.1b"); false for another name.
+QKV_API bool synth_shape(const std::string& name, SynthParams& params);
+QKV_API std::vector<std::string> synth_shape_names();
+// Writes a llama GGUF with weights ~ N(0, 0.02) and norms of 1: a real
+// shape's speed without its weights (llama.cpp loads it too).
+QKV_API void synth_model(const std::string& output, const SynthParams& params, const MessageCallback& on_message = nullptr);
+
+// Perplexity as llama.cpp's llama-perplexity measures it: the text is
+// tokenized once (with BOS), cut into chunks of n_ctx tokens (a last partial
+// chunk is dropped), the first token of each chunk replaced by BOS, each
+// chunk run from an empty cache, and its second half scored:
+//   for i = n_ctx/2 .. n_ctx-2: nll += -log softmax(logits_i)[token_{i+1}].
+struct PerplexityResult {
+  std::vector<double> running;  // the estimate after each chunk, as llama.cpp prints it
+  double ppl = 0, error = 0;    // final estimate and its standard error
+  int n_chunks = 0, n_tokens = 0;
+};
+// on_chunk(i, estimate) is called after each chunk.
+QKV_API PerplexityResult perplexity(const Model& model, const std::string& text, int n_ctx, int n_batch, int n_threads,
+                                    const std::function<void(int, double)>& on_chunk = nullptr);
+
+}  // namespace qkv
+
+#endif  // QKV_QKV_HPP

@@ -1,0 +1,140 @@
+// quantize_model (qkv.hpp): GGUF or llama2.c .bin in, GGUF out.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/api/model_files.h"
+#include "engine/api/qkv.hpp"
+#include "engine/error.h"
+#include "engine/format/gguf.h"
+#include "engine/format/gguf_writer.h"
+#include "engine/format/weight_file.h"
+
+namespace qkv {
+namespace {
+
+struct Source {  // one tensor to write
+  std::string name;
+  std::vector<int64_t> ne;
+  const ops::TypeInfo* src;
+  const void* data;
+  const ops::TypeInfo* dst;
+  int64_t rows() const {
+    int64_t r = 1;
+    for (size_t d = 1; d < ne.size(); ++d) r *= ne[d];
+    return r;
+  }
+};
+
+}  // namespace
+
+std::string quantize_type_names() { return file_type_names(); }
+
+void quantize_model(const std::string& in, const std::string& out, const QuantizeParams& params,
+                    const MessageCallback& on_message) {
+  const FileType* target = find_file_type(params.type);
+  if (!target)
+    throw Error(cat("quantize: type '", params.type, "' is not one of ", file_type_names()), Errc::InvalidArgument);
+  if (in == out) throw Error("quantize: the output must not overwrite the input", Errc::InvalidArgument);
+  GgufWriter w;
+  std::vector<Source> tensors;
+  std::unique_ptr<GgufFile> gguf;
+  std::unique_ptr<WeightFile> bin;
+  int n_layers = 0;  // for the mixes that treat layers differently
+  auto plan = [&](const std::string& name, std::vector<int64_t> ne, const ops::TypeInfo& src_type, const void* data) {
+    ops::Type dst = ne.size() >= 2 ? matrix_type(*target, name, n_layers) : ops::Type::F32;  // vectors stay F32
+    if (ne.size() >= 2 && fitting_type(dst, ne[0]) != dst) {
+      const ops::Type fallback = fitting_type(dst, ne[0]);
+      if (on_message)
+        on_message(cat(name, " has rows of ", ne[0], " values, not a multiple of ", ops::type_info(dst).block,
+                       ": written as ", ops::type_name(fallback)));
+      dst = fallback;
+    }
+    if (src_type.type != ops::Type::F32 && ne.size() < 2) dst = src_type.type;  // a non-F32 vector is copied as it is
+    tensors.push_back({name, ne, &src_type, data, &ops::type_info(dst)});
+  };
+
+  uint8_t magic[4] = {};
+  if (std::FILE* f = std::fopen(in.c_str(), "rb")) {
+    (void)!std::fread(magic, 1, 4, f);
+    std::fclose(f);
+  }
+  if (std::memcmp(magic, "GGUF", 4) == 0) {
+    gguf = std::make_unique<GgufFile>(in);
+    for (const auto& [key, v] : gguf->metadata()) {
+      if (key == "general.file_type" || key == "general.quantization_version" || key == "general.alignment") continue;
+      w.add_value(key, v);
+    }
+    w.add_u32("general.alignment", 32);
+    w.add_u32("general.file_type", uint32_t(target->file_type));
+    w.add_u32("general.quantization_version", 2);
+    const std::string arch = gguf->has("general.architecture") ? gguf->get_string("general.architecture") : "llama";
+    n_layers = int(gguf->get_uint(arch + ".block_count").value_or(0));
+    for (const GgufTensorInfo& ti : gguf->tensors()) {
+      const ops::TypeInfo* type = ops::find_type(ti.ggml_type);
+      if (!type || !type->to_float)
+        throw Error(cat(in, ": tensor ", ti.name, " has type ", ops::type_name(ti.ggml_type), ", which qkv cannot read"));
+      const Tensor t = gguf->tensor(ti);
+      plan(ti.name, std::vector<int64_t>(ti.ne, ti.ne + ti.n_dims), *type, t.data);
+    }
+  } else {
+    bin = open_llama2c_bin(in);
+    if (params.tokenizer_path.empty()) throw Error(cat(in, ": a llama2.c model needs its tokenizer (-z)"));
+    ModelConfig c;
+    c.dim = int(*bin->get_uint("llama.embedding_length"));
+    c.hidden_dim = int(*bin->get_uint("llama.feed_forward_length"));
+    c.n_layers = int(*bin->get_uint("llama.block_count"));
+    c.n_heads = int(*bin->get_uint("llama.attention.head_count"));
+    c.n_kv_heads = int(*bin->get_uint("llama.attention.head_count_kv"));
+    c.context_length = int(*bin->get_uint("llama.context_length"));
+    c.vocab_size = int(*bin->get_uint("llama.vocab_size"));
+    c.head_dim = c.dim / c.n_heads;
+    c.rope_base = float(*bin->get_float("llama.rope.freq_base"));
+    c.rms_eps = float(*bin->get_float("llama.attention.layer_norm_rms_epsilon"));
+    const Vocab vocab = load_llama2c_vocab(params.tokenizer_path, c.vocab_size);
+    add_llama_metadata(w, c, "converted by qkv quantize", target->file_type);
+    add_vocab_metadata(w, vocab);
+    n_layers = c.n_layers;
+    // GGUF's order: the embedding, each layer, then the final norm and classifier.
+    std::vector<std::string> names = {"token_embd.weight"};
+    for (int l = 0; l < c.n_layers; ++l)
+      for (const char* n : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
+                            "ffn_down"})
+        names.push_back(cat("blk.", l, ".", n, ".weight"));
+    names.push_back("output_norm.weight");
+    if (bin->find("output.weight")) names.push_back("output.weight");
+    for (const std::string& n : names) {
+      const Tensor& t = *bin->find(n);
+      plan(n, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.info(), t.data);
+    }
+  }
+
+  for (const Source& s : tensors)
+    w.add_tensor(s.name, uint32_t(s.dst->type), s.ne, uint64_t(s.dst->row_bytes(s.ne[0])) * uint64_t(s.rows()));
+  std::vector<float> row;
+  w.write(out, [&](size_t i, std::vector<uint8_t>& bytes) {
+    const Source& s = tensors[i];
+    const int64_t n = s.ne[0], rows = s.rows();
+    const size_t src_rb = s.src->row_bytes(n), dst_rb = s.dst->row_bytes(n);
+    bytes.resize(dst_rb * size_t(rows));
+    row.resize(size_t(n));
+    const uint8_t* src = static_cast<const uint8_t*>(s.data);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (s.src == s.dst) {
+        std::copy(src + r * src_rb, src + (r + 1) * src_rb, bytes.data() + r * dst_rb);
+        continue;
+      }
+      if (!s.dst->from_float) throw Error(cat("quantize: cannot write tensors of type ", s.dst->name));
+      s.src->to_float(src + r * src_rb, row.data(), size_t(n));
+      s.dst->from_float(row.data(), bytes.data() + r * dst_rb, size_t(n));
+    }
+  });
+  if (on_message)
+    on_message(cat("wrote ", out, " (", tensors.size(), " tensors, matrices as ",
+                   target->q4_k_m ? "Q4_K_M (Q4_K and Q6_K)" : ops::type_info(target->base).name, ")"));
+}
+
+}  // namespace qkv

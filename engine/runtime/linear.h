@@ -1,0 +1,41 @@
+// Threaded matrix products over weight tensors of any supported type:
+//   y[m, r] = W[r, :] . x[m, :]   W: (rows, n), x: (M, n), y: (M, rows)
+// Rows are split among threads in fixed blocks; every output value is
+// computed by one thread in one order, so results do not depend on the
+// thread count.
+#pragma once
+
+#include <initializer_list>
+
+#include "engine/runtime/architecture.h"
+#include "engine/format/tensor.h"
+
+namespace qkv {
+
+// Work a thread does on the output rows [r0, r1) it has just computed, while
+// they are still in its cache (a fused elementwise op).
+struct RowEpilogue {
+  void (*fn)(const void* ctx, size_t r0, size_t r1);
+  const void* ctx;
+};
+
+// x (M rows of n) quantized for integer products: to Q8_0 blocks (in
+// ctx.qscratch) when a Q8_0/Q4_0 weight takes it, to Q8_K blocks (in
+// ctx.kscratch) when a K-quant one does; null where none does.
+struct QuantizedInput {
+  const void* q8_0 = nullptr;
+  const ops::Q8Sum* q8_0_sums = nullptr;  // per Q8_0 block, for the row-interleaved products
+  const void* q8_K = nullptr;
+};
+
+// Quantizes x once for every linear() over it with one of `weights`.
+QuantizedInput quantize_input(const ExecContext& ctx, std::initializer_list<const Tensor*> weights, const float* x,
+                              int M, int layer);
+
+// Recorded as a "matmul" zone of `layer` (-1: none) named after the weight.
+// xq: x as quantize_input() left it; when null (or lacking the form w
+// takes), linear() quantizes x itself.
+void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
+            const RowEpilogue* epilogue = nullptr, const QuantizedInput* xq = nullptr);
+
+}  // namespace qkv

@@ -1,0 +1,95 @@
+#include "engine/runtime/nn.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "engine/error.h"
+#include "engine/runtime/profiler.h"
+
+namespace qkv::nn {
+namespace {
+constexpr double kF = 4.0;  // bytes per float
+}
+
+void embed(const ExecContext& ctx, const Tensor& table, const int* tokens, int n, float* x) {
+  const size_t dim = size_t(table.row_len()), rb = table.row_bytes();
+  const Zone z(ctx.prof, Op::Embedding, -1, 0.0, double(n) * (double(rb) + double(dim) * kF), nullptr,
+               ZoneShape{n, int64_t(dim), 0});
+  const uint8_t* rows = static_cast<const uint8_t*>(table.data);
+  for (int i = 0; i < n; ++i) {
+    float* out = x + size_t(i) * dim;
+    const void* row = rows + size_t(tokens[i]) * rb;
+    switch (table.info().compute) {
+      case ops::Compute::F32: std::memcpy(out, row, dim * sizeof(float)); break;
+      case ops::Compute::F16: ctx.k.f16_to_f32(static_cast<const uint16_t*>(row), out, dim); break;
+      default: table.info().to_float(row, out, dim); break;
+    }
+  }
+}
+
+void rmsnorm(const ExecContext& ctx, const Tensor& w, const float* x, float* out, int n, float eps, int layer, int first) {
+  const size_t dim = size_t(w.row_len());
+  const double rows = double(n - first), D = double(dim);
+  const Zone z(ctx.prof, Op::Rmsnorm, layer, 4.0 * rows * D, (2.0 * rows + 1.0) * D * kF, nullptr,
+               ZoneShape{n - first, int64_t(dim), 0});
+  const float* wp = static_cast<const float*>(w.data);
+  for (int i = first; i < n; ++i) ctx.k.rmsnorm(out + size_t(i) * dim, x + size_t(i) * dim, wp, dim, eps);
+}
+
+void add(const ExecContext& ctx, float* x, const float* y, int n, int dim, int layer) {
+  const double N = n, D = dim;
+  const Zone z(ctx.prof, Op::Add, layer, N * D, 3.0 * N * D * kF, nullptr, ZoneShape{n, dim, 0});
+  for (int i = 0; i < n; ++i) ctx.k.add(x + size_t(i) * size_t(dim), y + size_t(i) * size_t(dim), size_t(dim));
+}
+
+RopeTable::RopeTable(int head_dim, float base, int n_ctx)
+    : head_dim_(head_dim), cos_(size_t(n_ctx) * size_t(head_dim / 2)), sin_(cos_.size()) {
+  const size_t half = size_t(head_dim / 2);
+  std::vector<float> freqs(half);
+  // theta_j = base^(-2j / head_dim), as llama2.c computes it.
+  for (size_t j = 0; j < half; ++j) freqs[j] = 1.0f / std::pow(base, float(2 * j) / float(head_dim));
+  for (int p = 0; p < n_ctx; ++p)
+    for (size_t j = 0; j < half; ++j) {
+      const float angle = float(p) * freqs[j];
+      cos_[size_t(p) * half + j] = std::cos(angle);
+      sin_[size_t(p) * half + j] = std::sin(angle);
+    }
+}
+
+void rope(const ExecContext& ctx, const RopeTable& table, int pos, int n, int layer, float* q, int n_q_heads, float* k,
+          int n_k_heads) {
+  const size_t hd = size_t(table.head_dim()), qd = size_t(n_q_heads) * hd, kd = size_t(n_k_heads) * hd;
+  const double N = n, W = double(qd + kd);
+  const Zone z(ctx.prof, Op::Rope, layer, 3.0 * N * W, 2.0 * N * W * kF, nullptr, ZoneShape{n, int64_t(qd + kd), 0});
+  for (int i = 0; i < n; ++i) {
+    ops::rope(q + size_t(i) * qd, size_t(n_q_heads), hd, table.cos(pos + i), table.sin(pos + i));
+    ops::rope(k + size_t(i) * kd, size_t(n_k_heads), hd, table.cos(pos + i), table.sin(pos + i));
+  }
+}
+
+namespace {
+// gate[m, r] = silu(gate[m, r]) * up[m, r] for the rows r0..r1 of every token.
+struct SwigluRows {
+  const ops::Kernels* k;
+  float* gate;
+  const float* up;
+  size_t hidden;
+  int n;
+  static void apply(const void* self, size_t r0, size_t r1) {
+    const SwigluRows& s = *static_cast<const SwigluRows*>(self);
+    for (int m = 0; m < s.n; ++m)
+      s.k->swiglu(s.gate + size_t(m) * s.hidden + r0, s.up + size_t(m) * s.hidden + r0, r1 - r0);
+  }
+};
+}  // namespace
+
+void swiglu_up(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
+               int n, int layer) {
+  const QuantizedInput xq = quantize_input(ctx, {&w_gate, &w_up}, x, n, layer);  // once for both
+  linear(ctx, w_gate, x, gate, n, layer, nullptr, &xq);
+  const SwigluRows sw{&ctx.k, gate, up, size_t(w_up.n_rows()), n};
+  const RowEpilogue swiglu{SwigluRows::apply, &sw};
+  linear(ctx, w_up, x, up, n, layer, &swiglu, &xq);
+}
+
+}  // namespace qkv::nn

@@ -1,0 +1,148 @@
+// The weight-type table (types.h): one row per type.
+#include "ops/types.h"
+
+#include <cctype>
+#include <cstring>
+
+#include "ops/quant.h"
+
+namespace qkv::ops {
+namespace {
+
+// Typed row functions as the table's untyped entries.
+template <class Block, void (*F)(const Block*, float*, size_t)>
+void to_float(const void* src, float* dst, size_t n) {
+  F(static_cast<const Block*>(src), dst, n);
+}
+template <class Block, void (*F)(const float*, Block*, size_t)>
+void from_float(const float* src, void* dst, size_t n) {
+  F(src, static_cast<Block*>(dst), n);
+}
+template <class Block, class Packed>
+void repack(const void* w, void* out, size_t rows, size_t n) {
+  repack_x8(static_cast<const Block*>(w), static_cast<Packed*>(out), rows, n);
+}
+
+void f32_to_float(const void* src, float* dst, size_t n) { std::memcpy(dst, src, n * sizeof(float)); }
+void f32_from_float(const float* src, void* dst, size_t n) { std::memcpy(dst, src, n * sizeof(float)); }
+void f16_to_float(const void* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(static_cast<const uint16_t*>(src)[i]);
+}
+void f16_from_float(const float* src, void* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_f16(src[i]);
+}
+void bf16_to_float(const void* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
+}
+
+// A type qkv only sizes (a file holding it can be read past, not computed with).
+constexpr TypeInfo sized(Type t, const char* name, int block, size_t bytes) {
+  return TypeInfo{t, name, block, bytes, Compute::None, Activation::None, nullptr, nullptr, nullptr, 0, nullptr, -1};
+}
+
+const TypeInfo kTypes[] = {
+    // type, name, block, bytes, compute, activation, products, to_float, from_float, x8 bytes, repack, file_type
+    {Type::F32, "F32", 1, 4, Compute::F32, Activation::None, nullptr, f32_to_float, f32_from_float, 0, nullptr, 0},
+    {Type::F16, "F16", 1, 2, Compute::F16, Activation::None, nullptr, f16_to_float, f16_from_float, 0, nullptr, 1},
+    {Type::BF16, "BF16", 1, 2, Compute::WidenF32, Activation::None, nullptr, bf16_to_float, nullptr, 0, nullptr, 32},
+    {Type::Q8_0, "Q8_0", kQK8_0, sizeof(BlockQ8_0), Compute::Integer, Activation::Q8_0, &Kernels::q8_0,
+     to_float<BlockQ8_0, dequantize_row_q8_0>, from_float<BlockQ8_0, quantize_row_q8_0>, sizeof(BlockQ8_0x8),
+     repack<BlockQ8_0, BlockQ8_0x8>, 7},
+    {Type::Q4_0, "Q4_0", kQK4_0, sizeof(BlockQ4_0), Compute::Integer, Activation::Q8_0, &Kernels::q4_0,
+     to_float<BlockQ4_0, dequantize_row_q4_0>, from_float<BlockQ4_0, quantize_row_q4_0>, sizeof(BlockQ4_0x8),
+     repack<BlockQ4_0, BlockQ4_0x8>, 2},
+    {Type::Q4_K, "Q4_K", kQK_K, sizeof(BlockQ4_K), Compute::Integer, Activation::Q8_K, &Kernels::q4_K,
+     to_float<BlockQ4_K, dequantize_row_q4_K>, from_float<BlockQ4_K, quantize_row_q4_K>, sizeof(BlockQ4_Kx8),
+     repack<BlockQ4_K, BlockQ4_Kx8>, 14},
+    {Type::Q5_K, "Q5_K", kQK_K, sizeof(BlockQ5_K), Compute::Integer, Activation::Q8_K, &Kernels::q5_K,
+     to_float<BlockQ5_K, dequantize_row_q5_K>, from_float<BlockQ5_K, quantize_row_q5_K>, 0, nullptr, 16},
+    {Type::Q6_K, "Q6_K", kQK_K, sizeof(BlockQ6_K), Compute::Integer, Activation::Q8_K, &Kernels::q6_K,
+     to_float<BlockQ6_K, dequantize_row_q6_K>, from_float<BlockQ6_K, quantize_row_q6_K>, 0, nullptr, 18},
+    // Sized only: GGUF files holding them are read, their tensors not computed with.
+    sized(Type::Q4_1, "Q4_1", 32, 20),
+    sized(Type::Q5_0, "Q5_0", 32, 22),
+    sized(Type::Q5_1, "Q5_1", 32, 24),
+    sized(Type::Q8_1, "Q8_1", 32, 36),
+    sized(Type::Q2_K, "Q2_K", 256, 84),
+    sized(Type::Q3_K, "Q3_K", 256, 110),
+    sized(Type::Q8_K, "Q8_K", 256, 292),
+    sized(Type::I8, "I8", 1, 1),
+    sized(Type::I16, "I16", 1, 2),
+    sized(Type::I32, "I32", 1, 4),
+    sized(Type::I64, "I64", 1, 8),
+    sized(Type::F64, "F64", 1, 8),
+};
+
+// Names of the ids no row sizes (yet), for messages.
+const char* other_name(uint32_t id) {
+  switch (Type(id)) {
+    case Type::IQ2_XXS: return "IQ2_XXS";
+    case Type::IQ2_XS: return "IQ2_XS";
+    case Type::IQ3_XXS: return "IQ3_XXS";
+    case Type::IQ1_S: return "IQ1_S";
+    case Type::IQ4_NL: return "IQ4_NL";
+    case Type::IQ3_S: return "IQ3_S";
+    case Type::IQ2_S: return "IQ2_S";
+    case Type::IQ4_XS: return "IQ4_XS";
+    case Type::IQ1_M: return "IQ1_M";
+    default: return id == 4 ? "Q4_2" : id == 5 ? "Q4_3" : "unknown";
+  }
+}
+
+bool same_name(const char* a, const std::string& b) {
+  if (std::strlen(a) != b.size()) return false;
+  for (size_t i = 0; i < b.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+
+}  // namespace
+
+const TypeInfo* find_type(uint32_t ggml_id) {
+  for (const TypeInfo& t : kTypes)
+    if (uint32_t(t.type) == ggml_id) return &t;
+  return nullptr;
+}
+
+const TypeInfo& type_info(Type t) {
+  // By id, built once: the products look their weight's row up on every call.
+  static const struct ById {
+    const TypeInfo* row[64] = {};
+    ById() {
+      for (const TypeInfo& t : kTypes) row[uint32_t(t.type)] = &t;
+    }
+  } by_id;
+  const uint32_t id = uint32_t(t);
+  return id < 64 && by_id.row[id] ? *by_id.row[id] : kTypes[0];  // every type the engine names has a row (tested)
+}
+
+const TypeInfo* find_type(const std::string& name) {
+  for (const TypeInfo& t : kTypes)
+    if (same_name(t.name, name)) return &t;
+  return nullptr;
+}
+
+const char* type_name(uint32_t ggml_id) {
+  const TypeInfo* t = find_type(ggml_id);
+  return t ? t->name : other_name(ggml_id);
+}
+
+std::string computable_type_names() {
+  std::string s;
+  for (const TypeInfo& t : kTypes)
+    if (t.computable()) s += (s.empty() ? "" : ", ") + std::string(t.name);
+  return s;
+}
+
+std::string writable_type_names() {
+  std::string s;
+  for (const TypeInfo& t : kTypes) {
+    if (!t.from_float) continue;
+    std::string lower = t.name;
+    for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+    s += (s.empty() ? "" : ", ") + lower;
+  }
+  return s;
+}
+
+}  // namespace qkv::ops
