@@ -1,12 +1,15 @@
 // Our own thread pool. The caller is thread 0; n-1 workers spin briefly, then
 // sleep, between jobs; no lock is taken while they spin (per token, nothing is
-// locked or allocated). parallel_for splits [0, n) into fixed contiguous chunks,
-// one per thread, so what each index computes never depends on the count.
+// locked or allocated). A job that needs t threads wakes workers 1..t-1 only,
+// each through its own slot. parallel_for splits [0, n) into fixed contiguous
+// chunks, one per thread, so what each index computes never depends on the
+// count.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -50,11 +53,10 @@ class ThreadPool {
       return;
     }
     auto job = [&](int t) {
-      if (size_t(t) >= nt) return;
       const size_t b = n * size_t(t) / nt, e = n * size_t(t + 1) / nt;
       if (b < e) fn(b, e, t);
     };
-    run(Job{&job, [](void* f, int t) { (*static_cast<decltype(job)*>(f))(t); }});
+    run(Job{&job, [](void* f, int t) { (*static_cast<decltype(job)*>(f))(t); }}, int(nt));
   }
 
   // split(), recording each chunk as a slice and the caller's wait for the rest.
@@ -77,19 +79,26 @@ class ThreadPool {
     void* ctx;
     void (*call)(void*, int);
   };
-  void run(Job job);
+  // Runs job on threads 0..nt-1 (the caller is 0) and returns when all are done.
+  void run(Job job, int nt);
   void worker(int index);
+
+  // Worker i's mailbox: its ticket moves on when it has a job (or must stop).
+  struct alignas(64) Slot {
+    std::atomic<uint64_t> ticket{0};
+    std::atomic<bool> sleeping{false};  // waiting on cv
+    std::mutex mu;
+    std::condition_variable cv;
+  };
+  void wake(Slot& s);
 
   int n_;
   Profiler* prof_ = nullptr;
+  std::unique_ptr<Slot[]> slots_;  // [n_]; slot 0 (the caller) unused
   std::vector<std::thread> threads_;
   Job job_{nullptr, nullptr};
-  std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
-  std::atomic<int> sleepers_{0};  // workers waiting on cv_
   std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
 };
 
 // Physical cores of this machine (logical CPUs when that is unknown).
