@@ -154,7 +154,7 @@ void attention(benchmark::State& st, const Kernels* k, size_t ctx) {
   const auto q = randn(hd), kc = randn(ctx * stride), vc = randn(ctx * stride);
   std::vector<float> att(ctx), out(hd);
   for (auto _ : st) {
-    k->attention(q.data(), kc.data(), vc.data(), stride, hd, ctx, 0.125f, att.data(), out.data());
+    k->attention(q.data(), kc.data(), vc.data(), stride, hd, ctx, 0.125f, 0.0f, att.data(), out.data());
     benchmark::DoNotOptimize(out.data());
   }
   set_rates(st, 4.0 * ctx * hd, 8.0 * ctx * hd);

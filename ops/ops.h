@@ -65,16 +65,28 @@ struct Kernels {
   // gate[i] = silu(gate[i]) * up[i]
   void (*swiglu)(float* gate, const float* up, size_t n);
 
+  // out[i] = (x[i] - mean(x)) / sqrt(var(x) + eps) * w[i] + b[i] (b may be
+  // null); out may alias x. The mean and variance are summed in double.
+  void (*layernorm)(float* out, const float* x, const float* w, const float* b, size_t n, float eps);
+
+  // x[i] = gelu(x[i]), the tanh approximation:
+  //   0.5 x (1 + tanh(sqrt(2 / pi) x (1 + 0.044715 x^2)))
+  void (*gelu)(float* x, size_t n);
+  // gate[i] = gelu(gate[i]) * up[i] (GeGLU)
+  void (*geglu)(float* gate, const float* up, size_t n);
+
   // y[i] += x[i]
   void (*add)(float* y, const float* x, size_t n);
 
   // One query against n cached positions of one head:
-  //   att[t] = softmax_t(q . k_t * scale), out = sum_t att[t] * v_t
+  //   s_t = q . k_t * scale, capped to softcap * tanh(s_t / softcap) when
+  //   softcap > 0 (Gemma 2's logit soft-capping);
+  //   att[t] = softmax_t(s_t), out = sum_t att[t] * v_t
   // q: (head_dim); k_t = k + t * kv_stride, v_t = v + t * kv_stride;
   // out: (head_dim); att: (n) receives the probabilities, or is null (the
   // SIMD kernels then never hold more than a block of scores).
   void (*attention)(const float* q, const float* k, const float* v, size_t kv_stride,
-                    size_t head_dim, size_t n, float scale, float* att, float* out);
+                    size_t head_dim, size_t n, float scale, float softcap, float* att, float* out);
 
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
 
@@ -84,7 +96,7 @@ struct Kernels {
   // null; it receives those f16-rounded probabilities. k, v: f16, laid out
   // as above.
   void (*attention_f16)(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, size_t head_dim,
-                        size_t n, float scale, float* att, float* out);
+                        size_t n, float scale, float softcap, float* att, float* out);
 
   // Quantized weights (ops/quant.h blocks) against activations quantized to
   // the blocks the weight type takes (Q8_0 for Q8_0/Q4_0, Q8_K for the
@@ -116,6 +128,12 @@ const Kernels& avx512_kernels();
 // whose cosine and sine are cos[i], sin[i]; x: (n_heads, head_dim),
 // cos, sin: (head_dim / 2). Too small to need a SIMD version.
 void rope(float* x, size_t n_heads, size_t head_dim, const float* cos, const float* sin);
+// The same for GPT-NeoX's pairing (i, i + head_dim / 2), which Qwen, Gemma
+// and Phi-3 use.
+void rope_neox(float* x, size_t n_heads, size_t head_dim, const float* cos, const float* sin);
+
+// s capped to cap * tanh(s / cap); s itself when cap <= 0.
+inline float softcap(float s, float cap);
 
 // Scalar conversions, exact (round to nearest even for f32 -> f16).
 float f16_to_f32(uint16_t h);
@@ -123,3 +141,7 @@ uint16_t f32_to_f16(float f);
 float bf16_to_f32(uint16_t h);
 
 }  // namespace qkv::ops
+
+#include <cmath>
+
+inline float qkv::ops::softcap(float s, float cap) { return cap > 0.0f ? cap * std::tanh(s / cap) : s; }

@@ -74,6 +74,18 @@ void rope(float* x, size_t n_heads, size_t head_dim, const float* cos, const flo
   }
 }
 
+void rope_neox(float* x, size_t n_heads, size_t head_dim, const float* cos, const float* sin) {
+  const size_t half = head_dim / 2;
+  for (size_t h = 0; h < n_heads; ++h) {
+    float* xh = x + h * head_dim;
+    for (size_t i = 0; i < half; ++i) {
+      const float x0 = xh[i], x1 = xh[i + half];
+      xh[i] = x0 * cos[i] - x1 * sin[i];
+      xh[i + half] = x0 * sin[i] + x1 * cos[i];
+    }
+  }
+}
+
 namespace {
 
 float dot_ref(const float* a, const float* b, size_t n) {
@@ -133,15 +145,38 @@ void swiglu_ref(float* gate, const float* up, size_t n) {
   }
 }
 
+void layernorm_ref(float* out, const float* x, const float* w, const float* b, size_t n, float eps) {
+  double sum = 0.0;
+  for (size_t i = 0; i < n; ++i) sum += x[i];
+  const float mean = float(sum / double(n));
+  double sum2 = 0.0;
+  for (size_t i = 0; i < n; ++i) sum2 += double(x[i] - mean) * double(x[i] - mean);
+  const float scale = 1.0f / std::sqrt(float(sum2 / double(n)) + eps);
+  for (size_t i = 0; i < n; ++i) out[i] = (x[i] - mean) * scale * w[i] + (b ? b[i] : 0.0f);
+}
+
+float gelu1(float x) {
+  const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+  return 0.5f * x * (1.0f + std::tanh(k * x * (1.0f + 0.044715f * x * x)));
+}
+
+void gelu_ref(float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) x[i] = gelu1(x[i]);
+}
+
+void geglu_ref(float* gate, const float* up, size_t n) {
+  for (size_t i = 0; i < n; ++i) gate[i] = gelu1(gate[i]) * up[i];
+}
+
 void add_ref(float* y, const float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
 void attention_ref(const float* q, const float* k, const float* v, size_t kv_stride,
-                   size_t head_dim, size_t n, float scale, float* att, float* out) {
+                   size_t head_dim, size_t n, float scale, float cap, float* att, float* out) {
   // Plain two-pass softmax: the max score, then exp-weights and their sum.
   // Scores are recomputed rather than stored, so no buffer is needed.
-  auto score = [&](size_t t) { return dot_ref(q, k + t * kv_stride, head_dim) * scale; };
+  auto score = [&](size_t t) { return softcap(dot_ref(q, k + t * kv_stride, head_dim) * scale, cap); };
   float max_val = score(0);
   for (size_t t = 1; t < n; ++t) max_val = std::fmax(max_val, score(t));
   float sum = 0.0f;
@@ -158,13 +193,13 @@ void attention_ref(const float* q, const float* k, const float* v, size_t kv_str
 }
 
 void attention_f16_ref(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, size_t head_dim,
-                       size_t n, float scale, float* att, float* out) {
+                       size_t n, float scale, float cap, float* att, float* out) {
   auto r16 = [](float x) { return f16_to_f32(f32_to_f16(x)); };
   float max_val = -INFINITY;
   for (size_t t = 0; t < n; ++t) {
     float s = 0.0f;
     for (size_t i = 0; i < head_dim; ++i) s += r16(q[i]) * f16_to_f32(k[t * kv_stride + i]);
-    att[t] = s * scale;
+    att[t] = softcap(s * scale, cap);
     max_val = std::fmax(max_val, att[t]);
   }
   double sum = 0.0;
@@ -205,6 +240,9 @@ const Kernels& reference_kernels() {
     t.rmsnorm = rmsnorm_ref;
     t.softmax = softmax_ref;
     t.swiglu = swiglu_ref;
+    t.layernorm = layernorm_ref;
+    t.gelu = gelu_ref;
+    t.geglu = geglu_ref;
     t.add = add_ref;
     t.attention = attention_ref;
     t.f16_to_f32 = f16_to_f32_ref;

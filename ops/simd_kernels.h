@@ -182,6 +182,45 @@ inline void swiglu(float* gate, const float* up, size_t n) {
   }
 }
 
+// Sums in double as the reference does (a norm's cost is its final pass).
+inline void layernorm(float* out, const float* x, const float* w, const float* b, size_t n, float eps) {
+  double sum = 0.0;
+  for (size_t i = 0; i < n; ++i) sum += x[i];
+  const float mean = float(sum / double(n));
+  double sum2 = 0.0;
+  for (size_t i = 0; i < n; ++i) sum2 += double(x[i] - mean) * double(x[i] - mean);
+  const float scale = 1.0f / std::sqrt(float(sum2 / double(n)) + eps);
+  const vf vmean(mean), vscale(scale);
+  size_t i = 0;
+  for (; i + W <= n; i += W) {
+    vf y = (load(x + i) - vmean) * vscale * load(w + i);
+    if (b) y = y + load(b + i);
+    y.store_unaligned(out + i);
+  }
+  for (; i < n; ++i) out[i] = (x[i] - mean) * scale * w[i] + (b ? b[i] : 0.0f);
+}
+
+inline float gelu1(float x) {
+  const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+  return 0.5f * x * (1.0f + std::tanh(k * x * (1.0f + 0.044715f * x * x)));
+}
+inline vf gelu_v(vf x) {
+  const vf k(0.7978845608028654f), c(0.044715f), half(0.5f), one(1.0f);
+  return half * x * (one + xsimd::tanh(k * x * (one + c * x * x)));
+}
+
+inline void gelu(float* x, size_t n) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) gelu_v(load(x + i)).store_unaligned(x + i);
+  for (; i < n; ++i) x[i] = gelu1(x[i]);
+}
+
+inline void geglu(float* gate, const float* up, size_t n) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) (gelu_v(load(gate + i)) * load(up + i)).store_unaligned(gate + i);
+  for (; i < n; ++i) gate[i] = gelu1(gate[i]) * up[i];
+}
+
 inline void add(float* y, const float* x, size_t n) {
   size_t i = 0;
   for (; i + W <= n; i += W) (load(y + i) + load(x + i)).store_unaligned(y + i);
@@ -196,7 +235,7 @@ inline void add(float* y, const float* x, size_t n) {
 // row of the full context is needed; `att`, when given, receives the
 // probabilities (computed from the same scores, so capture changes nothing).
 inline void attention(const float* q, const float* k, const float* v, size_t kv_stride, size_t head_dim,
-                      size_t n, float scale, float* att, float* out) {
+                      size_t n, float scale, float cap, float* att, float* out) {
   constexpr size_t kBlock = 64;
   alignas(64) float p[kBlock];
   float m = -INFINITY, l = 0.0f;
@@ -205,7 +244,7 @@ inline void attention(const float* q, const float* k, const float* v, size_t kv_
     const size_t nb = n - t0 < kBlock ? n - t0 : kBlock;
     float bm = -INFINITY;
     for (size_t t = 0; t < nb; ++t) {
-      p[t] = dot(q, k + (t0 + t) * kv_stride, head_dim) * scale;
+      p[t] = softcap(dot(q, k + (t0 + t) * kv_stride, head_dim) * scale, cap);
       bm = p[t] > bm ? p[t] : bm;
     }
     if (att)
@@ -243,12 +282,12 @@ inline void attention(const float* q, const float* k, const float* v, size_t kv_
 // The f16-cache variant (llama.cpp's numerics): every score first, an f32
 // softmax with a double sum, probabilities rounded to f16, then the values.
 inline void attention_f16(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, size_t head_dim,
-                          size_t n, float scale, float* att, float* out) {
+                          size_t n, float scale, float cap, float* att, float* out) {
   alignas(64) float q16[256];  // head_dim <= 256
   for (size_t i = 0; i < head_dim; ++i) q16[i] = f16_to_f32(f32_to_f16(q[i]));
   float mx = -INFINITY;
   for (size_t t = 0; t < n; ++t) {
-    att[t] = dot_row(k + t * kv_stride, q16, head_dim) * scale;
+    att[t] = softcap(dot_row(k + t * kv_stride, q16, head_dim) * scale, cap);
     mx = att[t] > mx ? att[t] : mx;
   }
   double sum = 0.0;
@@ -309,6 +348,9 @@ inline const Kernels& table(const char* name) {
     t.rmsnorm = rmsnorm;
     t.softmax = softmax;
     t.swiglu = swiglu;
+    t.layernorm = layernorm;
+    t.gelu = gelu;
+    t.geglu = geglu;
     t.add = add;
     t.attention = attention;
     t.f16_to_f32 = f16_to_f32_n;

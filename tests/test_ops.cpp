@@ -3,6 +3,7 @@
 // width.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -167,14 +168,14 @@ TEST_P(OpsTest, Attention) {
       const auto q = randn(hd, 18), kc = randn(n * stride, 19), vc = randn(n * stride, 20);
       const float scale = 1.0f / std::sqrt(float(hd));
       std::vector<float> att_want(n), att_got(n), want(hd), got(hd);
-      ref().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, att_want.data(), want.data());
-      k().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, att_got.data(), got.data());
+      ref().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, 0.0f, att_want.data(), want.data());
+      k().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, 0.0f, att_got.data(), got.data());
       const std::string what = "attention hd=" + std::to_string(hd) + " n=" + std::to_string(n);
       expect_close(att_got.data(), att_want.data(), n, 1e-6f, 1e-4f, what + " probabilities");
       expect_close(got.data(), want.data(), hd, 1e-5f, 1e-4f, what + " output");
       // Without a probability buffer: the same output, bit for bit.
       std::vector<float> got2(hd);
-      k().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, nullptr, got2.data());
+      k().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, 0.0f, nullptr, got2.data());
       ASSERT_EQ(std::memcmp(got2.data(), got.data(), hd * sizeof(float)), 0) << what;
     }
   }
@@ -193,8 +194,8 @@ TEST_P(OpsTest, AttentionOverAnF16Cache) {
       }
       const float scale = 1.0f / std::sqrt(float(hd));
       std::vector<float> att_want(n), att_got(n), want(hd), got(hd);
-      ref().attention_f16(q.data(), kc.data(), vc.data(), stride, hd, n, scale, att_want.data(), want.data());
-      k().attention_f16(q.data(), kc.data(), vc.data(), stride, hd, n, scale, att_got.data(), got.data());
+      ref().attention_f16(q.data(), kc.data(), vc.data(), stride, hd, n, scale, 0.0f, att_want.data(), want.data());
+      k().attention_f16(q.data(), kc.data(), vc.data(), stride, hd, n, scale, 0.0f, att_got.data(), got.data());
       const std::string what = "attention_f16 hd=" + std::to_string(hd) + " n=" + std::to_string(n);
       // The probabilities are rounded to f16: one f16 step apart at most.
       expect_close(att_got.data(), att_want.data(), n, 1e-6f, 1e-3f, what + " probabilities");
@@ -203,6 +204,91 @@ TEST_P(OpsTest, AttentionOverAnF16Cache) {
       for (float p : att_got) sum += p;
       EXPECT_NEAR(sum, 1.0, 2e-3) << what;
     }
+  }
+}
+
+// Soft-capped scores (Gemma 2): against the scalar reference, and the
+// reference against a direct computation from its definition.
+TEST_P(OpsTest, AttentionWithSoftcap) {
+  for (size_t hd : {size_t(8), size_t(20), size_t(64)}) {
+    for (size_t n : {size_t(1), size_t(17), size_t(100)}) {
+      const size_t stride = hd + 3;
+      const auto q = randn(hd, 40, 3.0f), kc = randn(n * stride, 41, 3.0f), vc = randn(n * stride, 42);
+      const float scale = 1.0f / std::sqrt(float(hd)), cap = 2.5f;
+      std::vector<float> att_want(n), att_got(n), want(hd), got(hd);
+      ref().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, cap, att_want.data(), want.data());
+      k().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, cap, att_got.data(), got.data());
+      const std::string what = "softcap attention hd=" + std::to_string(hd) + " n=" + std::to_string(n);
+      expect_close(att_got.data(), att_want.data(), n, 1e-6f, 1e-4f, what + " probabilities");
+      expect_close(got.data(), want.data(), hd, 1e-5f, 1e-4f, what + " output");
+      // From the definition, in double.
+      std::vector<double> sc(n);
+      double mx = -1e300, sum = 0;
+      for (size_t t = 0; t < n; ++t) {
+        double d = 0;
+        for (size_t i = 0; i < hd; ++i) d += double(q[i]) * kc[t * stride + i];
+        sc[t] = cap * std::tanh(d * scale / cap);
+        mx = std::max(mx, sc[t]);
+      }
+      for (size_t t = 0; t < n; ++t) sum += std::exp(sc[t] - mx);
+      for (size_t t = 0; t < n; ++t) ASSERT_NEAR(att_want[t], std::exp(sc[t] - mx) / sum, 1e-5) << what << " t=" << t;
+      // The f16 cache applies the same cap.
+      std::vector<uint16_t> k16(kc.size()), v16(vc.size());
+      for (size_t i = 0; i < kc.size(); ++i) k16[i] = ops::f32_to_f16(kc[i]), v16[i] = ops::f32_to_f16(vc[i]);
+      std::vector<float> a16_want(n), a16_got(n), o16_want(hd), o16_got(hd);
+      ref().attention_f16(q.data(), k16.data(), v16.data(), stride, hd, n, scale, cap, a16_want.data(), o16_want.data());
+      k().attention_f16(q.data(), k16.data(), v16.data(), stride, hd, n, scale, cap, a16_got.data(), o16_got.data());
+      expect_close(a16_got.data(), a16_want.data(), n, 1e-6f, 1e-3f, what + " f16 probabilities");
+      expect_close(o16_got.data(), o16_want.data(), hd, 1e-4f, 1e-3f, what + " f16 output");
+      for (size_t t = 0; t < n; ++t) ASSERT_NEAR(a16_want[t], std::exp(sc[t] - mx) / sum, 2e-3) << what << " f16 t=" << t;
+    }
+  }
+}
+
+TEST_P(OpsTest, Layernorm) {
+  for (size_t n : kSizes) {
+    const auto x = randn(n, 43, 2.0f), w = randn(n, 44), b = randn(n, 45);
+    for (const float* bias : {b.data(), static_cast<const float*>(nullptr)}) {
+      std::vector<float> want(n), got(n);
+      ref().layernorm(want.data(), x.data(), w.data(), bias, n, 1e-5f);
+      k().layernorm(got.data(), x.data(), w.data(), bias, n, 1e-5f);
+      const std::string what = "layernorm n=" + std::to_string(n) + (bias ? " with bias" : "");
+      expect_close(got.data(), want.data(), n, 1e-6f, 1e-5f, what);
+      // The reference against its definition.
+      double mean = 0, var = 0;
+      for (float v : x) mean += v;
+      mean /= double(n);
+      for (float v : x) var += (v - mean) * (v - mean);
+      var /= double(n);
+      for (size_t i = 0; i < n; ++i) {
+        const double y = (x[i] - mean) / std::sqrt(var + 1e-5) * w[i] + (bias ? bias[i] : 0.0);
+        ASSERT_NEAR(want[i], y, 1e-5 * (1 + std::fabs(y))) << what << " i=" << i;
+      }
+      // In place.
+      std::vector<float> inplace = x;
+      k().layernorm(inplace.data(), inplace.data(), w.data(), bias, n, 1e-5f);
+      expect_close(inplace.data(), got.data(), n, 0.0f, 0.0f, what + " in place");
+    }
+  }
+}
+
+TEST_P(OpsTest, GeluAndGeglu) {
+  for (size_t n : kSizes) {
+    const auto x = randn(n, 46, 3.0f), up = randn(n, 47);
+    std::vector<float> want = x, got = x;
+    ref().gelu(want.data(), n);
+    k().gelu(got.data(), n);
+    const std::string what = "gelu n=" + std::to_string(n);
+    expect_close(got.data(), want.data(), n, 1e-6f, 1e-5f, what);
+    for (size_t i = 0; i < n; ++i) {
+      const double v = x[i], y = 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+      ASSERT_NEAR(want[i], y, 1e-6 * (1 + std::fabs(y))) << what << " x=" << v;
+    }
+    std::vector<float> gwant = x, ggot = x;
+    ref().geglu(gwant.data(), up.data(), n);
+    k().geglu(ggot.data(), up.data(), n);
+    expect_close(ggot.data(), gwant.data(), n, 1e-6f, 1e-5f, "geglu n=" + std::to_string(n));
+    for (size_t i = 0; i < n; ++i) ASSERT_NEAR(gwant[i], want[i] * up[i], 1e-6 * (1 + std::fabs(want[i] * up[i])));
   }
 }
 
@@ -251,6 +337,15 @@ TEST(Rope, RotatesAdjacentPairs) {
   const float c[2] = {0.0f, 1.0f}, s[2] = {1.0f, 0.0f};
   ops::rope(x, 2, 4, c, s);
   const float want[8] = {-2, 1, 3, 4, -6, 5, 7, 8};
+  for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(x[i], want[i]) << i;
+}
+
+TEST(Rope, NeoxRotatesHalvesPairwise) {
+  // head_dim 4: pairs (0, 2) and (1, 3); pair 0 by 90 degrees, pair 1 not at all.
+  float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  const float c[2] = {0.0f, 1.0f}, s[2] = {1.0f, 0.0f};
+  ops::rope_neox(x, 2, 4, c, s);
+  const float want[8] = {-3, 2, 1, 4, -7, 6, 5, 8};
   for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(x[i], want[i]) << i;
 }
 

@@ -15,6 +15,12 @@
 
 namespace qkv {
 
+// What an architecture may ask of one layer's attention.
+struct AttentionOptions {
+  int window = 0;        // > 0: query position p sees only positions p - window + 1 .. p (sliding window)
+  float softcap = 0.0f;  // > 0: scores capped to softcap * tanh(score / softcap) (Gemma 2)
+};
+
 struct AttentionDims {
   int n_layers = 0;
   int n_heads = 0;     // query heads
@@ -40,9 +46,10 @@ class KVCache {
   void store(const ExecContext& ctx, int layer, int pos, int n, const float* k, const float* v);
 
   // Causal attention of n query tokens at positions [pos, pos + n) over the
-  // cached positions 0..pos + i of `layer` (store() them first).
-  // q: (n, q_dim) after RoPE; out: (n, q_dim).
-  void attend(const ExecContext& ctx, int layer, int pos, int n, const float* q, float* out);
+  // cached positions 0..pos + i of `layer` (store() them first), or the last
+  // opts.window of them. q: (n, q_dim) after RoPE; out: (n, q_dim).
+  void attend(const ExecContext& ctx, int layer, int pos, int n, const float* q, float* out,
+              const AttentionOptions& opts = {});
 
  private:
   const float* key(int layer, int pos) const { return k_.data() + at(layer, pos); }
@@ -52,8 +59,12 @@ class KVCache {
   size_t at(int layer, int pos) const { return (size_t(layer) * size_t(n_ctx_) + size_t(pos)) * size_t(d_.kv_dim()); }
   // Query head h of token i (at pos + i) on thread t; probs: where the
   // probabilities go (or null).
-  void head(const ops::Kernels& k, int layer, int pos, int i, int h, const float* q, float* out, float* probs, int t);
-  void capture_rows(const ExecContext& ctx, int layer, int pos, int n, const float* q, float* out);
+  void head(const ops::Kernels& k, const AttentionOptions& o, int layer, int pos, int i, int h, const float* q, float* out,
+            float* probs, int t);
+  void capture_rows(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, int n, const float* q,
+                    float* out);
+  // The first position query position p sees.
+  static int first_visible(const AttentionOptions& o, int p) { return o.window > 0 && p >= o.window ? p - o.window + 1 : 0; }
 
   AttentionDims d_;
   int n_ctx_;

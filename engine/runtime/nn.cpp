@@ -36,18 +36,55 @@ void rmsnorm(const ExecContext& ctx, const Tensor& w, const float* x, float* out
   for (int i = first; i < n; ++i) ctx.k.rmsnorm(out + size_t(i) * dim, x + size_t(i) * dim, wp, dim, eps);
 }
 
+void rmsnorm_heads(const ExecContext& ctx, const Tensor& w, float* x, int n, int n_heads, float eps, int layer) {
+  const size_t hd = size_t(w.row_len());
+  const double rows = double(n) * n_heads, D = double(hd);
+  const Zone z(ctx.prof, Op::Rmsnorm, layer, 4.0 * rows * D, (2.0 * rows + 1.0) * D * kF, nullptr,
+               ZoneShape{n * n_heads, int64_t(hd), 0});
+  const float* wp = static_cast<const float*>(w.data);
+  for (size_t r = 0; r < size_t(n) * size_t(n_heads); ++r) ctx.k.rmsnorm(x + r * hd, x + r * hd, wp, hd, eps);
+}
+
+void layernorm(const ExecContext& ctx, const Tensor& w, const Tensor* b, const float* x, float* out, int n, float eps,
+               int layer) {
+  const size_t dim = size_t(w.row_len());
+  const double N = n, D = double(dim);
+  const Zone z(ctx.prof, Op::Layernorm, layer, 8.0 * N * D, (2.0 * N + 2.0) * D * kF, nullptr,
+               ZoneShape{n, int64_t(dim), 0});
+  const float* wp = static_cast<const float*>(w.data);
+  const float* bp = b ? static_cast<const float*>(b->data) : nullptr;
+  for (int i = 0; i < n; ++i) ctx.k.layernorm(out + size_t(i) * dim, x + size_t(i) * dim, wp, bp, dim, eps);
+}
+
+void add_bias(const ExecContext& ctx, const Tensor& b, float* x, int n, int layer) {
+  const size_t dim = size_t(b.row_len());
+  const double N = n, D = double(dim);
+  const Zone z(ctx.prof, Op::Add, layer, N * D, (2.0 * N + 1.0) * D * kF, b.name.c_str(), ZoneShape{n, int64_t(dim), 0});
+  const float* bp = static_cast<const float*>(b.data);
+  for (int i = 0; i < n; ++i) ctx.k.add(x + size_t(i) * dim, bp, dim);
+}
+
+void gelu(const ExecContext& ctx, float* x, int n, int dim, int layer) {
+  const double N = n, D = dim;
+  const Zone z(ctx.prof, Op::Activation, layer, 12.0 * N * D, 2.0 * N * D * kF, "gelu", ZoneShape{n, dim, 0});
+  for (int i = 0; i < n; ++i) ctx.k.gelu(x + size_t(i) * size_t(dim), size_t(dim));
+}
+
 void add(const ExecContext& ctx, float* x, const float* y, int n, int dim, int layer) {
   const double N = n, D = dim;
   const Zone z(ctx.prof, Op::Add, layer, N * D, 3.0 * N * D * kF, nullptr, ZoneShape{n, dim, 0});
   for (int i = 0; i < n; ++i) ctx.k.add(x + size_t(i) * size_t(dim), y + size_t(i) * size_t(dim), size_t(dim));
 }
 
-RopeTable::RopeTable(int head_dim, float base, int n_ctx)
-    : head_dim_(head_dim), cos_(size_t(n_ctx) * size_t(head_dim / 2)), sin_(cos_.size()) {
+RopeTable::RopeTable(int head_dim, float base, int n_ctx, RopeStyle style, const float* freq_factors)
+    : head_dim_(head_dim), style_(style), cos_(size_t(n_ctx) * size_t(head_dim / 2)), sin_(cos_.size()) {
   const size_t half = size_t(head_dim / 2);
   std::vector<float> freqs(half);
   // theta_j = base^(-2j / head_dim), as llama2.c computes it.
-  for (size_t j = 0; j < half; ++j) freqs[j] = 1.0f / std::pow(base, float(2 * j) / float(head_dim));
+  for (size_t j = 0; j < half; ++j) {
+    freqs[j] = 1.0f / std::pow(base, float(2 * j) / float(head_dim));
+    if (freq_factors) freqs[j] /= freq_factors[j];
+  }
   for (int p = 0; p < n_ctx; ++p)
     for (size_t j = 0; j < half; ++j) {
       const float angle = float(p) * freqs[j];
@@ -61,35 +98,45 @@ void rope(const ExecContext& ctx, const RopeTable& table, int pos, int n, int la
   const size_t hd = size_t(table.head_dim()), qd = size_t(n_q_heads) * hd, kd = size_t(n_k_heads) * hd;
   const double N = n, W = double(qd + kd);
   const Zone z(ctx.prof, Op::Rope, layer, 3.0 * N * W, 2.0 * N * W * kF, nullptr, ZoneShape{n, int64_t(qd + kd), 0});
+  const auto rotate = table.style() == RopeStyle::Neox ? ops::rope_neox : ops::rope;
   for (int i = 0; i < n; ++i) {
-    ops::rope(q + size_t(i) * qd, size_t(n_q_heads), hd, table.cos(pos + i), table.sin(pos + i));
-    ops::rope(k + size_t(i) * kd, size_t(n_k_heads), hd, table.cos(pos + i), table.sin(pos + i));
+    rotate(q + size_t(i) * qd, size_t(n_q_heads), hd, table.cos(pos + i), table.sin(pos + i));
+    rotate(k + size_t(i) * kd, size_t(n_k_heads), hd, table.cos(pos + i), table.sin(pos + i));
   }
 }
 
 namespace {
-// gate[m, r] = silu(gate[m, r]) * up[m, r] for the rows r0..r1 of every token.
-struct SwigluRows {
-  const ops::Kernels* k;
+// gate[m, r] = act(gate[m, r]) * up[m, r] for the rows r0..r1 of every token.
+struct GatedRows {
+  void (*glu)(float* gate, const float* up, size_t n);  // a kernel: swiglu or geglu
   float* gate;
   const float* up;
   size_t hidden;
   int n;
   static void apply(const void* self, size_t r0, size_t r1) {
-    const SwigluRows& s = *static_cast<const SwigluRows*>(self);
-    for (int m = 0; m < s.n; ++m)
-      s.k->swiglu(s.gate + size_t(m) * s.hidden + r0, s.up + size_t(m) * s.hidden + r0, r1 - r0);
+    const GatedRows& s = *static_cast<const GatedRows*>(self);
+    for (int m = 0; m < s.n; ++m) s.glu(s.gate + size_t(m) * s.hidden + r0, s.up + size_t(m) * s.hidden + r0, r1 - r0);
   }
 };
+
+void gated_up(const ExecContext& ctx, void (*glu)(float*, const float*, size_t), const Tensor& w_gate,
+              const Tensor& w_up, const float* x, float* gate, float* up, int n, int layer) {
+  const QuantizedInput xq = quantize_input(ctx, {&w_gate, &w_up}, x, n, layer);  // once for both
+  linear(ctx, w_gate, x, gate, n, layer, nullptr, &xq);
+  const GatedRows rows{glu, gate, up, size_t(w_up.n_rows()), n};
+  const RowEpilogue epilogue{GatedRows::apply, &rows};
+  linear(ctx, w_up, x, up, n, layer, &epilogue, &xq);
+}
 }  // namespace
 
 void swiglu_up(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
                int n, int layer) {
-  const QuantizedInput xq = quantize_input(ctx, {&w_gate, &w_up}, x, n, layer);  // once for both
-  linear(ctx, w_gate, x, gate, n, layer, nullptr, &xq);
-  const SwigluRows sw{&ctx.k, gate, up, size_t(w_up.n_rows()), n};
-  const RowEpilogue swiglu{SwigluRows::apply, &sw};
-  linear(ctx, w_up, x, up, n, layer, &swiglu, &xq);
+  gated_up(ctx, ctx.k.swiglu, w_gate, w_up, x, gate, up, n, layer);
+}
+
+void geglu_up(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
+              int n, int layer) {
+  gated_up(ctx, ctx.k.geglu, w_gate, w_up, x, gate, up, n, layer);
 }
 
 }  // namespace qkv::nn

@@ -24,27 +24,48 @@ void embed(const ExecContext& ctx, const Tensor& table, const int* tokens, int n
 void rmsnorm(const ExecContext& ctx, const Tensor& w, const float* x, float* out, int n, float eps, int layer,
              int first = 0);
 
+// Per head: x[i, h] = rmsnorm(x[i, h]) * w for the n_heads heads of each
+// token (the q/k norms of Qwen3 and Gemma 3). w: (head_dim); x: (n, n_heads * head_dim).
+void rmsnorm_heads(const ExecContext& ctx, const Tensor& w, float* x, int n, int n_heads, float eps, int layer);
+
+// out[i] = (x[i] - mean) / sqrt(var + eps) * w + b for every token (GPT-2's
+// LayerNorm; b may be null). w, b: (dim); x, out: (n, dim); out may be x.
+void layernorm(const ExecContext& ctx, const Tensor& w, const Tensor* b, const float* x, float* out, int n, float eps,
+               int layer);
+
 // x[i] += y[i]: the residual connection. x, y: (n, dim).
 void add(const ExecContext& ctx, float* x, const float* y, int n, int dim, int layer);
 
+// x[i] += b for every token: a projection's bias. b: (dim), F32; x: (n, dim).
+void add_bias(const ExecContext& ctx, const Tensor& b, float* x, int n, int layer);
+
+// x = gelu(x) elementwise (tanh approximation). x: (n, dim).
+void gelu(const ExecContext& ctx, float* x, int n, int dim, int layer);
+
+// How RoPE pairs a head's values: adjacent (2j, 2j + 1), as Llama; or the
+// two halves (j, j + head_dim / 2), as GPT-NeoX, Qwen, Gemma and Phi-3.
+enum class RopeStyle { Normal, Neox };
+
 // Rotary position embedding: cos and sin of position p times each pair's
-// frequency theta_j = base^(-2j / head_dim), computed once for every
-// position of the context (as llama2.c computes them).
+// frequency theta_j = base^(-2j / head_dim) / factor_j, computed once for
+// every position of the context (as llama2.c computes them). freq_factors
+// (head_dim / 2 values, Llama 3's rope_freqs.weight) may be null: all 1.
 class RopeTable {
  public:
-  RopeTable(int head_dim, float base, int n_ctx);
+  RopeTable(int head_dim, float base, int n_ctx, RopeStyle style = RopeStyle::Normal, const float* freq_factors = nullptr);
   int head_dim() const { return head_dim_; }
+  RopeStyle style() const { return style_; }
   const float* cos(int pos) const { return cos_.data() + size_t(pos) * size_t(head_dim_ / 2); }
   const float* sin(int pos) const { return sin_.data() + size_t(pos) * size_t(head_dim_ / 2); }
 
  private:
   int head_dim_;
+  RopeStyle style_;
   std::vector<float> cos_, sin_;  // (n_ctx, head_dim / 2)
 };
 
-// Rotates the adjacent pairs (2j, 2j + 1) of every head of q (n, n_q_heads *
-// head_dim) and k (n, n_k_heads * head_dim) of the tokens at positions
-// [pos, pos + n).
+// Rotates the pairs of every head of q (n, n_q_heads * head_dim) and k (n,
+// n_k_heads * head_dim) of the tokens at positions [pos, pos + n).
 void rope(const ExecContext& ctx, const RopeTable& table, int pos, int n, int layer, float* q, int n_q_heads, float* k,
           int n_k_heads);
 
@@ -54,5 +75,9 @@ void rope(const ExecContext& ctx, const RopeTable& table, int pos, int n, int la
 // x: (n, dim); gate, up: (n, hidden), gate holds the result.
 void swiglu_up(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
                int n, int layer);
+
+// The same with GeGLU (Gemma): gate = gelu(gate) * up.
+void geglu_up(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
+              int n, int layer);
 
 }  // namespace qkv::nn

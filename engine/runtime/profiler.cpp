@@ -34,8 +34,9 @@ std::string json_escape(const char* s) {
 }  // namespace
 
 const char* op_name(Op op) {
-  static const char* names[] = {"embedding", "rmsnorm", "matmul", "rope", "kv_store",
-                                "attention", "add",     "sampling", "quantize"};
+  static const char* names[] = {"embedding", "rmsnorm",  "matmul",   "rope",      "kv_store",  "attention",
+                                "add",       "sampling", "quantize", "layernorm", "activation"};
+  static_assert(sizeof(names) / sizeof(names[0]) == size_t(Op::kCount), "a name per op");
   return op < Op::kCount ? names[size_t(op)] : "unknown";
 }
 

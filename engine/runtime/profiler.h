@@ -16,7 +16,9 @@
 
 namespace qkv {
 
-enum class Op : uint8_t { Embedding, Rmsnorm, Matmul, Rope, KvStore, Attention, Add, Sampling, Quantize, kCount };
+enum class Op : uint8_t {
+  Embedding, Rmsnorm, Matmul, Rope, KvStore, Attention, Add, Sampling, Quantize, Layernorm, Activation, kCount
+};
 const char* op_name(Op op);
 
 enum class Phase : uint8_t { Prompt, Generation };

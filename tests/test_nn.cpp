@@ -1,0 +1,238 @@
+// The engine's named ops (runtime/nn.h) and attention over the KV cache
+// (runtime/attention.h), against plain double-precision computations from
+// their definitions: odd widths, grouped-query heads, batches at an offset,
+// sliding windows, soft-capping, and 1, 2 and 3 threads giving the same bits.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "engine/runtime/attention.h"
+#include "engine/runtime/cpu.h"
+#include "engine/runtime/nn.h"
+#include "test_util.h"
+
+namespace qkv {
+namespace {
+
+using test::randn;
+
+Tensor f32_tensor(const std::string& name, const std::vector<float>& v, int64_t cols, int64_t rows = 1) {
+  Tensor t;
+  t.name = name;
+  t.type = Type::F32;
+  t.n_dims = rows > 1 ? 2 : 1;
+  t.ne[0] = cols;
+  t.ne[1] = rows;
+  t.data = v.data();
+  return t;
+}
+
+struct Ctx {
+  explicit Ctx(int threads, const ops::Kernels& k = active_kernels()) : pool(threads), ctx{pool, k, threads, nullptr} {}
+  ThreadPool pool;
+  ExecContext ctx;
+};
+
+TEST(Nn, RopeTableHoldsEveryPositionsAngles) {
+  const int hd = 10, n_ctx = 37;
+  const float base = 500000.0f;
+  const std::vector<float> factors = {1, 1, 2, 4, 8};
+  const nn::RopeTable plain(hd, base, n_ctx), scaled(hd, base, n_ctx, nn::RopeStyle::Neox, factors.data());
+  for (int p : {0, 1, 17, n_ctx - 1})
+    for (int j = 0; j < hd / 2; ++j) {
+      const double theta = std::pow(double(base), -2.0 * j / hd);
+      EXPECT_NEAR(plain.cos(p)[j], std::cos(p * theta), 1e-5) << p << " " << j;
+      EXPECT_NEAR(plain.sin(p)[j], std::sin(p * theta), 1e-5) << p << " " << j;
+      EXPECT_NEAR(scaled.cos(p)[j], std::cos(p * theta / factors[size_t(j)]), 1e-5) << p << " " << j;
+      EXPECT_NEAR(scaled.sin(p)[j], std::sin(p * theta / factors[size_t(j)]), 1e-5) << p << " " << j;
+    }
+}
+
+TEST(Nn, RopeRotatesQueriesAndKeysOfEachToken) {
+  const int hd = 6, nq = 3, nk = 1, n = 4, pos = 5;
+  for (nn::RopeStyle style : {nn::RopeStyle::Normal, nn::RopeStyle::Neox}) {
+    const nn::RopeTable table(hd, 10000.0f, 16, style);
+    auto q = randn(size_t(n * nq * hd), 1), k = randn(size_t(n * nk * hd), 2);
+    const auto q0 = q, k0 = k;
+    Ctx c(1);
+    nn::rope(c.ctx, table, pos, n, 0, q.data(), nq, k.data(), nk);
+    for (int i = 0; i < n; ++i)
+      for (int h = 0; h < nq; ++h)
+        for (int j = 0; j < hd / 2; ++j) {
+          const size_t base = size_t((i * nq + h) * hd);
+          const size_t a = base + (style == nn::RopeStyle::Neox ? size_t(j) : size_t(2 * j));
+          const size_t b = base + (style == nn::RopeStyle::Neox ? size_t(j + hd / 2) : size_t(2 * j + 1));
+          const double th = (pos + i) * std::pow(10000.0, -2.0 * j / hd);
+          EXPECT_NEAR(q[a], q0[a] * std::cos(th) - q0[b] * std::sin(th), 1e-5);
+          EXPECT_NEAR(q[b], q0[a] * std::sin(th) + q0[b] * std::cos(th), 1e-5);
+        }
+    EXPECT_NE(k, k0);
+  }
+}
+
+TEST(Nn, NormsBiasAndGelu) {
+  const int n = 3, dim = 19, heads = 2, hd = 7;
+  const auto x = randn(size_t(n * dim), 3, 2.0f), w = randn(size_t(dim), 4), b = randn(size_t(dim), 5);
+  const Tensor tw = f32_tensor("w", w, dim), tb = f32_tensor("b", b, dim);
+  Ctx c(2);
+  std::vector<float> y(x.size());
+  nn::layernorm(c.ctx, tw, &tb, x.data(), y.data(), n, 1e-5f, 0);
+  for (int i = 0; i < n; ++i) {
+    double mean = 0, var = 0;
+    for (int j = 0; j < dim; ++j) mean += x[size_t(i * dim + j)];
+    mean /= dim;
+    for (int j = 0; j < dim; ++j) var += std::pow(x[size_t(i * dim + j)] - mean, 2);
+    var /= dim;
+    for (int j = 0; j < dim; ++j)
+      ASSERT_NEAR(y[size_t(i * dim + j)], (x[size_t(i * dim + j)] - mean) / std::sqrt(var + 1e-5) * w[size_t(j)] + b[size_t(j)], 1e-5);
+  }
+  std::vector<float> z = x;
+  nn::add_bias(c.ctx, tb, z.data(), n, 0);
+  for (size_t i = 0; i < z.size(); ++i) ASSERT_EQ(z[i], x[i] + b[i % size_t(dim)]);
+  nn::gelu(c.ctx, z.data(), n, dim, 0);
+  for (size_t i = 0; i < z.size(); ++i) {
+    const double v = x[i] + b[i % size_t(dim)];
+    ASSERT_NEAR(z[i], 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))), 1e-5);
+  }
+  // q/k norms: each head of each token on its own.
+  auto qk = randn(size_t(n * heads * hd), 6);
+  const auto qk0 = qk, wh = randn(size_t(hd), 7);
+  nn::rmsnorm_heads(c.ctx, f32_tensor("qn", wh, hd), qk.data(), n, heads, 1e-6f, 0);
+  for (int r = 0; r < n * heads; ++r) {
+    double ss = 0;
+    for (int j = 0; j < hd; ++j) ss += std::pow(qk0[size_t(r * hd + j)], 2);
+    const double s = 1.0 / std::sqrt(ss / hd + 1e-6);
+    for (int j = 0; j < hd; ++j) ASSERT_NEAR(qk[size_t(r * hd + j)], qk0[size_t(r * hd + j)] * s * wh[size_t(j)], 1e-5);
+  }
+}
+
+TEST(Nn, GatedFeedForwardUpProjections) {
+  const int n = 2, dim = 13, hidden = 21;
+  const auto x = randn(size_t(n * dim), 8), wg = randn(size_t(hidden * dim), 9), wu = randn(size_t(hidden * dim), 10);
+  const Tensor tg = f32_tensor("gate", wg, dim, hidden), tu = f32_tensor("up", wu, dim, hidden);
+  for (bool geglu : {false, true}) {
+    Ctx c(3);
+    std::vector<float> gate(size_t(n * hidden)), up(gate.size());
+    (geglu ? nn::geglu_up : nn::swiglu_up)(c.ctx, tg, tu, x.data(), gate.data(), up.data(), n, 0);
+    for (int i = 0; i < n; ++i)
+      for (int r = 0; r < hidden; ++r) {
+        double g = 0, u = 0;
+        for (int j = 0; j < dim; ++j) {
+          g += double(wg[size_t(r * dim + j)]) * x[size_t(i * dim + j)];
+          u += double(wu[size_t(r * dim + j)]) * x[size_t(i * dim + j)];
+        }
+        const double act = geglu ? 0.5 * g * (1 + std::tanh(std::sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)))
+                                 : g / (1 + std::exp(-g));
+        ASSERT_NEAR(gate[size_t(i * hidden + r)], act * u, 1e-4 * (1 + std::fabs(act * u))) << (geglu ? "geglu" : "swiglu");
+      }
+  }
+}
+
+// Causal grouped-query attention from its definition, in double.
+std::vector<double> naive_attention(const AttentionDims& d, const std::vector<float>& q, const std::vector<float>& k,
+                                    const std::vector<float>& v, int pos, int n, const AttentionOptions& o) {
+  const int hd = d.head_dim, group = d.n_heads / d.n_kv_heads;
+  std::vector<double> out(size_t(n * d.q_dim()));
+  for (int i = 0; i < n; ++i)
+    for (int h = 0; h < d.n_heads; ++h) {
+      const int p = pos + i, first = o.window > 0 ? std::max(0, p - o.window + 1) : 0;
+      std::vector<double> s;
+      double mx = -1e300;
+      for (int t = first; t <= p; ++t) {
+        double dot = 0;
+        for (int j = 0; j < hd; ++j)
+          dot += double(q[size_t(i * d.q_dim() + h * hd + j)]) * k[size_t(t * d.kv_dim() + (h / group) * hd + j)];
+        dot /= std::sqrt(double(hd));
+        if (o.softcap > 0) dot = o.softcap * std::tanh(dot / o.softcap);
+        s.push_back(dot);
+        mx = std::max(mx, dot);
+      }
+      double sum = 0;
+      for (double& e : s) sum += (e = std::exp(e - mx));
+      for (int j = 0; j < hd; ++j) {
+        double acc = 0;
+        for (int t = first; t <= p; ++t) acc += s[size_t(t - first)] / sum * v[size_t(t * d.kv_dim() + (h / group) * hd + j)];
+        out[size_t(i * d.q_dim() + h * hd + j)] = acc;
+      }
+    }
+  return out;
+}
+
+// A prompt batch and then single tokens, stored and attended layer 1 of 2.
+std::vector<float> run_cache(const AttentionDims& d, bool f16, int threads, const AttentionOptions& o,
+                             const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+                             int total, int batch) {
+  Ctx c(threads);
+  KVCache cache(d, total + 3, threads, f16);
+  std::vector<float> out(size_t(total * d.q_dim()));
+  for (int pos = 0; pos < total;) {
+    const int n = pos == 0 ? batch : 1;
+    cache.store(c.ctx, 1, pos, n, k.data() + size_t(pos * d.kv_dim()), v.data() + size_t(pos * d.kv_dim()));
+    cache.attend(c.ctx, 1, pos, n, q.data() + size_t(pos * d.q_dim()), out.data() + size_t(pos * d.q_dim()), o);
+    pos += n;
+  }
+  return out;
+}
+
+TEST(KVCacheAttention, EqualsTheDefinitionOnAnyThreadCount) {
+  const AttentionDims d{2, 6, 2, 12};  // GQA 3:1, head_dim 12 (not a multiple of the vector width)
+  const int total = 45, batch = 38;
+  const auto q = randn(size_t(total * d.q_dim()), 11, 2.0f), k = randn(size_t(total * d.kv_dim()), 12, 2.0f),
+             v = randn(size_t(total * d.kv_dim()), 13);
+  const AttentionOptions cases[] = {{}, {7, 0.0f}, {0, 3.0f}, {1, 0.0f}, {200, 0.0f}};
+  for (const AttentionOptions& o : cases) {
+    for (bool f16 : {false, true}) {
+      std::vector<float> q16 = q, k16 = k, v16 = v;  // what an f16 cache holds (q rounded as llama.cpp does)
+      if (f16)
+        for (auto* a : {&q16, &k16, &v16})
+          for (float& x : *a) x = ops::f16_to_f32(ops::f32_to_f16(x));
+      const auto want = naive_attention(d, q16, k16, v16, 0, total, o);
+      const auto one = run_cache(d, f16, 1, o, q, k, v, total, batch);
+      const std::string what = "window " + std::to_string(o.window) + " softcap " + std::to_string(o.softcap) +
+                               (f16 ? " f16" : " f32");
+      ASSERT_EQ(one.size(), want.size());
+      for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(one[i], want[i], f16 ? 2e-3 : 1e-5) << what << " i=" << i;
+      for (int threads : {2, 3}) {
+        const auto more = run_cache(d, f16, threads, o, q, k, v, total, batch);
+        ASSERT_EQ(std::memcmp(more.data(), one.data(), one.size() * sizeof(float)), 0) << what << " threads " << threads;
+      }
+    }
+  }
+}
+
+TEST(KVCacheAttention, CaptureSeesTheWindowAndChangesNothing) {
+  const AttentionDims d{1, 4, 4, 8};
+  const int total = 20;
+  const auto q = randn(size_t(total * d.q_dim()), 14), k = randn(size_t(total * d.kv_dim()), 15),
+             v = randn(size_t(total * d.kv_dim()), 16);
+  const AttentionOptions o{5, 0.0f};
+  Ctx plain(2), captured(2);
+  AttentionCapture cap;
+  int rows = 0;
+  cap.callback = [&](const AttentionRow& r) {
+    ++rows;
+    double sum = 0;
+    for (int t = 0; t <= r.position; ++t) {
+      if (t <= r.position - o.window) {
+        EXPECT_EQ(r.probs[t], 0.0f) << "position " << r.position << " t " << t;
+      }
+      sum += r.probs[t];
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+  };
+  captured.ctx.capture = &cap;
+  KVCache a(d, total, 2, false), b(d, total, 2, false);
+  std::vector<float> out_a(size_t(total * d.q_dim())), out_b(out_a.size());
+  for (KVCache* cache : {&a, &b}) {
+    const ExecContext& ctx = cache == &a ? plain.ctx : captured.ctx;
+    cache->store(ctx, 0, 0, total, k.data(), v.data());
+    cache->attend(ctx, 0, 0, total, q.data(), (cache == &a ? out_a : out_b).data(), o);
+  }
+  EXPECT_EQ(rows, total * d.n_heads);
+  ASSERT_EQ(std::memcmp(out_a.data(), out_b.data(), out_a.size() * sizeof(float)), 0);
+}
+
+}  // namespace
+}  // namespace qkv
