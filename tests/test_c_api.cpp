@@ -1,16 +1,21 @@
 // The C API end to end on the shared references, and every error path.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "engine/api/qkv.h"
+#include "engine/api/qkv.hpp"
 #include "test_util.h"
 
 namespace {
 
 using qkv::test::model_path;
+using qkv::test::reference_path;
 
 struct Handles {
   qkv_model* model = nullptr;
@@ -221,6 +226,45 @@ TEST(CApi, ProfilerStartStopRead) {
   EXPECT_NE(text.find("== generation"), std::string::npos);
   EXPECT_EQ(qkv_profile_trace_json(h.session, nullptr, 0, &len), QKV_ERR_BUFFER_TOO_SMALL);
   EXPECT_GT(len, 100u);
+}
+
+// The library's file services through C: the same bytes and figures as the C++ API.
+TEST(CApi, QuantizeAndPerplexity) {
+  const std::string out_c = "/tmp/qkv-capi-q8-" + std::to_string(::getpid()) + ".gguf";
+  const std::string out_cpp = out_c + ".cpp.gguf";
+  char err[256] = "untouched";
+  ASSERT_EQ(qkv_quantize_model(model_path("tinyllama-v0-f32.gguf").c_str(), out_c.c_str(), "Q8_0", nullptr, err, sizeof err),
+            QKV_OK) << err;
+  EXPECT_STREQ(err, "");
+  qkv::quantize_model(model_path("tinyllama-v0-f32.gguf"), out_cpp, qkv::QuantizeParams{"q8_0", ""});
+  auto slurp = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  const std::string a = slurp(out_c), b = slurp(out_cpp);
+  ASSERT_GT(a.size(), 1000u);
+  EXPECT_TRUE(a == b);
+  EXPECT_EQ(qkv_quantize_model(model_path("tinyllama-v0-f32.gguf").c_str(), out_c.c_str(), "q3_z", nullptr, err, 20),
+            QKV_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(std::strlen(err), 19u);  // cut to the buffer, with its NUL
+  EXPECT_EQ(qkv_quantize_model(nullptr, out_c.c_str(), "q8_0", nullptr, nullptr, 0), QKV_ERR_INVALID_ARGUMENT);
+
+  qkv_model* m = nullptr;
+  ASSERT_EQ(qkv_model_load(out_c.c_str(), nullptr, &m), QKV_OK);
+  std::ifstream tf(reference_path("perplexity-text.txt"), std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(tf)), {});
+  double ppl = 0, e = 0;
+  ASSERT_EQ(qkv_perplexity(m, text.data(), text.size(), 128, 2, &ppl, &e, err, sizeof err), QKV_OK) << err;
+  const qkv::PerplexityResult want = qkv::perplexity(*qkv::Model::load(out_c), text, 128, 128, 2);
+  EXPECT_EQ(ppl, want.ppl);
+  EXPECT_EQ(e, want.error);
+  EXPECT_GT(ppl, 30.0);
+  EXPECT_LT(ppl, 50.0);
+  EXPECT_EQ(qkv_perplexity(m, "Once", 4, 128, 2, &ppl, nullptr, err, sizeof err), QKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(err).find("fewer than one chunk"), std::string::npos) << err;
+  qkv_model_free(m);
+  std::remove(out_c.c_str());
+  std::remove(out_cpp.c_str());
 }
 
 }  // namespace

@@ -307,3 +307,45 @@ qkv_status qkv_profile_trace_json(qkv_session* s, char* buf, size_t capacity, si
 }
 
 }  // extern "C"
+
+// ---------------------------------------------------------------- model files
+
+namespace {
+// The message into a caller's buffer, cut to fit with its NUL.
+void copy_error(const std::string& msg, char* buf, size_t capacity) {
+  if (!buf || capacity == 0) return;
+  const size_t n = msg.size() < capacity - 1 ? msg.size() : capacity - 1;
+  std::memcpy(buf, msg.data(), n);
+  buf[n] = '\0';
+}
+}  // namespace
+
+qkv_status qkv_quantize_model(const char* input, const char* output, const char* type, const char* tokenizer_path,
+                              char* error, size_t error_capacity) {
+  std::string msg;
+  const qkv_status st = guarded(&msg, [&] {
+    if (!input || !output || !type)
+      throw qkv::Error("qkv_quantize_model: input, output and type are required", qkv::Errc::InvalidArgument);
+    qkv::quantize_model(input, output, qkv::QuantizeParams{type, tokenizer_path ? tokenizer_path : ""});
+  });
+  copy_error(msg, error, error_capacity);
+  return st;
+}
+
+qkv_status qkv_perplexity(const qkv_model* m, const char* text, size_t text_len, int32_t n_ctx, int32_t n_threads,
+                          double* ppl, double* ppl_error, char* error, size_t error_capacity) {
+  std::string msg;
+  const qkv_status st = guarded(&msg, [&] {
+    if (!m || !m->model) throw qkv::Error("qkv_perplexity: no model", qkv::Errc::InvalidArgument);
+    if (!text && text_len) throw qkv::Error("qkv_perplexity: no text", qkv::Errc::InvalidArgument);
+    if (text_len > size_t(1) << 32) throw qkv::Error("qkv_perplexity: text longer than 4 GiB", qkv::Errc::InvalidArgument);
+    if (n_ctx < 4 || n_ctx > (1 << 20) || n_threads < 0 || n_threads > 512)
+      throw qkv::Error("qkv_perplexity: n_ctx must be in 4..2^20 and n_threads in 0..512", qkv::Errc::InvalidArgument);
+    const qkv::PerplexityResult r =
+        qkv::perplexity(*m->model, std::string(text ? text : "", text_len), n_ctx, n_ctx, n_threads);
+    if (ppl) *ppl = r.ppl;
+    if (ppl_error) *ppl_error = r.error;
+  });
+  copy_error(msg, error, error_capacity);
+  return st;
+}

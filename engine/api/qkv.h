@@ -170,6 +170,23 @@ QKV_C_API qkv_status qkv_profile_read(qkv_session* session, qkv_profile_op* ops,
 QKV_C_API qkv_status qkv_profile_text(qkv_session* session, char* buf, size_t capacity, size_t* length);
 QKV_C_API qkv_status qkv_profile_trace_json(qkv_session* session, char* buf, size_t capacity, size_t* length);
 
+/* ---------------------------------------------------------------- model files */
+
+/* Writes `output` (GGUF): `input` (GGUF, or a llama2.c .bin whose
+ * tokenizer.bin is `tokenizer_path`; NULL for GGUF) with every matrix in
+ * `type` (f32, f16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m, any case), as
+ * `qkv quantize` writes it. On failure `error` (when not NULL) receives the
+ * message, cut to error_capacity bytes with its NUL. */
+QKV_C_API qkv_status qkv_quantize_model(const char* input, const char* output, const char* type,
+                                        const char* tokenizer_path, char* error, size_t error_capacity);
+
+/* llama-perplexity's perplexity of `text` (text_len bytes) in chunks of n_ctx
+ * tokens (n_threads 0: one per core): *ppl and its standard error *ppl_error
+ * (either may be NULL). Messages go to `error` as above. */
+QKV_C_API qkv_status qkv_perplexity(const qkv_model* model, const char* text, size_t text_len, int32_t n_ctx,
+                                    int32_t n_threads, double* ppl, double* ppl_error, char* error,
+                                    size_t error_capacity);
+
 #ifdef __cplusplus
 }
 #endif
