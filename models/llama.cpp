@@ -34,7 +34,7 @@ struct LayerWeights {
 struct LlamaState : RunState {
   LlamaState(const ModelConfig& c, int n_ctx, int n_batch, int n_threads, bool kv_f16)
       : cache({c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim}, n_ctx, n_threads, kv_f16),
-        rope(c.head_dim, c.rope_base, n_ctx),
+        rope(c.head_dim, c.rope_base, n_batch),
         x(size_t(n_batch) * size_t(c.dim)),
         xb(x.size()),
         xb2(x.size()),

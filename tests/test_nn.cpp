@@ -39,8 +39,10 @@ TEST(Nn, RopeTableHoldsEveryPositionsAngles) {
   const int hd = 10, n_ctx = 37;
   const float base = 500000.0f;
   const std::vector<float> factors = {1, 1, 2, 4, 8};
-  const nn::RopeTable plain(hd, base, n_ctx), scaled(hd, base, n_ctx, nn::RopeStyle::Neox, factors.data());
-  for (int p : {0, 1, 17, n_ctx - 1})
+  nn::RopeTable plain(hd, base, 8), scaled(hd, base, 8, nn::RopeStyle::Neox, factors.data());
+  for (int p : {0, 1, 17, n_ctx - 1}) {
+    plain.prepare(p, 1);
+    scaled.prepare(p - p % 2, 2);  // a batch of two holding p
     for (int j = 0; j < hd / 2; ++j) {
       const double theta = std::pow(double(base), -2.0 * j / hd);
       EXPECT_NEAR(plain.cos(p)[j], std::cos(p * theta), 1e-5) << p << " " << j;
@@ -48,12 +50,13 @@ TEST(Nn, RopeTableHoldsEveryPositionsAngles) {
       EXPECT_NEAR(scaled.cos(p)[j], std::cos(p * theta / factors[size_t(j)]), 1e-5) << p << " " << j;
       EXPECT_NEAR(scaled.sin(p)[j], std::sin(p * theta / factors[size_t(j)]), 1e-5) << p << " " << j;
     }
+  }
 }
 
 TEST(Nn, RopeRotatesQueriesAndKeysOfEachToken) {
   const int hd = 6, nq = 3, nk = 1, n = 4, pos = 5;
   for (nn::RopeStyle style : {nn::RopeStyle::Normal, nn::RopeStyle::Neox}) {
-    const nn::RopeTable table(hd, 10000.0f, 16, style);
+    nn::RopeTable table(hd, 10000.0f, n, style);
     auto q = randn(size_t(n * nq * hd), 1), k = randn(size_t(n * nk * hd), 2);
     const auto q0 = q, k0 = k;
     Ctx c(1);

@@ -2,8 +2,14 @@
 // number is checked whole and in range, every error is one clear line.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -69,6 +75,52 @@ inline bool in_list(const std::string& type, const std::string& names) {
     if (names.compare(start, end - start, lower) == 0 && !lower.empty()) return true;
     start = end + 2;
   }
+  return false;
+}
+
+// A text the user named (a prompt, a perplexity corpus): a regular file or a
+// stream (a FIFO, a pipe, /dev/stdin may wait for their writer), never a
+// directory, and at most max_bytes of it (/dev/zero never ends). Throws
+// FileError, one line naming the flag, the file and what went wrong.
+struct FileError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+inline std::string read_text_file(const std::string& flag, const std::string& path, size_t max_bytes) {
+  auto fail = [&](const std::string& why) { return FileError(flag + ": cannot read '" + path + "': " + why); };
+  if (path.empty()) throw fail("empty file name");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw fail(std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    throw fail("is a directory, not a file");
+  }
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      throw fail(std::string("read failed: ") + std::strerror(e));
+    }
+    if (n == 0) break;
+    if (text.size() + size_t(n) > max_bytes) {
+      ::close(fd);
+      throw fail("longer than " + std::to_string(max_bytes >> 20) + " MiB; refusing to read more");
+    }
+    text.append(buf, size_t(n));
+  }
+  ::close(fd);
+  return text;
+}
+
+// After a command wrote its output: an error if stdout could not take it
+// (a full disk, a closed pipe), so that no failure exits 0.
+inline bool stdout_ok(const char* name) {
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return true;
+  std::fprintf(stderr, "%s: error: writing to stdout failed: %s\n", name, std::strerror(errno ? errno : EIO));
   return false;
 }
 

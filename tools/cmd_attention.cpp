@@ -41,6 +41,14 @@ std::vector<int> parse_ids(const std::string& flag, const std::string& s, int n)
   return ids;
 }
 
+constexpr double kMaxReportBytes = 64.0 * (1 << 20);
+
+std::string cat_size(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "a %.0f MiB", bytes / (1 << 20));
+  return buf;
+}
+
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);
   if (!(f << text)) throw Error("cannot write '" + path + "'");
@@ -90,6 +98,16 @@ int cmd_attention(int argc, char** argv) {
       return 2;
     }
     const std::vector<int> prompt_ids = model->tokenize(prompt, true);
+    // The report holds every captured probability (about 26 bytes each in the
+    // HTML, 9 in the JSON): refuse up front what no browser would open.
+    const double n_tok = double(prompt_ids.size()) + n_gen;
+    const double n_probs = n_tok * (n_tok + 1) / 2 * double(run.layers.size()) * double(run.heads.size());
+    const double est = n_probs * (out.empty() ? 9.0 : 26.0);
+    if (est > kMaxReportBytes)
+      throw Error(cat_size(est) + " report (" + std::to_string(int64_t(n_tok)) + " tokens, " +
+                  std::to_string(run.layers.size()) + " layers x " + std::to_string(run.heads.size()) +
+                  " heads) is over the " + cat_size(kMaxReportBytes) +
+                  " limit: capture fewer with --layers/--heads, or use a shorter prompt");
     SessionOptions so;
     so.n_threads = threads;
     so.n_ctx = std::min(int(prompt_ids.size()) + n_gen + 1, std::max(run.info.context_length, 1));

@@ -48,7 +48,7 @@ const char* kProfileHelp =
 
 struct Options {
   std::string model, tokenizer, prompt, prompt_file;
-  bool have_prompt = false;
+  bool have_prompt = false, have_model = false, have_file = false;
   int n_predict = 256;
   SessionOptions session;
   SamplerParams sampler;
@@ -57,13 +57,7 @@ struct Options {
   std::string trace, csv;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw UsageError("-f: cannot read prompt file '" + path + "'");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+constexpr size_t kMaxPromptBytes = size_t(64) << 20;  // far more text than any context holds
 
 Options parse(int argc, char** argv, bool profile_cmd) {
   Options o;
@@ -83,10 +77,16 @@ Options parse(int argc, char** argv, bool profile_cmd) {
     else if (f == "--trace") o.trace = a.value();
     else if (f == "--csv") o.csv = a.value();
     else if (f == "--no-probe") o.probe = false;
-    else if (f == "-m" || f == "--model") o.model = a.value();
+    else if (f == "-m" || f == "--model") {
+      o.model = a.value();
+      o.have_model = true;
+    }
     else if (f == "-z" || f == "--tokenizer") o.tokenizer = a.value();
     else if (f == "-p" || f == "--prompt") { o.prompt = a.value(); o.have_prompt = true; }
-    else if (f == "-f" || f == "--file") o.prompt_file = a.value();
+    else if (f == "-f" || f == "--file") {
+      o.prompt_file = a.value();
+      o.have_file = true;
+    }
     else if (f == "-n" || f == "--n-predict") o.n_predict = int(parse_int(f, a.value(), -1, 1 << 30));
     else if (f == "-c" || f == "--ctx-size") o.session.n_ctx = int(parse_int(f, a.value(), 1, 1 << 24));
     else if (f == "-b" || f == "--batch-size") o.session.n_batch = int(parse_int(f, a.value(), 1, 65536));
@@ -103,13 +103,22 @@ Options parse(int argc, char** argv, bool profile_cmd) {
       o.sampler.seed = uint64_t(parse_int(f, a.value(), 0, (1ll << 62)));
       o.have_seed = true;
     } else {
-      throw UsageError("unknown option '" + f + "' (see qkv generate --help)");
+      throw UsageError("unknown option '" + f + "' (see " + std::string(profile_cmd ? "qkv profile" : "qkv generate") +
+                       " --help)");
     }
   }
-  if (o.have_prompt && !o.prompt_file.empty()) throw UsageError("give either -p or -f, not both");
+  if (o.have_prompt && o.have_file) throw UsageError("give either -p or -f, not both");
   if ((!o.trace.empty() || !o.csv.empty()) && !o.profile) throw UsageError("--trace and --csv need --profile");
-  if (!o.prompt_file.empty()) o.prompt = read_file(o.prompt_file);
-  if (o.model.empty()) {
+  if (o.have_model && o.model.empty()) throw UsageError("-m: empty file name");
+  if (o.have_file && o.prompt_file.empty()) throw UsageError("-f: empty file name");
+  if (o.have_file) {
+    try {
+      o.prompt = read_text_file("-f", o.prompt_file, kMaxPromptBytes);
+    } catch (const FileError& e) {
+      throw UsageError(e.what());
+    }
+  }
+  if (!o.have_model) {
     o.model = models_dir() + "/stories260K.bin";
     if (o.tokenizer.empty()) o.tokenizer = models_dir() + "/tok512.bin";
   }
@@ -155,7 +164,8 @@ int run(int argc, char** argv, bool profile_cmd) {
       std::fprintf(stderr, "seed: %llu\n", (unsigned long long)o.sampler.seed);
 
     if (o.profile) session.profile_start();
-    std::fputs(model->detokenize(prompt).c_str(), text_out);
+    const std::string echoed = model->detokenize(prompt);
+    std::fwrite(echoed.data(), 1, echoed.size(), text_out);  // NUL bytes included
     std::fflush(text_out);
     const GenerateResult r = generate(session, sampler, prompt, o.n_predict, [&](int tok, const std::string& piece) {
       if (!model->is_end_of_text(tok)) {
@@ -190,7 +200,7 @@ int run(int argc, char** argv, bool profile_cmd) {
       if (!o.trace.empty()) write_file(o.trace, session.profile_trace_json());
       if (!o.csv.empty()) write_file(o.csv, session.profile_csv());
     }
-    return 0;
+    return stdout_ok(name) ? 0 : 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "qkv: error: %s\n", e.what());

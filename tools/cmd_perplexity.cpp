@@ -34,22 +34,22 @@ int cmd_perplexity(int argc, char** argv) {
     std::fprintf(stderr, "qkv perplexity: %s\n", e.what());
     return 2;
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "qkv perplexity: -f: cannot read '%s'\n", file.c_str());
+  std::string text;
+  try {
+    text = read_text_file("-f", file, size_t(1) << 30);
+  } catch (const FileError& e) {
+    std::fprintf(stderr, "qkv perplexity: %s\n", e.what());
     return 2;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
   try {
     const auto model = Model::load(model_path, LoadOptions{tokenizer});
     std::fprintf(stderr, "perplexity: %s, chunks of %d tokens, scoring the second half of each\n", model_path.c_str(), n_ctx);
-    const PerplexityResult r = perplexity(*model, text.str(), n_ctx, n_batch, threads, [](int i, double est) {
+    const PerplexityResult r = perplexity(*model, text, n_ctx, n_batch, threads, [](int i, double est) {
       std::printf("[%d]%.4f,", i + 1, est);
       std::fflush(stdout);
     });
     std::printf("\nFinal estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.error);
-    return 0;
+    return stdout_ok("qkv perplexity") ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qkv: error: %s\n", e.what());
     return 1;

@@ -112,7 +112,8 @@ struct Session::Impl {
   std::vector<uint8_t> kscratch;             // activations quantized to Q8_K blocks
   int widest = 0;                            // widest matmul input
   std::vector<float> logits;  // (vocab) or (n, vocab) after an all-logits eval
-  int n_logits = 0;           // rows in `logits`
+  int n_logits = 0;           // rows in `logits`; 0: none since the session was made or reset
+  int pending = -1;           // a token of the history not evaluated yet (append_pending)
 };
 
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts) : impl_(std::make_unique<Impl>()) {
@@ -150,11 +151,25 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.pool->set_profiler(s.prof.get());
   if (opts.kv_f16 && c.head_dim > 256)
     throw Error(cat("an f16 KV cache needs a head size of at most 256 (this model's is ", c.head_dim, ")"), Errc::InvalidArgument);
-  s.state = s.arch->new_state(s.n_ctx, s.n_batch, pool_size, opts.kv_f16);
-  s.logits.assign(size_t(s.vocab), 0.0f);
+  // Everything a session needs, allocated now; running out of memory names
+  // what could not be had and how much it was.
+  auto allocating = [&](const char* what, double bytes, auto&& fn) {
+    try {
+      fn();
+    } catch (const std::bad_alloc&) {
+      throw Error(cat("cannot allocate the ", what, " (", bytes / double(1ull << 20), " MiB) for a context of ", s.n_ctx,
+                      " tokens and batches of ", s.n_batch), Errc::OutOfMemory);
+    }
+  };
+  allocating("KV cache and activations", cache_bytes, [&] { s.state = s.arch->new_state(s.n_ctx, s.n_batch, pool_size, opts.kv_f16); });
   s.widest = std::max({c.dim, c.hidden_dim, c.q_dim()});
-  s.qscratch.assign(size_t(s.n_batch) * size_t(s.widest / ops::kQK8_0 + 1) * (sizeof(ops::BlockQ8_0) + sizeof(ops::Q8Sum)) + 64, 0);
-  s.kscratch.assign(size_t(s.n_batch) * size_t(s.widest / ops::kQK_K + 1) * sizeof(ops::BlockQ8_K), 0);
+  const size_t qbytes = size_t(s.n_batch) * size_t(s.widest / ops::kQK8_0 + 1) * (sizeof(ops::BlockQ8_0) + sizeof(ops::Q8Sum)) + 64;
+  const size_t kbytes = size_t(s.n_batch) * size_t(s.widest / ops::kQK_K + 1) * sizeof(ops::BlockQ8_K);
+  allocating("logits and quantization scratch", double(qbytes + kbytes) + 4.0 * s.vocab, [&] {
+    s.logits.assign(size_t(s.vocab), 0.0f);
+    s.qscratch.assign(qbytes, 0);
+    s.kscratch.assign(kbytes, 0);
+  });
 }
 
 Session::~Session() = default;
@@ -167,12 +182,27 @@ int Session::n_threads() const { return impl_->n_threads; }
 void Session::eval(const int* tokens, int n, bool all_logits) {
   Impl& s = *impl_;
   if (n <= 0) throw Error(cat("eval: need at least one token (got ", n, ")"), Errc::InvalidArgument);
-  if (n > s.n_ctx - s.n_past)
-    throw Error(cat("context full: ", s.n_past, " tokens cached + ", n, " new > context size ", s.n_ctx), Errc::ContextFull);
+  if (!tokens) throw Error("eval: no tokens (null pointer)", Errc::InvalidArgument);
+  const int pending = s.pending >= 0 ? 1 : 0;
+  if (n > s.n_ctx - s.n_past - pending)
+    throw Error(cat("context full: ", s.n_past + pending, " tokens cached + ", n, " new > context size ", s.n_ctx),
+                Errc::ContextFull);
+  if (pending) {  // the history first: the token generate() left
+    const int t = s.pending;
+    s.pending = -1;
+    eval(&t, 1);
+  }
   for (int i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= s.vocab)
       throw Error(cat("eval: token id ", tokens[i], " at index ", i, " is outside the vocabulary (", s.vocab, ")"), Errc::InvalidArgument);
-  if (all_logits && size_t(n) * size_t(s.vocab) > s.logits.size()) s.logits.resize(size_t(n) * size_t(s.vocab));
+  if (all_logits && size_t(n) * size_t(s.vocab) > s.logits.size()) {
+    try {
+      s.logits.resize(size_t(n) * size_t(s.vocab));
+    } catch (const std::bad_alloc&) {
+      throw Error(cat("eval: cannot allocate the logits of ", n, " tokens (", double(n) * s.vocab * 4 / double(1ull << 20),
+                      " MiB); evaluate fewer tokens per call"), Errc::OutOfMemory);
+    }
+  }
   for (int done = 0; done < n;) {
     const int m = std::min(s.n_batch, n - done);
     const int threads = m > 1 ? s.n_threads_batch : s.n_threads;
@@ -198,8 +228,25 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
 
 const float* Session::logits() const {
   const Impl& s = *impl_;
+  if (s.n_logits == 0) throw Error("no logits yet: evaluate at least one token first", Errc::InvalidArgument);
   return s.logits.data() + size_t(s.n_logits - 1) * size_t(s.vocab);
 }
+
+bool Session::has_logits() const { return impl_->n_logits > 0; }
+
+void Session::append_pending(int token) {
+  Impl& s = *impl_;
+  if (token < 0 || token >= s.vocab)
+    throw Error(cat("append_pending: token id ", token, " is outside the vocabulary (", s.vocab, ")"), Errc::InvalidArgument);
+  if (s.pending >= 0) {  // one at a time: evaluate the one before
+    const int t = s.pending;
+    s.pending = -1;
+    eval(&t, 1);
+  }
+  s.pending = token;
+}
+
+int Session::pending_token() const { return impl_->pending; }
 
 const float* Session::logits_at(int i) const {
   const Impl& s = *impl_;
@@ -207,12 +254,18 @@ const float* Session::logits_at(int i) const {
   return s.logits.data() + size_t(i) * size_t(s.vocab);
 }
 
-void Session::reset() { impl_->n_past = 0; }
+void Session::reset() {
+  impl_->n_past = 0;
+  impl_->n_logits = 0;
+  impl_->pending = -1;
+}
 
 void Session::truncate(int n_past) {
   if (n_past < 0 || n_past > impl_->n_past)
     throw Error(cat("truncate(", n_past, "): the cache holds ", impl_->n_past, " tokens"), Errc::InvalidArgument);
+  if (n_past != impl_->n_past) impl_->n_logits = 0;  // the last evaluated token is gone
   impl_->n_past = n_past;
+  impl_->pending = -1;
 }
 
 void Session::set_attention_capture(AttentionCallback callback, std::vector<int> layers, std::vector<int> heads) {
@@ -266,21 +319,29 @@ GenerateResult generate(Session& session, Sampler& sampler, const std::vector<in
                         const TokenCallback& on_token) {
   using clock = std::chrono::steady_clock;
   GenerateResult r;
-  if (prompt.empty()) throw Error("generate: the prompt has no tokens", Errc::InvalidArgument);
-  if (int(prompt.size()) > session.n_ctx() - session.n_past())
-    throw Error(cat("the prompt has ", prompt.size(), " tokens but only ", session.n_ctx() - session.n_past(),
-                    " positions of the context (", session.n_ctx(), ") are free; use a larger -c or a shorter prompt"), Errc::ContextFull);
+  const int pending = session.pending_token();
+  if (prompt.empty() && pending < 0) throw Error("generate: the prompt has no tokens", Errc::InvalidArgument);
+  const int free_positions = session.n_ctx() - session.n_past() - (pending >= 0 ? 1 : 0);
+  if (int64_t(prompt.size()) > free_positions)
+    throw Error(cat("the prompt has ", prompt.size(), " tokens but only ", free_positions, " positions of the context (",
+                    session.n_ctx(), ") are free; use a larger -c or a shorter prompt"), Errc::ContextFull);
   const Model& model = session.model();
   r.n_prompt = int(prompt.size());
-  r.tokens.reserve(n_predict > 0 ? size_t(n_predict) : 256);
+  // Never more than the context can hold, whatever n_predict asks.
+  r.tokens.reserve(size_t(std::min(n_predict < 0 ? 256 : n_predict, std::max(free_positions - r.n_prompt + 1, 1))));
   for (int t : prompt) sampler.accept(t);
 
   auto t0 = clock::now();
-  session.eval(prompt);
+  if (!prompt.empty()) {
+    session.eval(prompt);
+  } else {  // a continuation with no new text: the pending token is the input
+    session.truncate(session.n_past());  // drops the pending mark, keeps the cache
+    session.eval(&pending, 1);
+  }
   auto t1 = clock::now();
   r.prompt_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
 
-  int prev = prompt.back();
+  int prev = prompt.empty() ? pending : prompt.back();
   for (int i = 0; n_predict < 0 || i < n_predict; ++i) {
     const int tok = session.sample(sampler);
     sampler.accept(tok);
@@ -294,9 +355,13 @@ GenerateResult generate(Session& session, Sampler& sampler, const std::vector<in
     }
     if (!keep_going) {
       r.stop = StopReason::Callback;
+      session.append_pending(tok);
       break;
     }
-    if (n_predict >= 0 && i + 1 >= n_predict) break;
+    if (n_predict >= 0 && i + 1 >= n_predict) {
+      session.append_pending(tok);
+      break;
+    }
     if (session.n_past() >= session.n_ctx()) {
       r.stop = StopReason::ContextFull;
       break;

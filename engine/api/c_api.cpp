@@ -25,6 +25,8 @@ struct qkv_sampler {
 
 namespace {
 
+constexpr size_t kMaxTextBytes = size_t(1) << 32;  // 4 GiB: longer lengths are a caller's mistake
+
 qkv_status status_of(qkv::Errc c) {
   switch (c) {
     case qkv::Errc::InvalidArgument: return QKV_ERR_INVALID_ARGUMENT;
@@ -123,6 +125,7 @@ int qkv_model_is_end_of_text(const qkv_model* m, int32_t t) { return m && m->mod
 qkv_status qkv_tokenize(const qkv_model* m, const char* text, size_t text_len, int add_bos, int32_t* tokens,
                         size_t capacity, size_t* n_tokens) {
   if (!m || !m->model || (!text && text_len) || (!tokens && capacity)) return QKV_ERR_INVALID_ARGUMENT;
+  if (text_len > kMaxTextBytes) return QKV_ERR_INVALID_ARGUMENT;  // no string that long exists
   qkv_status st = QKV_OK;
   const qkv_status g = guarded(nullptr, [&] {
     const std::vector<int> ids = m->model->tokenize(std::string(text ? text : "", text_len), add_bos != 0);
@@ -184,7 +187,7 @@ qkv_status qkv_eval(qkv_session* s, const int32_t* tokens, size_t n) {
 }
 
 const float* qkv_logits(const qkv_session* s) {
-  return s && s->session && s->session->n_past() > 0 ? s->session->logits() : nullptr;
+  return s && s->session && s->session->has_logits() ? s->session->logits() : nullptr;
 }
 int32_t qkv_session_n_past(const qkv_session* s) { return s && s->session ? s->session->n_past() : 0; }
 int32_t qkv_session_n_ctx(const qkv_session* s) { return s && s->session ? s->session->n_ctx() : 0; }
@@ -238,9 +241,11 @@ qkv_status qkv_generate(qkv_session* s, qkv_sampler* sp, const int32_t* prompt, 
   if (!s || !s->session) return QKV_ERR_INVALID_ARGUMENT;
   return guarded(&s->error, [&] {
     if (!sp || !sp->sampler) throw qkv::Error("qkv_generate: no sampler", qkv::Errc::InvalidArgument);
-    if (!prompt || n_prompt == 0) throw qkv::Error("qkv_generate: empty prompt", qkv::Errc::InvalidArgument);
+    if ((!prompt || n_prompt == 0) && s->session->pending_token() < 0)
+      throw qkv::Error("qkv_generate: empty prompt (and nothing to continue)", qkv::Errc::InvalidArgument);
+    if (!prompt && n_prompt) throw qkv::Error("qkv_generate: NULL prompt", qkv::Errc::InvalidArgument);
     if (n_prompt > size_t(1) << 30) throw qkv::Error("qkv_generate: prompt too long", qkv::Errc::InvalidArgument);
-    const std::vector<int> p(prompt, prompt + n_prompt);
+    const std::vector<int> p(prompt, prompt + (prompt ? n_prompt : 0));
     const qkv::GenerateResult r = qkv::generate(*s->session, *sp->sampler, p, n_predict, [&](int t, const std::string& piece) {
       return cb ? cb(user, t, piece.data(), piece.size()) != 0 : true;
     });
@@ -338,7 +343,7 @@ qkv_status qkv_perplexity(const qkv_model* m, const char* text, size_t text_len,
   const qkv_status st = guarded(&msg, [&] {
     if (!m || !m->model) throw qkv::Error("qkv_perplexity: no model", qkv::Errc::InvalidArgument);
     if (!text && text_len) throw qkv::Error("qkv_perplexity: no text", qkv::Errc::InvalidArgument);
-    if (text_len > size_t(1) << 32) throw qkv::Error("qkv_perplexity: text longer than 4 GiB", qkv::Errc::InvalidArgument);
+    if (text_len > kMaxTextBytes) throw qkv::Error("qkv_perplexity: text longer than 4 GiB", qkv::Errc::InvalidArgument);
     if (n_ctx < 4 || n_ctx > (1 << 20) || n_threads < 0 || n_threads > 512)
       throw qkv::Error("qkv_perplexity: n_ctx must be in 4..2^20 and n_threads in 0..512", qkv::Errc::InvalidArgument);
     const qkv::PerplexityResult r =

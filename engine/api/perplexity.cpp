@@ -28,20 +28,26 @@ PerplexityResult perplexity(const Model& model, const std::string& text, int n_c
   double nll = 0, nll2 = 0;
   long count = 0;
   std::vector<int> chunk(static_cast<size_t>(n_ctx));
+  // Each chunk goes through in batches of n_batch: only one batch's logits
+  // are held at a time (a context of 65536 tokens would need n_ctx x vocab).
+  const int batch = so.n_batch;
   for (int c = 0; c < r.n_chunks; ++c) {
     std::copy(tokens.begin() + long(c) * n_ctx, tokens.begin() + long(c + 1) * n_ctx, chunk.begin());
     chunk[0] = model.bos_id();
     s.reset();
-    s.eval(chunk, true);
-    for (int i = n_ctx / 2; i < n_ctx - 1; ++i) {
-      const float* l = s.logits_at(i);
-      const float mx = *std::max_element(l, l + V);
-      double sum = 0;
-      for (int v = 0; v < V; ++v) sum += std::exp(double(l[v] - mx));
-      const double lp = double(l[chunk[size_t(i) + 1]] - mx) - std::log(sum);
-      nll -= lp;
-      nll2 += lp * lp;
-      ++count;
+    for (int b = 0; b < n_ctx; b += batch) {
+      const int m = std::min(batch, n_ctx - b);
+      s.eval(chunk.data() + b, m, true);
+      for (int i = std::max(b, n_ctx / 2); i < std::min(b + m, n_ctx - 1); ++i) {
+        const float* l = s.logits_at(i - b);
+        const float mx = *std::max_element(l, l + V);
+        double sum = 0;
+        for (int v = 0; v < V; ++v) sum += std::exp(double(l[v] - mx));
+        const double lp = double(l[chunk[size_t(i) + 1]] - mx) - std::log(sum);
+        nll -= lp;
+        nll2 += lp * lp;
+        ++count;
+      }
     }
     r.running.push_back(std::exp(nll / double(count)));
     if (on_chunk) on_chunk(c, r.running.back());

@@ -96,11 +96,13 @@ typedef struct qkv_session_params {
 QKV_C_API qkv_session_params qkv_session_default_params(void);
 QKV_C_API qkv_status qkv_session_new(const qkv_model* model, const qkv_session_params* params, qkv_session** out);
 QKV_C_API void qkv_session_free(qkv_session* session);
+/* The *_last_error strings stay valid until the next call on the same handle. */
 QKV_C_API const char* qkv_session_last_error(const qkv_session* session);
 
 /* Appends the tokens to the KV cache and computes the logits of the last one. */
 QKV_C_API qkv_status qkv_eval(qkv_session* session, const int32_t* tokens, size_t n_tokens);
-/* The last evaluated token's logits (n_vocab floats), valid until the next eval; NULL before any. */
+/* The last evaluated token's logits (n_vocab floats), valid until the next eval; NULL before any
+ * (and after a reset). */
 QKV_C_API const float* qkv_logits(const qkv_session* session);
 QKV_C_API int32_t qkv_session_n_past(const qkv_session* session);
 QKV_C_API int32_t qkv_session_n_ctx(const qkv_session* session);
@@ -147,7 +149,11 @@ typedef struct qkv_generate_result {
 } qkv_generate_result;
 
 /* Evaluates the prompt as one batch, then samples up to n_predict tokens
- * (< 0: until end of text or a full context). `result` may be NULL. */
+ * (< 0: until end of text or a full context). `result` may be NULL.
+ * Calls continue one another: the KV cache keeps what was evaluated, and the
+ * last sampled token (unless it ended the text) is evaluated at the start of
+ * the next qkv_generate or qkv_eval on the session, so a continuation sees
+ * the whole history. A continuation's prompt may then be empty (n_prompt 0). */
 QKV_C_API qkv_status qkv_generate(qkv_session* session, qkv_sampler* sampler, const int32_t* prompt,
                                   size_t n_prompt, int32_t n_predict, qkv_token_callback callback, void* user_data,
                                   qkv_generate_result* result);

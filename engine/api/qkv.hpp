@@ -162,14 +162,23 @@ class QKV_API Session {
   int n_threads() const;
 
   // Appends n tokens to the cache (in batches of n_batch) and computes the
-  // logits of the last one, or of every one when all_logits is set. Throws if
-  // the context would overflow or a token id is out of range.
+  // logits of the last one, or of every one when all_logits is set. A
+  // pending token (see append_pending) is evaluated first. Throws if the
+  // context would overflow or a token id is out of range.
   void eval(const int* tokens, int n, bool all_logits = false);
   void eval(const std::vector<int>& tokens, bool all_logits = false) {
     eval(tokens.data(), int(tokens.size()), all_logits);
   }
-  // Logits of the last evaluated token: (vocab_size).
+  // Makes `token` part of the history without evaluating it yet: the next
+  // eval() (or generate()) evaluates it before its own tokens. generate()
+  // leaves its last sampled token so, so that a continuation sees the whole
+  // conversation; -1 when none is pending. reset() and truncate() drop it.
+  void append_pending(int token);
+  int pending_token() const;
+  // Logits of the last evaluated token: (vocab_size). Throws if no token was
+  // evaluated since the session was made or reset.
   const float* logits() const;
+  bool has_logits() const;
   // sampler.sample(logits()), recorded by the profiler as "sampling".
   int sample(class Sampler& sampler);
   // With all_logits: logits of the i-th token of the last eval call.
@@ -236,6 +245,13 @@ using TokenCallback = std::function<bool(int token, const std::string& piece)>;
 // time (n_predict < 0: until end of text or the context is full). Stops on
 // end of text (the token is reported but not fed back), when the callback
 // says so, or when the context is full.
+//
+// Calls may continue one another on the same session: the KV cache keeps
+// everything evaluated, and the last token a call sampled (unless it ended
+// the text) stays pending and is evaluated at the start of the next call,
+// so generate(s, p1, n); generate(s, p2, m) sees p1, its n tokens and p2,
+// exactly as one evaluation of that whole history would. The prompt of a
+// continuation may be empty when a token is pending.
 QKV_API GenerateResult generate(Session& session, Sampler& sampler, const std::vector<int>& prompt, int n_predict,
                         const TokenCallback& on_token);
 

@@ -11,6 +11,7 @@
 #include "engine/error.h"
 #include "engine/format/gguf.h"
 #include "engine/format/gguf_writer.h"
+#include "engine/format/mapped_file.h"
 #include "engine/format/weight_file.h"
 
 namespace qkv {
@@ -57,12 +58,7 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
     tensors.push_back({name, ne, &src_type, data, &ops::type_info(dst)});
   };
 
-  uint8_t magic[4] = {};
-  if (std::FILE* f = std::fopen(in.c_str(), "rb")) {
-    (void)!std::fread(magic, 1, 4, f);
-    std::fclose(f);
-  }
-  if (std::memcmp(magic, "GGUF", 4) == 0) {
+  if (read_file_head(in, 4) == "GGUF") {
     gguf = std::make_unique<GgufFile>(in);
     for (const auto& [key, v] : gguf->metadata()) {
       if (key == "general.file_type" || key == "general.quantization_version" || key == "general.alignment") continue;

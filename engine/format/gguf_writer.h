@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
@@ -29,9 +30,13 @@ class GgufWriter {
   // Declares a tensor; its bytes come later from write()'s callback.
   void add_tensor(const std::string& name, uint32_t ggml_type, const std::vector<int64_t>& ne, uint64_t n_bytes);
 
-  // Writes the file (through a temporary, renamed at the end). data(i, out)
-  // must fill `out` with exactly the declared bytes of tensor i.
+  // Writes the file (through PATH.part, renamed at the end; nothing is left
+  // behind on failure). data(i, out) must fill `out` with exactly the
+  // declared bytes of tensor i. Refuses up front an existing PATH that is not
+  // a regular file, and a file larger than its file system's free space.
   void write(const std::string& path, const std::function<void(size_t, std::vector<uint8_t>&)>& data) const;
+  // The size of the file write() makes.
+  uint64_t file_bytes() const;
 
  private:
   struct TensorDecl {
@@ -40,6 +45,8 @@ class GgufWriter {
     std::vector<int64_t> ne;
     uint64_t n_bytes;
   };
+  void write_to(std::FILE* f, const std::string& path,
+                const std::function<void(size_t, std::vector<uint8_t>&)>& data) const;
   void key(const std::string& k, GgufType t);
   template <class T>
   void put(T v);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -19,8 +20,22 @@ void release_mapped_pages(const void* p, size_t bytes) {
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advice: failure is harmless
 }
 
-MappedFile::MappedFile(const std::string& path, bool use_mmap) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+namespace {
+const char* kind_of(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  return "not a regular file";
+}
+}  // namespace
+
+int open_regular_file(const std::string& path, size_t* size) {
+  if (path.empty()) throw Error("cannot open a file with an empty name", Errc::InvalidArgument);
+  // O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever;
+  // on a regular file it changes nothing.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error(cat(path, ": cannot open: ", std::strerror(errno)), Errc::Io);
   struct stat st;
   if (::fstat(fd, &st) != 0) {
@@ -30,9 +45,32 @@ MappedFile::MappedFile(const std::string& path, bool use_mmap) : path_(path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error(cat(path, ": not a regular file"), Errc::Io);
+    throw Error(cat(path, ": not a regular file (", kind_of(st.st_mode), ")"), Errc::Io);
   }
-  size_ = size_t(st.st_size);
+  *size = size_t(st.st_size);
+  return fd;
+}
+
+std::string read_file_head(const std::string& path, size_t n) {
+  size_t size = 0;
+  const int fd = open_regular_file(path, &size);
+  std::string head(std::min(n, size), '\0');
+  size_t done = 0;
+  while (done < head.size()) {
+    const ssize_t r = ::read(fd, &head[done], head.size() - done);
+    if (r <= 0) {
+      const int e = errno;
+      ::close(fd);
+      throw Error(cat(path, ": read failed: ", r == 0 ? "unexpected end" : std::strerror(e)), Errc::Io);
+    }
+    done += size_t(r);
+  }
+  ::close(fd);
+  return head;
+}
+
+MappedFile::MappedFile(const std::string& path, bool use_mmap) : path_(path) {
+  const int fd = open_regular_file(path, &size_);
   if (size_ == 0) {
     ::close(fd);
     throw Error(cat(path, ": file is empty"));

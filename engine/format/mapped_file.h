@@ -26,6 +26,14 @@ class MappedFile {
   bool mapped_ = false;
 };
 
+// Opens `path` for reading, refusing anything but a regular file (a FIFO,
+// device or directory) before it could block or mislead: returns the
+// descriptor and fills *size. Throws qkv::Error naming the file and what it is.
+int open_regular_file(const std::string& path, size_t* size);
+
+// The first n bytes of a regular file (fewer if it is shorter).
+std::string read_file_head(const std::string& path, size_t n);
+
 // Gives the whole pages inside [p, p + bytes) of a read-only private file
 // mapping back to the system; reading them again reads the file again.
 void release_mapped_pages(const void* p, size_t bytes);

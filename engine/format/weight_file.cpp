@@ -10,13 +10,11 @@
 namespace qkv {
 
 std::unique_ptr<WeightFile> WeightFile::open(const std::string& path, bool use_mmap) {
-  uint8_t magic[4] = {0, 0, 0, 0};
-  {
-    MappedFile probe(path, false);  // gives the clear error for missing/empty files
-    if (probe.size() < 4) throw Error(cat(path, ": file too small (", probe.size(), " bytes) to be a model"));
-    std::memcpy(magic, probe.data(), 4);
-  }
-  if (std::memcmp(magic, "GGUF", 4) == 0) return open_gguf(path, use_mmap);
+  // The magic alone tells the formats apart (the file is mapped once, by its loader).
+  const std::string magic = read_file_head(path, 4);
+  if (magic.empty()) throw Error(cat(path, ": file is empty"));
+  if (magic.size() < 4) throw Error(cat(path, ": file too small (", magic.size(), " bytes) to be a model"));
+  if (magic == "GGUF") return open_gguf(path, use_mmap);
   return open_llama2c_bin(path, use_mmap);
 }
 

@@ -76,28 +76,40 @@ void add(const ExecContext& ctx, float* x, const float* y, int n, int dim, int l
   for (int i = 0; i < n; ++i) ctx.k.add(x + size_t(i) * size_t(dim), y + size_t(i) * size_t(dim), size_t(dim));
 }
 
-RopeTable::RopeTable(int head_dim, float base, int n_ctx, RopeStyle style, const float* freq_factors)
-    : head_dim_(head_dim), style_(style), cos_(size_t(n_ctx) * size_t(head_dim / 2)), sin_(cos_.size()) {
-  const size_t half = size_t(head_dim / 2);
-  std::vector<float> freqs(half);
+RopeTable::RopeTable(int head_dim, float base, int n_batch, RopeStyle style, const float* freq_factors)
+    : head_dim_(head_dim),
+      style_(style),
+      n_batch_(n_batch),
+      freqs_(size_t(head_dim / 2)),
+      cos_(size_t(n_batch) * size_t(head_dim / 2)),
+      sin_(cos_.size()) {
   // theta_j = base^(-2j / head_dim), as llama2.c computes it.
-  for (size_t j = 0; j < half; ++j) {
-    freqs[j] = 1.0f / std::pow(base, float(2 * j) / float(head_dim));
-    if (freq_factors) freqs[j] /= freq_factors[j];
+  for (size_t j = 0; j < freqs_.size(); ++j) {
+    freqs_[j] = 1.0f / std::pow(base, float(2 * j) / float(head_dim));
+    if (freq_factors) freqs_[j] /= freq_factors[j];
   }
-  for (int p = 0; p < n_ctx; ++p)
-    for (size_t j = 0; j < half; ++j) {
-      const float angle = float(p) * freqs[j];
-      cos_[size_t(p) * half + j] = std::cos(angle);
-      sin_[size_t(p) * half + j] = std::sin(angle);
-    }
 }
 
-void rope(const ExecContext& ctx, const RopeTable& table, int pos, int n, int layer, float* q, int n_q_heads, float* k,
+void RopeTable::prepare(int pos, int n) {
+  if (pos >= first_ && pos + n <= first_ + count_) return;
+  if (n > n_batch_) throw Error(cat("rope: ", n, " positions at once, more than the batch of ", n_batch_), Errc::Internal);
+  const size_t half = freqs_.size();
+  for (int i = 0; i < n; ++i)
+    for (size_t j = 0; j < half; ++j) {
+      const float angle = float(pos + i) * freqs_[j];
+      cos_[size_t(i) * half + j] = std::cos(angle);
+      sin_[size_t(i) * half + j] = std::sin(angle);
+    }
+  first_ = pos;
+  count_ = n;
+}
+
+void rope(const ExecContext& ctx, RopeTable& table, int pos, int n, int layer, float* q, int n_q_heads, float* k,
           int n_k_heads) {
   const size_t hd = size_t(table.head_dim()), qd = size_t(n_q_heads) * hd, kd = size_t(n_k_heads) * hd;
   const double N = n, W = double(qd + kd);
   const Zone z(ctx.prof, Op::Rope, layer, 3.0 * N * W, 2.0 * N * W * kF, nullptr, ZoneShape{n, int64_t(qd + kd), 0});
+  table.prepare(pos, n);
   const auto rotate = table.style() == RopeStyle::Neox ? ops::rope_neox : ops::rope;
   for (int i = 0; i < n; ++i) {
     rotate(q + size_t(i) * qd, size_t(n_q_heads), hd, table.cos(pos + i), table.sin(pos + i));

@@ -47,26 +47,33 @@ void gelu(const ExecContext& ctx, float* x, int n, int dim, int layer);
 enum class RopeStyle { Normal, Neox };
 
 // Rotary position embedding: cos and sin of position p times each pair's
-// frequency theta_j = base^(-2j / head_dim) / factor_j, computed once for
-// every position of the context (as llama2.c computes them). freq_factors
+// frequency theta_j = base^(-2j / head_dim) / factor_j (as llama2.c computes
+// them), for the positions of the batch at hand: rope() fills them in on the
+// first layer of a pass and the other layers reuse them. freq_factors
 // (head_dim / 2 values, Llama 3's rope_freqs.weight) may be null: all 1.
 class RopeTable {
  public:
-  RopeTable(int head_dim, float base, int n_ctx, RopeStyle style = RopeStyle::Normal, const float* freq_factors = nullptr);
+  RopeTable(int head_dim, float base, int n_batch, RopeStyle style = RopeStyle::Normal, const float* freq_factors = nullptr);
   int head_dim() const { return head_dim_; }
   RopeStyle style() const { return style_; }
-  const float* cos(int pos) const { return cos_.data() + size_t(pos) * size_t(head_dim_ / 2); }
-  const float* sin(int pos) const { return sin_.data() + size_t(pos) * size_t(head_dim_ / 2); }
+  // Makes the angles of positions [pos, pos + n) (n <= n_batch) available.
+  void prepare(int pos, int n);
+  // Position pos's cos and sin (head_dim / 2 each), after prepare() covered it.
+  const float* cos(int pos) const { return cos_.data() + size_t(pos - first_) * size_t(head_dim_ / 2); }
+  const float* sin(int pos) const { return sin_.data() + size_t(pos - first_) * size_t(head_dim_ / 2); }
 
  private:
   int head_dim_;
   RopeStyle style_;
-  std::vector<float> cos_, sin_;  // (n_ctx, head_dim / 2)
+  int n_batch_;
+  int first_ = 0, count_ = 0;     // the positions the rows hold
+  std::vector<float> freqs_;      // (head_dim / 2)
+  std::vector<float> cos_, sin_;  // (n_batch, head_dim / 2)
 };
 
 // Rotates the pairs of every head of q (n, n_q_heads * head_dim) and k (n,
 // n_k_heads * head_dim) of the tokens at positions [pos, pos + n).
-void rope(const ExecContext& ctx, const RopeTable& table, int pos, int n, int layer, float* q, int n_q_heads, float* k,
+void rope(const ExecContext& ctx, RopeTable& table, int pos, int n, int layer, float* q, int n_q_heads, float* k,
           int n_k_heads);
 
 // The SwiGLU feed-forward's first half: gate = x W_gate^T, up = x W_up^T,

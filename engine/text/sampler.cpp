@@ -18,7 +18,9 @@ SamplerImpl::SamplerImpl(const SamplerParams& p, int vocab_size)
   if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) throw Error(cat("sampler: min-p ", p.min_p, " must be in [0, 1]"), Errc::InvalidArgument);
   if (!(p.repeat_penalty > 0.0f) || !std::isfinite(p.repeat_penalty))
     throw Error(cat("sampler: repeat penalty ", p.repeat_penalty, " must be > 0"), Errc::InvalidArgument);
-  if (p.repeat_last_n < 0) throw Error(cat("sampler: repeat-last-n ", p.repeat_last_n, " must be >= 0"), Errc::InvalidArgument);
+  if (p.repeat_last_n < 0 || p.repeat_last_n > kMaxRepeatLastN)
+    throw Error(cat("sampler: repeat-last-n ", p.repeat_last_n, " must be in 0..", kMaxRepeatLastN, " (the tokens it keeps: ",
+                    kMaxRepeatLastN, " would take ", kMaxRepeatLastN * 4 / (1 << 20), " MiB)"), Errc::InvalidArgument);
   recent_.assign(size_t(p.repeat_last_n), -1);
   reset();
 }
@@ -45,6 +47,18 @@ void SamplerImpl::accept(int token) {
 }
 
 int SamplerImpl::sample(const float* logits) {
+  // Non-finite logits come from non-finite weights (or activations that
+  // overflowed): an error, never a token picked from garbage. -inf alone is a
+  // masked token.
+  bool any = false;
+  for (int i = 0; i < vocab_; ++i) {
+    const float x = logits[i];
+    if (std::isnan(x) || x == INFINITY)
+      throw Error(cat("sampler: logit ", i, " is ", x, ": the model's output is not finite (NaN or infinite weights?)"),
+                  Errc::BadFile);
+    any = any || x != -INFINITY;
+  }
+  if (!any) throw Error("sampler: every logit is -inf: no token can be sampled", Errc::InvalidArgument);
   const float* l = logits;
   if (p_.repeat_penalty != 1.0f && recent_n_ > 0) {
     std::memcpy(work_.data(), logits, sizeof(float) * size_t(vocab_));

@@ -12,9 +12,12 @@ namespace qkv {
 
 class SamplerImpl {
  public:
+  static constexpr int kMaxRepeatLastN = 1 << 20;  // a window longer than any context
+
   SamplerImpl(const SamplerParams& p, int vocab_size);
 
-  int sample(const float* logits);  // does not modify the logits
+  // Does not modify the logits; throws qkv::Error on a NaN or +inf logit.
+  int sample(const float* logits);
   void accept(int token);           // remember for the repetition penalty
   void reset();
 

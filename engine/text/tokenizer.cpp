@@ -1,5 +1,7 @@
 #include "engine/text/tokenizer.h"
 
+#include <algorithm>
+
 #include <cstdio>
 #include <queue>
 
@@ -37,6 +39,14 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   if (n == 0) throw Error(cat(vocab_.source, ": empty vocabulary"));
   if (int(vocab_.scores.size()) != n || int(vocab_.kinds.size()) != n)
     throw Error(cat(vocab_.source, ": vocabulary arrays have different lengths"));
+  // A vocabulary of nothing but control (or unused, unknown) tokens could
+  // never write a character: refused rather than generating silence.
+  const bool writable = std::any_of(vocab_.kinds.begin(), vocab_.kinds.end(), [](TokenKind k) {
+    return k == TokenKind::Normal || k == TokenKind::Byte || k == TokenKind::UserDefined;
+  });
+  if (!writable)
+    throw Error(cat(vocab_.source, ": none of the vocabulary's ", n,
+                    " tokens is a normal, byte or user-defined token: the model could not write any text"));
   piece_to_id_.reserve(size_t(n));
   for (int i = 0; i < n; ++i) {
     if (vocab_.kinds[size_t(i)] == TokenKind::Control) continue;
