@@ -2,6 +2,7 @@
 #include "ops/types.h"
 
 #include <cctype>
+#include <type_traits>
 #include <cstring>
 
 #include "ops/quant.h"
@@ -35,29 +36,68 @@ void bf16_to_float(const void* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
 }
 
+// f16 NaN and infinities have every exponent bit set.
+inline bool f16_nonfinite(uint16_t h) { return (h & 0x7c00) == 0x7c00; }
+
+int64_t f32_nonfinite(const void* data, size_t n) {
+  const uint32_t* v = static_cast<const uint32_t*>(data);
+  for (size_t i = 0; i < n; ++i)
+    if ((v[i] & 0x7f800000u) == 0x7f800000u) return int64_t(i);
+  return -1;
+}
+int64_t f16_nonfinite_n(const void* data, size_t n) {
+  const uint16_t* v = static_cast<const uint16_t*>(data);
+  for (size_t i = 0; i < n; ++i)
+    if (f16_nonfinite(v[i])) return int64_t(i);
+  return -1;
+}
+int64_t bf16_nonfinite(const void* data, size_t n) {
+  const uint16_t* v = static_cast<const uint16_t*>(data);
+  for (size_t i = 0; i < n; ++i)
+    if ((v[i] & 0x7f80) == 0x7f80) return int64_t(i);
+  return -1;
+}
+// The scales of each block (d, and dmin where the type has one).
+template <class Block>
+int64_t scales_nonfinite(const void* data, size_t n) {
+  const Block* b = static_cast<const Block*>(data);
+  for (size_t i = 0; i < n / size_t(Block::kValues); ++i) {
+    if (f16_nonfinite(b[i].d)) return int64_t(i);
+    if constexpr (std::is_same_v<Block, BlockQ4_K> || std::is_same_v<Block, BlockQ5_K>)
+      if (f16_nonfinite(b[i].dmin)) return int64_t(i);
+  }
+  return -1;
+}
+
 // A type qkv only sizes (a file holding it can be read past, not computed with).
 constexpr TypeInfo sized(Type t, const char* name, int block, size_t bytes) {
-  return TypeInfo{t, name, block, bytes, Compute::None, Activation::None, nullptr, nullptr, nullptr, 0, nullptr, -1};
+  return TypeInfo{t, name, block, bytes, Compute::None, Activation::None, nullptr, nullptr, nullptr, 0, nullptr, -1, nullptr};
 }
 
 const TypeInfo kTypes[] = {
-    // type, name, block, bytes, compute, activation, products, to_float, from_float, x8 bytes, repack, file_type
-    {Type::F32, "F32", 1, 4, Compute::F32, Activation::None, nullptr, f32_to_float, f32_from_float, 0, nullptr, 0},
-    {Type::F16, "F16", 1, 2, Compute::F16, Activation::None, nullptr, f16_to_float, f16_from_float, 0, nullptr, 1},
-    {Type::BF16, "BF16", 1, 2, Compute::WidenF32, Activation::None, nullptr, bf16_to_float, nullptr, 0, nullptr, 32},
+    // type, name, block, bytes, compute, activation, products, to_float, from_float, x8 bytes, repack, file_type,
+    // find_nonfinite
+    {Type::F32, "F32", 1, 4, Compute::F32, Activation::None, nullptr, f32_to_float, f32_from_float, 0, nullptr, 0,
+     f32_nonfinite},
+    {Type::F16, "F16", 1, 2, Compute::F16, Activation::None, nullptr, f16_to_float, f16_from_float, 0, nullptr, 1,
+     f16_nonfinite_n},
+    {Type::BF16, "BF16", 1, 2, Compute::WidenF32, Activation::None, nullptr, bf16_to_float, nullptr, 0, nullptr, 32,
+     bf16_nonfinite},
     {Type::Q8_0, "Q8_0", kQK8_0, sizeof(BlockQ8_0), Compute::Integer, Activation::Q8_0, &Kernels::q8_0,
      to_float<BlockQ8_0, dequantize_row_q8_0>, from_float<BlockQ8_0, quantize_row_q8_0>, sizeof(BlockQ8_0x8),
-     repack<BlockQ8_0, BlockQ8_0x8>, 7},
+     repack<BlockQ8_0, BlockQ8_0x8>, 7, scales_nonfinite<BlockQ8_0>},
     {Type::Q4_0, "Q4_0", kQK4_0, sizeof(BlockQ4_0), Compute::Integer, Activation::Q8_0, &Kernels::q4_0,
      to_float<BlockQ4_0, dequantize_row_q4_0>, from_float<BlockQ4_0, quantize_row_q4_0>, sizeof(BlockQ4_0x8),
-     repack<BlockQ4_0, BlockQ4_0x8>, 2},
+     repack<BlockQ4_0, BlockQ4_0x8>, 2, scales_nonfinite<BlockQ4_0>},
     {Type::Q4_K, "Q4_K", kQK_K, sizeof(BlockQ4_K), Compute::Integer, Activation::Q8_K, &Kernels::q4_K,
      to_float<BlockQ4_K, dequantize_row_q4_K>, from_float<BlockQ4_K, quantize_row_q4_K>, sizeof(BlockQ4_Kx8),
-     repack<BlockQ4_K, BlockQ4_Kx8>, 14},
+     repack<BlockQ4_K, BlockQ4_Kx8>, 14, scales_nonfinite<BlockQ4_K>},
     {Type::Q5_K, "Q5_K", kQK_K, sizeof(BlockQ5_K), Compute::Integer, Activation::Q8_K, &Kernels::q5_K,
-     to_float<BlockQ5_K, dequantize_row_q5_K>, from_float<BlockQ5_K, quantize_row_q5_K>, 0, nullptr, 16},
+     to_float<BlockQ5_K, dequantize_row_q5_K>, from_float<BlockQ5_K, quantize_row_q5_K>, 0, nullptr, 16,
+     scales_nonfinite<BlockQ5_K>},
     {Type::Q6_K, "Q6_K", kQK_K, sizeof(BlockQ6_K), Compute::Integer, Activation::Q8_K, &Kernels::q6_K,
-     to_float<BlockQ6_K, dequantize_row_q6_K>, from_float<BlockQ6_K, quantize_row_q6_K>, 0, nullptr, 18},
+     to_float<BlockQ6_K, dequantize_row_q6_K>, from_float<BlockQ6_K, quantize_row_q6_K>, 0, nullptr, 18,
+     scales_nonfinite<BlockQ6_K>},
     // Sized only: GGUF files holding them are read, their tensors not computed with.
     sized(Type::Q4_1, "Q4_1", 32, 20),
     sized(Type::Q5_0, "Q5_0", 32, 22),

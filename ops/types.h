@@ -55,6 +55,10 @@ struct TypeInfo {
   // llama.cpp's general.file_type for a file whose matrices are all of this
   // type (-1: none).
   int file_type;
+  // The first of n values (a multiple of block) that is not finite, as the
+  // index of that value (plain types) or of its block (its scales: NaN or
+  // infinite); -1 when all are finite. Null for types qkv does not compute with.
+  int64_t (*find_nonfinite)(const void* data, size_t n);
 
   size_t row_bytes(int64_t n) const { return size_t(n) / size_t(block) * block_bytes; }
   bool computable() const { return compute != Compute::None; }

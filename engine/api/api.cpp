@@ -48,6 +48,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   if (impl->tokenizer->vocab().size() != c.vocab_size)
     throw Error(cat(path, ": tokenizer has ", impl->tokenizer->vocab().size(), " tokens but token_embd.weight has ",
                     c.vocab_size, " rows"));
+  impl->weights->check_finite();
   impl->weights->pack_for_products(impl->arch->matmul_weights(), impl->arch->row_read_weights());
 
   ModelInfo& i = impl->info;

@@ -196,6 +196,13 @@ GgufFile::GgufFile(const std::string& path, bool use_mmap) : file_(path, use_mma
       throw Error(cat(path, ": tensor ", by_offset[i].second->name, " at offset ", by_offset[i].first,
                       " overlaps tensor ", prev.name, " [", prev.offset, ", +", prev.n_bytes, ")"));
   }
+  // Bytes past the last tensor (anything appended to the file) are no part
+  // of the model: their pages go back rather than stay resident.
+  if (file_.mapped()) {
+    uint64_t end = data_offset_;
+    for (const GgufTensorInfo& ti : tensors_) end = std::max<uint64_t>(end, data_offset_ + ti.offset + ti.n_bytes);
+    if (end < file_.size()) release_mapped_pages(file_.data() + end, file_.size() - size_t(end));
+  }
 }
 
 const GgufValue* GgufFile::find(const std::string& key) const {

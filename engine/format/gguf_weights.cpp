@@ -64,7 +64,8 @@ class GgufWeights : public WeightFile {
     mapped_ = gguf_.mapped();
     format_ = cat("GGUF v", gguf_.version());
     arch_ = gguf_.get_string("general.architecture");
-    if (arch_.find('\0') != std::string::npos) arch_ = arch_.substr(0, arch_.find('\0')) + "\\0...";
+    for (size_t i = arch_.find('\0'); i != std::string::npos; i = arch_.find('\0', i))
+      arch_.replace(i, 1, "\\0");  // shown, not cut, in messages
     std::map<std::string, uint32_t> unsupported;
     for (const GgufTensorInfo& ti : gguf_.tensors()) {
       // Tensors of types we cannot compute with are refused below, after the

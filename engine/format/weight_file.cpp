@@ -45,6 +45,18 @@ void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, con
   }
 }
 
+void WeightFile::check_finite() const {
+  for (const auto& [name, t] : tensors_) {
+    const TypeInfo& info = t.info();
+    if (!info.find_nonfinite) continue;
+    const int64_t at = info.find_nonfinite(t.data, size_t(t.n_elements()));
+    if (at >= 0)
+      throw Error(cat(path_, ": tensor ", name, " holds a value that is not finite (NaN or infinite) in its ",
+                      info.block > 1 ? "block " : "element ", at, info.block > 1 ? "'s scale" : "",
+                      ": the file is damaged"));
+  }
+}
+
 const Tensor& WeightFile::require(const std::string& name, std::vector<int64_t> shape) const {
   const Tensor* t = find(name);
   if (!t) throw Error(cat(path_, ": missing tensor ", name));

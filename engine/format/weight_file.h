@@ -44,6 +44,11 @@ class WeightFile {
   // read from (not in `row_read`) go back to the system. Once, before the
   // tensors are shared.
   void pack_for_products(const std::vector<const Tensor*>& matmul, const std::vector<const Tensor*>& row_read);
+  // Throws qkv::Error naming the first tensor that holds a NaN or infinite
+  // value (plain types) or block scale (quantized types): such a file is
+  // damaged, and what it computes is garbage (quantized activations would
+  // even hide the NaN). One pass over the mapped data.
+  void check_finite() const;
   // The tensor, checked to have exactly these dimensions (ne[0] first).
   const Tensor& require(const std::string& name, std::vector<int64_t> shape) const;
 

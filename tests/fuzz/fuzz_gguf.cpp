@@ -25,6 +25,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     qkv::Session s(model, so);
     const std::vector<int> ids = model->tokenize("Once upon", true);
     s.eval(ids);
+    // ... and sampling from what it computed: a token, or qkv::Error for
+    // non-finite logits (NaN or infinite weights), never garbage.
+    qkv::Sampler sampler(model->info().vocab_size, qkv::SamplerParams{});
+    const int t = s.sample(sampler);
+    if (t < 0 || t >= model->info().vocab_size) __builtin_trap();
   } catch (const qkv::Error&) {
   }
   return 0;

@@ -9,6 +9,16 @@ mkdir -p "$out/gguf" "$out/llama2c" "$out/tokenizer"
 "$qkv" synth --dim 32 --hidden 48 --layers 2 --heads 4 --kv-heads 2 --vocab 300 --ctx 16 --type f16 \
   -o "$out/gguf/tiny-f16.gguf" 2>/dev/null
 head -c 4096 "$models/stories260K.gguf" > "$out/gguf/stories260K-head.gguf"
+# Non-finite weights: the last 64 bytes of the file are the end of
+# output.weight (no padding after it): NaN in one seed, +Inf in another.
+for kind in nan inf; do
+  f="$out/gguf/tiny-f32-$kind.gguf"
+  cp "$out/gguf/tiny-f32.gguf" "$f"
+  size=$(stat -c %s "$f")
+  if [ $kind = nan ]; then pattern='\xff\xff\xff\xff'; else pattern='\x00\x00\x80\x7f'; fi
+  for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do printf "$pattern"; done |
+    dd of="$f" bs=1 seek=$((size - 64)) conv=notrunc status=none
+done
 cp "$models/stories260K.bin" "$models/tok512.bin" "$out/llama2c/"
 head -c 2048 "$models/aidreams260K-tok512.bin" > "$out/llama2c/tok-head.bin"
 awk -v dir="$out/tokenizer" 'BEGIN { RS = "\n__ggml_vocab_test__\n"; n = 0 }
