@@ -289,6 +289,24 @@ std::vector<Case> gguf_semantic_cases() {
   auto str = [&](const std::string& key, const std::string& value) {
     return rebuild(key, [&](test::GgufWriter& w) { w.kv_string(key, value); });
   };
+  // Every tensor as it is, but value i (-1: every value) of F32 tensor `name` set to v.
+  auto with_value = [&](const std::string& name, long i, float v) {
+    test::GgufWriter w(3);
+    for (const auto& [key, val] : src.metadata()) w.kv_copy(key, val);
+    std::vector<float> copy;
+    for (const GgufTensorInfo& ti : src.tensors()) {
+      const Tensor t = src.tensor(ti);
+      const void* data = t.data;
+      if (ti.name == name) {
+        copy.assign(static_cast<const float*>(t.data), static_cast<const float*>(t.data) + t.n_elements());
+        if (i < 0) std::fill(copy.begin(), copy.end(), v);
+        else copy.at(size_t(i)) = v;
+        data = copy.data();
+      }
+      w.tensor(ti.name, ti.ggml_type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), data, t.n_bytes());
+    }
+    return w.bytes();
+  };
   const std::vector<std::string> toks = src.get_string_array("tokenizer.ggml.tokens");
   std::vector<float> scores = src.get_float_array("tokenizer.ggml.scores");
   return {
@@ -337,6 +355,11 @@ std::vector<Case> gguf_semantic_cases() {
       {"alignment 2^31", u32("general.alignment", 0x80000000u), Loader::GgufModel, "power of two"},
       {"bool 2", rebuild("", [](test::GgufWriter& w) { w.kv("x.flag", GgufType::BOOL, uint8_t(2)); }), Loader::GgufModel,
        "not 0 or 1"},
+      // Non-finite weights: refused at load, naming the tensor.
+      {"NaN in a norm", with_value("blk.1.ffn_norm.weight", 3, NAN), Loader::GgufModel, "blk.1.ffn_norm.weight"},
+      {"+Inf in the embedding", with_value("token_embd.weight", 1000, INFINITY), Loader::GgufModel, "not finite"},
+      {"-Inf in a matrix", with_value("blk.4.attn_q.weight", 4095, -INFINITY), Loader::GgufModel, "not finite"},
+      {"NaN everywhere in a matrix", with_value("blk.0.ffn_up.weight", -1, NAN), Loader::GgufModel, "not finite"},
   };
 }
 

@@ -378,6 +378,50 @@ TEST(Hostile, AbsurdSizesAreRefusedUpFront) {
   qkv_model_free(m);
 }
 
+// Every subcommand at the edges of its ranges, under an address-space cap: a
+// clean result or one error line, never a crash, a hang or an uncaught
+// std::bad_alloc.
+TEST(Hostile, EverySubcommandAtAbsurdSizes) {
+  const std::string s260 = model_path("stories260K.gguf"), out = tmp_path("absurd.gguf");
+  const std::string text = test::reference_path("perplexity-text.txt");
+  const char* cases[] = {
+      "generate -m S -c 16777216 -n 1",
+      "generate -m S -c 16777216 --kv-f16 -b 65536 -n 1",
+      "generate -m S -n -1 -c 1 --temp 0",
+      "generate -m S -t 512 -tb 512 -n 2",
+      "generate -m S --repeat-last-n 1048576 -n 2",
+      "generate -m S --top-k 1073741824 -n 2",
+      "bench -m S -p 1 -n 1 -r 1000 -t 1 -o json",
+      "bench -m S -p 1 -n 1 -r 1 -t 512",
+      "perplexity -m S -f T -c 65536 -b 65536",
+      "perplexity -m S -f T -c 4 -b 1",
+      "attention -m S -p x -n 1073741824 -o O",
+      "synth --dim 1048576 --hidden 1048576 --layers 1048576 --heads 1 --vocab 1048576 --ctx 1048576 -o O",
+      "synth --dim 2 --hidden 1 --layers 1 --heads 1 --vocab 259 -o O",
+      "quantize -m S --type q4_k_m -o O",
+  };
+  for (std::string c : cases) {
+    for (auto [from, to] : {std::pair<std::string, std::string>{"S", "'" + s260 + "'"}, {"T", "'" + text + "'"},
+                            {"O", "'" + out + "'"}})
+      for (size_t at = c.find(" " + from); at != std::string::npos; at = c.find(" " + from, at + 1))
+        if (at + 2 == c.size() || c[at + 2] == ' ') c.replace(at + 1, 1, to);
+#ifdef QKV_UNDER_ASAN
+    const Result r = cli(c, "", 60);
+#else
+    const Result r = cli(c, "ulimit -v 4000000", 60);  // 4 GB of address space
+#endif
+    EXPECT_NE(r.code, 124) << c << ": hung";
+    EXPECT_TRUE(r.code == 0 || r.code == 1 || r.code == 2) << c << ": exit " << r.code << " " << r.err;
+    for (const char* bad : {"terminate", "bad_alloc", "Sanitizer", "Segmentation"})
+      EXPECT_EQ(r.err.find(bad), std::string::npos) << c << ": " << r.err;
+    if (r.code != 0) {
+      EXPECT_FALSE(r.err.empty()) << c << ": no message";
+    }
+    ::unlink(out.c_str());
+    ::unlink((out + ".part").c_str());
+  }
+}
+
 // Perplexity holds one batch of logits at a time, with the same figures.
 TEST(Hostile, PerplexityInBatchesGivesTheSameFigures) {
   auto model = Model::load(model_path("tinyllama-v0-q8_0.gguf"));
