@@ -7,6 +7,7 @@
 // attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}.weight; then
 // token_embd.weight, output_norm.weight and (untied) output.weight.
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/error.h"
@@ -28,6 +29,7 @@ struct LayerWeights {
   const Tensor* w_gate;     // (hidden rows, dim)   llama2.c w1
   const Tensor* w_up;       // (hidden rows, dim)   llama2.c w3
   const Tensor* w_down;     // (dim rows, hidden)   llama2.c w2
+  std::string qkv_name;     // the profiler's name of the fused Q/K/V product
 };
 
 // Activations for a batch of up to n_batch tokens, and the KV cache.
@@ -88,6 +90,7 @@ class Llama : public Architecture {
       w.w_gate = req(p + "ffn_gate.weight", {dim, hid});
       w.w_up = req(p + "ffn_up.weight", {dim, hid});
       w.w_down = req(p + "ffn_down.weight", {hid, dim});
+      w.qkv_name = p + "attn_q+k+v.weight";
       layers_.push_back(w);
     }
     if (wf.find(cat("blk.", c_.n_layers, ".attn_q.weight")))
@@ -137,10 +140,9 @@ void Llama::forward(RunState& rs, const int* tokens, int n, int pos, float* logi
     // Attention: q, k, v = rmsnorm(x) Wq, Wk, Wv; rotate q and k; cache k, v;
     // attend; x += att_out Wo.
     nn::rmsnorm(ctx, *w.attn_norm, s.x.data(), s.xb.data(), n, c_.rms_eps, l);
-    const QuantizedInput xq = quantize_input(ctx, {w.wq, w.wk, w.wv}, s.xb.data(), n, l);  // once for the three
-    linear(ctx, *w.wq, s.xb.data(), s.q.data(), n, l, nullptr, &xq);  // q: (n, q_dim)
-    linear(ctx, *w.wk, s.xb.data(), s.k.data(), n, l, nullptr, &xq);  // k: (n, kv_dim)
-    linear(ctx, *w.wv, s.xb.data(), s.v.data(), n, l, nullptr, &xq);  // v: (n, kv_dim)
+    // q: (n, q_dim), k, v: (n, kv_dim), as one job
+    linear_group(ctx, {{w.wq, s.q.data()}, {w.wk, s.k.data()}, {w.wv, s.v.data()}}, s.xb.data(), n, l,
+                 w.qkv_name.c_str());
     nn::rope(ctx, s.rope, pos, n, l, s.q.data(), c_.n_heads, s.k.data(), c_.n_kv_heads);
     s.cache.store(ctx, l, pos, n, s.k.data(), s.v.data());
     s.cache.attend(ctx, l, pos, n, s.q.data(), s.att_out.data());  // att_out: (n, q_dim)

@@ -182,7 +182,7 @@ TEST(Profiler, CallCountsPerOp) {
     int64_t prompt, gen;
   };
   const Want wants[] = {
-      {"matmul", L * 7 + 1, passes_gen * (L * 7 + 1)},
+      {"matmul", L * 4 + 1, passes_gen * (L * 4 + 1)},  // Q/K/V and gate/up fused
       {"attention", L, passes_gen * L},
       {"rmsnorm", 2 * L + 1, passes_gen * (2 * L + 1)},
       {"rope", L, passes_gen * L},
@@ -266,8 +266,11 @@ TEST(Profiler, TraceIsValidJsonWithNestedEventsPerThread) {
       EXPECT_GT(e.get("args")->get("flops")->num, 0);
     }
   }
-  EXPECT_EQ(per_thread.size(), 2u);  // the caller and one worker
-  EXPECT_EQ(names["matmul"], (5 * 7 + 1) * (1 + p.n_gen - 1));
+  // The caller, and the worker when it claimed chunks in time (on a model
+  // this small the caller may run every chunk before the worker wakes).
+  EXPECT_GE(per_thread.size(), 1u);
+  EXPECT_LE(per_thread.size(), 2u);
+  EXPECT_EQ(names["matmul"], (5 * 4 + 1) * (1 + p.n_gen - 1));
   EXPECT_EQ(names["sampling"], p.n_gen);
   EXPECT_GT(names["work"], 0);
   // Properly nested: sorted by start (longest first), every event ends within
@@ -305,13 +308,16 @@ TEST(Profiler, CsvParses) {
     if (f[1] == "matmul") {
       ++matmuls;
       EXPECT_NE(f[2].find(".weight"), std::string::npos) << line;  // the weight's name
-      if (f[2] == "blk.0.attn_k.weight" && f[0] == "generation") {
-        EXPECT_EQ(f[4], "1x32x64") << line;  // tokens x rows x row length
+      if (f[2] == "blk.0.attn_q+k+v.weight" && f[0] == "generation") {
+        EXPECT_EQ(f[4], "1x128x64") << line;  // tokens x rows (64 + 32 + 32) x row length
+      }
+      if (f[2] == "blk.0.ffn_down.weight" && f[0] == "generation") {
+        EXPECT_EQ(f[4], "1x64x172") << line;
       }
     }
     ++rows;
   }
-  EXPECT_EQ(matmuls, (5 * 7 + 1) * p.n_gen);
+  EXPECT_EQ(matmuls, (5 * 4 + 1) * p.n_gen);
   EXPECT_GT(rows, matmuls);
 }
 

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <vector>
 
@@ -21,7 +22,7 @@ TEST(ThreadPool, CoversEveryIndexOnceInContiguousChunks) {
         for (size_t i = b; i < e; ++i) ++hits[i];
       });
       for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
-      EXPECT_LE(chunks.load(), threads);
+      EXPECT_LE(chunks.load(), 2 * threads);  // two chunks per thread, claimed as they come
     }
   }
 }
@@ -37,11 +38,41 @@ TEST(ThreadPool, ManyJobsInARow) {
 TEST(ThreadPool, MaxThreadsAndGrainLimitTheSplit) {
   ThreadPool pool(4);
   std::atomic<int> chunks{0};
-  pool.parallel_for(100, [&](size_t, size_t, int) { ++chunks; }, 1, 2);
-  EXPECT_EQ(chunks.load(), 2);
+  std::atomic<unsigned> threads_seen{0};
+  for (int rep = 0; rep < 50; ++rep)
+    pool.parallel_for(100, [&](size_t, size_t, int t) { ++chunks, threads_seen |= 1u << t; }, 1, 2);
+  EXPECT_EQ(chunks.load(), 50 * 4);          // 2 threads, two chunks each
+  EXPECT_EQ(threads_seen.load() & ~3u, 0u);  // never a thread beyond the two asked for
   chunks = 0;
   pool.parallel_for(100, [&](size_t, size_t, int) { ++chunks; }, 60);
   EXPECT_EQ(chunks.load(), 1);
+  chunks = 0;
+  pool.parallel_for(100, [&](size_t, size_t, int) { ++chunks; }, 30);  // 3 grains: 3 threads, a chunk each
+  EXPECT_EQ(chunks.load(), 3);
+}
+
+// Chunks are fixed by n and the thread count, whoever runs them.
+TEST(ThreadPool, ChunksAreFixedWhoeverRunsThem) {
+  ThreadPool pool(3);
+  std::vector<std::pair<size_t, size_t>> first;
+  for (int rep = 0; rep < 200; ++rep) {
+    std::vector<std::pair<size_t, size_t>> seen(6);
+    std::atomic<int> k{0};
+    pool.parallel_for(1000, [&](size_t b, size_t e, int) {
+      seen[size_t(k++)] = {b, e};
+    });
+    ASSERT_EQ(k.load(), 6);
+    std::sort(seen.begin(), seen.end());
+    if (first.empty()) first = seen;
+    ASSERT_EQ(seen, first);
+  }
+  EXPECT_EQ(first.front().first, 0u);
+  EXPECT_EQ(first.back().second, 1000u);
+}
+
+TEST(ThreadPool, SpinIterationsAreCalibrated) {
+  EXPECT_GE(ThreadPool::spin_iterations(), 256);
+  EXPECT_LE(ThreadPool::spin_iterations(), 1 << 20);
 }
 
 }  // namespace

@@ -68,60 +68,155 @@ QuantizedInput quantize_input(const ExecContext& ctx, std::initializer_list<cons
   return out;
 }
 
+namespace {
+
+// One weight's product, ready to run over any range of its rows.
+struct Product {
+  const Tensor* w = nullptr;
+  float* y = nullptr;
+  ops::Compute compute = ops::Compute::F32;
+  const ops::QuantProducts* qp = nullptr;  // integer products, or null for float weights
+  const void* xw = nullptr;                // x quantized to the blocks w takes
+  const ops::Q8Sum* sums = nullptr;
+  size_t rows = 0, n = 0, blocks = 0;      // blocks: of kRowBlock rows
+  double flops(int M) const { return 2.0 * double(M) * double(rows) * double(n); }
+  double bytes(int M) const { return double(w->n_bytes()) + 4.0 * double(M) * double(n + rows); }
+};
+
+Product prepare(const ops::Kernels& k, const Tensor& w, float* y, const QuantizedInput* xq) {
+  Product p;
+  p.w = &w;
+  p.y = y;
+  p.rows = size_t(w.n_rows());
+  p.n = size_t(w.row_len());
+  p.blocks = (p.rows + kRowBlock - 1) / kRowBlock;
+  p.compute = w.info().compute;
+  if (p.compute != ops::Compute::F32 && p.compute != ops::Compute::F16 && p.compute != ops::Compute::Integer)
+    throw Error(cat("tensor ", w.name, ": ", w.info().name, " must be converted at load"), Errc::Internal);
+  p.qp = quant_products(k, w);
+  if (p.qp) {
+    p.xw = w.info().activation == ops::Activation::Q8_K ? xq->q8_K : xq->q8_0;
+    p.sums = xq->q8_0_sums;
+    if (!p.xw) throw Error(cat("tensor ", w.name, ": its input was not quantized"), Errc::Internal);
+  }
+  return p;
+}
+
+// y[m, r] for the rows [r0, r1) of p.
+void run_rows(const ops::Kernels& k, const Product& p, const float* x, int M, size_t r0, size_t r1) {
+  const Tensor& w = *p.w;
+  const size_t n = p.n, rows = p.rows;
+  float* y = p.y;
+  if (p.qp) {
+    // Whole groups of 8 from the row-interleaved copy, the rest as stored.
+    size_t r = r0;
+    if (w.packed && p.qp->matvec_x8 && r0 % 8 == 0 && r0 < size_t(w.packed_rows)) {
+      const size_t g1 = std::min(r1, size_t(w.packed_rows)) / 8;
+      if (M == 1) p.qp->matvec_x8(w.packed, p.xw, p.sums, y, n, r0 / 8, g1);
+      else p.qp->matmul_x8(w.packed, p.xw, p.sums, y, size_t(M), n, rows, r0 / 8, g1);
+      r = 8 * g1;
+    }
+    if (r < r1) {
+      if (M == 1) p.qp->matvec(w.data, p.xw, y, n, r, r1);
+      else p.qp->matmul(w.data, p.xw, y, size_t(M), n, rows, r, r1);
+    }
+  } else if (p.compute == ops::Compute::F32) {
+    const float* wp = static_cast<const float*>(w.data);
+    if (M == 1) k.matvec_f32(wp, x, y, n, r0, r1);
+    else k.matmul_f32(wp, x, y, size_t(M), n, rows, r0, r1);
+  } else {  // F16
+    const uint16_t* wp = static_cast<const uint16_t*>(w.data);
+    if (M == 1) k.matvec_f16(wp, x, y, n, r0, r1);
+    else k.matmul_f16(wp, x, y, size_t(M), n, rows, r0, r1);
+  }
+}
+
+// Enough work per thread to pay for waking it: ~16k multiply-adds.
+size_t grain_of(size_t n, int M) { return 1 + 16384 / (kRowBlock * n * size_t(M) + 1); }
+
+}  // namespace
+
 void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
             const RowEpilogue* epilogue, const QuantizedInput* xq) {
-  const size_t rows = size_t(w.n_rows()), n = size_t(w.row_len());
-  const ops::Compute compute = w.info().compute;
-  if (compute != ops::Compute::F32 && compute != ops::Compute::F16 && compute != ops::Compute::Integer)
-    throw Error(cat("tensor ", w.name, ": ", w.info().name, " must be converted at load"), Errc::Internal);
-  const ops::Kernels& k = ctx.k;
   // Integer products need x quantized to the blocks w takes; done here unless the caller did.
-  const ops::QuantProducts* qp = quant_products(k, w);
-  const void* xw = nullptr;
   QuantizedInput own;
-  if (qp) {
+  if (quant_products(ctx.k, w)) {
     const bool kq = w.info().activation == ops::Activation::Q8_K;
     if (!xq || !(kq ? xq->q8_K : xq->q8_0)) {
       own = quantize_input(ctx, {&w}, x, M, layer);
       xq = &own;
     }
-    xw = kq ? xq->q8_K : xq->q8_0;
   }
-  const Zone zone(ctx.prof, Op::Matmul, layer, 2.0 * double(M) * double(rows) * double(n),
-                  double(w.n_bytes()) + 4.0 * double(M) * double(n + rows), w.name.c_str(),
-                  ZoneShape{M, int64_t(rows), int64_t(n)});
-  const size_t blocks = (rows + kRowBlock - 1) / kRowBlock;
-  // Enough work per thread to pay for waking it: ~16k multiply-adds.
-  const size_t grain = 1 + 16384 / (kRowBlock * n * size_t(M) + 1);
+  const Product p = prepare(ctx.k, w, y, xq);
+  const Zone zone(ctx.prof, Op::Matmul, layer, p.flops(M), p.bytes(M), w.name.c_str(), ZoneShape{M, int64_t(p.rows), int64_t(p.n)});
   ctx.pool.parallel_for(
-      blocks,
+      p.blocks,
       [&](size_t b, size_t e, int) {
-        const size_t r0 = b * kRowBlock, r1 = e * kRowBlock < rows ? e * kRowBlock : rows;
-        if (qp) {
-          // Rows [r0, r1): whole groups of 8 from the row-interleaved copy, the rest as stored.
-          size_t r = r0;
-          if (w.packed && qp->matvec_x8 && r0 % 8 == 0 && r0 < size_t(w.packed_rows)) {
-            const size_t g1 = std::min(r1, size_t(w.packed_rows)) / 8;
-            if (M == 1) qp->matvec_x8(w.packed, xw, xq->q8_0_sums, y, n, r0 / 8, g1);
-            else qp->matmul_x8(w.packed, xw, xq->q8_0_sums, y, size_t(M), n, rows, r0 / 8, g1);
-            r = 8 * g1;
-          }
-          if (r < r1) {
-            if (M == 1) qp->matvec(w.data, xw, y, n, r, r1);
-            else qp->matmul(w.data, xw, y, size_t(M), n, rows, r, r1);
-          }
-        } else if (compute == ops::Compute::F32) {
-          const float* wp = static_cast<const float*>(w.data);
-          if (M == 1) k.matvec_f32(wp, x, y, n, r0, r1);
-          else k.matmul_f32(wp, x, y, size_t(M), n, rows, r0, r1);
-        } else {  // F16
-          const uint16_t* wp = static_cast<const uint16_t*>(w.data);
-          if (M == 1) k.matvec_f16(wp, x, y, n, r0, r1);
-          else k.matmul_f16(wp, x, y, size_t(M), n, rows, r0, r1);
-        }
+        const size_t r0 = b * kRowBlock, r1 = std::min(e * kRowBlock, p.rows);
+        run_rows(ctx.k, p, x, M, r0, r1);
         if (epilogue) epilogue->fn(epilogue->ctx, r0, r1);
       },
-      grain, ctx.n_threads);
+      grain_of(p.n, M), ctx.n_threads);
+}
+
+void linear_group(const ExecContext& ctx, std::initializer_list<LinearOut> outs, const float* x, int M, int layer,
+                  const char* name) {
+  constexpr size_t kMax = 4;
+  if (outs.size() == 0 || outs.size() > kMax) throw Error(cat("linear_group: ", outs.size(), " products"), Errc::Internal);
+  const Tensor* ws[kMax] = {};
+  size_t i = 0;
+  for (const LinearOut& o : outs) ws[i++] = o.w;
+  const QuantizedInput xq = quantize_input(ctx, {ws[0], ws[1] ? ws[1] : ws[0], ws[2] ? ws[2] : ws[0], ws[3] ? ws[3] : ws[0]},
+                                           x, M, layer);  // once for all
+  Product ps[kMax];
+  size_t first_block[kMax + 1] = {0};
+  double flops = 0, bytes = 0;
+  i = 0;
+  for (const LinearOut& o : outs) {
+    ps[i] = prepare(ctx.k, *o.w, o.y, &xq);
+    if (ps[i].n != ps[0].n) throw Error(cat("tensors ", ws[0]->name, " and ", o.w->name, " do not take the same input"), Errc::Internal);
+    flops += ps[i].flops(M);
+    bytes += ps[i].bytes(M);
+    first_block[i + 1] = first_block[i] + ps[i].blocks;
+    ++i;
+  }
+  const size_t count = i, total = first_block[count];
+  size_t rows = 0;
+  for (size_t j = 0; j < count; ++j) rows += ps[j].rows;
+  const Zone zone(ctx.prof, Op::Matmul, layer, flops, bytes, name, ZoneShape{M, int64_t(rows), int64_t(ps[0].n)});
+  // The row blocks of all products in a row, split as one job: a chunk that
+  // straddles two products runs its part of each.
+  ctx.pool.parallel_for(
+      total,
+      [&](size_t b, size_t e, int) {
+        for (size_t j = 0; j < count; ++j) {
+          const size_t lo = std::max(b, first_block[j]), hi = std::min(e, first_block[j + 1]);
+          if (lo < hi)
+            run_rows(ctx.k, ps[j], x, M, (lo - first_block[j]) * kRowBlock, std::min((hi - first_block[j]) * kRowBlock, ps[j].rows));
+        }
+      },
+      grain_of(ps[0].n, M), ctx.n_threads);
+}
+
+void linear_gated(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
+                  int M, int layer, void (*glu)(float* gate, const float* up, size_t n)) {
+  const QuantizedInput xq = quantize_input(ctx, {&w_gate, &w_up}, x, M, layer);  // once for both
+  const Product g = prepare(ctx.k, w_gate, gate, &xq), u = prepare(ctx.k, w_up, up, &xq);
+  if (g.rows != u.rows || g.n != u.n)
+    throw Error(cat("tensors ", w_gate.name, " and ", w_up.name, " differ in shape"), Errc::Internal);
+  const Zone zone(ctx.prof, Op::Matmul, layer, g.flops(M) + u.flops(M), g.bytes(M) + u.bytes(M), w_gate.name.c_str(),
+                  ZoneShape{M, int64_t(2 * g.rows), int64_t(g.n)});
+  const size_t hidden = g.rows;
+  ctx.pool.parallel_for(
+      g.blocks,
+      [&](size_t b, size_t e, int) {
+        const size_t r0 = b * kRowBlock, r1 = std::min(e * kRowBlock, hidden);
+        run_rows(ctx.k, g, x, M, r0, r1);
+        run_rows(ctx.k, u, x, M, r0, r1);
+        // gate = act(gate) * up on these rows of every token, while they are in this thread's cache.
+        for (int m = 0; m < M; ++m) glu(gate + size_t(m) * hidden + r0, up + size_t(m) * hidden + r0, r1 - r0);
+      },
+      grain_of(g.n, M) / 2 + 1, ctx.n_threads);
 }
 
 }  // namespace qkv

@@ -38,4 +38,24 @@ QuantizedInput quantize_input(const ExecContext& ctx, std::initializer_list<cons
 void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
             const RowEpilogue* epilogue = nullptr, const QuantizedInput* xq = nullptr);
 
+// One product of a group: y (M, rows of w) = x W^T.
+struct LinearOut {
+  const Tensor* w;
+  float* y;
+};
+
+// Several products of the same x (Q, K and V) as one threaded job: x
+// quantized once, the row blocks of all the weights split together, one
+// barrier instead of one per weight. Recorded as one "matmul" zone named
+// `name` (storage that outlives the profile: the model's).
+void linear_group(const ExecContext& ctx, std::initializer_list<LinearOut> outs, const float* x, int M, int layer,
+                  const char* name);
+
+// A gated feed-forward's first half as one job: for each block of rows,
+// gate = x W_gate^T and up = x W_up^T, then gate = glu(gate, up) on those
+// rows while they are in the thread's cache. x: (M, n); gate, up: (M, hidden).
+// Recorded as one "matmul" zone named after w_gate.
+void linear_gated(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
+                  int M, int layer, void (*glu)(float* gate, const float* up, size_t n));
+
 }  // namespace qkv

@@ -117,38 +117,14 @@ void rope(const ExecContext& ctx, RopeTable& table, int pos, int n, int layer, f
   }
 }
 
-namespace {
-// gate[m, r] = act(gate[m, r]) * up[m, r] for the rows r0..r1 of every token.
-struct GatedRows {
-  void (*glu)(float* gate, const float* up, size_t n);  // a kernel: swiglu or geglu
-  float* gate;
-  const float* up;
-  size_t hidden;
-  int n;
-  static void apply(const void* self, size_t r0, size_t r1) {
-    const GatedRows& s = *static_cast<const GatedRows*>(self);
-    for (int m = 0; m < s.n; ++m) s.glu(s.gate + size_t(m) * s.hidden + r0, s.up + size_t(m) * s.hidden + r0, r1 - r0);
-  }
-};
-
-void gated_up(const ExecContext& ctx, void (*glu)(float*, const float*, size_t), const Tensor& w_gate,
-              const Tensor& w_up, const float* x, float* gate, float* up, int n, int layer) {
-  const QuantizedInput xq = quantize_input(ctx, {&w_gate, &w_up}, x, n, layer);  // once for both
-  linear(ctx, w_gate, x, gate, n, layer, nullptr, &xq);
-  const GatedRows rows{glu, gate, up, size_t(w_up.n_rows()), n};
-  const RowEpilogue epilogue{GatedRows::apply, &rows};
-  linear(ctx, w_up, x, up, n, layer, &epilogue, &xq);
-}
-}  // namespace
-
 void swiglu_up(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
                int n, int layer) {
-  gated_up(ctx, ctx.k.swiglu, w_gate, w_up, x, gate, up, n, layer);
+  linear_gated(ctx, w_gate, w_up, x, gate, up, n, layer, ctx.k.swiglu);
 }
 
 void geglu_up(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
               int n, int layer) {
-  gated_up(ctx, ctx.k.geglu, w_gate, w_up, x, gate, up, n, layer);
+  linear_gated(ctx, w_gate, w_up, x, gate, up, n, layer, ctx.k.geglu);
 }
 
 }  // namespace qkv::nn

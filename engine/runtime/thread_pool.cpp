@@ -1,5 +1,7 @@
 #include "engine/runtime/thread_pool.h"
 
+#include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <set>
 #include <string>
@@ -10,18 +12,29 @@
 #include "ops/platform.h"
 
 namespace qkv {
-namespace {
-constexpr int kSpinIterations = 1 << 14;  // ~50-100 us of spinning before sleeping
+int ThreadPool::spin_iterations() {
+  // About 50 us of cpu_relax(), timed once: long enough to catch the next op
+  // of a forward pass without a sleep, short enough to give a loaded core back.
+  static const int n = [] {
+    constexpr int kProbe = 20000;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kProbe; ++i) ops::cpu_relax();
+    const double ns = double(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+    const double per = std::max(ns / kProbe, 0.5);
+    return std::clamp(int(50000.0 / per), 256, 1 << 20);
+  }();
+  return n;
 }
 
 ThreadPool::ThreadPool(int n_threads) : n_(n_threads < 1 ? 1 : n_threads), slots_(new Slot[size_t(n_)]) {
+  spin_iterations();  // calibrated before any job
   threads_.reserve(size_t(n_ - 1));
   try {
     for (int i = 1; i < n_; ++i) threads_.emplace_back([this, i] { worker(i); });
   } catch (const std::system_error& e) {  // out of threads or memory: stop those started, then say so
     const size_t started = threads_.size();
     stop_.store(true);
-    for (size_t i = 1; i <= started; ++i) wake(slots_[i]);
+    for (size_t i = 1; i <= started; ++i) wake(slots_[i], ~uint64_t(0));
     for (std::thread& t : threads_) t.join();
     throw Error(cat("cannot start thread ", started + 2, " of ", n_, ": ", e.what()), Errc::OutOfMemory);
   }
@@ -29,40 +42,51 @@ ThreadPool::ThreadPool(int n_threads) : n_(n_threads < 1 ? 1 : n_threads), slots
 
 ThreadPool::~ThreadPool() {
   stop_.store(true);
-  for (int i = 1; i < n_; ++i) wake(slots_[i]);
+  for (int i = 1; i < n_; ++i) wake(slots_[i], ~uint64_t(0));
   for (std::thread& t : threads_) t.join();
 }
 
-// Moves the slot's ticket on; the lock and the notify are only needed when
-// its worker went to sleep (sequentially consistent: the worker either sees
-// the new ticket, or is seen sleeping here).
-void ThreadPool::wake(Slot& s) {
-  s.ticket.fetch_add(1, std::memory_order_seq_cst);
+// Hands the slot its ticket; the lock and the notify are only needed when its
+// worker went to sleep (sequentially consistent: the worker either sees the
+// new ticket, or is seen sleeping here).
+void ThreadPool::wake(Slot& s, uint64_t ticket) {
+  s.ticket.store(ticket, std::memory_order_seq_cst);
   if (s.sleeping.load(std::memory_order_seq_cst)) {
     { std::lock_guard<std::mutex> lock(s.mu); }
     s.cv.notify_one();
   }
 }
 
+void ThreadPool::work(int thread) {
+  for (size_t c; (c = next_chunk_.fetch_add(1, std::memory_order_relaxed)) < job_.chunks;) job_.call(job_.ctx, c, thread);
+}
+
 void ThreadPool::run(Job job, int nt) {
   job_ = job;
-  pending_.store(nt - 1, std::memory_order_relaxed);
-  for (int i = 1; i < nt; ++i) wake(slots_[i]);
-  job.call(job.ctx, 0);
-  // Spin while the workers finish; yield if they are slow (more threads than cores).
-  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
-    if (i < kSpinIterations) ops::cpu_relax();
+  const uint64_t number = ++job_number_ & 0xffffffffu;
+  next_chunk_.store(0, std::memory_order_relaxed);
+  state_.store(number << 32 | kOpen, std::memory_order_release);  // publishes job_ to those who join
+  for (int i = 1; i < nt; ++i) wake(slots_[i], number);
+  work(0);
+  // Every chunk is claimed: no one may join any more. Wait for those inside
+  // (running their last chunk) to leave; a worker the OS never ran in time
+  // never joined, and its chunks were done here.
+  uint64_t st = state_.fetch_and(~kOpen, std::memory_order_acq_rel) & ~kOpen;
+  for (int i = 0; (st & kInside) != 0; ++i) {
+    if (i < spin_iterations()) ops::cpu_relax();
     else std::this_thread::yield();
+    st = state_.load(std::memory_order_acquire);
   }
 }
 
 void ThreadPool::worker(int index) {
   Slot& s = slots_[index];
   uint64_t seen = 0;
+  const int spins = spin_iterations();
   for (;;) {
     uint64_t g = s.ticket.load(std::memory_order_acquire);
-    for (int i = 0; g == seen && i < kSpinIterations; ++i) {
-      if (i < kSpinIterations / 4) ops::cpu_relax();
+    for (int i = 0; g == seen && i < 2 * spins; ++i) {
+      if (i < spins) ops::cpu_relax();
       else std::this_thread::yield();
       g = s.ticket.load(std::memory_order_acquire);
     }
@@ -75,8 +99,19 @@ void ThreadPool::worker(int index) {
     }
     seen = g;
     if (stop_.load()) return;
-    job_.call(job_.ctx, index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    // Join job g if it is still open; a late worker finds it closed (or
+    // another job) and goes back to waiting without touching it.
+    uint64_t st = state_.load(std::memory_order_acquire);
+    bool joined = false;
+    while ((st >> 32) == g && (st & kOpen)) {
+      if (state_.compare_exchange_weak(st, st + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        joined = true;
+        break;
+      }
+    }
+    if (!joined) continue;
+    work(index);
+    state_.fetch_sub(1, std::memory_order_release);
   }
 }
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Generation speed on a loaded machine (issue: two threads must never be
+# slower than one). For each run: tg at -t 1 and -t 2 on a quiet machine, then
+# with two busy processes beside it (bounded `while :` loops), then during a
+# parallel compile. Prints one line per run and load; the ratio -t 2 / -t 1
+# is the figure to watch (at least 0.7 under load).
+# Usage: bench/loaded.sh [MODEL=build/synth/rand-stories42M-q8_0.gguf] [RUNS=10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:-build/synth/rand-stories42M-q8_0.gguf}
+runs=${2:-10}
+if [ ! -f "$model" ]; then
+  mkdir -p "$(dirname "$model")"
+  build/bin/qkv synth --shape stories42M --type q8_0 -o "$model"
+fi
+tg() {  # tokens/s of tg32 at $1 threads
+  build/bin/qkv bench -m "$model" -p 0 -n 32 -t "$1" -r 3 -o csv | awk -F, 'NR == 2 { print $10 }'
+}
+busy_pids=()
+busy() {  # N bounded busy loops
+  for _ in $(seq "$1"); do timeout 600 bash -c 'while :; do :; done' & busy_pids+=($!); done
+}
+quiet() {
+  for p in "${busy_pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  busy_pids=()
+}
+trap quiet EXIT
+compile() {  # a parallel compile of qkv itself, in a scratch build folder, in the background
+  rm -rf /tmp/qkv-loaded-build
+  (cmake -S . -B /tmp/qkv-loaded-build -DQKV_BUILD_TESTS=OFF -DQKV_BUILD_BENCH=OFF >/dev/null &&
+   timeout 600 cmake --build /tmp/qkv-loaded-build -j2 >/dev/null) & busy_pids+=($!)
+}
+printf '%-8s %-10s %10s %10s %8s\n' run load "tg32 -t1" "tg32 -t2" "t2/t1"
+for r in $(seq "$runs"); do
+  for load in quiet busy2 make-j2; do
+    case $load in
+      busy2) busy 2 ;;
+      make-j2) compile; sleep 2 ;;
+    esac
+    t1=$(tg 1)
+    t2=$(tg 2)
+    quiet
+    awk -v r="$r" -v l="$load" -v a="$t1" -v b="$t2" 'BEGIN { printf "%-8s %-10s %10.1f %10.1f %8.2f\n", r, l, a, b, b / a }' 
+  done
+done
