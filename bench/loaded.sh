@@ -16,20 +16,21 @@ fi
 tg() {  # tokens/s of tg32 at $1 threads
   build/bin/qkv bench -m "$model" -p 0 -n 32 -t "$1" -r 3 -o csv | awk -F, 'NR == 2 { print $10 }'
 }
-busy_pids=()
+# The loads are found again by their command lines (pkill -f), children included.
 busy() {  # N bounded busy loops
-  for _ in $(seq "$1"); do timeout 600 bash -c 'while :; do :; done' & busy_pids+=($!); done
+  for _ in $(seq "$1"); do timeout 600 bash -c 'while :; do :; done # qkv-loaded-busy' & done
 }
 quiet() {
-  for p in "${busy_pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  busy_pids=()
+  pkill -f qkv-loaded-busy 2>/dev/null || true
+  pkill -f qkv-loaded-build 2>/dev/null || true
+  sleep 1
 }
 trap quiet EXIT
-compile() {  # a parallel compile of qkv itself, in a scratch build folder, in the background
-  rm -rf /tmp/qkv-loaded-build
-  (cmake -S . -B /tmp/qkv-loaded-build -DQKV_BUILD_TESTS=OFF -DQKV_BUILD_BENCH=OFF >/dev/null &&
-   timeout 600 cmake --build /tmp/qkv-loaded-build -j2 >/dev/null) & busy_pids+=($!)
+build_dir=/tmp/qkv-loaded-build
+cmake -S . -B $build_dir -DQKV_BUILD_TESTS=OFF -DQKV_BUILD_BENCH=OFF >/dev/null
+compile() {  # a parallel compile of qkv itself, from clean, in the background
+  cmake --build $build_dir --target clean >/dev/null 2>&1 || true
+  timeout 600 cmake --build $build_dir -j2 >/dev/null 2>&1 &
 }
 printf '%-8s %-10s %10s %10s %8s\n' run load "tg32 -t1" "tg32 -t2" "t2/t1"
 for r in $(seq "$runs"); do

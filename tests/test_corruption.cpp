@@ -19,14 +19,6 @@
 #include "gguf_writer.h"
 #include "test_util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define QKV_UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define QKV_UNDER_ASAN 1
-#endif
-#endif
-
 namespace qkv {
 namespace {
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "engine/runtime/thread_pool.h"
@@ -73,6 +75,38 @@ TEST(ThreadPool, ChunksAreFixedWhoeverRunsThem) {
 TEST(ThreadPool, SpinIterationsAreCalibrated) {
   EXPECT_GE(ThreadPool::spin_iterations(), 256);
   EXPECT_LE(ThreadPool::spin_iterations(), 1 << 20);
+}
+
+// A worker that keeps stalling (here: sleeping in every chunk, as one the OS
+// descheduled would) sends the pool to the caller alone for a while; the
+// results stay whole.
+TEST(ThreadPool, StallingHelpersAreLeftOut) {
+  ThreadPool pool(2);
+  auto spin_for = [](std::chrono::microseconds d) {
+    const auto end = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < end) {
+    }
+  };
+  // The caller's chunks take 200 us (time for the worker to join), the
+  // worker's 5 ms: each job stalls.
+  for (int job = 0; job < 60 && !pool.solo(); ++job)  // the worker must run to stall: usually two jobs
+    pool.parallel_for(4, [&](size_t, size_t, int t) {
+      if (t == 0) spin_for(std::chrono::microseconds(200));
+      else std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    });
+  EXPECT_TRUE(pool.solo());
+  {
+    std::vector<int> hits(100, 0);
+    pool.parallel_for(100, [&](size_t b, size_t e, int t) {
+      EXPECT_EQ(t, 0);
+      for (size_t i = b; i < e; ++i) ++hits[i];
+    });
+    for (int h : hits) ASSERT_EQ(h, 1);
+  }
+  // On a quiet run of balanced jobs no stall is seen.
+  ThreadPool quiet(2);
+  for (int job = 0; job < 200; ++job) quiet.parallel_for(64, [&](size_t, size_t, int) {});
+  EXPECT_FALSE(quiet.solo());
 }
 
 }  // namespace

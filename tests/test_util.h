@@ -16,6 +16,16 @@
 
 #include "engine/api/qkv.hpp"
 
+// QKV_UNDER_ASAN: built with AddressSanitizer (whose shadow memory an
+// address-space cap would break).
+#if defined(__SANITIZE_ADDRESS__)
+#define QKV_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QKV_UNDER_ASAN 1
+#endif
+#endif
+
 namespace qkv::test {
 
 // n values ~ N(0, scale^2), the same for the same seed.

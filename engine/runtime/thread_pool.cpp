@@ -67,15 +67,29 @@ void ThreadPool::run(Job job, int nt) {
   next_chunk_.store(0, std::memory_order_relaxed);
   state_.store(number << 32 | kOpen, std::memory_order_release);  // publishes job_ to those who join
   for (int i = 1; i < nt; ++i) wake(slots_[i], number);
+  using clock = std::chrono::steady_clock;
+  const clock::time_point t0 = clock::now();
   work(0);
   // Every chunk is claimed: no one may join any more. Wait for those inside
   // (running their last chunk) to leave; a worker the OS never ran in time
   // never joined, and its chunks were done here.
   uint64_t st = state_.fetch_and(~kOpen, std::memory_order_acq_rel) & ~kOpen;
-  for (int i = 0; (st & kInside) != 0; ++i) {
-    if (i < spin_iterations()) ops::cpu_relax();
-    else std::this_thread::yield();
-    st = state_.load(std::memory_order_acquire);
+  const int spins = spin_iterations();
+  bool stalled = false;
+  if ((st & kInside) != 0) {
+    const clock::time_point t1 = clock::now();
+    for (int i = 0; (st & kInside) != 0; ++i) {
+      if (i < spins) ops::cpu_relax();
+      else std::this_thread::yield();
+      st = state_.load(std::memory_order_acquire);
+    }
+    const auto waited = clock::now() - t1, worked = t1 - t0;
+    stalled = waited > 2 * worked + std::chrono::microseconds(100);
+  }
+  stall_history_ = stall_history_ << 1 | uint64_t(stalled);
+  if (__builtin_popcountll(stall_history_) >= 2) {
+    solo_left_ = kSoloJobs;
+    stall_history_ = 0;
   }
 }
 

@@ -45,6 +45,10 @@ class ThreadPool {
   template <class F>
   void parallel_for(size_t n, F&& fn, size_t grain = 1, int max_threads = 0) {
     size_t nt = size_t(max_threads > 0 && max_threads < n_ ? max_threads : n_);
+    if (solo_left_ > 0 && nt > 1) {  // helpers have been stalling: this job runs on the caller alone
+      --solo_left_;
+      nt = 1;
+    }
     const size_t pieces = grain > 0 ? n / grain : n;
     if (pieces < nt) nt = pieces ? pieces : 1;
     const size_t chunks = nt <= 1 ? 1 : std::min(pieces, nt * kChunksPerThread);
@@ -57,6 +61,15 @@ class ThreadPool {
   // Spin iterations a waiting thread makes before it yields (about 50 us on
   // this machine, measured once).
   static int spin_iterations();
+
+  // When the helpers cannot win. A job "stalls" when the caller, its own
+  // chunks done, waits for a worker longer than twice its own work plus
+  // 100 us: the worker was descheduled in the middle of a chunk (other
+  // processes want the cores). Two stalls within 64 jobs and the next
+  // kSoloJobs jobs run on the caller alone, then the helpers are tried
+  // again. Results do not change: chunks are fixed, whoever runs them.
+  static constexpr int kSoloJobs = 512;
+  bool solo() const { return solo_left_ > 0; }
 
  private:
   static constexpr size_t kChunksPerThread = 2;
@@ -130,6 +143,8 @@ class ThreadPool {
   alignas(64) std::atomic<uint64_t> state_{0};
   alignas(64) std::atomic<size_t> next_chunk_{0};
   std::atomic<bool> stop_{false};
+  uint64_t stall_history_ = 0;  // bit i: job i back stalled (caller's thread only)
+  int solo_left_ = 0;           // jobs left to run on the caller alone
 };
 
 // Physical cores of this machine (logical CPUs when that is unknown).
