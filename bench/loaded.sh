@@ -14,7 +14,7 @@ if [ ! -f "$model" ]; then
   build/bin/qkv synth --shape stories42M --type q8_0 -o "$model"
 fi
 tg() {  # tokens/s of tg32 at $1 threads
-  build/bin/qkv bench -m "$model" -p 0 -n 32 -t "$1" -r 3 -o csv | awk -F, 'NR == 2 { print $10 }'
+  build/bin/qkv bench -m "$model" -p 0 -n 32 -t "$1" -r 3 -o jsonl | grep -o '"avg_ts": [0-9.]*' | cut -d' ' -f2
 }
 # The loads are found again by their command lines (pkill -f), children included.
 busy() {  # N bounded busy loops

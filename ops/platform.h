@@ -5,6 +5,7 @@
 // intrinsics.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "ops/ops.h"
@@ -27,5 +28,8 @@ std::vector<const Kernels*> runnable_kernels();
 
 // Tells the core that this thread is spinning on a flag (x86: pause).
 void cpu_relax();
+
+// The processor's name as it gives it (x86: cpuid's brand string), or "".
+std::string cpu_name();
 
 }  // namespace qkv::ops

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "ops/platform.h"
 
@@ -59,5 +60,19 @@ std::vector<const Kernels*> runnable_kernels() {
 }
 
 void cpu_relax() { _mm_pause(); }
+
+std::string cpu_name() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0x80000000u, &a, &b, &c, &d) || a < 0x80000004u) return "";
+  char brand[49] = {};
+  for (unsigned leaf = 0; leaf < 3; ++leaf) {
+    __cpuid(0x80000002u + leaf, a, b, c, d);
+    const unsigned regs[4] = {a, b, c, d};
+    std::memcpy(brand + 16 * leaf, regs, 16);
+  }
+  std::string s(brand);
+  const size_t first = s.find_first_not_of(' '), last = s.find_last_not_of(' ');
+  return first == std::string::npos ? "" : s.substr(first, last - first + 1);
+}
 
 }  // namespace qkv::ops

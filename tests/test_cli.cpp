@@ -244,18 +244,23 @@ TEST(CliBench, PrintsWellFormedMarkdownCsvAndJson) {
   const std::string path = tiny_synth("f32");
   const Result md = run("bench -m " + path + " -p 8 -n 4 -t 1,2 -r 2");
   ASSERT_EQ(md.code, 0) << md.err;
-  EXPECT_NE(md.out.find("| model | size | params | backend | threads | test | t/s |"), std::string::npos);
-  EXPECT_EQ(std::count(md.out.begin(), md.out.end(), '\n'), 2 + 4);  // header, rule, (pp, tg) x 2 thread counts
+  EXPECT_NE(md.out.find("| model | size | params | backend | threads | n_batch | test | t/s |"), std::string::npos);
+  EXPECT_NE(md.out.find("| llama "), std::string::npos) << md.out;  // llama-bench's model column, not the path
+  EXPECT_EQ(md.out.find(path), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("\nbuild: "), std::string::npos) << md.out;
+  // header, rule, (pp, tg) x 2 thread counts, a blank line and the build footer
+  EXPECT_EQ(std::count(md.out.begin(), md.out.end(), '\n'), 2 + 4 + 2);
 
   const Result csv = run("bench -m " + path + " -p 8 -n 4 -t 1 -r 2 -o csv");
   ASSERT_EQ(csv.code, 0) << csv.err;
   std::istringstream lines(csv.out);
   std::string line;
   std::getline(lines, line);
-  EXPECT_EQ(line.rfind("model_filename,", 0), 0u);
+  EXPECT_EQ(line.rfind("build_commit,build_number,cpu_info,", 0), 0u) << line;
+  EXPECT_NE(line.find(",avg_ts,stddev_ts,"), std::string::npos) << line;
   int rows = 0;
   while (std::getline(lines, line)) {
-    EXPECT_EQ(std::count(line.begin(), line.end(), ','), 10) << line;
+    EXPECT_NE(line.find("\"CPU\""), std::string::npos) << line;
     ++rows;
   }
   EXPECT_EQ(rows, 2);
@@ -263,12 +268,50 @@ TEST(CliBench, PrintsWellFormedMarkdownCsvAndJson) {
   const Result js = run("bench -m " + path + " -p 8 -n 4 -t 1 -r 2 --depth 3 -o json");
   ASSERT_EQ(js.code, 0) << js.err;
   for (const char* key : {"\"n_prompt\": 8", "\"n_gen\": 4", "\"n_threads\": 1", "\"avg_ts\"", "\"stddev_ts\"",
-                          "\"n_depth\": 3", "\"test\": \"pp8@d3\""})
+                          "\"n_depth\": 3", "\"backends\": \"CPU\"", "\"n_gpu_layers\": 0"})
     EXPECT_NE(js.out.find(key), std::string::npos) << key << "\n" << js.out;
   EXPECT_EQ(js.out.front(), '[');
   EXPECT_EQ(run("bench").code, 2);
   EXPECT_EQ(run("bench -m " + path + " -o xml").code, 2);
   EXPECT_EQ(run("bench -m " + path + " -t 0").code, 2);
+  std::remove(path.c_str());
+}
+
+// -o json carries exactly llama-bench's 42 keys (August 2026) and qkv's isa;
+// lists run every combination, -pg the combined test, -o jsonl a line each.
+TEST(CliBench, JsonHasLlamaBenchKeysAndListsCombine) {
+  const std::string path = tiny_synth("f32");
+  const Result js = run("bench -m " + path + " -p 4,8 -n 2 -pg 4,2 -b 4,8 -d 0,3 -t 1 -r 1 -o jsonl");
+  ASSERT_EQ(js.code, 0) << js.err;
+  std::istringstream lines(js.out);
+  std::string line;
+  std::vector<std::string> objs;
+  while (std::getline(lines, line)) objs.push_back(line);
+  ASSERT_EQ(objs.size(), 2u * 2u * 4u);  // batches x depths x (pp4, pp8, tg2, pp4+tg2)
+  std::vector<std::string> keys;
+  for (size_t at = objs[0].find('"'); at != std::string::npos;) {
+    const size_t end = objs[0].find('"', at + 1);
+    const std::string k = objs[0].substr(at + 1, end - at - 1);
+    const size_t after = objs[0].find_first_not_of(' ', end + 1);
+    if (objs[0][after] == ':') keys.push_back(k);
+    // skip the value
+    size_t next = objs[0].find(", \"", end);
+    at = next == std::string::npos ? next : next + 2;
+  }
+  std::sort(keys.begin(), keys.end());
+  std::vector<std::string> want = {
+      "avg_ns", "avg_ts", "backends", "build_commit", "build_number", "cpu_info", "cpu_mask", "cpu_strict", "devices",
+      "embeddings", "fit_min_ctx", "fit_target", "flash_attn", "gpu_info", "load_mode", "main_gpu", "model_filename",
+      "model_n_params", "model_size", "model_type", "n_batch", "n_cpu_moe", "n_depth", "n_gen", "n_gpu_layers",
+      "n_prompt", "n_threads", "n_ubatch", "no_host", "no_kv_offload", "no_op_offload", "poll", "samples_ns",
+      "samples_ts", "split_mode", "stddev_ns", "stddev_ts", "tensor_buft_overrides", "tensor_split", "test_time",
+      "type_k", "type_v", "isa"};
+  ASSERT_EQ(want.size(), 43u);
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(keys, want);
+  int combined = 0;
+  for (const std::string& o : objs) combined += o.find("\"n_prompt\": 4, \"n_gen\": 2") != std::string::npos;
+  EXPECT_EQ(combined, 4);
   std::remove(path.c_str());
 }
 

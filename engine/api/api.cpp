@@ -14,6 +14,7 @@
 #include "engine/text/tokenizer.h"
 #include "engine/format/weight_file.h"
 #include "models/registry.h"
+#include "ops/platform.h"
 #include "ops/quant.h"
 
 namespace qkv {
@@ -374,5 +375,16 @@ GenerateResult generate(Session& session, Sampler& sampler, const std::vector<in
 }
 
 std::string active_isa() { return active_kernels().isa; }
+
+std::string cpu_name() { return ops::cpu_name(); }
+
+#ifndef QKV_BUILD_COMMIT
+#define QKV_BUILD_COMMIT "unknown"
+#endif
+#ifndef QKV_BUILD_NUMBER
+#define QKV_BUILD_NUMBER 0
+#endif
+std::string build_commit() { return QKV_BUILD_COMMIT; }
+int build_number() { return QKV_BUILD_NUMBER; }
 
 }  // namespace qkv

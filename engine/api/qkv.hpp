@@ -257,6 +257,12 @@ QKV_API GenerateResult generate(Session& session, Sampler& sampler, const std::v
 
 // The instruction set the kernels run with ("scalar", "sse2", "avx2", "avx512").
 QKV_API std::string active_isa();
+// The processor's name (cpuid's brand string), or "".
+QKV_API std::string cpu_name();
+// The library's source revision (git's short hash at build time, or
+// "unknown") and its number of commits (0 when unknown).
+QKV_API std::string build_commit();
+QKV_API int build_number();
 
 // ---------------------------------------------------------------- model files
 
