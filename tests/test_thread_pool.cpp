@@ -82,18 +82,22 @@ TEST(ThreadPool, SpinIterationsAreCalibrated) {
 // results stay whole.
 TEST(ThreadPool, StallingHelpersAreLeftOut) {
   ThreadPool pool(2);
-  auto spin_for = [](std::chrono::microseconds d) {
-    const auto end = std::chrono::steady_clock::now() + d;
-    while (std::chrono::steady_clock::now() < end) {
-    }
-  };
-  // The caller's chunks take 200 us (time for the worker to join), the
-  // worker's 5 ms: each job stalls.
-  for (int job = 0; job < 60 && !pool.solo(); ++job)  // the worker must run to stall: usually two jobs
+  // Each job: the caller's first chunk waits until the worker has taken a
+  // chunk, and the worker then sleeps 50 ms in it, as a worker the OS
+  // descheduled would: the caller waits far longer than it worked.
+  for (int job = 0; job < 2; ++job) {
+    std::atomic<bool> worker_in{false};
     pool.parallel_for(4, [&](size_t, size_t, int t) {
-      if (t == 0) spin_for(std::chrono::microseconds(200));
-      else std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (t != 0) {
+        worker_in = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        return;
+      }
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (!worker_in && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
     });
+    ASSERT_TRUE(worker_in) << "the worker never ran in 5 s";
+  }
   EXPECT_TRUE(pool.solo());
   {
     std::vector<int> hits(100, 0);
