@@ -142,7 +142,7 @@ TEST(Cli, BadInputGetsOneClearErrorLine) {
       {"generate --top-p 1.5", 2, "out of range"},
       {"generate --top-k -1", 2, "out of range"},
       {"generate -p", 2, "missing value"},
-      {"generate -f /nonexistent/prompt.txt", 2, "cannot read"},
+      {"generate -f /nonexistent/prompt.txt", 1, "cannot read"},
       {"generate -p x -f y", 2, "either -p or -f"},
       {"generate -c 3 -p 'Once upon a time'", 1, "context"},
       {"generate -c 16000000", 1, "more than half of this machine"},
@@ -341,4 +341,41 @@ TEST(CliAttention, WritesReportAndJsonAndRefusesBadFlags) {
 }
 
 }  // namespace
+// Habits from llama.cpp: GPU flags warned about and ignored, --flag=value,
+// -e, --no-display-prompt, --no-mmap, a context beyond the trained one, and
+// the default model found from any working directory.
+TEST(CliHabits, LlamaCppFlagsWork) {
+  const std::string m = "-m '" + model_path("stories260K.gguf") + "'";
+  const Result base = run("generate " + m + " -p 'Once upon a time' --temp 0 -n 12");
+  ASSERT_EQ(base.code, 0) << base.err;
+  Result r = run("generate " + m + " -p 'Once upon a time' --temp 0 -n 12 -ngl 99 -fa on --mlock -dev none -sm layer");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, base.out);
+  EXPECT_NE(r.err.find("warning: ignoring -ngl 99, -fa on, --mlock, -dev none, -sm layer"), std::string::npos) << r.err;
+  r = run("generate " + m + " --prompt='Once upon a time' --temp=0 --n-predict=12 --no-mmap");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, base.out);
+  EXPECT_EQ(run("generate " + m + " --kv-f16=yes -n 1").code, 2);  // a flag without a value takes no "=value"
+  r = run("generate " + m + " -e -p 'Once upon\\na time' --temp 0 -n 1");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Once upon\na time", 0), 0u) << r.out;
+  r = run("generate " + m + " -p 'Once upon a time' --temp 0 -n 12 --no-display-prompt");
+  EXPECT_EQ(r.code, 0) << r.err;
+  ASSERT_GT(base.out.size(), std::string("Once upon a time").size());
+  EXPECT_EQ(r.out, base.out.substr(std::string("Once upon a time").size()));
+  const int trained = Model::load(model_path("stories260K.gguf"))->info().context_length;
+  r = run("generate " + m + " -p x -n 1 -c " + std::to_string(2 * trained));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: the context of " + std::to_string(2 * trained) + " tokens is larger than the " +
+                       std::to_string(trained)), std::string::npos) << r.err;
+  // From another directory, without QKV_MODELS_DIR.
+  const std::string cmd = "cd / && env -u QKV_MODELS_DIR '" + std::string(QKV_CLI_PATH) + "' generate -p x -n 2 --temp 0 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096];
+  std::string out;
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  EXPECT_EQ(WEXITSTATUS(::pclose(p)), 0) << out;
+}
+
 }  // namespace qkv

@@ -6,10 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -41,14 +43,31 @@ inline double parse_float(const std::string& flag, const std::string& s, double 
   return v;
 }
 
-// Walks argv; value() fetches the argument of the current flag.
+// Walks argv; value() fetches the argument of the current flag. "--flag=value"
+// is the same as "--flag value"; a flag that takes no value refuses "=value".
 class ArgWalker {
  public:
   ArgWalker(int argc, char** argv) : argc_(argc), argv_(argv) {}
-  bool next() { return ++i_ < argc_; }
-  std::string flag() const { return argv_[i_]; }
+  bool next() {
+    if (inline_) throw UsageError(flag_ + ": takes no value (got '" + flag_ + "=" + *inline_ + "')");
+    if (++i_ >= argc_) return false;
+    flag_ = argv_[i_];
+    inline_.reset();
+    const size_t eq = flag_.find('=');
+    if (flag_.rfind("--", 0) == 0 && eq != std::string::npos) {
+      inline_ = flag_.substr(eq + 1);
+      flag_.resize(eq);
+    }
+    return true;
+  }
+  const std::string& flag() const { return flag_; }
   std::string value() {
-    if (i_ + 1 >= argc_) throw UsageError(std::string(argv_[i_]) + ": missing value");
+    if (inline_) {
+      std::string v = *inline_;
+      inline_.reset();
+      return v;
+    }
+    if (i_ + 1 >= argc_) throw UsageError(flag_ + ": missing value");
     return argv_[++i_];
   }
 
@@ -56,6 +75,8 @@ class ArgWalker {
   int argc_;
   char** argv_;
   int i_ = 0;
+  std::string flag_;
+  std::optional<std::string> inline_;  // the "=value" part of "--flag=value", until value() takes it
 };
 
 inline bool is_help(const std::string& flag) { return flag == "-h" || flag == "--help"; }
@@ -125,9 +146,61 @@ inline bool stdout_ok(const char* name) {
 }
 
 // Where the shared model files live: $QKV_MODELS_DIR, else ../shared/models.
+// Where the shared model files live: $QKV_MODELS_DIR, else shared/models
+// beside the checkout the executable was built in (build/bin/qkv ->
+// ../../../shared/models), else ../shared/models from the working directory.
 inline std::string models_dir() {
   const char* env = std::getenv("QKV_MODELS_DIR");
-  return env && *env ? env : "../shared/models";
+  if (env && *env) return env;
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    std::string dir(exe, size_t(n));
+    for (int up = 0; up < 4 && dir.rfind('/') != std::string::npos; ++up) {
+      dir.resize(dir.rfind('/'));
+      if (up >= 2) {
+        const std::string candidate = dir + "/shared/models";
+        struct stat st;
+        if (::stat(candidate.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return candidate;
+      }
+    }
+  }
+  return "../shared/models";
+}
+
+// llama.cpp's -e: \n \r \t \\ \' \" \a \b \f \v \0 and \xHH in a prompt
+// become the characters they name; any other backslash stays as it is.
+inline std::string process_escapes(const std::string& s) {
+  std::string o;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\' || i + 1 == s.size()) {
+      o += s[i];
+      continue;
+    }
+    const char c = s[++i];
+    switch (c) {
+      case 'n': o += '\n'; break;
+      case 'r': o += '\r'; break;
+      case 't': o += '\t'; break;
+      case 'a': o += '\a'; break;
+      case 'b': o += '\b'; break;
+      case 'f': o += '\f'; break;
+      case 'v': o += '\v'; break;
+      case '0': o += '\0'; break;
+      case '\\': case '\'': case '"': o += c; break;
+      case 'x':
+        if (i + 2 < s.size() + 0 && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+            std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+          o += char(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+          i += 2;
+          break;
+        }
+        o += "\\x";
+        break;
+      default: o += '\\'; o += c;
+    }
+  }
+  return o;
 }
 
 }  // namespace qkv::cli

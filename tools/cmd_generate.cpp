@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <qkv/qkv.hpp>
 #include "tools/args.h"
@@ -25,6 +26,11 @@ const char* kHelp =
     "  -t, --threads N         threads for generation (default: physical cores)\n"
     "  -tb, --threads-batch N  threads for the prompt (default: same as -t)\n"
     "      --kv-f16            keep the KV cache in f16 (half the memory; attention as llama.cpp computes it)\n"
+    "  -e, --escape            process escapes in the prompt (\\n, \\t, \\\", \\xHH, ...)\n"
+    "      --no-display-prompt don't print the prompt before the generated text\n"
+    "      --no-mmap           read the weights into memory instead of mapping them\n"
+    "  -ngl, -fa, -dev, -sm, --mlock: accepted, with a warning (they mean nothing on the CPU)\n"
+    "  --flag=value is the same as --flag value\n"
     "      --temp T            temperature, 0 = greedy (default 0.8)\n"
     "      --top-k K           keep the K most likely tokens, 0 = off (default 40)\n"
     "      --top-p P           keep the smallest set with probability >= P, 1 = off (default 0.95)\n"
@@ -49,6 +55,8 @@ const char* kProfileHelp =
 struct Options {
   std::string model, tokenizer, prompt, prompt_file;
   bool have_prompt = false, have_model = false, have_file = false;
+  bool escapes = false, display_prompt = true, use_mmap = true;
+  std::vector<std::string> ignored;  // flags that mean nothing on the CPU, for one warning line
   int n_predict = 256;
   SessionOptions session;
   SamplerParams sampler;
@@ -93,6 +101,13 @@ Options parse(int argc, char** argv, bool profile_cmd) {
     else if (f == "-t" || f == "--threads") o.session.n_threads = int(parse_int(f, a.value(), 1, 512));
     else if (f == "-tb" || f == "--threads-batch") o.session.n_threads_batch = int(parse_int(f, a.value(), 1, 512));
     else if (f == "--kv-f16") o.session.kv_f16 = true;
+    else if (f == "-e" || f == "--escape") o.escapes = true;
+    else if (f == "--no-display-prompt") o.display_prompt = false;
+    else if (f == "--no-mmap") o.use_mmap = false;
+    else if (f == "--mlock") o.ignored.push_back(f);
+    else if (f == "-ngl" || f == "--n-gpu-layers" || f == "--gpu-layers" || f == "-fa" || f == "--flash-attn" ||
+             f == "-dev" || f == "--device" || f == "-sm" || f == "--split-mode" || f == "-mg" || f == "--main-gpu")
+      o.ignored.push_back(f + " " + a.value());
     else if (f == "--temp") o.sampler.temperature = float(parse_float(f, a.value(), 0.0, 1e6));
     else if (f == "--top-k") o.sampler.top_k = int(parse_int(f, a.value(), 0, 1 << 30));
     else if (f == "--top-p") o.sampler.top_p = float(parse_float(f, a.value(), 1e-9, 1.0));
@@ -111,13 +126,6 @@ Options parse(int argc, char** argv, bool profile_cmd) {
   if ((!o.trace.empty() || !o.csv.empty()) && !o.profile) throw UsageError("--trace and --csv need --profile");
   if (o.have_model && o.model.empty()) throw UsageError("-m: empty file name");
   if (o.have_file && o.prompt_file.empty()) throw UsageError("-f: empty file name");
-  if (o.have_file) {
-    try {
-      o.prompt = read_text_file("-f", o.prompt_file, kMaxPromptBytes);
-    } catch (const FileError& e) {
-      throw UsageError(e.what());
-    }
-  }
   if (!o.have_model) {
     o.model = models_dir() + "/stories260K.bin";
     if (o.tokenizer.empty()) o.tokenizer = models_dir() + "/tok512.bin";
@@ -146,13 +154,25 @@ int run(int argc, char** argv, bool profile_cmd) {
   }
   // qkv profile keeps stdout for the report; the story goes to stderr.
   std::FILE* text_out = profile_cmd ? stderr : stdout;
+  if (!o.ignored.empty()) {
+    std::string list;
+    for (const std::string& f : o.ignored) list += (list.empty() ? "" : ", ") + f;
+    std::fprintf(stderr, "%s: warning: ignoring %s: qkv runs on the CPU\n", name, list.c_str());
+  }
   try {
+    // An unreadable prompt file is a failure like an unreadable model (exit 1), not a usage error.
+    if (o.have_file) o.prompt = read_text_file("-f", o.prompt_file, kMaxPromptBytes);
+    if (o.escapes) o.prompt = process_escapes(o.prompt);
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     LoadOptions lo;
     lo.tokenizer_path = o.tokenizer;
+    lo.use_mmap = o.use_mmap;
     std::shared_ptr<const Model> model = Model::load(o.model, lo);
     Session session(model, o.session);
+    if (o.session.n_ctx > model->info().context_length)
+      std::fprintf(stderr, "%s: warning: the context of %d tokens is larger than the %d this model was trained for\n",
+                   name, o.session.n_ctx, model->info().context_length);
     Sampler sampler(model->info().vocab_size, o.sampler);
     const double load_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
 
@@ -164,8 +184,10 @@ int run(int argc, char** argv, bool profile_cmd) {
       std::fprintf(stderr, "seed: %llu\n", (unsigned long long)o.sampler.seed);
 
     if (o.profile) session.profile_start();
-    const std::string echoed = model->detokenize(prompt);
-    std::fwrite(echoed.data(), 1, echoed.size(), text_out);  // NUL bytes included
+    if (o.display_prompt) {
+      const std::string echoed = model->detokenize(prompt);
+      std::fwrite(echoed.data(), 1, echoed.size(), text_out);  // NUL bytes included
+    }
     std::fflush(text_out);
     const GenerateResult r = generate(session, sampler, prompt, o.n_predict, [&](int tok, const std::string& piece) {
       if (!model->is_end_of_text(tok)) {
@@ -203,7 +225,9 @@ int run(int argc, char** argv, bool profile_cmd) {
     return stdout_ok(name) ? 0 : 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "qkv: error: %s\n", e.what());
+    const bool default_model = !o.have_model && std::string(e.what()).find(o.model) != std::string::npos;
+    std::fprintf(stderr, "qkv: error: %s%s\n", e.what(),
+                 default_model ? " (the default model: set QKV_MODELS_DIR to the folder that holds it)" : "");
     return 1;
   }
 }

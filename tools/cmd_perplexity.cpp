@@ -37,9 +37,9 @@ int cmd_perplexity(int argc, char** argv) {
   std::string text;
   try {
     text = read_text_file("-f", file, size_t(1) << 30);
-  } catch (const FileError& e) {
+  } catch (const FileError& e) {  // a failure like an unreadable model, not a usage error
     std::fprintf(stderr, "qkv perplexity: %s\n", e.what());
-    return 2;
+    return 1;
   }
   try {
     const auto model = Model::load(model_path, LoadOptions{tokenizer});
