@@ -378,4 +378,31 @@ TEST(CliHabits, LlamaCppFlagsWork) {
   EXPECT_EQ(WEXITSTATUS(::pclose(p)), 0) << out;
 }
 
+// qkv info describes any weights file, runnable or not, as text and JSON.
+TEST(CliInfo, DescribesFilesLikeGgufDump) {
+  Result r = run("info -m '" + model_path("tinyllama-v0-q4_0.gguf") + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("architecture llama"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("llama, 32000 tokens, bos 1, eos 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("llama.block_count"), std::string::npos);
+  EXPECT_NE(r.out.find("blk.0.attn_q.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("Q4_0"), std::string::npos);
+  EXPECT_NE(r.out.find("total: "), std::string::npos);
+  // An architecture qkv does not run yet is still described.
+  r = run("info -m '" + model_path("arch/gemma2-like.gguf") + "' --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"arch\": \"gemma2\""), std::string::npos) << r.out.substr(0, 400);
+  size_t tensors = 0;
+  for (size_t at = r.out.find("{\"name\": "); at != std::string::npos; at = r.out.find("{\"name\": ", at + 1)) ++tensors;
+  const size_t at = r.out.find("\"n_tensors\": ");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_EQ(std::stoul(r.out.substr(at + 13)), tensors);
+  // The llama2.c format too, and bad input is one line.
+  r = run("info -m '" + model_path("stories260K.bin") + "'");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("llama2.c"), std::string::npos);
+  EXPECT_EQ(run("info -m /tmp").code, 1);
+  EXPECT_EQ(run("info").code, 2);
+}
+
 }  // namespace qkv

@@ -11,6 +11,7 @@ int cmd_bench(int argc, char** argv);
 int cmd_attention(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_perplexity(int argc, char** argv);
+int cmd_info(int argc, char** argv);
 }
 
 namespace {
@@ -25,8 +26,9 @@ void usage(FILE* out) {
       "  attention  what every token attends to, as an HTML report (qkv attention --help)\n"
       "  bench      prompt and generation tokens/s, like llama-bench (qkv bench --help)\n"
       "  synth      write a random-weight model of a real shape (qkv synth --help)\n"
-      "  quantize   write a GGUF with F16, Q8_0 or Q4_0 matrices (qkv quantize --help)\n"
+      "  quantize   write a GGUF in another type: f32 f16 q8_0 q4_0 q4_k q5_k q6_k q4_k_m (qkv quantize --help)\n"
       "  perplexity llama.cpp's perplexity of a model on a text (qkv perplexity --help)\n"
+      "  info       a weights file's metadata, vocabulary and tensors, like gguf-dump (qkv info --help)\n"
       "\n"
       "environment:\n"
       "  QKV_MODELS_DIR  where default models are found (default ../shared/models)\n"
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
   if (cmd == "attention") return qkv::cli::cmd_attention(argc - 1, argv + 1);
   if (cmd == "quantize") return qkv::cli::cmd_quantize(argc - 1, argv + 1);
   if (cmd == "perplexity") return qkv::cli::cmd_perplexity(argc - 1, argv + 1);
+  if (cmd == "info") return qkv::cli::cmd_info(argc - 1, argv + 1);
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     usage(stdout);
     return 0;

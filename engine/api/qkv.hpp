@@ -304,6 +304,28 @@ QKV_API std::vector<std::string> synth_shape_names();
 // shape's speed without its weights (llama.cpp loads it too).
 QKV_API void synth_model(const std::string& output, const SynthParams& params, const MessageCallback& on_message = nullptr);
 
+// What a weights file holds, read without building the model (so files of
+// architectures or types qkv cannot run are described too), like gguf-dump.
+struct TensorDescription {
+  std::string name;
+  std::vector<int64_t> shape;  // ne[0] (the row length) first
+  std::string type;            // "Q4_K", or "unknown(99)"
+  uint64_t bytes = 0;
+};
+struct FileDescription {
+  std::string path, format, arch;  // format: "GGUF v3" or "llama2.c"
+  uint64_t file_bytes = 0;
+  // Hyper-parameters and other scalar metadata as "key = value" text, in key order.
+  std::vector<std::pair<std::string, std::string>> metadata;
+  std::string vocab_type;  // tokenizer.ggml.model ("llama", "gpt2"), "" when the file has none
+  int vocab_size = 0, bos = -1, eos = -1, unk = -1;
+  bool has_chat_template = false;
+  std::vector<TensorDescription> tensors;
+  uint64_t tensor_bytes = 0;  // summed
+  int64_t n_params = 0;       // elements, summed
+};
+QKV_API FileDescription describe_model_file(const std::string& path);
+
 // Perplexity as llama.cpp's llama-perplexity measures it: the text is
 // tokenized once (with BOS), cut into chunks of n_ctx tokens (a last partial
 // chunk is dropped), the first token of each chunk replaced by BOS, each

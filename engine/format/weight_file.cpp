@@ -45,6 +45,12 @@ void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, con
   }
 }
 
+std::vector<std::string> WeightFile::tensor_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, t] : tensors_) names.push_back(name);
+  return names;
+}
+
 void WeightFile::check_finite() const {
   for (const auto& [name, t] : tensors_) {
     const TypeInfo& info = t.info();

@@ -37,6 +37,8 @@ class WeightFile {
   virtual std::optional<double> get_float(const std::string& key) const = 0;
 
   const Tensor* find(const std::string& name) const;
+  // Every tensor's name, in name order.
+  std::vector<std::string> tensor_names() const;
 
   // Gives each matrix of `matmul` whose type has a row-interleaved form
   // (TypeInfo::repack_x8) and at least 8 rows its row-interleaved copy (Tensor::packed), owned by this file. Where the
