@@ -414,6 +414,26 @@ TEST(Hostile, EverySubcommandAtAbsurdSizes) {
   }
 }
 
+// --chunks N scores the first N chunks, with the figures of a full run; the
+// chunk count and an ETA come up front, as llama-perplexity prints them.
+TEST(Hostile, PerplexityChunksAndEta) {
+  auto model = Model::load(model_path("tinyllama-v0-q8_0.gguf"));
+  const std::string text = test::read_file(test::reference_path("perplexity-text.txt"));
+  const PerplexityResult all = perplexity(*model, text, 128, 128, 2);
+  const PerplexityResult three = perplexity(*model, text, 128, 128, 2, nullptr, 3);
+  ASSERT_GT(all.n_chunks, 3);
+  ASSERT_EQ(three.n_chunks, 3);
+  ASSERT_EQ(three.running.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(three.running[size_t(i)], all.running[size_t(i)]);
+  const Result r = cli("perplexity -m '" + model_path("tinyllama-v0-q8_0.gguf") + "' -f '" +
+                       test::reference_path("perplexity-text.txt") + "' --chunks=2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("calculating perplexity over 2 chunks, n_ctx=128"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("seconds per pass - ETA"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("[2]"), std::string::npos);
+  EXPECT_EQ(r.out.find("[3]"), std::string::npos);
+}
+
 // Perplexity holds one batch of logits at a time, with the same figures.
 TEST(Hostile, PerplexityInBatchesGivesTheSameFigures) {
   auto model = Model::load(model_path("tinyllama-v0-q8_0.gguf"));

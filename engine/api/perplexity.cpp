@@ -7,7 +7,7 @@
 namespace qkv {
 
 PerplexityResult perplexity(const Model& model, const std::string& text, int n_ctx, int n_batch, int n_threads,
-                            const std::function<void(int, double)>& on_chunk) {
+                            const std::function<void(int, double)>& on_chunk, int max_chunks, bool kv_f16) {
   if (n_ctx < 4) throw Error("perplexity: the context must hold at least 4 tokens", Errc::InvalidArgument);
   const std::vector<int> tokens = model.tokenize(text, true);
   PerplexityResult r;
@@ -17,12 +17,14 @@ PerplexityResult perplexity(const Model& model, const std::string& text, int n_c
     throw Error("perplexity: the text has " + std::to_string(tokens.size()) + " tokens, fewer than one chunk of " +
                     std::to_string(n_ctx),
                 Errc::InvalidArgument);
+  if (max_chunks > 0) r.n_chunks = std::min(r.n_chunks, max_chunks);
   // The model is shared; the session is ours.
   std::shared_ptr<const Model> borrowed(&model, [](const Model*) {});
   SessionOptions so;
   so.n_ctx = n_ctx;
   so.n_batch = std::min(n_batch, n_ctx);
   so.n_threads = n_threads;
+  so.kv_f16 = kv_f16;
   Session s(borrowed, so);
   const int V = model.info().vocab_size;
   double nll = 0, nll2 = 0;

@@ -336,9 +336,11 @@ struct PerplexityResult {
   double ppl = 0, error = 0;    // final estimate and its standard error
   int n_chunks = 0, n_tokens = 0;
 };
-// on_chunk(i, estimate) is called after each chunk.
+// on_chunk(i, estimate) is called after each chunk; max_chunks > 0 scores
+// only the first that many; kv_f16 keeps the KV cache in f16.
 QKV_API PerplexityResult perplexity(const Model& model, const std::string& text, int n_ctx, int n_batch, int n_threads,
-                                    const std::function<void(int, double)>& on_chunk = nullptr);
+                                    const std::function<void(int, double)>& on_chunk = nullptr, int max_chunks = 0,
+                                    bool kv_f16 = false);
 
 }  // namespace qkv
 
