@@ -405,4 +405,36 @@ TEST(CliInfo, DescribesFilesLikeGgufDump) {
   EXPECT_EQ(run("info").code, 2);
 }
 
+// llama-quantize's habits: the positional form, any case, a line per tensor,
+// the type overrides, --pure, and requantizing refused unless allowed.
+TEST(CliQuantize, LlamaQuantizeHabits) {
+  const std::string in = model_path("tinyllama-v0-f32.gguf"), out = "/tmp/qkv-cli-q-" + std::to_string(::getpid()) + ".gguf";
+  Result r = run("quantize '" + in + "' '" + out + "' Q4_K_M 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("] blk.0.ffn_down.weight"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("F32 -> Q6_K"), std::string::npos) << r.err;  // ffn_down of layer 0: more bits
+  EXPECT_NE(r.err.find("model size: "), std::string::npos) << r.err;
+  auto type_of = [&](const std::string& name) {
+    const Result info = run("info -m '" + out + "'");
+    const size_t at = info.out.find("  " + name + " ");
+    return at == std::string::npos ? std::string("?") : info.out.substr(at, info.out.find('\n', at) - at);
+  };
+  EXPECT_NE(type_of("blk.0.ffn_down.weight").find("Q6_K"), std::string::npos);
+  r = run("quantize --pure --output-tensor-type q8_0 --token-embedding-type=F16 '" + in + "' '" + out + "' q4_k_m");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(type_of("blk.0.ffn_down.weight").find("Q4_K"), std::string::npos);
+  EXPECT_NE(type_of("output.weight").find("Q8_0"), std::string::npos);
+  EXPECT_NE(type_of("token_embd.weight").find("F16"), std::string::npos);
+  const std::string q8 = model_path("tinyllama-v0-q8_0.gguf");
+  r = run("quantize '" + q8 + "' '" + out + "' q4_0");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--allow-requantize"), std::string::npos) << r.err;
+  EXPECT_EQ(run("quantize --allow-requantize '" + q8 + "' '" + out + "' q4_0").code, 0);
+  EXPECT_EQ(run("quantize '" + q8 + "' '" + out + "' f32").code, 0);  // dequantizing is not requantizing
+  EXPECT_EQ(run("quantize '" + in + "' '" + out + "'").code, 2);  // no type
+  EXPECT_EQ(run("quantize '" + in + "' '" + out + "' q4_0 0").code, 2);
+  EXPECT_EQ(run("quantize --output-tensor-type q9 '" + in + "' '" + out + "' q4_0").code, 1);
+  std::remove(out.c_str());
+}
+
 }  // namespace qkv

@@ -1,6 +1,7 @@
 // qkv quantize: the library's quantize_model (qkv.hpp) on the command line.
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <qkv/qkv.hpp>
 
@@ -11,20 +12,26 @@ namespace {
 
 const char* kHelp =
     "usage: qkv quantize -m INPUT [-z TOKENIZER] --type f32|f16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m -o OUTPUT.gguf\n"
+    "       qkv quantize [options] INPUT OUTPUT TYPE [NTHREADS]      (llama-quantize's form; TYPE in any case)\n"
     "\n"
     "  -m INPUT     a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) or a llama2.c .bin (with -z)\n"
     "  --type T     the type of every matrix (f32: dequantize); vectors (norms) stay F32. Rows that do not fill\n"
     "               whole blocks (32 values; 256 for the K-quants) fall back to Q8_0 or F16.\n"
     "               q4_k_m: Q4_K, with Q6_K for output.weight and for attn_v / ffn_down in the\n"
     "               first and last eighth of the layers and every third between (llama-quantize's rules)\n"
-    "  -o OUTPUT    the GGUF to write (llama.cpp reads it)\n";
+    "  -o OUTPUT    the GGUF to write (llama.cpp reads it)\n"
+    "  --pure       every matrix in TYPE (no Q4_K_M mix rules)\n"
+    "  --output-tensor-type T, --token-embedding-type T   those two tensors' type\n"
+    "  --allow-requantize   quantize matrices that are quantized already (loses precision)\n";
 
 }  // namespace
 
 int cmd_quantize(int argc, char** argv) {
   std::string in, out, tokenizer, type;
+  QuantizeParams qp;
   try {
     ArgWalker a(argc, argv);
+    std::vector<std::string> positional;
     while (a.next()) {
       const std::string f = a.flag();
       if (is_help(f)) return print_help(kHelp);
@@ -32,7 +39,21 @@ int cmd_quantize(int argc, char** argv) {
       else if (f == "-o" || f == "--output") out = a.value();
       else if (f == "-z" || f == "--tokenizer") tokenizer = a.value();
       else if (f == "--type") type = a.value();
+      else if (f == "--pure") qp.pure = true;
+      else if (f == "--allow-requantize") qp.allow_requantize = true;
+      else if (f == "--output-tensor-type") qp.output_tensor_type = a.value();
+      else if (f == "--token-embedding-type") qp.token_embedding_type = a.value();
+      else if (!f.empty() && f[0] != '-') positional.push_back(f);
       else throw UsageError("unknown option '" + f + "' (see qkv quantize --help)");
+    }
+    // llama-quantize's form: INPUT OUTPUT TYPE [NTHREADS] (qkv quantizes on one thread: NTHREADS is checked, then unused).
+    if (!positional.empty()) {
+      if (!in.empty() || !out.empty() || !type.empty() || positional.size() < 3 || positional.size() > 4)
+        throw UsageError("give INPUT OUTPUT TYPE [NTHREADS], or -m, -o and --type, not both");
+      in = positional[0];
+      out = positional[1];
+      type = positional[2];
+      if (positional.size() == 4) parse_int("NTHREADS", positional[3], 1, 512);
     }
     if (in.empty() || out.empty() || type.empty()) throw UsageError("-m INPUT, --type and -o OUTPUT are required");
     if (!in_list(type, quantize_type_names())) throw UsageError("--type must be one of " + quantize_type_names() + " (not '" + type + "')");
@@ -43,7 +64,9 @@ int cmd_quantize(int argc, char** argv) {
   }
 
   try {
-    quantize_model(in, out, QuantizeParams{type, tokenizer},
+    qp.type = type;
+    qp.tokenizer_path = tokenizer;
+    quantize_model(in, out, qp,
                    [](const std::string& line) { std::fprintf(stderr, "qkv quantize: %s\n", line.c_str()); });
     return 0;
   } catch (const std::exception& e) {

@@ -275,14 +275,23 @@ using MessageCallback = std::function<void(const std::string& line)>;
 QKV_API std::string quantize_type_names();
 
 struct QuantizeParams {
+  QuantizeParams() = default;
+  explicit QuantizeParams(std::string type_, std::string tokenizer = "")
+      : type(std::move(type_)), tokenizer_path(std::move(tokenizer)) {}
   std::string type;            // one of quantize_type_names() (any case)
   std::string tokenizer_path;  // the tokenizer.bin of a llama2.c input
+  bool allow_requantize = false;       // quantize matrices that are quantized already (loses precision)
+  bool pure = false;                   // every matrix in `type`: no mix rules (Q4_K_M's Q6_K layers)
+  std::string output_tensor_type;      // output.weight's type ("" : the rules'); a ggml type name
+  std::string token_embedding_type;    // token_embd.weight's type, likewise
 };
 // Writes `output`, a GGUF file: `input` (GGUF, or llama2.c .bin) with every
 // matrix in params.type (GGML's reference quantizers: llama-quantize's bytes
 // without an importance matrix), vectors kept as they are, tokenizer and
 // metadata carried over. A matrix whose rows do not fill whole blocks falls
-// back to a type that fits (Q8_0, else F16), and on_message says so.
+// back to a type that fits (Q8_0, else F16), and on_message says so. on_message
+// also gets one line per tensor (name, shape, type in -> out, MiB before ->
+// after) and a total, as llama-quantize prints them.
 QKV_API void quantize_model(const std::string& input, const std::string& output, const QuantizeParams& params,
                             const MessageCallback& on_message = nullptr);
 

@@ -45,8 +45,25 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
   std::unique_ptr<GgufFile> gguf;
   std::unique_ptr<WeightFile> bin;
   int n_layers = 0;  // for the mixes that treat layers differently
+  auto named_type = [&](const std::string& flag, const std::string& name) -> const ops::TypeInfo* {
+    if (name.empty()) return nullptr;
+    const ops::TypeInfo* t = ops::find_type(name);
+    if (!t || !t->from_float) throw Error(cat("quantize: ", flag, " '", name, "' is not a type qkv writes (", ops::writable_type_names(), ")"), Errc::InvalidArgument);
+    return t;
+  };
+  const ops::TypeInfo* output_type = named_type("--output-tensor-type", params.output_tensor_type);
+  const ops::TypeInfo* embedding_type = named_type("--token-embedding-type", params.token_embedding_type);
+  FileType rules = *target;
+  if (params.pure) rules.q4_k_m = false;
   auto plan = [&](const std::string& name, std::vector<int64_t> ne, const ops::TypeInfo& src_type, const void* data) {
-    ops::Type dst = ne.size() >= 2 ? matrix_type(*target, name, n_layers) : ops::Type::F32;  // vectors stay F32
+    ops::Type dst = ne.size() >= 2 ? matrix_type(rules, name, n_layers) : ops::Type::F32;  // vectors stay F32
+    if (ne.size() >= 2 && name == "output.weight" && output_type) dst = output_type->type;
+    if (ne.size() >= 2 && name == "token_embd.weight" && embedding_type) dst = embedding_type->type;
+    if (ne.size() >= 2 && src_type.compute == ops::Compute::Integer && src_type.type != dst && !params.allow_requantize &&
+        ops::type_info(dst).compute == ops::Compute::Integer)
+      throw Error(cat(in, ": tensor ", name, " is quantized already (", src_type.name, "); requantizing it to ",
+                      ops::type_name(dst), " loses precision: quantize the F32/F16 original, or allow it (--allow-requantize)"),
+                  Errc::InvalidArgument);
     if (ne.size() >= 2 && fitting_type(dst, ne[0]) != dst) {
       const ops::Type fallback = fitting_type(dst, ne[0]);
       if (on_message)
@@ -111,8 +128,21 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
   for (const Source& s : tensors)
     w.add_tensor(s.name, uint32_t(s.dst->type), s.ne, uint64_t(s.dst->row_bytes(s.ne[0])) * uint64_t(s.rows()));
   std::vector<float> row;
+  double mib_in = 0, mib_out = 0;
   w.write(out, [&](size_t i, std::vector<uint8_t>& bytes) {
     const Source& s = tensors[i];
+    if (on_message) {
+      std::string shape;
+      for (size_t d = 0; d < s.ne.size(); ++d) shape += (d ? ", " : "") + std::to_string(s.ne[d]);
+      const double before = double(s.src->row_bytes(s.ne[0])) * double(s.rows()) / (1 << 20);
+      const double after = double(s.dst->row_bytes(s.ne[0])) * double(s.rows()) / (1 << 20);
+      mib_in += before;
+      mib_out += after;
+      char line[512];
+      std::snprintf(line, sizeof line, "[%4zu/%4zu] %-32s [%s] %s -> %s, %.2f MiB -> %.2f MiB", i + 1, tensors.size(),
+                    s.name.c_str(), shape.c_str(), s.src->name, s.dst->name, before, after);
+      on_message(line);
+    }
     const int64_t n = s.ne[0], rows = s.rows();
     const size_t src_rb = s.src->row_bytes(n), dst_rb = s.dst->row_bytes(n);
     bytes.resize(dst_rb * size_t(rows));
@@ -128,9 +158,13 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
       s.dst->from_float(row.data(), bytes.data() + r * dst_rb, size_t(n));
     }
   });
-  if (on_message)
+  if (on_message) {
+    char total[160];
+    std::snprintf(total, sizeof total, "model size: %.2f MiB -> %.2f MiB", mib_in, mib_out);
+    on_message(total);
     on_message(cat("wrote ", out, " (", tensors.size(), " tensors, matrices as ",
-                   target->q4_k_m ? "Q4_K_M (Q4_K and Q6_K)" : ops::type_info(target->base).name, ")"));
+                   rules.q4_k_m ? "Q4_K_M (Q4_K and Q6_K)" : ops::type_info(target->base).name, ")"));
+  }
 }
 
 }  // namespace qkv
