@@ -378,7 +378,7 @@ TEST(Hostile, EverySubcommandAtAbsurdSizes) {
   const std::string text = test::reference_path("perplexity-text.txt");
   const char* cases[] = {
       "generate -m S -c 16777216 -n 1",
-      "generate -m S -c 16777216 --kv-f16 -b 65536 -n 1",
+      "generate -m Q -c 16777216 --kv-f16 -b 65536 -n 1",
       "generate -m S -n -1 -c 1 --temp 0",
       "generate -m S -t 512 -tb 512 -n 2",
       "generate -m S --repeat-last-n 1048576 -n 2",
@@ -394,7 +394,7 @@ TEST(Hostile, EverySubcommandAtAbsurdSizes) {
   };
   for (std::string c : cases) {
     for (auto [from, to] : {std::pair<std::string, std::string>{"S", "'" + s260 + "'"}, {"T", "'" + text + "'"},
-                            {"O", "'" + out + "'"}})
+                            {"O", "'" + out + "'"}, {"Q", "'" + model_path("tinyllama-v0-q8_0.gguf") + "'"}})
       for (size_t at = c.find(" " + from); at != std::string::npos; at = c.find(" " + from, at + 1))
         if (at + 2 == c.size() || c[at + 2] == ' ') c.replace(at + 1, 1, to);
 #ifdef QKV_UNDER_ASAN
