@@ -17,6 +17,7 @@
 #include <qkv/qkv.hpp>
 
 #include "tools/args.h"
+#include "tools/json.h"
 
 namespace qkv::cli {
 namespace {
@@ -124,21 +125,6 @@ double run_once(Session& s, const std::vector<int>& depth_tokens, const std::vec
   return double(std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count());
 }
 
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-      continue;
-    }
-    o += c;
-  }
-  return o;
-}
-
 std::string join(const std::vector<double>& v, const char* fmt) {
   std::string s;
   char buf[64];
@@ -152,7 +138,7 @@ std::string join(const std::vector<double>& v, const char* fmt) {
 // llama-bench's keys and qkv's `isa`, in one order for json, jsonl and csv.
 std::vector<std::pair<std::string, std::string>> fields(const Row& r) {
   const std::vector<double> ts = r.ts();
-  auto str = [](const std::string& s) { return "\"" + json_escape(s) + "\""; };
+  auto str = [](const std::string& s) { return json_string(s); };
   auto num = [](double x, const char* fmt = "%.0f") {
     char buf[64];
     std::snprintf(buf, sizeof buf, fmt, x);

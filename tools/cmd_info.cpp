@@ -8,6 +8,7 @@
 #include <qkv/qkv.hpp>
 
 #include "tools/args.h"
+#include "tools/json.h"
 
 namespace qkv::cli {
 namespace {
@@ -17,21 +18,6 @@ const char* kHelp =
     "\n"
     "  -m FILE   a GGUF file or a llama2.c .bin (need not be one qkv can run)\n"
     "  --json    the same as one JSON object\n";
-
-std::string json_string(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else {
-      o += c;
-    }
-  }
-  return o + "\"";
-}
 
 std::string shape_text(const std::vector<int64_t>& s) {
   std::string t;
