@@ -526,7 +526,7 @@ TEST(QuantK, LinearMatchesTheDequantizedProduct) {
       for (const Case& c : cases) {
         const std::vector<float>& xd = ops::type_info(c.type).activation == ops::Activation::Q8_K ? xk : x8;
         std::vector<float> y(size_t(M) * rows, -1.0f);
-        linear(ctx, c.t, x.data(), y.data(), M, -1, nullptr, &xq);
+        linear(ctx, c.t, x.data(), y.data(), M, -1, &xq);
         for (int m = 0; m < M; ++m)
           for (size_t r = 0; r < rows; ++r) {
             double want = 0, mag = 0;

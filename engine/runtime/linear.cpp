@@ -28,11 +28,12 @@ void quantize_rows_into(const ExecContext& ctx, int M, size_t n, const Fn& quant
 }
 }  // namespace
 
-QuantizedInput quantize_input(const ExecContext& ctx, std::initializer_list<const Tensor*> weights, const float* x,
+QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weights, size_t n_weights, const float* x,
                               int M, int layer) {
   const Tensor* first = nullptr;
   bool want_q8_0 = false, want_q8_K = false;
-  for (const Tensor* w : weights) {
+  for (size_t i = 0; i < n_weights; ++i) {
+    const Tensor* w = weights[i];
     const ops::Activation act = w->info().activation;
     if (act == ops::Activation::None) continue;
     if (first && first->row_len() != w->row_len())
@@ -137,7 +138,7 @@ size_t grain_of(size_t n, int M) { return 1 + 16384 / (kRowBlock * n * size_t(M)
 }  // namespace
 
 void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
-            const RowEpilogue* epilogue, const QuantizedInput* xq) {
+            const QuantizedInput* xq) {
   // Integer products need x quantized to the blocks w takes; done here unless the caller did.
   QuantizedInput own;
   if (quant_products(ctx.k, w)) {
@@ -154,7 +155,6 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
       [&](size_t b, size_t e, int) {
         const size_t r0 = b * kRowBlock, r1 = std::min(e * kRowBlock, p.rows);
         run_rows(ctx.k, p, x, M, r0, r1);
-        if (epilogue) epilogue->fn(epilogue->ctx, r0, r1);
       },
       grain_of(p.n, M), ctx.n_threads);
 }
@@ -166,8 +166,7 @@ void linear_group(const ExecContext& ctx, std::initializer_list<LinearOut> outs,
   const Tensor* ws[kMax] = {};
   size_t i = 0;
   for (const LinearOut& o : outs) ws[i++] = o.w;
-  const QuantizedInput xq = quantize_input(ctx, {ws[0], ws[1] ? ws[1] : ws[0], ws[2] ? ws[2] : ws[0], ws[3] ? ws[3] : ws[0]},
-                                           x, M, layer);  // once for all
+  const QuantizedInput xq = quantize_input(ctx, ws, outs.size(), x, M, layer);  // once for all
   Product ps[kMax];
   size_t first_block[kMax + 1] = {0};
   double flops = 0, bytes = 0;

@@ -12,13 +12,6 @@
 
 namespace qkv {
 
-// Work a thread does on the output rows [r0, r1) it has just computed, while
-// they are still in its cache (a fused elementwise op).
-struct RowEpilogue {
-  void (*fn)(const void* ctx, size_t r0, size_t r1);
-  const void* ctx;
-};
-
 // x (M rows of n) quantized for integer products: to Q8_0 blocks (in
 // ctx.qscratch) when a Q8_0/Q4_0 weight takes it, to Q8_K blocks (in
 // ctx.kscratch) when a K-quant one does; null where none does.
@@ -29,14 +22,18 @@ struct QuantizedInput {
 };
 
 // Quantizes x once for every linear() over it with one of `weights`.
-QuantizedInput quantize_input(const ExecContext& ctx, std::initializer_list<const Tensor*> weights, const float* x,
+QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weights, size_t n_weights, const float* x,
                               int M, int layer);
+inline QuantizedInput quantize_input(const ExecContext& ctx, std::initializer_list<const Tensor*> weights, const float* x,
+                                     int M, int layer) {
+  return quantize_input(ctx, weights.begin(), weights.size(), x, M, layer);
+}
 
 // Recorded as a "matmul" zone of `layer` (-1: none) named after the weight.
 // xq: x as quantize_input() left it; when null (or lacking the form w
 // takes), linear() quantizes x itself.
 void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
-            const RowEpilogue* epilogue = nullptr, const QuantizedInput* xq = nullptr);
+            const QuantizedInput* xq = nullptr);
 
 // One product of a group: y (M, rows of w) = x W^T.
 struct LinearOut {
