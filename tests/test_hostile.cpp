@@ -434,6 +434,28 @@ TEST(Hostile, PerplexityChunksAndEta) {
   EXPECT_EQ(r.out.find("[3]"), std::string::npos);
 }
 
+// --kl-divergence-base FILE saves, adding --kl-divergence compares, as
+// llama-perplexity does; the statistics come in its layout.
+TEST(Hostile, PerplexityKlDivergenceFromTheCommandLine) {
+  const std::string base = "/tmp/qkv-kl-" + std::to_string(::getpid()) + ".kld";
+  ::unlink(base.c_str());
+  const std::string text = test::reference_path("perplexity-text.txt");
+  const Result saved = cli("perplexity -m '" + model_path("tinyllama-v0-f32.gguf") + "' -f '" + text +
+                           "' -c 64 --chunks 2 --kl-divergence-base " + base);
+  ASSERT_EQ(saved.code, 0) << saved.err;
+  EXPECT_NE(saved.err.find("saved 2 chunks of 64 tokens"), std::string::npos) << saved.err;
+  const Result r = cli("perplexity -m '" + model_path("tinyllama-v0-q4_0.gguf") + "' --kl-divergence-base " + base +
+                       " --kl-divergence");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* line : {"Mean PPL(base)", "Mean    KLD:", "99.0%   KLD:", "RMS \xce\x94p", "Same top p:"})
+    EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
+  expect_refused(cli("perplexity -m '" + model_path("tinyllama-v0-q4_0.gguf") + "' --kl-divergence"), 2,
+                 "--kl-divergence-base", "--kl-divergence without a base");
+  expect_refused(cli("perplexity -m '" + model_path("stories260K.gguf") + "' --kl-divergence-base " + base +
+                     " --kl-divergence"), 1, "vocabulary", "a base of another vocabulary");
+  ::unlink(base.c_str());
+}
+
 // Perplexity holds one batch of logits at a time, with the same figures.
 TEST(Hostile, PerplexityInBatchesGivesTheSameFigures) {
   auto model = Model::load(model_path("tinyllama-v0-q8_0.gguf"));

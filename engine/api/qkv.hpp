@@ -340,13 +340,48 @@ QKV_API FileDescription describe_model_file(const std::string& path);
 // chunk is dropped), the first token of each chunk replaced by BOS, each
 // chunk run from an empty cache, and its second half scored:
 //   for i = n_ctx/2 .. n_ctx-2: nll += -log softmax(logits_i)[token_{i+1}].
+//
+// KL divergence, the way people judge a quantization (llama-perplexity's
+// --kl-divergence-base / --kl-divergence): a run with kl = SaveBase writes
+// the tokens and every scored position's log-probabilities to kl_base (qkv's
+// own format: log-probs quantized to 16 bits over [max-32, max] per
+// position); a run of another model with kl = Compare reads them back (the
+// text is then unused: the file's tokens and n_ctx are scored) and compares
+// its distributions with the saved ones.
+struct KlDivergence {
+  double ppl_base = 0;              // the saved model's perplexity on the same tokens
+  double ln_ppl_ratio = 0, ln_ppl_ratio_error = 0;  // mean of ln(p_base/p) over tokens = ln(PPL/PPL_base)
+  double kld = 0, kld_error = 0;    // mean KL(base || this) per position, in nats
+  double kld_max = 0, kld_min = 0;
+  // KLD percentiles: 99.9, 99, 90, 50 (median), 10, 5, 1.
+  double kld_p999 = 0, kld_p99 = 0, kld_p90 = 0, kld_median = 0, kld_p10 = 0, kld_p5 = 0, kld_p1 = 0;
+  // delta p = p(correct token) - p_base(correct token)
+  double dp_mean = 0, dp_mean_error = 0, dp_rms = 0, dp_max = 0, dp_min = 0;
+  double dp_p999 = 0, dp_p99 = 0, dp_p90 = 0, dp_median = 0, dp_p10 = 0, dp_p1 = 0, dp_p001 = 0;
+  double same_top = 0, same_top_error = 0;  // fraction of positions whose most likely token agrees
+  int n_positions = 0;
+};
 struct PerplexityResult {
   std::vector<double> running;  // the estimate after each chunk, as llama.cpp prints it
   double ppl = 0, error = 0;    // final estimate and its standard error
   int n_chunks = 0, n_tokens = 0;
+  int n_ctx = 0;                // the chunk length used (the base file's under Compare)
+  bool has_kl = false;          // kl below was computed (Compare)
+  KlDivergence kl;
 };
-// on_chunk(i, estimate) is called after each chunk; max_chunks > 0 scores
-// only the first that many; kv_f16 keeps the KV cache in f16.
+struct PerplexityOptions {
+  int n_ctx = 128, n_batch = 128, n_threads = 0;
+  int max_chunks = 0;  // > 0: score only the first that many chunks
+  bool kv_f16 = false; // keep the KV cache in f16
+  enum class Kl { None, SaveBase, Compare } kl = Kl::None;
+  std::string kl_base;  // the file SaveBase writes and Compare reads
+  // Called after each chunk with its index and the running estimate.
+  std::function<void(int, double)> on_chunk;
+  // Called once, before the first chunk, with the chunk count and token count.
+  std::function<void(int n_chunks, int n_tokens)> on_start;
+};
+QKV_API PerplexityResult perplexity(const Model& model, const std::string& text, const PerplexityOptions& options);
+// The same with positional options (kept for existing callers).
 QKV_API PerplexityResult perplexity(const Model& model, const std::string& text, int n_ctx, int n_batch, int n_threads,
                                     const std::function<void(int, double)>& on_chunk = nullptr, int max_chunks = 0,
                                     bool kv_f16 = false);

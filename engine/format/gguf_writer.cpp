@@ -1,17 +1,9 @@
 #include "engine/format/gguf_writer.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-
-#include <cstdio>
 #include <cstring>
 
 #include "engine/error.h"
+#include "engine/format/output_file.h"
 
 namespace qkv {
 
@@ -82,32 +74,6 @@ void GgufWriter::add_tensor(const std::string& name, uint32_t ggml_type, const s
   tensors_.push_back({name, ggml_type, ne, n_bytes});
 }
 
-namespace {
-
-// Refuses an output path that exists as anything but a regular file (a
-// device, FIFO, symlink or directory would be replaced by the rename), and
-// an output that would not fit on its file system.
-void check_output(const std::string& path, const std::string& tmp, uint64_t bytes) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
-    throw Error(cat(path, ": exists and is ", S_ISDIR(st.st_mode) ? "a directory" : S_ISLNK(st.st_mode) ? "a symbolic link"
-                                                : S_ISCHR(st.st_mode) ? "a character device" : "not a regular file",
-                    "; refusing to replace it"), Errc::InvalidArgument);
-  if (::lstat(tmp.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
-    throw Error(cat(tmp, ": exists and is not a regular file; refusing to write through it"), Errc::InvalidArgument);
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  struct statvfs fs;
-  if (::statvfs(dir.c_str(), &fs) == 0) {
-    const uint64_t free_bytes = uint64_t(fs.f_bavail) * uint64_t(fs.f_frsize);
-    if (bytes > free_bytes)
-      throw Error(cat(path, ": needs ", bytes, " bytes (", double(bytes) / double(1ull << 30), " GiB), but its file system has ",
-                      free_bytes, " bytes free"), Errc::Io);
-  }
-}
-
-}  // namespace
-
 uint64_t GgufWriter::file_bytes() const {
   uint64_t header = 24 + meta_.size(), data = 0;
   for (const TensorDecl& t : tensors_) {
@@ -118,36 +84,13 @@ uint64_t GgufWriter::file_bytes() const {
 }
 
 void GgufWriter::write(const std::string& path, const std::function<void(size_t, std::vector<uint8_t>&)>& data) const {
-  const std::string tmp = path + ".part";
-  check_output(path, tmp, file_bytes());
-  ::unlink(tmp.c_str());  // a leftover of an interrupted run (a regular file: checked above)
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  std::FILE* f = fd >= 0 ? ::fdopen(fd, "wb") : nullptr;
-  if (!f) {
-    const int e = errno;
-    if (fd >= 0) ::close(fd);
-    throw Error(cat(path, ": cannot create ", tmp, ": ", std::strerror(e)), Errc::Io);
-  }
-  try {
-    write_to(f, path, data);
-  } catch (...) {
-    std::fclose(f);
-    std::remove(tmp.c_str());
-    throw;
-  }
-  const bool closed = std::fclose(f) == 0;
-  const int e = errno;
-  if (!closed || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e2 = closed ? errno : e;
-    std::remove(tmp.c_str());
-    throw Error(cat(path, ": write failed: ", std::strerror(e2)), Errc::Io);
-  }
+  OutputFile f(path, file_bytes());
+  write_to(f, data);
+  f.commit();
 }
 
-void GgufWriter::write_to(std::FILE* f, const std::string& path,
-                          const std::function<void(size_t, std::vector<uint8_t>&)>& data) const {
-  bool ok = true;
-  auto out = [&](const void* p, size_t n) { ok = ok && std::fwrite(p, 1, n, f) == n; };
+void GgufWriter::write_to(OutputFile& f, const std::function<void(size_t, std::vector<uint8_t>&)>& data) const {
+  auto out = [&](const void* p, size_t n) { f.write(p, n); };
   auto u32 = [&](uint32_t v) { out(&v, 4); };
   auto u64 = [&](uint64_t v) { out(&v, 8); };
   const uint8_t zeros[64] = {};
@@ -174,15 +117,14 @@ void GgufWriter::write_to(std::FILE* f, const std::string& path,
   }
   pad(header);
   std::vector<uint8_t> buf;
-  for (size_t i = 0; i < tensors_.size() && ok; ++i) {
+  for (size_t i = 0; i < tensors_.size(); ++i) {
     buf.clear();
     data(i, buf);
     if (buf.size() != tensors_[i].n_bytes)
-      throw Error(cat(path, ": tensor ", tensors_[i].name, " produced ", buf.size(), " bytes, declared ", tensors_[i].n_bytes));
+      throw Error(cat(f.path(), ": tensor ", tensors_[i].name, " produced ", buf.size(), " bytes, declared ", tensors_[i].n_bytes));
     out(buf.data(), buf.size());
     pad(buf.size());
   }
-  if (!ok || std::fflush(f) != 0) throw Error(cat(path, ": write failed: ", std::strerror(errno)), Errc::Io);
 }
 
 }  // namespace qkv

@@ -12,6 +12,8 @@
 
 namespace qkv {
 
+class OutputFile;
+
 class GgufWriter {
  public:
   explicit GgufWriter(uint32_t alignment = 32) : alignment_(alignment) {}
@@ -45,8 +47,7 @@ class GgufWriter {
     std::vector<int64_t> ne;
     uint64_t n_bytes;
   };
-  void write_to(std::FILE* f, const std::string& path,
-                const std::function<void(size_t, std::vector<uint8_t>&)>& data) const;
+  void write_to(OutputFile& f, const std::function<void(size_t, std::vector<uint8_t>&)>& data) const;
   void key(const std::string& k, GgufType t);
   template <class T>
   void put(T v);

@@ -1,0 +1,33 @@
+// A file written whole or not at all: the bytes go to PATH.part (created
+// fresh, never through a link) and commit() renames it onto PATH. Nothing is
+// left behind when writing fails or commit() is never reached.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace qkv {
+
+class OutputFile {
+ public:
+  // Refuses up front an existing PATH that is not a regular file (a device,
+  // FIFO, symlink or directory would be replaced by the rename), and `bytes`
+  // more than the file system has free.
+  OutputFile(const std::string& path, uint64_t bytes);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+
+  // Both throw Error naming the path (a full disk, an I/O error).
+  void write(const void* p, size_t n);
+  void commit();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_, tmp_;
+  std::FILE* f_ = nullptr;
+  bool ok_ = true;
+};
+
+}  // namespace qkv
