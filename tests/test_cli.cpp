@@ -233,6 +233,30 @@ TEST(CliSynth, WritesAModelThatLoadsAndGenerates) {
   }
 }
 
+// -z FILE is the vocabulary written: its size when --vocab is not given, and
+// a --vocab that differs from it is refused (not replaced by a made-up one).
+TEST(CliSynth, UsesTheTokenizerFilesVocabulary) {
+  const std::string path = "/tmp/qkv-cli-synth-" + std::to_string(::getpid()) + "-tok512.gguf";
+  const std::string tok = model_path("tok512.bin");
+  const std::string shape = "synth --dim 64 --hidden 96 --layers 1 --heads 4 --ctx 64 -o " + path + " -z " + tok;
+  for (const char* vocab : {"", " --vocab 512"}) {
+    const Result r = run(shape + vocab);
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto model = Model::load(path);
+    EXPECT_EQ(model->info().vocab_size, 512);
+    // The same pieces as the file: text tokenizes as with the file itself.
+    const auto s260 = Model::load(model_path("stories260K.bin"), LoadOptions{tok});
+    const std::string text = "Once upon a time, Lily met a dog.";
+    EXPECT_EQ(model->tokenize(text, true), s260->tokenize(text, true));
+    std::remove(path.c_str());
+  }
+  const Result bad = run(shape + " --vocab 1000");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("512 tokens"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("1000"), std::string::npos) << bad.err;
+  std::remove(path.c_str());
+}
+
 TEST(CliSynth, RealShapeHeaderAndBadFlags) {
   EXPECT_EQ(run("synth --shape stories99M -o /tmp/x.gguf").code, 2);
   EXPECT_EQ(run("synth --shape stories15M").code, 2);  // no -o

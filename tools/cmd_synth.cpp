@@ -20,14 +20,15 @@ const char* kHelp =
     "  --shape NAME   stories15M (288, 768, 6 layers, 6 heads, ctx 256), stories42M (512, 1376, 8, 8, 1024),\n"
     "                 stories110M (768, 2048, 12, 12, 1024), tinyllama-1.1b (2048, 5632, 22, 32 heads,\n"
     "                 4 KV heads, 2048); the flags below override any field, or give a shape alone\n"
-    "  -z FILE        the vocabulary: a llama2.c tokenizer.bin (default $QKV_MODELS_DIR/llama2-tokenizer.bin,\n"
-    "                 the Llama-2 32000-token vocabulary); with --vocab other than its size, a made-up\n"
-    "                 vocabulary of that size (byte tokens plus placeholders) is written instead\n";
+    "  -z FILE        the vocabulary: a llama2.c tokenizer.bin; --vocab defaults to its size and must match it\n"
+    "                 (without -z: $QKV_MODELS_DIR/llama2-tokenizer.bin, the Llama-2 32000-token vocabulary,\n"
+    "                 or with --vocab other than 32000 a made-up vocabulary of that size: byte tokens and\n"
+    "                 placeholders)\n";
 
 }  // namespace
 
 int cmd_synth(int argc, char** argv) {
-  std::string shape_name, out, tokenizer = models_dir() + "/llama2-tokenizer.bin";
+  std::string shape_name, out, tokenizer;
   SynthParams s;
   try {
     ArgWalker a(argc, argv);
@@ -53,14 +54,18 @@ int cmd_synth(int argc, char** argv) {
       throw UsageError("unknown shape '" + shape_name + "' (" + known + ")");
     }
     for (const auto& [f, v] : overrides) *fields[f] = v;
-    const bool made_up_vocab = overrides.count("--vocab") > 0 && s.vocab != 32000;
+    // An explicit -z is always used (its size, or --vocab checked against it);
+    // without one, the default vocabulary or a made-up one of --vocab tokens.
+    const bool vocab_given = overrides.count("--vocab") > 0;
+    const bool made_up_vocab = tokenizer.empty() && vocab_given && s.vocab != 32000;
+    if (!tokenizer.empty() && !vocab_given) s.vocab = 0;
     if (!overrides.count("--kv-heads") && shape_name.empty()) s.kv_heads = s.heads;
     if (!s.dim || !s.hidden || !s.layers || !s.heads) throw UsageError("give --shape, or --dim --hidden --layers --heads");
     if (s.dim % s.heads || s.heads % s.kv_heads || (s.dim / s.heads) % 2)
       throw UsageError("--dim must be a multiple of --heads, --heads of --kv-heads, and the head size even");
     if (!in_list(s.type, quantize_type_names())) throw UsageError("--type must be one of " + quantize_type_names());
     if (made_up_vocab && s.vocab < 259) throw UsageError("--vocab must be at least 259 (3 special and 256 byte tokens)");
-    s.tokenizer_path = made_up_vocab ? "" : tokenizer;
+    s.tokenizer_path = made_up_vocab ? "" : tokenizer.empty() ? models_dir() + "/llama2-tokenizer.bin" : tokenizer;
   } catch (const UsageError& e) {
     std::fprintf(stderr, "qkv synth: %s\n", e.what());
     return 2;

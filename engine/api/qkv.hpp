@@ -300,8 +300,9 @@ struct SynthParams {
   int vocab = 32000, ctx = 2048;
   std::string type = "f32";     // one of quantize_type_names()
   std::string name = "custom";  // general.name
-  // A llama2.c tokenizer.bin of exactly `vocab` tokens, or empty for a
-  // made-up vocabulary (3 special and 256 byte tokens, then placeholders).
+  // A llama2.c tokenizer.bin of exactly `vocab` tokens (vocab 0: the file's
+  // size), or empty for a made-up vocabulary of `vocab` tokens (3 special and
+  // 256 byte tokens, then placeholders).
   std::string tokenizer_path;
   uint64_t seed = 1;
 };

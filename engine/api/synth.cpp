@@ -97,15 +97,19 @@ std::vector<std::string> synth_shape_names() {
   return names;
 }
 
-void synth_model(const std::string& out, const SynthParams& s, const MessageCallback& on_message) {
+void synth_model(const std::string& out, const SynthParams& params, const MessageCallback& on_message) {
+  SynthParams s = params;
   const FileType* ft = find_file_type(s.type);
   if (!ft) throw Error(cat("synth: type '", s.type, "' is not one of ", file_type_names()), Errc::InvalidArgument);
-  if (s.dim <= 0 || s.hidden <= 0 || s.layers <= 0 || s.heads <= 0 || s.kv_heads <= 0 || s.vocab <= 0 || s.ctx <= 0)
+  if (s.dim <= 0 || s.hidden <= 0 || s.layers <= 0 || s.heads <= 0 || s.kv_heads <= 0 || s.vocab < 0 || s.ctx <= 0)
     throw Error("synth: every dimension must be positive", Errc::InvalidArgument);
   if (s.dim % s.heads || s.heads % s.kv_heads || (s.dim / s.heads) % 2)
     throw Error("synth: the width must be a multiple of the heads, the heads of the KV heads, and the head size even",
                 Errc::InvalidArgument);
+  if (s.vocab == 0 && s.tokenizer_path.empty())
+    throw Error("synth: a vocabulary size of 0 (the file's) needs a tokenizer file", Errc::InvalidArgument);
   const Vocab vocab = s.tokenizer_path.empty() ? made_up_vocab(s.vocab) : load_llama2c_vocab(s.tokenizer_path, s.vocab);
+  s.vocab = vocab.size();
   const int head_dim = s.dim / s.heads, kv_dim = s.kv_heads * head_dim;
 
   ModelConfig cfg;

@@ -122,7 +122,7 @@ Vocab load_llama2c_vocab(const std::string& path, int n_vocab) {
   if (max_len <= 0 || max_len > (1 << 16))
     throw Error(cat(path, ": max_token_length ", max_len, " is invalid (not a llama2.c tokenizer?)"));
   while (r.remaining() > 0) {
-    if (int(v.pieces.size()) == n_vocab)
+    if (n_vocab > 0 && int(v.pieces.size()) == n_vocab)
       throw Error(cat(path, ": tokenizer has more than the model's ", n_vocab,
                       " tokens (", r.remaining(), " bytes left): it does not match the model"));
     const float score = r.read<float>("token score");
@@ -134,7 +134,7 @@ Vocab load_llama2c_vocab(const std::string& path, int n_vocab) {
     r.skip(size_t(len), "token bytes");
     v.scores.push_back(score);
   }
-  if (int(v.pieces.size()) != n_vocab)
+  if (n_vocab > 0 && int(v.pieces.size()) != n_vocab)
     throw Error(cat(path, ": tokenizer has ", v.pieces.size(), " tokens but the model's vocabulary has ", n_vocab,
                     ": it does not match the model"));
   // llama2.c's exporter writes BOS/EOS as "\n<s>\n" / "\n</s>\n" and the
@@ -144,7 +144,7 @@ Vocab load_llama2c_vocab(const std::string& path, int n_vocab) {
   v.bos = 1;
   v.eos = 2;
   for (int id : {v.unk, v.bos, v.eos})
-    if (id < n_vocab) v.kinds[size_t(id)] = id == v.unk ? TokenKind::Unknown : TokenKind::Control;
+    if (id < v.size()) v.kinds[size_t(id)] = id == v.unk ? TokenKind::Unknown : TokenKind::Control;
   for (size_t i = 0; i < v.pieces.size(); ++i) {
     const std::string& s = v.pieces[i];
     if (s.size() == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>') v.kinds[i] = TokenKind::Byte;

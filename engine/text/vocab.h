@@ -23,7 +23,7 @@ struct Vocab {
 
 // llama2.c tokenizer.bin: int32 max_token_length, then per token f32 score,
 // int32 length, bytes. n_vocab is the model's vocabulary size; the file must
-// hold exactly that many tokens.
+// hold exactly that many tokens (n_vocab 0: as many as it holds).
 Vocab load_llama2c_vocab(const std::string& path, int n_vocab);
 
 // The tokenizer.ggml.* vocabulary of a GGUF file (model or vocabulary-only).
