@@ -135,6 +135,9 @@ class JsonParser {
 struct Profiled {
   std::shared_ptr<const Model> model;
   ProfileReport report;
+  // The same profile against other machine limits: 1 GFLOP/s or 1e6 GFLOP/s
+  // with 10 GB/s, and none.
+  ProfileReport slow_fma, fast_fma, no_limits;
   std::string trace, csv;
   std::vector<float> logits;  // every logit the run computed
   int n_prompt = 0, n_gen = 0;
@@ -159,6 +162,9 @@ Profiled run(bool profile, int threads) {
   if (profile) {
     s.profile_stop();
     p.report = s.profile_report(100.0, 10.0);
+    p.slow_fma = s.profile_report(1.0, 10.0);
+    p.fast_fma = s.profile_report(1e6, 10.0);
+    p.no_limits = s.profile_report();
     p.trace = s.profile_trace_json();
     p.csv = s.profile_csv();
   }
@@ -239,6 +245,21 @@ TEST(Profiler, DeclaredFlopsMatchTheShapes) {
   EXPECT_DOUBLE_EQ(gm->flops, (p.n_gen - 1) * per_token);
   EXPECT_GT(mm->bytes, 4.0 * 5 * (d * d + 2 * kv * d + d * d + 3 * h * d));  // every weight read once
   EXPECT_GE(mm->peak_percent, 0.0);
+  // %peak names the limit it is measured against: the binding one.
+  for (double gflops : {1.0, 1e6}) {
+    const double gbps = 10.0;
+    const ProfileReport& r = gflops == 1.0 ? p.slow_fma : p.fast_fma;
+    for (const ProfileOpStats& o : r.ops) {
+      const bool compute_bound = o.flops / gflops >= o.bytes / gbps;
+      EXPECT_EQ(o.peak_bound, compute_bound ? "FMA" : "DRAM") << o.op;
+    }
+    const ProfileOpStats* m = find_op(r, "prompt", "matmul");
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(m->peak_bound, gflops == 1.0 ? "FMA" : "DRAM");
+    EXPECT_NE(r.to_text().find(gflops == 1.0 ? " FMA\n" : " DRAM\n"), std::string::npos);
+  }
+  ASSERT_FALSE(p.no_limits.ops.empty());
+  EXPECT_EQ(p.no_limits.ops[0].peak_bound, "");  // no limits given: none named
 }
 
 TEST(Profiler, TraceIsValidJsonWithNestedEventsPerThread) {
@@ -334,7 +355,7 @@ TEST(Profiler, ReportTextHasEveryTable) {
   const Profiled p = run(true, 2);
   const std::string text = p.report.to_text();
   for (const char* s : {"== prompt", "== generation", "per layer (prompt", "per layer (generation", "threads",
-                        "matmul", "(no zone)", "%peak"})
+                        "matmul", "(no zone)", "%peak of"})
     EXPECT_NE(text.find(s), std::string::npos) << s;
 }
 

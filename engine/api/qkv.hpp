@@ -90,6 +90,10 @@ struct ProfileOpStats {
   double flops = 0, bytes = 0;       // declared work, summed over calls
   double gflops = 0, gbps = 0;
   double peak_percent = -1;          // of the machine's limit (FLOPs or bytes, whichever binds); -1: unknown
+  // What peak_percent is measured against: "FMA" (the fp32 FMA peak) or
+  // "DRAM" (the read rate from memory: ops whose data sits in cache can
+  // pass 100%); empty when unknown.
+  std::string peak_bound;
 };
 struct ProfileLayerStats {
   std::string phase;

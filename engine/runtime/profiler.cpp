@@ -120,8 +120,9 @@ ProfileReport Profiler::report(double peak_gflops, double peak_gbps) const {
     s.gbps = secs > 0 ? a.bytes / secs * 1e-9 : 0.0;
     if (peak_gflops > 0 && peak_gbps > 0 && secs > 0) {
       // The bound this op's declared work implies: the slower of compute and memory.
-      const double bound = std::max(a.flops / (peak_gflops * 1e9), a.bytes / (peak_gbps * 1e9));
-      s.peak_percent = 100.0 * bound / secs;
+      const double compute = a.flops / (peak_gflops * 1e9), memory = a.bytes / (peak_gbps * 1e9);
+      s.peak_percent = 100.0 * std::max(compute, memory) / secs;
+      s.peak_bound = compute >= memory ? "FMA" : "DRAM";
     }
     r.ops.push_back(s);
   }
@@ -223,14 +224,14 @@ std::string ProfileReport::to_text() const {
                   p.phase.c_str(), (long long)p.passes, (long long)p.tokens, p.wall_ms,
                   p.wall_ms > 0 ? 1000.0 * double(p.tokens) / p.wall_ms : 0.0);
     os << line;
-    std::snprintf(line, sizeof line, "%-10s %7s %10s %7s %9s %9s %9s %8s %7s\n", "op", "calls", "total ms", "%",
-                  "mean us", "max us", "GFLOP/s", "GB/s", "%peak");
+    std::snprintf(line, sizeof line, "%-10s %7s %10s %7s %9s %9s %9s %8s %12s\n", "op", "calls", "total ms", "%",
+                  "mean us", "max us", "GFLOP/s", "GB/s", "%peak of");
     os << line;
     for (const ProfileOpStats& o : ops) {
       if (o.phase != p.phase) continue;
-      char peak[16] = "-";
-      if (o.peak_percent >= 0) std::snprintf(peak, sizeof peak, "%.1f", o.peak_percent);
-      std::snprintf(line, sizeof line, "%-10s %7lld %10.3f %7.1f %9.2f %9.2f %9.2f %8.2f %7s\n", o.op.c_str(),
+      char peak[32] = "-";
+      if (o.peak_percent >= 0) std::snprintf(peak, sizeof peak, "%.1f %s", o.peak_percent, o.peak_bound.c_str());
+      std::snprintf(line, sizeof line, "%-10s %7lld %10.3f %7.1f %9.2f %9.2f %9.2f %8.2f %12s\n", o.op.c_str(),
                     (long long)o.calls, o.total_ms, o.percent, o.mean_us, o.max_us, o.gflops, o.gbps, peak);
       os << line;
     }
@@ -267,6 +268,9 @@ std::string ProfileReport::to_text() const {
       os << '\n';
     }
   }
+  if (std::any_of(ops.begin(), ops.end(), [](const ProfileOpStats& o) { return o.peak_percent >= 0; }))
+    os << "\n%peak of: the op's declared work at the machine's limit over its measured time, against whichever\n"
+          "limit binds: FMA (fp32 FMA peak) or DRAM (read rate from memory; data already in cache can pass 100%)\n";
   os << "\nthreads (parallel ops, all phases)\n";
   std::snprintf(line, sizeof line, "%-6s %11s %9s %7s\n", "thread", "compute ms", "wait ms", "wait %");
   os << line;
