@@ -195,7 +195,8 @@ TEST(AttentionReport, HtmlIsWellFormedWithEveryTokenAndHead) {
           << l << "," << h;
   EXPECT_EQ(html.find("data-layer=\"1\""), std::string::npos);  // layer 1 was not asked for
   for (const char* s : {"Model card", "average over heads", "entropy", "to first token", "most attended",
-                        "bytes per token", "<canvas id=\"heatmap\""})
+                        "bytes per token", "<canvas id=\"heatmap\"", "Attention probabilities softmax(QK",
+                        "query \\u2193  key \\u2192", "draw(main, M, cell, state.hover, true)"})
     EXPECT_NE(html.find(s), std::string::npos) << s;
   // Self-contained: no network, no external scripts or fonts.
   EXPECT_EQ(html.find("http://"), std::string::npos);

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <fstream>
 #include <algorithm>
 #include <sstream>
 #include <string>
@@ -362,6 +363,20 @@ TEST(CliAttention, WritesReportAndJsonAndRefusesBadFlags) {
   EXPECT_EQ(run("attention " + m + "-o /tmp/x.html").code, 2);                  // no prompt
   EXPECT_EQ(run("attention " + m + "-p x").code, 2);                            // no output
   EXPECT_EQ(run("attention -m /nonexistent.gguf -p x -o /tmp/x.html").code, 1);
+  // -f FILE: the prompt read from a file, the same report as -p.
+  const std::string prompt = "/tmp/qkv-cli-att-" + std::to_string(::getpid()) + ".txt";
+  std::ofstream(prompt) << "Once upon a time";
+  const Result a = run("attention " + m + "-p 'Once upon a time' --json " + json);
+  ASSERT_EQ(a.code, 0) << a.err;
+  const std::string from_p = test::read_file(json);
+  const Result b = run("attention " + m + "-f " + prompt + " --json " + json);
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(test::read_file(json), from_p);
+  EXPECT_NE(from_p.find("\"tokens\": ["), std::string::npos);
+  EXPECT_EQ(run("attention " + m + "-p x -f " + prompt + " -o /tmp/x.html").code, 2);  // both
+  EXPECT_EQ(run("attention " + m + "-f /nonexistent.txt -o /tmp/x.html").code, 1);
+  std::remove(prompt.c_str());
+  std::remove(json.c_str());
 }
 
 }  // namespace

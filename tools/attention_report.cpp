@@ -186,10 +186,35 @@ const char* kScript = R"JS(
     return M;
   }
 
-  function draw(canvas, M, cell, hover) {
-    canvas.width = T * cell; canvas.height = T * cell;
+  // How a token reads in a label: whitespace shown, long pieces cut.
+  function label(s) {
+    if (s === '') return '\u2205';  // BOS and other empty pieces, as in the token strip
+    s = s.replace(/\n/g, '\u21b5').replace(/\t/g, '\u2192').replace(/ /g, '\u00b7');
+    return s.length > 10 ? s.slice(0, 9) + '\u2026' : s;
+  }
+
+  // The heatmap; with labels, the tokens along both axes (queries down the
+  // left, keys across the top), every step-th one where cells are small.
+  function draw(canvas, M, cell, hover, labels) {
+    const pad = labels ? 90 : 0;
+    canvas.width = pad + T * cell; canvas.height = pad + T * cell;
+    canvas.dataset.pad = pad;
     const g = canvas.getContext('2d');
     g.fillStyle = '#fff'; g.fillRect(0, 0, canvas.width, canvas.height);
+    if (labels) {
+      const font = Math.max(8, Math.min(12, cell - 1)), step = Math.max(1, Math.ceil((font + 1) / cell));
+      g.font = font + 'px monospace'; g.fillStyle = '#333'; g.textBaseline = 'middle';
+      for (let i = 0; i < T; i += step) {
+        g.fillStyle = i === hover ? '#c25400' : '#333';
+        g.textAlign = 'right';
+        g.fillText(label(D.tokens[i]), pad - 4, pad + i * cell + cell / 2);
+        g.save(); g.translate(pad + i * cell + cell / 2, pad - 4); g.rotate(-Math.PI / 2);
+        g.textAlign = 'left'; g.fillText(label(D.tokens[i]), 0, 0); g.restore();
+      }
+      g.fillStyle = '#777'; g.font = '10px sans-serif'; g.textAlign = 'left';
+      g.fillText('query \u2193  key \u2192', 2, 8);
+    }
+    g.translate(pad, pad);
     for (let i = 0; i < T; i++) {
       for (let j = 0; j <= i; j++) {
         const p = Math.sqrt(M[i][j]);  // sqrt: small probabilities stay visible
@@ -208,7 +233,7 @@ const char* kScript = R"JS(
     const M = matrix(state.layer, state.head);
     const main = document.getElementById('heatmap');
     const cell = Math.max(4, Math.min(24, Math.floor(640 / Math.max(T, 1))));
-    draw(main, M, cell, state.hover);
+    draw(main, M, cell, state.hover, true);
     main.dataset.cell = cell;
     document.getElementById('title').textContent =
       'layer ' + state.layer + ', ' + (state.head === 'avg' ? 'average over heads' : 'head ' + state.head);
@@ -241,8 +266,8 @@ const char* kScript = R"JS(
   });
   const main = document.getElementById('heatmap');
   main.addEventListener('mousemove', function (e) {
-    const cell = Number(main.dataset.cell), r = main.getBoundingClientRect();
-    const i = Math.floor((e.clientY - r.top) / cell), j = Math.floor((e.clientX - r.left) / cell);
+    const cell = Number(main.dataset.cell), pad = Number(main.dataset.pad), r = main.getBoundingClientRect();
+    const i = Math.floor((e.clientY - r.top - pad) / cell), j = Math.floor((e.clientX - r.left - pad) / cell);
     if (i < 0 || i >= T || j < 0 || j >= T) return;
     const M = matrix(state.layer, state.head);
     document.getElementById('tip').textContent =
@@ -252,7 +277,7 @@ const char* kScript = R"JS(
   // Thumbnails of every captured head: spot previous-token, BOS and diagonal heads.
   document.querySelectorAll('figure').forEach(function (f) {
     const layer = Number(f.dataset.layer), head = f.dataset.head === 'avg' ? 'avg' : Number(f.dataset.head);
-    draw(f.querySelector('canvas'), matrix(layer, head), Math.max(1, Math.floor(96 / Math.max(T, 1))), -1);
+    draw(f.querySelector('canvas'), matrix(layer, head), Math.max(1, Math.floor(96 / Math.max(T, 1))), -1, false);
     f.addEventListener('click', function () {
       state.layer = layer; state.head = head; layerSel.value = String(layer); headSel.value = String(head); render();
     });
@@ -271,8 +296,9 @@ std::string attention_html(const AttentionRun& run) {
   os << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>qkv attention: "
      << html_escape(run.model_path) << "</title>\n<style>" << kStyle << "</style>\n</head>\n<body>\n";
   os << "<h1>Attention in " << html_escape(run.model_path) << "</h1>\n";
-  os << "<p>softmax(QK<sup>T</sup> / sqrt(" << m.head_dim << ")) V, causal: each row is a token, each column a token it "
-        "can see. Prompt: <b>" << html_escape(run.prompt) << "</b> (" << run.n_prompt << " tokens, then "
+  os << "<p>Attention probabilities softmax(QK<sup>T</sup> / sqrt(" << m.head_dim << ")), the weights each token "
+        "gives the values V (causal): each row is a query token, each column a key token it can see, and each row "
+        "sums to 1. Prompt: <b>" << html_escape(run.prompt) << "</b> (" << run.n_prompt << " tokens, then "
      << run.token_ids.size() - size_t(run.n_prompt) << " generated, dashed).</p>\n";
 
   // Model card.

@@ -15,10 +15,11 @@ namespace qkv::cli {
 namespace {
 
 const char* kHelp =
-    "usage: qkv attention -m MODEL [-z TOKENIZER] -p PROMPT [-n N] [--layers L] [--heads H] -o REPORT.html\n"
+    "usage: qkv attention -m MODEL [-z TOKENIZER] (-p PROMPT | -f FILE) [-n N] [--layers L] [--heads H] -o REPORT.html\n"
     "                     [--json FILE] [-t T]\n"
     "\n"
     "  -p PROMPT      the text to look at (BOS is added)\n"
+    "  -f FILE        the text to look at, read from FILE\n"
     "  -n N           tokens to generate after it, greedily (default 0)\n"
     "  --layers L     layers to capture: all (default) or a list like 0,2,4\n"
     "  --heads H      query heads to capture: all (default) or a list\n"
@@ -57,7 +58,7 @@ void write_text(const std::string& path, const std::string& text) {
 }  // namespace
 
 int cmd_attention(int argc, char** argv) {
-  std::string model_path, tokenizer, prompt, out, json, layers_arg = "all", heads_arg = "all";
+  std::string model_path, tokenizer, prompt, prompt_file, out, json, layers_arg = "all", heads_arg = "all";
   bool have_prompt = false;
   int n_gen = 0, threads = 0;
   try {
@@ -68,6 +69,7 @@ int cmd_attention(int argc, char** argv) {
       else if (f == "-m" || f == "--model") model_path = a.value();
       else if (f == "-z" || f == "--tokenizer") tokenizer = a.value();
       else if (f == "-p" || f == "--prompt") { prompt = a.value(); have_prompt = true; }
+      else if (f == "-f" || f == "--file") prompt_file = a.value();
       else if (f == "-n" || f == "--n-predict") n_gen = int(parse_int(f, a.value(), 0, 4096));
       else if (f == "--layers") layers_arg = a.value();
       else if (f == "--heads") heads_arg = a.value();
@@ -77,13 +79,22 @@ int cmd_attention(int argc, char** argv) {
       else throw UsageError("unknown option '" + f + "' (see qkv attention --help)");
     }
     if (model_path.empty()) throw UsageError("-m MODEL is required");
-    if (!have_prompt) throw UsageError("-p PROMPT is required");
+    if (have_prompt && !prompt_file.empty()) throw UsageError("give -p PROMPT or -f FILE, not both");
+    if (!have_prompt && prompt_file.empty()) throw UsageError("-p PROMPT (or -f FILE) is required");
     if (out.empty() && json.empty()) throw UsageError("-o REPORT.html (or --json FILE) is required");
   } catch (const UsageError& e) {
     std::fprintf(stderr, "qkv attention: %s\n", e.what());
     return 2;
   }
 
+  if (!prompt_file.empty()) {
+    try {
+      prompt = read_text_file("-f", prompt_file, size_t(1) << 20);
+    } catch (const FileError& e) {  // like an unreadable model: exit 1
+      std::fprintf(stderr, "qkv attention: %s\n", e.what());
+      return 1;
+    }
+  }
   try {
     const auto model = Model::load(model_path, LoadOptions{tokenizer});
     AttentionRun run;
