@@ -116,7 +116,10 @@ TEST(Cli, DefinedBehaviourAtTheEdges) {
 
 TEST(Cli, HelpAndUsage) {
   EXPECT_EQ(run("generate --help").code, 0);
-  EXPECT_EQ(run("--help").code, 0);
+  const Result help = run("--help");
+  EXPECT_EQ(help.code, 0);
+  // The quantize line lists the types qkv quantize really takes.
+  EXPECT_NE(help.out.find("write a GGUF in another type: " + quantize_type_names() + " ("), std::string::npos) << help.out;
   EXPECT_EQ(run("").code, 2);
   EXPECT_EQ(run("frobnicate").code, 2);
 }

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <string>
 
+#include <qkv/qkv.hpp>
+
 namespace qkv::cli {
 int cmd_generate(int argc, char** argv);
 int cmd_profile(int argc, char** argv);
@@ -17,7 +19,8 @@ int cmd_info(int argc, char** argv);
 namespace {
 
 void usage(FILE* out) {
-  std::fputs(
+  const std::string types = qkv::quantize_type_names();  // "f32, f16, ..."
+  std::fprintf(out,
       "usage: qkv <command> [options]\n"
       "\n"
       "commands:\n"
@@ -26,14 +29,14 @@ void usage(FILE* out) {
       "  attention  what every token attends to, as an HTML report (qkv attention --help)\n"
       "  bench      prompt and generation tokens/s, like llama-bench (qkv bench --help)\n"
       "  synth      write a random-weight model of a real shape (qkv synth --help)\n"
-      "  quantize   write a GGUF in another type: f32 f16 q8_0 q4_0 q4_k q5_k q6_k q4_k_m (qkv quantize --help)\n"
+      "  quantize   write a GGUF in another type: %s (qkv quantize --help)\n"
       "  perplexity llama.cpp's perplexity of a model on a text (qkv perplexity --help)\n"
       "  info       a weights file's metadata, vocabulary and tensors, like gguf-dump (qkv info --help)\n"
       "\n"
       "environment:\n"
       "  QKV_MODELS_DIR  where default models are found (default ../shared/models)\n"
       "  QKV_ISA         force the kernels' instruction set: scalar, sse2, avx2, avx512\n",
-      out);
+      types.c_str());
 }
 
 }  // namespace
