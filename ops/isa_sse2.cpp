@@ -25,6 +25,14 @@ QuantProducts q5_K_products() { return q5_K_products_ref(); }
 QuantProducts q6_K_products() { return q6_K_products_ref(); }
 void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n) { quantize_q8_0_ref(x, blocks, sums, n); }
 void quantize_q8_K(const float* x, void* blocks, size_t n) { quantize_q8_K_ref(x, blocks, n); }
+void quantize_q8_1(const float* x, void* blocks, size_t n) { quantize_q8_1_ref(x, blocks, n); }
+QuantProducts q4_1_products() { return q4_1_products_ref(); }
+QuantProducts q5_0_products() { return q5_0_products_ref(); }
+QuantProducts q5_1_products() { return q5_1_products_ref(); }
+QuantProducts iq4_nl_products() { return iq4_nl_products_ref(); }
+QuantProducts q2_K_products() { return q2_K_products_ref(); }
+QuantProducts q3_K_products() { return q3_K_products_ref(); }
+QuantProducts iq4_xs_products() { return iq4_xs_products_ref(); }
 
 }  // namespace qkv::ops::isa_sse2
 

@@ -103,12 +103,17 @@ struct Kernels {
   // K-quants; xq: M rows of n / block values blocks): integer dot products
   // per block, scaled and summed in f32.
   QuantProducts q8_0, q4_0, q4_K, q5_K, q6_K;
+  // Q4_1 / Q5_1 take Q8_1 activations, Q5_0 / IQ4_NL Q8_0, Q2_K / Q3_K /
+  // IQ4_XS Q8_K.
+  QuantProducts q4_1, q5_0, q5_1, iq4_nl, q2_K, q3_K, iq4_xs;
 
   // x (n, a multiple of 32) quantized to Q8_0 activation blocks (ops/quant.h,
   // quantize_row_q8_0_act: the same bytes on every ISA) and their Q8Sum.
   void (*quantize_q8_0)(const float* x, void* blocks, Q8Sum* sums, size_t n);
   // x (n, a multiple of 256) quantized to Q8_K blocks (quantize_row_q8_K's bytes).
   void (*quantize_q8_K)(const float* x, void* blocks, size_t n);
+  // x (n, a multiple of 32) quantized to Q8_1 blocks (quantize_row_q8_1_act's bytes).
+  void (*quantize_q8_1)(const float* x, void* blocks, size_t n);
 
   // Machine probe: `iters` rounds of 12 independent multiply-add chains on
   // whole vectors; returns the number of floating-point operations done.

@@ -27,6 +27,52 @@ struct BlockQ4_0 {
 };
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block is 18 bytes");
 
+// Activations for the _1 types' products, as llama.cpp's Q8_1: Q8_0's
+// quants and scale, plus s = d * sum(qs) (both f16) for the weights' offsets.
+struct BlockQ8_1 {
+  static constexpr int kValues = 32;
+  uint16_t d, s;
+  int8_t qs[32];
+};
+static_assert(sizeof(BlockQ8_1) == 36, "Q8_1 block is 36 bytes");
+
+// Q4_1: x[j] = lo4(qs[j]) * d + m, x[j + 16] = hi4(qs[j]) * d + m.
+struct BlockQ4_1 {
+  static constexpr int kValues = 32;
+  using Act = BlockQ8_1;
+  uint16_t d, m;  // f16
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ4_1) == 20, "Q4_1 block is 20 bytes");
+// Q5_0: as Q4_0 with a fifth bit (bit j of qh for value j): x = (q - 16) * d.
+struct BlockQ5_0 {
+  static constexpr int kValues = 32;
+  using Act = BlockQ8_0;
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block is 22 bytes");
+// Q5_1: as Q4_1 with a fifth bit: x = q * d + m.
+struct BlockQ5_1 {
+  static constexpr int kValues = 32;
+  using Act = BlockQ8_1;
+  uint16_t d, m;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block is 24 bytes");
+// IQ4_NL: 16 non-uniform levels, x = d * kIq4nlValues[nibble], nibbles laid
+// out as Q4_0's.
+extern const int8_t kIq4nlValues[16];
+struct BlockIQ4_NL {
+  static constexpr int kValues = 32;
+  using Act = BlockQ8_0;
+  uint16_t d;
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockIQ4_NL) == 18, "IQ4_NL block is 18 bytes");
+
 // K-quants: super-blocks of 256 values in 8 (or 16) sub-blocks with their
 // own 6-bit (Q4_K, Q5_K) or 8-bit (Q6_K) scales.
 constexpr int kQK_K = 256;
@@ -70,6 +116,48 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block is 210 bytes");
 
+// Q2_K: 16 sub-blocks of 16, x = d * (sc & 15) * q - dmin * (sc >> 4), q in
+// 0..3: 4 values per byte, 128 values per 32 bytes (shift 2j for values
+// 32j .. 32j + 31 of each 128).
+struct BlockQ2_K {
+  static constexpr int kValues = kQK_K;
+  using Act = BlockQ8_K;
+  uint8_t scales[kQK_K / 16];  // 4-bit scale (low), 4-bit min (high)
+  uint8_t qs[kQK_K / 4];
+  uint16_t d, dmin;
+};
+static_assert(sizeof(BlockQ2_K) == 84, "Q2_K block is 84 bytes");
+// Q3_K: 16 sub-blocks of 16, x = d * (sc - 32) * (q - 4), q = 2 low bits as
+// Q2_K's plus a high bit (value i: bit i / 32 of hmask[i % 32]); 6-bit
+// scales packed in 12 bytes.
+struct BlockQ3_K {
+  static constexpr int kValues = kQK_K;
+  using Act = BlockQ8_K;
+  uint8_t hmask[kQK_K / 8];
+  uint8_t qs[kQK_K / 4];
+  uint8_t scales[12];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ3_K) == 110, "Q3_K block is 110 bytes");
+// IQ4_XS: IQ4_NL's levels in 8 sub-blocks of 32 with 6-bit scales:
+// x = d * (ls - 32) * kIq4nlValues[nibble]; each sub-block's 16 bytes hold
+// its first 16 values in the low nibbles.
+struct BlockIQ4_XS {
+  static constexpr int kValues = kQK_K;
+  using Act = BlockQ8_K;
+  uint16_t d;
+  uint16_t scales_h;              // 2 high bits of each sub-block's scale
+  uint8_t scales_l[kQK_K / 64];   // 4 low bits, two sub-blocks per byte
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockIQ4_XS) == 136, "IQ4_XS block is 136 bytes");
+// Sub-block ib's 6-bit scale (before the -32).
+inline int iq4_xs_scale(const BlockIQ4_XS& b, int ib) {
+  return ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) | (((b.scales_h >> (2 * ib)) & 3) << 4);
+}
+// Q3_K's 16 scales (after the -32) unpacked from their 12 bytes.
+void q3_K_scales(const uint8_t* packed, int8_t* out);
+
 // n must be a multiple of the block size.
 void dequantize_row_q4_K(const BlockQ4_K* x, float* y, size_t n);
 void dequantize_row_q5_K(const BlockQ5_K* x, float* y, size_t n);
@@ -90,6 +178,22 @@ void quantize_row_q8_0_act(const float* x, BlockQ8_0* y, size_t n);
 void dequantize_row_q8_0(const BlockQ8_0* x, float* y, size_t n);
 void quantize_row_q4_0(const float* x, BlockQ4_0* y, size_t n);
 void dequantize_row_q4_0(const BlockQ4_0* x, float* y, size_t n);
+void quantize_row_q4_1(const float* x, BlockQ4_1* y, size_t n);
+void dequantize_row_q4_1(const BlockQ4_1* x, float* y, size_t n);
+void quantize_row_q5_0(const float* x, BlockQ5_0* y, size_t n);
+void dequantize_row_q5_0(const BlockQ5_0* x, float* y, size_t n);
+void quantize_row_q5_1(const float* x, BlockQ5_1* y, size_t n);
+void dequantize_row_q5_1(const BlockQ5_1* x, float* y, size_t n);
+void dequantize_row_iq4_nl(const BlockIQ4_NL* x, float* y, size_t n);
+void dequantize_row_q2_K(const BlockQ2_K* x, float* y, size_t n);
+void dequantize_row_q3_K(const BlockQ3_K* x, float* y, size_t n);
+void dequantize_row_iq4_xs(const BlockIQ4_XS* x, float* y, size_t n);
+void quantize_row_q2_K(const float* x, BlockQ2_K* y, size_t n);
+void quantize_row_q3_K(const float* x, BlockQ3_K* y, size_t n);
+// Activations for the _1 types, as llama.cpp's x86 quantize_row_q8_1: the
+// quants of quantize_row_q8_0_act, s = f16(d * sum) with d = max|x| / 127.
+void quantize_row_q8_1_act(const float* x, BlockQ8_1* y, size_t n);
+void dequantize_row_q8_1(const BlockQ8_1* x, float* y, size_t n);
 
 // Row-interleaved layout of Q8_0 / Q4_0 matrices, for products that keep 8
 // rows' sums in the 8 lanes of one register. Per group of 8 rows and block
@@ -127,6 +231,7 @@ void q8_0_sums(const BlockQ8_0* x, Q8Sum* out, size_t nb);
 // Both: Kernels::quantize_q8_0 of the scalar reference.
 void quantize_q8_0_ref(const float* x, void* blocks, Q8Sum* sums, size_t n);
 void quantize_q8_K_ref(const float* x, void* blocks, size_t n);  // quantize_row_q8_K
+void quantize_q8_1_ref(const float* x, void* blocks, size_t n);  // quantize_row_q8_1_act
 
 // Scalar quantized products (the reference, and the baseline ISA's kernels).
 QuantProducts q8_0_products_ref();
@@ -134,5 +239,12 @@ QuantProducts q4_0_products_ref();
 QuantProducts q4_K_products_ref();
 QuantProducts q5_K_products_ref();
 QuantProducts q6_K_products_ref();
+QuantProducts q4_1_products_ref();
+QuantProducts q5_0_products_ref();
+QuantProducts q5_1_products_ref();
+QuantProducts iq4_nl_products_ref();
+QuantProducts q2_K_products_ref();
+QuantProducts q3_K_products_ref();
+QuantProducts iq4_xs_products_ref();
 
 }  // namespace qkv::ops

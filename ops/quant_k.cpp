@@ -10,21 +10,10 @@
 
 #include "ops/ops.h"
 #include "ops/quant.h"
+#include "ops/quant_fit.h"
 
 namespace qkv::ops {
 namespace {
-
-// Round to nearest, ties to even, for |v| < 2^22, without libm: adding
-// 1.5 * 2^23 leaves the integer in the low mantissa bits. GGML's
-// quantizers round this way.
-inline int nearest_int(float v) {
-  const float shifted = v + 12582912.0f;
-  int32_t bits;
-  std::memcpy(&bits, &shifted, 4);
-  return (bits & 0x007fffff) - 0x00400000;
-}
-
-inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 // Sub-block j's 6-bit scale and min from the 12 packed bytes: j < 4 in the
 // low 6 bits of bytes j and j + 4; j >= 4 in the nibbles of byte j + 4 with
@@ -67,11 +56,12 @@ inline int q6_K_value(const BlockQ6_K& b, int i) {
   return lo | (((qh[l] >> (2 * quarter)) & 3) << 4);
 }
 
-// Fits x ~ scale * L + min (L in 0..nmax, min <= 0) minimising the weighted
-// error: start from the range, then try nstep + 1 scales around it and keep
-// the best least-squares fit. Returns the scale; *neg_min = -min.
+}  // namespace
+
+// As GGML's make_qkx2_quants: each error term is w * (diff^2) (or w * |diff|),
+// in that order, so the comparisons between candidate fits round as there.
 float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, float rmin,
-                    float rdelta, int nstep) {
+                    float rdelta, int nstep, bool mad) {
   float min = x[0], max = x[0], sum_w = w[0], sum_x = w[0] * x[0];
   for (int i = 1; i < n; ++i) {
     min = x[i] < min ? x[i] : min;
@@ -89,7 +79,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
   for (int i = 0; i < n; ++i) {
     L[i] = uint8_t(clamp_int(nearest_int(iscale * (x[i] - min)), 0, nmax));
     const float diff = scale * L[i] + min - x[i];
-    best_error += w[i] * diff * diff;
+    best_error += w[i] * (mad ? std::fabs(diff) : diff * diff);
   }
   uint8_t trial[32];
   for (int is = 0; is <= nstep; ++is) {
@@ -113,7 +103,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
       float error = 0;
       for (int i = 0; i < n; ++i) {
         const float diff = this_scale * trial[i] + this_min - x[i];
-        error += w[i] * diff * diff;
+        error += w[i] * (mad ? std::fabs(diff) : diff * diff);
       }
       if (error < best_error) {
         for (int i = 0; i < n; ++i) L[i] = trial[i];
@@ -126,6 +116,8 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
   *neg_min = -min;
   return scale;
 }
+
+namespace {
 
 // Q4_K and Q5_K share everything but the number of levels (nmax 15 or 31)
 // and the search: per sub-block a weighted (scale, min) fit, then the 8
@@ -141,7 +133,7 @@ void quantize_superblock_k4(const float* x, int nmax, float rmin, int nstep, uin
     for (int l = 0; l < 32; ++l) sum_x2 += xs[l] * xs[l];
     const float av_x = std::sqrt(sum_x2 / 32);
     for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xs[l]);
-    scales[j] = fit_scale_min(32, nmax, xs, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
+    scales[j] = fit_scale_min(32, nmax, xs, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false);
     max_scale = scales[j] > max_scale ? scales[j] : max_scale;
     max_min = mins[j] > max_min ? mins[j] : max_min;
   }

@@ -145,6 +145,8 @@ void quantize_q8_K(const float* x, void* blocks, size_t n) {
   }
 }
 
+void quantize_q8_1(const float* x, void* blocks, size_t n) { quantize_q8_1_ref(x, blocks, n); }
+
 QuantProducts q8_0_products() {
   return {qmatvec<BlockQ8_0>, qmatmul<BlockQ8_0>, x8_matvec<BlockQ8_0x8>, x8_matmul<BlockQ8_0x8>};
 }
@@ -153,6 +155,13 @@ QuantProducts q4_0_products() {
 }
 QuantProducts q4_K_products() { return {qmatvec<BlockQ4_K>, qmatmul<BlockQ4_K>, x8_q4_K_matvec, x8_q4_K_matmul}; }
 QuantProducts q5_K_products() { return quant_products<BlockQ5_K>(); }
+QuantProducts q4_1_products() { return q4_1_products_ref(); }
+QuantProducts q5_0_products() { return q5_0_products_ref(); }
+QuantProducts q5_1_products() { return q5_1_products_ref(); }
+QuantProducts iq4_nl_products() { return iq4_nl_products_ref(); }
+QuantProducts q2_K_products() { return q2_K_products_ref(); }
+QuantProducts q3_K_products() { return q3_K_products_ref(); }
+QuantProducts iq4_xs_products() { return iq4_xs_products_ref(); }
 QuantProducts q6_K_products() { return quant_products<BlockQ6_K>(); }
 
 }  // namespace qkv::ops::QKV_ISA_NS

@@ -254,6 +254,14 @@ const Kernels& reference_kernels() {
     t.q6_K = q6_K_products_ref();
     t.quantize_q8_0 = quantize_q8_0_ref;
     t.quantize_q8_K = quantize_q8_K_ref;
+    t.q4_1 = q4_1_products_ref();
+    t.q5_0 = q5_0_products_ref();
+    t.q5_1 = q5_1_products_ref();
+    t.iq4_nl = iq4_nl_products_ref();
+    t.q2_K = q2_K_products_ref();
+    t.q3_K = q3_K_products_ref();
+    t.iq4_xs = iq4_xs_products_ref();
+    t.quantize_q8_1 = quantize_q8_1_ref;
     t.fma_peak = fma_peak_ref;
     return t;
   }();

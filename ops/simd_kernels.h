@@ -335,6 +335,14 @@ QuantProducts q5_K_products();
 QuantProducts q6_K_products();
 void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n);
 void quantize_q8_K(const float* x, void* blocks, size_t n);
+void quantize_q8_1(const float* x, void* blocks, size_t n);
+QuantProducts q4_1_products();
+QuantProducts q5_0_products();
+QuantProducts q5_1_products();
+QuantProducts iq4_nl_products();
+QuantProducts q2_K_products();
+QuantProducts q3_K_products();
+QuantProducts iq4_xs_products();
 
 inline const Kernels& table(const char* name) {
   static const Kernels k = [name] {
@@ -362,6 +370,14 @@ inline const Kernels& table(const char* name) {
     t.q6_K = q6_K_products();
     t.quantize_q8_0 = quantize_q8_0;
     t.quantize_q8_K = quantize_q8_K;
+    t.quantize_q8_1 = quantize_q8_1;
+    t.q4_1 = q4_1_products();
+    t.q5_0 = q5_0_products();
+    t.q5_1 = q5_1_products();
+    t.iq4_nl = iq4_nl_products();
+    t.q2_K = q2_K_products();
+    t.q3_K = q3_K_products();
+    t.iq4_xs = iq4_xs_products();
     t.fma_peak = fma_peak;
     return t;
   }();

@@ -63,8 +63,10 @@ int64_t scales_nonfinite(const void* data, size_t n) {
   const Block* b = static_cast<const Block*>(data);
   for (size_t i = 0; i < n / size_t(Block::kValues); ++i) {
     if (f16_nonfinite(b[i].d)) return int64_t(i);
-    if constexpr (std::is_same_v<Block, BlockQ4_K> || std::is_same_v<Block, BlockQ5_K>)
+    if constexpr (std::is_same_v<Block, BlockQ4_K> || std::is_same_v<Block, BlockQ5_K> || std::is_same_v<Block, BlockQ2_K>)
       if (f16_nonfinite(b[i].dmin)) return int64_t(i);
+    if constexpr (std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>)
+      if (f16_nonfinite(b[i].m)) return int64_t(i);
   }
   return -1;
 }
@@ -98,13 +100,27 @@ const TypeInfo kTypes[] = {
     {Type::Q6_K, "Q6_K", kQK_K, sizeof(BlockQ6_K), Compute::Integer, Activation::Q8_K, &Kernels::q6_K,
      to_float<BlockQ6_K, dequantize_row_q6_K>, from_float<BlockQ6_K, quantize_row_q6_K>, 0, nullptr, 18,
      scales_nonfinite<BlockQ6_K>},
+    {Type::Q4_1, "Q4_1", 32, sizeof(BlockQ4_1), Compute::Integer, Activation::Q8_1, &Kernels::q4_1,
+     to_float<BlockQ4_1, dequantize_row_q4_1>, from_float<BlockQ4_1, quantize_row_q4_1>, 0, nullptr, 3,
+     scales_nonfinite<BlockQ4_1>},
+    {Type::Q5_0, "Q5_0", 32, sizeof(BlockQ5_0), Compute::Integer, Activation::Q8_0, &Kernels::q5_0,
+     to_float<BlockQ5_0, dequantize_row_q5_0>, from_float<BlockQ5_0, quantize_row_q5_0>, 0, nullptr, 8,
+     scales_nonfinite<BlockQ5_0>},
+    {Type::Q5_1, "Q5_1", 32, sizeof(BlockQ5_1), Compute::Integer, Activation::Q8_1, &Kernels::q5_1,
+     to_float<BlockQ5_1, dequantize_row_q5_1>, from_float<BlockQ5_1, quantize_row_q5_1>, 0, nullptr, 9,
+     scales_nonfinite<BlockQ5_1>},
+    {Type::IQ4_NL, "IQ4_NL", 32, sizeof(BlockIQ4_NL), Compute::Integer, Activation::Q8_0, &Kernels::iq4_nl,
+     to_float<BlockIQ4_NL, dequantize_row_iq4_nl>, nullptr, 0, nullptr, 25, scales_nonfinite<BlockIQ4_NL>},
+    {Type::Q2_K, "Q2_K", kQK_K, sizeof(BlockQ2_K), Compute::Integer, Activation::Q8_K, &Kernels::q2_K,
+     to_float<BlockQ2_K, dequantize_row_q2_K>, from_float<BlockQ2_K, quantize_row_q2_K>, 0, nullptr, 10,
+     scales_nonfinite<BlockQ2_K>},
+    {Type::Q3_K, "Q3_K", kQK_K, sizeof(BlockQ3_K), Compute::Integer, Activation::Q8_K, &Kernels::q3_K,
+     to_float<BlockQ3_K, dequantize_row_q3_K>, from_float<BlockQ3_K, quantize_row_q3_K>, 0, nullptr, 11,
+     scales_nonfinite<BlockQ3_K>},
+    {Type::IQ4_XS, "IQ4_XS", kQK_K, sizeof(BlockIQ4_XS), Compute::Integer, Activation::Q8_K, &Kernels::iq4_xs,
+     to_float<BlockIQ4_XS, dequantize_row_iq4_xs>, nullptr, 0, nullptr, 30, scales_nonfinite<BlockIQ4_XS>},
     // Sized only: GGUF files holding them are read, their tensors not computed with.
-    sized(Type::Q4_1, "Q4_1", 32, 20),
-    sized(Type::Q5_0, "Q5_0", 32, 22),
-    sized(Type::Q5_1, "Q5_1", 32, 24),
     sized(Type::Q8_1, "Q8_1", 32, 36),
-    sized(Type::Q2_K, "Q2_K", 256, 84),
-    sized(Type::Q3_K, "Q3_K", 256, 110),
     sized(Type::Q8_K, "Q8_K", 256, 292),
     sized(Type::I8, "I8", 1, 1),
     sized(Type::I16, "I16", 1, 2),
@@ -120,10 +136,8 @@ const char* other_name(uint32_t id) {
     case Type::IQ2_XS: return "IQ2_XS";
     case Type::IQ3_XXS: return "IQ3_XXS";
     case Type::IQ1_S: return "IQ1_S";
-    case Type::IQ4_NL: return "IQ4_NL";
     case Type::IQ3_S: return "IQ3_S";
     case Type::IQ2_S: return "IQ2_S";
-    case Type::IQ4_XS: return "IQ4_XS";
     case Type::IQ1_M: return "IQ1_M";
     default: return id == 4 ? "Q4_2" : id == 5 ? "Q4_3" : "unknown";
   }

@@ -33,7 +33,7 @@ enum class Compute : uint8_t {
 };
 
 // The blocks the activations are quantized to for an integer product.
-enum class Activation : uint8_t { None, Q8_0, Q8_K };
+enum class Activation : uint8_t { None, Q8_0, Q8_1, Q8_K };
 
 struct TypeInfo {
   Type type;

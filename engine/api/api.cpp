@@ -112,6 +112,7 @@ struct Session::Impl {
   std::unique_ptr<AttentionCapture> capture;  // null: off
   std::vector<uint8_t> qscratch;             // activations quantized to Q8_0 blocks
   std::vector<uint8_t> kscratch;             // activations quantized to Q8_K blocks
+  std::vector<uint8_t> q1scratch;            // activations quantized to Q8_1 blocks
   int widest = 0;                            // widest matmul input
   std::vector<float> logits;  // (vocab) or (n, vocab) after an all-logits eval
   int n_logits = 0;           // rows in `logits`; 0: none since the session was made or reset
@@ -167,10 +168,12 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.widest = std::max({c.dim, c.hidden_dim, c.q_dim()});
   const size_t qbytes = size_t(s.n_batch) * size_t(s.widest / ops::kQK8_0 + 1) * (sizeof(ops::BlockQ8_0) + sizeof(ops::Q8Sum)) + 64;
   const size_t kbytes = size_t(s.n_batch) * size_t(s.widest / ops::kQK_K + 1) * sizeof(ops::BlockQ8_K);
-  allocating("logits and quantization scratch", double(qbytes + kbytes) + 4.0 * s.vocab, [&] {
+  const size_t q1bytes = size_t(s.n_batch) * size_t(s.widest / 32 + 1) * sizeof(ops::BlockQ8_1);
+  allocating("logits and quantization scratch", double(qbytes + kbytes + q1bytes) + 4.0 * s.vocab, [&] {
     s.logits.assign(size_t(s.vocab), 0.0f);
     s.qscratch.assign(qbytes, 0);
     s.kscratch.assign(kbytes, 0);
+    s.q1scratch.assign(q1bytes, 0);
   });
 }
 
@@ -210,7 +213,8 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
     const int threads = m > 1 ? s.n_threads_batch : s.n_threads;
     const ExecContext ctx{*s.pool,           *s.kernels,         threads,
                           s.prof.get(),      s.capture.get(),    s.qscratch.data(),
-                          s.qscratch.size(), s.kscratch.data(),  s.kscratch.size()};
+                          s.qscratch.size(), s.kscratch.data(),  s.kscratch.size(),
+                          s.q1scratch.data(), s.q1scratch.size()};
     float* out = all_logits ? s.logits.data() + size_t(done) * size_t(s.vocab) : s.logits.data();
     if (s.prof->on()) {
       const Phase phase = m > 1 ? Phase::Prompt : Phase::Generation;

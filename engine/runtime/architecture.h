@@ -46,6 +46,8 @@ struct ExecContext {
   size_t qscratch_bytes = 0;
   void* kscratch = nullptr;
   size_t kscratch_bytes = 0;
+  void* q1scratch = nullptr;  // as many Q8_1 blocks as Q8_0 ones
+  size_t q1scratch_bytes = 0;
 };
 
 class Architecture {

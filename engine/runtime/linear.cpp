@@ -31,7 +31,7 @@ void quantize_rows_into(const ExecContext& ctx, int M, size_t n, const Fn& quant
 QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weights, size_t n_weights, const float* x,
                               int M, int layer) {
   const Tensor* first = nullptr;
-  bool want_q8_0 = false, want_q8_K = false;
+  bool want_q8_0 = false, want_q8_1 = false, want_q8_K = false;
   for (size_t i = 0; i < n_weights; ++i) {
     const Tensor* w = weights[i];
     const ops::Activation act = w->info().activation;
@@ -39,7 +39,7 @@ QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weigh
     if (first && first->row_len() != w->row_len())
       throw Error(cat("tensors ", first->name, " and ", w->name, " do not take the same input"), Errc::Internal);
     first = first ? first : w;
-    (act == ops::Activation::Q8_K ? want_q8_K : want_q8_0) = true;
+    (act == ops::Activation::Q8_K ? want_q8_K : act == ops::Activation::Q8_1 ? want_q8_1 : want_q8_0) = true;
   }
   QuantizedInput out;
   if (!first) return out;
@@ -57,6 +57,14 @@ QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weigh
     quantize_rows_into(ctx, M, n, [&](size_t m) { ctx.k.quantize_q8_0(x + m * n, q + m * per_row, sums + m * per_row, n); });
     out.q8_0 = q;
     out.q8_0_sums = sums;
+  }
+  if (want_q8_1) {
+    if (size_t(M) * (n / 32) * sizeof(ops::BlockQ8_1) > ctx.q1scratch_bytes)
+      throw Error(cat("tensor ", first->name, ": quantization scratch too small"), Errc::Internal);
+    auto* q = static_cast<ops::BlockQ8_1*>(ctx.q1scratch);
+    const size_t per_row = n / 32;
+    quantize_rows_into(ctx, M, n, [&](size_t m) { ctx.k.quantize_q8_1(x + m * n, q + m * per_row, n); });
+    out.q8_1 = q;
   }
   if (want_q8_K) {
     if (size_t(M) * (n / ops::kQK_K) * sizeof(ops::BlockQ8_K) > ctx.kscratch_bytes)
@@ -96,7 +104,7 @@ Product prepare(const ops::Kernels& k, const Tensor& w, float* y, const Quantize
     throw Error(cat("tensor ", w.name, ": ", w.info().name, " must be converted at load"), Errc::Internal);
   p.qp = quant_products(k, w);
   if (p.qp) {
-    p.xw = w.info().activation == ops::Activation::Q8_K ? xq->q8_K : xq->q8_0;
+    p.xw = xq->blocks_for(w.info().activation);
     p.sums = xq->q8_0_sums;
     if (!p.xw) throw Error(cat("tensor ", w.name, ": its input was not quantized"), Errc::Internal);
   }
@@ -142,8 +150,7 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
   // Integer products need x quantized to the blocks w takes; done here unless the caller did.
   QuantizedInput own;
   if (quant_products(ctx.k, w)) {
-    const bool kq = w.info().activation == ops::Activation::Q8_K;
-    if (!xq || !(kq ? xq->q8_K : xq->q8_0)) {
+    if (!xq || !xq->blocks_for(w.info().activation)) {
       own = quantize_input(ctx, {&w}, x, M, layer);
       xq = &own;
     }

@@ -18,7 +18,11 @@ namespace qkv {
 struct QuantizedInput {
   const void* q8_0 = nullptr;
   const ops::Q8Sum* q8_0_sums = nullptr;  // per Q8_0 block, for the row-interleaved products
+  const void* q8_1 = nullptr;             // Q8_1 blocks, for Q4_1 / Q5_1 weights (in ctx.q1scratch)
   const void* q8_K = nullptr;
+  const void* blocks_for(ops::Activation a) const {
+    return a == ops::Activation::Q8_K ? q8_K : a == ops::Activation::Q8_1 ? q8_1 : q8_0;
+  }
 };
 
 // Quantizes x once for every linear() over it with one of `weights`.

@@ -1,0 +1,208 @@
+// The 32-value block types besides Q8_0/Q4_0: Q4_1, Q5_0, Q5_1 (GGML's
+// reference quantizers and dequantizers, the same arithmetic) and IQ4_NL
+// (dequantizer; its quantizer is in quant_iq4.cpp), the Q8_1 activations the
+// _1 types take, and their scalar integer products.
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
+#include "ops/ops.h"
+#include "ops/quant.h"
+#include "ops/quant_ref.h"
+
+namespace qkv::ops {
+
+const int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+namespace {
+
+// The smallest and largest of a block's 32 values.
+void min_max(const float* x, float* min, float* max) {
+  *min = FLT_MAX;
+  *max = -FLT_MAX;
+  for (int j = 0; j < 32; ++j) {
+    *min = x[j] < *min ? x[j] : *min;
+    *max = x[j] > *max ? x[j] : *max;
+  }
+}
+
+// The value of largest magnitude, with its sign (the first such).
+float signed_absmax(const float* x) {
+  float amax = 0.0f, max = 0.0f;
+  for (int j = 0; j < 32; ++j)
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  return max;
+}
+
+// The fifth bits of a 32-value block: bit j of qh is value j's.
+inline int bit5(const uint8_t* qh, int j) { return (qh[j / 8] >> (j % 8)) & 1; }
+
+}  // namespace
+
+void quantize_row_q4_1(const float* x, BlockQ4_1* y, size_t n) {
+  for (size_t b = 0; b < n / 32; ++b, x += 32) {
+    float min, max;
+    min_max(x, &min, &max);
+    const float d = (max - min) / 15.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[b].d = f32_to_f16(d);
+    y[b].m = f32_to_f16(min);
+    for (int j = 0; j < 16; ++j) {
+      const int8_t lo = int8_t((x[j] - min) * id + 0.5f), hi = int8_t((x[j + 16] - min) * id + 0.5f);
+      y[b].qs[j] = uint8_t((lo < 15 ? lo : 15) | ((hi < 15 ? hi : 15) << 4));
+    }
+  }
+}
+
+void dequantize_row_q4_1(const BlockQ4_1* x, float* y, size_t n) {
+  for (size_t b = 0; b < n / 32; ++b, y += 32) {
+    const float d = f16_to_f32(x[b].d), m = f16_to_f32(x[b].m);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = float(x[b].qs[j] & 0x0f) * d + m;
+      y[j + 16] = float(x[b].qs[j] >> 4) * d + m;
+    }
+  }
+}
+
+void quantize_row_q5_0(const float* x, BlockQ5_0* y, size_t n) {
+  for (size_t b = 0; b < n / 32; ++b, x += 32) {
+    const float d = signed_absmax(x) / -16.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[b].d = f32_to_f16(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      const int8_t l0 = int8_t(x[j] * id + 16.5f), l1 = int8_t(x[j + 16] * id + 16.5f);
+      const uint8_t q0 = uint8_t(l0 < 31 ? l0 : 31), q1 = uint8_t(l1 < 31 ? l1 : 31);
+      y[b].qs[j] = uint8_t((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+      qh |= uint32_t(q0 >> 4) << j;
+      qh |= uint32_t(q1 >> 4) << (j + 16);
+    }
+    std::memcpy(y[b].qh, &qh, 4);
+  }
+}
+
+void dequantize_row_q5_0(const BlockQ5_0* x, float* y, size_t n) {
+  for (size_t b = 0; b < n / 32; ++b, y += 32) {
+    const float d = f16_to_f32(x[b].d);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = float(((x[b].qs[j] & 0x0f) | (bit5(x[b].qh, j) << 4)) - 16) * d;
+      y[j + 16] = float(((x[b].qs[j] >> 4) | (bit5(x[b].qh, j + 16) << 4)) - 16) * d;
+    }
+  }
+}
+
+void quantize_row_q5_1(const float* x, BlockQ5_1* y, size_t n) {
+  for (size_t b = 0; b < n / 32; ++b, x += 32) {
+    float min, max;
+    min_max(x, &min, &max);
+    const float d = (max - min) / 31.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[b].d = f32_to_f16(d);
+    y[b].m = f32_to_f16(min);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      const uint8_t q0 = uint8_t((x[j] - min) * id + 0.5f), q1 = uint8_t((x[j + 16] - min) * id + 0.5f);
+      y[b].qs[j] = uint8_t((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+      qh |= uint32_t((q0 & 0x10) >> 4) << j;
+      qh |= uint32_t((q1 & 0x10) >> 4) << (j + 16);
+    }
+    std::memcpy(y[b].qh, &qh, 4);
+  }
+}
+
+void dequantize_row_q5_1(const BlockQ5_1* x, float* y, size_t n) {
+  for (size_t b = 0; b < n / 32; ++b, y += 32) {
+    const float d = f16_to_f32(x[b].d), m = f16_to_f32(x[b].m);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = float((x[b].qs[j] & 0x0f) | (bit5(x[b].qh, j) << 4)) * d + m;
+      y[j + 16] = float((x[b].qs[j] >> 4) | (bit5(x[b].qh, j + 16) << 4)) * d + m;
+    }
+  }
+}
+
+void dequantize_row_iq4_nl(const BlockIQ4_NL* x, float* y, size_t n) {
+  for (size_t b = 0; b < n / 32; ++b, y += 32) {
+    const float d = f16_to_f32(x[b].d);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = d * float(kIq4nlValues[x[b].qs[j] & 0x0f]);
+      y[j + 16] = d * float(kIq4nlValues[x[b].qs[j] >> 4]);
+    }
+  }
+}
+
+void quantize_row_q8_1_act(const float* x, BlockQ8_1* y, size_t n) {
+  BlockQ8_0 q;
+  for (size_t b = 0; b < n / 32; ++b, x += 32) {
+    quantize_row_q8_0_act(x, &q, 32);
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) sum += q.qs[j];
+    y[b].d = q.d;
+    y[b].s = f32_to_f16(amax / 127.0f * float(sum));
+    std::memcpy(y[b].qs, q.qs, 32);
+  }
+}
+
+void dequantize_row_q8_1(const BlockQ8_1* x, float* y, size_t n) {
+  for (size_t b = 0; b < n / 32; ++b)
+    for (int j = 0; j < 32; ++j) y[b * 32 + j] = float(x[b].qs[j]) * f16_to_f32(x[b].d);
+}
+
+void quantize_q8_1_ref(const float* x, void* blocks, size_t n) {
+  quantize_row_q8_1_act(x, static_cast<BlockQ8_1*>(blocks), n);
+}
+
+}  // namespace qkv::ops
+
+// ---------------------------------------------------------------- products
+
+namespace qkv::ops::quant_ref {
+
+// Each block's integer sum is exact; the scales and the offset term round.
+inline void qacc_add(QAcc& a, const BlockQ4_1& w, const BlockQ8_1& x) {
+  int sumi = 0;
+  for (int j = 0; j < 16; ++j) sumi += (w.qs[j] & 0x0f) * x.qs[j] + (w.qs[j] >> 4) * x.qs[j + 16];
+  a.s += f16_to_f32(w.d) * f16_to_f32(x.d) * float(sumi) + f16_to_f32(w.m) * f16_to_f32(x.s);
+}
+
+inline int q5_level(const uint8_t* qs, const uint8_t* qh, int j) {
+  const int lo = j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4;
+  return lo | (((qh[j / 8] >> (j % 8)) & 1) << 4);
+}
+
+inline void qacc_add(QAcc& a, const BlockQ5_0& w, const BlockQ8_0& x) {
+  int sumi = 0;
+  for (int j = 0; j < 32; ++j) sumi += (q5_level(w.qs, w.qh, j) - 16) * x.qs[j];
+  a.s += f16_to_f32(w.d) * f16_to_f32(x.d) * float(sumi);
+}
+
+inline void qacc_add(QAcc& a, const BlockQ5_1& w, const BlockQ8_1& x) {
+  int sumi = 0;
+  for (int j = 0; j < 32; ++j) sumi += q5_level(w.qs, w.qh, j) * x.qs[j];
+  a.s += f16_to_f32(w.d) * f16_to_f32(x.d) * float(sumi) + f16_to_f32(w.m) * f16_to_f32(x.s);
+}
+
+inline void qacc_add(QAcc& a, const BlockIQ4_NL& w, const BlockQ8_0& x) {
+  int sumi = 0;
+  for (int j = 0; j < 16; ++j)
+    sumi += kIq4nlValues[w.qs[j] & 0x0f] * x.qs[j] + kIq4nlValues[w.qs[j] >> 4] * x.qs[j + 16];
+  a.s += f16_to_f32(w.d) * f16_to_f32(x.d) * float(sumi);
+}
+
+}  // namespace qkv::ops::quant_ref
+
+#define QKV_ISA_NS quant_ref
+#include "ops/quant_dot.h"
+
+namespace qkv::ops {
+
+QuantProducts q4_1_products_ref() { return quant_ref::quant_products<BlockQ4_1>(); }
+QuantProducts q5_0_products_ref() { return quant_ref::quant_products<BlockQ5_0>(); }
+QuantProducts q5_1_products_ref() { return quant_ref::quant_products<BlockQ5_1>(); }
+QuantProducts iq4_nl_products_ref() { return quant_ref::quant_products<BlockIQ4_NL>(); }
+
+}  // namespace qkv::ops
