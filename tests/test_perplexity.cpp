@@ -17,34 +17,11 @@
 namespace qkv {
 namespace {
 
-struct PplRef {
-  std::string model;
-  double ppl = 0, err = 0;
-  std::vector<double> chunks;
-};
-
-std::vector<PplRef> load_perplexity_refs() {
-  std::ifstream f(test::reference_path("perplexity.txt"));
-  std::vector<PplRef> refs;
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("model: ", 0) == 0) {
-      refs.push_back({});
-      refs.back().model = line.substr(7);
-    } else if (line.rfind("ppl: ", 0) == 0) {
-      std::sscanf(line.c_str(), "ppl: %lf +/- %lf", &refs.back().ppl, &refs.back().err);
-    } else if (line.rfind("chunks: ", 0) == 0) {
-      refs.back().chunks = test::parse_list<double>(line.substr(8));
-    }
-  }
-  return refs;
-}
-
 TEST(Perplexity, MatchesLlamaCppChunkByChunk) {
-  const std::vector<PplRef> refs = load_perplexity_refs();
+  const std::vector<test::PplRef> refs = test::load_perplexity_refs("perplexity.txt");
   ASSERT_EQ(refs.size(), 5u);
   const std::string text = test::read_file(test::reference_path("perplexity-text.txt"));
-  for (const PplRef& ref : refs) {
+  for (const test::PplRef& ref : refs) {
     const auto model = Model::load(test::model_path(ref.model));
     const PerplexityResult r = perplexity(*model, text, 128, 128, 2);
     ASSERT_EQ(r.running.size(), ref.chunks.size()) << ref.model;

@@ -136,6 +136,60 @@ template <> struct QType<ops::BlockQ6_K> {
   static ops::QuantProducts products(const ops::Kernels& k) { return k.q6_K; }
   static void tame(ops::BlockQ6_K& b, float d) { b.d = ops::f32_to_f16(d / 64); }
 };
+template <> struct QType<ops::BlockQ4_1> {
+  static constexpr const char* name = "q4_1";
+  static void quantize(const float* x, ops::BlockQ4_1* y, size_t n) { ops::quantize_row_q4_1(x, y, n); }
+  static void dequantize(const ops::BlockQ4_1* x, float* y, size_t n) { ops::dequantize_row_q4_1(x, y, n); }
+  static ops::QuantProducts products(const ops::Kernels& k) { return k.q4_1; }
+  static void tame(ops::BlockQ4_1& b, float d) { b.d = ops::f32_to_f16(d), b.m = ops::f32_to_f16(-7.5f * d); }
+};
+template <> struct QType<ops::BlockQ5_0> {
+  static constexpr const char* name = "q5_0";
+  static void quantize(const float* x, ops::BlockQ5_0* y, size_t n) { ops::quantize_row_q5_0(x, y, n); }
+  static void dequantize(const ops::BlockQ5_0* x, float* y, size_t n) { ops::dequantize_row_q5_0(x, y, n); }
+  static ops::QuantProducts products(const ops::Kernels& k) { return k.q5_0; }
+  static void tame(ops::BlockQ5_0& b, float d) { b.d = ops::f32_to_f16(d / 2); }
+};
+template <> struct QType<ops::BlockQ5_1> {
+  static constexpr const char* name = "q5_1";
+  static void quantize(const float* x, ops::BlockQ5_1* y, size_t n) { ops::quantize_row_q5_1(x, y, n); }
+  static void dequantize(const ops::BlockQ5_1* x, float* y, size_t n) { ops::dequantize_row_q5_1(x, y, n); }
+  static ops::QuantProducts products(const ops::Kernels& k) { return k.q5_1; }
+  static void tame(ops::BlockQ5_1& b, float d) { b.d = ops::f32_to_f16(d / 2), b.m = ops::f32_to_f16(-7.5f * d); }
+};
+template <> struct QType<ops::BlockIQ4_NL> {
+  static constexpr const char* name = "iq4_nl";
+  static constexpr bool kRawOnly = true;  // no quantizer here yet: random blocks only
+  static void quantize(const float*, ops::BlockIQ4_NL*, size_t) {}
+  static void dequantize(const ops::BlockIQ4_NL* x, float* y, size_t n) { ops::dequantize_row_iq4_nl(x, y, n); }
+  static ops::QuantProducts products(const ops::Kernels& k) { return k.iq4_nl; }
+  static void tame(ops::BlockIQ4_NL& b, float d) { b.d = ops::f32_to_f16(d / 16); }
+};
+template <> struct QType<ops::BlockQ2_K> {
+  static constexpr const char* name = "q2_K";
+  static void quantize(const float* x, ops::BlockQ2_K* y, size_t n) { ops::quantize_row_q2_K(x, y, n); }
+  static void dequantize(const ops::BlockQ2_K* x, float* y, size_t n) { ops::dequantize_row_q2_K(x, y, n); }
+  static ops::QuantProducts products(const ops::Kernels& k) { return k.q2_K; }
+  static void tame(ops::BlockQ2_K& b, float d) { b.d = b.dmin = ops::f32_to_f16(d / 8); }
+};
+template <> struct QType<ops::BlockQ3_K> {
+  static constexpr const char* name = "q3_K";
+  static void quantize(const float* x, ops::BlockQ3_K* y, size_t n) { ops::quantize_row_q3_K(x, y, n); }
+  static void dequantize(const ops::BlockQ3_K* x, float* y, size_t n) { ops::dequantize_row_q3_K(x, y, n); }
+  static ops::QuantProducts products(const ops::Kernels& k) { return k.q3_K; }
+  static void tame(ops::BlockQ3_K& b, float d) { b.d = ops::f32_to_f16(d / 32); }
+};
+template <> struct QType<ops::BlockIQ4_XS> {
+  static constexpr const char* name = "iq4_xs";
+  static constexpr bool kRawOnly = true;
+  static void quantize(const float*, ops::BlockIQ4_XS*, size_t) {}
+  static void dequantize(const ops::BlockIQ4_XS* x, float* y, size_t n) { ops::dequantize_row_iq4_xs(x, y, n); }
+  static ops::QuantProducts products(const ops::Kernels& k) { return k.iq4_xs; }
+  static void tame(ops::BlockIQ4_XS& b, float d) { b.d = ops::f32_to_f16(d / 512); }
+};
+template <> struct QType<ops::BlockQ8_1> {
+  static void dequantize(const ops::BlockQ8_1* x, float* y, size_t n) { ops::dequantize_row_q8_1(x, y, n); }
+};
 template <> struct QType<ops::BlockQ8_K> {
   static void quantize(const float* x, ops::BlockQ8_K* y, size_t n) { ops::quantize_row_q8_K(x, y, n); }
   static void dequantize(const ops::BlockQ8_K* x, float* y, size_t n) { ops::dequantize_row_q8_K(x, y, n); }
@@ -153,6 +207,7 @@ std::vector<Act> quantize_activations(const std::vector<float>& x, size_t n) {
   std::vector<Act> q(x.size() / Act::kValues);
   for (size_t m = 0; m < x.size() / n; ++m) {
     if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::quantize_row_q8_0_act(x.data() + m * n, q.data() + m * n / 32, n);
+    else if constexpr (std::is_same<Act, ops::BlockQ8_1>::value) ops::quantize_row_q8_1_act(x.data() + m * n, q.data() + m * n / 32, n);
     else ops::quantize_row_q8_K(x.data() + m * n, q.data() + m * n / ops::kQK_K, n);
   }
   return q;
@@ -182,11 +237,19 @@ class QuantKernels : public ::testing::TestWithParam<const ops::Kernels*> {};
 // Every product equals the f64 product of the dequantized operands up to f32
 // rounding: the integer sums are exact, only the scaling and summing of
 // blocks rounds.
+template <class T, class = void>
+struct RawOnly : std::false_type {};
+template <class T>
+struct RawOnly<T, std::void_t<decltype(T::kRawOnly)>> : std::true_type {};
+
 template <class Block>
 void check_products(const ops::Kernels& k, std::initializer_list<size_t> widths) {
   using Act = typename Block::Act;
   const ops::QuantProducts p = QType<Block>::products(k);
+  ASSERT_NE(p.matvec, nullptr);
+  ASSERT_NE(p.matmul, nullptr);
   for (bool raw : {false, true}) {
+    if (!raw && RawOnly<QType<Block>>::value) continue;
     for (size_t n : widths) {
       for (size_t rows : {size_t(1), size_t(5), size_t(17)}) {
         const auto w = make_weights<Block>(rows, n, raw, uint32_t(7 + n + rows));
@@ -203,6 +266,17 @@ void check_products(const ops::Kernels& k, std::initializer_list<size_t> widths)
               for (size_t i = 0; i < n; ++i) {
                 want += double(wd[r * n + i]) * double(xd[m * n + i]);
                 mag += std::fabs(double(wd[r * n + i]) * double(xd[m * n + i]));
+              }
+              if constexpr (std::is_same<Act, ops::BlockQ8_1>::value) {
+                // The offset term takes the activation block's stored sum
+                // s = f16(d * sum(q)), as llama.cpp's Q8_1 does, not the exact sum.
+                const size_t nb = n / 32;
+                for (size_t b = 0; b < nb; ++b) {
+                  const ops::BlockQ8_1& xb = xq[m * nb + b];
+                  double exact = 0;
+                  for (int j = 0; j < 32; ++j) exact += double(xd[m * n + 32 * b + size_t(j)]);
+                  want += double(ops::f16_to_f32(w[r * nb + b].m)) * (double(ops::f16_to_f32(xb.s)) - exact);
+                }
               }
               ASSERT_NEAR(y[m * rows + r], want, 2e-6 * mag + 1e-6)
                   << k.isa << " " << QType<Block>::name << (raw ? " raw" : "") << " n=" << n << " rows=" << rows
@@ -260,6 +334,13 @@ TEST_P(QuantKernels, Q4_KRowInterleavedProductsEqualThePlainOnes) {
 TEST_P(QuantKernels, Q4_KProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ4_K>(*GetParam(), {256, 768}); }
 TEST_P(QuantKernels, Q5_KProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ5_K>(*GetParam(), {256, 768}); }
 TEST_P(QuantKernels, Q6_KProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ6_K>(*GetParam(), {256, 768}); }
+TEST_P(QuantKernels, Q4_1ProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ4_1>(*GetParam(), {32, 96, 288, 768}); }
+TEST_P(QuantKernels, Q5_0ProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ5_0>(*GetParam(), {32, 96, 288, 768}); }
+TEST_P(QuantKernels, Q5_1ProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ5_1>(*GetParam(), {32, 96, 288, 768}); }
+TEST_P(QuantKernels, IQ4_NLProductsEqualTheDequantizedF32Product) { check_products<ops::BlockIQ4_NL>(*GetParam(), {32, 96, 288, 768}); }
+TEST_P(QuantKernels, Q2_KProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ2_K>(*GetParam(), {256, 768}); }
+TEST_P(QuantKernels, Q3_KProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ3_K>(*GetParam(), {256, 768}); }
+TEST_P(QuantKernels, IQ4_XSProductsEqualTheDequantizedF32Product) { check_products<ops::BlockIQ4_XS>(*GetParam(), {256, 768}); }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, QuantKernels, ::testing::ValuesIn(available_kernels()),
                          [](const auto& info) { return std::string(info.param->isa); });
@@ -272,40 +353,14 @@ INSTANTIATE_TEST_SUITE_P(AllIsas, QuantKernels, ::testing::ValuesIn(available_ke
 // well past 32 tokens. With our default f32 cache, near-ties break the other
 // way sooner: then every one of its tokens must still be our top token or
 // within a small logit margin of it (teacher-forced along its ids).
-// Our greedy ids; at the first token where they part from llama.cpp's,
-// *margin receives our top logit minus the logit of llama.cpp's token.
-std::vector<int> greedy_run(const std::shared_ptr<const Model>& model, const test::ReferenceCase& c, bool kv_f16,
-                            float* margin = nullptr) {
-  SessionOptions so;
-  so.kv_f16 = kv_f16;
-  Session s(model, so);
-  Sampler greedy(model->info().vocab_size, test::greedy_params());
-  std::vector<int> ids;
-  s.eval(c.prompt_ids);
-  for (size_t i = 0; i < c.generated_ids.size(); ++i) {
-    const int t = greedy.sample(s.logits());
-    if (margin && t != c.generated_ids[i] && ids.size() == i && std::equal(ids.begin(), ids.end(), c.generated_ids.begin()))
-      *margin = s.logits()[t] - s.logits()[c.generated_ids[i]];
-    ids.push_back(t);
-    s.eval(&t, 1);
-  }
-  return ids;
-}
-
-size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b) {
-  size_t n = 0;
-  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
-  return n;
-}
-
 TEST(QuantReference, FollowsLlamaCpp) {
   for (const char* file : {"tinyllama-v0-q8_0-once.txt", "tinyllama-v0-q4_0-once.txt"}) {
     const test::ReferenceCase c = test::load_case(file);
     const auto model = Model::load(test::model_path(c.model));
     const int V = model->info().vocab_size;
     float margin = 0.0f;
-    const size_t with_f16 = common_prefix(greedy_run(model, c, true, &margin), c.generated_ids);
-    const size_t with_f32 = common_prefix(greedy_run(model, c, false), c.generated_ids);
+    const size_t with_f16 = test::common_prefix(test::greedy_run(model, c, true, &margin), c.generated_ids);
+    const size_t with_f32 = test::common_prefix(test::greedy_run(model, c, false), c.generated_ids);
     std::printf("%s: greedy ids identical for %zu of %zu tokens with an f16 KV cache, %zu with f32\n", file, with_f16,
                 c.generated_ids.size(), with_f32);
     if (with_f16 < c.generated_ids.size())
@@ -416,7 +471,7 @@ void check_round_trip(double max_rel_rms, double max_err_of_amax) {
       auto x = randn(n, 11, scale);
       for (float& v : x) v += offset * scale;
       std::fill(x.begin() + 256, x.begin() + 512, 0.0f);  // one all-zero super-block
-      std::vector<Block> q(n / 256);
+      std::vector<Block> q(n / Block::kValues);
       QType<Block>::quantize(x.data(), q.data(), n);
       const auto y = dequant_rows(q, n);
       double se = 0, sx = 0;
@@ -439,6 +494,11 @@ TEST(QuantK, RoundTripErrorBounds) {
   check_round_trip<ops::BlockQ4_K>(0.08, 0.09);
   check_round_trip<ops::BlockQ5_K>(0.04, 0.045);
   check_round_trip<ops::BlockQ6_K>(0.02, 0.02);
+  check_round_trip<ops::BlockQ2_K>(0.40, 0.40);
+  check_round_trip<ops::BlockQ3_K>(0.20, 0.20);
+  check_round_trip<ops::BlockQ4_1>(0.08, 0.09);
+  check_round_trip<ops::BlockQ5_0>(0.045, 0.065);  // the side opposite the largest value reaches 15 of 16 steps
+  check_round_trip<ops::BlockQ5_1>(0.04, 0.045);
 }
 
 // Q8_K activations by hand: d = max / -127 carries the sign of the value of

@@ -140,4 +140,54 @@ inline ReferenceCase load_case(const std::string& name) {
   return c;
 }
 
+struct PplRef {
+  std::string model;
+  double ppl = 0, err = 0;
+  std::vector<double> chunks;
+};
+
+// The llama-perplexity figures of a reference file (perplexity.txt and its kin).
+inline std::vector<PplRef> load_perplexity_refs(const std::string& name) {
+  std::ifstream f(reference_path(name));
+  std::vector<PplRef> refs;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("model: ", 0) == 0) {
+      refs.push_back({});
+      refs.back().model = line.substr(7);
+    } else if (line.rfind("ppl: ", 0) == 0) {
+      std::sscanf(line.c_str(), "ppl: %lf +/- %lf", &refs.back().ppl, &refs.back().err);
+    } else if (line.rfind("chunks: ", 0) == 0) {
+      refs.back().chunks = parse_list<double>(line.substr(8));
+    }
+  }
+  return refs;
+}
+
+// Our greedy ids; at the first token where they part from llama.cpp's,
+// *margin receives our top logit minus the logit of llama.cpp's token.
+inline std::vector<int> greedy_run(const std::shared_ptr<const Model>& model, const ReferenceCase& c, bool kv_f16,
+                            float* margin = nullptr) {
+  SessionOptions so;
+  so.kv_f16 = kv_f16;
+  Session s(model, so);
+  Sampler greedy(model->info().vocab_size, greedy_params());
+  std::vector<int> ids;
+  s.eval(c.prompt_ids);
+  for (size_t i = 0; i < c.generated_ids.size(); ++i) {
+    const int t = greedy.sample(s.logits());
+    if (margin && t != c.generated_ids[i] && ids.size() == i && std::equal(ids.begin(), ids.end(), c.generated_ids.begin()))
+      *margin = s.logits()[t] - s.logits()[c.generated_ids[i]];
+    ids.push_back(t);
+    s.eval(&t, 1);
+  }
+  return ids;
+}
+
+inline size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b) {
+  size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
 }  // namespace qkv::test
