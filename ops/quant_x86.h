@@ -17,15 +17,17 @@
 
 namespace qkv::ops::QKV_ISA_NS {
 
+// v: the scaled block sums, in 8 lanes; m: the _1 types' offset terms.
 struct QAcc {
   __m256 v;
+  float m;
 };
-inline QAcc qacc_zero() { return QAcc{_mm256_setzero_ps()}; }
+inline QAcc qacc_zero() { return QAcc{_mm256_setzero_ps(), 0.0f}; }
 
 inline float qacc_sum(const QAcc& a) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
   const __m128 s2 = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) + a.m;
 }
 
 // acc += dw * dx * sum(w * x) over one block of 32 signed bytes each. The
@@ -60,6 +62,8 @@ inline void qacc_add(QAcc& a, const BlockQ4_0& w, const BlockQ8_0& x) {
 }  // namespace qkv::ops::QKV_ISA_NS
 
 #include "ops/quant_x86_k.h"
+#include "ops/quant_x86_small.h"
+#include "ops/quant_x86_k23.h"
 #include "ops/quant_dot.h"
 #include "ops/quant_x86_x8.h"
 
@@ -155,13 +159,13 @@ QuantProducts q4_0_products() {
 }
 QuantProducts q4_K_products() { return {qmatvec<BlockQ4_K>, qmatmul<BlockQ4_K>, x8_q4_K_matvec, x8_q4_K_matmul}; }
 QuantProducts q5_K_products() { return quant_products<BlockQ5_K>(); }
-QuantProducts q4_1_products() { return q4_1_products_ref(); }
-QuantProducts q5_0_products() { return q5_0_products_ref(); }
-QuantProducts q5_1_products() { return q5_1_products_ref(); }
-QuantProducts iq4_nl_products() { return iq4_nl_products_ref(); }
-QuantProducts q2_K_products() { return q2_K_products_ref(); }
-QuantProducts q3_K_products() { return q3_K_products_ref(); }
-QuantProducts iq4_xs_products() { return iq4_xs_products_ref(); }
+QuantProducts q4_1_products() { return quant_products<BlockQ4_1>(); }
+QuantProducts q5_0_products() { return quant_products<BlockQ5_0>(); }
+QuantProducts q5_1_products() { return quant_products<BlockQ5_1>(); }
+QuantProducts iq4_nl_products() { return quant_products<BlockIQ4_NL>(); }
+QuantProducts q2_K_products() { return quant_products<BlockQ2_K>(); }
+QuantProducts q3_K_products() { return quant_products<BlockQ3_K>(); }
+QuantProducts iq4_xs_products() { return quant_products<BlockIQ4_XS>(); }
 QuantProducts q6_K_products() { return quant_products<BlockQ6_K>(); }
 
 }  // namespace qkv::ops::QKV_ISA_NS

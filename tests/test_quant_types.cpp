@@ -81,14 +81,19 @@ TEST(QuantTypes, PerplexityMatchesLlamaCppOnEveryFile) {
   const std::string text = test::read_file(test::reference_path("perplexity-text.txt"));
   for (const test::PplRef& ref : refs) {
     const auto model = Model::load(test::model_path(ref.model));
-    const PerplexityResult r = perplexity(*model, text, 128, 128, 2, nullptr, 0, true);  // llama.cpp's f16 cache
-    ASSERT_EQ(r.running.size(), ref.chunks.size()) << ref.model;
+#ifdef QKV_UNDER_ASAN
+    const int chunks = 3;  // the sanitizer run checks the arithmetic, not the whole text
+#else
+    const int chunks = 0;
+#endif
+    const PerplexityResult r = perplexity(*model, text, 128, 128, 2, nullptr, chunks, true);  // llama.cpp's f16 cache
+    ASSERT_EQ(r.running.size(), chunks ? size_t(chunks) : ref.chunks.size()) << ref.model;
     double worst = 0;
     for (size_t i = 0; i < r.running.size(); ++i) worst = std::max(worst, std::fabs(r.running[i] / ref.chunks[i] - 1.0));
     // The final figure within 0.5%; single chunks of these tiny models move
     // more (a last-bit difference in an activation flips a quantized level).
     EXPECT_LE(worst, 0.01) << ref.model;
-    EXPECT_LE(std::fabs(r.ppl / ref.ppl - 1.0), 0.005) << ref.model << ": " << r.ppl << " vs " << ref.ppl;
+    if (!chunks) EXPECT_LE(std::fabs(r.ppl / ref.ppl - 1.0), 0.005) << ref.model << ": " << r.ppl << " vs " << ref.ppl;
     std::printf("%-32s PPL %9.4f (llama.cpp %9.4f), worst chunk %.3f%%\n", ref.model.c_str(), r.ppl, ref.ppl,
                 100 * worst);
   }
