@@ -35,6 +35,15 @@ void f16_from_float(const float* src, void* dst, size_t n) {
 void bf16_to_float(const void* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
 }
+// As GGML's fp32 -> bf16: round to nearest even; a NaN stays a (quiet) NaN.
+void bf16_from_float(const float* src, void* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &src[i], 4);
+    static_cast<uint16_t*>(dst)[i] =
+        (u & 0x7fffffffu) > 0x7f800000u ? uint16_t((u >> 16) | 64) : uint16_t((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
+  }
+}
 
 // f16 NaN and infinities have every exponent bit set.
 inline bool f16_nonfinite(uint16_t h) { return (h & 0x7c00) == 0x7c00; }
@@ -83,7 +92,7 @@ const TypeInfo kTypes[] = {
      f32_nonfinite},
     {Type::F16, "F16", 1, 2, Compute::F16, Activation::None, nullptr, f16_to_float, f16_from_float, 0, nullptr, 1,
      f16_nonfinite_n},
-    {Type::BF16, "BF16", 1, 2, Compute::WidenF32, Activation::None, nullptr, bf16_to_float, nullptr, 0, nullptr, 32,
+    {Type::BF16, "BF16", 1, 2, Compute::WidenF32, Activation::None, nullptr, bf16_to_float, bf16_from_float, 0, nullptr, 32,
      bf16_nonfinite},
     {Type::Q8_0, "Q8_0", kQK8_0, sizeof(BlockQ8_0), Compute::Integer, Activation::Q8_0, &Kernels::q8_0,
      to_float<BlockQ8_0, dequantize_row_q8_0>, from_float<BlockQ8_0, quantize_row_q8_0>, sizeof(BlockQ8_0x8),

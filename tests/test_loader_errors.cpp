@@ -112,21 +112,21 @@ TEST(LoaderErrors, BlocksStraddlingRowsAreRefused) {
 }
 
 TEST(LoaderErrors, UnsupportedTensorTypesAreRefusedByName) {
-  // A Q5_0 matrix (32 values in 22 bytes a block) of the right byte size.
+  // A Q8_1 matrix (32 values in 36 bytes a block: an activation type) of the right byte size.
   const GgufFile src(model_path("stories260K.gguf"));
   test::GgufWriter w(3);
   w.copy_metadata(src);
   for (const GgufTensorInfo& ti : src.tensors()) {
     const Tensor t = src.tensor(ti);
     if (ti.name == "output.weight") {
-      const std::vector<uint8_t> blocks(22 * 2 * 512, 0);  // 2 blocks a row, 512 rows
-      w.tensor(ti.name, 6, {64, 512}, blocks.data(), blocks.size());
+      const std::vector<uint8_t> blocks(36 * 2 * 512, 0);  // 2 blocks a row, 512 rows
+      w.tensor(ti.name, 9, {64, 512}, blocks.data(), blocks.size());
     } else {
       w.tensor(ti.name, ti.ggml_type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.n_bytes());
     }
   }
   TempFile f(w.bytes(), ".gguf");
-  expect_load_error(f.path(), {"output.weight", "Q5_0", "cannot compute with"});
+  expect_load_error(f.path(), {"output.weight", "Q8_1", "cannot compute with"});
 }
 
 TEST(LoaderErrors, UnsupportedTokenizerModelIsNamed) {

@@ -142,8 +142,8 @@ TEST(Quantize, KQuantFallsBackWhereRowsDoNotFit) {
   }
   std::ifstream f(log);
   const std::string said((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  EXPECT_NE(said.find("blk.0.attn_q.weight has rows of 64 values, not a multiple of 256: written as Q8_0"), std::string::npos) << said;
-  EXPECT_NE(said.find("blk.0.ffn_down.weight has rows of 172 values, not a multiple of 256: written as F16"), std::string::npos) << said;
+  EXPECT_NE(said.find("blk.0.attn_q.weight: rows of 64 values are not a multiple of 256 (Q6_K): written as Q8_0"), std::string::npos) << said;
+  EXPECT_NE(said.find("blk.0.ffn_down.weight: rows of 172 values are not a multiple of 256 (Q6_K): written as F16"), std::string::npos) << said;
   // And it still tells the story.
   const auto model = Model::load(out);
   Session s(model, SessionOptions{});
@@ -195,9 +195,9 @@ TEST(Quantize, KQuantModelsRunEndToEnd) {
     uint32_t ggml_type;
     double vs_dequantized, vs_original;
   };
-  for (const Want& w : {Want{"q4_k", 12, 0.03, 0.3}, Want{"q5_k", 13, 0.03, 0.15}, Want{"q6_k", 14, 0.03, 0.07}}) {
+  for (const Want& w : {Want{"q4_k_s", 12, 0.03, 0.3}, Want{"q5_k_s", 13, 0.03, 0.15}, Want{"q6_k", 14, 0.03, 0.07}}) {
     const std::string q = base + "-" + w.type + ".gguf", dq = base + "-" + w.type + "-f32.gguf";
-    run_cli(std::string("quantize -m ") + base + ".gguf --type " + w.type + " -o " + q);
+    run_cli(std::string("quantize -m ") + base + ".gguf --type " + w.type + " --pure -o " + q);  // every matrix in the type
     run_cli("quantize -m " + q + " --type f32 -o " + dq);
     {
       const GgufFile g(q);

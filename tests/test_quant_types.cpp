@@ -4,6 +4,9 @@
 // perplexity and greedy ids on its files.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -11,6 +14,7 @@
 #include <sstream>
 
 #include "engine/api/qkv.hpp"
+#include "engine/format/gguf.h"
 #include "engine/format/weight_file.h"
 #include "ops/types.h"
 #include "sha256.h"
@@ -71,6 +75,52 @@ TEST(QuantTypes, QuantizersMatchLlamaQuantizeTensorByTensor) {
     EXPECT_GT(checked[type], 0) << type << ": no tensor of this type was checked";
     std::printf("%-5s %3d tensors, %d differ\n", type, checked[type], differ[type]);
   }
+}
+
+// `qkv quantize SOURCE OUT PRESET` for every file llama-quantize made (kept
+// or not): every tensor in the type llama-quantize chose and with its bytes,
+// and the tensors in its order.
+TEST(QuantTypes, PresetsMatchLlamaQuantizeTensorByTensor) {
+  std::map<std::string, std::vector<Digest>> files;
+  for (const Digest& d : load_digests()) files[d.file].push_back(d);
+  int presets = 0, whole = 0;
+  for (const auto& [file, digests] : files) {
+    if (file.find("f32") != std::string::npos) continue;
+    const std::string preset = file.substr(file.rfind('-') + 1, file.size() - file.rfind('-') - 6);  // "Q4_K_M"
+    if (preset.rfind("IQ4", 0) == 0) continue;  // no IQ4 quantizer yet
+    const std::string src = file.rfind("kq256", 0) == 0 ? test::model_path("quant/kq256-f32.gguf")
+                                                         : test::model_path("tinyllama-v0-f32.gguf");
+    const std::string out = "/tmp/qkv-preset-" + std::to_string(::getpid()) + "-" + file;
+    ::unlink(out.c_str());
+    quantize_model(src, out, QuantizeParams(preset));
+    ++presets;
+    const GgufFile g(out);
+    ASSERT_EQ(g.tensors().size(), digests.size()) << file;
+    for (size_t i = 0; i < digests.size(); ++i) {
+      const Digest& d = digests[i];
+      const GgufTensorInfo& ti = g.tensors()[i];
+      EXPECT_EQ(ti.name, d.tensor) << file << ": tensor " << i << " out of llama-quantize's order";
+      const GgufTensorInfo* t = g.find_tensor(d.tensor);
+      ASSERT_NE(t, nullptr) << file << " " << d.tensor;
+      std::string type = ops::type_name(t->ggml_type);
+      for (char& c : type) c = char(std::tolower(static_cast<unsigned char>(c)));
+      std::string want = d.type;
+      for (char& c : want) c = char(std::tolower(static_cast<unsigned char>(c)));
+      EXPECT_EQ(type, want) << file << " " << d.tensor;
+      const Tensor raw = g.tensor(*t);  // the bytes as stored (a loaded model would widen BF16)
+      EXPECT_EQ(test::sha256_hex(raw.data, t->n_bytes), d.sha) << file << " " << d.tensor << " (" << d.type << ")";
+    }
+    // Where llama-quantize's file is kept, the whole file is the same: its
+    // metadata order, alignment and padding too.
+    const std::string theirs = test::model_path("quant/" + file);
+    if (::access(theirs.c_str(), R_OK) == 0) {
+      ++whole;
+      EXPECT_TRUE(test::read_file(out) == test::read_file(theirs)) << file << ": the file differs from llama-quantize's";
+    }
+    ::unlink(out.c_str());
+  }
+  EXPECT_EQ(presets, 21);
+  EXPECT_EQ(whole, 10);
 }
 
 // llama-perplexity on every llama-quantize file (tinyllama-v0 in each

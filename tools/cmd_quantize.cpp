@@ -11,16 +11,18 @@ namespace qkv::cli {
 namespace {
 
 const char* kHelp =
-    "usage: qkv quantize -m INPUT [-z TOKENIZER] --type f32|f16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m -o OUTPUT.gguf\n"
-    "       qkv quantize [options] INPUT OUTPUT TYPE [NTHREADS]      (llama-quantize's form; TYPE in any case)\n"
+    "usage: qkv quantize -m INPUT [-z TOKENIZER] --type PRESET -o OUTPUT.gguf\n"
+    "       qkv quantize [options] INPUT OUTPUT PRESET [NTHREADS]      (llama-quantize's form; any case)\n"
     "\n"
-    "  -m INPUT     a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) or a llama2.c .bin (with -z)\n"
-    "  --type T     the type of every matrix (f32: dequantize); vectors (norms) stay F32. Rows that do not fill\n"
-    "               whole blocks (32 values; 256 for the K-quants) fall back to Q8_0 or F16.\n"
-    "               q4_k_m: Q4_K, with Q6_K for output.weight and for attn_v / ffn_down in the\n"
-    "               first and last eighth of the layers and every third between (llama-quantize's rules)\n"
+    "  -m INPUT     a GGUF file (any type qkv reads) or a llama2.c .bin (with -z)\n"
+    "  --type P     llama-quantize's presets: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s,\n"
+    "               q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_nl, iq4_xs (q3_k, q4_k,\n"
+    "               q5_k: the _m ones), each with its per-tensor rules (output.weight in Q6_K, more bits\n"
+    "               for attn_v / ffn_down in some layers, ...) and its fallbacks where rows do not fill\n"
+    "               256-value blocks (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> Q4_0).\n"
+    "               From a GGUF, the file equals llama-quantize's byte for byte (no importance matrix).\n"
     "  -o OUTPUT    the GGUF to write (llama.cpp reads it)\n"
-    "  --pure       every matrix in TYPE (no Q4_K_M mix rules)\n"
+    "  --pure       every matrix in the preset's main type (no mix rules)\n"
     "  --output-tensor-type T, --token-embedding-type T   those two tensors' type\n"
     "  --allow-requantize   quantize matrices that are quantized already (loses precision)\n";
 
@@ -56,7 +58,7 @@ int cmd_quantize(int argc, char** argv) {
       if (positional.size() == 4) parse_int("NTHREADS", positional[3], 1, 512);
     }
     if (in.empty() || out.empty() || type.empty()) throw UsageError("-m INPUT, --type and -o OUTPUT are required");
-    if (!in_list(type, quantize_type_names())) throw UsageError("--type must be one of " + quantize_type_names() + " (not '" + type + "')");
+    if (!is_quantize_type(type)) throw UsageError("--type must be one of " + quantize_type_names() + " (not '" + type + "')");
     if (in == out) throw UsageError("the output must not overwrite the input");
   } catch (const UsageError& e) {
     std::fprintf(stderr, "qkv quantize: %s\n", e.what());

@@ -63,7 +63,7 @@ int cmd_synth(int argc, char** argv) {
     if (!s.dim || !s.hidden || !s.layers || !s.heads) throw UsageError("give --shape, or --dim --hidden --layers --heads");
     if (s.dim % s.heads || s.heads % s.kv_heads || (s.dim / s.heads) % 2)
       throw UsageError("--dim must be a multiple of --heads, --heads of --kv-heads, and the head size even");
-    if (!in_list(s.type, quantize_type_names())) throw UsageError("--type must be one of " + quantize_type_names());
+    if (!is_quantize_type(s.type)) throw UsageError("--type must be one of " + quantize_type_names());
     if (made_up_vocab && s.vocab < 259) throw UsageError("--vocab must be at least 259 (3 special and 256 byte tokens)");
     s.tokenizer_path = made_up_vocab ? "" : tokenizer.empty() ? models_dir() + "/llama2-tokenizer.bin" : tokenizer;
   } catch (const UsageError& e) {

@@ -4,20 +4,94 @@
 #include <cstdio>
 #include <vector>
 
+#include "engine/error.h"
+
 namespace qkv {
 namespace {
 
-const FileType kFileTypes[] = {
-    {"f32", ops::Type::F32, false, 0},    {"f16", ops::Type::F16, false, 1},    {"q8_0", ops::Type::Q8_0, false, 7},
-    {"q4_0", ops::Type::Q4_0, false, 2},  {"q4_k", ops::Type::Q4_K, false, 14}, {"q5_k", ops::Type::Q5_K, false, 16},
-    {"q6_k", ops::Type::Q6_K, false, 18}, {"q4_k_m", ops::Type::Q4_K, true, 15},
+using ops::Type;
+
+// llama.cpp's LLAMA_FTYPE values.
+enum Ftype {
+  kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ8_0 = 7, kQ5_0 = 8, kQ5_1 = 9, kQ2_K = 10, kQ3_K_S = 11, kQ3_K_M = 12,
+  kQ3_K_L = 13, kQ4_K_S = 14, kQ4_K_M = 15, kQ5_K_S = 16, kQ5_K_M = 17, kQ6_K = 18, kIQ4_NL = 25, kIQ4_XS = 30, kBF16 = 32,
 };
+
+const FileType kFileTypes[] = {
+    {"f32", kF32, Type::F32},          {"f16", kF16, Type::F16},          {"bf16", kBF16, Type::BF16},
+    {"q8_0", kQ8_0, Type::Q8_0},       {"q4_0", kQ4_0, Type::Q4_0},       {"q4_1", kQ4_1, Type::Q4_1},
+    {"q5_0", kQ5_0, Type::Q5_0},       {"q5_1", kQ5_1, Type::Q5_1},       {"q2_k", kQ2_K, Type::Q2_K},
+    {"q3_k_s", kQ3_K_S, Type::Q3_K},   {"q3_k_m", kQ3_K_M, Type::Q3_K},   {"q3_k_l", kQ3_K_L, Type::Q3_K},
+    {"q4_k_s", kQ4_K_S, Type::Q4_K},   {"q4_k_m", kQ4_K_M, Type::Q4_K},   {"q5_k_s", kQ5_K_S, Type::Q5_K},
+    {"q5_k_m", kQ5_K_M, Type::Q5_K},   {"q6_k", kQ6_K, Type::Q6_K},       {"iq4_nl", kIQ4_NL, Type::IQ4_NL},
+    {"iq4_xs", kIQ4_XS, Type::IQ4_XS},
+};
+
+bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+enum class Category { TokenEmbd, AttnQ, AttnV, AttnK, AttnOutput, FfnUp, FfnGate, FfnDown, Output, Other };
+
+// llama-quantize's tensor categories (attn_qkv and attn_kv_b count as attn_v).
+Category category_of(const std::string& name) {
+  if (name == "output.weight") return Category::Output;
+  if (name == "token_embd.weight" || name == "per_layer_token_embd.weight") return Category::TokenEmbd;
+  if (contains(name, "attn_qkv.weight") || contains(name, "attn_kv_b.weight") || contains(name, "attn_v.weight"))
+    return Category::AttnV;
+  if (contains(name, "attn_k.weight")) return Category::AttnK;
+  if (contains(name, "attn_q.weight")) return Category::AttnQ;
+  if (contains(name, "attn_output.weight")) return Category::AttnOutput;
+  if (contains(name, "ffn_up")) return Category::FfnUp;
+  if (contains(name, "ffn_gate")) return Category::FfnGate;
+  if (contains(name, "ffn_down")) return Category::FfnDown;
+  return Category::Other;
+}
+
+// Which tensors llama-quantize quantizes at all: matrices named *weight,
+// not norms, expert gates, position or token-type embeddings.
+bool quantizable(const std::string& name, int n_dims) {
+  if (n_dims < 2) return false;
+  if (name.size() < 6 || name.compare(name.size() - 6, 6, "weight") != 0) return false;
+  for (const char* no : {"_norm.weight", "ffn_gate_inp.weight", "altup", "laurel", "per_layer_model_proj",
+                         "ssm_conv1d", "shortconv.conv.weight", "attn_rel_b.weight", ".position_embd"})
+    if (contains(name, no)) return false;
+  return name != "position_embd.weight" && name != "token_types.weight";
+}
+
+bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+int layer_of(const std::string& name) {
+  int layer = -1;
+  std::sscanf(name.c_str(), "blk.%d.", &layer);
+  return layer;
+}
+
+// tensor_type_fallback: the type llama-quantize takes when `t`'s blocks do
+// not fit rows of ne0 values (F16 when the fallback's do not either).
+Type fallback(Type t, int64_t ne0, std::string* note, const std::string& name) {
+  const int block = ops::type_info(t).block;
+  if (ne0 % block == 0) return t;
+  Type f;
+  switch (t) {
+    case Type::IQ4_XS: f = Type::IQ4_NL; break;
+    case Type::Q2_K: case Type::Q3_K: f = Type::Q4_0; break;
+    case Type::Q4_K: f = Type::Q5_0; break;
+    case Type::Q5_K: f = Type::Q5_1; break;
+    case Type::Q6_K: f = Type::Q8_0; break;
+    default: f = Type::F16; break;
+  }
+  if (ne0 % ops::type_info(f).block != 0) f = Type::F16;
+  if (note)
+    *note = cat(name, ": rows of ", ne0, " values are not a multiple of ", block, " (", ops::type_name(t), "): written as ",
+                ops::type_name(f));
+  return f;
+}
 
 }  // namespace
 
 const FileType* find_file_type(const std::string& name) {
   std::string lower = name;
   for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "q3_k" || lower == "q4_k" || lower == "q5_k") lower += "_m";  // llama-quantize's aliases
   for (const FileType& f : kFileTypes)
     if (lower == f.name) return &f;
   return nullptr;
@@ -29,24 +103,64 @@ std::string file_type_names() {
   return s;
 }
 
-ops::Type matrix_type(const FileType& ft, const std::string& name, int n_layers) {
-  if (!ft.q4_k_m) return ft.base;
-  if (name == "output.weight") return ops::Type::Q6_K;
-  int layer = -1;
-  char part[64] = {};
-  if (std::sscanf(name.c_str(), "blk.%d.%63[a-z_]", &layer, part) == 2 &&
-      (std::string(part) == "attn_v" || std::string(part) == "ffn_down")) {
-    const int n = n_layers;
-    const bool more_bits = layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2;
-    if (more_bits) return ops::Type::Q6_K;
-  }
-  return ft.base;
+bool llama_tensor_before(const std::string& a, const std::string& b) {
+  const int la = layer_of(a), lb = layer_of(b);
+  return la != lb ? la < lb : a < b;
 }
 
-ops::Type fitting_type(ops::Type wanted, int64_t cols) {
-  const int block = ops::type_info(wanted).block;
-  if (cols % block == 0) return wanted;
-  return block == 256 && cols % ops::type_info(ops::Type::Q8_0).block == 0 ? ops::Type::Q8_0 : ops::Type::F16;
+TypePlanner::TypePlanner(const FileType& ft, const std::vector<std::string>& names, int n_layers, int n_gqa, Options options)
+    : ft_(ft), opt_(options), n_layers_(n_layers), n_gqa_(n_gqa) {
+  for (const std::string& n : names) {
+    if (category_of(n) == Category::AttnV) ++n_attn_v_;
+    if (category_of(n) == Category::Output) tied_ = false;
+  }
+}
+
+Type TypePlanner::next(const std::string& name, int n_dims, int64_t ne0, Type source, std::string* note) {
+  if (!quantizable(name, n_dims)) return source;
+  const Category c = category_of(name);
+  if (opt_.embedding_type && c == Category::TokenEmbd) return opt_.embedding_type->type;
+  if (opt_.output_type && c == Category::Output) return opt_.output_type->type;
+  if (ops::type_info(ft_.base).compute != ops::Compute::Integer) return ft_.base;  // F32, F16, BF16: every matrix
+  const Type t = opt_.pure ? ft_.base : mix(name, ft_.base, ne0);
+  return fallback(t, ne0, note, name);
+}
+
+// llama_tensor_get_type_impl for the presets above.
+Type TypePlanner::mix(const std::string& name, Type t, int64_t ne0) {
+  const int f = ft_.ftype;
+  const Category c = category_of(name);
+  if (c == Category::Output || (tied_ && c == Category::TokenEmbd)) {
+    if (ne0 % ops::type_info(t).block != 0) return Type::Q8_0;
+    return t == Type::Q8_0 ? t : Type::Q6_K;
+  }
+  if (c == Category::AttnV) {
+    const int i = i_attn_v_++;
+    if (f == kQ2_K) return n_gqa_ >= 4 ? Type::Q4_K : Type::Q3_K;
+    if (f == kQ3_K_M) return i < 2 ? Type::Q5_K : Type::Q4_K;
+    if (f == kQ3_K_L) return Type::Q5_K;
+    if ((f == kIQ4_NL || f == kIQ4_XS) && n_gqa_ >= 4) return Type::Q5_K;
+    if ((f == kQ4_K_M || f == kQ5_K_M) && use_more_bits(i, n_attn_v_)) return Type::Q6_K;
+    if (f == kQ4_K_S && i < 4) return Type::Q5_K;
+    return t;
+  }
+  if (c == Category::FfnDown) {
+    const int i = i_ffn_down_++, n = n_layers_;
+    if (f == kQ2_K) return Type::Q3_K;
+    if (f == kQ3_K_M) return i < n / 16 ? Type::Q5_K : Type::Q4_K;
+    if (f == kQ3_K_L) return Type::Q5_K;
+    if (f == kQ4_K_M) return use_more_bits(i, n) ? Type::Q6_K : t;
+    if (i < n / 8 && (f == kIQ4_NL || f == kIQ4_XS)) return Type::Q5_K;
+    if (f == kQ5_K_M && use_more_bits(i, n)) return Type::Q6_K;
+    if (f == kQ4_K_S && i < n / 8) return Type::Q5_K;
+    return t;
+  }
+  if (c == Category::AttnOutput) {
+    if (f == kQ2_K) return Type::Q3_K;
+    if (f == kQ3_K_M) return Type::Q4_K;
+    if (f == kQ3_K_L) return Type::Q5_K;
+  }
+  return t;
 }
 
 void add_llama_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name, int file_type) {

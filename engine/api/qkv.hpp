@@ -273,10 +273,13 @@ QKV_API int build_number();
 // Progress and notes of the file writers below (one line each, no newline).
 using MessageCallback = std::function<void(const std::string& line)>;
 
-// The --type names quantize_model and synth_model take: "f32, f16, q8_0, q4_0,
-// q4_k, q5_k, q6_k, q4_k_m" (one type for every matrix, or llama-quantize's
-// Q4_K_M mix).
+// The --type names quantize_model and synth_model take: llama-quantize's
+// presets "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s, ...,
+// q6_k, iq4_nl, iq4_xs", each with llama-quantize's per-tensor rules.
 QKV_API std::string quantize_type_names();
+// Whether `name` is one of them (any case), or one of llama-quantize's
+// aliases q3_k, q4_k, q5_k (the _m presets).
+QKV_API bool is_quantize_type(const std::string& name);
 
 struct QuantizeParams {
   QuantizeParams() = default;
@@ -289,13 +292,16 @@ struct QuantizeParams {
   std::string output_tensor_type;      // output.weight's type ("" : the rules'); a ggml type name
   std::string token_embedding_type;    // token_embd.weight's type, likewise
 };
-// Writes `output`, a GGUF file: `input` (GGUF, or llama2.c .bin) with every
-// matrix in params.type (GGML's reference quantizers: llama-quantize's bytes
-// without an importance matrix), vectors kept as they are, tokenizer and
-// metadata carried over. A matrix whose rows do not fill whole blocks falls
-// back to a type that fits (Q8_0, else F16), and on_message says so. on_message
-// also gets one line per tensor (name, shape, type in -> out, MiB before ->
-// after) and a total, as llama-quantize prints them.
+// Writes `output`, a GGUF file, as llama-quantize writes it (no importance
+// matrix): every tensor in the type its preset's rules choose, with GGML's
+// reference quantizers (the same bytes), in its tensor order, the metadata
+// carried over in its order with general.quantization_version and
+// general.file_type last; so from a GGUF source the whole file is
+// llama-quantize's. Vectors stay as they are. A matrix whose rows do not
+// fill its type's blocks falls back as llama-quantize does (Q4_K -> Q5_0,
+// Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> Q4_0, IQ4_XS -> IQ4_NL, else F16)
+// and on_message says so. on_message also gets one line per tensor (name,
+// shape, type in -> out, MiB before -> after) and a total.
 QKV_API void quantize_model(const std::string& input, const std::string& output, const QuantizeParams& params,
                             const MessageCallback& on_message = nullptr);
 

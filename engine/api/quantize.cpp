@@ -33,6 +33,7 @@ struct Source {  // one tensor to write
 }  // namespace
 
 std::string quantize_type_names() { return file_type_names(); }
+bool is_quantize_type(const std::string& name) { return find_file_type(name) != nullptr; }
 
 void quantize_model(const std::string& in, const std::string& out, const QuantizeParams& params,
                     const MessageCallback& on_message) {
@@ -40,58 +41,48 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
   if (!target)
     throw Error(cat("quantize: type '", params.type, "' is not one of ", file_type_names()), Errc::InvalidArgument);
   if (in == out) throw Error("quantize: the output must not overwrite the input", Errc::InvalidArgument);
-  GgufWriter w;
+  std::unique_ptr<GgufWriter> writer;
   std::vector<Source> tensors;
   std::unique_ptr<GgufFile> gguf;
   std::unique_ptr<WeightFile> bin;
-  int n_layers = 0;  // for the mixes that treat layers differently
+  int n_layers = 0, n_gqa = 1;  // for the mixes that treat layers differently
   auto named_type = [&](const std::string& flag, const std::string& name) -> const ops::TypeInfo* {
     if (name.empty()) return nullptr;
     const ops::TypeInfo* t = ops::find_type(name);
     if (!t || !t->from_float) throw Error(cat("quantize: ", flag, " '", name, "' is not a type qkv writes (", ops::writable_type_names(), ")"), Errc::InvalidArgument);
     return t;
   };
-  const ops::TypeInfo* output_type = named_type("--output-tensor-type", params.output_tensor_type);
-  const ops::TypeInfo* embedding_type = named_type("--token-embedding-type", params.token_embedding_type);
-  FileType rules = *target;
-  if (params.pure) rules.q4_k_m = false;
-  auto plan = [&](const std::string& name, std::vector<int64_t> ne, const ops::TypeInfo& src_type, const void* data) {
-    ops::Type dst = ne.size() >= 2 ? matrix_type(rules, name, n_layers) : ops::Type::F32;  // vectors stay F32
-    if (ne.size() >= 2 && name == "output.weight" && output_type) dst = output_type->type;
-    if (ne.size() >= 2 && name == "token_embd.weight" && embedding_type) dst = embedding_type->type;
-    if (ne.size() >= 2 && src_type.compute == ops::Compute::Integer && src_type.type != dst && !params.allow_requantize &&
-        ops::type_info(dst).compute == ops::Compute::Integer)
-      throw Error(cat(in, ": tensor ", name, " is quantized already (", src_type.name, "); requantizing it to ",
-                      ops::type_name(dst), " loses precision: quantize the F32/F16 original, or allow it (--allow-requantize)"),
-                  Errc::InvalidArgument);
-    if (ne.size() >= 2 && fitting_type(dst, ne[0]) != dst) {
-      const ops::Type fallback = fitting_type(dst, ne[0]);
-      if (on_message)
-        on_message(cat(name, " has rows of ", ne[0], " values, not a multiple of ", ops::type_info(dst).block,
-                       ": written as ", ops::type_name(fallback)));
-      dst = fallback;
-    }
-    if (src_type.type != ops::Type::F32 && ne.size() < 2) dst = src_type.type;  // a non-F32 vector is copied as it is
-    tensors.push_back({name, ne, &src_type, data, &ops::type_info(dst)});
+  TypePlanner::Options options;
+  options.pure = params.pure;
+  options.output_type = named_type("--output-tensor-type", params.output_tensor_type);
+  options.embedding_type = named_type("--token-embedding-type", params.token_embedding_type);
+  auto source = [&](const std::string& name, std::vector<int64_t> ne, const ops::TypeInfo& src_type, const void* data) {
+    tensors.push_back({name, std::move(ne), &src_type, data, nullptr});
   };
 
   if (read_file_head(in, 4) == "GGUF") {
     gguf = std::make_unique<GgufFile>(in);
-    for (const auto& [key, v] : gguf->metadata()) {
-      if (key == "general.file_type" || key == "general.quantization_version" || key == "general.alignment") continue;
-      w.add_value(key, v);
+    // llama-quantize's metadata: the source's keys in their order, then the
+    // quantization version and the file type (moved to the end when present).
+    const GgufValue* align = gguf->find("general.alignment");
+    writer = std::make_unique<GgufWriter>(align && align->type == GgufType::U32 ? uint32_t(align->u) : 32u);
+    for (const std::string& key : gguf->key_order()) {
+      if (key == "general.file_type" || key == "general.quantization_version") continue;
+      writer->add_value(key, *gguf->find(key));
     }
-    w.add_u32("general.alignment", 32);
-    w.add_u32("general.file_type", uint32_t(target->file_type));
-    w.add_u32("general.quantization_version", 2);
+    writer->add_u32("general.quantization_version", 2);
+    writer->add_u32("general.file_type", uint32_t(target->ftype));
     const std::string arch = gguf->has("general.architecture") ? gguf->get_string("general.architecture") : "llama";
     n_layers = int(gguf->get_uint(arch + ".block_count").value_or(0));
+    const int64_t heads = int64_t(gguf->get_uint(arch + ".attention.head_count").value_or(1));
+    const int64_t kv_heads = int64_t(gguf->get_uint(arch + ".attention.head_count_kv").value_or(uint64_t(heads)));
+    n_gqa = kv_heads > 0 ? int(heads / kv_heads) : 1;
     for (const GgufTensorInfo& ti : gguf->tensors()) {
       const ops::TypeInfo* type = ops::find_type(ti.ggml_type);
       if (!type || !type->to_float)
         throw Error(cat(in, ": tensor ", ti.name, " has type ", ops::type_name(ti.ggml_type), ", which qkv cannot read"));
       const Tensor t = gguf->tensor(ti);
-      plan(ti.name, std::vector<int64_t>(ti.ne, ti.ne + ti.n_dims), *type, t.data);
+      source(ti.name, std::vector<int64_t>(ti.ne, ti.ne + ti.n_dims), *type, t.data);
     }
   } else {
     bin = open_llama2c_bin(in);
@@ -108,21 +99,42 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
     c.rope_base = float(*bin->get_float("llama.rope.freq_base"));
     c.rms_eps = float(*bin->get_float("llama.attention.layer_norm_rms_epsilon"));
     const Vocab vocab = load_llama2c_vocab(params.tokenizer_path, c.vocab_size);
-    add_llama_metadata(w, c, "converted by qkv quantize", target->file_type);
-    add_vocab_metadata(w, vocab);
+    writer = std::make_unique<GgufWriter>();
+    add_llama_metadata(*writer, c, "converted by qkv quantize", target->ftype);
+    add_vocab_metadata(*writer, vocab);
     n_layers = c.n_layers;
-    // GGUF's order: the embedding, each layer, then the final norm and classifier.
-    std::vector<std::string> names = {"token_embd.weight"};
+    n_gqa = c.n_kv_heads > 0 ? c.n_heads / c.n_kv_heads : 1;
+    std::vector<std::string> names = {"token_embd.weight", "output_norm.weight"};
     for (int l = 0; l < c.n_layers; ++l)
       for (const char* n : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up",
                             "ffn_down"})
         names.push_back(cat("blk.", l, ".", n, ".weight"));
-    names.push_back("output_norm.weight");
     if (bin->find("output.weight")) names.push_back("output.weight");
     for (const std::string& n : names) {
       const Tensor& t = *bin->find(n);
-      plan(n, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.info(), t.data);
+      source(n, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.info(), t.data);
     }
+  }
+  GgufWriter& w = *writer;
+
+  // In llama-quantize's order, which its per-layer rules count in.
+  std::stable_sort(tensors.begin(), tensors.end(),
+                   [](const Source& a, const Source& b) { return llama_tensor_before(a.name, b.name); });
+  std::vector<std::string> names;
+  for (const Source& s : tensors) names.push_back(s.name);
+  TypePlanner planner(*target, names, n_layers, n_gqa, options);
+  for (Source& s : tensors) {
+    std::string note;
+    ops::Type dst = planner.next(s.name, int(s.ne.size()), s.ne[0], s.src->type, &note);
+    if (!note.empty() && on_message) on_message(note);
+    if (s.src->compute == ops::Compute::Integer && s.src->type != dst && !params.allow_requantize &&
+        ops::type_info(dst).compute == ops::Compute::Integer)
+      throw Error(cat(in, ": tensor ", s.name, " is quantized already (", s.src->name, "); requantizing it to ",
+                      ops::type_name(dst), " loses precision: quantize the F32/F16 original, or allow it (--allow-requantize)"),
+                  Errc::InvalidArgument);
+    s.dst = &ops::type_info(dst);
+    if (s.dst != s.src && !s.dst->from_float)
+      throw Error(cat("quantize: tensor ", s.name, " would be ", s.dst->name, ", which qkv cannot write yet"), Errc::InvalidArgument);
   }
 
   for (const Source& s : tensors)
@@ -153,7 +165,6 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
         std::copy(src + r * src_rb, src + (r + 1) * src_rb, bytes.data() + r * dst_rb);
         continue;
       }
-      if (!s.dst->from_float) throw Error(cat("quantize: cannot write tensors of type ", s.dst->name));
       s.src->to_float(src + r * src_rb, row.data(), size_t(n));
       s.dst->from_float(row.data(), bytes.data() + r * dst_rb, size_t(n));
     }
@@ -162,8 +173,7 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
     char total[160];
     std::snprintf(total, sizeof total, "model size: %.2f MiB -> %.2f MiB", mib_in, mib_out);
     on_message(total);
-    on_message(cat("wrote ", out, " (", tensors.size(), " tensors, matrices as ",
-                   rules.q4_k_m ? "Q4_K_M (Q4_K and Q6_K)" : ops::type_info(target->base).name, ")"));
+    on_message(cat("wrote ", out, " (", tensors.size(), " tensors, ", target->name, params.pure ? ", pure" : "", ")"));
   }
 }
 

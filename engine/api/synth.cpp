@@ -121,7 +121,7 @@ void synth_model(const std::string& out, const SynthParams& params, const Messag
   cfg.head_dim = head_dim;
   cfg.context_length = s.ctx;
   GgufWriter w;
-  add_llama_metadata(w, cfg, "qkv synth " + s.name, ft->file_type);
+  add_llama_metadata(w, cfg, "qkv synth " + s.name, ft->ftype);
   add_vocab_metadata(w, vocab);
 
   struct Decl {
@@ -144,13 +144,14 @@ void synth_model(const std::string& out, const SynthParams& params, const Messag
   decls.push_back({"output_norm.weight", s.dim, 1});
   decls.push_back({"output.weight", s.dim, s.vocab});
   std::vector<const ops::TypeInfo*> types;
+  // llama-quantize's choice per tensor (the layers come in its order here too).
+  TypePlanner planner(*ft, s.layers, true, s.layers, s.heads / s.kv_heads, TypePlanner::Options{});
   for (const Decl& d : decls) {
-    // Vectors stay F32; a matrix whose rows do not fill whole blocks falls back.
-    ops::Type t = d.rows == 1 ? ops::Type::F32 : matrix_type(*ft, d.name, s.layers);
-    if (fitting_type(t, d.cols) != t) {
-      t = fitting_type(t, d.cols);
-      if (on_message) on_message(cat(d.name, " (", ops::type_name(t), "): rows not a multiple of the block size"));
-    }
+    std::string note;
+    const ops::Type t = planner.next(d.name, d.rows == 1 ? 1 : 2, d.cols, ops::Type::F32, &note);
+    if (!note.empty() && on_message) on_message(note);
+    if (!ops::type_info(t).from_float)
+      throw Error(cat("synth: ", d.name, " would be ", ops::type_name(t), ", which qkv cannot write yet"), Errc::InvalidArgument);
     types.push_back(&ops::type_info(t));
     std::vector<int64_t> ne = {d.cols};
     if (d.rows > 1) ne.push_back(d.rows);

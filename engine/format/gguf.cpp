@@ -131,6 +131,7 @@ GgufFile::GgufFile(const std::string& path, bool use_mmap) : file_(path, use_mma
     GgufValue v;
     read_value(r, GgufType(t), v, key);
     if (kv_.count(key)) throw Error(cat(path, ": duplicate metadata key ", key));
+    key_order_.push_back(key);
     kv_.emplace(std::move(key), std::move(v));
   }
 

@@ -51,6 +51,8 @@ class GgufFile {
   bool mapped() const { return file_.mapped(); }  // tensor bytes are views of a file mapping
   uint32_t version() const { return version_; }
   const std::map<std::string, GgufValue>& metadata() const { return kv_; }
+  // The keys in the order the file stores them.
+  const std::vector<std::string>& key_order() const { return key_order_; }
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
 
   const GgufValue* find(const std::string& key) const;
@@ -74,6 +76,7 @@ class GgufFile {
   uint64_t alignment_ = 32;
   size_t data_offset_ = 0;
   std::map<std::string, GgufValue> kv_;
+  std::vector<std::string> key_order_;
   std::vector<GgufTensorInfo> tensors_;
   std::map<std::string, size_t> tensor_index_;
 };
