@@ -189,6 +189,9 @@ void dequantize_row_q2_K(const BlockQ2_K* x, float* y, size_t n);
 void dequantize_row_q3_K(const BlockQ3_K* x, float* y, size_t n);
 void dequantize_row_iq4_xs(const BlockIQ4_XS* x, float* y, size_t n);
 void quantize_row_q2_K(const float* x, BlockQ2_K* y, size_t n);
+// As llama-quantize's quantize_iq4_nl / quantize_iq4_xs without an importance matrix.
+void quantize_row_iq4_nl(const float* x, BlockIQ4_NL* y, size_t n);
+void quantize_row_iq4_xs(const float* x, BlockIQ4_XS* y, size_t n);
 void quantize_row_q3_K(const float* x, BlockQ3_K* y, size_t n);
 // Activations for the _1 types, as llama.cpp's x86 quantize_row_q8_1: the
 // quants of quantize_row_q8_0_act, s = f16(d * sum) with d = max|x| / 127.

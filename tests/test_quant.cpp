@@ -159,8 +159,7 @@ template <> struct QType<ops::BlockQ5_1> {
 };
 template <> struct QType<ops::BlockIQ4_NL> {
   static constexpr const char* name = "iq4_nl";
-  static constexpr bool kRawOnly = true;  // no quantizer here yet: random blocks only
-  static void quantize(const float*, ops::BlockIQ4_NL*, size_t) {}
+  static void quantize(const float* x, ops::BlockIQ4_NL* y, size_t n) { ops::quantize_row_iq4_nl(x, y, n); }
   static void dequantize(const ops::BlockIQ4_NL* x, float* y, size_t n) { ops::dequantize_row_iq4_nl(x, y, n); }
   static ops::QuantProducts products(const ops::Kernels& k) { return k.iq4_nl; }
   static void tame(ops::BlockIQ4_NL& b, float d) { b.d = ops::f32_to_f16(d / 16); }
@@ -181,8 +180,7 @@ template <> struct QType<ops::BlockQ3_K> {
 };
 template <> struct QType<ops::BlockIQ4_XS> {
   static constexpr const char* name = "iq4_xs";
-  static constexpr bool kRawOnly = true;
-  static void quantize(const float*, ops::BlockIQ4_XS*, size_t) {}
+  static void quantize(const float* x, ops::BlockIQ4_XS* y, size_t n) { ops::quantize_row_iq4_xs(x, y, n); }
   static void dequantize(const ops::BlockIQ4_XS* x, float* y, size_t n) { ops::dequantize_row_iq4_xs(x, y, n); }
   static ops::QuantProducts products(const ops::Kernels& k) { return k.iq4_xs; }
   static void tame(ops::BlockIQ4_XS& b, float d) { b.d = ops::f32_to_f16(d / 512); }
@@ -237,11 +235,6 @@ class QuantKernels : public ::testing::TestWithParam<const ops::Kernels*> {};
 // Every product equals the f64 product of the dequantized operands up to f32
 // rounding: the integer sums are exact, only the scaling and summing of
 // blocks rounds.
-template <class T, class = void>
-struct RawOnly : std::false_type {};
-template <class T>
-struct RawOnly<T, std::void_t<decltype(T::kRawOnly)>> : std::true_type {};
-
 template <class Block>
 void check_products(const ops::Kernels& k, std::initializer_list<size_t> widths) {
   using Act = typename Block::Act;
@@ -249,7 +242,6 @@ void check_products(const ops::Kernels& k, std::initializer_list<size_t> widths)
   ASSERT_NE(p.matvec, nullptr);
   ASSERT_NE(p.matmul, nullptr);
   for (bool raw : {false, true}) {
-    if (!raw && RawOnly<QType<Block>>::value) continue;
     for (size_t n : widths) {
       for (size_t rows : {size_t(1), size_t(5), size_t(17)}) {
         const auto w = make_weights<Block>(rows, n, raw, uint32_t(7 + n + rows));
@@ -499,6 +491,8 @@ TEST(QuantK, RoundTripErrorBounds) {
   check_round_trip<ops::BlockQ4_1>(0.08, 0.09);
   check_round_trip<ops::BlockQ5_0>(0.045, 0.065);  // the side opposite the largest value reaches 15 of 16 steps
   check_round_trip<ops::BlockQ5_1>(0.04, 0.045);
+  check_round_trip<ops::BlockIQ4_NL>(0.08, 0.1);  // half the widest level gap (24 of 127), and the scale search
+  check_round_trip<ops::BlockIQ4_XS>(0.08, 0.1);
 }
 
 // Q8_K activations by hand: d = max / -127 carries the sign of the value of

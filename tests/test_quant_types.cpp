@@ -71,7 +71,7 @@ TEST(QuantTypes, QuantizersMatchLlamaQuantizeTensorByTensor) {
       ADD_FAILURE() << d.file << " " << d.tensor << " (" << d.type << ", " << d.shape << ") differs from llama-quantize's";
     }
   }
-  for (const char* type : {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"}) {
+  for (const char* type : {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs"}) {
     EXPECT_GT(checked[type], 0) << type << ": no tensor of this type was checked";
     std::printf("%-5s %3d tensors, %d differ\n", type, checked[type], differ[type]);
   }
@@ -87,7 +87,6 @@ TEST(QuantTypes, PresetsMatchLlamaQuantizeTensorByTensor) {
   for (const auto& [file, digests] : files) {
     if (file.find("f32") != std::string::npos) continue;
     const std::string preset = file.substr(file.rfind('-') + 1, file.size() - file.rfind('-') - 6);  // "Q4_K_M"
-    if (preset.rfind("IQ4", 0) == 0) continue;  // no IQ4 quantizer yet
     const std::string src = file.rfind("kq256", 0) == 0 ? test::model_path("quant/kq256-f32.gguf")
                                                          : test::model_path("tinyllama-v0-f32.gguf");
     const std::string out = "/tmp/qkv-preset-" + std::to_string(::getpid()) + "-" + file;
@@ -119,8 +118,8 @@ TEST(QuantTypes, PresetsMatchLlamaQuantizeTensorByTensor) {
     }
     ::unlink(out.c_str());
   }
-  EXPECT_EQ(presets, 21);
-  EXPECT_EQ(whole, 10);
+  EXPECT_EQ(presets, 25);
+  EXPECT_EQ(whole, 13);
 }
 
 // llama-perplexity on every llama-quantize file (tinyllama-v0 in each

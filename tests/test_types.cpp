@@ -75,11 +75,7 @@ TEST(TypeTable, ComputableRowsHaveTheirCode) {
     if (t->compute == ops::Compute::Integer) {
       EXPECT_NE(t->products, nullptr) << t->name;
       EXPECT_NE(t->activation, ops::Activation::None) << t->name;
-      // Every integer type qkv computes with it also writes, but the IQ4s
-      // (their quantizer is still to come).
-      if (t->type != Type::IQ4_NL && t->type != Type::IQ4_XS) {
-        EXPECT_NE(t->from_float, nullptr) << t->name;
-      }
+      EXPECT_NE(t->from_float, nullptr) << t->name;
       for (const ops::Kernels* k : available_kernels()) {
         const ops::QuantProducts& p = k->*(t->products);
         EXPECT_NE(p.matvec, nullptr) << k->isa << " " << t->name;
