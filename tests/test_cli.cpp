@@ -430,6 +430,8 @@ TEST(CliInfo, DescribesFilesLikeGgufDump) {
   EXPECT_NE(r.out.find("blk.0.attn_q.weight"), std::string::npos);
   EXPECT_NE(r.out.find("Q4_0"), std::string::npos);
   EXPECT_NE(r.out.find("total: "), std::string::npos);
+  EXPECT_NE(r.out.find("Q4_0       58 tensors"), std::string::npos) << r.out;  // the per-type summary
+  EXPECT_NE(r.out.find("integer products on Q8_0 activations"), std::string::npos) << r.out;
   // An architecture qkv does not run yet is still described.
   r = run("info -m '" + model_path("arch/gemma2-like.gguf") + "' --json");
   ASSERT_EQ(r.code, 0) << r.err;

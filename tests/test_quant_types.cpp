@@ -122,6 +122,28 @@ TEST(QuantTypes, PresetsMatchLlamaQuantizeTensorByTensor) {
   EXPECT_EQ(whole, 13);
 }
 
+// A mixed file says what it holds and what runs each type: the load line's
+// type counts, and describe_model_file's (qkv info's) per-type summary.
+TEST(QuantTypes, MixedFilesNameTheirTypesAndWhatRunsThem) {
+  const std::string path = test::model_path("quant/tinyllama-v0-Q3_K_M.gguf");
+  // The manifest's census: 33 q4_0, 14 q5_0, 8 q4_K, 2 q5_1, 1 q8_0 (and 17 f32 vectors).
+  EXPECT_EQ(Model::load(path)->info().weight_types, "Q4_0 x33, Q5_0 x14, Q4_K x8, Q5_1 x2, Q8_0 x1");
+  EXPECT_EQ(Model::load(test::model_path("tinyllama-v0-q8_0.gguf"))->info().weight_types, "Q8_0");
+  const FileDescription d = describe_model_file(path);
+  std::map<std::string, TypeDescription> by;
+  for (const TypeDescription& t : d.types) by[t.type] = t;
+  ASSERT_EQ(by.size(), 6u);
+  EXPECT_EQ(by["Q4_0"].tensors, 33);
+  EXPECT_EQ(by["F32"].tensors, 17);
+  EXPECT_NE(by["Q5_1"].runs_with.find("integer products on Q8_1 activations"), std::string::npos) << by["Q5_1"].runs_with;
+  EXPECT_NE(by["Q4_K"].runs_with.find("Q8_K activations"), std::string::npos) << by["Q4_K"].runs_with;
+  EXPECT_NE(by["F32"].runs_with.find("f32 kernels"), std::string::npos);
+  uint64_t bytes = 0;
+  for (const TypeDescription& t : d.types) bytes += t.bytes;
+  EXPECT_EQ(bytes, d.tensor_bytes);
+  for (size_t i = 1; i < d.types.size(); ++i) EXPECT_GE(d.types[i - 1].bytes, d.types[i].bytes);
+}
+
 // llama-perplexity on every llama-quantize file (tinyllama-v0 in each
 // preset, kq256 in the K and IQ4_XS ones): within 0.5%, chunk by chunk.
 TEST(QuantTypes, PerplexityMatchesLlamaCppOnEveryFile) {

@@ -203,7 +203,7 @@ int run(int argc, char** argv, bool profile_cmd) {
       std::fprintf(stderr, "qkv: stopped: the context of %d tokens is full\n", session.n_ctx());
     const int n_gen = int(r.tokens.size());
     std::fprintf(stderr, "load: %.1f ms  model: %s (%s, %s weights, %d threads, %s kernels)\n", load_ms,
-                 o.model.c_str(), model->info().format.c_str(), model->info().weight_type.c_str(),
+                 o.model.c_str(), model->info().format.c_str(), model->info().weight_types.c_str(),
                  session.n_threads(), active_isa().c_str());
     std::fprintf(stderr, "prompt: %d tokens in %.2f ms (%.1f tokens/s)\n", r.n_prompt, r.prompt_ms,
                  r.prompt_ms > 0 ? 1000.0 * r.n_prompt / r.prompt_ms : 0.0);

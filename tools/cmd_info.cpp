@@ -61,6 +61,11 @@ int cmd_info(int argc, char** argv) {
         for (size_t k = 0; k < t.shape.size(); ++k) std::printf("%s%lld", k ? ", " : "", (long long)t.shape[k]);
         std::printf("], \"type\": %s, \"bytes\": %llu}", json_string(t.type).c_str(), (unsigned long long)t.bytes);
       }
+      std::printf("\n ],\n \"types\": [");
+      for (size_t i = 0; i < d.types.size(); ++i)
+        std::printf("%s\n  {\"type\": %s, \"tensors\": %d, \"bytes\": %llu, \"runs_with\": %s}", i ? "," : "",
+                    json_string(d.types[i].type).c_str(), d.types[i].tensors, (unsigned long long)d.types[i].bytes,
+                    json_string(d.types[i].runs_with).c_str());
       std::printf("\n ],\n \"n_tensors\": %zu, \"tensor_bytes\": %llu, \"n_params\": %lld}\n", d.tensors.size(),
                   (unsigned long long)d.tensor_bytes, (long long)d.n_params);
     } else {
@@ -75,6 +80,10 @@ int cmd_info(int argc, char** argv) {
       for (const TensorDescription& t : d.tensors)
         std::printf("  %-40s %-22s %-8s %12llu bytes\n", t.name.c_str(), shape_text(t.shape).c_str(), t.type.c_str(),
                     (unsigned long long)t.bytes);
+      std::printf("\ntypes:\n");
+      for (const TypeDescription& t : d.types)
+        std::printf("  %-8s %4d tensors %10.2f MiB  %s\n", t.type.c_str(), t.tensors, double(t.bytes) / (1 << 20),
+                    t.runs_with.c_str());
       std::printf("\ntotal: %zu tensors, %lld parameters, %.2f MiB of tensor data\n", d.tensors.size(),
                   (long long)d.n_params, double(d.tensor_bytes) / (1 << 20));
     }

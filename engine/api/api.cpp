@@ -68,6 +68,18 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   i.rms_eps = c.rms_eps;
   i.n_params = impl->arch->n_params();
   i.weight_type = impl->arch->weight_type();
+  {
+    std::vector<std::pair<std::string, int>> counts;  // matrices only: vectors (norms) stay F32 in every file
+    for (const std::string& name : impl->weights->tensor_names()) {
+      const Tensor& t = *impl->weights->find(name);
+      if (t.n_dims < 2) continue;
+      auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == t.info().name; });
+      if (it == counts.end()) counts.emplace_back(t.info().name, 1);
+      else ++it->second;
+    }
+    std::stable_sort(counts.begin(), counts.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    for (const auto& [type, n] : counts) i.weight_types += cat(i.weight_types.empty() ? "" : ", ", type, counts.size() > 1 ? cat(" x", n) : "");
+  }
   i.tied_output = impl->arch->tied_output();
   return std::shared_ptr<const Model>(new Model(std::move(impl)));
 }

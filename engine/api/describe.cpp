@@ -1,6 +1,7 @@
 // describe_model_file (qkv.hpp): a weights file's metadata and tensors.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "engine/api/qkv.hpp"
@@ -8,6 +9,7 @@
 #include "engine/format/gguf.h"
 #include "engine/format/mapped_file.h"
 #include "engine/format/weight_file.h"
+#include "engine/runtime/cpu.h"
 
 namespace qkv {
 namespace {
@@ -28,6 +30,39 @@ std::string value_text(const GgufValue& v) {
     case GgufType::ARRAY: return cat("[", gguf_type_name(v.elem_type), " x ", v.count, "]");
     default: return cat(v.u);
   }
+}
+
+// What computes with a type on this machine.
+std::string runs_with(const std::string& name) {
+  const ops::TypeInfo* t = ops::find_type(name);
+  if (!t) return "unknown type: qkv cannot read it";
+  const char* isa = active_kernels().isa;
+  switch (t->compute) {
+    case ops::Compute::F32: return cat("f32 kernels (", isa, ")");
+    case ops::Compute::F16: return cat("f16 kernels, widened in registers (", isa, ")");
+    case ops::Compute::WidenF32: return cat("widened to F32 at load, then the f32 kernels (", isa, ")");
+    case ops::Compute::Integer: {
+      const char* act = t->activation == ops::Activation::Q8_K ? "Q8_K" : t->activation == ops::Activation::Q8_1 ? "Q8_1" : "Q8_0";
+      return cat("integer products on ", act, " activations", t->repack_x8 ? ", rows interleaved by 8 at load" : "", " (",
+                 isa, " kernels)");
+    }
+    case ops::Compute::None: break;
+  }
+  return "qkv cannot compute with it yet";
+}
+
+// The per-type summary of d's tensors.
+void summarize_types(FileDescription& d) {
+  for (const TensorDescription& t : d.tensors) {
+    auto it = std::find_if(d.types.begin(), d.types.end(), [&](const TypeDescription& x) { return x.type == t.type; });
+    if (it == d.types.end()) {
+      d.types.push_back({t.type, 0, 0, runs_with(t.type)});
+      it = d.types.end() - 1;
+    }
+    ++it->tensors;
+    it->bytes += t.bytes;
+  }
+  std::stable_sort(d.types.begin(), d.types.end(), [](const TypeDescription& a, const TypeDescription& b) { return a.bytes > b.bytes; });
 }
 
 }  // namespace
@@ -86,6 +121,7 @@ FileDescription describe_model_file(const std::string& path) {
       d.tensors.push_back(std::move(td));
     }
   }
+  summarize_types(d);
   size_t size = 0;
   ::close(open_regular_file(path, &size));
   d.file_bytes = size;

@@ -48,6 +48,9 @@ struct ModelInfo {
   float rope_base = 0, rms_eps = 0;
   int64_t n_params = 0;
   std::string weight_type;  // type of the attention weights, e.g. "F32"
+  // The matrices' types with their counts, most first: "Q5_0 x45, Q8_0 x5,
+  // Q4_K x4, Q6_K x4" (one entry for a file of one type).
+  std::string weight_types;
   bool tied_output = false; // the classifier is the token embedding
 };
 
@@ -332,6 +335,13 @@ struct TensorDescription {
   std::string type;            // "Q4_K", or "unknown(99)"
   uint64_t bytes = 0;
 };
+// Per tensor type of a file: how many, how big, and what runs it here.
+struct TypeDescription {
+  std::string type;      // "Q5_0"
+  int tensors = 0;
+  uint64_t bytes = 0;
+  std::string runs_with; // "integer products on Q8_0 activations (avx2 kernels)", or why it cannot run
+};
 struct FileDescription {
   std::string path, format, arch;  // format: "GGUF v3" or "llama2.c"
   uint64_t file_bytes = 0;
@@ -341,6 +351,7 @@ struct FileDescription {
   int vocab_size = 0, bos = -1, eos = -1, unk = -1;
   bool has_chat_template = false;
   std::vector<TensorDescription> tensors;
+  std::vector<TypeDescription> types;  // one per tensor type, in order of bytes (most first)
   uint64_t tensor_bytes = 0;  // summed
   int64_t n_params = 0;       // elements, summed
 };
