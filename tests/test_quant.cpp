@@ -42,6 +42,52 @@ TEST(Quant, Q4_0KnownBlock) {
   }
 }
 
+// Known blocks of the other 32-value types: where each value's bits live.
+TEST(Quant, Q4_1Q5_0Q5_1IQ4_NLKnownBlocks) {
+  float y[32];
+  ops::BlockQ4_1 a;
+  a.d = 0x4000;  // 2.0
+  a.m = 0xbc00;  // -1.0
+  for (int j = 0; j < 16; ++j) a.qs[j] = uint8_t(j | ((15 - j) << 4));
+  ops::dequantize_row_q4_1(&a, y, 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(y[j], float(j) * 2.0f - 1.0f) << j;
+    EXPECT_EQ(y[j + 16], float(15 - j) * 2.0f - 1.0f) << j;
+  }
+  // Q5_0: the fifth bit of value j is bit j of qh (little-endian); x = (q - 16) d.
+  ops::BlockQ5_0 b{};
+  b.d = 0x3800;  // 0.5
+  b.qs[0] = 0x3f;          // value 0: nibble 15, value 16: nibble 3
+  b.qh[0] = 0x01;          // value 0 has its fifth bit: 31
+  b.qh[2] = 0x01;          // value 16 too: 19
+  b.qs[5] = 0x02;          // value 5: 2, no fifth bit
+  ops::dequantize_row_q5_0(&b, y, 32);
+  EXPECT_EQ(y[0], (31 - 16) * 0.5f);
+  EXPECT_EQ(y[16], (19 - 16) * 0.5f);
+  EXPECT_EQ(y[5], (2 - 16) * 0.5f);
+  EXPECT_EQ(y[31], -16 * 0.5f);
+  // Q5_1: x = q d + m with the same bits.
+  ops::BlockQ5_1 c{};
+  c.d = 0x3c00;  // 1.0
+  c.m = 0x4200;  // 3.0
+  c.qs[15] = 0xf1;  // value 15: 1, value 31: 15
+  c.qh[3] = 0x80;   // value 31's fifth bit: 31
+  ops::dequantize_row_q5_1(&c, y, 32);
+  EXPECT_EQ(y[15], 1.0f + 3.0f);
+  EXPECT_EQ(y[31], 31.0f + 3.0f);
+  EXPECT_EQ(y[0], 3.0f);
+  // IQ4_NL: each nibble indexes the 16 non-uniform levels.
+  ops::BlockIQ4_NL e{};
+  e.d = 0x3c00;
+  for (int j = 0; j < 16; ++j) e.qs[j] = uint8_t(j | ((15 - j) << 4));
+  ops::dequantize_row_iq4_nl(&e, y, 32);
+  const int levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(y[j], float(levels[j])) << j;
+    EXPECT_EQ(y[j + 16], float(levels[15 - j])) << j;
+  }
+}
+
 TEST(Quant, QuantizersMatchGgmlReferenceByHand) {
   // Q8_0: d = max|x| / 127 stored as f16, q = round(x / d) (half away from zero).
   float x[32] = {};
@@ -412,6 +458,54 @@ TEST(QuantK, Q4_KKnownBlock) {
   // Bytes 64..95 are the third 64-value group: sub-blocks 4 (low) and 5 (high).
   EXPECT_EQ(y[128], 0.0f);  // sub-block 4: scale (byte 8 & 15) | (byte 0 >> 6) << 4 = 0, min 0
   EXPECT_EQ(y[160], 1.0f * 17 * 12 - 0.5f * 34);  // high nibble 0xc = 12 in sub-block 5
+}
+
+TEST(QuantK, Q2_KQ3_KIQ4_XSKnownBlocks) {
+  float y[256];
+  // Q2_K: value 32 j + l of each 128 in bits 2 j of byte l; sub-block k = value / 16.
+  ops::BlockQ2_K a{};
+  a.d = 0x3c00;              // 1.0
+  a.dmin = 0x3800;           // 0.5
+  a.scales[0] = 0x32;        // sub-block 0: scale 2, min 3
+  a.scales[2] = 0x05;        // sub-block 2 (values 32..47): scale 5, min 0
+  a.scales[9] = 0x17;        // sub-block 9 (values 144..159): scale 7, min 1
+  a.qs[0] = 0x03 | (2 << 2); // value 0: 3; value 32: 2
+  a.qs[32 + 16] = 1 << 0;    // second half, byte 16: value 128 + 16 = 144: 1
+  ops::dequantize_row_q2_K(&a, y, 256);
+  EXPECT_EQ(y[0], 1.0f * 2 * 3 - 0.5f * 3);
+  EXPECT_EQ(y[1], -0.5f * 3);
+  EXPECT_EQ(y[32], 1.0f * 5 * 2);
+  EXPECT_EQ(y[144], 1.0f * 7 * 1 - 0.5f * 1);
+  // Q3_K: q = 2 low bits (as Q2_K) + a high bit (value i: bit i / 32 of
+  // hmask[i % 32]); x = d (sc - 32) (q - 4); 6-bit scales in 12 bytes.
+  ops::BlockQ3_K b{};
+  b.d = 0x3800;                // 0.5
+  // scale j: low 4 bits from byte j (j < 8) or the high nibble of byte j - 8,
+  // high 2 bits from byte 8 + j % 4 at bit 2 (j / 4). Scale 0 = 40, scale 13 = 1.
+  b.scales[0] = 8;             // 40 = 0b101000: low 8, high 2
+  b.scales[8] = 2;             // j = 0: bits 0..1 of byte 8
+  b.scales[5] = 1 << 4;        // j = 13: high nibble of byte 5 = 1, high bits 0
+  b.qs[0] = 3;                 // value 0: low bits 3
+  b.hmask[0] = 1;              // value 0 has its high bit: q = 7
+  b.qs[32 + 16] = 2 << 4;      // value 128 + 64 + 16 = 208 (sub-block 13): low bits 2, no high bit
+  ops::dequantize_row_q3_K(&b, y, 256);
+  EXPECT_EQ(y[0], 0.5f * (40 - 32) * (7 - 4));
+  EXPECT_EQ(y[1], 0.5f * (40 - 32) * (0 - 4));
+  EXPECT_EQ(y[208], 0.5f * (1 - 32) * (2 - 4));
+  // IQ4_XS: sub-block ib's 6-bit scale = nibble ib of scales_l | 2 bits of scales_h.
+  ops::BlockIQ4_XS c{};
+  c.d = 0x3c00;
+  c.scales_l[0] = 0x21;        // sub-block 0: low 1, sub-block 1: low 2
+  c.scales_h = 2 | (3 << 14);  // sub-block 0: high 2 -> 33; sub-block 7: high 3 -> 48
+  c.scales_l[3] = 0x00;        // sub-block 7: low 0
+  c.qs[0] = 0x8f;              // sub-block 0 value 0: level 15; value 16: level 8
+  c.qs[16 * 7 + 15] = 0x10;    // sub-block 7 value 15: level 0; value 31: level 1
+  ops::dequantize_row_iq4_xs(&c, y, 256);
+  EXPECT_EQ(y[0], 1.0f * (33 - 32) * 113);
+  EXPECT_EQ(y[16], 1.0f * (33 - 32) * 1);
+  EXPECT_EQ(y[32], 1.0f * (2 - 32) * -127);     // sub-block 1, level 0
+  EXPECT_EQ(y[7 * 32 + 15], 1.0f * (48 - 32) * -127);
+  EXPECT_EQ(y[7 * 32 + 31], 1.0f * (48 - 32) * -104);
 }
 
 TEST(QuantK, Q5_KKnownBlock) {
