@@ -53,20 +53,22 @@ void matmul(benchmark::State& st, const Kernels* k, size_t rows, size_t n, size_
 }
 
 // Quantized weights: a GGML type id, its products in a kernel table, and
-// the activation blocks it takes (Q8_0, or Q8_K for the K-quants).
+// the activation blocks it takes (Q8_0, Q8_1 for the _1 types, Q8_K for the
+// 256-value types).
 struct QuantBench {
   const char* name;
   const qkv::ops::TypeInfo* type;
   qkv::ops::QuantProducts Kernels::*products;
   bool kquant;
+  qkv::ops::Activation act;
 };
 // Every type the table multiplies with integer products.
 std::vector<QuantBench> quant_types() {
   using qkv::ops::Type;
   std::vector<QuantBench> v;
-  for (const char* name : {"q8_0", "q4_0", "q4_K", "q5_K", "q6_K"}) {
+  for (const char* name : {"q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_xs"}) {
     const qkv::ops::TypeInfo* t = qkv::ops::find_type(std::string(name));
-    v.push_back({name, t, t->products, t->activation == qkv::ops::Activation::Q8_K});
+    v.push_back({name, t, t->products, t->activation == qkv::ops::Activation::Q8_K, t->activation});
   }
   return v;
 }
@@ -75,7 +77,11 @@ std::vector<QuantBench> quant_types() {
 std::vector<uint8_t> quantized_activations(const QuantBench& q, size_t M, size_t n) {
   const auto x = randn(M * n);
   std::vector<uint8_t> out;
-  if (q.kquant) {
+  if (q.act == qkv::ops::Activation::Q8_1) {
+    out.resize(M * n / 32 * sizeof(qkv::ops::BlockQ8_1));
+    for (size_t m = 0; m < M; ++m)
+      qkv::ops::quantize_row_q8_1_act(x.data() + m * n, reinterpret_cast<qkv::ops::BlockQ8_1*>(out.data()) + m * n / 32, n);
+  } else if (q.kquant) {
     out.resize(M * n / 256 * sizeof(qkv::ops::BlockQ8_K));
     for (size_t m = 0; m < M; ++m)
       qkv::ops::quantize_row_q8_K(x.data() + m * n, reinterpret_cast<qkv::ops::BlockQ8_K*>(out.data()) + m * n / 256, n);
@@ -101,7 +107,7 @@ void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, 
   std::vector<qkv::ops::Q8Sum> sums(q.kquant ? 0 : M * n / 32);
   if (q.type->repack_x8) q.type->repack_x8(w.data(), packed.data(), rows, n);
   const bool x8 = p.matvec_x8 != nullptr;  // the engine runs these from row-interleaved copies
-  if (!q.kquant) qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
+  if (q.act == qkv::ops::Activation::Q8_0) qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
   for (auto _ : st) {
     if (x8 && M == 1) p.matvec_x8(packed.data(), xq.data(), sums.data(), y.data(), n, 0, rows / 8);
     else if (x8) p.matmul_x8(packed.data(), xq.data(), sums.data(), y.data(), M, n, rows, 0, rows / 8);
