@@ -200,8 +200,47 @@ inline void qacc_add(QAcc& a, const BlockIQ4_NL& w, const BlockQ8_0& x) {
 
 namespace qkv::ops {
 
+void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n) {
+  const size_t nb = n / 32;
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      BlockQ5_0x8& p = out[g * nb + b];
+      for (size_t r = 0; r < 8; ++r) {
+        const BlockQ5_0& src = w[(8 * g + r) * nb + b];
+        p.d[r] = src.d;
+        std::memcpy(&p.qh[r], src.qh, 4);
+        for (size_t c = 0; c < 4; ++c) std::memcpy(&p.qs[4 * (8 * c + r)], &src.qs[4 * c], 4);
+      }
+    }
+}
+
+namespace {
+// Row r's product with x over the row-interleaved layout, plainly: piece c
+// holds row r's bytes 4c..4c+3 (values 4c.. in the low nibbles, 16 + 4c.. in the high).
+void x8_q5_0_matmul_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
+                        size_t g0, size_t g1) {
+  quant_ref::x8_products<BlockQ5_0x8, BlockQ8_0>(
+      packed, xq, xs, y, M, n / 32, ldy, g0, g1, [](const BlockQ5_0x8& w, int r, const BlockQ8_0& x, const Q8Sum* s) {
+        int sumi = 0;
+        for (int c = 0; c < 4; ++c)
+          for (int i = 0; i < 4; ++i) {
+            const uint8_t q = w.qs[4 * (8 * c + r) + i];
+            const int j = 4 * c + i;
+            const int lo = (q & 0x0f) | int(((w.qh[r] >> j) & 1) << 4), hi = (q >> 4) | int(((w.qh[r] >> (j + 16)) & 1) << 4);
+            sumi += (lo - 16) * x.qs[j] + (hi - 16) * x.qs[j + 16];
+          }
+        return f16_to_f32(w.d[r]) * s->d * float(sumi);
+      });
+}
+void x8_q5_0_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
+  x8_q5_0_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
+}
+}  // namespace
+
 QuantProducts q4_1_products_ref() { return quant_ref::quant_products<BlockQ4_1>(); }
-QuantProducts q5_0_products_ref() { return quant_ref::quant_products<BlockQ5_0>(); }
+QuantProducts q5_0_products_ref() {
+  return {quant_ref::qmatvec<BlockQ5_0>, quant_ref::qmatmul<BlockQ5_0>, x8_q5_0_matvec_ref, x8_q5_0_matmul_ref};
+}
 QuantProducts q5_1_products_ref() { return quant_ref::quant_products<BlockQ5_1>(); }
 QuantProducts iq4_nl_products_ref() { return quant_ref::quant_products<BlockIQ4_NL>(); }
 

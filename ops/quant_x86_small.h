@@ -61,4 +61,33 @@ inline void qacc_add(QAcc& a, const BlockIQ4_NL& w, const BlockQ8_0& x) {
   qacc_add_s8(a, _mm256_shuffle_epi8(iq4nl_table(), unpack_u4(w.qs)), load32(x.qs), half(w.d) * half(x.d));
 }
 
+// Four activation rows against one block, its levels unpacked once (the
+// batch product's inner step).
+// Signed levels v: |v| and the signs moved onto each row's x.
+inline void qacc_add4_s8(QAcc (&a)[4], __m256i v, float dw, const BlockQ8_0* const (&x)[4]) {
+  const __m256i av = _mm256_sign_epi8(v, v);
+  for (int t = 0; t < 4; ++t) {
+    const __m256i sum32 = QKV_DOT_S8(av, _mm256_sign_epi8(load32(x[t]->qs), v));
+    a[t].v = _mm256_fmadd_ps(_mm256_set1_ps(dw * half(x[t]->d)), _mm256_cvtepi32_ps(sum32), a[t].v);
+  }
+}
+inline void qacc_add4_u8(QAcc (&a)[4], __m256i q, float dw, float m, const BlockQ8_1* const (&x)[4]) {
+  for (int t = 0; t < 4; ++t) qacc_add_u8(a[t], q, *x[t], dw, m);
+}
+
+inline void qacc_add4(QAcc (&a)[4], const BlockQ5_0& w, const BlockQ8_0* const (&x)[4]) {
+  const __m256i v = _mm256_or_si256(unpack_u4(w.qs), _mm256_andnot_si256(bits_to_bytes(w.qh), _mm256_set1_epi8(char(0xf0))));
+  qacc_add4_s8(a, v, half(w.d), x);
+}
+inline void qacc_add4(QAcc (&a)[4], const BlockIQ4_NL& w, const BlockQ8_0* const (&x)[4]) {
+  qacc_add4_s8(a, _mm256_shuffle_epi8(iq4nl_table(), unpack_u4(w.qs)), half(w.d), x);
+}
+inline void qacc_add4(QAcc (&a)[4], const BlockQ4_1& w, const BlockQ8_1* const (&x)[4]) {
+  qacc_add4_u8(a, unpack_u4(w.qs), half(w.d), half(w.m), x);
+}
+inline void qacc_add4(QAcc (&a)[4], const BlockQ5_1& w, const BlockQ8_1* const (&x)[4]) {
+  const __m256i q = _mm256_or_si256(unpack_u4(w.qs), _mm256_and_si256(bits_to_bytes(w.qh), _mm256_set1_epi8(0x10)));
+  qacc_add4_u8(a, q, half(w.d), half(w.m), x);
+}
+
 }  // namespace qkv::ops::QKV_ISA_NS

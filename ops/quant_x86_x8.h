@@ -65,14 +65,48 @@ inline void x8_piece(__m256i (&s)[G][T], const BlockQ4_0x8* const (&w)[G], const
   }
 }
 
+// Q5_0: as Q4_0, each nibble with its fifth bit (bit 4c + i of the row's qh
+// for the low nibbles of piece c, bit 16 + 4c + i for the high ones) spread
+// from the row's 32-bit lane to its 4 bytes.
+template <int G, int T>
+inline void x8_piece(__m256i (&s)[G][T], const BlockQ5_0x8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10);
+  // Byte k of each lane selects qh's byte holding bits 4c + k (low) or 16 + 4c + k (high).
+  const int blo = c / 2, bhi = 2 + c / 2;
+  const __m256i pick_lo = _mm256_setr_epi8(blo, blo, blo, blo, 4 + blo, 4 + blo, 4 + blo, 4 + blo, 8 + blo, 8 + blo,
+                                           8 + blo, 8 + blo, 12 + blo, 12 + blo, 12 + blo, 12 + blo, blo, blo, blo, blo,
+                                           4 + blo, 4 + blo, 4 + blo, 4 + blo, 8 + blo, 8 + blo, 8 + blo, 8 + blo,
+                                           12 + blo, 12 + blo, 12 + blo, 12 + blo);
+  const __m256i pick_hi = _mm256_add_epi8(pick_lo, _mm256_set1_epi8(char(bhi - blo)));
+  const __m256i mask = _mm256_set1_epi32(int(0x08040201u << (4 * (c % 2))));
+  __m256i lo[G], hi[G];
+  for (int g = 0; g < G; ++g) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[g]->qs + 32 * c));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[g]->qh));
+    const __m256i h_lo = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick_lo), mask), mask);
+    const __m256i h_hi = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick_hi), mask), mask);
+    lo[g] = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(h_lo, bit4));
+    hi[g] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_and_si256(h_hi, bit4));
+  }
+  for (int t = 0; t < T; ++t) {
+    const __m256i xlo = bcast4(x[t]->qs + 4 * c), xhi = bcast4(x[t]->qs + 16 + 4 * c);
+    for (int g = 0; g < G; ++g) {
+      s[g][t] = QKV_DOT_ACC(s[g][t], lo[g], xlo);
+      s[g][t] = QKV_DOT_ACC(s[g][t], hi[g], xhi);
+    }
+  }
+}
+
 template <class Packed> constexpr int x8_pieces = 0;
 template <> constexpr int x8_pieces<BlockQ8_0x8> = 8;  // 32 bytes per row and block
 template <> constexpr int x8_pieces<BlockQ4_0x8> = 4;  // 16
+template <> constexpr int x8_pieces<BlockQ5_0x8> = 4;  // 16 (and the fifth bits)
 // What the unsigned weight bytes add: 128 (Q8_0 on VNNI) or 8 (Q4_0's
 // nibbles, which are values + 8) times the activations' sum.
 template <class Packed> constexpr int x8_offset = 0;
 template <> constexpr int x8_offset<BlockQ8_0x8> = QKV_Q8_BIAS;
 template <> constexpr int x8_offset<BlockQ4_0x8> = 8;
+template <> constexpr int x8_offset<BlockQ5_0x8> = 16;
 
 // acc[g][t] (group g's 8 rows' sums for activation row t) += w . x[t] over
 // nb blocks; w: G consecutive groups of nb blocks each.

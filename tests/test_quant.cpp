@@ -366,6 +366,9 @@ TEST_P(QuantKernels, Q8_0RowInterleavedProductsEqualThePlainOnes) {
 TEST_P(QuantKernels, Q4_0RowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ4_0, ops::BlockQ4_0x8>(*GetParam(), {32, 96, 768});
 }
+TEST_P(QuantKernels, Q5_0RowInterleavedProductsEqualThePlainOnes) {
+  check_x8_products<ops::BlockQ5_0, ops::BlockQ5_0x8>(*GetParam(), {32, 96, 768});
+}
 TEST_P(QuantKernels, Q4_KRowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ4_K, ops::BlockQ4_Kx8>(*GetParam(), {256, 768});
 }
