@@ -220,6 +220,18 @@ struct BlockQ5_0x8 {
   uint8_t qs[8 * 16];
 };
 static_assert(sizeof(BlockQ5_0x8) == 8 * sizeof(BlockQ5_0), "x8 groups hold the same bytes");
+// Q4_1 / Q5_1 likewise, with each row's f16 offset m.
+struct BlockQ4_1x8 {
+  uint16_t d[8], m[8];
+  uint8_t qs[8 * 16];
+};
+struct BlockQ5_1x8 {
+  uint16_t d[8], m[8];
+  uint32_t qh[8];
+  uint8_t qs[8 * 16];
+};
+static_assert(sizeof(BlockQ4_1x8) == 8 * sizeof(BlockQ4_1), "x8 groups hold the same bytes");
+static_assert(sizeof(BlockQ5_1x8) == 8 * sizeof(BlockQ5_1), "x8 groups hold the same bytes");
 // Q4_K likewise, with the 6-bit scales and mins unpacked: sc[j][r] is
 // sub-block j's scale in row r; m2[k][r] holds row r's mins of sub-blocks
 // 2k and 2k + 1 (a pair, for 16-bit multiply-adds); qs as above, 32
@@ -237,6 +249,8 @@ void repack_x8(const BlockQ8_0* w, BlockQ8_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_0* w, BlockQ4_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_K* w, BlockQ4_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n);
+void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n);
+void repack_x8(const BlockQ5_1* w, BlockQ5_1x8* out, size_t rows, size_t n);
 // The scales and sums of nb activation blocks.
 void q8_0_sums(const BlockQ8_0* x, Q8Sum* out, size_t nb);
 // Both: Kernels::quantize_q8_0 of the scalar reference.

@@ -5,6 +5,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "ops/ops.h"
 #include "ops/quant.h"
@@ -200,48 +201,85 @@ inline void qacc_add(QAcc& a, const BlockIQ4_NL& w, const BlockQ8_0& x) {
 
 namespace qkv::ops {
 
-void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n) {
+namespace {
+
+template <class T, class = void>
+struct HasQh : std::false_type {};
+template <class T>
+struct HasQh<T, std::void_t<decltype(T::qh)>> : std::true_type {};
+template <class T, class = void>
+struct HasM : std::false_type {};
+template <class T>
+struct HasM<T, std::void_t<decltype(T::m)>> : std::true_type {};
+
+// 8 rows' blocks side by side: scales (and offsets, fifth bits) per row,
+// piece c of row r's 16 nibble bytes at qs + 4 (8 c + r).
+template <class Block, class Packed>
+void repack_nibbles_x8(const Block* w, Packed* out, size_t rows, size_t n) {
   const size_t nb = n / 32;
   for (size_t g = 0; g < rows / 8; ++g)
     for (size_t b = 0; b < nb; ++b) {
-      BlockQ5_0x8& p = out[g * nb + b];
+      Packed& p = out[g * nb + b];
       for (size_t r = 0; r < 8; ++r) {
-        const BlockQ5_0& src = w[(8 * g + r) * nb + b];
+        const Block& src = w[(8 * g + r) * nb + b];
         p.d[r] = src.d;
-        std::memcpy(&p.qh[r], src.qh, 4);
+        if constexpr (HasM<Block>::value) p.m[r] = src.m;
+        if constexpr (HasQh<Block>::value) std::memcpy(&p.qh[r], src.qh, 4);
         for (size_t c = 0; c < 4; ++c) std::memcpy(&p.qs[4 * (8 * c + r)], &src.qs[4 * c], 4);
       }
     }
 }
 
-namespace {
-// Row r's product with x over the row-interleaved layout, plainly: piece c
-// holds row r's bytes 4c..4c+3 (values 4c.. in the low nibbles, 16 + 4c.. in the high).
-void x8_q5_0_matmul_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
-                        size_t g0, size_t g1) {
-  quant_ref::x8_products<BlockQ5_0x8, BlockQ8_0>(
-      packed, xq, xs, y, M, n / 32, ldy, g0, g1, [](const BlockQ5_0x8& w, int r, const BlockQ8_0& x, const Q8Sum* s) {
-        int sumi = 0;
-        for (int c = 0; c < 4; ++c)
-          for (int i = 0; i < 4; ++i) {
-            const uint8_t q = w.qs[4 * (8 * c + r) + i];
-            const int j = 4 * c + i;
-            const int lo = (q & 0x0f) | int(((w.qh[r] >> j) & 1) << 4), hi = (q >> 4) | int(((w.qh[r] >> (j + 16)) & 1) << 4);
-            sumi += (lo - 16) * x.qs[j] + (hi - 16) * x.qs[j + 16];
-          }
-        return f16_to_f32(w.d[r]) * s->d * float(sumi);
-      });
+// Row r's level of value j (0..31) in a packed group, with its fifth bit.
+template <class Packed>
+int x8_level(const Packed& w, int r, int j) {
+  const uint8_t q = w.qs[4 * (8 * ((j % 16) / 4) + r) + j % 4];
+  int l = j < 16 ? q & 0x0f : q >> 4;
+  if constexpr (HasQh<Packed>::value) l |= int(((w.qh[r] >> j) & 1) << 4);
+  return l;
 }
-void x8_q5_0_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
-  x8_q5_0_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
+
+// The row-interleaved products, plainly: Q5_0 against Q8_0 (levels - 16),
+// the _1 types against Q8_1 (their offset term from the stored sum).
+template <class Packed>
+void x8_matmul_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
+                   size_t g0, size_t g1) {
+  if constexpr (HasM<Packed>::value) {
+    quant_ref::x8_products<Packed, BlockQ8_1>(packed, xq, xs, y, M, n / 32, ldy, g0, g1,
+                                              [](const Packed& w, int r, const BlockQ8_1& x, const Q8Sum*) {
+                                                int sumi = 0;
+                                                for (int j = 0; j < 32; ++j) sumi += x8_level(w, r, j) * x.qs[j];
+                                                return f16_to_f32(w.d[r]) * f16_to_f32(x.d) * float(sumi) +
+                                                       f16_to_f32(w.m[r]) * f16_to_f32(x.s);
+                                              });
+  } else {
+    quant_ref::x8_products<Packed, BlockQ8_0>(packed, xq, xs, y, M, n / 32, ldy, g0, g1,
+                                              [](const Packed& w, int r, const BlockQ8_0& x, const Q8Sum* s) {
+                                                int sumi = 0;
+                                                for (int j = 0; j < 32; ++j) sumi += (x8_level(w, r, j) - 16) * x.qs[j];
+                                                return f16_to_f32(w.d[r]) * s->d * float(sumi);
+                                              });
+  }
 }
+template <class Packed>
+void x8_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
+  x8_matmul_ref<Packed>(packed, xq, xs, y, 1, n, 0, g0, g1);
+}
+
+template <class Block, class Packed>
+QuantProducts x8_products_ref() {
+  return {quant_ref::qmatvec<Block>, quant_ref::qmatmul<Block>, x8_matvec_ref<Packed>, x8_matmul_ref<Packed>};
+}
+
 }  // namespace
 
-QuantProducts q4_1_products_ref() { return quant_ref::quant_products<BlockQ4_1>(); }
-QuantProducts q5_0_products_ref() {
-  return {quant_ref::qmatvec<BlockQ5_0>, quant_ref::qmatmul<BlockQ5_0>, x8_q5_0_matvec_ref, x8_q5_0_matmul_ref};
-}
-QuantProducts q5_1_products_ref() { return quant_ref::quant_products<BlockQ5_1>(); }
+void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
+void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
+void repack_x8(const BlockQ5_1* w, BlockQ5_1x8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
+
+QuantProducts q4_1_products_ref() { return x8_products_ref<BlockQ4_1, BlockQ4_1x8>(); }
+QuantProducts q5_0_products_ref() { return x8_products_ref<BlockQ5_0, BlockQ5_0x8>(); }
+QuantProducts q5_1_products_ref() { return x8_products_ref<BlockQ5_1, BlockQ5_1x8>(); }
 QuantProducts iq4_nl_products_ref() { return quant_ref::quant_products<BlockIQ4_NL>(); }
 
 }  // namespace qkv::ops

@@ -159,11 +159,15 @@ QuantProducts q4_0_products() {
 }
 QuantProducts q4_K_products() { return {qmatvec<BlockQ4_K>, qmatmul<BlockQ4_K>, x8_q4_K_matvec, x8_q4_K_matmul}; }
 QuantProducts q5_K_products() { return quant_products<BlockQ5_K>(); }
-QuantProducts q4_1_products() { return quant_products<BlockQ4_1>(); }
+QuantProducts q4_1_products() {
+  return {qmatvec<BlockQ4_1>, qmatmul<BlockQ4_1>, x8_matvec<BlockQ4_1x8>, x8_matmul<BlockQ4_1x8>};
+}
 QuantProducts q5_0_products() {
   return {qmatvec<BlockQ5_0>, qmatmul<BlockQ5_0>, x8_matvec<BlockQ5_0x8>, x8_matmul<BlockQ5_0x8>};
 }
-QuantProducts q5_1_products() { return quant_products<BlockQ5_1>(); }
+QuantProducts q5_1_products() {
+  return {qmatvec<BlockQ5_1>, qmatmul<BlockQ5_1>, x8_matvec<BlockQ5_1x8>, x8_matmul<BlockQ5_1x8>};
+}
 QuantProducts iq4_nl_products() { return quant_products<BlockIQ4_NL>(); }
 QuantProducts q2_K_products() { return quant_products<BlockQ2_K>(); }
 QuantProducts q3_K_products() { return quant_products<BlockQ3_K>(); }

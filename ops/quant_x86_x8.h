@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "ops/ops.h"
 #include "ops/quant.h"
@@ -46,16 +47,11 @@ inline void x8_piece(__m256i (&s)[G][T], const BlockQ8_0x8* const (&w)[G], const
   }
 }
 
-// Q4_0: the low nibbles of piece c are values 4c..4c+3, the high ones 16+4c..16+4c+3.
-template <int G, int T>
-inline void x8_piece(__m256i (&s)[G][T], const BlockQ4_0x8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
-  __m256i lo[G], hi[G];
-  for (int g = 0; g < G; ++g) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[g]->qs + 32 * c));
-    lo[g] = _mm256_and_si256(q, m4);
-    hi[g] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-  }
+// The nibble types: piece c's low nibbles are values 4c..4c+3 of each row,
+// its high ones 16+4c..16+4c+3; lo and hi hold them as unsigned bytes.
+template <int G, int T, class Act>
+inline void x8_nibble_dots(__m256i (&s)[G][T], const __m256i (&lo)[G], const __m256i (&hi)[G], const Act* const (&x)[T],
+                           int c) {
   for (int t = 0; t < T; ++t) {
     const __m256i xlo = bcast4(x[t]->qs + 4 * c), xhi = bcast4(x[t]->qs + 16 + 4 * c);
     for (int g = 0; g < G; ++g) {
@@ -65,42 +61,70 @@ inline void x8_piece(__m256i (&s)[G][T], const BlockQ4_0x8* const (&w)[G], const
   }
 }
 
-// Q5_0: as Q4_0, each nibble with its fifth bit (bit 4c + i of the row's qh
-// for the low nibbles of piece c, bit 16 + 4c + i for the high ones) spread
-// from the row's 32-bit lane to its 4 bytes.
-template <int G, int T>
-inline void x8_piece(__m256i (&s)[G][T], const BlockQ5_0x8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
-  const __m256i m4 = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10);
-  // Byte k of each lane selects qh's byte holding bits 4c + k (low) or 16 + 4c + k (high).
-  const int blo = c / 2, bhi = 2 + c / 2;
-  const __m256i pick_lo = _mm256_setr_epi8(blo, blo, blo, blo, 4 + blo, 4 + blo, 4 + blo, 4 + blo, 8 + blo, 8 + blo,
-                                           8 + blo, 8 + blo, 12 + blo, 12 + blo, 12 + blo, 12 + blo, blo, blo, blo, blo,
-                                           4 + blo, 4 + blo, 4 + blo, 4 + blo, 8 + blo, 8 + blo, 8 + blo, 8 + blo,
-                                           12 + blo, 12 + blo, 12 + blo, 12 + blo);
-  const __m256i pick_hi = _mm256_add_epi8(pick_lo, _mm256_set1_epi8(char(bhi - blo)));
-  const __m256i mask = _mm256_set1_epi32(int(0x08040201u << (4 * (c % 2))));
+inline void x8_unpack_nibbles(const uint8_t* qs, int c, __m256i& lo, __m256i& hi) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
+  lo = _mm256_and_si256(q, m4);
+  hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+}
+
+// The fifth bits of piece c: bit 4c + i of each row's 32-bit qh lane (low
+// nibbles) or bit 16 + 4c + i (high), spread to the lane's 4 bytes as 0x10.
+inline void x8_add_fifth_bits(const uint32_t* qh8, int c, __m256i& lo, __m256i& hi) {
+  const char blo = char(c / 2), bhi = char(2 + c / 2);
+  auto pick = [](char k) {
+    return _mm256_setr_epi8(k, k, k, k, char(4 + k), char(4 + k), char(4 + k), char(4 + k), char(8 + k), char(8 + k),
+                            char(8 + k), char(8 + k), char(12 + k), char(12 + k), char(12 + k), char(12 + k), k, k, k, k,
+                            char(4 + k), char(4 + k), char(4 + k), char(4 + k), char(8 + k), char(8 + k), char(8 + k),
+                            char(8 + k), char(12 + k), char(12 + k), char(12 + k), char(12 + k));
+  };
+  const __m256i mask = _mm256_set1_epi32(int(0x08040201u << (4 * (c % 2)))), bit4 = _mm256_set1_epi8(0x10);
+  const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh8));
+  const __m256i h_lo = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick(blo)), mask), mask);
+  const __m256i h_hi = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick(bhi)), mask), mask);
+  lo = _mm256_or_si256(lo, _mm256_and_si256(h_lo, bit4));
+  hi = _mm256_or_si256(hi, _mm256_and_si256(h_hi, bit4));
+}
+
+// Q4_0 / Q4_1: nibbles; Q5_0 / Q5_1: nibbles and fifth bits.
+template <class Packed, class Act, int G, int T>
+inline void x8_piece_nibbles(__m256i (&s)[G][T], const Packed* const (&w)[G], const Act* const (&x)[T], int c) {
   __m256i lo[G], hi[G];
   for (int g = 0; g < G; ++g) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[g]->qs + 32 * c));
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[g]->qh));
-    const __m256i h_lo = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick_lo), mask), mask);
-    const __m256i h_hi = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick_hi), mask), mask);
-    lo[g] = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(h_lo, bit4));
-    hi[g] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_and_si256(h_hi, bit4));
+    x8_unpack_nibbles(w[g]->qs, c, lo[g], hi[g]);
+    if constexpr (std::is_same_v<Packed, BlockQ5_0x8> || std::is_same_v<Packed, BlockQ5_1x8>)
+      x8_add_fifth_bits(w[g]->qh, c, lo[g], hi[g]);
   }
-  for (int t = 0; t < T; ++t) {
-    const __m256i xlo = bcast4(x[t]->qs + 4 * c), xhi = bcast4(x[t]->qs + 16 + 4 * c);
-    for (int g = 0; g < G; ++g) {
-      s[g][t] = QKV_DOT_ACC(s[g][t], lo[g], xlo);
-      s[g][t] = QKV_DOT_ACC(s[g][t], hi[g], xhi);
-    }
-  }
+  x8_nibble_dots<G, T, Act>(s, lo, hi, x, c);
 }
+template <int G, int T>
+inline void x8_piece(__m256i (&s)[G][T], const BlockQ4_0x8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
+  x8_piece_nibbles<BlockQ4_0x8, BlockQ8_0, G, T>(s, w, x, c);
+}
+template <int G, int T>
+inline void x8_piece(__m256i (&s)[G][T], const BlockQ5_0x8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
+  x8_piece_nibbles<BlockQ5_0x8, BlockQ8_0, G, T>(s, w, x, c);
+}
+template <int G, int T>
+inline void x8_piece(__m256i (&s)[G][T], const BlockQ4_1x8* const (&w)[G], const BlockQ8_1* const (&x)[T], int c) {
+  x8_piece_nibbles<BlockQ4_1x8, BlockQ8_1, G, T>(s, w, x, c);
+}
+template <int G, int T>
+inline void x8_piece(__m256i (&s)[G][T], const BlockQ5_1x8* const (&w)[G], const BlockQ8_1* const (&x)[T], int c) {
+  x8_piece_nibbles<BlockQ5_1x8, BlockQ8_1, G, T>(s, w, x, c);
+}
+
+// The activation blocks each layout takes: Q8_1 (with d * sum) for the _1 types.
+template <class Packed> struct x8_act { using type = BlockQ8_0; };
+template <> struct x8_act<BlockQ4_1x8> { using type = BlockQ8_1; };
+template <> struct x8_act<BlockQ5_1x8> { using type = BlockQ8_1; };
 
 template <class Packed> constexpr int x8_pieces = 0;
 template <> constexpr int x8_pieces<BlockQ8_0x8> = 8;  // 32 bytes per row and block
 template <> constexpr int x8_pieces<BlockQ4_0x8> = 4;  // 16
 template <> constexpr int x8_pieces<BlockQ5_0x8> = 4;  // 16 (and the fifth bits)
+template <> constexpr int x8_pieces<BlockQ4_1x8> = 4;
+template <> constexpr int x8_pieces<BlockQ5_1x8> = 4;
 // What the unsigned weight bytes add: 128 (Q8_0 on VNNI) or 8 (Q4_0's
 // nibbles, which are values + 8) times the activations' sum.
 template <class Packed> constexpr int x8_offset = 0;
@@ -111,11 +135,13 @@ template <> constexpr int x8_offset<BlockQ5_0x8> = 16;
 // acc[g][t] (group g's 8 rows' sums for activation row t) += w . x[t] over
 // nb blocks; w: G consecutive groups of nb blocks each.
 template <class Packed, int G, int T>
-inline void x8_tile(const Packed* w, const BlockQ8_0* x0, const Q8Sum* xs0, size_t nb, __m256 (&acc)[G][T]) {
+inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, const Q8Sum* xs0, size_t nb,
+                    __m256 (&acc)[G][T]) {
+  using Act = typename x8_act<Packed>::type;
   for (size_t b = 0; b < nb; ++b) {
     const Packed* wb[G];
     for (int g = 0; g < G; ++g) wb[g] = w + g * nb + b;
-    const BlockQ8_0* x[T];
+    const Act* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
     __m256i s[G][T];
     for (int g = 0; g < G; ++g)
@@ -123,11 +149,20 @@ inline void x8_tile(const Packed* w, const BlockQ8_0* x0, const Q8Sum* xs0, size
     for (int c = 0; c < x8_pieces<Packed>; ++c) x8_piece<G, T>(s, wb, x, c);
     for (int g = 0; g < G; ++g) {
       const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[g]->d)));
-      for (int t = 0; t < T; ++t) {
-        const Q8Sum& xs = xs0[t * nb + b];
-        __m256i si = s[g][t];
-        if constexpr (x8_offset<Packed> != 0) si = _mm256_sub_epi32(si, _mm256_set1_epi32(x8_offset<Packed> * xs.s));
-        acc[g][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(xs.d)), _mm256_cvtepi32_ps(si), acc[g][t]);
+      if constexpr (std::is_same_v<Act, BlockQ8_1>) {
+        // The _1 types: d_w d_x (q . x) + m_w s_x, s_x = the block's d * sum(x).
+        const __m256 wm = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[g]->m)));
+        for (int t = 0; t < T; ++t) {
+          acc[g][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(half(x[t]->d))), _mm256_cvtepi32_ps(s[g][t]), acc[g][t]);
+          acc[g][t] = _mm256_fmadd_ps(wm, _mm256_set1_ps(half(x[t]->s)), acc[g][t]);
+        }
+      } else {
+        for (int t = 0; t < T; ++t) {
+          const Q8Sum& xs = xs0[t * nb + b];
+          __m256i si = s[g][t];
+          if constexpr (x8_offset<Packed> != 0) si = _mm256_sub_epi32(si, _mm256_set1_epi32(x8_offset<Packed> * xs.s));
+          acc[g][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(xs.d)), _mm256_cvtepi32_ps(si), acc[g][t]);
+        }
       }
     }
   }
@@ -135,12 +170,13 @@ inline void x8_tile(const Packed* w, const BlockQ8_0* x0, const Q8Sum* xs0, size
 
 // Y[m + t, 8 (g0 + g) .. 8 (g0 + g) + 7] for T activation rows from m and G groups from g0.
 template <class Packed, int G, int T>
-inline void x8_rows(const Packed* w, const BlockQ8_0* xb, const Q8Sum* xs, float* y, size_t nb, size_t ldy, size_t m,
+inline void x8_rows(const Packed* w, const typename x8_act<Packed>::type* xb, const Q8Sum* xs, float* y, size_t nb,
+                    size_t ldy, size_t m,
                     size_t g0) {
   __m256 acc[G][T];
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
-  x8_tile<Packed, G, T>(w + g0 * nb, xb + m * nb, xs + m * nb, nb, acc);
+  x8_tile<Packed, G, T>(w + g0 * nb, xb + m * nb, xs ? xs + m * nb : nullptr, nb, acc);
   for (int g = 0; g < G; ++g)
     for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (m + t) * ldy + 8 * (g0 + g), acc[g][t]);
 }
@@ -148,12 +184,14 @@ inline void x8_rows(const Packed* w, const BlockQ8_0* xb, const Q8Sum* xs, float
 template <class Packed>
 inline void x8_matvec(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
   const Packed* w = static_cast<const Packed*>(packed);
-  for (size_t g = g0; g < g1; ++g) x8_rows<Packed, 1, 1>(w, static_cast<const BlockQ8_0*>(xq), xs, y, n / kQK8_0, 0, 0, g);
+  using Act = typename x8_act<Packed>::type;
+  for (size_t g = g0; g < g1; ++g) x8_rows<Packed, 1, 1>(w, static_cast<const Act*>(xq), xs, y, n / kQK8_0, 0, 0, g);
 }
 
 // G groups (their blocks stay in L1) against every 4 activation rows in turn.
 template <class Packed, int G>
-inline void x8_groups(const Packed* w, const BlockQ8_0* xb, const Q8Sum* xs, float* y, size_t M, size_t nb, size_t ldy,
+inline void x8_groups(const Packed* w, const typename x8_act<Packed>::type* xb, const Q8Sum* xs, float* y, size_t M,
+                      size_t nb, size_t ldy,
                       size_t g) {
   size_t m = 0;
   for (; m + 4 <= M; m += 4) x8_rows<Packed, G, 4>(w, xb, xs, y, nb, ldy, m, g);
@@ -172,7 +210,7 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
                       size_t g0, size_t g1) {
   const size_t nb = n / kQK8_0;
   const Packed* w = static_cast<const Packed*>(packed);
-  const BlockQ8_0* xb = static_cast<const BlockQ8_0*>(xq);
+  const auto* xb = static_cast<const typename x8_act<Packed>::type*>(xq);
   size_t g = g0;
   for (; g + QKV_X8_GROUPS <= g1; g += QKV_X8_GROUPS) x8_groups<Packed, QKV_X8_GROUPS>(w, xb, xs, y, M, nb, ldy, g);
   for (; g < g1; ++g) x8_groups<Packed, 1>(w, xb, xs, y, M, nb, ldy, g);

@@ -369,6 +369,12 @@ TEST_P(QuantKernels, Q4_0RowInterleavedProductsEqualThePlainOnes) {
 TEST_P(QuantKernels, Q5_0RowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ5_0, ops::BlockQ5_0x8>(*GetParam(), {32, 96, 768});
 }
+TEST_P(QuantKernels, Q4_1RowInterleavedProductsEqualThePlainOnes) {
+  check_x8_products<ops::BlockQ4_1, ops::BlockQ4_1x8>(*GetParam(), {32, 96, 768});
+}
+TEST_P(QuantKernels, Q5_1RowInterleavedProductsEqualThePlainOnes) {
+  check_x8_products<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), {32, 96, 768});
+}
 TEST_P(QuantKernels, Q4_KRowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ4_K, ops::BlockQ4_Kx8>(*GetParam(), {256, 768});
 }
