@@ -231,6 +231,12 @@ struct BlockQ5_1x8 {
   uint8_t qs[8 * 16];
 };
 static_assert(sizeof(BlockQ4_1x8) == 8 * sizeof(BlockQ4_1), "x8 groups hold the same bytes");
+// IQ4_NL likewise (Q4_0's layout, the nibbles index kIq4nlValues).
+struct BlockIQ4_NLx8 {
+  uint16_t d[8];
+  uint8_t qs[8 * 16];
+};
+static_assert(sizeof(BlockIQ4_NLx8) == 8 * sizeof(BlockIQ4_NL), "x8 groups hold the same bytes");
 static_assert(sizeof(BlockQ5_1x8) == 8 * sizeof(BlockQ5_1), "x8 groups hold the same bytes");
 // Q4_K likewise, with the 6-bit scales and mins unpacked: sc[j][r] is
 // sub-block j's scale in row r; m2[k][r] holds row r's mins of sub-blocks
@@ -251,6 +257,7 @@ void repack_x8(const BlockQ4_K* w, BlockQ4_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_1* w, BlockQ5_1x8* out, size_t rows, size_t n);
+void repack_x8(const BlockIQ4_NL* w, BlockIQ4_NLx8* out, size_t rows, size_t n);
 // The scales and sums of nb activation blocks.
 void q8_0_sums(const BlockQ8_0* x, Q8Sum* out, size_t nb);
 // Both: Kernels::quantize_q8_0 of the scalar reference.

@@ -239,7 +239,8 @@ int x8_level(const Packed& w, int r, int j) {
   return l;
 }
 
-// The row-interleaved products, plainly: Q5_0 against Q8_0 (levels - 16),
+// The row-interleaved products, plainly: Q5_0 (levels - 16) and IQ4_NL (its
+// table's values) against Q8_0,
 // the _1 types against Q8_1 (their offset term from the stored sum).
 template <class Packed>
 void x8_matmul_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
@@ -256,7 +257,13 @@ void x8_matmul_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y
     quant_ref::x8_products<Packed, BlockQ8_0>(packed, xq, xs, y, M, n / 32, ldy, g0, g1,
                                               [](const Packed& w, int r, const BlockQ8_0& x, const Q8Sum* s) {
                                                 int sumi = 0;
-                                                for (int j = 0; j < 32; ++j) sumi += (x8_level(w, r, j) - 16) * x.qs[j];
+                                                for (int j = 0; j < 32; ++j) {
+                                                  const int l = x8_level(w, r, j);
+                                                  if constexpr (std::is_same_v<Packed, BlockIQ4_NLx8>)
+                                                    sumi += kIq4nlValues[l] * x.qs[j];
+                                                  else
+                                                    sumi += (l - 16) * x.qs[j];
+                                                }
                                                 return f16_to_f32(w.d[r]) * s->d * float(sumi);
                                               });
   }
@@ -276,10 +283,11 @@ QuantProducts x8_products_ref() {
 void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
 void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
 void repack_x8(const BlockQ5_1* w, BlockQ5_1x8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
+void repack_x8(const BlockIQ4_NL* w, BlockIQ4_NLx8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
 
 QuantProducts q4_1_products_ref() { return x8_products_ref<BlockQ4_1, BlockQ4_1x8>(); }
 QuantProducts q5_0_products_ref() { return x8_products_ref<BlockQ5_0, BlockQ5_0x8>(); }
 QuantProducts q5_1_products_ref() { return x8_products_ref<BlockQ5_1, BlockQ5_1x8>(); }
-QuantProducts iq4_nl_products_ref() { return quant_ref::quant_products<BlockIQ4_NL>(); }
+QuantProducts iq4_nl_products_ref() { return x8_products_ref<BlockIQ4_NL, BlockIQ4_NLx8>(); }
 
 }  // namespace qkv::ops

@@ -168,7 +168,9 @@ QuantProducts q5_0_products() {
 QuantProducts q5_1_products() {
   return {qmatvec<BlockQ5_1>, qmatmul<BlockQ5_1>, x8_matvec<BlockQ5_1x8>, x8_matmul<BlockQ5_1x8>};
 }
-QuantProducts iq4_nl_products() { return quant_products<BlockIQ4_NL>(); }
+QuantProducts iq4_nl_products() {
+  return {qmatvec<BlockIQ4_NL>, qmatmul<BlockIQ4_NL>, x8_matvec<BlockIQ4_NLx8>, x8_matmul<BlockIQ4_NLx8>};
+}
 QuantProducts q2_K_products() { return quant_products<BlockQ2_K>(); }
 QuantProducts q3_K_products() { return quant_products<BlockQ3_K>(); }
 QuantProducts iq4_xs_products() { return quant_products<BlockIQ4_XS>(); }

@@ -114,6 +114,34 @@ inline void x8_piece(__m256i (&s)[G][T], const BlockQ5_1x8* const (&w)[G], const
   x8_piece_nibbles<BlockQ5_1x8, BlockQ8_1, G, T>(s, w, x, c);
 }
 
+// IQ4_NL: the nibbles looked up in the level table (signed bytes), then as
+// Q8_0's bytes: + 128 for VNNI's unsigned operand, or the sign trick.
+template <int G, int T>
+inline void x8_piece(__m256i (&s)[G][T], const BlockIQ4_NLx8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
+  const __m256i table = iq4nl_table();
+  __m256i lo[G], hi[G];
+  for (int g = 0; g < G; ++g) {
+    x8_unpack_nibbles(w[g]->qs, c, lo[g], hi[g]);
+    lo[g] = _mm256_shuffle_epi8(table, lo[g]);
+    hi[g] = _mm256_shuffle_epi8(table, hi[g]);
+  }
+  if constexpr (QKV_Q8_BIAS != 0) {
+    for (int g = 0; g < G; ++g) {
+      lo[g] = _mm256_xor_si256(lo[g], _mm256_set1_epi8(char(0x80)));
+      hi[g] = _mm256_xor_si256(hi[g], _mm256_set1_epi8(char(0x80)));
+    }
+    x8_nibble_dots<G, T, BlockQ8_0>(s, lo, hi, x, c);
+  } else {
+    for (int t = 0; t < T; ++t) {
+      const __m256i xlo = bcast4(x[t]->qs + 4 * c), xhi = bcast4(x[t]->qs + 16 + 4 * c);
+      for (int g = 0; g < G; ++g) {
+        s[g][t] = QKV_DOT_ACC(s[g][t], _mm256_sign_epi8(lo[g], lo[g]), _mm256_sign_epi8(xlo, lo[g]));
+        s[g][t] = QKV_DOT_ACC(s[g][t], _mm256_sign_epi8(hi[g], hi[g]), _mm256_sign_epi8(xhi, hi[g]));
+      }
+    }
+  }
+}
+
 // The activation blocks each layout takes: Q8_1 (with d * sum) for the _1 types.
 template <class Packed> struct x8_act { using type = BlockQ8_0; };
 template <> struct x8_act<BlockQ4_1x8> { using type = BlockQ8_1; };
@@ -125,12 +153,14 @@ template <> constexpr int x8_pieces<BlockQ4_0x8> = 4;  // 16
 template <> constexpr int x8_pieces<BlockQ5_0x8> = 4;  // 16 (and the fifth bits)
 template <> constexpr int x8_pieces<BlockQ4_1x8> = 4;
 template <> constexpr int x8_pieces<BlockQ5_1x8> = 4;
+template <> constexpr int x8_pieces<BlockIQ4_NLx8> = 4;
 // What the unsigned weight bytes add: 128 (Q8_0 on VNNI) or 8 (Q4_0's
 // nibbles, which are values + 8) times the activations' sum.
 template <class Packed> constexpr int x8_offset = 0;
 template <> constexpr int x8_offset<BlockQ8_0x8> = QKV_Q8_BIAS;
 template <> constexpr int x8_offset<BlockQ4_0x8> = 8;
 template <> constexpr int x8_offset<BlockQ5_0x8> = 16;
+template <> constexpr int x8_offset<BlockIQ4_NLx8> = QKV_Q8_BIAS;
 
 // acc[g][t] (group g's 8 rows' sums for activation row t) += w . x[t] over
 // nb blocks; w: G consecutive groups of nb blocks each.

@@ -375,6 +375,9 @@ TEST_P(QuantKernels, Q4_1RowInterleavedProductsEqualThePlainOnes) {
 TEST_P(QuantKernels, Q5_1RowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), {32, 96, 768});
 }
+TEST_P(QuantKernels, IQ4_NLRowInterleavedProductsEqualThePlainOnes) {
+  check_x8_products<ops::BlockIQ4_NL, ops::BlockIQ4_NLx8>(*GetParam(), {32, 96, 768});
+}
 TEST_P(QuantKernels, Q4_KRowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ4_K, ops::BlockQ4_Kx8>(*GetParam(), {256, 768});
 }
