@@ -6,6 +6,8 @@
 
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "ops/quant.h"
 
 namespace qkv::ops::QKV_ISA_NS {
@@ -57,11 +59,24 @@ inline __m256i level3(__m256i q, __m256i hm, int h) {
   return _mm256_or_si256(level2<j>(q), _mm256_slli_epi16(_mm256_and_si256(hb, _mm256_set1_epi8(1)), 2));
 }
 
+// Q3_K's 16 6-bit scales (minus 32) as 16 int16, four at a time in 32-bit
+// words: the low nibbles of bytes 0..7 (scales 0..7) and their high nibbles
+// (8..15), each with 2 high bits from bytes 8..11.
+inline __m256i q3_K_scales16(const uint8_t* packed) {
+  uint32_t w[3];
+  std::memcpy(w, packed, 12);
+  const uint32_t low4 = 0x0f0f0f0f, top2 = 0x03030303;
+  const uint32_t s0 = (w[0] & low4) | (((w[2] >> 0) & top2) << 4);
+  const uint32_t s1 = (w[1] & low4) | (((w[2] >> 2) & top2) << 4);
+  const uint32_t s2 = ((w[0] >> 4) & low4) | (((w[2] >> 4) & top2) << 4);
+  const uint32_t s3 = ((w[1] >> 4) & low4) | (((w[2] >> 6) & top2) << 4);
+  const __m128i s = _mm_sub_epi8(_mm_set_epi32(int(s3), int(s2), int(s1), int(s0)), _mm_set1_epi8(32));
+  return _mm256_cvtepi8_epi16(s);
+}
+
 template <int N>
 inline void k_add(QAcc* a, const BlockQ3_K& w, const BlockQ8_K* const (&x)[N]) {
-  int8_t sc8[16];
-  q3_K_scales(w.scales, sc8);
-  const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc8)));
+  const __m256i sc = q3_K_scales16(w.scales);
   const __m256i hm = loadu(w.hmask);
   KSums<N> s;
   zero_sums<N>(s);
