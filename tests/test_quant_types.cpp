@@ -128,6 +128,7 @@ TEST(QuantTypes, MixedFilesNameTheirTypesAndWhatRunsThem) {
   const std::string path = test::model_path("quant/tinyllama-v0-Q3_K_M.gguf");
   // The manifest's census: 33 q4_0, 14 q5_0, 8 q4_K, 2 q5_1, 1 q8_0 (and 17 f32 vectors).
   EXPECT_EQ(Model::load(path)->info().weight_types, "Q4_0 x33, Q5_0 x14, Q4_K x8, Q5_1 x2, Q8_0 x1");
+  EXPECT_EQ(Model::load(path)->info().file_type, "Q3_K - Medium");  // llama-bench's model column
   EXPECT_EQ(Model::load(test::model_path("tinyllama-v0-q8_0.gguf"))->info().weight_types, "Q8_0");
   const FileDescription d = describe_model_file(path);
   std::map<std::string, TypeDescription> by;

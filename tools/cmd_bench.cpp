@@ -314,7 +314,8 @@ int cmd_bench(int argc, char** argv) {
               if (profile) s.profile_start();
               Row r;
               r.model = path;
-              r.model_type = info.arch + " " + size_label(info.n_params) + " " + info.weight_type;
+              r.model_type = info.arch + " " + size_label(info.n_params) + " " +
+                             (info.file_type.empty() ? info.weight_type : info.file_type);
               r.size = file_size(path);
               r.params = info.n_params;
               r.isa = active_isa();

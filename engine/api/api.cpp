@@ -9,6 +9,7 @@
 #include "engine/runtime/cpu.h"
 #include "engine/error.h"
 #include "engine/runtime/profiler.h"
+#include "engine/api/model_files.h"
 #include "engine/api/qkv.hpp"
 #include "engine/text/sampler.h"
 #include "engine/text/tokenizer.h"
@@ -68,6 +69,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   i.rms_eps = c.rms_eps;
   i.n_params = impl->arch->n_params();
   i.weight_type = impl->arch->weight_type();
+  if (const auto ft = impl->weights->get_uint("general.file_type")) i.file_type = ftype_description(int(*ft));
   {
     std::vector<std::pair<std::string, int>> counts;  // matrices only: vectors (norms) stay F32 in every file
     for (const std::string& name : impl->weights->tensor_names()) {

@@ -88,6 +88,31 @@ Type fallback(Type t, int64_t ne0, std::string* note, const std::string& name) {
 
 }  // namespace
 
+std::string ftype_description(int ftype) {
+  switch (ftype) {
+    case kF32: return "all F32";
+    case kF16: return "F16";
+    case kBF16: return "BF16";
+    case kQ4_0: return "Q4_0";
+    case kQ4_1: return "Q4_1";
+    case kQ5_0: return "Q5_0";
+    case kQ5_1: return "Q5_1";
+    case kQ8_0: return "Q8_0";
+    case kQ2_K: return "Q2_K - Medium";
+    case kQ3_K_S: return "Q3_K - Small";
+    case kQ3_K_M: return "Q3_K - Medium";
+    case kQ3_K_L: return "Q3_K - Large";
+    case kQ4_K_S: return "Q4_K - Small";
+    case kQ4_K_M: return "Q4_K - Medium";
+    case kQ5_K_S: return "Q5_K - Small";
+    case kQ5_K_M: return "Q5_K - Medium";
+    case kQ6_K: return "Q6_K";
+    case kIQ4_NL: return "IQ4_NL - 4.5 bpw";
+    case kIQ4_XS: return "IQ4_XS - 4.25 bpw";
+    default: return "";
+  }
+}
+
 const FileType* find_file_type(const std::string& name) {
   std::string lower = name;
   for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));

@@ -26,6 +26,9 @@ struct FileType {
   int ftype;         // llama.cpp's general.file_type
   ops::Type base;    // llama_ftype_get_default_type
 };
+// llama.cpp's description of a general.file_type ("Q4_K - Medium"), as
+// llama-bench's model column prints it; "" for a value it does not know.
+std::string ftype_description(int ftype);
 // The file type called `name` (any case; "q3_k", "q4_k", "q5_k" are
 // llama-quantize's aliases of the _M presets), or null.
 const FileType* find_file_type(const std::string& name);

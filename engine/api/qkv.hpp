@@ -51,6 +51,9 @@ struct ModelInfo {
   // The matrices' types with their counts, most first: "Q5_0 x45, Q8_0 x5,
   // Q4_K x4, Q6_K x4" (one entry for a file of one type).
   std::string weight_types;
+  // llama.cpp's name of the file's general.file_type ("Q4_K - Medium"), or
+  // "" when the file has none qkv knows.
+  std::string file_type;
   bool tied_output = false; // the classifier is the token embedding
 };
 
