@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ops/ops.h"
+#include "ops/quant_repack.h"
 
 namespace qkv::ops {
 
@@ -140,20 +141,6 @@ void x8_matmul_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y
 template <class Packed>
 void x8_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
   x8_matmul_ref<Packed>(packed, xq, xs, y, 1, n, 0, g0, g1);
-}
-
-template <class Block, class Packed>
-void repack_rows_x8(const Block* w, Packed* out, size_t rows, size_t n) {
-  const size_t nb = n / 32, piece_bytes = 4, pieces = sizeof(w->qs) / piece_bytes;
-  for (size_t g = 0; g < rows / 8; ++g)
-    for (size_t b = 0; b < nb; ++b) {
-      Packed& p = out[g * nb + b];
-      for (size_t r = 0; r < 8; ++r) {
-        const Block& src = w[(8 * g + r) * nb + b];
-        p.d[r] = src.d;
-        for (size_t c = 0; c < pieces; ++c) std::memcpy(&p.qs[4 * (8 * c + r)], &src.qs[4 * c], piece_bytes);
-      }
-    }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "ops/ops.h"
 #include "ops/quant.h"
 #include "ops/quant_ref.h"
+#include "ops/quant_repack.h"
 
 namespace qkv::ops {
 
@@ -38,6 +39,18 @@ float signed_absmax(const float* x) {
   return max;
 }
 
+// The _1 types' fit of a block, x ~ q d + m with q in 0..nmax: m = the
+// smallest value, d = (max - min) / nmax, both stored f16; returns 1 / d
+// (0 for a flat block) and *min.
+float affine_fit(const float* x, int nmax, uint16_t* d_out, uint16_t* m_out, float* min) {
+  float max;
+  min_max(x, min, &max);
+  const float d = (max - *min) / float(nmax);
+  *d_out = f32_to_f16(d);
+  *m_out = f32_to_f16(*min);
+  return d != 0.0f ? 1.0f / d : 0.0f;
+}
+
 // The fifth bits of a 32-value block: bit j of qh is value j's.
 inline int bit5(const uint8_t* qh, int j) { return (qh[j / 8] >> (j % 8)) & 1; }
 
@@ -45,12 +58,8 @@ inline int bit5(const uint8_t* qh, int j) { return (qh[j / 8] >> (j % 8)) & 1; }
 
 void quantize_row_q4_1(const float* x, BlockQ4_1* y, size_t n) {
   for (size_t b = 0; b < n / 32; ++b, x += 32) {
-    float min, max;
-    min_max(x, &min, &max);
-    const float d = (max - min) / 15.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[b].d = f32_to_f16(d);
-    y[b].m = f32_to_f16(min);
+    float min;
+    const float id = affine_fit(x, 15, &y[b].d, &y[b].m, &min);
     for (int j = 0; j < 16; ++j) {
       const int8_t lo = int8_t((x[j] - min) * id + 0.5f), hi = int8_t((x[j + 16] - min) * id + 0.5f);
       y[b].qs[j] = uint8_t((lo < 15 ? lo : 15) | ((hi < 15 ? hi : 15) << 4));
@@ -97,12 +106,8 @@ void dequantize_row_q5_0(const BlockQ5_0* x, float* y, size_t n) {
 
 void quantize_row_q5_1(const float* x, BlockQ5_1* y, size_t n) {
   for (size_t b = 0; b < n / 32; ++b, x += 32) {
-    float min, max;
-    min_max(x, &min, &max);
-    const float d = (max - min) / 31.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[b].d = f32_to_f16(d);
-    y[b].m = f32_to_f16(min);
+    float min;
+    const float id = affine_fit(x, 31, &y[b].d, &y[b].m, &min);
     uint32_t qh = 0;
     for (int j = 0; j < 16; ++j) {
       const uint8_t q0 = uint8_t((x[j] - min) * id + 0.5f), q1 = uint8_t((x[j + 16] - min) * id + 0.5f);
@@ -203,33 +208,6 @@ namespace qkv::ops {
 
 namespace {
 
-template <class T, class = void>
-struct HasQh : std::false_type {};
-template <class T>
-struct HasQh<T, std::void_t<decltype(T::qh)>> : std::true_type {};
-template <class T, class = void>
-struct HasM : std::false_type {};
-template <class T>
-struct HasM<T, std::void_t<decltype(T::m)>> : std::true_type {};
-
-// 8 rows' blocks side by side: scales (and offsets, fifth bits) per row,
-// piece c of row r's 16 nibble bytes at qs + 4 (8 c + r).
-template <class Block, class Packed>
-void repack_nibbles_x8(const Block* w, Packed* out, size_t rows, size_t n) {
-  const size_t nb = n / 32;
-  for (size_t g = 0; g < rows / 8; ++g)
-    for (size_t b = 0; b < nb; ++b) {
-      Packed& p = out[g * nb + b];
-      for (size_t r = 0; r < 8; ++r) {
-        const Block& src = w[(8 * g + r) * nb + b];
-        p.d[r] = src.d;
-        if constexpr (HasM<Block>::value) p.m[r] = src.m;
-        if constexpr (HasQh<Block>::value) std::memcpy(&p.qh[r], src.qh, 4);
-        for (size_t c = 0; c < 4; ++c) std::memcpy(&p.qs[4 * (8 * c + r)], &src.qs[4 * c], 4);
-      }
-    }
-}
-
 // Row r's level of value j (0..31) in a packed group, with its fifth bit.
 template <class Packed>
 int x8_level(const Packed& w, int r, int j) {
@@ -280,10 +258,10 @@ QuantProducts x8_products_ref() {
 
 }  // namespace
 
-void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
-void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
-void repack_x8(const BlockQ5_1* w, BlockQ5_1x8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
-void repack_x8(const BlockIQ4_NL* w, BlockIQ4_NLx8* out, size_t rows, size_t n) { repack_nibbles_x8(w, out, rows, n); }
+void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n) { repack_rows_x8(w, out, rows, n); }
+void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n) { repack_rows_x8(w, out, rows, n); }
+void repack_x8(const BlockQ5_1* w, BlockQ5_1x8* out, size_t rows, size_t n) { repack_rows_x8(w, out, rows, n); }
+void repack_x8(const BlockIQ4_NL* w, BlockIQ4_NLx8* out, size_t rows, size_t n) { repack_rows_x8(w, out, rows, n); }
 
 QuantProducts q4_1_products_ref() { return x8_products_ref<BlockQ4_1, BlockQ4_1x8>(); }
 QuantProducts q5_0_products_ref() { return x8_products_ref<BlockQ5_0, BlockQ5_0x8>(); }

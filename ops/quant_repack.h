@@ -1,0 +1,39 @@
+// The row-interleaved copy of a 32-value block type (the BlockXx8 layouts
+// of quant.h): 8 rows' blocks side by side, their scales (offsets m, fifth
+// bits qh) per row, and piece c of row r's quant bytes at qs + 4 (8 c + r).
+// For the quant*.cpp files.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <type_traits>
+
+namespace qkv::ops {
+
+template <class T, class = void>
+struct HasQh : std::false_type {};
+template <class T>
+struct HasQh<T, std::void_t<decltype(T::qh)>> : std::true_type {};
+template <class T, class = void>
+struct HasM : std::false_type {};
+template <class T>
+struct HasM<T, std::void_t<decltype(T::m)>> : std::true_type {};
+
+// The first rows / 8 * 8 rows of w (rows, n) into out.
+template <class Block, class Packed>
+void repack_rows_x8(const Block* w, Packed* out, size_t rows, size_t n) {
+  const size_t nb = n / 32, pieces = sizeof(w->qs) / 4;
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      Packed& p = out[g * nb + b];
+      for (size_t r = 0; r < 8; ++r) {
+        const Block& src = w[(8 * g + r) * nb + b];
+        p.d[r] = src.d;
+        if constexpr (HasM<Block>::value) p.m[r] = src.m;
+        if constexpr (HasQh<Block>::value) std::memcpy(&p.qh[r], src.qh, 4);
+        for (size_t c = 0; c < pieces; ++c) std::memcpy(&p.qs[4 * (8 * c + r)], &src.qs[4 * c], 4);
+      }
+    }
+}
+
+}  // namespace qkv::ops
