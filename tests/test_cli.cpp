@@ -394,6 +394,18 @@ TEST(CliHabits, LlamaCppFlagsWork) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, base.out);
   EXPECT_NE(r.err.find("warning: ignoring -ngl 99, -fa on, --mlock, -dev none, -sm layer"), std::string::npos) << r.err;
+  // llama.cpp's cache-type flags: f16 is --kv-f16; quantized or mixed caches are refused.
+  const Result f16 = run("generate " + m + " -p 'Once upon a time' --temp 0 -n 12 --kv-f16");
+  r = run("generate " + m + " -p 'Once upon a time' --temp 0 -n 12 -ctk f16 -ctv f16");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, f16.out);
+  r = run("generate " + m + " -p x -n 2 -ctk q8_0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("f32 or f16"), std::string::npos) << r.err;
+  EXPECT_EQ(run("generate " + m + " -p x -n 2 -ctk f16 -ctv f32").code, 2);
+  r = run("perplexity -m '" + model_path("tinyllama-v0-q8_0.gguf") + "' -f '" + test::reference_path("perplexity-text.txt") +
+          "' --chunks 1 --cache-type-k f16 --cache-type-v=f16");
+  EXPECT_EQ(r.code, 0) << r.err;
   r = run("generate " + m + " --prompt='Once upon a time' --temp=0 --n-predict=12 --no-mmap");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, base.out);

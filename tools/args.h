@@ -85,6 +85,28 @@ inline int print_help(const char* text) {
   return 0;
 }
 
+// llama.cpp's cache-type flags (-ctk/--cache-type-k, -ctv/--cache-type-v):
+// qkv keeps K and V in f32 or f16, in one type. Call for each such flag;
+// *kv_f16 is set; other types, or K and V apart, are usage errors.
+struct CacheTypes {
+  std::string k, v;
+  bool is_flag(const std::string& f) const {
+    return f == "-ctk" || f == "--cache-type-k" || f == "-ctv" || f == "--cache-type-v";
+  }
+  void take(const std::string& f, const std::string& value) {
+    if (value != "f32" && value != "f16")
+      throw UsageError(f + " " + value + ": qkv keeps the KV cache in f32 or f16 (quantized caches are not supported yet)");
+    (f == "-ctk" || f == "--cache-type-k" ? k : v) = value;
+  }
+  // Applies the flags given to *kv_f16 (left as it is when none was).
+  void apply(bool* kv_f16) const {
+    if (!k.empty() && !v.empty() && k != v)
+      throw UsageError("-ctk " + k + " -ctv " + v + ": qkv keeps K and V in the same type");
+    const std::string t = !k.empty() ? k : v;
+    if (!t.empty()) *kv_f16 = t == "f16";
+  }
+};
+
 // Whether `type` is one of the comma-separated names in `names` ("a, b, c"), any case.
 inline bool in_list(const std::string& type, const std::string& names) {
   std::string lower;

@@ -34,7 +34,7 @@ const char* kHelp =
     "  -t LIST       thread counts\n"
     "  -r N          timed repetitions (after one warm-up)\n"
     "  --profile     run with the per-op profiler recording (to measure what it costs)\n"
-    "  --kv-f16      keep the KV cache in f16\n"
+    "  --kv-f16      keep the KV cache in f16 (-ctk f16 -ctv f16, llama-bench's flags, say the same)\n"
     "  -o FORMAT     md (default), csv, json or jsonl: llama-bench's keys, and isa\n"
     "  LIST is a comma-separated list (-p 128,512); every combination is run.\n";
 
@@ -254,6 +254,7 @@ int cmd_bench(int argc, char** argv) {
   std::vector<Test> pg;
   int reps = 5;
   bool profile = false, kv_f16 = false;
+  CacheTypes cache_types;
   try {
     ArgWalker a(argc, argv);
     while (a.next()) {
@@ -273,12 +274,14 @@ int cmd_bench(int argc, char** argv) {
       } else if (f == "-r" || f == "--repetitions") reps = int(parse_int(f, a.value(), 1, 1000));
       else if (f == "--profile") profile = true;
       else if (f == "--kv-f16") kv_f16 = true;
+      else if (cache_types.is_flag(f)) cache_types.take(f, a.value());
       else if (f == "-o" || f == "--output") {
         format = a.value();
         if (format != "md" && format != "csv" && format != "json" && format != "jsonl")
           throw UsageError("-o: expected md, csv, json or jsonl");
       } else throw UsageError("unknown option '" + f + "' (see qkv bench --help)");
     }
+    cache_types.apply(&kv_f16);
     if (models.empty()) throw UsageError("-m FILE is required");
   } catch (const UsageError& e) {
     std::fprintf(stderr, "qkv bench: %s\n", e.what());

@@ -26,6 +26,7 @@ const char* kHelp =
     "  -t, --threads N         threads for generation (default: physical cores)\n"
     "  -tb, --threads-batch N  threads for the prompt (default: same as -t)\n"
     "      --kv-f16            keep the KV cache in f16 (half the memory; attention as llama.cpp computes it)\n"
+    "  -ctk, -ctv f32|f16      llama.cpp's cache-type flags: f16 is --kv-f16 (K and V in one type)\n"
     "  -e, --escape            process escapes in the prompt (\\n, \\t, \\\", \\xHH, ...)\n"
     "      --no-display-prompt don't print the prompt before the generated text\n"
     "      --no-mmap           read the weights into memory instead of mapping them\n"
@@ -76,6 +77,7 @@ Options parse(int argc, char** argv, bool profile_cmd) {
     o.have_seed = true;
   }
   ArgWalker a(argc, argv);
+  CacheTypes cache_types;
   while (a.next()) {
     const std::string f = a.flag();
     if (f == "-h" || f == "--help") {
@@ -101,6 +103,7 @@ Options parse(int argc, char** argv, bool profile_cmd) {
     else if (f == "-t" || f == "--threads") o.session.n_threads = int(parse_int(f, a.value(), 1, 512));
     else if (f == "-tb" || f == "--threads-batch") o.session.n_threads_batch = int(parse_int(f, a.value(), 1, 512));
     else if (f == "--kv-f16") o.session.kv_f16 = true;
+    else if (cache_types.is_flag(f)) cache_types.take(f, a.value());
     else if (f == "-e" || f == "--escape") o.escapes = true;
     else if (f == "--no-display-prompt") o.display_prompt = false;
     else if (f == "--no-mmap") o.use_mmap = false;
@@ -122,6 +125,7 @@ Options parse(int argc, char** argv, bool profile_cmd) {
                        " --help)");
     }
   }
+  cache_types.apply(&o.session.kv_f16);
   if (o.have_prompt && o.have_file) throw UsageError("give either -p or -f, not both");
   if ((!o.trace.empty() || !o.csv.empty()) && !o.profile) throw UsageError("--trace and --csv need --profile");
   if (o.have_model && o.model.empty()) throw UsageError("-m: empty file name");

@@ -57,6 +57,7 @@ int cmd_perplexity(int argc, char** argv) {
   int n_ctx = 128, n_batch = 128, threads = 0, chunks = 0;
   bool kv_f16 = false, kl_compare = false, ctx_given = false;
   std::string kl_base;
+  CacheTypes cache_types;
   try {
     ArgWalker a(argc, argv);
     while (a.next()) {
@@ -68,7 +69,7 @@ int cmd_perplexity(int argc, char** argv) {
                    "\n"
                    "llama-perplexity's method: chunks of -c tokens, each from an empty cache, the second half scored.\n"
                    "  --chunks N                   score only the first N chunks\n"
-                   "  --kv-f16                     keep the KV cache in f16 (llama.cpp's default cache type)\n"
+                   "  --kv-f16, -ctk f16 -ctv f16  keep the KV cache in f16 (llama.cpp's default cache type)\n"
                    "  --kl-divergence-base FILE    without --kl-divergence: write the tokens and every scored\n"
                    "                               position's log-probabilities to FILE (qkv's own format, about\n"
                    "                               2 bytes x vocabulary per position)\n"
@@ -83,10 +84,12 @@ int cmd_perplexity(int argc, char** argv) {
       else if (f == "-t" || f == "--threads") threads = int(parse_int(f, a.value(), 1, 512));
       else if (f == "--chunks") chunks = int(parse_int(f, a.value(), 1, 1 << 30));
       else if (f == "--kv-f16") kv_f16 = true;
+      else if (cache_types.is_flag(f)) cache_types.take(f, a.value());
       else if (f == "--kl-divergence-base") kl_base = a.value();
       else if (f == "--kl-divergence") kl_compare = true;
       else throw UsageError("unknown option '" + f + "' (see qkv perplexity --help)");
     }
+    cache_types.apply(&kv_f16);
     if (model_path.empty()) throw UsageError("-m MODEL is required");
     if (kl_compare && kl_base.empty()) throw UsageError("--kl-divergence needs --kl-divergence-base FILE (the saved base)");
     if (kl_compare && !file.empty()) throw UsageError("--kl-divergence scores the base file's tokens; drop -f");
