@@ -54,9 +54,8 @@ void print_kl(const PerplexityResult& r) {
 
 int cmd_perplexity(int argc, char** argv) {
   std::string model_path, tokenizer, file;
-  int n_ctx = 128, n_batch = 128, threads = 0, chunks = 0;
-  bool kv_f16 = false, kl_compare = false, ctx_given = false;
-  std::string kl_base;
+  PerplexityOptions o;  // n_ctx 128, n_batch 128 as llama-perplexity's -c 128 -b 128
+  bool kl_compare = false, ctx_given = false;
   CacheTypes cache_types;
   try {
     ArgWalker a(argc, argv);
@@ -79,19 +78,19 @@ int cmd_perplexity(int argc, char** argv) {
       } else if (f == "-m" || f == "--model") model_path = a.value();
       else if (f == "-z" || f == "--tokenizer") tokenizer = a.value();
       else if (f == "-f" || f == "--file") file = a.value();
-      else if (f == "-c" || f == "--ctx-size") n_ctx = int(parse_int(f, a.value(), 4, 1 << 16)), ctx_given = true;
-      else if (f == "-b" || f == "--batch-size") n_batch = int(parse_int(f, a.value(), 1, 1 << 16));
-      else if (f == "-t" || f == "--threads") threads = int(parse_int(f, a.value(), 1, 512));
-      else if (f == "--chunks") chunks = int(parse_int(f, a.value(), 1, 1 << 30));
-      else if (f == "--kv-f16") kv_f16 = true;
+      else if (f == "-c" || f == "--ctx-size") o.n_ctx = int(parse_int(f, a.value(), 4, 1 << 16)), ctx_given = true;
+      else if (f == "-b" || f == "--batch-size") o.n_batch = int(parse_int(f, a.value(), 1, 1 << 16));
+      else if (f == "-t" || f == "--threads") o.n_threads = int(parse_int(f, a.value(), 1, 512));
+      else if (f == "--chunks") o.max_chunks = int(parse_int(f, a.value(), 1, 1 << 30));
+      else if (f == "--kv-f16") o.kv_f16 = true;
       else if (cache_types.is_flag(f)) cache_types.take(f, a.value());
-      else if (f == "--kl-divergence-base") kl_base = a.value();
+      else if (f == "--kl-divergence-base") o.kl_base = a.value();
       else if (f == "--kl-divergence") kl_compare = true;
       else throw UsageError("unknown option '" + f + "' (see qkv perplexity --help)");
     }
-    cache_types.apply(&kv_f16);
+    cache_types.apply(&o.kv_f16);
     if (model_path.empty()) throw UsageError("-m MODEL is required");
-    if (kl_compare && kl_base.empty()) throw UsageError("--kl-divergence needs --kl-divergence-base FILE (the saved base)");
+    if (kl_compare && o.kl_base.empty()) throw UsageError("--kl-divergence needs --kl-divergence-base FILE (the saved base)");
     if (kl_compare && !file.empty()) throw UsageError("--kl-divergence scores the base file's tokens; drop -f");
     if (!kl_compare && file.empty()) throw UsageError("-f TEXT is required");
   } catch (const UsageError& e) {
@@ -109,32 +108,20 @@ int cmd_perplexity(int argc, char** argv) {
   }
   try {
     const auto model = Model::load(model_path, LoadOptions{tokenizer});
-    PerplexityOptions o;
-    o.n_ctx = n_ctx;
-    o.n_batch = n_batch;
-    o.n_threads = threads;
-    o.max_chunks = chunks;
-    o.kv_f16 = kv_f16;
-    o.kl_base = kl_base;
     o.kl = kl_compare ? PerplexityOptions::Kl::Compare
-                      : kl_base.empty() ? PerplexityOptions::Kl::None : PerplexityOptions::Kl::SaveBase;
+                      : o.kl_base.empty() ? PerplexityOptions::Kl::None : PerplexityOptions::Kl::SaveBase;
     // As llama-perplexity: the chunk count up front, an ETA after the first pass.
     std::chrono::steady_clock::time_point t0;
-    int total = 0, ctx = n_ctx;
+    int total = 0;
     o.on_start = [&](int n_chunks, int n_tokens) {
       total = n_chunks;
-      std::fprintf(stderr, "perplexity: %s: %d tokens; calculating perplexity over %d chunks, n_ctx=%d, batch_size=%d\n",
-                   kl_compare ? kl_base.c_str() : model_path.c_str(), n_tokens, n_chunks, ctx, std::min(n_batch, ctx));
+      if (kl_compare)  // the base file's chunks and n_ctx
+        std::fprintf(stderr, "perplexity: %s: %d tokens; comparing over %d chunks\n", o.kl_base.c_str(), n_tokens, n_chunks);
+      else
+        std::fprintf(stderr, "perplexity: %s: %d tokens; calculating perplexity over %d chunks, n_ctx=%d, batch_size=%d\n",
+                     model_path.c_str(), n_tokens, n_chunks, o.n_ctx, std::min(o.n_batch, o.n_ctx));
       t0 = std::chrono::steady_clock::now();
     };
-    if (kl_compare) {
-      ctx = 0;  // the file's, reported by on_start through the result below
-      o.on_start = [&](int n_chunks, int n_tokens) {
-        total = n_chunks;
-        std::fprintf(stderr, "perplexity: %s: %d tokens; comparing over %d chunks\n", kl_base.c_str(), n_tokens, n_chunks);
-        t0 = std::chrono::steady_clock::now();
-      };
-    }
     o.on_chunk = [&](int i, double est) {
       if (i == 0) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -144,12 +131,12 @@ int cmd_perplexity(int argc, char** argv) {
       std::fflush(stdout);
     };
     const PerplexityResult r = perplexity(*model, text, o);
-    if (kl_compare && ctx_given && n_ctx != r.n_ctx)
-      std::fprintf(stderr, "qkv perplexity: warning: -c %d ignored: the base file was saved with n_ctx %d\n", n_ctx, r.n_ctx);
+    if (kl_compare && ctx_given && o.n_ctx != r.n_ctx)
+      std::fprintf(stderr, "qkv perplexity: warning: -c %d ignored: the base file was saved with n_ctx %d\n", o.n_ctx, r.n_ctx);
     std::printf("\nFinal estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.error);
     if (o.kl == PerplexityOptions::Kl::SaveBase)
       std::fprintf(stderr, "perplexity: saved %d chunks of %d tokens and their log-probabilities to %s\n", r.n_chunks, r.n_ctx,
-                   kl_base.c_str());
+                   o.kl_base.c_str());
     if (r.has_kl) print_kl(r);
     return stdout_ok("qkv perplexity") ? 0 : 1;
   } catch (const std::exception& e) {
