@@ -9,6 +9,7 @@
 #include "engine/api/qkv.hpp"
 #include "engine/error.h"
 #include "engine/format/gguf_writer.h"
+#include "engine/format/output_file.h"
 
 namespace qkv {
 namespace {
@@ -120,6 +121,14 @@ void synth_model(const std::string& out, const SynthParams& params, const Messag
   cfg.n_kv_heads = s.kv_heads;
   cfg.head_dim = head_dim;
   cfg.context_length = s.ctx;
+  // The file's size, estimated before its 9 x layers tensors are declared:
+  // an absurd shape is refused at once, not after millions of declarations.
+  {
+    const double d = s.dim, per_layer = d * (2 * d + 2.0 * kv_dim) + 3 * d * double(s.hidden) + 2 * d;
+    const ops::TypeInfo& base = ops::type_info(ft->base);
+    check_output_space(out, (per_layer * double(s.layers) + 2 * d * double(s.vocab) + d) * double(base.block_bytes) /
+                                double(base.block));
+  }
   GgufWriter w;
   add_llama_metadata(w, cfg, "qkv synth " + s.name, ft->ftype);
   add_vocab_metadata(w, vocab);

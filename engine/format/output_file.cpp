@@ -12,6 +12,18 @@
 
 namespace qkv {
 
+void check_output_space(const std::string& path, double bytes) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct statvfs fs;
+  if (::statvfs(dir.c_str(), &fs) == 0) {
+    const double free_bytes = double(fs.f_bavail) * double(fs.f_frsize);
+    if (bytes > free_bytes)
+      throw Error(cat(path, ": needs ", bytes, " bytes (", bytes / double(1ull << 30), " GiB), but its file system has ",
+                      uint64_t(free_bytes), " bytes free"), Errc::Io);
+  }
+}
+
 OutputFile::OutputFile(const std::string& path, uint64_t bytes) : path_(path), tmp_(path + ".part") {
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
@@ -20,15 +32,7 @@ OutputFile::OutputFile(const std::string& path, uint64_t bytes) : path_(path), t
                     "; refusing to replace it"), Errc::InvalidArgument);
   if (::lstat(tmp_.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
     throw Error(cat(tmp_, ": exists and is not a regular file; refusing to write through it"), Errc::InvalidArgument);
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  struct statvfs fs;
-  if (::statvfs(dir.c_str(), &fs) == 0) {
-    const uint64_t free_bytes = uint64_t(fs.f_bavail) * uint64_t(fs.f_frsize);
-    if (bytes > free_bytes)
-      throw Error(cat(path, ": needs ", bytes, " bytes (", double(bytes) / double(1ull << 30), " GiB), but its file system has ",
-                      free_bytes, " bytes free"), Errc::Io);
-  }
+  check_output_space(path, double(bytes));
   ::unlink(tmp_.c_str());  // a leftover of an interrupted run (a regular file: checked above)
   const int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   f_ = fd >= 0 ? ::fdopen(fd, "wb") : nullptr;

@@ -9,6 +9,11 @@
 
 namespace qkv {
 
+// Throws Error when `bytes` would not fit on the file system `path` is to be
+// written on (and names both figures); checked before any work that size
+// calls for.
+void check_output_space(const std::string& path, double bytes);
+
 class OutputFile {
  public:
   // Refuses up front an existing PATH that is not a regular file (a device,
