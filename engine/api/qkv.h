@@ -179,8 +179,9 @@ QKV_C_API qkv_status qkv_profile_trace_json(qkv_session* session, char* buf, siz
 /* ---------------------------------------------------------------- model files */
 
 /* Writes `output` (GGUF): `input` (GGUF, or a llama2.c .bin whose
- * tokenizer.bin is `tokenizer_path`; NULL for GGUF) with every matrix in
- * `type` (f32, f16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m, any case), as
+ * tokenizer.bin is `tokenizer_path`; NULL for GGUF) in llama-quantize's
+ * preset `type` (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k,
+ * q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k, iq4_nl, iq4_xs; any case), as
  * `qkv quantize` writes it. On failure `error` (when not NULL) receives the
  * message, cut to error_capacity bytes with its NUL. */
 QKV_C_API qkv_status qkv_quantize_model(const char* input, const char* output, const char* type,
