@@ -124,6 +124,38 @@ TEST(Cli, HelpAndUsage) {
   EXPECT_EQ(run("frobnicate").code, 2);
 }
 
+// qkv tokenize as llama-tokenize: --ids on a vocabulary-only file gives
+// llama.cpp's ids; without it, one 'id -> 'piece'' line per token.
+TEST(Cli, TokenizeLikeLlamaTokenize) {
+  const std::string vocab = model_path("vocab/ggml-vocab-llama-bpe.gguf");
+  Result r = run("tokenize -m '" + vocab + "' -p 'Hello world' --ids");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "[128000, 9906, 1917]\n");
+  r = run("tokenize -m '" + vocab + "' -p 'Hello world' --ids --no-bos");
+  EXPECT_EQ(r.out, "[9906, 1917]\n");
+  r = run("tokenize -m '" + vocab + "' -p 'Hi<|eot_id|>'");
+  EXPECT_EQ(r.out, "128000 -> '<|begin_of_text|>'\n 13347 -> 'Hi'\n128009 -> '<|eot_id|>'\n");
+  r = run("tokenize -m '" + vocab + "' -p 'Hi<|eot_id|>' --ids --no-bos --no-parse-special");
+  EXPECT_EQ(r.out, "[13347, 27, 91, 68, 354, 851, 91, 29]\n");
+  // Escapes are processed unless --no-escape (llama-tokenize's default).
+  EXPECT_EQ(run("tokenize -m '" + vocab + "' -p 'a\\nb' --ids --no-bos").out, "[64, 198, 65]\n");
+  EXPECT_EQ(run("tokenize -m '" + vocab + "' -p 'a\\nb' --ids --no-bos --no-escape").out, "[64, 1734, 65]\n");
+  // The 7th string of the standard vectors, from a file, as llama.cpp's .out has it.
+  const std::string gpt2 = model_path("vocab/ggml-vocab-gpt-2.gguf");
+  const test::TempFile f("   Hello", ".txt");
+  r = run("tokenize -m '" + gpt2 + "' -f '" + f.path() + "' --ids --no-bos --no-parse-special --no-escape");
+  EXPECT_EQ(r.out, "[220, 220, 18435]\n");
+  // llama2.c: the tokenizer.bin is given with -z.
+  r = run("tokenize -m '" + model_path("stories260K.bin") + "' -z '" + model_path("tok512.bin") + "' -p 'Once' --ids");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("[1, ", 0), 0u) << r.out;
+  EXPECT_EQ(run("tokenize -m '" + model_path("stories260K.bin") + "' -p x").code, 1);
+  EXPECT_EQ(run("tokenize -m '" + vocab + "'").code, 2);
+  EXPECT_EQ(run("tokenize -p x").code, 2);
+  EXPECT_EQ(run("tokenize -m '" + vocab + "' -p x -f y").code, 2);
+  EXPECT_EQ(run("tokenize -m /nonexistent.gguf -p x").code, 1);
+}
+
 // Each bad invocation: the exit code, and a fragment of its one-line message.
 TEST(Cli, BadInputGetsOneClearErrorLine) {
   struct Case {

@@ -2,6 +2,8 @@
 // a crash. The broken files are made here from the shared models.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -129,12 +131,25 @@ TEST(LoaderErrors, UnsupportedTensorTypesAreRefusedByName) {
   expect_load_error(f.path(), {"output.weight", "Q8_1", "cannot compute with"});
 }
 
+// A tokenizer model or pre-tokenizer qkv does not have is named, with the
+// ones it has.
 TEST(LoaderErrors, UnsupportedTokenizerModelIsNamed) {
-  try {
-    load_gguf_vocab(model_path("vocab/ggml-vocab-gpt-2.gguf"));
-    ADD_FAILURE() << "gpt2 vocabulary loaded";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("gpt2"), std::string::npos) << e.what();
+  const GgufFile src(model_path("vocab/ggml-vocab-gpt-2.gguf"));
+  for (const auto& [key, value, fragments] : std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>{
+           {"tokenizer.ggml.model", "rwkv", {"'rwkv' is not supported", "gpt2 = byte-level BPE", "llama = SentencePiece"}},
+           {"tokenizer.ggml.pre", "chameleon", {"'chameleon'", "tokenizer.ggml.pre", "llama-bpe", "qwen2", "falcon"}}}) {
+    test::GgufWriter w(3);
+    for (const auto& [k, v] : src.metadata())
+      if (k != key) w.kv_copy(k, v);
+    w.kv_string(key, value);
+    TempFile f(w.bytes(), ".gguf");
+    try {
+      load_gguf_vocab(f.path());
+      ADD_FAILURE() << value << " loaded";
+    } catch (const Error& e) {
+      for (const std::string& frag : fragments)
+        EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << frag << " not in: " << e.what();
+    }
   }
 }
 

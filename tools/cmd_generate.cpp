@@ -29,6 +29,9 @@ const char* kHelp =
     "  -ctk, -ctv f32|f16      llama.cpp's cache-type flags: f16 is --kv-f16 (K and V in one type)\n"
     "  -e, --escape            process escapes in the prompt (\\n, \\t, \\\", \\xHH, ...)\n"
     "      --no-display-prompt don't print the prompt before the generated text\n"
+    "      --print-ids         after generating, write the token ids to stderr: 'prompt_ids: 1 2 3'\n"
+    "                          and 'generated_ids: 4 5 6' (the end-of-text token included if it came)\n"
+    "      --no-parse-special  read control tokens' text in the prompt (\"<|im_start|>\") as text\n"
     "      --no-mmap           read the weights into memory instead of mapping them\n"
     "  -ngl, -fa, -dev, -sm, --mlock: accepted, with a warning (they mean nothing on the CPU)\n"
     "  --flag=value is the same as --flag value\n"
@@ -56,7 +59,7 @@ const char* kProfileHelp =
 struct Options {
   std::string model, tokenizer, prompt, prompt_file;
   bool have_prompt = false, have_model = false, have_file = false;
-  bool escapes = false, display_prompt = true, use_mmap = true;
+  bool escapes = false, display_prompt = true, use_mmap = true, print_ids = false, parse_special = true;
   std::vector<std::string> ignored;  // flags that mean nothing on the CPU, for one warning line
   int n_predict = 256;
   SessionOptions session;
@@ -106,6 +109,8 @@ Options parse(int argc, char** argv, bool profile_cmd) {
     else if (cache_types.is_flag(f)) cache_types.take(f, a.value());
     else if (f == "-e" || f == "--escape") o.escapes = true;
     else if (f == "--no-display-prompt") o.display_prompt = false;
+    else if (f == "--print-ids") o.print_ids = true;
+    else if (f == "--no-parse-special") o.parse_special = false;
     else if (f == "--no-mmap") o.use_mmap = false;
     else if (f == "--mlock") o.ignored.push_back(f);
     else if (f == "-ngl" || f == "--n-gpu-layers" || f == "--gpu-layers" || f == "-fa" || f == "--flash-attn" ||
@@ -180,7 +185,7 @@ int run(int argc, char** argv, bool profile_cmd) {
     Sampler sampler(model->info().vocab_size, o.sampler);
     const double load_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
 
-    const std::vector<int> prompt = model->tokenize(o.prompt, true);
+    const std::vector<int> prompt = model->tokenize(o.prompt, true, o.parse_special);
     if (int(prompt.size()) >= session.n_ctx())
       throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens, which leaves no room in the context of " +
                   std::to_string(session.n_ctx()) + " (use a larger -c or a shorter prompt)");
@@ -206,6 +211,13 @@ int run(int argc, char** argv, bool profile_cmd) {
     if (r.stop == StopReason::ContextFull)
       std::fprintf(stderr, "qkv: stopped: the context of %d tokens is full\n", session.n_ctx());
     const int n_gen = int(r.tokens.size());
+    if (o.print_ids) {
+      std::string line = "prompt_ids:";
+      for (const int t : prompt) line += " " + std::to_string(t);
+      line += "\ngenerated_ids:";
+      for (const int t : r.tokens) line += " " + std::to_string(t);
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
     std::fprintf(stderr, "load: %.1f ms  model: %s (%s, %s weights, %d threads, %s kernels)\n", load_ms,
                  o.model.c_str(), model->info().format.c_str(), model->info().weight_types.c_str(),
                  session.n_threads(), active_isa().c_str());

@@ -14,6 +14,7 @@ int cmd_attention(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_perplexity(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
 }
 
 namespace {
@@ -32,6 +33,7 @@ void usage(FILE* out) {
       "  quantize   write a GGUF in another type: %s (qkv quantize --help)\n"
       "  perplexity llama.cpp's perplexity of a model on a text (qkv perplexity --help)\n"
       "  info       a weights file's metadata, vocabulary and tensors, like gguf-dump (qkv info --help)\n"
+      "  tokenize   a text's token ids under a file's tokenizer, like llama-tokenize (qkv tokenize --help)\n"
       "\n"
       "environment:\n"
       "  QKV_MODELS_DIR  where default models are found (default ../shared/models)\n"
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
   if (cmd == "quantize") return qkv::cli::cmd_quantize(argc - 1, argv + 1);
   if (cmd == "perplexity") return qkv::cli::cmd_perplexity(argc - 1, argv + 1);
   if (cmd == "info") return qkv::cli::cmd_info(argc - 1, argv + 1);
+  if (cmd == "tokenize") return qkv::cli::cmd_tokenize(argc - 1, argv + 1);
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     usage(stdout);
     return 0;

@@ -13,6 +13,7 @@
 #include "engine/api/qkv.hpp"
 #include "engine/text/sampler.h"
 #include "engine/text/tokenizer.h"
+#include "engine/format/mapped_file.h"
 #include "engine/format/weight_file.h"
 #include "models/registry.h"
 #include "ops/platform.h"
@@ -89,7 +90,11 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
 const ModelInfo& Model::info() const { return impl_->info; }
 
 std::vector<int> Model::tokenize(const std::string& text, bool add_bos) const {
-  return impl_->tokenizer->encode(text, add_bos);
+  return impl_->tokenizer->encode(text, add_bos, false);
+}
+
+std::vector<int> Model::tokenize(const std::string& text, bool add_special, bool parse_special) const {
+  return impl_->tokenizer->encode(text, add_special, parse_special);
 }
 
 std::string Model::token_to_piece(int token, int prev) const { return impl_->tokenizer->decode(prev, token); }
@@ -108,8 +113,41 @@ int Model::bos_id() const { return impl_->tokenizer->vocab().bos; }
 int Model::eos_id() const { return impl_->tokenizer->vocab().eos; }
 
 bool Model::is_end_of_text(int token) const {
-  return token == eos_id() || (impl_->arch->config().stop_on_bos && token == bos_id());
+  return impl_->tokenizer->is_end_of_generation(token) ||
+         (impl_->arch->config().stop_on_bos && token >= 0 && token == bos_id());
 }
+
+// ---------------------------------------------------------------- Vocabulary
+
+struct Vocabulary::Impl {
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+
+Vocabulary::Vocabulary(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Vocabulary::~Vocabulary() = default;
+
+std::shared_ptr<const Vocabulary> Vocabulary::load(const std::string& path, const std::string& tokenizer_path) {
+  auto impl = std::make_unique<Impl>();
+  if (!tokenizer_path.empty()) {
+    impl->tokenizer = std::make_unique<Tokenizer>(load_llama2c_vocab(tokenizer_path, 0));
+  } else {
+    if (read_file_head(path, 4) != "GGUF")
+      throw Error(cat(path, ": not a GGUF file; give a llama2.c model's tokenizer with -z (tokenizer.bin)"));
+    impl->tokenizer = std::make_unique<Tokenizer>(load_gguf_vocab(path));
+  }
+  return std::shared_ptr<const Vocabulary>(new Vocabulary(std::move(impl)));
+}
+
+std::vector<int> Vocabulary::tokenize(const std::string& text, bool add_special, bool parse_special) const {
+  return impl_->tokenizer->encode(text, add_special, parse_special);
+}
+std::string Vocabulary::token_to_piece(int token, bool special) const { return impl_->tokenizer->piece(token, special); }
+int Vocabulary::size() const { return impl_->tokenizer->size(); }
+int Vocabulary::bos_id() const { return impl_->tokenizer->vocab().bos; }
+int Vocabulary::eos_id() const { return impl_->tokenizer->vocab().eos; }
+bool Vocabulary::is_end_of_generation(int t) const { return impl_->tokenizer->is_end_of_generation(t); }
+std::string Vocabulary::model() const { return impl_->tokenizer->vocab().model == VocabModel::Bpe ? "gpt2" : "llama"; }
+std::string Vocabulary::pre_tokenizer() const { return impl_->tokenizer->vocab().pre; }
 
 // ---------------------------------------------------------------- Session
 

@@ -64,19 +64,54 @@ struct LoadOptions {
   bool use_mmap = true;
 };
 
+// A weights file's tokenizer alone, read without the weights (vocabulary-only
+// GGUF files work too): what qkv tokenize runs on. Tokenizes as llama.cpp
+// does: special tokens (control ones only with parse_special, user-defined
+// ones always) are cut out first, then SentencePiece or byte-level BPE with
+// the file's pre-tokenizer.
+class QKV_API Vocabulary {
+ public:
+  // `tokenizer_path`: a llama2.c tokenizer.bin, needed for .bin models.
+  static std::shared_ptr<const Vocabulary> load(const std::string& path, const std::string& tokenizer_path = "");
+  ~Vocabulary();
+
+  // add_special: BOS/EOS as the vocabulary asks for them (add_bos_token...).
+  std::vector<int> tokenize(const std::string& text, bool add_special, bool parse_special) const;
+  // The bytes of `token`; control tokens give their text only with `special`.
+  std::string token_to_piece(int token, bool special = false) const;
+  int size() const;
+  int bos_id() const;  // -1: none
+  int eos_id() const;  // -1: none
+  // The tokens generation stops at: EOS, EOT and end-of-turn tokens such as
+  // <|im_end|> or <end_of_turn>, as llama.cpp finds them.
+  bool is_end_of_generation(int token) const;
+  std::string model() const;          // "llama" (SentencePiece) or "gpt2" (byte-level BPE)
+  std::string pre_tokenizer() const;  // tokenizer.ggml.pre ("" for SentencePiece or none)
+
+  struct Impl;
+
+ private:
+  explicit Vocabulary(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 class QKV_API Model {
  public:
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& opts = {});
   ~Model();
 
   const ModelInfo& info() const;
+  // BOS (and EOS) as the vocabulary asks for them when add_bos is set; special
+  // tokens in the text are read as text (parse_special false).
   std::vector<int> tokenize(const std::string& text, bool add_bos) const;
+  std::vector<int> tokenize(const std::string& text, bool add_special, bool parse_special) const;
   // The bytes of `token` when it follows `prev` (-1: none).
   std::string token_to_piece(int token, int prev = -1) const;
   std::string detokenize(const std::vector<int>& tokens) const;
   int bos_id() const;
   int eos_id() const;
-  // EOS always; BOS too for models that use it as a document separator.
+  // EOS and the other end-of-generation tokens (EOT, <|im_end|>, ...); BOS
+  // too for models that use it as a document separator.
   bool is_end_of_text(int token) const;
 
   struct Impl;

@@ -140,11 +140,13 @@ Vocab load_llama2c_vocab(const std::string& path, int n_vocab) {
   // llama2.c's exporter writes BOS/EOS as "\n<s>\n" / "\n</s>\n" and the
   // byte-fallback tokens as "<0xNN>".
   v.kinds.assign(v.pieces.size(), TokenKind::Normal);
-  v.unk = 0;
-  v.bos = 1;
-  v.eos = 2;
+  v.match_special = false;  // llama2.c reads "<s>" in a prompt as text
+  v.unk = v.size() > 0 ? 0 : -1;
+  v.bos = v.size() > 1 ? 1 : -1;
+  v.eos = v.size() > 2 ? 2 : -1;
+  if (v.eos >= 0) v.end_of_generation = {v.eos};
   for (int id : {v.unk, v.bos, v.eos})
-    if (id < v.size()) v.kinds[size_t(id)] = id == v.unk ? TokenKind::Unknown : TokenKind::Control;
+    if (id >= 0) v.kinds[size_t(id)] = id == v.unk ? TokenKind::Unknown : TokenKind::Control;
   for (size_t i = 0; i < v.pieces.size(); ++i) {
     const std::string& s = v.pieces[i];
     if (s.size() == 6 && s[0] == '<' && s[1] == '0' && s[2] == 'x' && s[5] == '>') v.kinds[i] = TokenKind::Byte;
