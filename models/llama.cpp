@@ -5,7 +5,9 @@
 // GGUF keys: the common ones (runtime/architecture.h), with llama.rope.*
 // GGUF tensors, per layer l: blk.l.{attn_norm, attn_q, attn_k, attn_v,
 // attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}.weight; then
-// token_embd.weight, output_norm.weight and (untied) output.weight.
+// token_embd.weight, output_norm.weight, (untied) output.weight and (Llama 3
+// scaling) rope_freqs.weight: head_dim / 2 factors that divide the rotary
+// frequencies.
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,9 +36,9 @@ struct LayerWeights {
 
 // Activations for a batch of up to n_batch tokens, and the KV cache.
 struct LlamaState : RunState {
-  LlamaState(const ModelConfig& c, int n_ctx, int n_batch, int n_threads, bool kv_f16)
+  LlamaState(const ModelConfig& c, const float* freq_factors, int n_ctx, int n_batch, int n_threads, bool kv_f16)
       : cache({c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim}, n_ctx, n_threads, kv_f16),
-        rope(c.head_dim, c.rope_base, n_batch),
+        rope(c.head_dim, c.rope_base, n_batch, nn::RopeStyle::Normal, freq_factors),
         x(size_t(n_batch) * size_t(c.dim)),
         xb(x.size()),
         xb2(x.size()),
@@ -66,7 +68,9 @@ class Llama : public Architecture {
                       " (partial RoPE is not supported)"));
     if (c_.head_dim % 2) throw Error(cat(wf.path(), ": head size ", c_.head_dim, " is odd; RoPE needs pairs"));
     if (c_.vocab_size <= 0) throw Error(cat(wf.path(), ": no vocabulary size (missing token_embd.weight?)"));
-    c_.stop_on_bos = true;  // emitting BOS mid-text ends a story (llama2.c's story models separate them so)
+    // Emitting BOS mid-text ends a story (llama2.c's story models, with their
+    // SentencePiece vocabulary, separate stories so); Llama 3's BOS is not an end.
+    c_.stop_on_bos = !wf.vocab() || wf.vocab()->model == VocabModel::Spm;
     auto req = [&](const std::string& name, std::vector<int64_t> shape) {
       const Tensor* t = &wf.require(name, shape);
       n_params_ += t->n_elements();
@@ -96,6 +100,10 @@ class Llama : public Architecture {
     if (wf.find(cat("blk.", c_.n_layers, ".attn_q.weight")))
       throw Error(cat(wf.path(), ": has tensors for more than block_count = ", c_.n_layers, " layers"));
     out_norm_ = norm("output_norm.weight");
+    if (wf.find("rope_freqs.weight")) {
+      rope_freqs_ = req("rope_freqs.weight", {c_.head_dim / 2});
+      if (rope_freqs_->type != Type::F32) throw Error(cat(wf.path(), ": rope_freqs.weight must be F32"));
+    }
     output_ = wf.find("output.weight") ? req("output.weight", {dim, c_.vocab_size}) : tok_embd_;
   }
 
@@ -112,7 +120,8 @@ class Llama : public Architecture {
   std::vector<const Tensor*> row_read_weights() const override { return {tok_embd_}; }
 
   std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads, bool kv_f16) const override {
-    return std::make_unique<LlamaState>(c_, n_ctx, n_batch, n_threads, kv_f16);
+    return std::make_unique<LlamaState>(c_, rope_freqs_ ? static_cast<const float*>(rope_freqs_->data) : nullptr, n_ctx, n_batch, n_threads,
+                                        kv_f16);
   }
 
   void forward(RunState& rs, const int* tokens, int n, int pos, float* logits, bool all_logits,
@@ -123,6 +132,7 @@ class Llama : public Architecture {
   const Tensor* tok_embd_ = nullptr;  // (vocab rows, dim)
   const Tensor* out_norm_ = nullptr;  // (dim)
   const Tensor* output_ = nullptr;    // (vocab rows, dim): the classifier, or tok_embd_ when tied
+  const Tensor* rope_freqs_ = nullptr;  // (head_dim / 2) or none
   std::vector<LayerWeights> layers_;
   int64_t n_params_ = 0;
 };

@@ -111,6 +111,7 @@ std::string Model::detokenize(const std::vector<int>& tokens) const {
 
 int Model::bos_id() const { return impl_->tokenizer->vocab().bos; }
 int Model::eos_id() const { return impl_->tokenizer->vocab().eos; }
+bool Model::adds_bos() const { return impl_->tokenizer->vocab().add_bos && impl_->tokenizer->vocab().bos >= 0; }
 
 bool Model::is_end_of_text(int token) const {
   return impl_->tokenizer->is_end_of_generation(token) ||

@@ -181,7 +181,7 @@ PerplexityResult perplexity(const Model& model, const std::string& text, const P
   const int batch = so.n_batch;
   for (int c = 0; c < r.n_chunks; ++c) {
     std::copy(tokens.begin() + long(c) * n_ctx, tokens.begin() + long(c + 1) * n_ctx, chunk.begin());
-    chunk[0] = model.bos_id();
+    if (model.adds_bos()) chunk[0] = model.bos_id();  // llama.cpp: only where the vocabulary adds BOS
     s.reset();
     encoded.clear();
     for (int b = 0; b < n_ctx; b += batch) {

@@ -108,8 +108,9 @@ class QKV_API Model {
   // The bytes of `token` when it follows `prev` (-1: none).
   std::string token_to_piece(int token, int prev = -1) const;
   std::string detokenize(const std::vector<int>& tokens) const;
-  int bos_id() const;
-  int eos_id() const;
+  int bos_id() const;  // -1: none
+  int eos_id() const;  // -1: none
+  bool adds_bos() const;  // tokenize(text, true) starts with BOS (the vocabulary's add_bos_token)
   // EOS and the other end-of-generation tokens (EOT, <|im_end|>, ...); BOS
   // too for models that use it as a document separator.
   bool is_end_of_text(int token) const;
