@@ -85,9 +85,18 @@ TEST_P(ArchReference, MatchesLlamaCpp) {
       std::iota(order.begin(), order.end(), 0);
       std::partial_sort(order.begin(), order.begin() + 5, order.end(),
                         [&](int x, int y) { return logits[x] > logits[y] || (logits[x] == logits[y] && x < y); });
+      // Same five ids, each logit within 0.1; the order may differ only
+      // between ids whose reference logits are within 0.02 (a near-tie).
+      auto ref_logit = [&](int id) {
+        for (const auto& e : t.entries)
+          if (e.first == id) return e.second;
+        return -INFINITY;
+      };
       for (size_t j = 0; j < t.entries.size(); ++j) {
-        EXPECT_EQ(order[j], t.entries[j].first) << "top-5 rank " << j << " at position " << pos;
         EXPECT_NEAR(logits[t.entries[j].first], t.entries[j].second, 0.1) << "id " << t.entries[j].first << " at " << pos;
+        EXPECT_LT(std::fabs(ref_logit(order[j]) - t.entries[j].second), 0.02f)
+            << "top-5 rank " << j << " at position " << pos << ": ours " << order[j] << ", llama.cpp's "
+            << t.entries[j].first;
       }
     }
     const int best = int(std::max_element(logits, logits + V) - logits);
@@ -101,12 +110,14 @@ TEST_P(ArchReference, MatchesLlamaCpp) {
     ++agree;
     s.eval(&best, 1);
   }
-  if (!parted) EXPECT_EQ(agree, a.c.generated_ids.size());
+  if (!parted) {
+    EXPECT_EQ(agree, a.c.generated_ids.size());
+  }
 }
 
 std::vector<std::string> arch_cases() {
   std::vector<std::string> v;
-  for (const char* m : {"smollm2", "llama32"})
+  for (const char* m : {"smollm2", "llama32", "qwen25", "qwen3", "phi3", "gemma3", "gemma2", "gpt2"})
     for (int k = 1; k <= 3; ++k) v.push_back(std::string(m) + "-like-" + std::to_string(k) + ".txt");
   return v;
 }
@@ -138,7 +149,8 @@ TEST_P(ArchPerplexity, WithinHalfAPercentOfLlamaCpp) {
   EXPECT_NEAR(std::log(r.ppl), std::log(ref->ppl), 0.005) << "ours " << r.ppl << ", llama.cpp " << ref->ppl;
 }
 
-INSTANTIATE_TEST_SUITE_P(AllModels, ArchPerplexity, ::testing::Values("smollm2", "llama32"));
+INSTANTIATE_TEST_SUITE_P(AllModels, ArchPerplexity,
+                         ::testing::Values("smollm2", "llama32", "qwen25", "qwen3", "phi3", "gemma3", "gemma2", "gpt2"));
 
 }  // namespace
 }  // namespace qkv

@@ -70,6 +70,42 @@ void gelu(const ExecContext& ctx, float* x, int n, int dim, int layer) {
   for (int i = 0; i < n; ++i) ctx.k.gelu(x + size_t(i) * size_t(dim), size_t(dim));
 }
 
+void scale(const ExecContext& ctx, float* x, int n, int dim, float s, int layer) {
+  const double N = n, D = dim;
+  const Zone z(ctx.prof, Op::Activation, layer, N * D, 2.0 * N * D * kF, "scale", ZoneShape{n, dim, 0});
+  for (size_t i = 0; i < size_t(n) * size_t(dim); ++i) x[i] *= s;
+}
+
+void softcap(const ExecContext& ctx, float* x, int n, int dim, float cap, int layer) {
+  const double N = n, D = dim;
+  const Zone z(ctx.prof, Op::Activation, layer, 22.0 * N * D, 2.0 * N * D * kF, "softcap", ZoneShape{n, dim, 0});
+  for (size_t i = 0; i < size_t(n) * size_t(dim); ++i) x[i] = ops::softcap(x[i], cap);
+}
+
+void split_qkv(const ExecContext& ctx, const float* fused, int n, int q_dim, int kv_dim, float* q, float* k, float* v,
+               int layer) {
+  const size_t qd = size_t(q_dim), kd = size_t(kv_dim), row = qd + 2 * kd;
+  const double bytes = 2.0 * double(n) * double(row) * kF;
+  const Zone z(ctx.prof, Op::Copy, layer, 0.0, bytes, "split q, k, v", ZoneShape{n, int64_t(row), 0});
+  for (size_t i = 0; i < size_t(n); ++i) {
+    const float* r = fused + i * row;
+    std::memcpy(q + i * qd, r, qd * sizeof(float));
+    std::memcpy(k + i * kd, r + qd, kd * sizeof(float));
+    std::memcpy(v + i * kd, r + qd + kd, kd * sizeof(float));
+  }
+}
+
+void swiglu_split(const ExecContext& ctx, const float* gate_up, float* out, int n, int hidden, int layer) {
+  const size_t h = size_t(hidden);
+  const double N = n, H = hidden;
+  const Zone z(ctx.prof, Op::Activation, layer, 6.0 * N * H, 3.0 * N * H * kF, "swiglu", ZoneShape{n, hidden, 0});
+  for (size_t i = 0; i < size_t(n); ++i) {
+    float* o = out + i * h;
+    std::memcpy(o, gate_up + i * 2 * h, h * sizeof(float));
+    ctx.k.swiglu(o, gate_up + i * 2 * h + h, h);
+  }
+}
+
 void add(const ExecContext& ctx, float* x, const float* y, int n, int dim, int layer) {
   const double N = n, D = dim;
   const Zone z(ctx.prof, Op::Add, layer, N * D, 3.0 * N * D * kF, nullptr, ZoneShape{n, dim, 0});

@@ -42,6 +42,23 @@ void add_bias(const ExecContext& ctx, const Tensor& b, float* x, int n, int laye
 // x = gelu(x) elementwise (tanh approximation). x: (n, dim).
 void gelu(const ExecContext& ctx, float* x, int n, int dim, int layer);
 
+// x *= s elementwise (Gemma's embeddings times sqrt(dim)). x: (n, dim).
+void scale(const ExecContext& ctx, float* x, int n, int dim, float s, int layer);
+
+// x = cap * tanh(x / cap) elementwise (Gemma 2's final logit soft-capping).
+// x: (n, dim).
+void softcap(const ExecContext& ctx, float* x, int n, int dim, float cap, int layer);
+
+// A fused projection's output split into its parts: row i of `fused`
+// (n, q_dim + 2 * kv_dim) is q[i] (q_dim), then k[i], then v[i] (kv_dim each),
+// as GPT-2's and Phi-3's attn_qkv lay them out.
+void split_qkv(const ExecContext& ctx, const float* fused, int n, int q_dim, int kv_dim, float* q, float* k, float* v,
+               int layer);
+
+// A fused gate/up projection's second half (Phi-3's ffn_up): out[i] =
+// silu(gate_up[i, 0:hidden]) * gate_up[i, hidden:2 hidden]. gate_up: (n, 2 hidden); out: (n, hidden).
+void swiglu_split(const ExecContext& ctx, const float* gate_up, float* out, int n, int hidden, int layer);
+
 // How RoPE pairs a head's values: adjacent (2j, 2j + 1), as Llama; or the
 // two halves (j, j + head_dim / 2), as GPT-NeoX, Qwen, Gemma and Phi-3.
 enum class RopeStyle { Normal, Neox };

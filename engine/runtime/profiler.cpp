@@ -35,7 +35,7 @@ std::string json_escape(const char* s) {
 
 const char* op_name(Op op) {
   static const char* names[] = {"embedding", "rmsnorm",  "matmul",   "rope",      "kv_store",  "attention",
-                                "add",       "sampling", "quantize", "layernorm", "activation"};
+                                "add",       "sampling", "quantize", "layernorm", "activation", "copy"};
   static_assert(sizeof(names) / sizeof(names[0]) == size_t(Op::kCount), "a name per op");
   return op < Op::kCount ? names[size_t(op)] : "unknown";
 }

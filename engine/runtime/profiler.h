@@ -17,7 +17,7 @@
 namespace qkv {
 
 enum class Op : uint8_t {
-  Embedding, Rmsnorm, Matmul, Rope, KvStore, Attention, Add, Sampling, Quantize, Layernorm, Activation, kCount
+  Embedding, Rmsnorm, Matmul, Rope, KvStore, Attention, Add, Sampling, Quantize, Layernorm, Activation, Copy, kCount
 };
 const char* op_name(Op op);
 

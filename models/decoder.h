@@ -1,0 +1,112 @@
+// What the decoder-only architectures in models/ share, so that each file
+// holds only what is its own (hyper-parameters, tensors, forward pass):
+//  - TensorReader: a file's tensors by GGUF name, shape-checked and counted;
+//  - DecoderState: the KV cache and the activation buffers of a pass;
+//  - Decoder: the Architecture bookkeeping (config, parameter count, the
+//    matrices the engine prepares, tied classifier, run state).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/runtime/architecture.h"
+#include "engine/runtime/attention.h"
+#include "engine/runtime/nn.h"
+
+namespace qkv {
+
+class TensorReader {
+ public:
+  explicit TensorReader(const WeightFile& wf) : wf_(wf) {}
+
+  // A matrix of `rows` rows of `cols` values (GGUF shape {cols, rows}).
+  const Tensor* matrix(const std::string& name, int64_t cols, int64_t rows) { return count(&wf_.require(name, {cols, rows})); }
+  // An F32 vector of n values (a norm's weight, a bias).
+  const Tensor* vector(const std::string& name, int64_t n) {
+    const Tensor* t = count(&wf_.require(name, {n}));
+    if (t->type != Type::F32) throw Error(cat(wf_.path(), ": ", name, " must be F32"));
+    return t;
+  }
+  const Tensor* optional_vector(const std::string& name, int64_t n) { return wf_.find(name) ? vector(name, n) : nullptr; }
+  bool has(const std::string& name) const { return wf_.find(name) != nullptr; }
+  int64_t n_params() const { return n_params_; }
+  const WeightFile& file() const { return wf_; }
+
+ private:
+  const Tensor* count(const Tensor* t) {
+    n_params_ += t->n_elements();
+    return t;
+  }
+  const WeightFile& wf_;
+  int64_t n_params_ = 0;
+};
+
+// Activations for a batch of up to n_batch tokens, and the KV cache.
+struct DecoderState : RunState {
+  DecoderState(const ModelConfig& c, int n_ctx, int n_batch, int n_threads, bool kv_f16, int fused_width = 0)
+      : cache({c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim}, n_ctx, n_threads, kv_f16),
+        x(size_t(n_batch) * size_t(c.dim)),
+        xb(x.size()),
+        xb2(x.size()),
+        q(size_t(n_batch) * size_t(c.q_dim())),
+        k(size_t(n_batch) * size_t(c.kv_dim())),
+        v(k.size()),
+        att_out(q.size()),
+        hb(size_t(n_batch) * size_t(c.hidden_dim)),
+        hb2(hb.size()),
+        fused(size_t(n_batch) * size_t(fused_width)) {}
+
+  KVCache cache;
+  std::vector<nn::RopeTable> ropes;  // one per distinct rotary base the layers use
+  std::vector<float> x;              // (n, dim) residual stream
+  std::vector<float> xb, xb2;        // (n, dim)
+  std::vector<float> q;              // (n, q_dim)
+  std::vector<float> k, v;           // (n, kv_dim)
+  std::vector<float> att_out;        // (n, q_dim)
+  std::vector<float> hb, hb2;        // (n, hidden)
+  std::vector<float> fused;          // (n, fused_width): a fused projection's output before it is split
+};
+
+class Decoder : public Architecture {
+ public:
+  const ModelConfig& config() const override { return c_; }
+  int64_t n_params() const override { return n_params_; }
+  bool tied_output() const override { return output_ == tok_embd_; }
+  std::string weight_type() const override { return matmuls_.empty() ? "F32" : matmuls_[0]->info().name; }
+  std::vector<const Tensor*> matmul_weights() const override {
+    std::vector<const Tensor*> w(matmuls_);
+    w.push_back(output_);
+    return w;
+  }
+  std::vector<const Tensor*> row_read_weights() const override { return {tok_embd_}; }
+
+ protected:
+  explicit Decoder(ModelConfig c) : c_(std::move(c)) {}
+  // The embedding table, the classifier (output.weight, or the embedding
+  // when the file has none) and the final norm, which every decoder has.
+  void read_ends(TensorReader& r) {
+    tok_embd_ = r.matrix("token_embd.weight", c_.dim, c_.vocab_size);
+    output_ = r.has("output.weight") ? r.matrix("output.weight", c_.dim, c_.vocab_size) : tok_embd_;
+    out_norm_ = r.vector("output_norm.weight", c_.dim);
+  }
+  // After the layers: refuses a file with more of them than block_count says.
+  void check_layer_count(const TensorReader& r, const std::string& probe) const {
+    if (r.has(cat("blk.", c_.n_layers, ".", probe)))
+      throw Error(cat(r.file().path(), ": has tensors for more than block_count = ", c_.n_layers, " layers"));
+  }
+  void check_vocab(const WeightFile& wf) const {
+    if (c_.vocab_size <= 0) throw Error(cat(wf.path(), ": no vocabulary size (missing token_embd.weight?)"));
+    if (c_.head_dim % 2) throw Error(cat(wf.path(), ": head size ", c_.head_dim, " is odd; RoPE needs pairs"));
+  }
+
+  ModelConfig c_;
+  const Tensor* tok_embd_ = nullptr;  // (vocab rows, dim)
+  const Tensor* out_norm_ = nullptr;  // (dim)
+  const Tensor* output_ = nullptr;    // (vocab rows, dim): the classifier, or tok_embd_ when tied
+  std::vector<const Tensor*> matmuls_;  // every layer's matrices, for the engine to prepare
+  int64_t n_params_ = 0;
+};
+
+}  // namespace qkv
