@@ -269,6 +269,44 @@ TEST(CliSynth, WritesAModelThatLoadsAndGenerates) {
   }
 }
 
+// Every architecture synth writes loads and generates, in f16 and q8_0; a
+// real shape brings its architecture and head size (qwen3-0.6b's heads of
+// 128 on a narrower model).
+TEST(CliSynth, EveryArchitecture) {
+  for (const char* arch : {"llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "gpt2"}) {
+    for (const char* type : {"f16", "q8_0"}) {
+      const std::string path = "/tmp/qkv-cli-synth-" + std::to_string(::getpid()) + "-" + arch + ".gguf";
+      const Result r = run(std::string("synth --arch ") + arch +
+                           " --dim 64 --hidden 96 --layers 2 --heads 4 --kv-heads 2 --vocab 300 --ctx 64 --type " + type +
+                           " -o " + path);
+      ASSERT_EQ(r.code, 0) << arch << ": " << r.err;
+      const auto model = Model::load(path);
+      EXPECT_EQ(model->info().arch, arch);
+      EXPECT_EQ(model->info().n_layers, 2);
+      const Result g = run("generate -m " + path + " -n 6 --temp 0 -p 'x' --print-ids");
+      EXPECT_EQ(g.code, 0) << arch << ": " << g.err;
+      EXPECT_NE(g.err.find("generated_ids: "), std::string::npos) << g.err;
+      std::remove(path.c_str());
+    }
+  }
+  const std::string path = "/tmp/qkv-cli-synth-" + std::to_string(::getpid()) + "-shape.gguf";
+  const Result r = run("synth --shape qwen3-0.6b --dim 64 --hidden 96 --layers 1 --vocab 300 --ctx 64 --type f16 -o " + path);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto model = Model::load(path);
+  EXPECT_EQ(model->info().arch, "qwen3");
+  EXPECT_EQ(model->info().head_dim, 128);
+  EXPECT_EQ(model->info().n_heads, 16);
+  EXPECT_EQ(model->info().n_kv_heads, 8);
+  EXPECT_TRUE(model->info().tied_output);
+  std::remove(path.c_str());
+  EXPECT_EQ(run("synth --arch mamba --dim 64 --hidden 96 --layers 1 --heads 4 -o /tmp/x.gguf").code, 2);
+  SynthParams p;
+  ASSERT_TRUE(synth_shape("gemma3-270m", p));
+  EXPECT_EQ(p.arch, "gemma3");
+  EXPECT_EQ(p.head_dim, 256);
+  EXPECT_EQ(p.window, 512);
+}
+
 // -z FILE is the vocabulary written: its size when --vocab is not given, and
 // a --vocab that differs from it is refused (not replaced by a made-up one).
 TEST(CliSynth, UsesTheTokenizerFilesVocabulary) {

@@ -133,6 +133,42 @@ TEST(Nn, GatedFeedForwardUpProjections) {
   }
 }
 
+// The ops Gemma, GPT-2 and Phi-3 add: scaling, soft-capping, splitting a
+// fused q/k/v row, and SwiGLU over a fused gate/up row (odd widths).
+TEST(Nn, ScaleSoftcapAndFusedSplits) {
+  const int n = 3, dim = 11, q_dim = 10, kv_dim = 5, hidden = 9;
+  Ctx c(2);
+  const auto x = randn(size_t(n * dim), 11, 20.0f);
+  std::vector<float> y = x;
+  nn::scale(c.ctx, y.data(), n, dim, 4.0f, 0);
+  for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], x[i] * 4.0f);
+  y = x;
+  nn::softcap(c.ctx, y.data(), n, dim, 30.0f, -1);
+  for (size_t i = 0; i < y.size(); ++i) {
+    ASSERT_NEAR(y[i], 30.0 * std::tanh(x[i] / 30.0), 1e-5);
+    ASSERT_LT(std::fabs(y[i]), 30.0f);
+  }
+  const auto fused = randn(size_t(n * (q_dim + 2 * kv_dim)), 12);
+  std::vector<float> q(size_t(n * q_dim)), k(size_t(n * kv_dim)), v(k.size());
+  nn::split_qkv(c.ctx, fused.data(), n, q_dim, kv_dim, q.data(), k.data(), v.data(), 0);
+  const size_t row = size_t(q_dim + 2 * kv_dim);
+  for (size_t i = 0; i < size_t(n); ++i) {
+    for (size_t j = 0; j < size_t(q_dim); ++j) ASSERT_EQ(q[i * size_t(q_dim) + j], fused[i * row + j]);
+    for (size_t j = 0; j < size_t(kv_dim); ++j) {
+      ASSERT_EQ(k[i * size_t(kv_dim) + j], fused[i * row + size_t(q_dim) + j]);
+      ASSERT_EQ(v[i * size_t(kv_dim) + j], fused[i * row + size_t(q_dim + kv_dim) + j]);
+    }
+  }
+  const auto gate_up = randn(size_t(n * 2 * hidden), 13, 3.0f);
+  std::vector<float> out(size_t(n * hidden));
+  nn::swiglu_split(c.ctx, gate_up.data(), out.data(), n, hidden, 0);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < hidden; ++j) {
+      const double g = gate_up[size_t(i * 2 * hidden + j)], u = gate_up[size_t(i * 2 * hidden + hidden + j)];
+      ASSERT_NEAR(out[size_t(i * hidden + j)], g / (1 + std::exp(-g)) * u, 1e-5 * (1 + std::fabs(g * u)));
+    }
+}
+
 // Causal grouped-query attention from its definition, in double.
 std::vector<double> naive_attention(const AttentionDims& d, const std::vector<float>& q, const std::vector<float>& k,
                                     const std::vector<float>& v, int pos, int n, const AttentionOptions& o) {

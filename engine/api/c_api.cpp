@@ -122,13 +122,14 @@ int32_t qkv_model_bos(const qkv_model* m) { return m && m->model ? m->model->bos
 int32_t qkv_model_eos(const qkv_model* m) { return m && m->model ? m->model->eos_id() : -1; }
 int qkv_model_is_end_of_text(const qkv_model* m, int32_t t) { return m && m->model && m->model->is_end_of_text(t); }
 
-qkv_status qkv_tokenize(const qkv_model* m, const char* text, size_t text_len, int add_bos, int32_t* tokens,
-                        size_t capacity, size_t* n_tokens) {
+qkv_status qkv_tokenize_special(const qkv_model* m, const char* text, size_t text_len, int add_special,
+                                int parse_special, int32_t* tokens, size_t capacity, size_t* n_tokens) {
   if (!m || !m->model || (!text && text_len) || (!tokens && capacity)) return QKV_ERR_INVALID_ARGUMENT;
   if (text_len > kMaxTextBytes) return QKV_ERR_INVALID_ARGUMENT;  // no string that long exists
   qkv_status st = QKV_OK;
   const qkv_status g = guarded(nullptr, [&] {
-    const std::vector<int> ids = m->model->tokenize(std::string(text ? text : "", text_len), add_bos != 0);
+    const std::vector<int> ids = m->model->tokenize(std::string(text ? text : "", text_len), add_special != 0,
+                                                      parse_special != 0);
     if (n_tokens) *n_tokens = ids.size();
     if (ids.size() > capacity) {
       st = QKV_ERR_BUFFER_TOO_SMALL;
@@ -137,6 +138,11 @@ qkv_status qkv_tokenize(const qkv_model* m, const char* text, size_t text_len, i
     for (size_t i = 0; i < ids.size(); ++i) tokens[i] = ids[i];
   });
   return g != QKV_OK ? g : st;
+}
+
+qkv_status qkv_tokenize(const qkv_model* m, const char* text, size_t text_len, int add_bos, int32_t* tokens,
+                        size_t capacity, size_t* n_tokens) {
+  return qkv_tokenize_special(m, text, text_len, add_bos, 0, tokens, capacity, n_tokens);
 }
 
 qkv_status qkv_token_to_piece(const qkv_model* m, int32_t token, int32_t prev, char* buf, size_t capacity,

@@ -77,6 +77,11 @@ QKV_C_API int qkv_model_is_end_of_text(const qkv_model* model, int32_t token);
 
 QKV_C_API qkv_status qkv_tokenize(const qkv_model* model, const char* text, size_t text_len, int add_bos,
                                   int32_t* tokens, size_t capacity, size_t* n_tokens);
+/* As llama_tokenize: add_special adds BOS/EOS where the vocabulary asks for
+ * them; parse_special reads control tokens' text ("<|im_start|>") as those
+ * tokens (qkv_tokenize reads it as text). */
+QKV_C_API qkv_status qkv_tokenize_special(const qkv_model* model, const char* text, size_t text_len, int add_special,
+                                          int parse_special, int32_t* tokens, size_t capacity, size_t* n_tokens);
 /* The bytes of `token` when it follows `prev` (-1: none); not NUL-terminated. */
 QKV_C_API qkv_status qkv_token_to_piece(const qkv_model* model, int32_t token, int32_t prev, char* buf,
                                         size_t capacity, size_t* length);

@@ -348,8 +348,13 @@ QKV_API void quantize_model(const std::string& input, const std::string& output,
                             const MessageCallback& on_message = nullptr);
 
 struct SynthParams {
+  std::string arch = "llama";  // llama, qwen2, qwen3, phi3, gemma2, gemma3, gpt2 (synth_arch_names())
   int dim = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0;
+  int head_dim = 0;            // 0: dim / heads
   int vocab = 32000, ctx = 2048;
+  bool tied = false;           // no output.weight: the embedding is the classifier
+  float rope_base = 10000.0f, eps = 1e-5f;
+  int window = 0;              // Gemma's sliding window, 0: none
   std::string type = "f32";     // one of quantize_type_names()
   std::string name = "custom";  // general.name
   // A llama2.c tokenizer.bin of exactly `vocab` tokens (vocab 0: the file's
@@ -359,11 +364,15 @@ struct SynthParams {
   uint64_t seed = 1;
 };
 // The real models' shapes synth_model knows ("stories15M", "stories42M",
-// "stories110M", "tinyllama-1.1b"); false for another name.
+// "stories110M", "tinyllama-1.1b", "smollm2-135m", "llama3.2-1b",
+// "qwen2.5-0.5b", "qwen3-0.6b", "gemma3-270m", "gpt2-124m"), each with its
+// architecture; false for another name.
 QKV_API bool synth_shape(const std::string& name, SynthParams& params);
 QKV_API std::vector<std::string> synth_shape_names();
-// Writes a llama GGUF with weights ~ N(0, 0.02) and norms of 1: a real
-// shape's speed without its weights (llama.cpp loads it too).
+QKV_API std::vector<std::string> synth_arch_names();
+// Writes a GGUF of params.arch, laid out as llama.cpp's converter writes it,
+// with weights ~ N(0, 0.02) and norms (and biases) of 1: a real shape's
+// speed without its weights (llama.cpp loads it too).
 QKV_API void synth_model(const std::string& output, const SynthParams& params, const MessageCallback& on_message = nullptr);
 
 // What a weights file holds, read without building the model (so files of

@@ -61,8 +61,6 @@ ModelConfig read_common_hparams(const WeightFile& wf) {
   const auto kvh = wf.get_uint(key("attention.head_count_kv"));
   c.n_kv_heads = kvh ? positive_int(wf, key("attention.head_count_kv"), kvh) : c.n_heads;
   c.context_length = required("context_length");
-  if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
-    throw Error(cat(path, ": head_count ", c.n_heads, " is not a multiple of head_count_kv ", c.n_kv_heads));
   // The head size: attention.key_length where the file has it (Qwen3 and
   // Gemma heads are not dim / n_heads wide), else dim / n_heads.
   if (const auto kl = wf.get_uint(key("attention.key_length"))) {
@@ -74,6 +72,8 @@ ModelConfig read_common_hparams(const WeightFile& wf) {
       throw Error(cat(path, ": embedding_length ", c.dim, " is not divisible by head_count ", c.n_heads));
     c.head_dim = c.dim / c.n_heads;
   }
+  if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
+    throw Error(cat(path, ": head_count ", c.n_heads, " is not a multiple of head_count_kv ", c.n_kv_heads));
   if (int64_t(c.head_dim) * c.n_heads > (int64_t(1) << 24))
     throw Error(cat(path, ": ", c.n_heads, " heads of ", c.head_dim, " values are too wide"));
   if (auto base = wf.get_float(key("rope.freq_base"))) c.rope_base = float(*base);
