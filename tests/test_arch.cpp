@@ -236,6 +236,30 @@ TEST_P(ArchPerplexity, WithinHalfAPercentOfLlamaCpp) {
   }
 }
 
+// Quantized, each architecture's matrices (fused q/k/v and gate/up, biased
+// projections, q/k norms) go through the integer products: Q8_0 of the F16
+// file scores within 5% of it, Q4_K_M (mixed types) within 10% (random
+// weights: two chunks of these models move a few percent with Q8_0 rounding).
+TEST_P(ArchPerplexity, QuantizedFilesStayClose) {
+  const std::string text = test::read_file(test::reference_path("perplexity-text.txt"));
+  PerplexityOptions o;
+  o.max_chunks = 2;
+  o.kv_f16 = true;
+  std::vector<std::pair<std::string, double>> types = {{"q8_0", 0.05}, {"q4_k_m", 0.10}};
+#ifdef QKV_UNDER_ASAN
+  o.max_chunks = 1;  // ten times slower there: one chunk, one type
+  types.pop_back();
+#endif
+  const double f16 = perplexity(*load_arch_model(GetParam() + "-like.gguf"), text, o).ppl;
+  for (const auto& [type, tolerance] : types) {
+    const test::TempFile out("", ".gguf");
+    quantize_model(model_path("arch/" + GetParam() + "-like.gguf"), out.path(), QuantizeParams(type));
+    const auto q = Model::load(out.path());
+    const double ppl = perplexity(*q, text, o).ppl;
+    EXPECT_NEAR(std::log(ppl), std::log(f16), tolerance) << GetParam() << " " << type << ": " << ppl << " vs F16 " << f16;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllModels, ArchPerplexity,
                          ::testing::Values("smollm2", "llama32", "qwen25", "qwen3", "phi3", "gemma3", "gemma2", "gpt2"));
 

@@ -124,6 +124,24 @@ TEST(Cli, HelpAndUsage) {
   EXPECT_EQ(run("frobnicate").code, 2);
 }
 
+// --print-ids: the prompt's and the generated ids, as llama.cpp's reference
+// has them for an architecture test model (f16 cache, as it ran).
+TEST(Cli, PrintIdsMatchesLlamaCppOnABpeModel) {
+  const test::ReferenceCase c = test::load_case("arch/qwen3-like-1.txt");
+  const Result r = run("generate -m '" + model_path("arch/" + c.model) + "' -p '" + c.prompt + "' --temp 0 --kv-f16 -n " +
+                       std::to_string(c.generated_ids.size()) + " --print-ids");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string err = "\n" + r.err;
+  auto line = [&](const std::string& key) {
+    const size_t at = err.find("\n" + key + ":");
+    if (at == std::string::npos) return std::string("(missing)");
+    const size_t end = err.find('\n', at + 1);
+    return err.substr(at + 1, end - at - 1);
+  };
+  EXPECT_EQ(line("prompt_ids"), "prompt_ids: " + c.kv.at("prompt_ids"));
+  EXPECT_EQ(line("generated_ids"), "generated_ids: " + c.kv.at("generated_ids"));
+}
+
 // qkv tokenize as llama-tokenize: --ids on a vocabulary-only file gives
 // llama.cpp's ids; without it, one 'id -> 'piece'' line per token.
 TEST(Cli, TokenizeLikeLlamaTokenize) {
