@@ -69,6 +69,21 @@ struct DecoderState : RunState {
   std::vector<float> fused;          // (n, fused_width): a fused projection's output before it is split
 };
 
+// The attention projections of a Llama-style layer.
+struct AttentionWeights {
+  const Tensor* norm;          // (dim): attn_norm
+  const Tensor *wq, *wk, *wv;  // (q_dim | kv_dim rows, dim)
+  const Tensor* wo;            // (dim rows, q_dim)
+  std::string qkv_name;        // the profiler's name of the grouped q/k/v product
+};
+// A gated feed-forward: x += W_down (act(norm(x) W_gate) * (norm(x) W_up)).
+struct GatedFfnWeights {
+  const Tensor* norm;             // (dim): ffn_norm
+  const Tensor *w_gate, *w_up;    // (hidden rows, dim)
+  const Tensor* w_down;           // (dim rows, hidden)
+  const Tensor* post = nullptr;   // (dim): Gemma's post_ffw_norm of the branch, or none
+};
+
 class Decoder : public Architecture {
  public:
   const ModelConfig& config() const override { return c_; }
@@ -96,6 +111,44 @@ class Decoder : public Architecture {
     if (r.has(cat("blk.", c_.n_layers, ".", probe)))
       throw Error(cat(r.file().path(), ": has tensors for more than block_count = ", c_.n_layers, " layers"));
   }
+  // blk.l.{attn_norm, attn_q, attn_k, attn_v, attn_output}.weight, and the
+  // feed-forward's blk.l.{ffn_norm, ffn_gate, ffn_up, ffn_down}.weight; both
+  // registered as the layer's matrices.
+  AttentionWeights read_attention(TensorReader& r, int l) {
+    const std::string p = cat("blk.", l, ".");
+    const int64_t dim = c_.dim, qd = c_.q_dim(), kvd = c_.kv_dim();
+    AttentionWeights a{r.vector(p + "attn_norm.weight", dim), r.matrix(p + "attn_q.weight", dim, qd),
+                       r.matrix(p + "attn_k.weight", dim, kvd), r.matrix(p + "attn_v.weight", dim, kvd),
+                       r.matrix(p + "attn_output.weight", qd, dim), p + "attn_q+k+v.weight"};
+    matmuls_.insert(matmuls_.end(), {a.wq, a.wk, a.wv, a.wo});
+    return a;
+  }
+  GatedFfnWeights read_gated_ffn(TensorReader& r, int l) {
+    const std::string p = cat("blk.", l, ".");
+    const int64_t dim = c_.dim, hid = c_.hidden_dim;
+    GatedFfnWeights f{r.vector(p + "ffn_norm.weight", dim), r.matrix(p + "ffn_gate.weight", dim, hid),
+                      r.matrix(p + "ffn_up.weight", dim, hid), r.matrix(p + "ffn_down.weight", hid, dim)};
+    matmuls_.insert(matmuls_.end(), {f.w_gate, f.w_up, f.w_down});
+    return f;
+  }
+
+  // x += [post-norm](W_down (act(rmsnorm(x) W_gate) * (rmsnorm(x) W_up))),
+  // act silu (SwiGLU) or tanh GELU (GeGLU). x: (n, dim).
+  void gated_ffn(const ExecContext& ctx, DecoderState& s, const GatedFfnWeights& f, int n, int l, bool gelu) const {
+    nn::rmsnorm(ctx, *f.norm, s.x.data(), s.xb.data(), n, c_.rms_eps, l);
+    (gelu ? nn::geglu_up : nn::swiglu_up)(ctx, *f.w_gate, *f.w_up, s.xb.data(), s.hb.data(), s.hb2.data(), n, l);
+    linear(ctx, *f.w_down, s.hb.data(), s.xb2.data(), n, l);  // xb2: (n, dim)
+    if (f.post) nn::rmsnorm(ctx, *f.post, s.xb2.data(), s.xb2.data(), n, c_.rms_eps, l);
+    nn::add(ctx, s.x.data(), s.xb2.data(), n, c_.dim, l);
+  }
+
+  // logits = rmsnorm(x) W_out of the last token (or of every token), (n', vocab).
+  void classify(const ExecContext& ctx, DecoderState& s, float* logits, int n, bool all_logits) const {
+    const int first = all_logits ? 0 : n - 1;
+    nn::rmsnorm(ctx, *out_norm_, s.x.data(), s.xb.data(), n, c_.rms_eps, -1, first);
+    linear(ctx, *output_, s.xb.data() + size_t(first) * size_t(c_.dim), logits, n - first, -1);
+  }
+
   void check_vocab(const WeightFile& wf) const {
     if (c_.vocab_size <= 0) throw Error(cat(wf.path(), ": no vocabulary size (missing token_embd.weight?)"));
     if (c_.head_dim % 2) throw Error(cat(wf.path(), ": head size ", c_.head_dim, " is odd; RoPE needs pairs"));

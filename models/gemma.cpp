@@ -26,22 +26,16 @@ namespace qkv {
 namespace {
 
 struct LayerWeights {
-  const Tensor* attn_norm;                 // (dim)
-  const Tensor *wq, *wk, *wv;              // (q_dim | kv_dim rows, dim)
+  AttentionWeights att;
   const Tensor *q_norm = nullptr, *k_norm = nullptr;  // (head_dim), Gemma 3
-  const Tensor* wo;                        // (dim rows, q_dim)
-  const Tensor* post_attn_norm;            // (dim)
-  const Tensor* ffn_norm;                  // (dim)
-  const Tensor *w_gate, *w_up;             // (hidden rows, dim)
-  const Tensor* w_down;                    // (dim rows, hidden)
-  const Tensor* post_ffn_norm;             // (dim)
-  bool local;                              // sliding-window layer
-  std::string qkv_name;
+  const Tensor* post_attn_norm;                       // (dim)
+  GatedFfnWeights ffn;                                // with its post_ffw_norm
+  bool local;                                         // sliding-window layer
 };
 
 class Gemma : public Decoder {
  public:
-  Gemma(const WeightFile& wf, int version) : Decoder(read_common_hparams(wf)), version_(version) {
+  Gemma(const WeightFile& wf, int version) : Decoder(read_common_hparams(wf)) {
     check_vocab(wf);
     c_.stop_on_bos = false;
     const std::string a = c_.arch + ".";
@@ -61,29 +55,19 @@ class Gemma : public Decoder {
         throw Error(cat(wf.path(), ": soft-capping values must be non-negative numbers"));
     }
     TensorReader r(wf);
-    const int64_t dim = c_.dim, hid = c_.hidden_dim, qd = c_.q_dim(), kvd = c_.kv_dim();
     for (int l = 0; l < c_.n_layers; ++l) {
       const std::string p = cat("blk.", l, ".");
       LayerWeights w;
-      w.attn_norm = r.vector(p + "attn_norm.weight", dim);
-      w.wq = r.matrix(p + "attn_q.weight", dim, qd);
-      w.wk = r.matrix(p + "attn_k.weight", dim, kvd);
-      w.wv = r.matrix(p + "attn_v.weight", dim, kvd);
+      w.att = read_attention(r, l);
       if (version == 3) {
         w.q_norm = r.vector(p + "attn_q_norm.weight", c_.head_dim);
         w.k_norm = r.vector(p + "attn_k_norm.weight", c_.head_dim);
       }
-      w.wo = r.matrix(p + "attn_output.weight", qd, dim);
-      w.post_attn_norm = r.vector(p + "post_attention_norm.weight", dim);
-      w.ffn_norm = r.vector(p + "ffn_norm.weight", dim);
-      w.w_gate = r.matrix(p + "ffn_gate.weight", dim, hid);
-      w.w_up = r.matrix(p + "ffn_up.weight", dim, hid);
-      w.w_down = r.matrix(p + "ffn_down.weight", hid, dim);
-      w.post_ffn_norm = r.vector(p + "post_ffw_norm.weight", dim);
+      w.post_attn_norm = r.vector(p + "post_attention_norm.weight", c_.dim);
+      w.ffn = read_gated_ffn(r, l);
+      w.ffn.post = r.vector(p + "post_ffw_norm.weight", c_.dim);
       // llama.cpp's set_swa_pattern: layer l is local unless l % pattern == pattern - 1.
       w.local = window_ > 0 && (pattern == 0 || l % pattern < pattern - 1);
-      w.qkv_name = p + "attn_q+k+v.weight";
-      matmuls_.insert(matmuls_.end(), {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down});
       layers_.push_back(w);
     }
     check_layer_count(r, "attn_q.weight");
@@ -101,12 +85,12 @@ class Gemma : public Decoder {
   void forward(RunState& rs, const int* tokens, int n, int pos, float* logits, bool all_logits,
                const ExecContext& ctx) const override {
     DecoderState& s = static_cast<DecoderState&>(rs);
-    const int dim = c_.dim;
     nn::embed(ctx, *tok_embd_, tokens, n, s.x.data());  // x: (n, dim)
-    nn::scale(ctx, s.x.data(), n, dim, std::sqrt(float(dim)), -1);
+    nn::scale(ctx, s.x.data(), n, c_.dim, std::sqrt(float(c_.dim)), -1);
 
     for (int l = 0; l < c_.n_layers; ++l) {
       const LayerWeights& w = layers_[size_t(l)];
+      const AttentionWeights& a = w.att;
       AttentionOptions att;
       att.window = w.local ? window_ : 0;
       att.softcap = attn_softcap_;
@@ -115,9 +99,9 @@ class Gemma : public Decoder {
       // and k RMS-normed; rotate (NEOX, the local or global base); cache k, v;
       // attend (local layers: the last `window` positions);
       // x += rmsnorm(att_out Wo).
-      nn::rmsnorm(ctx, *w.attn_norm, s.x.data(), s.xb.data(), n, c_.rms_eps, l);
-      linear_group(ctx, {{w.wq, s.q.data()}, {w.wk, s.k.data()}, {w.wv, s.v.data()}}, s.xb.data(), n, l,
-                   w.qkv_name.c_str());
+      nn::rmsnorm(ctx, *a.norm, s.x.data(), s.xb.data(), n, c_.rms_eps, l);
+      linear_group(ctx, {{a.wq, s.q.data()}, {a.wk, s.k.data()}, {a.wv, s.v.data()}}, s.xb.data(), n, l,
+                   a.qkv_name.c_str());
       if (w.q_norm) {
         nn::rmsnorm_heads(ctx, *w.q_norm, s.q.data(), n, c_.n_heads, c_.rms_eps, l);     // q: (n, q_dim)
         nn::rmsnorm_heads(ctx, *w.k_norm, s.k.data(), n, c_.n_kv_heads, c_.rms_eps, l);  // k: (n, kv_dim)
@@ -125,26 +109,19 @@ class Gemma : public Decoder {
       nn::rope(ctx, s.ropes[w.local ? 1 : 0], pos, n, l, s.q.data(), c_.n_heads, s.k.data(), c_.n_kv_heads);
       s.cache.store(ctx, l, pos, n, s.k.data(), s.v.data());
       s.cache.attend(ctx, l, pos, n, s.q.data(), s.att_out.data(), att);  // att_out: (n, q_dim)
-      linear(ctx, *w.wo, s.att_out.data(), s.xb2.data(), n, l);           // xb2: (n, dim)
+      linear(ctx, *a.wo, s.att_out.data(), s.xb2.data(), n, l);           // xb2: (n, dim)
       nn::rmsnorm(ctx, *w.post_attn_norm, s.xb2.data(), s.xb2.data(), n, c_.rms_eps, l);
-      nn::add(ctx, s.x.data(), s.xb2.data(), n, dim, l);
+      nn::add(ctx, s.x.data(), s.xb2.data(), n, c_.dim, l);
 
       // Feed-forward: x += rmsnorm(W_down (gelu(rmsnorm(x) W_gate) * (rmsnorm(x) W_up))).
-      nn::rmsnorm(ctx, *w.ffn_norm, s.x.data(), s.xb.data(), n, c_.rms_eps, l);
-      nn::geglu_up(ctx, *w.w_gate, *w.w_up, s.xb.data(), s.hb.data(), s.hb2.data(), n, l);  // hb: (n, hidden)
-      linear(ctx, *w.w_down, s.hb.data(), s.xb2.data(), n, l);
-      nn::rmsnorm(ctx, *w.post_ffn_norm, s.xb2.data(), s.xb2.data(), n, c_.rms_eps, l);
-      nn::add(ctx, s.x.data(), s.xb2.data(), n, dim, l);
+      gated_ffn(ctx, s, w.ffn, n, l, true);
     }
-
-    const int first = all_logits ? 0 : n - 1;
-    nn::rmsnorm(ctx, *out_norm_, s.x.data(), s.xb.data(), n, c_.rms_eps, -1, first);
-    linear(ctx, *output_, s.xb.data() + size_t(first) * size_t(dim), logits, n - first, -1);  // (n - first, vocab)
-    if (final_softcap_ > 0.0f) nn::softcap(ctx, logits, n - first, c_.vocab_size, final_softcap_, -1);
+    classify(ctx, s, logits, n, all_logits);  // (1 or n, vocab)
+    const int rows = all_logits ? n : 1;
+    if (final_softcap_ > 0.0f) nn::softcap(ctx, logits, rows, c_.vocab_size, final_softcap_, -1);
   }
 
  private:
-  int version_;
   int window_ = 0;          // sliding window of the local layers (0: none)
   float local_base_ = 10000.0f;
   float attn_softcap_ = 0.0f, final_softcap_ = 0.0f;

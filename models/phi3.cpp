@@ -88,9 +88,7 @@ class Phi3 : public Decoder {
       nn::add(ctx, s.x.data(), s.xb2.data(), n, dim, l);
     }
 
-    const int first = all_logits ? 0 : n - 1;
-    nn::rmsnorm(ctx, *out_norm_, s.x.data(), s.xb.data(), n, c_.rms_eps, -1, first);
-    linear(ctx, *output_, s.xb.data() + size_t(first) * size_t(dim), logits, n - first, -1);  // (n - first, vocab)
+    classify(ctx, s, logits, n, all_logits);  // (1 or n, vocab)
   }
 
  private:

@@ -15,14 +15,9 @@ namespace qkv {
 namespace {
 
 struct LayerWeights {
-  const Tensor* attn_norm;         // (dim)
-  const Tensor *wq, *wk, *wv;      // (q_dim | kv_dim rows, dim)
-  const Tensor *q_norm, *k_norm;   // (head_dim)
-  const Tensor* wo;                // (dim rows, q_dim)
-  const Tensor* ffn_norm;          // (dim)
-  const Tensor *w_gate, *w_up;     // (hidden rows, dim)
-  const Tensor* w_down;            // (dim rows, hidden)
-  std::string qkv_name;
+  AttentionWeights att;
+  const Tensor *q_norm, *k_norm;  // (head_dim)
+  GatedFfnWeights ffn;
 };
 
 class Qwen3 : public Decoder {
@@ -31,23 +26,13 @@ class Qwen3 : public Decoder {
     check_vocab(wf);
     c_.stop_on_bos = false;
     TensorReader r(wf);
-    const int64_t dim = c_.dim, hid = c_.hidden_dim, qd = c_.q_dim(), kvd = c_.kv_dim();
     for (int l = 0; l < c_.n_layers; ++l) {
       const std::string p = cat("blk.", l, ".");
       LayerWeights w;
-      w.attn_norm = r.vector(p + "attn_norm.weight", dim);
-      w.wq = r.matrix(p + "attn_q.weight", dim, qd);
-      w.wk = r.matrix(p + "attn_k.weight", dim, kvd);
-      w.wv = r.matrix(p + "attn_v.weight", dim, kvd);
+      w.att = read_attention(r, l);
       w.q_norm = r.vector(p + "attn_q_norm.weight", c_.head_dim);
       w.k_norm = r.vector(p + "attn_k_norm.weight", c_.head_dim);
-      w.wo = r.matrix(p + "attn_output.weight", qd, dim);
-      w.ffn_norm = r.vector(p + "ffn_norm.weight", dim);
-      w.w_gate = r.matrix(p + "ffn_gate.weight", dim, hid);
-      w.w_up = r.matrix(p + "ffn_up.weight", dim, hid);
-      w.w_down = r.matrix(p + "ffn_down.weight", hid, dim);
-      w.qkv_name = p + "attn_q+k+v.weight";
-      matmuls_.insert(matmuls_.end(), {w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down});
+      w.ffn = read_gated_ffn(r, l);
       layers_.push_back(w);
     }
     check_layer_count(r, "attn_q.weight");
@@ -64,35 +49,29 @@ class Qwen3 : public Decoder {
   void forward(RunState& rs, const int* tokens, int n, int pos, float* logits, bool all_logits,
                const ExecContext& ctx) const override {
     DecoderState& s = static_cast<DecoderState&>(rs);
-    const int dim = c_.dim;
     nn::embed(ctx, *tok_embd_, tokens, n, s.x.data());  // x: (n, dim)
 
     for (int l = 0; l < c_.n_layers; ++l) {
       const LayerWeights& w = layers_[size_t(l)];
+      const AttentionWeights& a = w.att;
 
       // Attention: q, k, v = rmsnorm(x) Wq, Wk, Wv; each head of q and of k
       // RMS-normed, then rotated (NEOX); cache k, v; attend; x += att_out Wo.
-      nn::rmsnorm(ctx, *w.attn_norm, s.x.data(), s.xb.data(), n, c_.rms_eps, l);
-      linear_group(ctx, {{w.wq, s.q.data()}, {w.wk, s.k.data()}, {w.wv, s.v.data()}}, s.xb.data(), n, l,
-                   w.qkv_name.c_str());
+      nn::rmsnorm(ctx, *a.norm, s.x.data(), s.xb.data(), n, c_.rms_eps, l);
+      linear_group(ctx, {{a.wq, s.q.data()}, {a.wk, s.k.data()}, {a.wv, s.v.data()}}, s.xb.data(), n, l,
+                   a.qkv_name.c_str());
       nn::rmsnorm_heads(ctx, *w.q_norm, s.q.data(), n, c_.n_heads, c_.rms_eps, l);     // q: (n, q_dim)
       nn::rmsnorm_heads(ctx, *w.k_norm, s.k.data(), n, c_.n_kv_heads, c_.rms_eps, l);  // k: (n, kv_dim)
       nn::rope(ctx, s.ropes[0], pos, n, l, s.q.data(), c_.n_heads, s.k.data(), c_.n_kv_heads);
       s.cache.store(ctx, l, pos, n, s.k.data(), s.v.data());
       s.cache.attend(ctx, l, pos, n, s.q.data(), s.att_out.data());  // att_out: (n, q_dim)
-      linear(ctx, *w.wo, s.att_out.data(), s.xb2.data(), n, l);      // xb2: (n, dim)
-      nn::add(ctx, s.x.data(), s.xb2.data(), n, dim, l);
+      linear(ctx, *a.wo, s.att_out.data(), s.xb2.data(), n, l);      // xb2: (n, dim)
+      nn::add(ctx, s.x.data(), s.xb2.data(), n, c_.dim, l);
 
       // Feed-forward: x += W_down (silu(rmsnorm(x) W_gate) * (rmsnorm(x) W_up)).
-      nn::rmsnorm(ctx, *w.ffn_norm, s.x.data(), s.xb.data(), n, c_.rms_eps, l);
-      nn::swiglu_up(ctx, *w.w_gate, *w.w_up, s.xb.data(), s.hb.data(), s.hb2.data(), n, l);  // hb: (n, hidden)
-      linear(ctx, *w.w_down, s.hb.data(), s.xb2.data(), n, l);
-      nn::add(ctx, s.x.data(), s.xb2.data(), n, dim, l);
+      gated_ffn(ctx, s, w.ffn, n, l, false);
     }
-
-    const int first = all_logits ? 0 : n - 1;
-    nn::rmsnorm(ctx, *out_norm_, s.x.data(), s.xb.data(), n, c_.rms_eps, -1, first);
-    linear(ctx, *output_, s.xb.data() + size_t(first) * size_t(dim), logits, n - first, -1);  // (n - first, vocab)
+    classify(ctx, s, logits, n, all_logits);  // (1 or n, vocab)
   }
 
  private:
