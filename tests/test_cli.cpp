@@ -10,6 +10,7 @@
 #include <string>
 
 #include "engine/api/qkv.hpp"
+#include "engine/format/gguf.h"
 #include "test_util.h"
 
 namespace qkv {
@@ -323,6 +324,21 @@ TEST(CliSynth, EveryArchitecture) {
   EXPECT_EQ(p.arch, "gemma3");
   EXPECT_EQ(p.head_dim, 256);
   EXPECT_EQ(p.window, 512);
+  // Llama 3.2's rope_freqs.weight, with the converter's formula: the
+  // architecture test model (head size 16, base 500000) holds these factors.
+  ASSERT_TRUE(synth_shape("llama3.2-1b", p));
+  EXPECT_TRUE(p.llama3_rope);
+  const std::string l32 = "/tmp/qkv-cli-synth-" + std::to_string(::getpid()) + "-l32.gguf";
+  ASSERT_EQ(run("synth --shape llama3.2-1b --dim 32 --hidden 64 --layers 1 --heads 2 --kv-heads 1 --head-dim 16 "
+                "--vocab 300 --ctx 64 --type f32 -o " + l32).code, 0);
+  const GgufFile ours(l32), theirs(model_path("arch/llama32-like.gguf"));
+  const Tensor a = ours.tensor(*ours.find_tensor("rope_freqs.weight"));
+  const Tensor b = theirs.tensor(*theirs.find_tensor("rope_freqs.weight"));
+  ASSERT_EQ(a.n_elements(), 8);
+  ASSERT_EQ(b.n_elements(), 8);
+  for (int i = 0; i < 8; ++i)
+    EXPECT_NEAR(static_cast<const float*>(a.data)[i], static_cast<const float*>(b.data)[i], 1e-5) << i;
+  std::remove(l32.c_str());
 }
 
 // -z FILE is the vocabulary written: its size when --vocab is not given, and

@@ -355,6 +355,7 @@ struct SynthParams {
   bool tied = false;           // no output.weight: the embedding is the classifier
   float rope_base = 10000.0f, eps = 1e-5f;
   int window = 0;              // Gemma's sliding window, 0: none
+  bool llama3_rope = false;    // llama: rope_freqs.weight with Llama 3.1's scaling (llama3.2-1b)
   std::string type = "f32";     // one of quantize_type_names()
   std::string name = "custom";  // general.name
   // A llama2.c tokenizer.bin of exactly `vocab` tokens (vocab 0: the file's

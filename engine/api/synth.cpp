@@ -22,6 +22,7 @@ struct Shape {
   bool tied;
   float rope_base, eps;
   int window;  // sliding window of the local layers (Gemma), 0: none
+  bool llama3_rope = false;  // rope_freqs.weight with Llama 3.1's scaling (factor 32, 1..4, 8192)
 };
 // From the models' config.json files.
 const std::map<std::string, Shape> kShapes = {
@@ -30,12 +31,35 @@ const std::map<std::string, Shape> kShapes = {
     {"stories110M", {"llama", 768, 2048, 12, 12, 12, 64, 32000, 1024, false, 10000, 1e-5f, 0}},
     {"tinyllama-1.1b", {"llama", 2048, 5632, 22, 32, 4, 64, 32000, 2048, false, 10000, 1e-5f, 0}},
     {"smollm2-135m", {"llama", 576, 1536, 30, 9, 3, 64, 49152, 8192, true, 100000, 1e-5f, 0}},
-    {"llama3.2-1b", {"llama", 2048, 8192, 16, 32, 8, 64, 128256, 131072, true, 500000, 1e-5f, 0}},
+    {"llama3.2-1b", {"llama", 2048, 8192, 16, 32, 8, 64, 128256, 131072, true, 500000, 1e-5f, 0, true}},
     {"qwen2.5-0.5b", {"qwen2", 896, 4864, 24, 14, 2, 64, 151936, 32768, true, 1e6f, 1e-6f, 0}},
     {"qwen3-0.6b", {"qwen3", 1024, 3072, 28, 16, 8, 128, 151936, 40960, true, 1e6f, 1e-6f, 0}},
     {"gemma3-270m", {"gemma3", 640, 2048, 18, 4, 1, 256, 262144, 32768, true, 1e6f, 1e-6f, 512}},
     {"gpt2-124m", {"gpt2", 768, 3072, 12, 12, 12, 64, 50257, 1024, true, 10000, 1e-5f, 0}},
 };
+
+// The factors llama.cpp's converter writes as rope_freqs.weight for Llama 3.1
+// scaling (factor 32, low 1, high 4, original context 8192): each rotary
+// frequency's wavelength decides whether it is kept, divided by 32, or in
+// between.
+std::vector<float> llama3_rope_factors(int head_dim, float base) {
+  const double factor = 32, low = 1, high = 4, old_ctx = 8192;
+  const double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
+  std::vector<float> f;
+  for (int i = 0; i < head_dim; i += 2) {
+    const double freq = 1.0 / std::pow(double(base), double(i) / head_dim);
+    const double wavelen = 2 * M_PI / freq;
+    if (wavelen < high_wavelen) {
+      f.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      f.push_back(float(factor));
+    } else {
+      const double smooth = (old_ctx / wavelen - low) / (high - low);
+      f.push_back(float(1.0 / ((1 - smooth) / factor + smooth)));
+    }
+  }
+  return f;
+}
 
 const char* const kArchs[] = {"llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "gpt2"};
 
@@ -138,6 +162,7 @@ bool synth_shape(const std::string& name, SynthParams& p) {
   p.rope_base = s.rope_base;
   p.eps = s.eps;
   p.window = s.window;
+  p.llama3_rope = s.llama3_rope;
   p.name = name;
   return true;
 }
@@ -188,6 +213,7 @@ void synth_model(const std::string& out, const SynthParams& params, const Messag
     std::string name;
     int64_t cols, rows;  // ne[0], ne[1] (rows 1: a vector)
     bool f32 = false;    // kept F32 whatever the type (GPT-2's position table)
+    std::vector<float> values = {};  // a vector's values (default: all 1)
   };
   std::vector<Decl> decls = {{"token_embd.weight", s.dim, s.vocab}};
   if (gpt2) decls.push_back({"position_embd.weight", s.dim, s.ctx, true});
@@ -232,6 +258,8 @@ void synth_model(const std::string& out, const SynthParams& params, const Messag
   vec("output_norm.weight", s.dim);
   if (gpt2) vec("output_norm.bias", s.dim);
   if (!s.tied) decls.push_back({"output.weight", s.dim, s.vocab});
+  if (s.llama3_rope && s.arch == "llama")
+    decls.push_back({"rope_freqs.weight", head_dim / 2, 1, true, llama3_rope_factors(head_dim, s.rope_base)});
   std::vector<const ops::TypeInfo*> types;
   // llama-quantize's choice per tensor (the layers come in its order here too).
   std::vector<std::string> names;
@@ -253,7 +281,9 @@ void synth_model(const std::string& out, const SynthParams& params, const Messag
   w.write(out, [&](size_t i, std::vector<uint8_t>& bytes) {
     const Decl& d = decls[i];
     values.resize(size_t(d.cols * d.rows));
-    if (d.rows == 1) {
+    if (!d.values.empty()) {
+      values = d.values;
+    } else if (d.rows == 1) {
       std::fill(values.begin(), values.end(), 1.0f);
     } else {
       Normal rng(s.seed * 1000003u + i);
