@@ -360,9 +360,12 @@ TEST(Profiler, ReportTextHasEveryTable) {
 }
 
 TEST(Profiler, MachineProbeMeasuresSomething) {
+  // Positive and finite, not fast: under ASan on a loaded 2-core machine the
+  // FMA probe once measured 0.46 GFLOP/s (a timing, which tests never assert).
   const MachineLimits m = probe_machine(1, size_t(16) << 20);
-  EXPECT_GT(m.fma_gflops, 0.5);
-  EXPECT_GT(m.read_gbps, 0.1);
+  EXPECT_GT(m.fma_gflops, 0.0);
+  EXPECT_GT(m.read_gbps, 0.0);
+  EXPECT_TRUE(std::isfinite(m.fma_gflops) && std::isfinite(m.read_gbps));
 }
 
 }  // namespace
