@@ -149,6 +149,14 @@ class Decoder : public Architecture {
     linear(ctx, *output_, s.xb.data() + size_t(first) * size_t(c_.dim), logits, n - first, -1);
   }
 
+  // A run state whose layers all rotate with one table (base rope_base).
+  std::unique_ptr<DecoderState> one_rope_state(int n_ctx, int n_batch, int n_threads, bool kv_f16, nn::RopeStyle style,
+                                               const float* freq_factors = nullptr, int fused_width = 0) const {
+    auto s = std::make_unique<DecoderState>(c_, n_ctx, n_batch, n_threads, kv_f16, fused_width);
+    s->ropes.emplace_back(c_.head_dim, c_.rope_base, n_batch, style, freq_factors);
+    return s;
+  }
+
   void check_vocab(const WeightFile& wf) const {
     if (c_.vocab_size <= 0) throw Error(cat(wf.path(), ": no vocabulary size (missing token_embd.weight?)"));
     if (c_.head_dim % 2) throw Error(cat(wf.path(), ": head size ", c_.head_dim, " is odd; RoPE needs pairs"));

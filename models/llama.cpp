@@ -38,10 +38,8 @@ class Llama : public Decoder {
   }
 
   std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads, bool kv_f16) const override {
-    auto s = std::make_unique<DecoderState>(c_, n_ctx, n_batch, n_threads, kv_f16);
-    s->ropes.emplace_back(c_.head_dim, c_.rope_base, n_batch, nn::RopeStyle::Normal,
+    return one_rope_state(n_ctx, n_batch, n_threads, kv_f16, nn::RopeStyle::Normal,
                           rope_freqs_ ? static_cast<const float*>(rope_freqs_->data) : nullptr);
-    return s;
   }
 
   // tokens[0, n) at positions [pos, pos + n): logits of the last (or every) token.

@@ -41,9 +41,7 @@ class Qwen3 : public Decoder {
   }
 
   std::unique_ptr<RunState> new_state(int n_ctx, int n_batch, int n_threads, bool kv_f16) const override {
-    auto s = std::make_unique<DecoderState>(c_, n_ctx, n_batch, n_threads, kv_f16);
-    s->ropes.emplace_back(c_.head_dim, c_.rope_base, n_batch, nn::RopeStyle::Neox);
-    return s;
+    return one_rope_state(n_ctx, n_batch, n_threads, kv_f16, nn::RopeStyle::Neox);
   }
 
   void forward(RunState& rs, const int* tokens, int n, int pos, float* logits, bool all_logits,
