@@ -154,16 +154,39 @@ void rmsnorm(benchmark::State& st, const Kernels* k, size_t n) {
   set_rates(st, 4.0 * n, 12.0 * n);
 }
 
-// One query head over ctx cached positions (head_dim 64, 12 interleaved heads).
-void attention(benchmark::State& st, const Kernels* k, size_t ctx) {
-  const size_t hd = 64, stride = 12 * hd;
-  const auto q = randn(hd), kc = randn(ctx * stride), vc = randn(ctx * stride);
-  std::vector<float> att(ctx), out(hd);
-  for (auto _ : st) {
-    k->attention(q.data(), kc.data(), vc.data(), stride, hd, ctx, 0.125f, 0.0f, att.data(), out.data());
-    benchmark::DoNotOptimize(out.data());
+// Attention over one KV head's cache of `depth` positions (the panel layout
+// of ops.h), in f32 or f16: `tokens` query tokens times `group` query heads
+// that share the KV head. Prefill: a block of 32 rows, causal at the cache's
+// end; decode: one token. Bytes: the K and V read once per call.
+void attention(benchmark::State& st, const Kernels* k, size_t hd, size_t depth, size_t tokens, size_t group, bool f16) {
+  const size_t T = qkv::ops::kAttnTile, ldv = qkv::ops::attention_ldv(hd), tiles = (depth + T - 1) / T;
+  const size_t rows = tokens * group, elem = f16 ? 2 : 4;
+  const auto kf = randn(tiles * T * hd), vf = randn(tiles * T * ldv), q = randn(rows * hd);
+  std::vector<uint16_t> k16(kf.size()), v16(vf.size());
+  for (size_t i = 0; i < kf.size(); ++i) k16[i] = qkv::ops::f32_to_f16(kf[i]);
+  for (size_t i = 0; i < vf.size(); ++i) v16[i] = qkv::ops::f32_to_f16(vf[i]);
+  std::vector<const float*> qp(rows);
+  std::vector<int32_t> lo(rows, 0), hi(rows);
+  std::vector<float> m(rows), l(rows), o(rows * ldv), scratch(qkv::ops::attention_scratch(rows, hd));
+  std::vector<float> s(f16 ? rows * tiles * T : 0);  // the f16 kernels' scores between their two phases
+  double seen = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    qp[r] = q.data() + r * hd;
+    hi[r] = int32_t(depth - tokens + r / group + 1);
+    seen += double(hi[r]);
   }
-  set_rates(st, 4.0 * ctx * hd, 8.0 * ctx * hd);
+  for (auto _ : st) {
+    std::fill(m.begin(), m.end(), -INFINITY);
+    std::fill(l.begin(), l.end(), 0.0f);
+    std::fill(o.begin(), o.end(), 0.0f);
+    const qkv::ops::AttentionRows R{rows, qp.data(), lo.data(), hi.data(), m.data(), l.data(), o.data(), ldv};
+    if (f16) {
+      k->attention_scores_f16(R, k16.data(), hd, 0, depth, 0.125f, 0.0f, s.data(), tiles * T, scratch.data());
+      k->attention_values_f16(R, v16.data(), hd, 0, depth, s.data(), tiles * T, scratch.data());
+    } else k->attention_f32(R, kf.data(), vf.data(), hd, 0, depth, 0.125f, 0.0f, scratch.data());
+    benchmark::DoNotOptimize(o.data());
+  }
+  set_rates(st, 4.0 * seen * double(hd), double(depth) * double(hd + ldv) * double(elem));
 }
 
 void rope(benchmark::State& st, size_t heads, size_t head_dim) {
@@ -210,8 +233,17 @@ int register_all() {
       benchmark::RegisterBenchmark(("softmax/" + isa + "/" + std::to_string(n)).c_str(), softmax, k, n);
     }
     for (size_t n : {288, 768}) benchmark::RegisterBenchmark(("rmsnorm/" + isa + "/" + std::to_string(n)).c_str(), rmsnorm, k, n);
-    for (size_t ctx : {16, 64, 256, 1024})
-      benchmark::RegisterBenchmark(("attention/" + isa + "/ctx" + std::to_string(ctx)).c_str(), attention, k, ctx);
+    for (bool f16 : {false, true})
+      for (size_t hd : {size_t(64), size_t(128)})
+        for (size_t group : {size_t(1), size_t(4)})
+          for (size_t depth : {512, 1024, 2048, 4096, 8192}) {
+            const std::string name = std::string(f16 ? "f16" : "f32") + "/" + isa + "/hd" + std::to_string(hd) + "/gqa" +
+                                     std::to_string(group) + "/depth" + std::to_string(depth);
+            benchmark::RegisterBenchmark(("attention/prefill/" + name).c_str(), attention, k, hd, depth, 32 / group,
+                                         group, f16);
+            benchmark::RegisterBenchmark(("attention/decode/" + name).c_str(), attention, k, hd, depth, size_t(1), group,
+                                         f16);
+          }
     for (size_t n : {768, 2048}) {
       benchmark::RegisterBenchmark(("quantize_act/q8_0/" + isa + "/" + std::to_string(n)).c_str(), quantize_act, k, false, n);
       benchmark::RegisterBenchmark(("quantize_act/q8_K/" + isa + "/" + std::to_string(n)).c_str(), quantize_act, k, true, n);

@@ -13,6 +13,8 @@ inline vf load_f16(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+inline vf round_to_f16(vf x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT)); }
+
 }  // namespace qkv::ops::isa_avx2
 
 // 32 u8 x s8 products summed into 8 int32 lanes: pairs into int16 (no

@@ -15,6 +15,8 @@ inline vf load_f16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
+inline vf round_to_f16(vf x) { return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT)); }
+
 }  // namespace qkv::ops::isa_avx512
 
 // 32 u8 x s8 products summed into 8 int32 lanes in one instruction.

@@ -16,6 +16,13 @@ inline vf load_f16(const uint16_t* p) {
   return vf::load_aligned(tmp);
 }
 
+inline vf round_to_f16(vf x) {
+  alignas(16) float tmp[W];
+  x.store_aligned(tmp);
+  for (size_t i = 0; i < W; ++i) tmp[i] = f16_to_f32(f32_to_f16(tmp[i]));
+  return vf::load_aligned(tmp);
+}
+
 // SSE2 has no byte multiply-add: the scalar integer products (the compiler
 // vectorises what it can).
 QuantProducts q8_0_products() { return q8_0_products_ref(); }

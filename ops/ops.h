@@ -38,6 +38,35 @@ struct QuantProducts {
                     size_t g0, size_t g1);
 };
 
+// ---------------------------------------------------------------- attention
+//
+// One KV head's cache, as the attention kernels read it:
+//   K in panels of kAttnTile positions, each panel transposed:
+//     k_t[i] = kt[(t / kAttnTile) * head_dim * kAttnTile + i * kAttnTile + t % kAttnTile]
+//     so a panel's scores are a product over i of one query value and a
+//     vector of kAttnTile keys (no horizontal sums, no transposition);
+//   V row by row, rows padded with zeros to attention_ldv(head_dim) values:
+//     v_t[i] = v[t * attention_ldv(head_dim) + i].
+constexpr size_t kAttnTile = 64;
+inline size_t attention_ldv(size_t head_dim) { return (head_dim + 31) / 32 * 32; }
+inline size_t attention_scratch(size_t rows, size_t head_dim) { return rows * (head_dim + kAttnTile); }
+
+// A block of query rows against one KV head, and their online-softmax state.
+// Row r: query q[r] (head_dim values, before scaling), visible keys
+// [lo[r], hi[r]); running max m[r] (-inf before any key), running sum l[r]
+// and unnormalised output o + r * ldo (attention_ldv(head_dim) values); the
+// attention output is o / l once every visible key has been added.
+struct AttentionRows {
+  size_t rows;
+  const float* const* q;
+  const int32_t* lo;
+  const int32_t* hi;
+  float* m;
+  float* l;
+  float* o;
+  size_t ldo;
+};
+
 struct Kernels {
   const char* isa;  // "scalar", "sse2", "avx2", "avx512"
 
@@ -78,25 +107,30 @@ struct Kernels {
   // y[i] += x[i]
   void (*add)(float* y, const float* x, size_t n);
 
-  // One query against n cached positions of one head:
-  //   s_t = q . k_t * scale, capped to softcap * tanh(s_t / softcap) when
-  //   softcap > 0 (Gemma 2's logit soft-capping);
-  //   att[t] = softmax_t(s_t), out = sum_t att[t] * v_t
-  // q: (head_dim); k_t = k + t * kv_stride, v_t = v + t * kv_stride;
-  // out: (head_dim); att: (n) receives the probabilities, or is null (the
-  // SIMD kernels then never hold more than a block of scores).
-  void (*attention)(const float* q, const float* k, const float* v, size_t kv_stride,
-                    size_t head_dim, size_t n, float scale, float softcap, float* att, float* out);
-
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
 
-  // attention over an f16 KV cache, with llama.cpp's numerics: q is rounded
-  // to f16, scores and softmax are f32 (the sum in double), the probabilities
-  // are rounded to f16 before they weight the values. att: (n) scratch, not
-  // null; it receives those f16-rounded probabilities. k, v: f16, laid out
-  // as above.
-  void (*attention_f16)(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, size_t head_dim,
-                        size_t n, float scale, float softcap, float* att, float* out);
+  // FlashAttention over one KV head's cache (the layout above AttentionRows),
+  // f32: extends the rows' state over the keys in [t0, t1) that each row
+  // sees, in tiles of kAttnTile keys: scores S = q . k_t * scale (soft-capped
+  // when cap > 0) as a register-tiled product, masked outside [lo, hi), an
+  // online softmax (m, l and o rescaled by exp(m_old - m_new)), then o += P V
+  // as a second tiled product. Fully masked tiles are never touched.
+  // scratch: attention_scratch(rows, head_dim) floats.
+  void (*attention_f32)(const AttentionRows& r, const float* kt, const float* v, size_t head_dim, size_t t0,
+                        size_t t1, float scale, float cap, float* scratch);
+  // The f16 cache, with llama.cpp's numerics there (its attention without
+  // flash attention): queries rounded to f16, f32 scores and softmax, and
+  // the probabilities normalised and rounded to f16 before they weight V.
+  // That takes two phases. First the scores of [t0, t1) (t0 a multiple of
+  // kAttnTile) into s (row r at s + r * lds, key t at t - t0, -inf where
+  // masked; lds >= t1 - t0 rounded up to kAttnTile), and each row's max m
+  // and sum l of exp(s - m), extended as above (o untouched). Then, with m
+  // and l final (merged over every range the row sees), o += sum_t p_t v_t
+  // with p_t = f16(exp(s_t - m) / l). scratch: attention_scratch floats.
+  void (*attention_scores_f16)(const AttentionRows& r, const uint16_t* kt, size_t head_dim, size_t t0, size_t t1,
+                               float scale, float cap, float* s, size_t lds, float* scratch);
+  void (*attention_values_f16)(const AttentionRows& r, const uint16_t* v, size_t head_dim, size_t t0, size_t t1,
+                               const float* s, size_t lds, float* scratch);
 
   // Quantized weights (ops/quant.h blocks) against activations quantized to
   // the blocks the weight type takes (Q8_0 for Q8_0/Q4_0, Q8_K for the

@@ -1,6 +1,7 @@
 // Scalar reference kernels: the plainest loops, sums in index order, like
 // llama2.c's run.c. Tests compare every SIMD kernel against these.
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 
 #include "ops/ops.h"
@@ -172,43 +173,68 @@ void add_ref(float* y, const float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
-void attention_ref(const float* q, const float* k, const float* v, size_t kv_stride,
-                   size_t head_dim, size_t n, float scale, float cap, float* att, float* out) {
-  // Plain two-pass softmax: the max score, then exp-weights and their sum.
-  // Scores are recomputed rather than stored, so no buffer is needed.
-  auto score = [&](size_t t) { return softcap(dot_ref(q, k + t * kv_stride, head_dim) * scale, cap); };
-  float max_val = score(0);
-  for (size_t t = 1; t < n; ++t) max_val = std::fmax(max_val, score(t));
-  float sum = 0.0f;
-  for (size_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
-  for (size_t t = 0; t < n; ++t) {
-    const float p = std::exp(score(t) - max_val);
-    sum += p;
-    const float* vt = v + t * kv_stride;
-    for (size_t i = 0; i < head_dim; ++i) out[i] += p * vt[i];
+size_t panel_at(size_t t, size_t i, size_t hd) { return (t / kAttnTile) * hd * kAttnTile + i * kAttnTile + t % kAttnTile; }
+
+// Row by row over the visible keys, two passes (the block's max, then the
+// weights), merged into the row's state as the online softmax defines it.
+void attention_f32_ref(const AttentionRows& R, const float* kt, const float* v, size_t hd, size_t t0, size_t t1,
+                       float scale, float cap, float* /*scratch*/) {
+  const size_t ldv = attention_ldv(hd);
+  for (size_t r = 0; r < R.rows; ++r) {
+    const size_t lo = std::max(t0, size_t(R.lo[r])), hi = std::min(t1, size_t(R.hi[r]));
+    if (lo >= hi) continue;
+    auto score = [&](size_t t) {
+      float s = 0.0f;
+      for (size_t i = 0; i < hd; ++i) s += R.q[r][i] * kt[panel_at(t, i, hd)];
+      return softcap(s * scale, cap);
+    };
+    float m = R.m[r];
+    for (size_t t = lo; t < hi; ++t) m = std::fmax(m, score(t));
+    const float corr = std::exp(R.m[r] - m);
+    float* o = R.o + r * R.ldo;
+    float l = R.l[r] * corr;
+    for (size_t i = 0; i < hd; ++i) o[i] *= corr;
+    for (size_t t = lo; t < hi; ++t) {
+      const float p = std::exp(score(t) - m);
+      l += p;
+      for (size_t i = 0; i < hd; ++i) o[i] += p * v[t * ldv + i];
+    }
+    R.m[r] = m;
+    R.l[r] = l;
   }
-  for (size_t i = 0; i < head_dim; ++i) out[i] /= sum;
-  if (att)
-    for (size_t t = 0; t < n; ++t) att[t] = std::exp(score(t) - max_val) / sum;
 }
 
-void attention_f16_ref(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, size_t head_dim,
-                       size_t n, float scale, float cap, float* att, float* out) {
-  auto r16 = [](float x) { return f16_to_f32(f32_to_f16(x)); };
-  float max_val = -INFINITY;
-  for (size_t t = 0; t < n; ++t) {
-    float s = 0.0f;
-    for (size_t i = 0; i < head_dim; ++i) s += r16(q[i]) * f16_to_f32(k[t * kv_stride + i]);
-    att[t] = softcap(s * scale, cap);
-    max_val = std::fmax(max_val, att[t]);
+void attention_scores_f16_ref(const AttentionRows& R, const uint16_t* kt, size_t hd, size_t t0, size_t t1, float scale,
+                              float cap, float* s, size_t lds, float* /*scratch*/) {
+  const size_t end = t0 + (t1 - t0 + kAttnTile - 1) / kAttnTile * kAttnTile;
+  for (size_t r = 0; r < R.rows; ++r) {
+    const size_t lo = std::max(t0, size_t(R.lo[r])), hi = std::min(t1, size_t(R.hi[r]));
+    float* sr = s + r * lds;
+    for (size_t t = t0; t < end; ++t) sr[t - t0] = -INFINITY;
+    if (lo >= hi) continue;
+    float m = R.m[r];
+    for (size_t t = lo; t < hi; ++t) {
+      float x = 0.0f;
+      for (size_t i = 0; i < hd; ++i) x += f16_to_f32(f32_to_f16(R.q[r][i])) * f16_to_f32(kt[panel_at(t, i, hd)]);
+      sr[t - t0] = softcap(x * scale, cap);
+      m = std::fmax(m, sr[t - t0]);
+    }
+    float l = R.l[r] * std::exp(R.m[r] - m);
+    for (size_t t = lo; t < hi; ++t) l += std::exp(sr[t - t0] - m);
+    R.m[r] = m;
+    R.l[r] = l;
   }
-  double sum = 0.0;
-  for (size_t t = 0; t < n; ++t) sum += (att[t] = std::exp(att[t] - max_val));
-  for (size_t t = 0; t < n; ++t) att[t] = r16(float(att[t] / sum));
-  for (size_t i = 0; i < head_dim; ++i) {
-    float o = 0.0f;
-    for (size_t t = 0; t < n; ++t) o += att[t] * f16_to_f32(v[t * kv_stride + i]);
-    out[i] = o;
+}
+
+void attention_values_f16_ref(const AttentionRows& R, const uint16_t* v, size_t hd, size_t t0, size_t t1,
+                              const float* s, size_t lds, float* /*scratch*/) {
+  const size_t ldv = attention_ldv(hd);
+  for (size_t r = 0; r < R.rows; ++r) {
+    const size_t lo = std::max(t0, size_t(R.lo[r])), hi = std::min(t1, size_t(R.hi[r]));
+    for (size_t t = lo; t < hi; ++t) {
+      const float p = f16_to_f32(f32_to_f16(std::exp(s[r * lds + t - t0] - R.m[r]) / R.l[r]));
+      for (size_t i = 0; i < hd; ++i) R.o[r * R.ldo + i] += p * f16_to_f32(v[t * ldv + i]);
+    }
   }
 }
 
@@ -244,9 +270,10 @@ const Kernels& reference_kernels() {
     t.gelu = gelu_ref;
     t.geglu = geglu_ref;
     t.add = add_ref;
-    t.attention = attention_ref;
     t.f16_to_f32 = f16_to_f32_ref;
-    t.attention_f16 = attention_f16_ref;
+    t.attention_f32 = attention_f32_ref;
+    t.attention_scores_f16 = attention_scores_f16_ref;
+    t.attention_values_f16 = attention_values_f16_ref;
     t.q8_0 = q8_0_products_ref();
     t.q4_0 = q4_0_products_ref();
     t.q4_K = q4_K_products_ref();

@@ -9,6 +9,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -21,9 +22,11 @@ using Arch = QKV_ARCH;
 using vf = xsimd::batch<float, Arch>;
 constexpr size_t W = vf::size;  // floats per vector
 
-// Provided by the including TU: fused a*b+c, and load of W halves as floats.
+// Provided by the including TU: fused a*b+c, load of W halves as floats,
+// and each lane rounded to the nearest f16 (ties to even) and back.
 inline vf fmadd(vf a, vf b, vf c);
 inline vf load_f16(const uint16_t* p);
+inline vf round_to_f16(vf x);
 
 inline vf load(const float* p) { return vf::load_unaligned(p); }
 inline vf load(const uint16_t* p) { return load_f16(p); }
@@ -228,81 +231,260 @@ inline void add(float* y, const float* x, size_t n) {
 }
 
 // ---------------------------------------------------------------- attention
+//
+// FlashAttention over the panel layout of ops.h: per tile of kAttnTile keys,
+// S = Q K^T (register tiles of RM rows x CN key vectors), the online softmax
+// on S's rows, then O += P V (register tiles of RM rows x 2 value vectors).
 
-// Streams the cached positions in blocks with an online softmax: for each
-// block, the scores, then the running max m, the running sum l and the output
-// are rescaled by exp(m_old - m_new) and the block's values added. No score
-// row of the full context is needed; `att`, when given, receives the
-// probabilities (computed from the same scores, so capture changes nothing).
-inline void attention(const float* q, const float* k, const float* v, size_t kv_stride, size_t head_dim,
-                      size_t n, float scale, float cap, float* att, float* out) {
-  constexpr size_t kBlock = 64;
-  alignas(64) float p[kBlock];
-  float m = -INFINITY, l = 0.0f;
-  for (size_t i = 0; i < head_dim; ++i) out[i] = 0.0f;
-  for (size_t t0 = 0; t0 < n; t0 += kBlock) {
-    const size_t nb = n - t0 < kBlock ? n - t0 : kBlock;
-    float bm = -INFINITY;
-    for (size_t t = 0; t < nb; ++t) {
-      p[t] = softcap(dot(q, k + (t0 + t) * kv_stride, head_dim) * scale, cap);
-      bm = p[t] > bm ? p[t] : bm;
-    }
-    if (att)
-      for (size_t t = 0; t < nb; ++t) att[t0 + t] = p[t];
-    const float m_new = bm > m ? bm : m;
-    const float corr = std::exp(m - m_new);  // 0 for the first block
-    m = m_new;
-    // p = exp(score - m), vectorised
-    const vf vm(m);
-    size_t t = 0;
-    for (; t + W <= nb; t += W) xsimd::exp(load(p + t) - vm).store_aligned(p + t);
-    for (; t < nb; ++t) p[t] = std::exp(p[t] - m);
-    float bsum = 0.0f;
-    for (t = 0; t < nb; ++t) bsum += p[t];
-    l = l * corr + bsum;
-    // out = out * corr + sum_t p[t] * v_t
-    size_t i = 0;
-    for (; i + W <= head_dim; i += W) {
-      vf acc = load(out + i) * vf(corr);
-      for (t = 0; t < nb; ++t) acc = fmadd(vf(p[t]), load(v + (t0 + t) * kv_stride + i), acc);
-      acc.store_unaligned(out + i);
-    }
-    for (; i < head_dim; ++i) {
-      float acc = out[i] * corr;
-      for (t = 0; t < nb; ++t) acc += p[t] * v[(t0 + t) * kv_stride + i];
-      out[i] = acc;
-    }
-  }
-  const float inv = 1.0f / l;
-  for (size_t i = 0; i < head_dim; ++i) out[i] *= inv;
-  if (att)
-    for (size_t t = 0; t < n; ++t) att[t] = std::exp(att[t] - m) * inv;
+constexpr size_t kTileVecs = kAttnTile / W;  // key vectors per tile
+
+// Key vectors per register tile for RM rows: as many accumulators as the
+// registers allow (8 of 16, 16 of 32), a power of two dividing kTileVecs.
+template <int RM>
+constexpr size_t score_cols() {
+  size_t c = (W >= 16 ? 16 : 8) / RM;
+  size_t p = 1;
+  while (p * 2 <= c && p * 2 <= kTileVecs) p *= 2;
+  return p;
 }
 
-// The f16-cache variant (llama.cpp's numerics): every score first, an f32
-// softmax with a double sum, probabilities rounded to f16, then the values.
-inline void attention_f16(const float* q, const uint16_t* k, const uint16_t* v, size_t kv_stride, size_t head_dim,
-                          size_t n, float scale, float cap, float* att, float* out) {
-  alignas(64) float q16[256];  // head_dim <= 256
-  for (size_t i = 0; i < head_dim; ++i) q16[i] = f16_to_f32(f32_to_f16(q[i]));
-  float mx = -INFINITY;
-  for (size_t t = 0; t < n; ++t) {
-    att[t] = softcap(dot_row(k + t * kv_stride, q16, head_dim) * scale, cap);
-    mx = att[t] > mx ? att[t] : mx;
+inline float round_f16(float x) { return f16_to_f32(f32_to_f16(x)); }
+
+// s (RM rows of kAttnTile, row stride lds) = q (RM, hd) . the panel's keys.
+template <int RM, class T>
+inline void tile_scores(const float* q, size_t hd, const T* panel, float* s, size_t lds) {
+  constexpr size_t CN = score_cols<RM>();
+  for (size_t c = 0; c < kTileVecs; c += CN) {
+    vf acc[RM][CN];
+    for (int r = 0; r < RM; ++r)
+      for (size_t j = 0; j < CN; ++j) acc[r][j] = vf(0.0f);
+    for (size_t i = 0; i < hd; ++i) {
+      const T* kp = panel + i * kAttnTile + c * W;
+      vf kv[CN];
+      for (size_t j = 0; j < CN; ++j) kv[j] = load(kp + j * W);
+      for (int r = 0; r < RM; ++r) {
+        const vf qb(q[size_t(r) * hd + i]);
+        for (size_t j = 0; j < CN; ++j) acc[r][j] = fmadd(qb, kv[j], acc[r][j]);
+      }
+    }
+    for (int r = 0; r < RM; ++r)
+      for (size_t j = 0; j < CN; ++j) acc[r][j].store_unaligned(s + size_t(r) * lds + (c + j) * W);
   }
-  double sum = 0.0;
-  for (size_t t = 0; t < n; ++t) sum += (att[t] = std::exp(att[t] - mx));
-  for (size_t t = 0; t < n; ++t) att[t] = f16_to_f32(f32_to_f16(float(att[t] / sum)));
-  size_t i = 0;
-  for (; i + W <= head_dim; i += W) {
-    vf acc(0.0f);
-    for (size_t t = 0; t < n; ++t) acc = fmadd(vf(att[t]), load(v + t * kv_stride + i), acc);
-    acc.store_unaligned(out + i);
+}
+
+// o (RM, ldo) += p (RM rows, stride lds; columns [j0, j1)) . v rows j0..j1-1.
+template <int RM, class T>
+inline void tile_values(const float* p, size_t lds, const T* v, size_t ldv, size_t j0, size_t j1, float* o, size_t ldo) {
+  for (size_t i = 0; i < ldv; i += 2 * W) {
+    vf acc[RM][2];
+    for (int r = 0; r < RM; ++r) {
+      acc[r][0] = load(o + size_t(r) * ldo + i);
+      acc[r][1] = load(o + size_t(r) * ldo + i + W);
+    }
+    for (size_t j = j0; j < j1; ++j) {
+      const vf v0 = load(v + j * ldv + i), v1 = load(v + j * ldv + i + W);
+      for (int r = 0; r < RM; ++r) {
+        const vf pb(p[size_t(r) * lds + j]);
+        acc[r][0] = fmadd(pb, v0, acc[r][0]);
+        acc[r][1] = fmadd(pb, v1, acc[r][1]);
+      }
+    }
+    for (int r = 0; r < RM; ++r) {
+      acc[r][0].store_unaligned(o + size_t(r) * ldo + i);
+      acc[r][1].store_unaligned(o + size_t(r) * ldo + i + W);
+    }
   }
-  for (; i < head_dim; ++i) {
-    float o = 0.0f;
-    for (size_t t = 0; t < n; ++t) o += att[t] * f16_to_f32(v[t * kv_stride + i]);
-    out[i] = o;
+}
+
+// Row blocks of 4, then the 1..3 left.
+template <template <int> class F, class... A>
+inline void by_row_blocks(size_t rows, A&&... a) {
+  size_t r = 0;
+  for (; r + 4 <= rows; r += 4) F<4>::run(r, a...);
+  switch (rows - r) {
+    case 3: F<3>::run(r, a...); break;
+    case 2: F<2>::run(r, a...); break;
+    case 1: F<1>::run(r, a...); break;
+    default: break;
+  }
+}
+
+// Scales, caps and masks one row of a tile's scores (visible [lo, hi)
+// relative to the tile; -inf elsewhere); returns the row's maximum (-inf
+// when nothing is visible).
+inline float scale_and_mask(float* s, size_t lo, size_t hi, float scale, float cap) {
+  if (lo >= hi) {
+    for (size_t j = 0; j < kAttnTile; ++j) s[j] = -INFINITY;
+    return -INFINITY;
+  }
+  const vf vs(scale);
+  for (size_t j = 0; j < kAttnTile; j += W) {
+    vf x = load(s + j) * vs;
+    if (cap > 0.0f) x = vf(cap) * xsimd::tanh(x / vf(cap));
+    x.store_unaligned(s + j);
+  }
+  for (size_t j = 0; j < lo; ++j) s[j] = -INFINITY;
+  for (size_t j = hi; j < kAttnTile; ++j) s[j] = -INFINITY;
+  vf mx(-INFINITY);
+  for (size_t j = 0; j < kAttnTile; j += W) mx = xsimd::max(mx, load(s + j));
+  return reduce_max(mx);
+}
+
+// Scales, caps and masks one row of scores (keys tile + [0, kAttnTile),
+// visible [lo, hi) relative to the tile), then folds it into the row's
+// online softmax: afterwards the row holds exp(s - m_new), 0 where masked,
+// and *m, *l, o are updated. Returns false (row zeroed) if nothing is visible.
+inline bool softmax_row(float* s, size_t lo, size_t hi, float scale, float cap, float* m, float* l, float* o,
+                        size_t ldv) {
+  const float bm = scale_and_mask(s, lo, hi, scale, cap);
+  if (lo >= hi) {
+    for (size_t j = 0; j < kAttnTile; ++j) s[j] = 0.0f;
+    return false;
+  }
+  const float m_new = bm > *m ? bm : *m;
+  const vf vm(m_new);
+  vf sum(0.0f);
+  for (size_t j = 0; j < kAttnTile; j += W) {
+    const vf e = xsimd::exp(load(s + j) - vm);
+    e.store_unaligned(s + j);
+    sum += e;
+  }
+  if (m_new > *m) {  // rescale what came before (nothing, the first time)
+    const float corr = std::exp(*m - m_new);
+    *l *= corr;
+    const vf vc(corr);
+    for (size_t i = 0; i < ldv; i += W) (load(o + i) * vc).store_unaligned(o + i);
+    *m = m_new;
+  }
+  *l += reduce_add(sum);
+  return true;
+}
+
+template <class T>
+struct AttentionTile {
+  const AttentionRows& R;
+  const float* q;  // (rows, hd) copied queries
+  float* s;        // (rows, kAttnTile)
+  const T* panel;
+  const T* v;      // value row of the tile's first key
+  size_t hd, ldv, j0, j1;
+  size_t lds = kAttnTile;  // row stride of s
+};
+
+template <class T>
+struct ScoreRows {
+  template <int RM>
+  struct F {
+    static void run(size_t r, const AttentionTile<T>& a) {
+      tile_scores<RM>(a.q + r * a.hd, a.hd, a.panel, a.s + r * a.lds, a.lds);
+    }
+  };
+};
+
+template <class T>
+struct ValueRows {
+  template <int RM>
+  struct F {
+    static void run(size_t r, const AttentionTile<T>& a) {
+      tile_values<RM>(a.s + r * a.lds, a.lds, a.v, a.ldv, a.j0, a.j1, a.R.o + r * a.R.ldo, a.R.ldo);
+    }
+  };
+};
+
+// The queries (rounded to f16 for an f16 cache) into qs, and the keys any
+// row sees within [t0, t1) as [*lo, *hi).
+template <class T>
+inline void gather_rows(const AttentionRows& R, size_t hd, size_t t0, size_t t1, float* qs, size_t* lo, size_t* hi) {
+  *lo = t1, *hi = t0;
+  for (size_t r = 0; r < R.rows; ++r) {
+    *lo = std::min(*lo, std::max(t0, size_t(R.lo[r])));
+    *hi = std::max(*hi, std::min(t1, size_t(R.hi[r])));
+    for (size_t i = 0; i < hd; ++i) qs[r * hd + i] = sizeof(T) == 2 ? round_f16(R.q[r][i]) : R.q[r][i];
+  }
+}
+
+// Row r's visible keys within the tile and [t0, t1), relative to the tile.
+inline void row_range(const AttentionRows& R, size_t r, size_t tile, size_t t0, size_t t1, size_t* lo, size_t* hi) {
+  const size_t rl = std::max({size_t(R.lo[r]), t0, tile}), rh = std::min({size_t(R.hi[r]), t1, tile + kAttnTile});
+  *lo = rl - tile;
+  *hi = rh > rl ? rh - tile : rl - tile;
+}
+
+// One pass, online softmax (FlashAttention-2).
+inline void attention_f32(const AttentionRows& R, const float* kt, const float* v, size_t hd, size_t t0, size_t t1,
+                          float scale, float cap, float* scratch) {
+  const size_t rows = R.rows, ldv = attention_ldv(hd);
+  float* qs = scratch;              // (rows, hd)
+  float* s = scratch + rows * hd;   // (rows, kAttnTile)
+  size_t lo, hi;
+  gather_rows<float>(R, hd, t0, t1, qs, &lo, &hi);
+  for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
+    AttentionTile<float> a{R, qs, s, kt + (tile / kAttnTile) * hd * kAttnTile, v + tile * ldv, hd, ldv, 0, 0};
+    by_row_blocks<ScoreRows<float>::template F>(rows, a);
+    a.j0 = std::max(lo, tile) - tile;
+    a.j1 = std::min(hi, tile + kAttnTile) - tile;
+    for (size_t r = 0; r < rows; ++r) {
+      size_t rl, rh;
+      row_range(R, r, tile, t0, t1, &rl, &rh);
+      softmax_row(s + r * kAttnTile, rl, rh, scale, cap, R.m + r, R.l + r, R.o + r * R.ldo, ldv);
+    }
+    by_row_blocks<ValueRows<float>::template F>(rows, a);
+  }
+}
+
+// The f16 cache, first phase: the scores into s (row r at s + r * lds,
+// key t at t - t0; -inf where masked), and the rows' running max and sum.
+inline void attention_scores_f16(const AttentionRows& R, const uint16_t* kt, size_t hd, size_t t0, size_t t1,
+                                 float scale, float cap, float* s, size_t lds, float* scratch) {
+  const size_t rows = R.rows;
+  float* qs = scratch;  // (rows, hd)
+  size_t lo, hi;
+  gather_rows<uint16_t>(R, hd, t0, t1, qs, &lo, &hi);
+  for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
+    float* st = s + (tile - t0);
+    AttentionTile<uint16_t> a{R, qs, st, kt + (tile / kAttnTile) * hd * kAttnTile, nullptr, hd, 0, 0, 0, lds};
+    by_row_blocks<ScoreRows<uint16_t>::template F>(rows, a);
+    for (size_t r = 0; r < rows; ++r) {
+      size_t rl, rh;
+      row_range(R, r, tile, t0, t1, &rl, &rh);
+      float* sr = st + r * lds;
+      const float bm = scale_and_mask(sr, rl, rh, scale, cap);
+      if (rl >= rh) continue;
+      const float m_new = bm > R.m[r] ? bm : R.m[r];
+      const vf vm(m_new);
+      vf sum(0.0f);
+      for (size_t j = 0; j < kAttnTile; j += W) sum += xsimd::exp(load(sr + j) - vm);
+      R.l[r] = R.l[r] * std::exp(R.m[r] - m_new) + reduce_add(sum);
+      R.m[r] = m_new;
+    }
+  }
+}
+
+// Second phase, once m and l are final: o += p V with p = exp(s - m) / l
+// rounded to f16, as llama.cpp weights an f16 V by its probabilities.
+inline void attention_values_f16(const AttentionRows& R, const uint16_t* v, size_t hd, size_t t0, size_t t1,
+                                 const float* s, size_t lds, float* scratch) {
+  const size_t rows = R.rows, ldv = attention_ldv(hd);
+  float* p = scratch;  // (rows, kAttnTile)
+  size_t lo = t1, hi = t0;
+  for (size_t r = 0; r < rows; ++r) {
+    lo = std::min(lo, std::max(t0, size_t(R.lo[r])));
+    hi = std::max(hi, std::min(t1, size_t(R.hi[r])));
+  }
+  for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
+    for (size_t r = 0; r < rows; ++r) {
+      const float* sr = s + r * lds + (tile - t0);
+      float* pr = p + r * kAttnTile;
+      if (!(R.l[r] > 0.0f)) {  // the row sees none of these keys
+        for (size_t j = 0; j < kAttnTile; ++j) pr[j] = 0.0f;
+        continue;
+      }
+      const vf vm(R.m[r]), inv(1.0f / R.l[r]);
+      for (size_t j = 0; j < kAttnTile; j += W) round_to_f16(xsimd::exp(load(sr + j) - vm) * inv).store_unaligned(pr + j);
+    }
+    AttentionTile<uint16_t> a{R, nullptr, p, nullptr, v + tile * ldv, hd, ldv, std::max(lo, tile) - tile,
+                              std::min(hi, tile + kAttnTile) - tile};
+    by_row_blocks<ValueRows<uint16_t>::template F>(rows, a);
   }
 }
 
@@ -360,9 +542,10 @@ inline const Kernels& table(const char* name) {
     t.gelu = gelu;
     t.geglu = geglu;
     t.add = add;
-    t.attention = attention;
     t.f16_to_f32 = f16_to_f32_n;
-    t.attention_f16 = attention_f16;
+    t.attention_f32 = attention_f32;
+    t.attention_scores_f16 = attention_scores_f16;
+    t.attention_values_f16 = attention_values_f16;
     t.q8_0 = q8_0_products();
     t.q4_0 = q4_0_products();
     t.q4_K = q4_K_products();

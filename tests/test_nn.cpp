@@ -200,14 +200,15 @@ std::vector<double> naive_attention(const AttentionDims& d, const std::vector<fl
 }
 
 // A prompt batch and then single tokens, stored and attended layer 1 of 2.
+// (With `later`, a second batch of `later_n` tokens at position `later`.)
 std::vector<float> run_cache(const AttentionDims& d, bool f16, int threads, const AttentionOptions& o,
                              const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
-                             int total, int batch) {
+                             int total, int batch, int later = -1, int later_n = 0) {
   Ctx c(threads);
   KVCache cache(d, total + 3, threads, f16);
   std::vector<float> out(size_t(total * d.q_dim()));
   for (int pos = 0; pos < total;) {
-    const int n = pos == 0 ? batch : 1;
+    const int n = pos == 0 ? batch : pos == later ? later_n : 1;
     cache.store(c.ctx, 1, pos, n, k.data() + size_t(pos * d.kv_dim()), v.data() + size_t(pos * d.kv_dim()));
     cache.attend(c.ctx, 1, pos, n, q.data() + size_t(pos * d.q_dim()), out.data() + size_t(pos * d.q_dim()), o);
     pos += n;
@@ -236,6 +237,36 @@ TEST(KVCacheAttention, EqualsTheDefinitionOnAnyThreadCount) {
       for (int threads : {2, 3}) {
         const auto more = run_cache(d, f16, threads, o, q, k, v, total, batch);
         ASSERT_EQ(std::memcmp(more.data(), one.data(), one.size() * sizeof(float)), 0) << what << " threads " << threads;
+      }
+    }
+  }
+}
+
+// At depth: prefill blocks of several tasks per KV head, a batch on top of
+// a filled cache, and single tokens whose split-K chunks (256 positions)
+// number up to three, with windows that start inside a chunk; head_dim 64,
+// GQA 4:1 and 1:1.
+TEST(KVCacheAttention, AtDepthEqualsTheDefinitionOnAnyThreadCount) {
+  for (const AttentionDims d : {AttentionDims{2, 8, 2, 64}, AttentionDims{2, 3, 3, 40}}) {
+    const int total = 640, batch = 300, later = 420, later_n = 90;
+    const auto q = randn(size_t(total * d.q_dim()), 21), k = randn(size_t(total * d.kv_dim()), 22),
+               v = randn(size_t(total * d.kv_dim()), 23);
+    for (const AttentionOptions& o : {AttentionOptions{}, AttentionOptions{300, 0.0f}, AttentionOptions{0, 2.0f}}) {
+      for (bool f16 : {false, true}) {
+        std::vector<float> q16 = q, k16 = k, v16 = v;
+        if (f16)
+          for (auto* a : {&q16, &k16, &v16})
+            for (float& x : *a) x = ops::f16_to_f32(ops::f32_to_f16(x));
+        const auto want = naive_attention(d, q16, k16, v16, 0, total, o);
+        const auto one = run_cache(d, f16, 1, o, q, k, v, total, batch, later, later_n);
+        const std::string what = "heads " + std::to_string(d.n_heads) + "/" + std::to_string(d.n_kv_heads) + " window " +
+                                 std::to_string(o.window) + " softcap " + std::to_string(o.softcap) + (f16 ? " f16" : " f32");
+        ASSERT_EQ(one.size(), want.size());
+        for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(one[i], want[i], f16 ? 2e-3 : 1e-5) << what << " i=" << i;
+        for (int threads : {2, 3}) {
+          const auto more = run_cache(d, f16, threads, o, q, k, v, total, batch, later, later_n);
+          ASSERT_EQ(std::memcmp(more.data(), one.data(), one.size() * sizeof(float)), 0) << what << " threads " << threads;
+        }
       }
     }
   }

@@ -161,88 +161,229 @@ TEST_P(OpsTest, Add) {
   }
 }
 
-TEST_P(OpsTest, Attention) {
-  for (size_t hd : {size_t(4), size_t(8), size_t(16), size_t(20), size_t(64), size_t(128)}) {
-    for (size_t n : {size_t(1), size_t(2), size_t(17), size_t(64), size_t(65), size_t(100), size_t(300)}) {
-      const size_t stride = hd * 3 + 5;  // interleaved heads, odd stride
-      const auto q = randn(hd, 18), kc = randn(n * stride, 19), vc = randn(n * stride, 20);
-      const float scale = 1.0f / std::sqrt(float(hd));
-      std::vector<float> att_want(n), att_got(n), want(hd), got(hd);
-      ref().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, 0.0f, att_want.data(), want.data());
-      k().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, 0.0f, att_got.data(), got.data());
-      const std::string what = "attention hd=" + std::to_string(hd) + " n=" + std::to_string(n);
-      expect_close(att_got.data(), att_want.data(), n, 1e-6f, 1e-4f, what + " probabilities");
-      expect_close(got.data(), want.data(), hd, 1e-5f, 1e-4f, what + " output");
-      // Without a probability buffer: the same output, bit for bit.
-      std::vector<float> got2(hd);
-      k().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, 0.0f, nullptr, got2.data());
-      ASSERT_EQ(std::memcmp(got2.data(), got.data(), hd * sizeof(float)), 0) << what;
+// One KV head's cache in the kernels' layout (ops.h): K in transposed panels
+// of kAttnTile positions, V in rows padded to attention_ldv; the unused tail
+// of the last panel holds NaN, which no visible score may touch.
+template <class T>
+struct PanelCache {
+  size_t hd, n;
+  std::vector<float> k, v;  // (n, hd) row-major, the values as stored (f16-rounded for T = f16)
+  std::vector<T> kt, vr;
+  PanelCache(size_t hd_, size_t n_, uint32_t seed, float kscale = 1.0f) : hd(hd_), n(n_) {
+    const size_t T_ = ops::kAttnTile, tiles = (n + T_ - 1) / T_, ldv = ops::attention_ldv(hd);
+    k = randn(n * hd, seed, kscale);
+    v = randn(n * hd, seed + 1);
+    kt.assign(tiles * hd * T_, store(NAN));
+    vr.assign(tiles * T_ * ldv, store(0.0f));
+    for (size_t t = 0; t < n; ++t)
+      for (size_t i = 0; i < hd; ++i) {
+        kt[(t / T_) * hd * T_ + i * T_ + t % T_] = store(k[t * hd + i]);
+        vr[t * ldv + i] = store(v[t * hd + i]);
+        k[t * hd + i] = load(kt[(t / T_) * hd * T_ + i * T_ + t % T_]);
+        v[t * hd + i] = load(vr[t * ldv + i]);
+      }
+  }
+  static T store(float x) {
+    if constexpr (sizeof(T) == 2) return ops::f32_to_f16(x);
+    else return x;
+  }
+  static float load(T x) {
+    if constexpr (sizeof(T) == 2) return ops::f16_to_f32(x);
+    else return x;
+  }
+};
+
+// Query rows with their visible ranges and online-softmax state.
+struct QueryRows {
+  size_t hd, ldv;
+  std::vector<float> q;
+  std::vector<const float*> qp;
+  std::vector<int32_t> lo, hi;
+  std::vector<float> m, l, o;
+  QueryRows(size_t hd_, const std::vector<std::pair<int, int>>& ranges, uint32_t seed, float qscale = 1.0f)
+      : hd(hd_), ldv(ops::attention_ldv(hd_)) {
+    const size_t rows = ranges.size();
+    q = randn(rows * hd, seed, qscale);
+    for (size_t r = 0; r < rows; ++r) {
+      qp.push_back(q.data() + r * hd);
+      lo.push_back(ranges[r].first);
+      hi.push_back(ranges[r].second);
+    }
+    reset();
+  }
+  void reset() {
+    m.assign(qp.size(), -INFINITY);
+    l.assign(qp.size(), 0.0f);
+    o.assign(qp.size() * ldv, 0.0f);
+  }
+  ops::AttentionRows rows() { return {qp.size(), qp.data(), lo.data(), hi.data(), m.data(), l.data(), o.data(), ldv}; }
+  // Row r's output, o / l.
+  std::vector<float> out(size_t r) const {
+    std::vector<float> y(hd);
+    for (size_t i = 0; i < hd; ++i) y[i] = o[r * ldv + i] / l[r];
+    return y;
+  }
+};
+
+// softmax(q . k_t * scale, capped) v over [lo, hi), in double from the stored
+// values (the query rounded to f16 first where the cache is f16).
+std::vector<double> attention_definition(const float* q, const std::vector<float>& k, const std::vector<float>& v,
+                                         size_t hd, int lo, int hi, float scale, float cap, bool f16) {
+  std::vector<double> s(size_t(hi - lo)), y(hd, 0.0);
+  double mx = -1e300, sum = 0;
+  for (int t = lo; t < hi; ++t) {
+    double d = 0;
+    for (size_t i = 0; i < hd; ++i) {
+      const float qi = f16 ? ops::f16_to_f32(ops::f32_to_f16(q[i])) : q[i];
+      d += double(qi) * k[size_t(t) * hd + i];
+    }
+    d *= scale;
+    if (cap > 0) d = cap * std::tanh(d / cap);
+    s[size_t(t - lo)] = d;
+    mx = std::max(mx, d);
+  }
+  for (double& x : s) sum += (x = std::exp(x - mx));
+  for (int t = lo; t < hi; ++t)
+    for (size_t i = 0; i < hd; ++i) y[i] += s[size_t(t - lo)] / sum * v[size_t(t) * hd + i];
+  return y;
+}
+
+// Causal rows as a prefill block sees them: `rows` queries at the last
+// positions of n keys (several heads per position with GQA), each seeing
+// the last `window` keys (0: all).
+std::vector<std::pair<int, int>> causal_rows(size_t n, size_t tokens, size_t group, int window) {
+  std::vector<std::pair<int, int>> r;
+  for (size_t i = 0; i < tokens; ++i) {
+    const int p = int(n - tokens + i);
+    for (size_t g = 0; g < group; ++g) r.push_back({window > 0 && p >= window ? p - window + 1 : 0, p + 1});
+  }
+  return r;
+}
+
+// Runs attention of `rows` over [t0, t1) of the cache: f32 in one call;
+// f16 in its two phases with a score buffer, m and l final in between (so
+// o is normalised: l is set to 1 afterwards).
+template <class T>
+void attend(const ops::Kernels& k, QueryRows& rows, const PanelCache<T>& c, size_t t0, size_t t1, float scale,
+            float cap) {
+  std::vector<float> scratch(ops::attention_scratch(rows.qp.size(), c.hd), NAN);
+  if constexpr (sizeof(T) == 2) {
+    const size_t lds = (t1 - t0 + ops::kAttnTile - 1) / ops::kAttnTile * ops::kAttnTile;
+    std::vector<float> s(rows.qp.size() * lds, NAN);
+    k.attention_scores_f16(rows.rows(), c.kt.data(), c.hd, t0, t1, scale, cap, s.data(), lds, scratch.data());
+    k.attention_values_f16(rows.rows(), c.vr.data(), c.hd, t0, t1, s.data(), lds, scratch.data());
+    for (float& l : rows.l) l = l > 0 ? 1.0f : 0.0f;
+  } else {
+    k.attention_f32(rows.rows(), c.kt.data(), c.vr.data(), c.hd, t0, t1, scale, cap, scratch.data());
+  }
+}
+
+template <class T>
+void check_attention(const ops::Kernels& k, bool f16) {
+  struct Shape {
+    size_t tokens, group;
+  };
+  for (size_t hd : {size_t(4), size_t(20), size_t(64), size_t(80), size_t(128)}) {
+    for (size_t n : {size_t(1), size_t(17), size_t(64), size_t(65), size_t(300)}) {
+      for (Shape sh : {Shape{1, 1}, Shape{1, 4}, Shape{3, 1}, Shape{5, 4}, Shape{17, 2}}) {
+        if (sh.tokens > n) continue;
+        for (int window : {0, 7, 64}) {
+          for (float cap : {0.0f, 2.5f}) {
+            const std::string what = std::string(f16 ? "f16" : "f32") + " hd=" + std::to_string(hd) +
+                                     " n=" + std::to_string(n) + " tokens=" + std::to_string(sh.tokens) + " group=" +
+                                     std::to_string(sh.group) + " window=" + std::to_string(window) + " cap=" +
+                                     std::to_string(cap);
+            const float scale = 1.0f / std::sqrt(float(hd)), big = cap > 0 ? 3.0f : 1.0f;
+            PanelCache<T> c(hd, n, uint32_t(hd * 7 + n), big);
+            QueryRows got(hd, causal_rows(n, sh.tokens, sh.group, window), uint32_t(n + 3), big), want = got;
+            attend(k, got, c, 0, n, scale, cap);
+            attend(ref(), want, c, 0, n, scale, cap);
+            // f16: the probabilities are rounded to f16, where a last-bit
+            // difference of the f32 value may move one by an f16 step.
+            const float atol = f16 ? 2e-4f : 2e-5f, rtol = f16 ? 1e-3f : 1e-4f;
+            for (size_t r = 0; r < got.qp.size(); ++r) {
+              ASSERT_NEAR(got.m[r], want.m[r], 1e-4f * (1 + std::fabs(want.m[r]))) << what << " row " << r;
+              const auto y = got.out(r), yr = want.out(r);
+              expect_close(y.data(), yr.data(), hd, atol, rtol, what + " row " + std::to_string(r) + " vs reference");
+              const auto d = attention_definition(got.qp[r], c.k, c.v, hd, got.lo[r], got.hi[r], scale, cap, f16);
+              for (size_t i = 0; i < hd; ++i)
+                ASSERT_NEAR(y[i], d[i], (f16 ? 2e-3 : 2e-5) + 1e-4 * std::fabs(d[i]))
+                    << what << " row " << r << " vs definition, i=" << i;
+            }
+            if (n <= ops::kAttnTile) continue;
+            // The keys in two calls, split at a tile boundary: the same output.
+            const size_t cut = ops::kAttnTile;
+            QueryRows two = want;
+            two.reset();
+            if constexpr (sizeof(T) == 2) {
+              // Phase one per range, m and l carried over; phase two per range with the final m, l.
+              const size_t lds = (n + ops::kAttnTile - 1) / ops::kAttnTile * ops::kAttnTile;
+              std::vector<float> sc(two.qp.size() * lds), scratch(ops::attention_scratch(two.qp.size(), hd));
+              k.attention_scores_f16(two.rows(), c.kt.data(), hd, 0, cut, scale, cap, sc.data(), lds, scratch.data());
+              k.attention_scores_f16(two.rows(), c.kt.data(), hd, cut, n, scale, cap, sc.data() + cut, lds, scratch.data());
+              k.attention_values_f16(two.rows(), c.vr.data(), hd, 0, cut, sc.data(), lds, scratch.data());
+              k.attention_values_f16(two.rows(), c.vr.data(), hd, cut, n, sc.data() + cut, lds, scratch.data());
+              for (float& l : two.l) l = l > 0 ? 1.0f : 0.0f;
+            } else {
+              std::vector<float> scratch(ops::attention_scratch(two.qp.size(), hd));
+              k.attention_f32(two.rows(), c.kt.data(), c.vr.data(), hd, 0, cut, scale, cap, scratch.data());
+              k.attention_f32(two.rows(), c.kt.data(), c.vr.data(), hd, cut, n, scale, cap, scratch.data());
+            }
+            for (size_t r = 0; r < got.qp.size(); ++r) {
+              const auto y = got.out(r), y2 = two.out(r);
+              // (the SIMD kernels give the same bits; the scalar reference's sums
+              // differ in the last bit, which an f16 rounding may widen)
+              expect_close(y2.data(), y.data(), hd, f16 ? atol : 1e-6f, f16 ? rtol : 1e-5f,
+                           what + " two calls, row " + std::to_string(r));
+            }
+            if constexpr (sizeof(T) == 4) {
+              // Two partial states, merged as split-K merges them.
+              QueryRows a = want, b = want;
+              a.reset(), b.reset();
+              attend(k, a, c, 0, cut, scale, cap);
+              attend(k, b, c, cut, n, scale, cap);
+              for (size_t r = 0; r < got.qp.size(); ++r) {
+                const auto y = got.out(r);
+                const float mx = std::max(a.m[r], b.m[r]);
+                const float wa = a.l[r] > 0 ? std::exp(a.m[r] - mx) : 0.0f, wb = b.l[r] > 0 ? std::exp(b.m[r] - mx) : 0.0f;
+                const float l = a.l[r] * wa + b.l[r] * wb;
+                for (size_t i = 0; i < hd; ++i) {
+                  const float merged = (a.o[r * a.ldv + i] * wa + b.o[r * b.ldv + i] * wb) / l;
+                  ASSERT_NEAR(merged, y[i], 1e-6f + 1e-5f * std::fabs(y[i])) << what << " merged, row " << r;
+                }
+              }
+            }
+          }
+        }
+      }
     }
   }
 }
 
-TEST_P(OpsTest, AttentionOverAnF16Cache) {
-  for (size_t hd : {size_t(4), size_t(8), size_t(20), size_t(64)}) {
-    for (size_t n : {size_t(1), size_t(17), size_t(100)}) {
-      const size_t stride = hd * 2 + 3;
-      const auto q = randn(hd, 30);
-      std::vector<uint16_t> kc(n * stride), vc(n * stride);
-      const auto kf = randn(n * stride, 31), vf = randn(n * stride, 32);
-      for (size_t i = 0; i < kc.size(); ++i) {
-        kc[i] = ops::f32_to_f16(kf[i]);
-        vc[i] = ops::f32_to_f16(vf[i]);
-      }
-      const float scale = 1.0f / std::sqrt(float(hd));
-      std::vector<float> att_want(n), att_got(n), want(hd), got(hd);
-      ref().attention_f16(q.data(), kc.data(), vc.data(), stride, hd, n, scale, 0.0f, att_want.data(), want.data());
-      k().attention_f16(q.data(), kc.data(), vc.data(), stride, hd, n, scale, 0.0f, att_got.data(), got.data());
-      const std::string what = "attention_f16 hd=" + std::to_string(hd) + " n=" + std::to_string(n);
-      // The probabilities are rounded to f16: one f16 step apart at most.
-      expect_close(att_got.data(), att_want.data(), n, 1e-6f, 1e-3f, what + " probabilities");
-      expect_close(got.data(), want.data(), hd, 1e-4f, 1e-3f, what + " output");
-      double sum = 0;
-      for (float p : att_got) sum += p;
-      EXPECT_NEAR(sum, 1.0, 2e-3) << what;
-    }
-  }
-}
+TEST_P(OpsTest, AttentionF32) { check_attention<float>(k(), false); }
+TEST_P(OpsTest, AttentionF16) { check_attention<uint16_t>(k(), true); }
 
-// Soft-capped scores (Gemma 2): against the scalar reference, and the
-// reference against a direct computation from its definition.
-TEST_P(OpsTest, AttentionWithSoftcap) {
-  for (size_t hd : {size_t(8), size_t(20), size_t(64)}) {
-    for (size_t n : {size_t(1), size_t(17), size_t(100)}) {
-      const size_t stride = hd + 3;
-      const auto q = randn(hd, 40, 3.0f), kc = randn(n * stride, 41, 3.0f), vc = randn(n * stride, 42);
-      const float scale = 1.0f / std::sqrt(float(hd)), cap = 2.5f;
-      std::vector<float> att_want(n), att_got(n), want(hd), got(hd);
-      ref().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, cap, att_want.data(), want.data());
-      k().attention(q.data(), kc.data(), vc.data(), stride, hd, n, scale, cap, att_got.data(), got.data());
-      const std::string what = "softcap attention hd=" + std::to_string(hd) + " n=" + std::to_string(n);
-      expect_close(att_got.data(), att_want.data(), n, 1e-6f, 1e-4f, what + " probabilities");
-      expect_close(got.data(), want.data(), hd, 1e-5f, 1e-4f, what + " output");
-      // From the definition, in double.
-      std::vector<double> sc(n);
-      double mx = -1e300, sum = 0;
-      for (size_t t = 0; t < n; ++t) {
-        double d = 0;
-        for (size_t i = 0; i < hd; ++i) d += double(q[i]) * kc[t * stride + i];
-        sc[t] = cap * std::tanh(d * scale / cap);
-        mx = std::max(mx, sc[t]);
-      }
-      for (size_t t = 0; t < n; ++t) sum += std::exp(sc[t] - mx);
-      for (size_t t = 0; t < n; ++t) ASSERT_NEAR(att_want[t], std::exp(sc[t] - mx) / sum, 1e-5) << what << " t=" << t;
-      // The f16 cache applies the same cap.
-      std::vector<uint16_t> k16(kc.size()), v16(vc.size());
-      for (size_t i = 0; i < kc.size(); ++i) k16[i] = ops::f32_to_f16(kc[i]), v16[i] = ops::f32_to_f16(vc[i]);
-      std::vector<float> a16_want(n), a16_got(n), o16_want(hd), o16_got(hd);
-      ref().attention_f16(q.data(), k16.data(), v16.data(), stride, hd, n, scale, cap, a16_want.data(), o16_want.data());
-      k().attention_f16(q.data(), k16.data(), v16.data(), stride, hd, n, scale, cap, a16_got.data(), o16_got.data());
-      expect_close(a16_got.data(), a16_want.data(), n, 1e-6f, 1e-3f, what + " f16 probabilities");
-      expect_close(o16_got.data(), o16_want.data(), hd, 1e-4f, 1e-3f, what + " f16 output");
-      for (size_t t = 0; t < n; ++t) ASSERT_NEAR(a16_want[t], std::exp(sc[t] - mx) / sum, 2e-3) << what << " f16 t=" << t;
-    }
+// Rows that see nothing of the keys given keep their state; the keys past
+// every row's range (NaN in the test cache) are never read into a result.
+TEST_P(OpsTest, AttentionLeavesRowsWithoutVisibleKeysAlone) {
+  const size_t hd = 16, n = 200;
+  PanelCache<float> c(hd, n, 5);
+  QueryRows rows(hd, {{0, 10}, {150, 200}, {0, 1}, {64, 128}}, 6);
+  std::vector<float> scratch(ops::attention_scratch(4, hd));
+  k().attention_f32(rows.rows(), c.kt.data(), c.vr.data(), hd, 128, 192, 0.25f, 0.0f, scratch.data());
+  for (size_t r : {size_t(0), size_t(2), size_t(3)}) {
+    EXPECT_EQ(rows.m[r], -INFINITY) << r;
+    EXPECT_EQ(rows.l[r], 0.0f) << r;
+    for (size_t i = 0; i < hd; ++i) ASSERT_EQ(rows.o[r * rows.ldv + i], 0.0f) << r;
   }
+  const auto d = attention_definition(rows.qp[1], c.k, c.v, hd, 150, 192, 0.25f, 0.0f, false);
+  const auto y = rows.out(1);
+  for (size_t i = 0; i < hd; ++i) ASSERT_NEAR(y[i], d[i], 1e-5) << i;
+  // One key, the cache's last: a full row of its value.
+  QueryRows last(hd, {{199, 200}}, 7);
+  k().attention_f32(last.rows(), c.kt.data(), c.vr.data(), hd, 0, n, 0.25f, 0.0f, scratch.data());
+  const auto y1 = last.out(0);
+  for (size_t i = 0; i < hd; ++i) ASSERT_NEAR(y1[i], c.v[199 * hd + i], 1e-6) << i;
 }
 
 TEST_P(OpsTest, Layernorm) {

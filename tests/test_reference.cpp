@@ -62,7 +62,10 @@ TEST_P(Reference, GreedyIdsAndLogits) {
   ASSERT_FALSE(c.generated_ids.empty()) << c.file;
   const bool llama2c = c.engine.rfind("llama2.c", 0) == 0;
   const auto model = load_for(c);
-  Session s(model, SessionOptions{});
+  // llama2.c computes in f32 throughout: its cases run on the f32 cache.
+  SessionOptions so;
+  so.kv_f16 = !llama2c;
+  Session s(model, so);
 
   std::map<int, float> diffs;
   const std::vector<int> ids = greedy_ids(s, c, c.generated_ids.size(), llama2c, &diffs);
@@ -79,7 +82,7 @@ TEST_P(Reference, GreedyIdsAndLogits) {
   }
   for (const auto& [pos, d] : diffs) EXPECT_LE(d, 1e-4f) << c.file << " decode loop, logits_at_" << pos;
   if (max_pos >= 0) {
-    Session batch(model, SessionOptions{});
+    Session batch(model, so);
     batch.eval(seq.data(), max_pos + 1, true);
     for (const auto& [pos, logits] : c.logits_at)
       EXPECT_LE(max_abs_diff(batch.logits_at(pos), logits), 1e-4f) << c.file << " batched, logits_at_" << pos;

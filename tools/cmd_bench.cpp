@@ -34,7 +34,8 @@ const char* kHelp =
     "  -t LIST       thread counts\n"
     "  -r N          timed repetitions (after one warm-up)\n"
     "  --profile     run with the per-op profiler recording (to measure what it costs)\n"
-    "  --kv-f16      keep the KV cache in f16 (-ctk f16 -ctv f16, llama-bench's flags, say the same)\n"
+    "  --kv-f32      keep the KV cache in f32 (-ctk f32 -ctv f32, llama-bench's flags, say the same;\n"
+    "                the default is f16, as llama-bench's)\n"
     "  -o FORMAT     md (default), csv, json or jsonl: llama-bench's keys, and isa\n"
     "  LIST is a comma-separated list (-p 128,512); every combination is run.\n";
 
@@ -253,7 +254,7 @@ int cmd_bench(int argc, char** argv) {
   std::vector<int> prompts = {128}, gens = {128}, batches = {512}, depths = {0}, threads = {1, 2};
   std::vector<Test> pg;
   int reps = 5;
-  bool profile = false, kv_f16 = false;
+  bool profile = false, kv_f16 = true;
   CacheTypes cache_types;
   try {
     ArgWalker a(argc, argv);
@@ -274,6 +275,7 @@ int cmd_bench(int argc, char** argv) {
       } else if (f == "-r" || f == "--repetitions") reps = int(parse_int(f, a.value(), 1, 1000));
       else if (f == "--profile") profile = true;
       else if (f == "--kv-f16") kv_f16 = true;
+      else if (f == "--kv-f32") kv_f16 = false;
       else if (cache_types.is_flag(f)) cache_types.take(f, a.value());
       else if (f == "-o" || f == "--output") {
         format = a.value();

@@ -25,8 +25,8 @@ const char* kHelp =
     "  -b, --batch-size N      prompt tokens per forward pass (default 512)\n"
     "  -t, --threads N         threads for generation (default: physical cores)\n"
     "  -tb, --threads-batch N  threads for the prompt (default: same as -t)\n"
-    "      --kv-f16            keep the KV cache in f16 (half the memory; attention as llama.cpp computes it)\n"
-    "  -ctk, -ctv f32|f16      llama.cpp's cache-type flags: f16 is --kv-f16 (K and V in one type)\n"
+    "      --kv-f32            keep the KV cache in f32 (twice the memory; computes exactly as llama2.c)\n"
+    "  -ctk, -ctv f32|f16      llama.cpp's cache-type flags (K and V in one type; default f16, as llama.cpp)\n"
     "  -e, --escape            process escapes in the prompt (\\n, \\t, \\\", \\xHH, ...)\n"
     "      --no-display-prompt don't print the prompt before the generated text\n"
     "      --print-ids         after generating, write the token ids to stderr: 'prompt_ids: 1 2 3'\n"
@@ -106,6 +106,7 @@ Options parse(int argc, char** argv, bool profile_cmd) {
     else if (f == "-t" || f == "--threads") o.session.n_threads = int(parse_int(f, a.value(), 1, 512));
     else if (f == "-tb" || f == "--threads-batch") o.session.n_threads_batch = int(parse_int(f, a.value(), 1, 512));
     else if (f == "--kv-f16") o.session.kv_f16 = true;
+    else if (f == "--kv-f32") o.session.kv_f16 = false;
     else if (cache_types.is_flag(f)) cache_types.take(f, a.value());
     else if (f == "-e" || f == "--escape") o.escapes = true;
     else if (f == "--no-display-prompt") o.display_prompt = false;

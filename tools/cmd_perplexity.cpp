@@ -62,13 +62,13 @@ int cmd_perplexity(int argc, char** argv) {
     while (a.next()) {
       const std::string f = a.flag();
       if (f == "-h" || f == "--help") {
-        std::fputs("usage: qkv perplexity -m MODEL [-z TOKENIZER] -f TEXT [-c 128] [-b 128] [-t T] [--chunks N] [--kv-f16]\n"
+        std::fputs("usage: qkv perplexity -m MODEL [-z TOKENIZER] -f TEXT [-c 128] [-b 128] [-t T] [--chunks N] [--kv-f32]\n"
                    "       qkv perplexity -m BASE_MODEL -f TEXT --kl-divergence-base FILE       (save the base)\n"
                    "       qkv perplexity -m MODEL --kl-divergence-base FILE --kl-divergence   (compare with it)\n"
                    "\n"
                    "llama-perplexity's method: chunks of -c tokens, each from an empty cache, the second half scored.\n"
                    "  --chunks N                   score only the first N chunks\n"
-                   "  --kv-f16, -ctk f16 -ctv f16  keep the KV cache in f16 (llama.cpp's default cache type)\n"
+                   "  --kv-f32, -ctk f32 -ctv f32  keep the KV cache in f32 (the default is f16, as llama.cpp's)\n"
                    "  --kl-divergence-base FILE    without --kl-divergence: write the tokens and every scored\n"
                    "                               position's log-probabilities to FILE (qkv's own format, about\n"
                    "                               2 bytes x vocabulary per position)\n"
@@ -83,6 +83,7 @@ int cmd_perplexity(int argc, char** argv) {
       else if (f == "-t" || f == "--threads") o.n_threads = int(parse_int(f, a.value(), 1, 512));
       else if (f == "--chunks") o.max_chunks = int(parse_int(f, a.value(), 1, 1 << 30));
       else if (f == "--kv-f16") o.kv_f16 = true;
+      else if (f == "--kv-f32") o.kv_f16 = false;
       else if (cache_types.is_flag(f)) cache_types.take(f, a.value());
       else if (f == "--kl-divergence-base") o.kl_base = a.value();
       else if (f == "--kl-divergence") kl_compare = true;

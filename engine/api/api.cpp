@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "engine/runtime/architecture.h"
+#include "engine/runtime/attention.h"
 #include "engine/runtime/cpu.h"
 #include "engine/error.h"
 #include "engine/runtime/profiler.h"
@@ -187,15 +188,17 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   if (opts.n_threads_batch < 0 || opts.n_threads_batch > kMaxThreads)
     throw Error(cat("batch thread count ", opts.n_threads_batch, " must be in 1..", kMaxThreads), Errc::InvalidArgument);
   if (opts.n_batch < 1 || opts.n_batch > 65536) throw Error(cat("batch size ", opts.n_batch, " must be in 1..65536"), Errc::InvalidArgument);
-  s.n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min(c.context_length, 4096);
+  s.n_ctx = opts.n_ctx > 0 ? opts.n_ctx : c.context_length;
   constexpr int kMaxCtx = 1 << 24;
   if (s.n_ctx > kMaxCtx) throw Error(cat("context size ", s.n_ctx, " is more than the supported ", kMaxCtx), Errc::InvalidArgument);
-  // The KV cache is allocated now, whole: refuse what the machine cannot hold.
-  const double cache_bytes = 2.0 * (opts.kv_f16 ? 2.0 : 4.0) * double(c.n_layers) * double(s.n_ctx) * double(c.kv_dim());
+  // The KV cache is reserved now, whole, and committed as it fills: refuse
+  // up front a context whose full cache the machine could not hold.
+  const double cache_bytes = KVCache::bytes({c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim}, s.n_ctx, opts.kv_f16);
   const double phys = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGE_SIZE));
-  if (phys > 0 && cache_bytes > phys / 2)
-    throw Error(cat("context size ", s.n_ctx, " needs a ", cache_bytes / double(1ull << 30), " GiB KV cache, more than half of this machine's ",
-                    phys / double(1ull << 30), " GiB of memory; use a smaller -c"),
+  if (phys > 0 && cache_bytes > phys * 0.9)
+    throw Error(cat("context size ", s.n_ctx, " needs a KV cache of ", cache_bytes / double(1ull << 30), " GiB (",
+                    uint64_t(cache_bytes), " bytes), more than this machine's ", phys / double(1ull << 30),
+                    " GiB of memory; use a smaller -c", opts.kv_f16 ? "" : " or the f16 cache"),
                 Errc::OutOfMemory);
   s.n_threads = opts.n_threads > 0 ? opts.n_threads : physical_cores();
   s.n_threads_batch = opts.n_threads_batch > 0 ? opts.n_threads_batch : s.n_threads;
@@ -205,8 +208,6 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.pool = std::make_unique<ThreadPool>(pool_size);
   s.prof = std::make_unique<Profiler>(pool_size);
   s.pool->set_profiler(s.prof.get());
-  if (opts.kv_f16 && c.head_dim > 256)
-    throw Error(cat("an f16 KV cache needs a head size of at most 256 (this model's is ", c.head_dim, ")"), Errc::InvalidArgument);
   // Everything a session needs, allocated now; running out of memory names
   // what could not be had and how much it was.
   auto allocating = [&](const char* what, double bytes, auto&& fn) {

@@ -163,7 +163,7 @@ qkv_status qkv_detokenize(const qkv_model* m, const int32_t* tokens, size_t n, c
 
 // ---------------------------------------------------------------- sessions
 
-qkv_session_params qkv_session_default_params(void) { return qkv_session_params{0, 0, 0, 512, 0}; }
+qkv_session_params qkv_session_default_params(void) { return qkv_session_params{0, 0, 0, 512, 1}; }
 
 qkv_status qkv_session_new(const qkv_model* m, const qkv_session_params* params, qkv_session** out) {
   return create(out, [&](qkv_session& s) {

@@ -91,11 +91,11 @@ QKV_C_API qkv_status qkv_detokenize(const qkv_model* model, const int32_t* token
 /* ---------------------------------------------------------------- sessions */
 
 typedef struct qkv_session_params {
-  int32_t n_ctx;           /* 0: the model's context length, at most 4096 */
+  int32_t n_ctx;           /* 0: the model's context length */
   int32_t n_threads;       /* 0: one per physical core */
   int32_t n_threads_batch; /* 0: as n_threads */
   int32_t n_batch;         /* most tokens per forward pass (512) */
-  int32_t kv_f16;          /* 1: KV cache in f16 (half the memory; attention as llama.cpp computes it) */
+  int32_t kv_f16;          /* 1 (default): KV cache in f16, as llama.cpp; 0: f32 */
 } qkv_session_params;
 
 QKV_C_API qkv_session_params qkv_session_default_params(void);

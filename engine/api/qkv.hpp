@@ -176,8 +176,8 @@ struct AttentionRow {
   int layer = 0, head = 0, kv_head = 0;  // with GQA, kv_head = head / (n_heads / n_kv_heads)
   int position = 0;                      // the query token's position
   const float* probs = nullptr;          // (position + 1): softmax(q . k_t * scale) for t <= position
-  const float* q = nullptr;              // (head_dim): the query, after RoPE
-  const float* k = nullptr;              // key of position t: k + t * k_stride (head_dim values); null with an f16 cache
+  const float* q = nullptr;              // (head_dim): the query, after RoPE (rounded to f16 with an f16 cache)
+  const float* k = nullptr;              // key of position t: k + t * k_stride (head_dim values, widened from an f16 cache)
   size_t k_stride = 0;
   int head_dim = 0;
   float scale = 0;                       // 1 / sqrt(head_dim)
@@ -187,12 +187,12 @@ struct AttentionRow {
 using AttentionCallback = std::function<void(const AttentionRow&)>;
 
 struct SessionOptions {
-  int n_ctx = 0;            // 0: the model's context length, capped at 4096
+  int n_ctx = 0;            // 0: the model's context length (the cache is committed as it fills)
   int n_threads = 0;        // 0: one per physical core
   int n_threads_batch = 0;  // threads for prompt batches; 0: same as n_threads
   int n_batch = 512;        // most tokens evaluated in one forward pass
-  bool kv_f16 = false;      // KV cache in f16: half the memory, and attention computed
-                            // as llama.cpp does on its (default) f16 cache
+  bool kv_f16 = true;       // KV cache in f16, llama.cpp's default: half the memory of
+                            // f32 (false), which computes exactly as llama2.c
 };
 
 class QKV_API Session {
@@ -443,7 +443,7 @@ struct PerplexityResult {
 struct PerplexityOptions {
   int n_ctx = 128, n_batch = 128, n_threads = 0;
   int max_chunks = 0;  // > 0: score only the first that many chunks
-  bool kv_f16 = false; // keep the KV cache in f16
+  bool kv_f16 = true;  // KV cache in f16 (llama-perplexity's default); false: f32
   enum class Kl { None, SaveBase, Compare } kl = Kl::None;
   std::string kl_base;  // the file SaveBase writes and Compare reads
   // Called after each chunk with its index and the running estimate.
@@ -455,7 +455,7 @@ QKV_API PerplexityResult perplexity(const Model& model, const std::string& text,
 // The same with positional options (kept for existing callers).
 QKV_API PerplexityResult perplexity(const Model& model, const std::string& text, int n_ctx, int n_batch, int n_threads,
                                     const std::function<void(int, double)>& on_chunk = nullptr, int max_chunks = 0,
-                                    bool kv_f16 = false);
+                                    bool kv_f16 = true);
 
 }  // namespace qkv
 

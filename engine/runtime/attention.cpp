@@ -7,136 +7,292 @@
 
 namespace qkv {
 
+namespace {
+
+constexpr size_t kPrefillRows = 64;  // query rows (tokens x heads of a group) per prefill block
+constexpr size_t kSplitMin = 256;    // positions per split-K chunk (more for contexts beyond 64k)
+constexpr size_t kMaxChunks = 256;
+
+size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+}  // namespace
+
+double KVCache::bytes(const AttentionDims& d, int n_ctx, bool f16) {
+  const double tiles = double(round_up(size_t(n_ctx), ops::kAttnTile));
+  return double(d.n_layers) * double(d.n_kv_heads) * tiles * double(d.head_dim + ops::attention_ldv(size_t(d.head_dim))) *
+         (f16 ? 2.0 : 4.0);
+}
+
 KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
     : d_(dims),
       n_ctx_(n_ctx),
       f16_(f16),
       scale_(1.0f / std::sqrt(float(dims.head_dim))),
-      k_(f16 ? 0 : size_t(dims.n_layers) * size_t(n_ctx) * size_t(dims.kv_dim())),
-      v_(k_.size()),
-      k16_(f16 ? size_t(dims.n_layers) * size_t(n_ctx) * size_t(dims.kv_dim()) : 0),
-      v16_(k16_.size()),
-      probs_(size_t(dims.n_heads) * size_t(n_ctx)),
-      scores_(f16 ? size_t(n_threads) * size_t(n_ctx) : 0) {}
-
-void KVCache::store(const ExecContext& ctx, int layer, int pos, int n, const float* k, const float* v) {
-  const size_t kvd = size_t(d_.kv_dim());
-  const Zone z(ctx.prof, Op::KvStore, layer, 0.0, 4.0 * double(n) * double(kvd) * 4.0, nullptr,
-               ZoneShape{n, int64_t(kvd), 0});
-  for (int i = 0; i < n; ++i) {
-    const size_t dst = at(layer, pos + i);
-    if (f16_) {
-      for (size_t j = 0; j < kvd; ++j) {
-        k16_[dst + j] = ops::f32_to_f16(k[size_t(i) * kvd + j]);
-        v16_[dst + j] = ops::f32_to_f16(v[size_t(i) * kvd + j]);
-      }
-    } else {
-      std::copy_n(k + size_t(i) * kvd, kvd, k_.data() + dst);
-      std::copy_n(v + size_t(i) * kvd, kvd, v_.data() + dst);
-    }
+      ldv_(ops::attention_ldv(size_t(dims.head_dim))),
+      n_tiles_(round_up(size_t(n_ctx), ops::kAttnTile) / ops::kAttnTile),
+      split_(std::max(kSplitMin, round_up(round_up(size_t(n_ctx), kMaxChunks) / kMaxChunks, ops::kAttnTile))),
+      max_rows_(std::max(kPrefillRows, size_t(dims.n_heads / dims.n_kv_heads))) {
+  const size_t heads = size_t(d_.n_layers) * size_t(d_.n_kv_heads), elem = f16 ? 2 : 4;
+  mem_k_ = ZeroedMemory(heads * panel_elems() * elem);
+  mem_v_ = ZeroedMemory(heads * row_elems() * elem);
+  scratch_.resize(size_t(std::max(1, n_threads)));
+  for (Scratch& s : scratch_) {
+    s.q.resize(max_rows_);
+    s.lo.resize(max_rows_);
+    s.hi.resize(max_rows_);
+    s.m.resize(max_rows_);
+    s.l.resize(max_rows_);
+    s.o.resize(max_rows_ * ldv_);
+    s.kernel.resize(ops::attention_scratch(max_rows_, size_t(d_.head_dim)));
+    if (f16) s.scores = ZeroedMemory(max_rows_ * n_tiles_ * ops::kAttnTile * sizeof(float));
   }
+  const size_t chunks = (size_t(n_ctx) + split_ - 1) / split_;
+  partial_.resize(size_t(d_.n_heads) * chunks * (ldv_ + 2));
+  if (f16) scores_ = ZeroedMemory(size_t(d_.n_heads) * n_tiles_ * ops::kAttnTile * sizeof(float));
+  const size_t block = std::max(size_t(1), max_rows_ / size_t(d_.n_heads / d_.n_kv_heads));
+  cost_.reserve((size_t(n_ctx) + block - 1) / block * size_t(d_.n_kv_heads) + 1);
+  qh_.resize(size_t(d_.head_dim));
 }
 
-void KVCache::head(const ops::Kernels& k, const AttentionOptions& o, int layer, int pos, int i, int h, const float* q,
-                   float* out, float* probs, int t) {
-  const size_t hd = size_t(d_.head_dim), qd = size_t(d_.q_dim()), kvd = size_t(d_.kv_dim());
-  const size_t kv_off = size_t(h / (d_.n_heads / d_.n_kv_heads)) * hd;
-  const float* qh = q + size_t(i) * qd + size_t(h) * hd;
-  float* oh = out + size_t(i) * qd + size_t(h) * hd;
-  const int first = first_visible(o, pos + i);
-  const size_t n_pos = size_t(pos + i + 1 - first);
-  if (probs) std::fill(probs, probs + first, 0.0f), probs += first;  // positions out of the window
-  if (f16_) {
-    float* att = probs ? probs : scores_.data() + size_t(t) * size_t(n_ctx_);
-    k.attention_f16(qh, key16(layer, first) + kv_off, value16(layer, first) + kv_off, kvd, hd, n_pos, scale_, o.softcap,
-                    att, oh);
-  } else {
-    k.attention(qh, key(layer, first) + kv_off, value(layer, first) + kv_off, kvd, hd, n_pos, scale_, o.softcap, probs, oh);
-  }
+void KVCache::store(const ExecContext& ctx, int layer, int pos, int n, const float* k, const float* v) {
+  const size_t hd = size_t(d_.head_dim), kvd = size_t(d_.kv_dim()), T = ops::kAttnTile;
+  const Zone z(ctx.prof, Op::KvStore, layer, 0.0, 4.0 * double(n) * double(kvd) * 4.0, nullptr,
+               ZoneShape{n, int64_t(kvd), 0});
+  auto put = [&](auto kp, auto vp, auto convert) {
+    for (int i = 0; i < n; ++i) {
+      const size_t p = size_t(pos + i);
+      const float* ki = k + size_t(i) * kvd;
+      const float* vi = v + size_t(i) * kvd;
+      for (int h = 0; h < d_.n_kv_heads; ++h) {
+        auto* panel = kp(h) + (p / T) * hd * T + p % T;
+        auto* row = vp(h) + p * ldv_;
+        for (size_t j = 0; j < hd; ++j) {
+          panel[j * T] = convert(ki[size_t(h) * hd + j]);
+          row[j] = convert(vi[size_t(h) * hd + j]);
+        }
+      }
+    }
+  };
+  if (f16_)
+    put([&](int h) { return kt<uint16_t>(layer, h); }, [&](int h) { return vr<uint16_t>(layer, h); },
+        [](float x) { return ops::f32_to_f16(x); });
+  else
+    put([&](int h) { return kt<float>(layer, h); }, [&](int h) { return vr<float>(layer, h); }, [](float x) { return x; });
 }
 
 void KVCache::attend(const ExecContext& ctx, int layer, int pos, int n, const float* q, float* out,
                      const AttentionOptions& o) {
   const int hd = d_.head_dim, nh = d_.n_heads;
   // Work: QK^T, softmax and AV for every (token, head) over its visible positions.
-  double positions = double(n) * (double(pos) + 0.5 * double(n + 1));  // sum of (pos + i + 1)
-  if (o.window > 0) {
-    positions = 0;
-    for (int i = 0; i < n; ++i) positions += double(pos + i + 1 - first_visible(o, pos + i));
-  }
+  double positions = 0;
+  for (int i = 0; i < n; ++i) positions += double(pos + i + 1 - first_visible(o, pos + i));
+  const double kv_bytes = (f16_ ? 2.0 : 4.0) * 2.0 * double(d_.kv_dim()) *
+                          (n == 1 ? positions : double(pos + n - first_visible(o, pos)));
   const Zone z(ctx.prof, Op::Attention, layer, double(nh) * positions * (4.0 * hd + 5.0),
-               positions * 2.0 * d_.kv_dim() * 4.0 + 2.0 * double(n) * d_.q_dim() * 4.0, nullptr,
-               ZoneShape{n, nh, hd});
-  if (ctx.capture && ctx.capture->wants_layer(layer)) return capture_rows(ctx, o, layer, pos, n, q, out);
-  const size_t grain = size_t(1 + 4096 / (size_t(pos + 1) * size_t(hd)));
-  // Task j is (token j / nh, head j % nh). Token i's tasks read pos + i + 1
-  // positions each, so with a batch, equal counts of tasks are unequal
-  // work: there the threads get runs of whole tokens of about equal cost.
-  const size_t tasks = size_t(n) * size_t(nh);
-  const size_t parts = std::min(size_t(ctx.n_threads), std::max(size_t(1), tasks / grain));
-  if (size_t(n) < 2 * parts) {
+               kv_bytes + 2.0 * double(n) * d_.q_dim() * 4.0, nullptr, ZoneShape{n, nh, hd});
+  if (n == 1) decode(ctx, o, layer, pos, q, out);
+  else prefill(ctx, o, layer, pos, n, q, out);
+  if (ctx.capture && ctx.capture->wants_layer(layer)) capture_rows(ctx, o, layer, pos, n, q);
+}
+
+// One token: (KV head, chunk) tasks, each the group's query heads over one
+// chunk's positions; then, per head, the chunks merged in order. With the
+// f16 cache, two rounds: the scores and each chunk's max and sum, then (with
+// the merged max and sum) the chunks' weighted values, summed in order.
+void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, const float* q, float* out) {
+  const size_t hd = size_t(d_.head_dim), group = size_t(d_.n_heads / d_.n_kv_heads);
+  const size_t lo = size_t(first_visible(o, pos)), hi = size_t(pos) + 1;
+  const size_t c0 = lo / split_, nc = (hi - 1) / split_ + 1 - c0;
+  const size_t task_floats = group * (ldv_ + 2);  // m, l, o of the group's rows
+  const size_t grain = 1 + 65536 / (group * std::min(split_, hi - lo) * hd * 4);
+  auto rows_of = [&](size_t j, Scratch& s) {  // task j's rows, state in partial_
+    const size_t kvh = j / nc;
+    float* st = partial_.data() + j * task_floats;
+    for (size_t g = 0; g < group; ++g) {
+      s.q[g] = q + (kvh * group + g) * hd;
+      s.lo[g] = int32_t(lo);
+      s.hi[g] = int32_t(hi);
+    }
+    return ops::AttentionRows{group, s.q.data(), s.lo.data(), s.hi.data(), st, st + group, st + 2 * group, ldv_};
+  };
+  auto init = [&](const ops::AttentionRows& r) {
+    std::fill(r.m, r.m + group, -INFINITY);
+    std::fill(r.l, r.l + group, 0.0f);
+    std::fill(r.o, r.o + group * ldv_, 0.0f);
+  };
+  auto task = [&](size_t kvh, size_t c) { return partial_.data() + (kvh * nc + c) * task_floats; };
+  const size_t lds = n_tiles_ * ops::kAttnTile;
+  auto scores = [&](size_t j) { return scores_.as<float>() + (j / nc) * group * lds + (c0 + j % nc) * split_; };
+  if (!f16_) {
     ctx.pool.parallel_for(
-        tasks,
+        size_t(d_.n_kv_heads) * nc,
         [&](size_t b, size_t e, int t) {
-          for (size_t j = b; j < e; ++j) head(ctx.k, o, layer, pos, int(j / size_t(nh)), int(j % size_t(nh)), q, out, nullptr, t);
+          Scratch& s = scratch_[size_t(t)];
+          for (size_t j = b; j < e; ++j) {
+            const ops::AttentionRows r = rows_of(j, s);
+            init(r);
+            const size_t c = c0 + j % nc, kvh = j / nc;
+            ctx.k.attention_f32(r, kt<float>(layer, int(kvh)), vr<float>(layer, int(kvh)), hd, c * split_, std::min((c + 1) * split_, hi),
+                                scale_, o.softcap, s.kernel.data());
+          }
         },
         grain, ctx.n_threads);
-    return;
+  } else {
+    ctx.pool.parallel_for(
+        size_t(d_.n_kv_heads) * nc,
+        [&](size_t b, size_t e, int t) {
+          Scratch& s = scratch_[size_t(t)];
+          for (size_t j = b; j < e; ++j) {
+            const ops::AttentionRows r = rows_of(j, s);
+            init(r);
+            const size_t c = c0 + j % nc, kvh = j / nc;
+            ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, int(kvh)), hd, c * split_, std::min((c + 1) * split_, hi), scale_,
+                                       o.softcap, scores(j), lds, s.kernel.data());
+          }
+        },
+        grain, ctx.n_threads);
+    // Every chunk of a head gets the head's max and sum over all its chunks.
+    for (size_t kvh = 0; kvh < size_t(d_.n_kv_heads); ++kvh)
+      for (size_t g = 0; g < group; ++g) {
+        float mx = -INFINITY, l = 0.0f;
+        for (size_t c = 0; c < nc; ++c) mx = std::max(mx, task(kvh, c)[g]);
+        for (size_t c = 0; c < nc; ++c) l += task(kvh, c)[group + g] * std::exp(task(kvh, c)[g] - mx);
+        for (size_t c = 0; c < nc; ++c) task(kvh, c)[g] = mx, task(kvh, c)[group + g] = l;
+      }
+    ctx.pool.parallel_for(
+        size_t(d_.n_kv_heads) * nc,
+        [&](size_t b, size_t e, int t) {
+          Scratch& s = scratch_[size_t(t)];
+          for (size_t j = b; j < e; ++j) {
+            const ops::AttentionRows r = rows_of(j, s);
+            const size_t c = c0 + j % nc, kvh = j / nc;
+            ctx.k.attention_values_f16(r, vr<uint16_t>(layer, int(kvh)), hd, c * split_, std::min((c + 1) * split_, hi), scores(j), lds,
+                                       s.kernel.data());
+          }
+        },
+        grain, ctx.n_threads);
   }
-  // Cost of tokens 0..i-1 (in positions; the same for every head). With a
-  // window it is an upper bound, which only moves the split.
-  auto cost = [&](size_t i) { return double(i) * double(pos + 1) + 0.5 * double(i) * double(i - 1); };
-  auto first_token = [&](size_t p) {  // of part p: the first token whose cost before it reaches p / parts
-    const double target = cost(size_t(n)) * double(p) / double(parts);
-    size_t lo = 0, hi = size_t(n);
-    while (lo < hi) {
-      const size_t mid = (lo + hi) / 2;
-      if (cost(mid) < target) lo = mid + 1;
-      else hi = mid;
+  // out = sum_c o_c exp(m_c - M) / sum_c l_c exp(m_c - M), M = max_c m_c
+  // (f16: every chunk already has M, and o_c is normalised: out = sum_c o_c).
+  for (size_t h = 0; h < size_t(d_.n_heads); ++h) {
+    const size_t kvh = h / group, g = h % group;
+    float mx = -INFINITY;
+    for (size_t c = 0; c < nc; ++c) mx = std::max(mx, task(kvh, c)[g]);
+    float* oh = out + h * hd;
+    std::fill(oh, oh + hd, 0.0f);
+    float l = 0.0f;
+    for (size_t c = 0; c < nc; ++c) {
+      const float w = f16_ ? 1.0f : std::exp(task(kvh, c)[g] - mx);
+      l += task(kvh, c)[group + g] * w;
+      const float* oc = task(kvh, c) + 2 * group + g * ldv_;
+      for (size_t i = 0; i < hd; ++i) oh[i] += oc[i] * w;
     }
-    return lo;
+    if (!f16_)
+      for (size_t i = 0; i < hd; ++i) oh[i] /= l;
+  }
+}
+
+// A batch: (block of query tokens, KV head) tasks, each the block's tokens
+// times the group's query heads over every position they see.
+void KVCache::prefill(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, int n, const float* q,
+                      float* out) {
+  const size_t hd = size_t(d_.head_dim), qd = size_t(d_.q_dim()), group = size_t(d_.n_heads / d_.n_kv_heads);
+  const size_t nkv = size_t(d_.n_kv_heads), block = std::max(size_t(1), max_rows_ / group);
+  const size_t blocks = (size_t(n) + block - 1) / block, tasks = blocks * nkv;
+  auto run = [&](size_t j, int t) {
+    Scratch& s = scratch_[size_t(t)];
+    const size_t b = j / nkv, kvh = j % nkv;
+    const size_t i0 = b * block, i1 = std::min(size_t(n), i0 + block), rows = (i1 - i0) * group;
+    for (size_t i = i0; i < i1; ++i)
+      for (size_t g = 0; g < group; ++g) {
+        const size_t r = (i - i0) * group + g;
+        s.q[r] = q + i * qd + (kvh * group + g) * hd;
+        s.lo[r] = first_visible(o, pos + int(i));
+        s.hi[r] = pos + int(i) + 1;
+        s.m[r] = -INFINITY;
+        s.l[r] = 0.0f;
+      }
+    std::fill(s.o.begin(), s.o.begin() + std::ptrdiff_t(rows * ldv_), 0.0f);
+    const ops::AttentionRows r{rows, s.q.data(), s.lo.data(), s.hi.data(), s.m.data(), s.l.data(), s.o.data(), ldv_};
+    const size_t end = size_t(pos) + i1;
+    if (f16_) {
+      const size_t lds = n_tiles_ * ops::kAttnTile;
+      float* sc = s.scores.as<float>();
+      ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, int(kvh)), hd, 0, end, scale_, o.softcap, sc, lds, s.kernel.data());
+      ctx.k.attention_values_f16(r, vr<uint16_t>(layer, int(kvh)), hd, 0, end, sc, lds, s.kernel.data());
+    } else {
+      ctx.k.attention_f32(r, kt<float>(layer, int(kvh)), vr<float>(layer, int(kvh)), hd, 0, end, scale_, o.softcap,
+                          s.kernel.data());
+    }
+    for (size_t i = i0; i < i1; ++i)
+      for (size_t g = 0; g < group; ++g) {
+        const size_t rr = (i - i0) * group + g;
+        const float inv = f16_ ? 1.0f : 1.0f / s.l[rr];  // f16: o is normalised already
+        float* dst = out + i * qd + (kvh * group + g) * hd;
+        for (size_t x = 0; x < hd; ++x) dst[x] = s.o[rr * ldv_ + x] * inv;
+      }
+  };
+  // Tasks cost what their tokens see: later blocks more. The threads get runs
+  // of tasks of about equal cost (which changes who computes what, never what).
+  auto seen = [&](size_t i) { return double(pos + int(i) + 1 - first_visible(o, pos + int(i))); };
+  std::vector<double>& cost = cost_;  // reserved for a full context: no allocation
+  cost.assign(tasks + 1, 0.0);
+  for (size_t j = 0; j < tasks; ++j) {
+    const size_t b = j / nkv;
+    cost[j + 1] = cost[j] + seen(std::min(size_t(n), (b + 1) * block) - 1) * double(std::min(size_t(n) - b * block, block));
+  }
+  const size_t parts = std::min(tasks, size_t(ctx.n_threads) * 4);
+  auto first_task = [&](size_t p) {
+    return size_t(std::lower_bound(cost.begin(), cost.end(), cost[tasks] * double(p) / double(parts)) - cost.begin());
   };
   ctx.pool.parallel_for(
       parts,
       [&](size_t b, size_t e, int t) {
-        for (size_t i = first_token(b); i < first_token(e); ++i)
-          for (int h = 0; h < nh; ++h) head(ctx.k, o, layer, pos, int(i), h, q, out, nullptr, t);
+        for (size_t j = std::min(first_task(b), tasks); j < std::min(first_task(e), tasks); ++j) run(j, t);
       },
       1, ctx.n_threads);
 }
 
-// Capture: one token at a time, so a row per head is enough; the same kernel
-// computes the same values, and also writes the probabilities.
-void KVCache::capture_rows(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, int n, const float* q,
-                           float* out) {
+// Capture: each wanted row's probabilities, from the scores recomputed over
+// the cache (the output above is untouched by capture), with the keys handed
+// out as f32 rows.
+void KVCache::capture_rows(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, int n, const float* q) {
   const AttentionCapture& cap = *ctx.capture;
-  const int hd = d_.head_dim, nh = d_.n_heads, group = d_.n_heads / d_.n_kv_heads;
-  const size_t grain = size_t(1 + 4096 / (size_t(pos + 1) * size_t(hd)));
-  for (int i = 0; i < n; ++i) {
-    ctx.pool.parallel_for(
-        size_t(nh),
-        [&](size_t b, size_t e, int t) {
-          for (size_t h = b; h < e; ++h)
-            head(ctx.k, o, layer, pos, i, int(h), q, out,
-                 cap.wants_head(int(h)) ? probs_.data() + h * size_t(n_ctx_) : nullptr, t);
-        },
-        grain, ctx.n_threads);
-    for (int h = 0; h < nh; ++h) {
+  const size_t hd = size_t(d_.head_dim), group = size_t(d_.n_heads / d_.n_kv_heads), T = ops::kAttnTile;
+  const size_t last = size_t(pos + n), nctx = size_t(n_ctx_);
+  if (!gathered_k_.bytes()) gathered_k_ = ZeroedMemory(size_t(d_.n_kv_heads) * nctx * hd * sizeof(float));
+  if (probs_.empty()) probs_.resize(nctx);
+  float* gk = gathered_k_.as<float>();
+  for (int h = 0; h < d_.n_kv_heads; ++h)
+    for (size_t t = 0; t < last; ++t)
+      for (size_t j = 0; j < hd; ++j) {
+        const size_t at = (t / T) * hd * T + j * T + t % T;
+        gk[(size_t(h) * nctx + t) * hd + j] = f16_ ? ops::f16_to_f32(kt<uint16_t>(layer, h)[at]) : kt<float>(layer, h)[at];
+      }
+  float* qh = qh_.data();
+  for (int i = 0; i < n; ++i)
+    for (int h = 0; h < d_.n_heads; ++h) {
       if (!cap.wants_head(h)) continue;
+      const int p = pos + i, lo = first_visible(o, p), kvh = h / int(group);
+      const float* qi = q + size_t(i) * size_t(d_.q_dim()) + size_t(h) * hd;
+      for (size_t j = 0; j < hd; ++j) qh[j] = f16_ ? ops::f16_to_f32(ops::f32_to_f16(qi[j])) : qi[j];
+      const float* keys = gk + size_t(kvh) * nctx * hd;
+      std::fill(probs_.begin(), probs_.begin() + lo, 0.0f);
+      for (int t = lo; t <= p; ++t) probs_[size_t(t)] = ops::softcap(ctx.k.dot(qh, keys + size_t(t) * hd, hd) * scale_, o.softcap);
+      ctx.k.softmax(probs_.data() + lo, size_t(p + 1 - lo));
       AttentionRow row;
       row.layer = layer;
       row.head = h;
-      row.kv_head = h / group;
-      row.position = pos + i;
-      row.probs = probs_.data() + size_t(h) * size_t(n_ctx_);
-      row.q = q + size_t(i) * size_t(d_.q_dim()) + size_t(h) * size_t(hd);
-      row.k = f16_ ? nullptr : key(layer, 0) + size_t(row.kv_head) * size_t(hd);  // null with an f16 cache
-      row.k_stride = size_t(d_.kv_dim());
-      row.head_dim = hd;
+      row.kv_head = kvh;
+      row.position = p;
+      row.probs = probs_.data();
+      row.q = qh;  // as the scores used it (rounded to f16 with an f16 cache)
+      row.k = keys;
+      row.k_stride = hd;
+      row.head_dim = int(hd);
       row.scale = scale_;
       cap.callback(row);
     }
-  }
 }
 
 }  // namespace qkv

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "engine/runtime/architecture.h"
+#include "engine/runtime/zeroed_memory.h"
+#include "ops/ops.h"
 
 namespace qkv {
 
@@ -32,14 +34,17 @@ struct AttentionDims {
 
 class KVCache {
  public:
-  // k, v: (n_layers, n_ctx, kv_dim) in f32, or in f16 (half the memory, and
-  // attention computed as llama.cpp computes it on its default f16 cache).
-  // Scratch for passes on up to n_threads threads. Allocates everything now.
+  // Per layer and KV head, K in transposed panels of ops::kAttnTile
+  // positions and V in rows of ops::attention_ldv(head_dim) values (ops.h),
+  // in f32 or f16. Memory is reserved for n_ctx positions and committed as
+  // positions are written. Scratch for passes on up to n_threads threads.
   KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16);
 
   const AttentionDims& dims() const { return d_; }
   int n_ctx() const { return n_ctx_; }
   bool f16() const { return f16_; }
+  // Bytes of K and V at a full context (what a context of n_ctx costs).
+  static double bytes(const AttentionDims& dims, int n_ctx, bool f16);
 
   // Stores the keys and values of n tokens at positions [pos, pos + n) of
   // `layer`. k, v: (n, kv_dim).
@@ -48,32 +53,51 @@ class KVCache {
   // Causal attention of n query tokens at positions [pos, pos + n) over the
   // cached positions 0..pos + i of `layer` (store() them first), or the last
   // opts.window of them. q: (n, q_dim) after RoPE; out: (n, q_dim).
+  //   One token: split-K (flash-decoding), the cache cut into fixed chunks
+  //   of kSplit positions that the threads share, merged in chunk order.
+  //   A batch: blocks of query tokens times one KV head, whole (FlashAttention).
+  // What a token gets depends on neither the thread count nor who ran what.
   void attend(const ExecContext& ctx, int layer, int pos, int n, const float* q, float* out,
               const AttentionOptions& opts = {});
 
  private:
-  const float* key(int layer, int pos) const { return k_.data() + at(layer, pos); }
-  const float* value(int layer, int pos) const { return v_.data() + at(layer, pos); }
-  const uint16_t* key16(int layer, int pos) const { return k16_.data() + at(layer, pos); }
-  const uint16_t* value16(int layer, int pos) const { return v16_.data() + at(layer, pos); }
-  size_t at(int layer, int pos) const { return (size_t(layer) * size_t(n_ctx_) + size_t(pos)) * size_t(d_.kv_dim()); }
-  // Query head h of token i (at pos + i) on thread t; probs: where the
-  // probabilities go (or null).
-  void head(const ops::Kernels& k, const AttentionOptions& o, int layer, int pos, int i, int h, const float* q, float* out,
-            float* probs, int t);
-  void capture_rows(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, int n, const float* q,
-                    float* out);
+  template <class T>
+  T* kt(int layer, int kvh) const { return mem_k_.as<T>() + head_index(layer, kvh) * panel_elems(); }
+  template <class T>
+  T* vr(int layer, int kvh) const { return mem_v_.as<T>() + head_index(layer, kvh) * row_elems(); }
+  size_t head_index(int layer, int kvh) const { return size_t(layer) * size_t(d_.n_kv_heads) + size_t(kvh); }
+  size_t panel_elems() const { return n_tiles_ * size_t(d_.head_dim) * ops::kAttnTile; }  // K of one head
+  size_t row_elems() const { return n_tiles_ * ops::kAttnTile * ldv_; }                  // V of one head
+  void decode(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, const float* q, float* out);
+  void prefill(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, int n, const float* q, float* out);
+  void capture_rows(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, int n, const float* q);
   // The first position query position p sees.
   static int first_visible(const AttentionOptions& o, int p) { return o.window > 0 && p >= o.window ? p - o.window + 1 : 0; }
+
+  // Per-thread scratch of one kernel call: up to max_rows_ query rows.
+  struct Scratch {
+    std::vector<const float*> q;
+    std::vector<int32_t> lo, hi;
+    std::vector<float> m, l, o, kernel;
+    ZeroedMemory scores;  // f16 cache: (max_rows_, n_ctx) the block's scores between the two phases
+  };
 
   AttentionDims d_;
   int n_ctx_;
   bool f16_;
-  float scale_;                    // 1 / sqrt(head_dim)
-  std::vector<float> k_, v_;       // f32 cache
-  std::vector<uint16_t> k16_, v16_;  // f16 cache
-  std::vector<float> probs_;       // (n_heads, n_ctx): captured rows, one token at a time
-  std::vector<float> scores_;      // (threads, n_ctx): score rows of the f16-cache kernel
+  float scale_;                     // 1 / sqrt(head_dim)
+  size_t ldv_;                      // V row and output row stride
+  size_t n_tiles_;                  // panels per head: n_ctx / kAttnTile, rounded up
+  size_t split_;                    // positions per split-K chunk
+  size_t max_rows_;                 // query rows per prefill block
+  ZeroedMemory mem_k_, mem_v_;
+  std::vector<Scratch> scratch_;    // per thread
+  std::vector<float> partial_;      // split-K: per (head, chunk) m, l, o (ldv_)
+  ZeroedMemory scores_;             // split-K, f16 cache: (n_heads, n_ctx) scores between the two phases
+  ZeroedMemory gathered_k_;         // capture: one KV head's keys as f32 rows (n_ctx, head_dim)
+  std::vector<float> probs_;        // capture: (n_ctx) one probability row
+  std::vector<float> qh_;           // capture: (head_dim) the query as the kernel saw it
+  std::vector<double> cost_;        // prefill: cost of the tasks before each
 };
 
 }  // namespace qkv
