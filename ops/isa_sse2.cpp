@@ -16,6 +16,12 @@ inline vf load_f16(const uint16_t* p) {
   return vf::load_aligned(tmp);
 }
 
+inline void store_f16(uint16_t* p, vf x) {
+  alignas(16) float tmp[W];
+  x.store_aligned(tmp);
+  for (size_t i = 0; i < W; ++i) p[i] = f32_to_f16(tmp[i]);
+}
+
 inline vf round_to_f16(vf x) {
   alignas(16) float tmp[W];
   x.store_aligned(tmp);

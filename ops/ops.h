@@ -108,6 +108,8 @@ struct Kernels {
   void (*add)(float* y, const float* x, size_t n);
 
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
+  // dst[i] = src[i] rounded to f16 (nearest, ties to even)
+  void (*f32_to_f16)(const float* src, uint16_t* dst, size_t n);
 
   // FlashAttention over one KV head's cache (the layout above AttentionRows),
   // f32: extends the rows' state over the keys in [t0, t1) that each row

@@ -242,6 +242,10 @@ void f16_to_f32_ref(const uint16_t* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
 
+void f32_to_f16_ref(const float* src, uint16_t* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
+
 double fma_peak_ref(size_t iters) {
   float acc[12];
   for (int j = 0; j < 12; ++j) acc[j] = float(j);
@@ -271,6 +275,7 @@ const Kernels& reference_kernels() {
     t.geglu = geglu_ref;
     t.add = add_ref;
     t.f16_to_f32 = f16_to_f32_ref;
+    t.f32_to_f16 = f32_to_f16_ref;
     t.attention_f32 = attention_f32_ref;
     t.attention_scores_f16 = attention_scores_f16_ref;
     t.attention_values_f16 = attention_values_f16_ref;

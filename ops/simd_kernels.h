@@ -23,9 +23,11 @@ using vf = xsimd::batch<float, Arch>;
 constexpr size_t W = vf::size;  // floats per vector
 
 // Provided by the including TU: fused a*b+c, load of W halves as floats,
-// and each lane rounded to the nearest f16 (ties to even) and back.
+// store of W floats as halves (nearest, ties to even), and each lane
+// rounded to the nearest f16 and back.
 inline vf fmadd(vf a, vf b, vf c);
 inline vf load_f16(const uint16_t* p);
+inline void store_f16(uint16_t* p, vf x);
 inline vf round_to_f16(vf x);
 
 inline vf load(const float* p) { return vf::load_unaligned(p); }
@@ -238,11 +240,16 @@ inline void add(float* y, const float* x, size_t n) {
 
 constexpr size_t kTileVecs = kAttnTile / W;  // key vectors per tile
 
+// Accumulators a register tile may hold (12 of 16 registers, 24 of 32), and
+// the rows of a tile: 6, so that two value or key vectors feed 12 products.
+constexpr size_t kAccumulators = W >= 16 ? 24 : 12;
+constexpr int kTileRows = 6;
+
 // Key vectors per register tile for RM rows: as many accumulators as the
-// registers allow (8 of 16, 16 of 32), a power of two dividing kTileVecs.
+// registers allow, a power of two dividing kTileVecs.
 template <int RM>
 constexpr size_t score_cols() {
-  size_t c = (W >= 16 ? 16 : 8) / RM;
+  size_t c = kAccumulators / RM;
   size_t p = 1;
   while (p * 2 <= c && p * 2 <= kTileVecs) p *= 2;
   return p;
@@ -272,36 +279,44 @@ inline void tile_scores(const float* q, size_t hd, const T* panel, float* s, siz
   }
 }
 
-// o (RM, ldo) += p (RM rows, stride lds; columns [j0, j1)) . v rows j0..j1-1.
-template <int RM, class T>
+// o (RM, ldo) += p (RM rows, stride lds; columns [j0, j1)) . v rows j0..j1-1,
+// DV value vectors per row at a time (each output is the same chain over j
+// whatever DV is: DV only sets how many chains run side by side).
+template <int RM, int DV, class T>
 inline void tile_values(const float* p, size_t lds, const T* v, size_t ldv, size_t j0, size_t j1, float* o, size_t ldo) {
-  for (size_t i = 0; i < ldv; i += 2 * W) {
-    vf acc[RM][2];
-    for (int r = 0; r < RM; ++r) {
-      acc[r][0] = load(o + size_t(r) * ldo + i);
-      acc[r][1] = load(o + size_t(r) * ldo + i + W);
-    }
+  for (size_t i = 0; i < ldv; i += DV * W) {
+    vf acc[RM][DV];
+    for (int r = 0; r < RM; ++r)
+      for (int d = 0; d < DV; ++d) acc[r][d] = load(o + size_t(r) * ldo + i + size_t(d) * W);
     for (size_t j = j0; j < j1; ++j) {
-      const vf v0 = load(v + j * ldv + i), v1 = load(v + j * ldv + i + W);
+      vf vv[DV];
+      for (int d = 0; d < DV; ++d) vv[d] = load(v + j * ldv + i + size_t(d) * W);
       for (int r = 0; r < RM; ++r) {
         const vf pb(p[size_t(r) * lds + j]);
-        acc[r][0] = fmadd(pb, v0, acc[r][0]);
-        acc[r][1] = fmadd(pb, v1, acc[r][1]);
+        for (int d = 0; d < DV; ++d) acc[r][d] = fmadd(pb, vv[d], acc[r][d]);
       }
     }
-    for (int r = 0; r < RM; ++r) {
-      acc[r][0].store_unaligned(o + size_t(r) * ldo + i);
-      acc[r][1].store_unaligned(o + size_t(r) * ldo + i + W);
-    }
+    for (int r = 0; r < RM; ++r)
+      for (int d = 0; d < DV; ++d) acc[r][d].store_unaligned(o + size_t(r) * ldo + i + size_t(d) * W);
   }
 }
 
-// Row blocks of 4, then the 1..3 left.
+// One or two rows (decoding) keep too few chains in flight with two value
+// vectors: four where the row length allows.
+template <int RM, class T>
+inline void tile_values(const float* p, size_t lds, const T* v, size_t ldv, size_t j0, size_t j1, float* o, size_t ldo) {
+  if (RM <= 2 && ldv % (4 * W) == 0) tile_values<RM, 4>(p, lds, v, ldv, j0, j1, o, ldo);
+  else tile_values<RM, 2>(p, lds, v, ldv, j0, j1, o, ldo);
+}
+
+// Row blocks of kTileRows, then the 1..5 left.
 template <template <int> class F, class... A>
 inline void by_row_blocks(size_t rows, A&&... a) {
   size_t r = 0;
-  for (; r + 4 <= rows; r += 4) F<4>::run(r, a...);
+  for (; r + kTileRows <= rows; r += kTileRows) F<kTileRows>::run(r, a...);
   switch (rows - r) {
+    case 5: F<5>::run(r, a...); break;
+    case 4: F<4>::run(r, a...); break;
     case 3: F<3>::run(r, a...); break;
     case 2: F<2>::run(r, a...); break;
     case 1: F<1>::run(r, a...); break;
@@ -488,6 +503,12 @@ inline void attention_values_f16(const AttentionRows& R, const uint16_t* v, size
   }
 }
 
+inline void f32_to_f16_n(const float* src, uint16_t* dst, size_t n) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) store_f16(dst + i, load(src + i));
+  for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
+
 inline void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + W <= n; i += W) load_f16(src + i).store_unaligned(dst + i);
@@ -543,6 +564,7 @@ inline const Kernels& table(const char* name) {
     t.geglu = geglu;
     t.add = add;
     t.f16_to_f32 = f16_to_f32_n;
+    t.f32_to_f16 = f32_to_f16_n;
     t.attention_f32 = attention_f32;
     t.attention_scores_f16 = attention_scores_f16;
     t.attention_values_f16 = attention_values_f16;

@@ -433,6 +433,31 @@ TEST_P(OpsTest, GeluAndGeglu) {
   }
 }
 
+// Every rounding case: halfway values (ties to even), subnormal halves,
+// overflow to infinity, NaN, and both signs; the scalar conversion is exact.
+TEST_P(OpsTest, F32ToF16) {
+  std::vector<float> x;
+  for (uint32_t h = 0; h < 0x7c00; h += 3) {
+    const float a = ops::f16_to_f32(uint16_t(h)), b = ops::f16_to_f32(uint16_t(h + 1));
+    for (float f : {a, (a + b) / 2, a + (b - a) / 4, -((a + b) / 2)}) x.push_back(f);
+  }
+  for (float f : {65504.0f, 65520.0f, 65519.0f, 1e9f, -1e9f, INFINITY, -INFINITY, NAN, 1e-9f, -0.0f}) x.push_back(f);
+  x.push_back(1.0f);  // a count not a multiple of the vector width
+  std::vector<uint16_t> want(x.size()), got(x.size());
+  ref().f32_to_f16(x.data(), want.data(), x.size());
+  k().f32_to_f16(x.data(), got.data(), x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i])) {
+      ASSERT_TRUE(std::isnan(ops::f16_to_f32(got[i])));
+    } else {
+      ASSERT_EQ(got[i], want[i]) << x[i];
+      ASSERT_EQ(want[i], ops::f32_to_f16(x[i]));
+    }
+  }
+  EXPECT_EQ(ops::f32_to_f16(65520.0f), 0x7c00);  // rounds up to infinity
+  EXPECT_EQ(ops::f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);  // halfway: to even
+}
+
 TEST_P(OpsTest, F16ToF32) {
   std::vector<uint16_t> h(70000 % 65536 + 3);
   for (size_t i = 0; i < h.size(); ++i) h[i] = uint16_t(i * 7919u);

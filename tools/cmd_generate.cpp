@@ -21,7 +21,7 @@ const char* kHelp =
     "  -p, --prompt TEXT       prompt (default: empty, the model starts from BOS)\n"
     "  -f, --file FILE         read the prompt from a file\n"
     "  -n, --n-predict N       tokens to generate (default 256; -1: until end of text or full context)\n"
-    "  -c, --ctx-size N        context size (default: the model's, at most 4096)\n"
+    "  -c, --ctx-size N        context size (default: the model's; the cache is committed as it fills)\n"
     "  -b, --batch-size N      prompt tokens per forward pass (default 512)\n"
     "  -t, --threads N         threads for generation (default: physical cores)\n"
     "  -tb, --threads-batch N  threads for the prompt (default: same as -t)\n"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "engine/runtime/profiler.h"
 
@@ -52,32 +53,37 @@ KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
   const size_t block = std::max(size_t(1), max_rows_ / size_t(d_.n_heads / d_.n_kv_heads));
   cost_.reserve((size_t(n_ctx) + block - 1) / block * size_t(d_.n_kv_heads) + 1);
   qh_.resize(size_t(d_.head_dim));
+  k16_.resize(f16 ? size_t(d_.kv_dim()) : 0);
+  v16_.resize(k16_.size());
 }
 
 void KVCache::store(const ExecContext& ctx, int layer, int pos, int n, const float* k, const float* v) {
   const size_t hd = size_t(d_.head_dim), kvd = size_t(d_.kv_dim()), T = ops::kAttnTile;
   const Zone z(ctx.prof, Op::KvStore, layer, 0.0, 4.0 * double(n) * double(kvd) * 4.0, nullptr,
                ZoneShape{n, int64_t(kvd), 0});
-  auto put = [&](auto kp, auto vp, auto convert) {
-    for (int i = 0; i < n; ++i) {
-      const size_t p = size_t(pos + i);
-      const float* ki = k + size_t(i) * kvd;
-      const float* vi = v + size_t(i) * kvd;
-      for (int h = 0; h < d_.n_kv_heads; ++h) {
-        auto* panel = kp(h) + (p / T) * hd * T + p % T;
-        auto* row = vp(h) + p * ldv_;
-        for (size_t j = 0; j < hd; ++j) {
-          panel[j * T] = convert(ki[size_t(h) * hd + j]);
-          row[j] = convert(vi[size_t(h) * hd + j]);
-        }
-      }
+  // Token i's keys and values (f16: converted first, a row at a time), then
+  // scattered: a key down its panel's column, a value along its row.
+  auto put = [&](const auto* ki, const auto* vi, size_t p) {
+    using E = std::remove_const_t<std::remove_pointer_t<decltype(ki)>>;  // float or uint16_t
+    for (int h = 0; h < d_.n_kv_heads; ++h) {
+      E* panel = kt<E>(layer, h) + (p / T) * hd * T + p % T;
+      E* row = vr<E>(layer, h) + p * ldv_;
+      for (size_t j = 0; j < hd; ++j) panel[j * T] = ki[size_t(h) * hd + j];
+      std::copy_n(vi + size_t(h) * hd, hd, row);
     }
   };
-  if (f16_)
-    put([&](int h) { return kt<uint16_t>(layer, h); }, [&](int h) { return vr<uint16_t>(layer, h); },
-        [](float x) { return ops::f32_to_f16(x); });
-  else
-    put([&](int h) { return kt<float>(layer, h); }, [&](int h) { return vr<float>(layer, h); }, [](float x) { return x; });
+  for (int i = 0; i < n; ++i) {
+    const size_t p = size_t(pos + i);
+    const float* ki = k + size_t(i) * kvd;
+    const float* vi = v + size_t(i) * kvd;
+    if (f16_) {
+      ctx.k.f32_to_f16(ki, k16_.data(), kvd);
+      ctx.k.f32_to_f16(vi, v16_.data(), kvd);
+      put(static_cast<const uint16_t*>(k16_.data()), static_cast<const uint16_t*>(v16_.data()), p);
+    } else {
+      put(ki, vi, p);
+    }
+  }
 }
 
 void KVCache::attend(const ExecContext& ctx, int layer, int pos, int n, const float* q, float* out,
@@ -123,34 +129,29 @@ void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int laye
   auto task = [&](size_t kvh, size_t c) { return partial_.data() + (kvh * nc + c) * task_floats; };
   const size_t lds = n_tiles_ * ops::kAttnTile;
   auto scores = [&](size_t j) { return scores_.as<float>() + (j / nc) * group * lds + (c0 + j % nc) * split_; };
+  // fn(rows, kvh, t0, t1, thread scratch) on every (KV head, chunk) task.
+  auto each_chunk = [&](auto&& fn) {
+    ctx.pool.parallel_for(
+        size_t(d_.n_kv_heads) * nc,
+        [&](size_t b, size_t e, int t) {
+          Scratch& s = scratch_[size_t(t)];
+          for (size_t j = b; j < e; ++j) {
+            const size_t c = c0 + j % nc, kvh = j / nc;
+            fn(j, rows_of(j, s), int(kvh), c * split_, std::min((c + 1) * split_, hi), s.kernel.data());
+          }
+        },
+        grain, ctx.n_threads);
+  };
   if (!f16_) {
-    ctx.pool.parallel_for(
-        size_t(d_.n_kv_heads) * nc,
-        [&](size_t b, size_t e, int t) {
-          Scratch& s = scratch_[size_t(t)];
-          for (size_t j = b; j < e; ++j) {
-            const ops::AttentionRows r = rows_of(j, s);
-            init(r);
-            const size_t c = c0 + j % nc, kvh = j / nc;
-            ctx.k.attention_f32(r, kt<float>(layer, int(kvh)), vr<float>(layer, int(kvh)), hd, c * split_, std::min((c + 1) * split_, hi),
-                                scale_, o.softcap, s.kernel.data());
-          }
-        },
-        grain, ctx.n_threads);
+    each_chunk([&](size_t, const ops::AttentionRows& r, int kvh, size_t t0, size_t t1, float* scratch) {
+      init(r);
+      ctx.k.attention_f32(r, kt<float>(layer, kvh), vr<float>(layer, kvh), hd, t0, t1, scale_, o.softcap, scratch);
+    });
   } else {
-    ctx.pool.parallel_for(
-        size_t(d_.n_kv_heads) * nc,
-        [&](size_t b, size_t e, int t) {
-          Scratch& s = scratch_[size_t(t)];
-          for (size_t j = b; j < e; ++j) {
-            const ops::AttentionRows r = rows_of(j, s);
-            init(r);
-            const size_t c = c0 + j % nc, kvh = j / nc;
-            ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, int(kvh)), hd, c * split_, std::min((c + 1) * split_, hi), scale_,
-                                       o.softcap, scores(j), lds, s.kernel.data());
-          }
-        },
-        grain, ctx.n_threads);
+    each_chunk([&](size_t j, const ops::AttentionRows& r, int kvh, size_t t0, size_t t1, float* scratch) {
+      init(r);
+      ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, kvh), hd, t0, t1, scale_, o.softcap, scores(j), lds, scratch);
+    });
     // Every chunk of a head gets the head's max and sum over all its chunks.
     for (size_t kvh = 0; kvh < size_t(d_.n_kv_heads); ++kvh)
       for (size_t g = 0; g < group; ++g) {
@@ -159,18 +160,9 @@ void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int laye
         for (size_t c = 0; c < nc; ++c) l += task(kvh, c)[group + g] * std::exp(task(kvh, c)[g] - mx);
         for (size_t c = 0; c < nc; ++c) task(kvh, c)[g] = mx, task(kvh, c)[group + g] = l;
       }
-    ctx.pool.parallel_for(
-        size_t(d_.n_kv_heads) * nc,
-        [&](size_t b, size_t e, int t) {
-          Scratch& s = scratch_[size_t(t)];
-          for (size_t j = b; j < e; ++j) {
-            const ops::AttentionRows r = rows_of(j, s);
-            const size_t c = c0 + j % nc, kvh = j / nc;
-            ctx.k.attention_values_f16(r, vr<uint16_t>(layer, int(kvh)), hd, c * split_, std::min((c + 1) * split_, hi), scores(j), lds,
-                                       s.kernel.data());
-          }
-        },
-        grain, ctx.n_threads);
+    each_chunk([&](size_t j, const ops::AttentionRows& r, int kvh, size_t t0, size_t t1, float* scratch) {
+      ctx.k.attention_values_f16(r, vr<uint16_t>(layer, kvh), hd, t0, t1, scores(j), lds, scratch);
+    });
   }
   // out = sum_c o_c exp(m_c - M) / sum_c l_c exp(m_c - M), M = max_c m_c
   // (f16: every chunk already has M, and o_c is normalised: out = sum_c o_c).

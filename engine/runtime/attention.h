@@ -98,6 +98,7 @@ class KVCache {
   std::vector<float> probs_;        // capture: (n_ctx) one probability row
   std::vector<float> qh_;           // capture: (head_dim) the query as the kernel saw it
   std::vector<double> cost_;        // prefill: cost of the tasks before each
+  std::vector<uint16_t> k16_, v16_; // store, f16 cache: one token's keys and values converted
 };
 
 }  // namespace qkv
