@@ -348,13 +348,13 @@ inline float scale_and_mask(float* s, size_t lo, size_t hi, float scale, float c
 // Scales, caps and masks one row of scores (keys tile + [0, kAttnTile),
 // visible [lo, hi) relative to the tile), then folds it into the row's
 // online softmax: afterwards the row holds exp(s - m_new), 0 where masked,
-// and *m, *l, o are updated. Returns false (row zeroed) if nothing is visible.
-inline bool softmax_row(float* s, size_t lo, size_t hi, float scale, float cap, float* m, float* l, float* o,
+// and *m, *l, o are updated (nothing but the zeroed row if nothing is visible).
+inline void softmax_row(float* s, size_t lo, size_t hi, float scale, float cap, float* m, float* l, float* o,
                         size_t ldv) {
   const float bm = scale_and_mask(s, lo, hi, scale, cap);
   if (lo >= hi) {
     for (size_t j = 0; j < kAttnTile; ++j) s[j] = 0.0f;
-    return false;
+    return;
   }
   const float m_new = bm > *m ? bm : *m;
   const vf vm(m_new);
@@ -372,7 +372,6 @@ inline bool softmax_row(float* s, size_t lo, size_t hi, float scale, float cap, 
     *m = m_new;
   }
   *l += reduce_add(sum);
-  return true;
 }
 
 template <class T>
@@ -406,16 +405,21 @@ struct ValueRows {
   };
 };
 
-// The queries (rounded to f16 for an f16 cache) into qs, and the keys any
-// row sees within [t0, t1) as [*lo, *hi).
-template <class T>
-inline void gather_rows(const AttentionRows& R, size_t hd, size_t t0, size_t t1, float* qs, size_t* lo, size_t* hi) {
+// The keys any row sees within [t0, t1), as [*lo, *hi).
+inline void visible_span(const AttentionRows& R, size_t t0, size_t t1, size_t* lo, size_t* hi) {
   *lo = t1, *hi = t0;
   for (size_t r = 0; r < R.rows; ++r) {
     *lo = std::min(*lo, std::max(t0, size_t(R.lo[r])));
     *hi = std::max(*hi, std::min(t1, size_t(R.hi[r])));
-    for (size_t i = 0; i < hd; ++i) qs[r * hd + i] = sizeof(T) == 2 ? round_f16(R.q[r][i]) : R.q[r][i];
   }
+}
+
+// The queries (rounded to f16 for an f16 cache) into qs, and visible_span.
+template <class T>
+inline void gather_rows(const AttentionRows& R, size_t hd, size_t t0, size_t t1, float* qs, size_t* lo, size_t* hi) {
+  visible_span(R, t0, t1, lo, hi);
+  for (size_t r = 0; r < R.rows; ++r)
+    for (size_t i = 0; i < hd; ++i) qs[r * hd + i] = sizeof(T) == 2 ? round_f16(R.q[r][i]) : R.q[r][i];
 }
 
 // Row r's visible keys within the tile and [t0, t1), relative to the tile.
@@ -481,11 +485,8 @@ inline void attention_values_f16(const AttentionRows& R, const uint16_t* v, size
                                  const float* s, size_t lds, float* scratch) {
   const size_t rows = R.rows, ldv = attention_ldv(hd);
   float* p = scratch;  // (rows, kAttnTile)
-  size_t lo = t1, hi = t0;
-  for (size_t r = 0; r < rows; ++r) {
-    lo = std::min(lo, std::max(t0, size_t(R.lo[r])));
-    hi = std::max(hi, std::min(t1, size_t(R.hi[r])));
-  }
+  size_t lo, hi;
+  visible_span(R, t0, t1, &lo, &hi);
   for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
     for (size_t r = 0; r < rows; ++r) {
       const float* sr = s + r * lds + (tile - t0);
