@@ -33,10 +33,10 @@ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQKV_FUZZ=ON -DQKV_B
       -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
       "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=undefined" \
       "-DCMAKE_C_FLAGS=-fsanitize=address,undefined"
-cmake --build build-fuzz -j"$jobs" --target fuzz_gguf fuzz_llama2c fuzz_tokenizer
+cmake --build build-fuzz -j"$jobs" --target fuzz_gguf fuzz_llama2c fuzz_tokenizer fuzz_template
 rm -rf build-fuzz/seeds
 tests/fuzz/make_seeds.sh build/bin/qkv "$models" build-fuzz/seeds
-for t in gguf llama2c tokenizer; do
+for t in gguf llama2c tokenizer template; do
   mkdir -p "build-fuzz/corpus-$t"
   (cd build-fuzz && ./bin/fuzz_$t -max_total_time="${QKV_FUZZ_SECONDS:-60}" -rss_limit_mb=4096 -malloc_limit_mb=2048 \
      -print_final_stats=1 "corpus-$t" "seeds/$t" 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|Done')

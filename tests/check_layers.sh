@@ -30,6 +30,7 @@ check() {  # check LAYER-GLOB ALLOWED-REGEX
 
 out=$(
   check 'ops/*' '^ops/'
+  check 'engine/chat/*' '^engine/chat/'
   check 'engine/format/*' '^(ops/|engine/(error\.h|format/|text/vocab\.h|api/qkv\.hpp))'
   check 'engine/text/*' '^(ops/|engine/(error\.h|format/|text/|api/qkv\.hpp))'
   check 'engine/runtime/*' '^(ops/|engine/(error\.h|format/|text/|runtime/|api/qkv\.hpp))'

@@ -15,6 +15,7 @@ int cmd_quantize(int argc, char** argv);
 int cmd_perplexity(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
+int cmd_template(int argc, char** argv);
 }
 
 namespace {
@@ -34,6 +35,7 @@ void usage(FILE* out) {
       "  perplexity llama.cpp's perplexity of a model on a text (qkv perplexity --help)\n"
       "  info       a weights file's metadata, vocabulary and tensors, like gguf-dump (qkv info --help)\n"
       "  tokenize   a text's token ids under a file's tokenizer, like llama-tokenize (qkv tokenize --help)\n"
+      "  template   the prompt a chat template makes of a conversation (qkv template --help)\n"
       "\n"
       "environment:\n"
       "  QKV_MODELS_DIR  where default models are found (default ../shared/models)\n"
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
   if (cmd == "perplexity") return qkv::cli::cmd_perplexity(argc - 1, argv + 1);
   if (cmd == "info") return qkv::cli::cmd_info(argc - 1, argv + 1);
   if (cmd == "tokenize") return qkv::cli::cmd_tokenize(argc - 1, argv + 1);
+  if (cmd == "template") return qkv::cli::cmd_template(argc - 1, argv + 1);
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     usage(stdout);
     return 0;

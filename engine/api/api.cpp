@@ -114,6 +114,8 @@ int Model::bos_id() const { return impl_->tokenizer->vocab().bos; }
 int Model::eos_id() const { return impl_->tokenizer->vocab().eos; }
 bool Model::adds_bos() const { return impl_->tokenizer->vocab().add_bos && impl_->tokenizer->vocab().bos >= 0; }
 
+std::string Model::chat_template() const { return impl_->tokenizer->vocab().chat_template; }
+
 bool Model::is_end_of_text(int token) const {
   return impl_->tokenizer->is_end_of_generation(token) ||
          (impl_->arch->config().stop_on_bos && token >= 0 && token == bos_id());
@@ -150,6 +152,7 @@ int Vocabulary::eos_id() const { return impl_->tokenizer->vocab().eos; }
 bool Vocabulary::is_end_of_generation(int t) const { return impl_->tokenizer->is_end_of_generation(t); }
 std::string Vocabulary::model() const { return impl_->tokenizer->vocab().model == VocabModel::Bpe ? "gpt2" : "llama"; }
 std::string Vocabulary::pre_tokenizer() const { return impl_->tokenizer->vocab().pre; }
+std::string Vocabulary::chat_template() const { return impl_->tokenizer->vocab().chat_template; }
 
 // ---------------------------------------------------------------- Session
 

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -87,6 +88,7 @@ class QKV_API Vocabulary {
   bool is_end_of_generation(int token) const;
   std::string model() const;          // "llama" (SentencePiece) or "gpt2" (byte-level BPE)
   std::string pre_tokenizer() const;  // tokenizer.ggml.pre ("" for SentencePiece or none)
+  std::string chat_template() const;  // tokenizer.chat_template (Jinja), "" when the file has none
 
   struct Impl;
 
@@ -114,6 +116,8 @@ class QKV_API Model {
   // EOS and the other end-of-generation tokens (EOT, <|im_end|>, ...); BOS
   // too for models that use it as a document separator.
   bool is_end_of_text(int token) const;
+  // The file's tokenizer.chat_template (Jinja), "" when it has none.
+  std::string chat_template() const;
 
   struct Impl;
   const Impl& impl() const { return *impl_; }
@@ -300,6 +304,70 @@ using TokenCallback = std::function<bool(int token, const std::string& piece)>;
 // continuation may be empty when a token is pending.
 QKV_API GenerateResult generate(Session& session, Sampler& sampler, const std::vector<int>& prompt, int n_predict,
                         const TokenCallback& on_token);
+
+
+// ---------------------------------------------------------------- chat templates
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant", ...
+  std::string content;
+};
+
+struct ChatTemplateParams {
+  bool add_generation_prompt = true;  // end with the opening of the assistant's turn
+  // Let the model continue the last message (a partial assistant answer):
+  // transformers' continue_final_message (the text is cut right after that
+  // message's content). Renders with add_generation_prompt false.
+  bool continue_final_message = false;
+  // bos_token / eos_token as the template sees them; unset: undefined.
+  std::optional<std::string> bos_token, eos_token;
+  // The time strftime_now() formats, seconds since the epoch read as UTC; -1: now.
+  int64_t now = -1;
+  // More variables as a JSON object ({"enable_thinking": false, "tools": [...]}); "": none.
+  std::string variables_json;
+};
+
+// A chat template: the Jinja text a GGUF holds in tokenizer.chat_template
+// (or a format qkv knows by name), rendered as Hugging Face transformers'
+// apply_chat_template renders it (jinja2 with trim_blocks and lstrip_blocks,
+// the variables messages, add_generation_prompt, tools = none, documents =
+// none, bos_token, eos_token; raise_exception and strftime_now). Copies share
+// the parsed template; rendering is const and thread-safe.
+class QKV_API ChatTemplate {
+ public:
+  // Parses `source`; throws Error naming `name` and the line of a syntax error.
+  explicit ChatTemplate(const std::string& source, const std::string& name = "chat template");
+  // A format qkv knows by name (builtin_names(): chatml, llama3, gemma, phi3,
+  // mistral, llama2, zephyr); throws for another name.
+  static ChatTemplate builtin(const std::string& name);
+  static std::vector<std::string> builtin_names();
+  ~ChatTemplate();
+
+  // The prompt. Throws Error naming the template and line when rendering
+  // fails, the template's own raise_exception(message) included (the
+  // message is the end of what()).
+  std::string apply(const std::vector<ChatMessage>& messages, const ChatTemplateParams& params = {}) const;
+  // The same with the messages as JSON text: a list of objects whose content
+  // may also be a list of parts, with tool_calls and other keys as the
+  // template reads them.
+  std::string apply_json(const std::string& messages_json, const ChatTemplateParams& params = {}) const;
+  // Whether a system message reaches the prompt (false for templates that
+  // reject or drop one: Gemma 2, Mistral v0.2). Chat front ends then merge it
+  // into the next message, as llama.cpp does (merge_system_message).
+  bool supports_system_role() const;
+  const std::string& source() const;
+  const std::string& name() const;
+
+  struct Impl;
+
+ private:
+  explicit ChatTemplate(std::shared_ptr<const Impl> impl);
+  std::shared_ptr<const Impl> impl_;
+};
+
+// llama.cpp's fallback for templates without a system role: the system
+// message's content joins the next message as "system\ncontent".
+QKV_API std::vector<ChatMessage> merge_system_message(const std::vector<ChatMessage>& messages);
 
 // The instruction set the kernels run with ("scalar", "sse2", "avx2", "avx512").
 QKV_API std::string active_isa();

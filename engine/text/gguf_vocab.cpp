@@ -48,6 +48,7 @@ Vocab read_gguf_vocab(const GgufFile& g) {
                     "' is not supported (supported: llama = SentencePiece, gpt2 = byte-level BPE)"));
   }
 
+  if (const GgufValue* t = g.find("tokenizer.chat_template"); t && t->type == GgufType::STRING) v.chat_template = t->str;
   v.pieces = g.get_string_array("tokenizer.ggml.tokens");
   const size_t n = v.pieces.size();
   if (n == 0) throw Error(cat(g.path(), ": tokenizer.ggml.tokens is empty"));

@@ -32,6 +32,7 @@ struct Vocab {
   bool add_space_prefix = true;
   bool match_special = true;   // special and user-defined tokens are matched in the text (not llama2.c's)
   bool rstrip_special = false; // whitespace after a special token is dropped (Phi-3, as llama.cpp does)
+  std::string chat_template;  // tokenizer.chat_template (Jinja), "" when the file has none
   std::string source;  // file it came from, for messages
 
   int size() const { return int(pieces.size()); }

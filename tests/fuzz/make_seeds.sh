@@ -3,7 +3,7 @@
 # from the shared files (nothing binary is committed).
 set -euo pipefail
 qkv=$1 models=$2 out=$3
-mkdir -p "$out/gguf" "$out/llama2c" "$out/tokenizer"
+mkdir -p "$out/gguf" "$out/llama2c" "$out/tokenizer" "$out/template"
 "$qkv" synth --dim 16 --hidden 24 --layers 1 --heads 2 --kv-heads 1 --vocab 259 --ctx 16 --type f32 \
   -o "$out/gguf/tiny-f32.gguf" 2>/dev/null
 "$qkv" synth --dim 32 --hidden 48 --layers 2 --heads 4 --kv-heads 2 --vocab 300 --ctx 16 --type f16 \
@@ -23,3 +23,9 @@ cp "$models/stories260K.bin" "$models/tok512.bin" "$out/llama2c/"
 head -c 2048 "$models/aidreams260K-tok512.bin" > "$out/llama2c/tok-head.bin"
 awk -v dir="$out/tokenizer" 'BEGIN { RS = "\n__ggml_vocab_test__\n"; n = 0 }
   { f = dir "/case" n++; printf "%s", $0 > f; close(f) }' "$models/vocab/ggml-vocab-llama-spm.gguf.inp"
+# The reference chat templates (real-world Jinja) and their conversations.
+chat="$models/../reference/chat"
+if [ -d "$chat" ]; then
+  cp "$chat"/*.jinja "$out/template/"
+  grep -h '^messages: ' "$chat"/*.cases.txt | awk -v dir="$out/template" 'NR <= 12 { f = dir "/messages" NR ".json"; sub(/^messages: /, ""); printf "%s", $0 > f; close(f) }'
+fi
