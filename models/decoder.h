@@ -58,6 +58,8 @@ struct DecoderState : RunState {
         hb2(hb.size()),
         fused(size_t(n_batch) * size_t(fused_width)) {}
 
+  KVCache& kv_cache() override { return cache; }
+
   KVCache cache;
   std::vector<nn::RopeTable> ropes;  // one per distinct rotary base the layers use
   std::vector<float> x;              // (n, dim) residual stream

@@ -2,12 +2,12 @@
 # Installs the Debian packages qkv builds and tests with, when they are missing
 # (clang-14 and its runtime: the fuzz targets; chromium: the attention report is
 # checked in a real, headless browser; python3 and unicode-data: the test that
-# regenerates engine/text/unicode_tables.cpp).
+# regenerates engine/text/unicode_tables.cpp; tmux: qkv chat is tested on a terminal).
 # Does nothing (and needs no network) when everything is already there.
 set -euo pipefail
 
 packages=(cmake g++ make pkg-config binutils libxsimd-dev libgtest-dev googletest libbenchmark-dev
-          clang-14 libclang-rt-14-dev chromium python3 unicode-data)
+          clang-14 libclang-rt-14-dev chromium python3 unicode-data tmux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

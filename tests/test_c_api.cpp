@@ -120,6 +120,42 @@ TEST(CApi, EvalLogitsTruncateAndReuseAPrefix) {
   EXPECT_EQ(len, std::strlen("Once upon a time, there was"));
 }
 
+TEST(CApi, SavedStateContinuesTheSameAndCancelStopsAnEval) {
+  Handles h;
+  open_greedy(h, model_path("stories260K.gguf"), nullptr);
+  const std::vector<int32_t> ids = tokenize(h.model, "Once upon a time, there was");
+  ASSERT_EQ(qkv_eval(h.session, ids.data(), ids.size()), QKV_OK);
+  const int32_t V = qkv_model_n_vocab(h.model);
+  const std::vector<float> want(qkv_logits(h.session), qkv_logits(h.session) + V);
+  const std::string path = "/tmp/qkv-c-state-" + std::to_string(::getpid()) + ".bin";
+  ASSERT_EQ(qkv_session_save_file(h.session, path.c_str()), QKV_OK) << qkv_session_last_error(h.session);
+  qkv_session_reset(h.session);
+  ASSERT_EQ(qkv_session_load_file(h.session, path.c_str()), QKV_OK) << qkv_session_last_error(h.session);
+  EXPECT_EQ(qkv_session_n_past(h.session), int32_t(ids.size()));
+  ASSERT_NE(qkv_logits(h.session), nullptr);
+  for (int32_t i = 0; i < V; ++i) ASSERT_EQ(qkv_logits(h.session)[i], want[size_t(i)]) << i;
+  // The next token's logits: as if nothing had happened.
+  Handles g;
+  open_greedy(g, model_path("stories260K.gguf"), nullptr);
+  std::vector<int32_t> longer = ids;
+  longer.push_back(403);
+  ASSERT_EQ(qkv_eval(g.session, longer.data(), longer.size()), QKV_OK);
+  ASSERT_EQ(qkv_eval(h.session, longer.data() + ids.size(), 1), QKV_OK);
+  for (int32_t i = 0; i < V; ++i) ASSERT_NEAR(qkv_logits(h.session)[i], qkv_logits(g.session)[i], 1e-4f) << i;
+  EXPECT_EQ(qkv_session_load_file(h.session, "/nonexistent/state"), QKV_ERR_IO);
+  EXPECT_NE(std::string(qkv_session_last_error(h.session)).find("/nonexistent/state"), std::string::npos);
+  std::remove(path.c_str());
+  // Cancelled before it starts: QKV_ERR_CANCELLED, nothing evaluated; a withdrawn request stops nothing.
+  qkv_session_reset(h.session);
+  qkv_session_cancel(h.session, 1);
+  EXPECT_EQ(qkv_eval(h.session, ids.data(), ids.size()), QKV_ERR_CANCELLED);
+  EXPECT_EQ(qkv_session_n_past(h.session), 0);
+  qkv_session_cancel(h.session, 1);
+  qkv_session_cancel(h.session, 0);
+  EXPECT_EQ(qkv_eval(h.session, ids.data(), ids.size()), QKV_OK);
+  EXPECT_STREQ(qkv_status_string(QKV_ERR_CANCELLED), "cancelled");
+}
+
 TEST(CApi, ErrorPathsReturnTheirCodeAndMessage) {
   qkv_model* m = nullptr;
   EXPECT_EQ(qkv_model_load("/nonexistent/model.gguf", nullptr, &m), QKV_ERR_IO);

@@ -597,4 +597,94 @@ TEST(CliQuantize, LlamaQuantizeHabits) {
   std::remove(out.c_str());
 }
 
+
+TEST(Cli, StopStringsIgnoreEosAndContextShift) {
+  const Result plain = run("generate -p 'Once upon a time' --temp 0 -n 60");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  const size_t at = plain.out.find(" named Lily");
+  ASSERT_NE(at, std::string::npos) << plain.out;
+  const Result stopped = run("generate -p 'Once upon a time' --temp 0 -n 60 -r 'nothing like this' -r ' named Lily'");
+  ASSERT_EQ(stopped.code, 0) << stopped.err;
+  EXPECT_EQ(stopped.out, plain.out.substr(0, at) + "\n");  // cut before the stop string, which is not printed
+  EXPECT_EQ(run("generate -p x -r ''").code, 2);
+  // --ignore-eos: 400 tokens even though the greedy story ends before.
+  const Result ended = run("generate -p 'Once upon a time' --temp 0 -n 400 --print-ids");
+  const Result endless = run("generate -p 'Once upon a time' --temp 0 -n 400 --ignore-eos --print-ids");
+  ASSERT_EQ(endless.code, 0) << endless.err;
+  const auto count_ids = [](const std::string& err) {
+    const size_t a = err.find("generated_ids:");
+    const std::string line = err.substr(a, err.find('\n', a) - a);
+    return std::count(line.begin(), line.end(), ' ');
+  };
+  EXPECT_LT(count_ids(ended.err), 400);
+  EXPECT_EQ(count_ids(endless.err), 400);
+  // A context of 64 shifts instead of ending; without --context-shift it ends full.
+  const Result shifted = run("generate -p 'Once upon a time' --temp 0 -n 200 --ignore-eos -c 64 --context-shift --keep 2");
+  ASSERT_EQ(shifted.code, 0) << shifted.err;
+  EXPECT_NE(shifted.err.find("the context was shifted"), std::string::npos) << shifted.err;
+  EXPECT_NE(shifted.err.find("generation: 200 tokens"), std::string::npos) << shifted.err;
+  const Result full = run("generate -p 'Once upon a time' --temp 0 -n 200 --ignore-eos -c 64");
+  EXPECT_NE(full.err.find("context of 64 tokens is full"), std::string::npos) << full.err;
+}
+
+TEST(Cli, PromptCacheReusesThePrefixAndRefusesAnotherCache) {
+  const std::string cache = "/tmp/qkv-cli-pc-" + std::to_string(::getpid()) + ".bin";
+  std::remove(cache.c_str());
+  const std::string args = "generate -p 'Once upon a time, there was a little girl' --temp 0 -n 30 --prompt-cache " + cache;
+  const Result first = run(args);
+  ASSERT_EQ(first.code, 0) << first.err;
+  const Result second = run(args);
+  ASSERT_EQ(second.code, 0) << second.err;
+  EXPECT_EQ(second.out, first.out);  // the same text from the saved cache
+  EXPECT_NE(second.err.find("12 of the prompt's 13 tokens reused"), std::string::npos) << second.err;
+  // A longer prompt with the same start reuses the prefix; -ro leaves the file alone.
+  const std::string before = test::read_file(cache);
+  const Result longer = run("generate -p 'Once upon a time, there was a little girl named Lily' --temp 0 -n 5 "
+                            "--prompt-cache-ro --prompt-cache " + cache);
+  ASSERT_EQ(longer.code, 0) << longer.err;
+  EXPECT_NE(longer.err.find("12 of the prompt's"), std::string::npos) << longer.err;
+  EXPECT_EQ(test::read_file(cache), before);
+  // Another cache type or model: refused with a reason, nothing generated.
+  const Result f32 = run(args + " --kv-f32");
+  EXPECT_EQ(f32.code, 1);
+  EXPECT_NE(f32.err.find("f16"), std::string::npos) << f32.err;
+  const Result other = run("generate -m " + model_path("arch/qwen3-like.gguf") + " -p hi -n 2 --prompt-cache " + cache);
+  EXPECT_EQ(other.code, 1);
+  EXPECT_NE(other.err.find("another model"), std::string::npos) << other.err;
+  EXPECT_EQ(run("generate -p x --prompt-cache-ro").code, 2);
+  std::remove(cache.c_str());
+}
+
+TEST(Cli, ChatThroughAPipeAnswersAsTemplatePlusGenerate) {
+  const std::string model = model_path("arch/qwen3-like.gguf");
+  test::TempFile input("Hello there\n/reset\nHello there\n/exit\nignored\n", ".txt");
+  const Result chat = run("chat -m " + model + " --temp 0 -n 12 < " + input.path());
+  ASSERT_EQ(chat.code, 0) << chat.err;
+  // Two replies, one a line; /reset made the second the same as the first.
+  const size_t nl = chat.out.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  const std::string reply = chat.out.substr(0, nl);
+  EXPECT_EQ(chat.out, reply + "\n" + reply + "\n");
+  EXPECT_FALSE(reply.empty());
+  // The reply is what generate writes after the rendered prompt.
+  test::TempFile messages(R"([{"role": "user", "content": "Hello there"}])", ".json");
+  const std::string prompt_file = "/tmp/qkv-cli-chat-" + std::to_string(::getpid()) + ".txt";
+  ASSERT_EQ(run("template -m " + model + " --messages " + messages.path() + " > " + prompt_file).code, 0);
+  const Result gen = run("generate -m " + model + " -f " + prompt_file + " --temp 0 -n 12 --no-display-prompt");
+  std::remove(prompt_file.c_str());
+  ASSERT_EQ(gen.code, 0) << gen.err;
+  EXPECT_EQ(gen.out, reply + "\n");
+  // No template, no chat; usage errors are status 2.
+  const Result none = run("chat -m " + model_path("stories260K.bin") + " -z " + model_path("tok512.bin") + " < /dev/null");
+  EXPECT_EQ(none.code, 1);
+  EXPECT_NE(none.err.find("--chat-template"), std::string::npos) << none.err;
+  EXPECT_EQ(run("chat < /dev/null").code, 2);
+  EXPECT_EQ(run("chat -m " + model + " --bogus < /dev/null").code, 2);
+  // A built-in format for a model without one.
+  const Result builtin = run("chat -m " + model_path("stories260K.bin") + " -z " + model_path("tok512.bin") +
+                             " --chat-template chatml --temp 0 -n 8 < " + input.path());
+  EXPECT_EQ(builtin.code, 0) << builtin.err;
+  EXPECT_EQ(std::count(builtin.out.begin(), builtin.out.end(), '\n'), 2);
+}
+
 }  // namespace qkv

@@ -1,4 +1,6 @@
 // qkv generate: text from a model, streamed to stdout; timings to stderr.
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -8,6 +10,7 @@
 
 #include <qkv/qkv.hpp>
 #include "tools/args.h"
+#include "tools/run_flags.h"
 
 namespace qkv::cli {
 namespace {
@@ -21,31 +24,28 @@ const char* kHelp =
     "  -p, --prompt TEXT       prompt (default: empty, the model starts from BOS)\n"
     "  -f, --file FILE         read the prompt from a file\n"
     "  -n, --n-predict N       tokens to generate (default 256; -1: until end of text or full context)\n"
-    "  -c, --ctx-size N        context size (default: the model's; the cache is committed as it fills)\n"
-    "  -b, --batch-size N      prompt tokens per forward pass (default 512)\n"
-    "  -t, --threads N         threads for generation (default: physical cores)\n"
-    "  -tb, --threads-batch N  threads for the prompt (default: same as -t)\n"
-    "      --kv-f32            keep the KV cache in f32 (twice the memory; computes exactly as llama2.c)\n"
-    "  -ctk, -ctv f32|f16      llama.cpp's cache-type flags (K and V in one type; default f16, as llama.cpp)\n"
     "  -e, --escape            process escapes in the prompt (\\n, \\t, \\\", \\xHH, ...)\n"
     "      --no-display-prompt don't print the prompt before the generated text\n"
     "      --print-ids         after generating, write the token ids to stderr: 'prompt_ids: 1 2 3'\n"
     "                          and 'generated_ids: 4 5 6' (the end-of-text token included if it came)\n"
     "      --no-parse-special  read control tokens' text in the prompt (\"<|im_start|>\") as text\n"
     "      --no-mmap           read the weights into memory instead of mapping them\n"
+    "  -r, --reverse-prompt S  stop when the text contains S (several allowed; S is not printed)\n"
+    "      --ignore-eos        never end the text (end-of-text tokens are not sampled)\n"
+    "      --context-shift     when the context fills, drop the older half of the text after the first --keep\n"
+    "                          tokens and go on (default: stop)\n"
+    "      --keep N            with --context-shift: tokens kept from the start (default 0; BOS is always kept)\n"
+    "      --prompt-cache FILE reuse the KV cache of the longest matching prompt prefix saved in FILE, and save\n"
+    "                          this prompt's there (a file from another model or cache type is refused)\n"
+    "      --prompt-cache-ro   read the prompt cache but do not update it\n"
     "  -ngl, -fa, -dev, -sm, --mlock: accepted, with a warning (they mean nothing on the CPU)\n"
     "  --flag=value is the same as --flag value\n"
-    "      --temp T            temperature, 0 = greedy (default 0.8)\n"
-    "      --top-k K           keep the K most likely tokens, 0 = off (default 40)\n"
-    "      --top-p P           keep the smallest set with probability >= P, 1 = off (default 0.95)\n"
-    "      --min-p P           drop tokens less likely than P x the best, 0 = off (default 0.05)\n"
-    "      --repeat-penalty R  penalise recent tokens, 1 = off (default 1.0)\n"
-    "      --repeat-last-n N   how many recent tokens (default 64)\n"
-    "  -s, --seed S            random seed (default: from the clock; printed to stderr)\n"
     "      --profile           print a per-op profile to stderr afterwards\n"
     "      --trace FILE.json   with --profile: write a Chrome trace (Perfetto, chrome://tracing)\n"
     "      --csv FILE.csv      with --profile: write one row per op invocation\n"
-    "      --no-probe          with --profile: skip measuring the machine's limits (no %peak column)\n"
+    "      --no-probe          with --profile: skip measuring the machine's limits (no %peak column)\n";
+
+const char* kHelpEnd =
     "  -h, --help              this text\n";
 
 const char* kProfileHelp =
@@ -62,9 +62,11 @@ struct Options {
   bool escapes = false, display_prompt = true, use_mmap = true, print_ids = false, parse_special = true;
   std::vector<std::string> ignored;  // flags that mean nothing on the CPU, for one warning line
   int n_predict = 256;
-  SessionOptions session;
-  SamplerParams sampler;
-  bool have_seed = false;
+  RunFlags run;
+  std::vector<std::string> stop;
+  bool ignore_eos = false, context_shift = false, prompt_cache_ro = false;
+  int n_keep = 0;
+  std::string prompt_cache;
   bool profile = false, probe = true;
   std::string trace, csv;
 };
@@ -76,15 +78,15 @@ Options parse(int argc, char** argv, bool profile_cmd) {
   if (profile_cmd) {
     o.profile = true;
     o.n_predict = 64;
-    o.sampler.temperature = 0.0f;
-    o.have_seed = true;
+    o.run.sampler.temperature = 0.0f;
+    o.run.have_seed = true;
   }
   ArgWalker a(argc, argv);
-  CacheTypes cache_types;
   while (a.next()) {
     const std::string f = a.flag();
     if (f == "-h" || f == "--help") {
-      std::fputs(profile_cmd ? kProfileHelp : kHelp, stdout);
+      if (profile_cmd) std::fputs(kProfileHelp, stdout);
+      else std::printf("%s%s%s", kHelp, run_flags_help(), kHelpEnd);
       std::exit(0);
     } else if (f == "--profile") o.profile = true;
     else if (f == "--trace") o.trace = a.value();
@@ -101,13 +103,16 @@ Options parse(int argc, char** argv, bool profile_cmd) {
       o.have_file = true;
     }
     else if (f == "-n" || f == "--n-predict") o.n_predict = int(parse_int(f, a.value(), -1, 1 << 30));
-    else if (f == "-c" || f == "--ctx-size") o.session.n_ctx = int(parse_int(f, a.value(), 1, 1 << 24));
-    else if (f == "-b" || f == "--batch-size") o.session.n_batch = int(parse_int(f, a.value(), 1, 65536));
-    else if (f == "-t" || f == "--threads") o.session.n_threads = int(parse_int(f, a.value(), 1, 512));
-    else if (f == "-tb" || f == "--threads-batch") o.session.n_threads_batch = int(parse_int(f, a.value(), 1, 512));
-    else if (f == "--kv-f16") o.session.kv_f16 = true;
-    else if (f == "--kv-f32") o.session.kv_f16 = false;
-    else if (cache_types.is_flag(f)) cache_types.take(f, a.value());
+    else if (o.run.take(f, a)) {}
+    else if (f == "-r" || f == "--reverse-prompt") {
+      o.stop.push_back(a.value());
+      if (o.stop.back().empty()) throw UsageError(f + ": an empty stop string");
+    }
+    else if (f == "--ignore-eos") o.ignore_eos = true;
+    else if (f == "--context-shift") o.context_shift = true;
+    else if (f == "--keep") o.n_keep = int(parse_int(f, a.value(), -1, 1 << 24));
+    else if (f == "--prompt-cache") o.prompt_cache = a.value();
+    else if (f == "--prompt-cache-ro") o.prompt_cache_ro = true;
     else if (f == "-e" || f == "--escape") o.escapes = true;
     else if (f == "--no-display-prompt") o.display_prompt = false;
     else if (f == "--print-ids") o.print_ids = true;
@@ -117,21 +122,13 @@ Options parse(int argc, char** argv, bool profile_cmd) {
     else if (f == "-ngl" || f == "--n-gpu-layers" || f == "--gpu-layers" || f == "-fa" || f == "--flash-attn" ||
              f == "-dev" || f == "--device" || f == "-sm" || f == "--split-mode" || f == "-mg" || f == "--main-gpu")
       o.ignored.push_back(f + " " + a.value());
-    else if (f == "--temp") o.sampler.temperature = float(parse_float(f, a.value(), 0.0, 1e6));
-    else if (f == "--top-k") o.sampler.top_k = int(parse_int(f, a.value(), 0, 1 << 30));
-    else if (f == "--top-p") o.sampler.top_p = float(parse_float(f, a.value(), 1e-9, 1.0));
-    else if (f == "--min-p") o.sampler.min_p = float(parse_float(f, a.value(), 0.0, 1.0));
-    else if (f == "--repeat-penalty") o.sampler.repeat_penalty = float(parse_float(f, a.value(), 1e-6, 1e6));
-    else if (f == "--repeat-last-n") o.sampler.repeat_last_n = int(parse_int(f, a.value(), 0, 1 << 20));
-    else if (f == "-s" || f == "--seed") {
-      o.sampler.seed = uint64_t(parse_int(f, a.value(), 0, (1ll << 62)));
-      o.have_seed = true;
-    } else {
+    else {
       throw UsageError("unknown option '" + f + "' (see " + std::string(profile_cmd ? "qkv profile" : "qkv generate") +
                        " --help)");
     }
   }
-  cache_types.apply(&o.session.kv_f16);
+  o.run.finish();
+  if (o.prompt_cache_ro && o.prompt_cache.empty()) throw UsageError("--prompt-cache-ro needs --prompt-cache FILE");
   if (o.have_prompt && o.have_file) throw UsageError("give either -p or -f, not both");
   if ((!o.trace.empty() || !o.csv.empty()) && !o.profile) throw UsageError("--trace and --csv need --profile");
   if (o.have_model && o.model.empty()) throw UsageError("-m: empty file name");
@@ -140,8 +137,8 @@ Options parse(int argc, char** argv, bool profile_cmd) {
     o.model = models_dir() + "/stories260K.bin";
     if (o.tokenizer.empty()) o.tokenizer = models_dir() + "/tok512.bin";
   }
-  if (!o.have_seed) {
-    o.sampler.seed = uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) & ((1ull << 62) - 1);
+  if (!o.run.have_seed) {
+    o.run.sampler.seed = uint64_t(std::chrono::system_clock::now().time_since_epoch().count()) & ((1ull << 62) - 1);
   }
   return o;
 }
@@ -179,36 +176,64 @@ int run(int argc, char** argv, bool profile_cmd) {
     lo.tokenizer_path = o.tokenizer;
     lo.use_mmap = o.use_mmap;
     std::shared_ptr<const Model> model = Model::load(o.model, lo);
-    Session session(model, o.session);
-    if (o.session.n_ctx > model->info().context_length)
+    Session session(model, o.run.session);
+    if (o.run.session.n_ctx > model->info().context_length)
       std::fprintf(stderr, "%s: warning: the context of %d tokens is larger than the %d this model was trained for\n",
-                   name, o.session.n_ctx, model->info().context_length);
-    Sampler sampler(model->info().vocab_size, o.sampler);
+                   name, o.run.session.n_ctx, model->info().context_length);
+    Sampler sampler(model->info().vocab_size, o.run.sampler);
     const double load_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
 
     const std::vector<int> prompt = model->tokenize(o.prompt, true, o.parse_special);
     if (int(prompt.size()) >= session.n_ctx())
       throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens, which leaves no room in the context of " +
                   std::to_string(session.n_ctx()) + " (use a larger -c or a shorter prompt)");
-    if (o.sampler.temperature > 0 && !o.have_seed)
-      std::fprintf(stderr, "seed: %llu\n", (unsigned long long)o.sampler.seed);
+    if (o.run.sampler.temperature > 0 && !o.run.have_seed)
+      std::fprintf(stderr, "seed: %llu\n", (unsigned long long)o.run.sampler.seed);
 
     if (o.profile) session.profile_start();
+    // --prompt-cache: start from the saved cache's longest prefix of this
+    // prompt; evaluate the rest but the last token, save, then generate.
+    std::vector<int> to_generate = prompt;
+    if (!o.prompt_cache.empty()) {
+      struct stat st;
+      if (::stat(o.prompt_cache.c_str(), &st) == 0) {
+        session.load_state_file(o.prompt_cache);
+        const std::vector<int>& cached = session.tokens();
+        size_t common = 0;
+        while (common < cached.size() && common + 1 < prompt.size() && cached[common] == prompt[common]) ++common;
+        session.truncate(int(common));
+        std::fprintf(stderr, "%s: prompt cache %s: %zu of the prompt's %zu tokens reused\n", name,
+                     o.prompt_cache.c_str(), common, prompt.size());
+      }
+      const int n_past = session.n_past();
+      if (int(prompt.size()) - 1 > n_past) session.eval(prompt.data() + n_past, int(prompt.size()) - 1 - n_past);
+      for (size_t i = 0; i + 1 < prompt.size(); ++i) sampler.accept(prompt[i]);
+      if (!o.prompt_cache_ro) session.save_state_file(o.prompt_cache);
+      to_generate.assign(prompt.end() - 1, prompt.end());
+    }
     if (o.display_prompt) {
       const std::string echoed = model->detokenize(prompt);
       std::fwrite(echoed.data(), 1, echoed.size(), text_out);  // NUL bytes included
     }
     std::fflush(text_out);
-    const GenerateResult r = generate(session, sampler, prompt, o.n_predict, [&](int tok, const std::string& piece) {
-      if (!model->is_end_of_text(tok)) {
-        std::fwrite(piece.data(), 1, piece.size(), text_out);
-        std::fflush(text_out);
-      }
+    GenerateOptions go;
+    go.n_predict = o.n_predict;
+    go.stop = o.stop;
+    go.ignore_eos = o.ignore_eos;
+    go.context_shift = o.context_shift;
+    // As llama.cpp: --keep counts the prompt's tokens after BOS (-1: the whole prompt); BOS stays.
+    const int bos = model->adds_bos() ? 1 : 0;
+    go.n_keep = o.n_keep < 0 ? int(prompt.size()) : std::min(int(prompt.size()), o.n_keep + bos);
+    GenerateResult r = generate(session, sampler, to_generate, go, [&](const TokenInfo& t) {
+      std::fwrite(t.text.data(), 1, t.text.size(), text_out);
+      std::fflush(text_out);
       return true;
     });
+    r.n_prompt = int(prompt.size());
     std::fputc('\n', text_out);
     std::fflush(text_out);
     if (o.profile) session.profile_stop();
+    if (r.n_shifts > 0) std::fprintf(stderr, "%s: the context was shifted %d times\n", name, r.n_shifts);
     if (r.stop == StopReason::ContextFull)
       std::fprintf(stderr, "qkv: stopped: the context of %d tokens is full\n", session.n_ctx());
     const int n_gen = int(r.tokens.size());

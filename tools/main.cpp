@@ -16,6 +16,7 @@ int cmd_perplexity(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_template(int argc, char** argv);
+int cmd_chat(int argc, char** argv);
 }
 
 namespace {
@@ -27,6 +28,7 @@ void usage(FILE* out) {
       "\n"
       "commands:\n"
       "  generate   generate text from a model (qkv generate --help)\n"
+      "  chat       talk with a chat model, on a terminal or through a pipe (qkv chat --help)\n"
       "  profile    where the time of every op goes (qkv profile --help)\n"
       "  attention  what every token attends to, as an HTML report (qkv attention --help)\n"
       "  bench      prompt and generation tokens/s, like llama-bench (qkv bench --help)\n"
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
   if (cmd == "info") return qkv::cli::cmd_info(argc - 1, argv + 1);
   if (cmd == "tokenize") return qkv::cli::cmd_tokenize(argc - 1, argv + 1);
   if (cmd == "template") return qkv::cli::cmd_template(argc - 1, argv + 1);
+  if (cmd == "chat") return qkv::cli::cmd_chat(argc - 1, argv + 1);
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
     usage(stdout);
     return 0;

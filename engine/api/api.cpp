@@ -11,6 +11,7 @@
 #include "engine/error.h"
 #include "engine/runtime/profiler.h"
 #include "engine/api/model_files.h"
+#include "engine/api/session_impl.h"
 #include "engine/api/qkv.hpp"
 #include "engine/text/sampler.h"
 #include "engine/text/tokenizer.h"
@@ -99,6 +100,7 @@ std::vector<int> Model::tokenize(const std::string& text, bool add_special, bool
 }
 
 std::string Model::token_to_piece(int token, int prev) const { return impl_->tokenizer->decode(prev, token); }
+std::string Model::token_text(int token) const { return impl_->tokenizer->piece(token, true); }
 
 std::string Model::detokenize(const std::vector<int>& tokens) const {
   std::string s;
@@ -156,25 +158,6 @@ std::string Vocabulary::chat_template() const { return impl_->tokenizer->vocab()
 
 // ---------------------------------------------------------------- Session
 
-struct Session::Impl {
-  std::shared_ptr<const Model> model;
-  const Architecture* arch = nullptr;
-  const ops::Kernels* kernels = nullptr;
-  std::unique_ptr<ThreadPool> pool;
-  std::unique_ptr<Profiler> prof;
-  std::unique_ptr<RunState> state;
-  int n_ctx = 0, n_batch = 0, n_threads = 0, n_threads_batch = 0;
-  int n_past = 0;
-  int vocab = 0;
-  std::unique_ptr<AttentionCapture> capture;  // null: off
-  std::vector<uint8_t> qscratch;             // activations quantized to Q8_0 blocks
-  std::vector<uint8_t> kscratch;             // activations quantized to Q8_K blocks
-  std::vector<uint8_t> q1scratch;            // activations quantized to Q8_1 blocks
-  int widest = 0;                            // widest matmul input
-  std::vector<float> logits;  // (vocab) or (n, vocab) after an all-logits eval
-  int n_logits = 0;           // rows in `logits`; 0: none since the session was made or reset
-  int pending = -1;           // a token of the history not evaluated yet (append_pending)
-};
 
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts) : impl_(std::make_unique<Impl>()) {
   if (!model) throw Error("Session: no model", Errc::InvalidArgument);
@@ -207,6 +190,8 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.n_threads_batch = opts.n_threads_batch > 0 ? opts.n_threads_batch : s.n_threads;
   s.n_batch = std::min(opts.n_batch, s.n_ctx);
   s.vocab = c.vocab_size;
+  s.kv_f16 = opts.kv_f16;
+  s.tokens.reserve(size_t(s.n_ctx));
   const int pool_size = std::max(s.n_threads, s.n_threads_batch);
   s.pool = std::make_unique<ThreadPool>(pool_size);
   s.prof = std::make_unique<Profiler>(pool_size);
@@ -266,6 +251,8 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
     }
   }
   for (int done = 0; done < n;) {
+    if (s.cancel.exchange(false))
+      throw Error(cat("cancelled after ", done, " of ", n, " tokens (", s.n_past, " cached)"), Errc::Cancelled);
     const int m = std::min(s.n_batch, n - done);
     const int threads = m > 1 ? s.n_threads_batch : s.n_threads;
     const ExecContext ctx{*s.pool,           *s.kernels,         threads,
@@ -283,6 +270,7 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
     } else {
       s.arch->forward(*s.state, tokens + done, m, s.n_past, out, all_logits, ctx);
     }
+    s.tokens.insert(s.tokens.end(), tokens + done, tokens + done + m);
     s.n_past += m;
     done += m;
   }
@@ -311,6 +299,8 @@ void Session::append_pending(int token) {
 
 int Session::pending_token() const { return impl_->pending; }
 
+void Session::cancel(bool request) { impl_->cancel.store(request); }
+
 const float* Session::logits_at(int i) const {
   const Impl& s = *impl_;
   if (i < 0 || i >= s.n_logits) throw Error(cat("logits_at(", i, "): the last eval kept logits for ", s.n_logits, " tokens"), Errc::InvalidArgument);
@@ -318,6 +308,7 @@ const float* Session::logits_at(int i) const {
 }
 
 void Session::reset() {
+  impl_->tokens.clear();
   impl_->n_past = 0;
   impl_->n_logits = 0;
   impl_->pending = -1;
@@ -328,7 +319,28 @@ void Session::truncate(int n_past) {
     throw Error(cat("truncate(", n_past, "): the cache holds ", impl_->n_past, " tokens"), Errc::InvalidArgument);
   if (n_past != impl_->n_past) impl_->n_logits = 0;  // the last evaluated token is gone
   impl_->n_past = n_past;
+  impl_->tokens.resize(size_t(n_past));
   impl_->pending = -1;
+}
+
+const std::vector<int>& Session::tokens() const { return impl_->tokens; }
+
+int Session::shift_context(int n_keep) {
+  Impl& s = *impl_;
+  // The history: the cached tokens and a pending one.
+  std::vector<int> history = s.tokens;
+  if (s.pending >= 0) history.push_back(s.pending);
+  const int total = int(history.size());
+  n_keep = std::max(0, std::min(n_keep, total));
+  const int n_discard = (total - n_keep) / 2;
+  if (n_discard == 0) return 0;
+  // The cache of the kept tail was computed at the old positions: keep the
+  // first n_keep, evaluate the tail again after them (llama.cpp's result,
+  // whatever the architecture's position encoding).
+  const std::vector<int> tail(history.begin() + n_keep + n_discard, history.end());
+  truncate(n_keep);
+  if (!tail.empty()) eval(tail);
+  return n_discard;
 }
 
 void Session::set_attention_capture(AttentionCallback callback, std::vector<int> layers, std::vector<int> heads) {
@@ -361,6 +373,7 @@ std::string Session::profile_trace_json() const { return impl_->prof->trace_json
 std::string Session::profile_csv() const { return impl_->prof->csv(); }
 
 int Session::sample(Sampler& sampler) {
+  if (impl_->cancel.exchange(false)) throw Error(cat("cancelled (", impl_->n_past, " tokens cached)"), Errc::Cancelled);
   Profiler* p = impl_->prof.get();
   p->set_phase(Phase::Generation);
   const Zone z(p, Op::Sampling, -1, 5.0 * impl_->vocab, 4.0 * impl_->vocab, nullptr, ZoneShape{impl_->vocab, 0, 0});
@@ -375,65 +388,6 @@ Sampler::~Sampler() = default;
 int Sampler::sample(const float* logits) { return impl_->sample(logits); }
 void Sampler::accept(int token) { impl_->accept(token); }
 void Sampler::reset() { impl_->reset(); }
-
-// ---------------------------------------------------------------- generate
-
-GenerateResult generate(Session& session, Sampler& sampler, const std::vector<int>& prompt, int n_predict,
-                        const TokenCallback& on_token) {
-  using clock = std::chrono::steady_clock;
-  GenerateResult r;
-  const int pending = session.pending_token();
-  if (prompt.empty() && pending < 0) throw Error("generate: the prompt has no tokens", Errc::InvalidArgument);
-  const int free_positions = session.n_ctx() - session.n_past() - (pending >= 0 ? 1 : 0);
-  if (int64_t(prompt.size()) > free_positions)
-    throw Error(cat("the prompt has ", prompt.size(), " tokens but only ", free_positions, " positions of the context (",
-                    session.n_ctx(), ") are free; use a larger -c or a shorter prompt"), Errc::ContextFull);
-  const Model& model = session.model();
-  r.n_prompt = int(prompt.size());
-  // Never more than the context can hold, whatever n_predict asks.
-  r.tokens.reserve(size_t(std::min(n_predict < 0 ? 256 : n_predict, std::max(free_positions - r.n_prompt + 1, 1))));
-  for (int t : prompt) sampler.accept(t);
-
-  auto t0 = clock::now();
-  if (!prompt.empty()) {
-    session.eval(prompt);
-  } else {  // a continuation with no new text: the pending token is the input
-    session.truncate(session.n_past());  // drops the pending mark, keeps the cache
-    session.eval(&pending, 1);
-  }
-  auto t1 = clock::now();
-  r.prompt_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
-
-  int prev = prompt.empty() ? pending : prompt.back();
-  for (int i = 0; n_predict < 0 || i < n_predict; ++i) {
-    const int tok = session.sample(sampler);
-    sampler.accept(tok);
-    r.tokens.push_back(tok);
-    const bool end = model.is_end_of_text(tok);
-    const bool keep_going = on_token ? on_token(tok, model.token_to_piece(tok, prev)) : true;
-    prev = tok;
-    if (end) {
-      r.stop = StopReason::EndOfText;
-      break;
-    }
-    if (!keep_going) {
-      r.stop = StopReason::Callback;
-      session.append_pending(tok);
-      break;
-    }
-    if (n_predict >= 0 && i + 1 >= n_predict) {
-      session.append_pending(tok);
-      break;
-    }
-    if (session.n_past() >= session.n_ctx()) {
-      r.stop = StopReason::ContextFull;
-      break;
-    }
-    session.eval(&tok, 1);
-  }
-  r.gen_ms = std::chrono::duration<double, std::milli>(clock::now() - t1).count();
-  return r;
-}
 
 std::string active_isa() { return active_kernels().isa; }
 

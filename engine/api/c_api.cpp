@@ -35,6 +35,7 @@ qkv_status status_of(qkv::Errc c) {
     case qkv::Errc::ContextFull: return QKV_ERR_CONTEXT_FULL;
     case qkv::Errc::OutOfMemory: return QKV_ERR_OUT_OF_MEMORY;
     case qkv::Errc::Internal: return QKV_ERR_INTERNAL;
+    case qkv::Errc::Cancelled: return QKV_ERR_CANCELLED;
   }
   return QKV_ERR_INTERNAL;
 }
@@ -93,6 +94,7 @@ const char* qkv_status_string(qkv_status s) {
     case QKV_ERR_CONTEXT_FULL: return "context full";
     case QKV_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     case QKV_ERR_OUT_OF_MEMORY: return "out of memory";
+    case QKV_ERR_CANCELLED: return "cancelled";
     case QKV_ERR_INTERNAL: return "internal error";
   }
   return "unknown status";
@@ -203,6 +205,20 @@ void qkv_session_reset(qkv_session* s) {
 qkv_status qkv_session_truncate(qkv_session* s, int32_t n_past) {
   if (!s || !s->session) return QKV_ERR_INVALID_ARGUMENT;
   return guarded(&s->error, [&] { s->session->truncate(n_past); });
+}
+
+void qkv_session_cancel(qkv_session* s, int request) {
+  if (s && s->session) s->session->cancel(request != 0);
+}
+
+qkv_status qkv_session_save_file(qkv_session* s, const char* path) {
+  if (!s || !s->session || !path) return QKV_ERR_INVALID_ARGUMENT;
+  return guarded(&s->error, [&] { s->session->save_state_file(path); });
+}
+
+qkv_status qkv_session_load_file(qkv_session* s, const char* path) {
+  if (!s || !s->session || !path) return QKV_ERR_INVALID_ARGUMENT;
+  return guarded(&s->error, [&] { s->session->load_state_file(path); });
 }
 
 // ---------------------------------------------------------------- sampling

@@ -45,7 +45,8 @@ typedef enum qkv_status {
   QKV_ERR_CONTEXT_FULL = 4,     /* the session's context has no room for the tokens */
   QKV_ERR_BUFFER_TOO_SMALL = 5, /* the output buffer is too small; the length needed is returned */
   QKV_ERR_OUT_OF_MEMORY = 6,
-  QKV_ERR_INTERNAL = 7
+  QKV_ERR_INTERNAL = 7,
+  QKV_ERR_CANCELLED = 8         /* qkv_session_cancel() stopped the evaluation */
 } qkv_status;
 
 typedef struct qkv_model qkv_model;
@@ -114,6 +115,15 @@ QKV_C_API int32_t qkv_session_n_ctx(const qkv_session* session);
 /* Forget the cache (reset), or keep only its first n_past tokens to reuse a shared prefix. */
 QKV_C_API void qkv_session_reset(qkv_session* session);
 QKV_C_API qkv_status qkv_session_truncate(qkv_session* session, int32_t n_past);
+/* Asks a qkv_eval or qkv_generate running on the session to stop; safe from any thread or a signal
+ * handler. It returns QKV_ERR_CANCELLED before its next batch or token; what it evaluated stays
+ * cached. A request while nothing runs stops the next call; request 0 withdraws it. */
+QKV_C_API void qkv_session_cancel(qkv_session* session, int request);
+/* The session's state (cached tokens, KV cache, last logits, pending token) to a file, written
+ * whole or not at all, and back into a session of the same model and cache type whose context
+ * holds it (otherwise an error naming what differs). */
+QKV_C_API qkv_status qkv_session_save_file(qkv_session* session, const char* path);
+QKV_C_API qkv_status qkv_session_load_file(qkv_session* session, const char* path);
 
 /* ---------------------------------------------------------------- sampling */
 
@@ -144,7 +154,8 @@ typedef enum qkv_stop_reason {
   QKV_STOP_LENGTH = 0,      /* n_predict tokens */
   QKV_STOP_END_OF_TEXT = 1, /* the model ended the text */
   QKV_STOP_CONTEXT_FULL = 2,
-  QKV_STOP_CALLBACK = 3
+  QKV_STOP_CALLBACK = 3,
+  QKV_STOP_STRING = 4       /* a stop string appeared in the text */
 } qkv_stop_reason;
 
 typedef struct qkv_generate_result {

@@ -31,7 +31,7 @@ namespace qkv {
 #endif
 
 // What kind of failure an Error is (the C API's status codes).
-enum class Errc { InvalidArgument = 1, Io = 2, BadFile = 3, ContextFull = 4, OutOfMemory = 6, Internal = 7 };
+enum class Errc { InvalidArgument = 1, Io = 2, BadFile = 3, ContextFull = 4, OutOfMemory = 6, Internal = 7, Cancelled = 8 };
 
 class QKV_API Error : public std::runtime_error {
  public:
@@ -109,6 +109,8 @@ class QKV_API Model {
   std::vector<int> tokenize(const std::string& text, bool add_special, bool parse_special) const;
   // The bytes of `token` when it follows `prev` (-1: none).
   std::string token_to_piece(int token, int prev = -1) const;
+  // The token's text on its own, control tokens spelled out ("<|im_end|>", "<s>").
+  std::string token_text(int token) const;
   std::string detokenize(const std::vector<int>& tokens) const;
   int bos_id() const;  // -1: none
   int eos_id() const;  // -1: none
@@ -225,6 +227,12 @@ class QKV_API Session {
   // conversation; -1 when none is pending. reset() and truncate() drop it.
   void append_pending(int token);
   int pending_token() const;
+  // Asks a running eval() or generate() to stop; safe to call from any
+  // thread or a signal handler. It stops before its next batch of tokens or
+  // its next sampled token and throws Error with Errc::Cancelled; what was
+  // evaluated stays in the cache. A request made while nothing runs stops
+  // the next one; cancel(false) withdraws a request not acted on yet.
+  void cancel(bool request = true);
   // Logits of the last evaluated token: (vocab_size). Throws if no token was
   // evaluated since the session was made or reset.
   const float* logits() const;
@@ -236,6 +244,22 @@ class QKV_API Session {
 
   void reset();              // empty the KV cache
   void truncate(int n_past); // keep only the first n_past cached tokens
+  // The tokens the cache holds, in order (n_past of them; not the pending one).
+  const std::vector<int>& tokens() const;
+  // Context shift, as llama.cpp makes room when the context is full: keeps
+  // the first n_keep tokens, drops the older half of the rest and evaluates
+  // the newer half again after the kept ones (a pending token is part of the
+  // history). Returns how many tokens were dropped.
+  int shift_context(int n_keep);
+
+  // The session's state (cached tokens and their KV cache, the last logits,
+  // the pending token) as bytes, and back. A state loads only into a session
+  // of the same model and cache type whose context holds it; Error says what
+  // differs. The files are written whole or not at all.
+  std::string save_state() const;
+  void load_state(const std::string& state);
+  void save_state_file(const std::string& path) const;
+  void load_state_file(const std::string& path);
 
   // Attention capture: the probabilities of the given layers and query heads
   // (empty: all) for every token evaluated from now on. Capturing changes no
@@ -279,14 +303,50 @@ class QKV_API Sampler {
   std::unique_ptr<class SamplerImpl> impl_;
 };
 
-enum class StopReason { Length, EndOfText, ContextFull, Callback };
+enum class StopReason { Length, EndOfText, ContextFull, Callback, StopString };
 
 struct GenerateResult {
   std::vector<int> tokens;  // generated tokens, the end-of-text one included
   StopReason stop = StopReason::Length;
   int n_prompt = 0;
   double prompt_ms = 0, gen_ms = 0;
+  std::string text;         // the generated text as released (no end-of-text token, no stop string)
+  std::string stop_string;  // the stop string that ended it (StopReason::StopString)
+  int n_shifts = 0;         // context shifts made
 };
+
+struct GenerateOptions {
+  int n_predict = -1;  // most tokens to generate; < 0: until end of text (or a full context)
+  // Stop strings (llama.cpp's reverse prompts): generation stops when the
+  // text contains one, matched across token boundaries. Text that may be the
+  // start of one is held back until it is not; the stop string itself is
+  // never released.
+  std::vector<std::string> stop;
+  bool ignore_eos = false;     // never sample an end-of-text token (their logits are set to -inf)
+  // When the context is full: shift it (Session::shift_context(n_keep)) and
+  // go on, instead of stopping with StopReason::ContextFull.
+  bool context_shift = false;
+  int n_keep = 0;
+  int n_probs = 0;  // > 0: each token's log-probability and the top n_probs alternatives (TokenInfo)
+};
+
+// One generated token, as generate() hands it to the callback.
+struct TokenInfo {
+  int token = -1;
+  std::string piece;  // the token's bytes
+  // The text released with this token: its piece, with text that may start a
+  // stop string held back (to come with a later token, or never when it
+  // completes one). The concatenation of all is GenerateResult::text.
+  std::string text;
+  bool end_of_text = false;  // an end-of-text token (its piece is not part of the text)
+  // With n_probs: log-softmax of the model's logits (before any sampling
+  // settings) for the token and for the n_probs most likely ones, most first.
+  float logprob = 0;
+  std::vector<std::pair<int, float>> top_logprobs;
+  double ms = 0;   // time since the previous token (its forward pass and this sampling)
+  int n_past = 0;  // cached tokens when it was sampled
+};
+using TokenInfoCallback = std::function<bool(const TokenInfo&)>;
 
 // Called with every generated token and its text; return false to stop.
 using TokenCallback = std::function<bool(int token, const std::string& piece)>;
@@ -304,6 +364,10 @@ using TokenCallback = std::function<bool(int token, const std::string& piece)>;
 // continuation may be empty when a token is pending.
 QKV_API GenerateResult generate(Session& session, Sampler& sampler, const std::vector<int>& prompt, int n_predict,
                         const TokenCallback& on_token);
+// The same with stop strings, context shift, log-probabilities and timing
+// (GenerateOptions); return false from the callback to stop.
+QKV_API GenerateResult generate(Session& session, Sampler& sampler, const std::vector<int>& prompt,
+                                const GenerateOptions& options, const TokenInfoCallback& on_token = nullptr);
 
 
 // ---------------------------------------------------------------- chat templates
@@ -368,6 +432,48 @@ class QKV_API ChatTemplate {
 // llama.cpp's fallback for templates without a system role: the system
 // message's content joins the next message as "system\ncontent".
 QKV_API std::vector<ChatMessage> merge_system_message(const std::vector<ChatMessage>& messages);
+
+
+// A conversation with a chat model: renders every turn with the chat
+// template, evaluates only the tokens the session does not hold yet (the KV
+// cache persists across turns), generates the reply until the template's
+// end of turn, and keeps the messages.
+struct ChatOptions {
+  std::string system;         // the system message ("": none)
+  // bos_token / eos_token default to the model's tokens; now, variables as given.
+  ChatTemplateParams template_params;
+  // n_predict, stop strings (the template's end-of-turn text is added),
+  // ignore_eos, n_probs; context_shift is on unless turned off here.
+  GenerateOptions generate;
+  bool context_shift = true;  // shift a full context mid-reply; drop the oldest turns when a prompt outgrows it
+};
+
+class QKV_API Chat {
+ public:
+  // `tmpl`: the chat template; none: the model's own (Error if it has none).
+  Chat(Session& session, std::optional<ChatTemplate> tmpl = std::nullopt, ChatOptions options = {});
+  // Adds the user's message, generates the assistant's reply (streamed to
+  // on_token as it comes; return false to stop it early), adds the reply and
+  // returns it.
+  std::string say(const std::string& user_message, Sampler& sampler, const TokenInfoCallback& on_token = nullptr);
+  // The prompt text the next say(user_message) evaluates.
+  std::string render(const std::string& user_message) const;
+  const std::vector<ChatMessage>& messages() const { return messages_; }
+  void reset();  // back to the system message alone
+  const GenerateResult& last_result() const { return last_; }
+  // The template's end-of-turn text ("<|im_end|>", "<end_of_turn>", ...), a stop string of every reply.
+  const std::string& end_of_turn() const { return end_of_turn_; }
+
+ private:
+  std::vector<int> prompt_tokens(const std::vector<ChatMessage>& messages) const;
+  Session& session_;
+  ChatTemplate tmpl_;
+  ChatOptions opt_;
+  bool system_role_ = true;
+  std::string end_of_turn_;
+  std::vector<ChatMessage> messages_;
+  GenerateResult last_;
+};
 
 // The instruction set the kernels run with ("scalar", "sse2", "avx2", "avx512").
 QKV_API std::string active_isa();

@@ -19,9 +19,11 @@ namespace qkv {
 // Per-session state of an architecture: KV cache and activation buffers,
 // allocated once for n_ctx positions, batches of up to n_batch tokens and
 // passes on up to n_threads threads.
+class KVCache;
 class RunState {
  public:
   virtual ~RunState() = default;
+  virtual KVCache& kv_cache() = 0;  // what a session's saved state holds
 };
 
 // Which attention rows to hand out (see Session::set_attention_capture).

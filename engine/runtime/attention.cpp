@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
 #include "engine/runtime/profiler.h"
@@ -22,6 +23,43 @@ double KVCache::bytes(const AttentionDims& d, int n_ctx, bool f16) {
   const double tiles = double(round_up(size_t(n_ctx), ops::kAttnTile));
   return double(d.n_layers) * double(d.n_kv_heads) * tiles * double(d.head_dim + ops::attention_ldv(size_t(d.head_dim))) *
          (f16 ? 2.0 : 4.0);
+}
+
+// ---------------------------------------------------------------- saved state
+// Per layer and KV head: the K panels that hold positions [0, n) (whole
+// panels), then the first n V rows.
+
+size_t KVCache::state_bytes(int n) const {
+  const size_t elem = f16_ ? 2 : 4;
+  const size_t panels = round_up(size_t(n), ops::kAttnTile) / ops::kAttnTile;
+  const size_t per_head = (panels * size_t(d_.head_dim) * ops::kAttnTile + size_t(n) * ldv_) * elem;
+  return size_t(d_.n_layers) * size_t(d_.n_kv_heads) * per_head;
+}
+
+void KVCache::save_state(int n, char* dst) const {
+  const size_t elem = f16_ ? 2 : 4;
+  const size_t k_bytes = round_up(size_t(n), ops::kAttnTile) * size_t(d_.head_dim) * elem;
+  const size_t v_bytes = size_t(n) * ldv_ * elem;
+  for (int l = 0; l < d_.n_layers; ++l)
+    for (int h = 0; h < d_.n_kv_heads; ++h) {
+      std::memcpy(dst, mem_k_.as<char>() + head_index(l, h) * panel_elems() * elem, k_bytes);
+      dst += k_bytes;
+      std::memcpy(dst, mem_v_.as<char>() + head_index(l, h) * row_elems() * elem, v_bytes);
+      dst += v_bytes;
+    }
+}
+
+void KVCache::load_state(int n, const char* src) {
+  const size_t elem = f16_ ? 2 : 4;
+  const size_t k_bytes = round_up(size_t(n), ops::kAttnTile) * size_t(d_.head_dim) * elem;
+  const size_t v_bytes = size_t(n) * ldv_ * elem;
+  for (int l = 0; l < d_.n_layers; ++l)
+    for (int h = 0; h < d_.n_kv_heads; ++h) {
+      std::memcpy(mem_k_.as<char>() + head_index(l, h) * panel_elems() * elem, src, k_bytes);
+      src += k_bytes;
+      std::memcpy(mem_v_.as<char>() + head_index(l, h) * row_elems() * elem, src, v_bytes);
+      src += v_bytes;
+    }
 }
 
 KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)

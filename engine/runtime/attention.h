@@ -60,6 +60,13 @@ class KVCache {
   void attend(const ExecContext& ctx, int layer, int pos, int n, const float* q, float* out,
               const AttentionOptions& opts = {});
 
+  // The cached keys and values of positions [0, n) as bytes, and back (a
+  // session's saved state). The bytes depend on the dims and the type, not
+  // on n_ctx: a state loads into a cache of any context that holds n.
+  size_t state_bytes(int n) const;
+  void save_state(int n, char* dst) const;
+  void load_state(int n, const char* src);
+
  private:
   template <class T>
   T* kt(int layer, int kvh) const { return mem_k_.as<T>() + head_index(layer, kvh) * panel_elems(); }
