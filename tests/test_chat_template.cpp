@@ -133,26 +133,8 @@ INSTANTIATE_TEST_SUITE_P(Chat, ReferenceTemplate, ::testing::ValuesIn(kTemplates
 
 // ------------------------------------------------------------ qkv template
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-CliRun run_cli(const std::string& args) {
-  const std::string err_file = "/tmp/qkv-template-test-" + std::to_string(::getpid()) + ".err";
-  const std::string cmd = std::string("'") + QKV_CLI_PATH + "' " + args + " 2>" + err_file;
-  CliRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = test::read_file(err_file);
-  std::remove(err_file.c_str());
-  return r;
-}
+using test::run_cli;
+using CliRun = test::CliResult;
 
 std::string quote(const std::string& s) {
   std::string q = "'";

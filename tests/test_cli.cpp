@@ -18,26 +18,8 @@ namespace {
 
 using test::model_path;
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-Result run(const std::string& args) {
-  const std::string err_file = "/tmp/qkv-cli-test-" + std::to_string(::getpid()) + ".err";
-  const std::string cmd = "QKV_MODELS_DIR='" + test::models_dir() + "' '" + QKV_CLI_PATH + "' " + args + " 2>" + err_file;
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = test::read_file(err_file);
-  std::remove(err_file.c_str());
-  return r;
-}
+using Result = test::CliResult;
+Result run(const std::string& args) { return test::run_cli(args); }
 
 TEST(Cli, DefaultModelGreedyMatchesLlama2c) {
   const test::ReferenceCase c = test::load_case("stories260K-once.txt");

@@ -2,6 +2,7 @@
 // written by llama2.c and llama.cpp (../shared/reference/README.md).
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -49,6 +50,31 @@ inline std::string reference_path(const std::string& name) {
   const char* env = std::getenv("QKV_REFERENCE_DIR");
   return std::string(env && *env ? env : QKV_DEFAULT_REFERENCE_DIR) + "/" + name;
 }
+
+#ifdef QKV_CLI_PATH
+// `qkv ARGS` run through the shell (ARGS may redirect stdin), with the
+// test's models folder: exit status, stdout, stderr.
+struct CliResult {
+  int code = -1;
+  std::string out, err;
+};
+inline std::string read_file(const std::string& path);
+inline CliResult run_cli(const std::string& args) {
+  const std::string err_file = "/tmp/qkv-cli-test-" + std::to_string(::getpid()) + ".err";
+  const std::string cmd = "QKV_MODELS_DIR='" + models_dir() + "' '" + QKV_CLI_PATH + "' " + args + " 2>" + err_file;
+  CliResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = read_file(err_file);
+  std::remove(err_file.c_str());
+  return r;
+}
+#endif
 
 // A temporary file holding the given bytes; removed when it goes out of scope.
 class TempFile {

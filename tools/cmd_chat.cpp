@@ -41,8 +41,6 @@ const char* kHelp =
 
 const char* kHelpEnd = "  -h, --help              this text\n";
 
-constexpr size_t kMaxTemplateBytes = size_t(16) << 20;
-
 std::atomic<bool> g_interrupted{false};
 std::atomic<Session*> g_session{nullptr};
 
@@ -117,11 +115,7 @@ int cmd_chat(int argc, char** argv) {
     Sampler sampler(model->info().vocab_size, run.sampler);
     std::optional<ChatTemplate> tmpl;
     if (!chat_template.empty()) {
-      const auto names = ChatTemplate::builtin_names();
-      if (std::find(names.begin(), names.end(), chat_template) != names.end())
-        tmpl = ChatTemplate::builtin(chat_template);
-      else
-        tmpl = ChatTemplate(read_text_file("--chat-template", chat_template, kMaxTemplateBytes), chat_template);
+      tmpl = chat_template_arg(chat_template);
     }
     if (!tmpl && model->chat_template().empty()) {
       std::string names;

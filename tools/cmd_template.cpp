@@ -10,6 +10,7 @@
 #include <qkv/qkv.hpp>
 
 #include "tools/args.h"
+#include "tools/run_flags.h"
 
 namespace qkv::cli {
 namespace {
@@ -103,11 +104,7 @@ int cmd_template(int argc, char** argv) {
     }
     std::optional<ChatTemplate> tmpl;
     if (!chat_template.empty()) {
-      const auto names = ChatTemplate::builtin_names();
-      if (std::find(names.begin(), names.end(), chat_template) != names.end())
-        tmpl = ChatTemplate::builtin(chat_template);
-      else
-        tmpl = ChatTemplate(read_text_file("--chat-template", chat_template, kMaxFileBytes), chat_template);
+      tmpl = chat_template_arg(chat_template);
     } else if (!template_file.empty()) {
       tmpl = ChatTemplate(read_text_file("--template", template_file, kMaxFileBytes), template_file);
     } else {

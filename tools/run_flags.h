@@ -2,6 +2,7 @@
 // batch, threads, cache type) and the sampler's, parsed one way.
 #pragma once
 
+#include <algorithm>
 #include <string>
 
 #include <qkv/qkv.hpp>
@@ -41,6 +42,13 @@ struct RunFlags {
   }
   void finish() { cache_types.apply(&session.kv_f16); }
 };
+
+// --chat-template's argument: a built-in format's name, or a Jinja file.
+inline ChatTemplate chat_template_arg(const std::string& value) {
+  const auto names = ChatTemplate::builtin_names();
+  if (std::find(names.begin(), names.end(), value) != names.end()) return ChatTemplate::builtin(value);
+  return ChatTemplate(read_text_file("--chat-template", value, size_t(16) << 20), value);
+}
 
 // The help lines of those flags.
 inline const char* run_flags_help() {

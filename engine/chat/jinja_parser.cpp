@@ -27,23 +27,6 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-void put_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xc0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += char(0xe0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3f));
-    out += char(0x80 | (cp & 0x3f));
-  } else {
-    out += char(0xf0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3f));
-    out += char(0x80 | ((cp >> 6) & 0x3f));
-    out += char(0x80 | (cp & 0x3f));
-  }
-}
 
 class Lexer {
  public:
@@ -300,12 +283,12 @@ class Lexer {
         case 'r': out += '\r'; break;
         case 't': out += '\t'; break;
         case 'v': out += '\v'; break;
-        case 'x': put_utf8(hex(2), out); break;
-        case 'u': put_utf8(hex(4), out); break;
+        case 'x': append_utf8(hex(2), out); break;
+        case 'u': append_utf8(hex(4), out); break;
         case 'U': {
           const uint32_t cp = hex(8);
           if (cp > 0x10ffff) fail("\\U escape beyond U+10FFFF", p_);
-          put_utf8(cp, out);
+          append_utf8(cp, out);
           break;
         }
         default:
@@ -313,7 +296,7 @@ class Lexer {
             uint32_t v = uint32_t(e - '0');
             for (int k = 0; k < 2 && p_ < src_.size() && src_[p_] >= '0' && src_[p_] <= '7'; ++k)
               v = v * 8 + uint32_t(src_[p_++] - '0');
-            put_utf8(v, out);
+            append_utf8(v, out);
           } else {
             out += '\\';
             out += e;

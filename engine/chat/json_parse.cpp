@@ -180,23 +180,6 @@ class JsonReader {
     return v;
   }
 
-  static void put_utf8(unsigned cp, std::string& out) {
-    if (cp < 0x80) {
-      out += char(cp);
-    } else if (cp < 0x800) {
-      out += char(0xc0 | (cp >> 6));
-      out += char(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out += char(0xe0 | (cp >> 12));
-      out += char(0x80 | ((cp >> 6) & 0x3f));
-      out += char(0x80 | (cp & 0x3f));
-    } else {
-      out += char(0xf0 | (cp >> 18));
-      out += char(0x80 | ((cp >> 12) & 0x3f));
-      out += char(0x80 | ((cp >> 6) & 0x3f));
-      out += char(0x80 | (cp & 0x3f));
-    }
-  }
 
   std::string string() {
     ++p_;  // "
@@ -236,7 +219,7 @@ class JsonReader {
             else p_ = save;
           }
           if (cp >= 0xd800 && cp < 0xe000) cp = 0xfffd;  // a lone surrogate has no UTF-8 form
-          put_utf8(cp, out);
+          append_utf8(cp, out);
           break;
         }
         default:

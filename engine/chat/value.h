@@ -102,5 +102,7 @@ int64_t length(const Value& v);
 
 // A string's characters (UTF-8 sequences; a stray byte is one character).
 std::vector<std::string> utf8_chars(const std::string& s);
+// Appends code point `cp` (<= U+10FFFF) as UTF-8.
+void append_utf8(uint32_t cp, std::string& out);
 
 }  // namespace qkv::jinja
