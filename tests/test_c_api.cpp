@@ -156,6 +156,54 @@ TEST(CApi, SavedStateContinuesTheSameAndCancelStopsAnEval) {
   EXPECT_STREQ(qkv_status_string(QKV_ERR_CANCELLED), "cancelled");
 }
 
+TEST(CApi, ChatRepliesAsTheCppChatAndTemplatesRender) {
+  Handles h;
+  open_greedy(h, model_path("arch/qwen3-like.gguf"), nullptr, 512);
+  const char* messages = R"([{"role": "user", "content": "Hi"}])";
+  char buf[256];
+  size_t len = 0;
+  ASSERT_EQ(qkv_chat_apply_template(h.model, nullptr, messages, 1, buf, sizeof buf, &len), QKV_OK)
+      << qkv_model_last_error(h.model);
+  EXPECT_EQ(std::string(buf, len), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(qkv_chat_apply_template(h.model, "chatml", messages, 0, buf, 4, &len), QKV_ERR_BUFFER_TOO_SMALL);
+  EXPECT_EQ(len, std::strlen("<|im_start|>user\nHi<|im_end|>\n"));
+  EXPECT_EQ(qkv_chat_apply_template(h.model, "{{ raise_exception('nope') }}", messages, 1, buf, sizeof buf, &len),
+            QKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(qkv_model_last_error(h.model)).find("nope"), std::string::npos);
+
+  qkv_chat* chat = nullptr;
+  ASSERT_EQ(qkv_chat_new(h.session, nullptr, "Be brief.", 10, &chat), QKV_OK) << qkv_chat_last_error(chat);
+  Collected streamed;
+  ASSERT_EQ(qkv_chat_say(chat, h.sampler, "Hello", 5, collect, &streamed), QKV_OK) << qkv_chat_last_error(chat);
+  size_t n = 0;
+  const std::string reply(qkv_chat_reply(chat, &n));
+  EXPECT_EQ(reply.size(), n);
+  EXPECT_EQ(streamed.text, reply);
+  EXPECT_FALSE(reply.empty());
+  // The C++ Chat on a fresh session gives the same reply.
+  auto model = qkv::Model::load(model_path("arch/qwen3-like.gguf"));
+  qkv::SessionOptions so;
+  so.n_ctx = 512;
+  qkv::Session s(model, so);
+  qkv::Sampler sampler(model->info().vocab_size, qkv::test::greedy_params());
+  qkv::ChatOptions co;
+  co.system = "Be brief.";
+  co.generate.n_predict = 10;
+  qkv::Chat cpp(s, std::nullopt, co);
+  EXPECT_EQ(cpp.say("Hello", sampler), reply);
+  qkv_chat_reset(chat);
+  EXPECT_EQ(qkv_chat_say(nullptr, h.sampler, "x", 1, nullptr, nullptr), QKV_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(qkv_chat_say(chat, nullptr, "x", 1, nullptr, nullptr), QKV_ERR_INVALID_ARGUMENT);
+  qkv_chat_free(chat);
+  // A model without a template needs one named.
+  Handles st;
+  open_greedy(st, model_path("stories260K.gguf"), nullptr);
+  qkv_chat* none = nullptr;
+  EXPECT_EQ(qkv_chat_new(st.session, nullptr, nullptr, 5, &none), QKV_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(qkv_chat_last_error(none)).find("no chat template"), std::string::npos);
+  qkv_chat_free(none);
+}
+
 TEST(CApi, ErrorPathsReturnTheirCodeAndMessage) {
   qkv_model* m = nullptr;
   EXPECT_EQ(qkv_model_load("/nonexistent/model.gguf", nullptr, &m), QKV_ERR_IO);

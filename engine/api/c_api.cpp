@@ -2,6 +2,7 @@
 // status code and, on handles that have one, a last-error message.
 #include <cstring>
 #include <new>
+#include <optional>
 #include <string>
 
 #include "engine/api/qkv.h"
@@ -21,6 +22,11 @@ struct qkv_sampler {
   std::unique_ptr<qkv::Sampler> sampler;
   int32_t vocab = 0;
   std::string error;
+};
+
+struct qkv_chat {
+  std::unique_ptr<qkv::Chat> chat;
+  std::string reply, error;
 };
 
 namespace {
@@ -279,6 +285,80 @@ qkv_status qkv_generate(qkv_session* s, qkv_sampler* sp, const int32_t* prompt, 
       result->gen_ms = r.gen_ms;
     }
   });
+}
+
+// ---------------------------------------------------------------- chat
+
+namespace {
+
+// NULL: the model's own; a built-in name; else Jinja text.
+std::optional<qkv::ChatTemplate> template_arg(const char* chat_template) {
+  if (!chat_template) return std::nullopt;
+  const auto names = qkv::ChatTemplate::builtin_names();
+  for (const auto& n : names)
+    if (n == chat_template) return qkv::ChatTemplate::builtin(n);
+  return qkv::ChatTemplate(chat_template, "the chat template");
+}
+
+}  // namespace
+
+qkv_status qkv_chat_new(qkv_session* session, const char* chat_template, const char* system, int32_t n_predict,
+                        qkv_chat** out) {
+  if (!session || !session->session) return QKV_ERR_INVALID_ARGUMENT;
+  return create(out, [&](qkv_chat& c) {
+    qkv::ChatOptions o;
+    if (system) o.system = system;
+    o.generate.n_predict = n_predict;
+    c.chat = std::make_unique<qkv::Chat>(*session->session, template_arg(chat_template), o);
+  });
+}
+
+void qkv_chat_free(qkv_chat* c) { delete c; }
+const char* qkv_chat_last_error(const qkv_chat* c) { return c ? c->error.c_str() : "no chat (NULL handle)"; }
+
+qkv_status qkv_chat_say(qkv_chat* c, qkv_sampler* sp, const char* message, size_t message_len,
+                        qkv_token_callback cb, void* user) {
+  if (!c || !c->chat) return QKV_ERR_INVALID_ARGUMENT;
+  return guarded(&c->error, [&] {
+    if (!sp || !sp->sampler) throw qkv::Error("qkv_chat_say: no sampler", qkv::Errc::InvalidArgument);
+    if (!message && message_len) throw qkv::Error("qkv_chat_say: NULL message", qkv::Errc::InvalidArgument);
+    if (message_len > kMaxTextBytes) throw qkv::Error("qkv_chat_say: message too long", qkv::Errc::InvalidArgument);
+    c->reply.clear();
+    c->reply = c->chat->say(std::string(message ? message : "", message_len), *sp->sampler,
+                            [&](const qkv::TokenInfo& t) {
+                              return cb ? cb(user, t.token, t.text.data(), t.text.size()) != 0 : true;
+                            });
+  });
+}
+
+const char* qkv_chat_reply(const qkv_chat* c, size_t* length) {
+  if (length) *length = c ? c->reply.size() : 0;
+  return c ? c->reply.c_str() : "";
+}
+
+void qkv_chat_reset(qkv_chat* c) {
+  if (c && c->chat) c->chat->reset();
+}
+
+qkv_status qkv_chat_apply_template(qkv_model* m, const char* chat_template, const char* messages_json,
+                                   int add_generation_prompt, char* buf, size_t capacity, size_t* length) {
+  if (!m || !m->model || !messages_json || (!buf && capacity)) return QKV_ERR_INVALID_ARGUMENT;
+  qkv_status st = QKV_OK;
+  const qkv_status g = guarded(&m->error, [&] {
+    std::optional<qkv::ChatTemplate> t = template_arg(chat_template);
+    if (!t) {
+      const std::string source = m->model->chat_template();
+      if (source.empty())
+        throw qkv::Error("the model has no chat template (tokenizer.chat_template); name one", qkv::Errc::InvalidArgument);
+      t = qkv::ChatTemplate(source, "the model's chat template");
+    }
+    qkv::ChatTemplateParams p;
+    p.add_generation_prompt = add_generation_prompt != 0;
+    if (m->model->bos_id() >= 0) p.bos_token = m->model->token_text(m->model->bos_id());
+    if (m->model->eos_id() >= 0) p.eos_token = m->model->token_text(m->model->eos_id());
+    st = copy_out(t->apply_json(messages_json, p), buf, capacity, length);
+  });
+  return g != QKV_OK ? g : st;
 }
 
 // ---------------------------------------------------------------- profiler

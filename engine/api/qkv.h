@@ -174,6 +174,35 @@ QKV_C_API qkv_status qkv_generate(qkv_session* session, qkv_sampler* sampler, co
                                   size_t n_prompt, int32_t n_predict, qkv_token_callback callback, void* user_data,
                                   qkv_generate_result* result);
 
+/* ---------------------------------------------------------------- chat */
+
+/* A conversation over a session (qkv::Chat): each message is rendered with the chat template, only the
+ * tokens the session does not hold yet are evaluated, and the reply ends at the template's end of turn.
+ * chat_template: NULL for the model's own (tokenizer.chat_template), a built-in format's name
+ * ("chatml", "llama3", "gemma", "phi3", "mistral", "llama2", "zephyr"), or Jinja text. system: the
+ * system message, or NULL. n_predict: most tokens per reply (< 0: until the end of the turn). The
+ * session must outlive the chat. */
+typedef struct qkv_chat qkv_chat;
+QKV_C_API qkv_status qkv_chat_new(qkv_session* session, const char* chat_template, const char* system,
+                                  int32_t n_predict, qkv_chat** out);
+QKV_C_API void qkv_chat_free(qkv_chat* chat);
+QKV_C_API const char* qkv_chat_last_error(const qkv_chat* chat);
+/* Adds the user's message and generates the reply, streaming its text to callback (may be NULL;
+ * return 0 to stop the reply there; token is -1 for text held back earlier). The whole reply is then
+ * qkv_chat_reply's. */
+QKV_C_API qkv_status qkv_chat_say(qkv_chat* chat, qkv_sampler* sampler, const char* message, size_t message_len,
+                                  qkv_token_callback callback, void* user_data);
+/* The last reply (NUL-terminated, *length bytes), valid until the next call on the chat. */
+QKV_C_API const char* qkv_chat_reply(const qkv_chat* chat, size_t* length);
+/* Back to the system message alone. */
+QKV_C_API void qkv_chat_reset(qkv_chat* chat);
+/* The prompt a conversation makes: messages_json is a JSON list of {"role", "content"} objects,
+ * chat_template as for qkv_chat_new, the model's BOS and EOS texts as bos_token and eos_token.
+ * Written to buf as qkv_detokenize writes (QKV_ERR_BUFFER_TOO_SMALL and *length when it does not fit);
+ * a template's error (its raise_exception message included) is qkv_model_last_error's. */
+QKV_C_API qkv_status qkv_chat_apply_template(qkv_model* model, const char* chat_template, const char* messages_json,
+                                             int add_generation_prompt, char* buf, size_t capacity, size_t* length);
+
 /* ---------------------------------------------------------------- profiler */
 
 QKV_C_API qkv_status qkv_profile_start(qkv_session* session);
