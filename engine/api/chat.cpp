@@ -11,15 +11,22 @@ namespace {
 ChatTemplate template_of(const Session& session, std::optional<ChatTemplate> tmpl) {
   if (tmpl) return *tmpl;
   const std::string source = session.model().chat_template();
-  if (source.empty())
-    throw Error(cat(session.model().info().path, ": the model has no chat template (tokenizer.chat_template); name a "
-                    "format (", [] {
-                      std::string n;
-                      for (const auto& s : ChatTemplate::builtin_names()) n += (n.empty() ? "" : ", ") + s;
-                      return n;
-                    }(), ") or give a template file"),
+  if (source.empty()) {
+    std::string names;
+    for (const auto& n : ChatTemplate::builtin_names()) names += (names.empty() ? "" : ", ") + n;
+    throw Error(cat(session.model().info().path, ": the model has no chat template (tokenizer.chat_template); name a ",
+                    "format (", names, ") or give a template file"),
                 Errc::InvalidArgument);
+  }
   return ChatTemplate(source, session.model().info().path + " (tokenizer.chat_template)");
+}
+
+// The prompt of a conversation that the assistant answers next; a system
+// message joins the next one for templates without a system role.
+std::string render_for_reply(const ChatTemplate& t, ChatTemplateParams p, bool system_role,
+                             const std::vector<ChatMessage>& messages) {
+  p.add_generation_prompt = true;
+  return t.apply(system_role ? messages : merge_system_message(messages), p);
 }
 
 // The text a template puts after an assistant message: its end of turn.
@@ -67,9 +74,7 @@ void Chat::reset() {
 }
 
 std::vector<int> Chat::prompt_tokens(const std::vector<ChatMessage>& messages) const {
-  ChatTemplateParams p = opt_.template_params;
-  p.add_generation_prompt = true;
-  std::string text = tmpl_.apply(system_role_ ? messages : merge_system_message(messages), p);
+  std::string text = render_for_reply(tmpl_, opt_.template_params, system_role_, messages);
   // As llama.cpp: the tokenizer adds BOS itself, so a BOS the template wrote goes.
   const Model& m = session_.model();
   const std::string bos = m.bos_id() >= 0 ? m.token_text(m.bos_id()) : "";
@@ -80,9 +85,7 @@ std::vector<int> Chat::prompt_tokens(const std::vector<ChatMessage>& messages) c
 std::string Chat::render(const std::string& user_message) const {
   std::vector<ChatMessage> next = messages_;
   next.push_back({"user", user_message});
-  ChatTemplateParams p = opt_.template_params;
-  p.add_generation_prompt = true;
-  return tmpl_.apply(system_role_ ? next : merge_system_message(next), p);
+  return render_for_reply(tmpl_, opt_.template_params, system_role_, next);
 }
 
 std::string Chat::say(const std::string& user_message, Sampler& sampler, const TokenInfoCallback& on_token) {
