@@ -39,6 +39,7 @@ TEST(ThreadPool, ManyJobsInARow) {
 
 TEST(ThreadPool, MaxThreadsAndGrainLimitTheSplit) {
   ThreadPool pool(4);
+  pool.set_leave_out_helpers(false);  // empty chunks: the helpers could be found absent
   std::atomic<int> chunks{0};
   std::atomic<unsigned> threads_seen{0};
   for (int rep = 0; rep < 50; ++rep)
@@ -56,6 +57,7 @@ TEST(ThreadPool, MaxThreadsAndGrainLimitTheSplit) {
 // Chunks are fixed by n and the thread count, whoever runs them.
 TEST(ThreadPool, ChunksAreFixedWhoeverRunsThem) {
   ThreadPool pool(3);
+  pool.set_leave_out_helpers(false);
   std::vector<std::pair<size_t, size_t>> first;
   for (int rep = 0; rep < 200; ++rep) {
     std::vector<std::pair<size_t, size_t>> seen(6);
@@ -107,10 +109,75 @@ TEST(ThreadPool, StallingHelpersAreLeftOut) {
     });
     for (int h : hits) ASSERT_EQ(h, 1);
   }
-  // On a quiet run of balanced jobs no stall is seen.
+  // Jobs that the worker takes its part of (the caller's chunk waits until
+  // the worker has run one): no stall, no absence, the helpers stay in.
   ThreadPool quiet(2);
-  for (int job = 0; job < 200; ++job) quiet.parallel_for(64, [&](size_t, size_t, int) {});
+  for (int job = 0; job < 3 * HelperRecord::kWindowJobs; ++job) {
+    std::atomic<bool> worker_ran{false};
+    quiet.parallel_for(4, [&](size_t, size_t, int t) {
+      if (t != 0) {
+        worker_ran = true;
+        return;
+      }
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (!worker_ran && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    });
+    ASSERT_TRUE(worker_ran) << "job " << job << ": the worker never ran in 5 s";
+  }
   EXPECT_FALSE(quiet.solo());
+}
+
+// The record's rules, on made-up jobs of 4 chunks on 2 threads (the helper's
+// share: 2 chunks a job).
+TEST(HelperRecord, AbsentHelpersAreLeftOutForPeriodsThatGrowWhileTheyFail) {
+  HelperRecord r;
+  const int w = HelperRecord::kWindowJobs;
+  auto window = [&](size_t helped_per_job) {
+    for (int j = 0; j < w; ++j) {
+      ASSERT_FALSE(r.solo()) << "job " << j;
+      r.job_done(false, 4, helped_per_job, 2);
+    }
+  };
+  auto drain = [&] {  // the period alone; returns its length
+    int n = 0;
+    while (r.take_solo_job()) ++n;
+    return n;
+  };
+  // Helpers that take half the chunks, or a quarter of their share, stay in.
+  window(2);
+  window(1);
+  EXPECT_FALSE(r.solo());
+  // Ran less than a quarter of their share (1 chunk in 2 jobs of 4, where 4 were theirs).
+  for (int j = 0; j < w; ++j) r.job_done(false, 4, j % 8 == 0 ? 1 : 0, 2);
+  ASSERT_TRUE(r.solo());
+  EXPECT_EQ(drain(), HelperRecord::kSoloJobs);
+  // Failing the first window after it doubles the next period, up to the cap.
+  int expect = HelperRecord::kSoloJobs;
+  for (int round = 0; round < 6; ++round) {
+    window(0);
+    expect = std::min(2 * expect, HelperRecord::kMaxSoloJobs);
+    EXPECT_EQ(drain(), expect) << "round " << round;
+  }
+  EXPECT_EQ(expect, HelperRecord::kMaxSoloJobs);
+  // A window passed: the next failure starts from the shortest period again.
+  window(2);
+  window(0);
+  EXPECT_EQ(drain(), HelperRecord::kSoloJobs);
+}
+
+TEST(HelperRecord, TwoStallsWithin64JobsLeaveTheHelpersOut) {
+  HelperRecord r;
+  r.job_done(true, 4, 2, 2);
+  for (int j = 0; j < 62; ++j) r.job_done(false, 4, 2, 2);
+  EXPECT_FALSE(r.solo());
+  r.job_done(true, 4, 2, 2);  // the 64th job back from the first stall
+  EXPECT_TRUE(r.solo());
+  EXPECT_EQ(r.solo_left(), HelperRecord::kSoloJobs);
+  HelperRecord spaced;  // stalls 64 jobs apart are forgotten
+  spaced.job_done(true, 4, 2, 2);
+  for (int j = 0; j < 63; ++j) spaced.job_done(false, 4, 2, 2);
+  spaced.job_done(true, 4, 2, 2);
+  EXPECT_FALSE(spaced.solo());
 }
 
 }  // namespace

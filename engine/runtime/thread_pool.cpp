@@ -57,8 +57,10 @@ void ThreadPool::wake(Slot& s, uint64_t ticket) {
   }
 }
 
-void ThreadPool::work(int thread) {
-  for (size_t c; (c = next_chunk_.fetch_add(1, std::memory_order_relaxed)) < job_.chunks;) job_.call(job_.ctx, c, thread);
+size_t ThreadPool::work(int thread) {
+  size_t ran = 0;
+  for (size_t c; (c = next_chunk_.fetch_add(1, std::memory_order_relaxed)) < job_.chunks; ++ran) job_.call(job_.ctx, c, thread);
+  return ran;
 }
 
 void ThreadPool::run(Job job, int nt) {
@@ -69,7 +71,7 @@ void ThreadPool::run(Job job, int nt) {
   for (int i = 1; i < nt; ++i) wake(slots_[i], number);
   using clock = std::chrono::steady_clock;
   const clock::time_point t0 = clock::now();
-  work(0);
+  const size_t mine = work(0);
   // Every chunk is claimed: no one may join any more. Wait for those inside
   // (running their last chunk) to leave; a worker the OS never ran in time
   // never joined, and its chunks were done here.
@@ -86,10 +88,31 @@ void ThreadPool::run(Job job, int nt) {
     const auto waited = clock::now() - t1, worked = t1 - t0;
     stalled = waited > 2 * worked + std::chrono::microseconds(100);
   }
-  stall_history_ = stall_history_ << 1 | uint64_t(stalled);
-  if (__builtin_popcountll(stall_history_) >= 2) {
-    solo_left_ = kSoloJobs;
-    stall_history_ = 0;
+  record_.job_done(stalled, job.chunks, job.chunks - mine, size_t(nt));
+}
+
+void HelperRecord::job_done(bool stalled, size_t chunks, size_t helped, size_t nt) {
+  stalls_ = stalls_ << 1 | uint64_t(stalled);
+  window_share_ += chunks * (nt - 1) / nt;
+  window_helped_ += helped;
+  bool fail = __builtin_popcountll(stalls_) >= 2;
+  const bool window_end = ++window_jobs_ == kWindowJobs;
+  if (window_end && !fail) {
+    fail = 4 * window_helped_ < window_share_;
+    if (!fail) {  // the helpers earned their place: a later failure starts from the shortest period
+      period_ = kSoloJobs;
+      after_solo_ = false;
+    }
+  }
+  if (fail) {
+    if (after_solo_) period_ = std::min(2 * period_, kMaxSoloJobs);
+    solo_left_ = period_;
+    after_solo_ = true;
+    stalls_ = 0;
+  }
+  if (fail || window_end) {
+    window_jobs_ = 0;
+    window_share_ = window_helped_ = 0;
   }
 }
 
@@ -99,7 +122,7 @@ void ThreadPool::worker(int index) {
   const int spins = spin_iterations();
   for (;;) {
     uint64_t g = s.ticket.load(std::memory_order_acquire);
-    for (int i = 0; g == seen && i < 2 * spins; ++i) {
+    for (int i = 0; g == seen && i < spins + kYields; ++i) {
       if (i < spins) ops::cpu_relax();
       else std::this_thread::yield();
       g = s.ticket.load(std::memory_order_acquire);

@@ -1,7 +1,7 @@
 // Our own thread pool. The caller is thread 0; n-1 workers spin for a while
-// (an iteration count calibrated at start-up), then yield, then sleep between
-// jobs; no lock is taken while they spin (per token, nothing is locked or
-// allocated). A job that needs t threads wakes workers 1..t-1 only, each
+// (an iteration count calibrated at start-up), then yield a few times, then
+// sleep on a condition variable between jobs; no lock is taken while they
+// spin (per token, nothing is locked or allocated). A job that needs t threads wakes workers 1..t-1 only, each
 // through its own slot.
 //
 // parallel_for splits [0, n) into fixed contiguous chunks (two per thread
@@ -25,6 +25,44 @@
 
 namespace qkv {
 
+// When the helpers cannot win, the caller goes on alone for a while (the
+// workers sleep and leave their CPU time to it), then tries them again. Two
+// signs, over the jobs the helpers were asked to join:
+// - stalls: the caller, its own chunks done, waited for a worker longer than
+//   twice its own work plus 100 us (the worker was descheduled in the middle
+//   of a chunk). Two within 64 jobs.
+// - absence: over a window of 64 jobs the helpers ran less than a quarter of
+//   their share of the chunks ((nt-1)/nt of each job). The OS runs them
+//   while the caller is descheduled and not while it works, and their
+//   spinning only takes CPU time from it.
+// The first time, kSoloJobs jobs run on the caller alone; when the helpers
+// fail again in the first window after that, the period doubles (up to
+// kMaxSoloJobs); a window they pass brings it back to kSoloJobs. Results do
+// not change: chunks are fixed, whoever runs them.
+class HelperRecord {
+ public:
+  static constexpr int kSoloJobs = 512;
+  static constexpr int kMaxSoloJobs = 8192;
+  static constexpr int kWindowJobs = 64;
+
+  // After a job on nt > 1 threads of `chunks` chunks, `helped` of them run by
+  // the helpers.
+  void job_done(bool stalled, size_t chunks, size_t helped, size_t nt);
+  // True (and counted) when the next job should run on the caller alone.
+  bool take_solo_job() { return solo_left_ > 0 ? (--solo_left_, true) : false; }
+  bool solo() const { return solo_left_ > 0; }
+  int solo_left() const { return solo_left_; }
+
+ private:
+  uint64_t stalls_ = 0;      // bit i: job i back stalled
+  int window_jobs_ = 0;      // jobs on helpers in this window
+  size_t window_share_ = 0;  // chunks the helpers would have run on a quiet machine
+  size_t window_helped_ = 0; // chunks they ran
+  bool after_solo_ = false;  // no window passed since the last period alone
+  int period_ = kSoloJobs;
+  int solo_left_ = 0;
+};
+
 class ThreadPool {
  public:
   explicit ThreadPool(int n_threads);
@@ -45,10 +83,7 @@ class ThreadPool {
   template <class F>
   void parallel_for(size_t n, F&& fn, size_t grain = 1, int max_threads = 0) {
     size_t nt = size_t(max_threads > 0 && max_threads < n_ ? max_threads : n_);
-    if (solo_left_ > 0 && nt > 1) {  // helpers have been stalling: this job runs on the caller alone
-      --solo_left_;
-      nt = 1;
-    }
+    if (nt > 1 && leave_out_ && record_.take_solo_job()) nt = 1;  // the helpers cannot win now
     const size_t pieces = grain > 0 ? n / grain : n;
     if (pieces < nt) nt = pieces ? pieces : 1;
     const size_t chunks = nt <= 1 ? 1 : std::min(pieces, nt * kChunksPerThread);
@@ -62,17 +97,18 @@ class ThreadPool {
   // this machine, measured once).
   static int spin_iterations();
 
-  // When the helpers cannot win. A job "stalls" when the caller, its own
-  // chunks done, waits for a worker longer than twice its own work plus
-  // 100 us: the worker was descheduled in the middle of a chunk (other
-  // processes want the cores). Two stalls within 64 jobs and the next
-  // kSoloJobs jobs run on the caller alone, then the helpers are tried
-  // again. Results do not change: chunks are fixed, whoever runs them.
-  static constexpr int kSoloJobs = 512;
-  bool solo() const { return solo_left_ > 0; }
+  // Whether the next jobs run on the caller alone (HelperRecord).
+  bool solo() const { return record_.solo(); }
+  // Off: every job is offered to the helpers, whatever their record (for
+  // tests of the split itself).
+  void set_leave_out_helpers(bool on) { leave_out_ = on; }
 
  private:
   static constexpr size_t kChunksPerThread = 2;
+  // Yields a waiting worker makes after spinning, before it sleeps. Few: on a
+  // loaded core each yield hands the CPU to another thread for a time slice,
+  // and a thread that keeps yielding stays runnable, taking its share.
+  static constexpr int kYields = 8;
 
   // Runs fn on `chunks` contiguous chunks of [0, n) on up to nt threads.
   template <class F>
@@ -113,8 +149,9 @@ class ThreadPool {
   // when every chunk is done and no worker touches the job any more.
   void run(Job job, int nt);
   void worker(int index);
-  // Claims and runs chunks until none is left.
-  void work(int thread);
+  // Claims and runs chunks until none is left; returns how many it ran.
+  size_t work(int thread);
+
 
   // Worker i's mailbox: the number of the job it is asked to join (or, past
   // the last, to stop).
@@ -143,8 +180,8 @@ class ThreadPool {
   alignas(64) std::atomic<uint64_t> state_{0};
   alignas(64) std::atomic<size_t> next_chunk_{0};
   std::atomic<bool> stop_{false};
-  uint64_t stall_history_ = 0;  // bit i: job i back stalled (caller's thread only)
-  int solo_left_ = 0;           // jobs left to run on the caller alone
+  HelperRecord record_;  // caller's thread only
+  bool leave_out_ = true;
 };
 
 // Physical cores of this machine (logical CPUs when that is unknown).
