@@ -189,6 +189,41 @@ void attention(benchmark::State& st, const Kernels* k, size_t hd, size_t depth, 
   set_rates(st, 4.0 * seen * double(hd), double(depth) * double(hd + ldv) * double(elem));
 }
 
+// Decoding from L3 or memory: one token's attention over one KV head per
+// call, the call cycling through heads of `total` bytes, so that each comes
+// from L3 (8 MiB) or DRAM (64 MiB), as a layer's heads do in a model (every
+// other layer's cache passes through L2 between two reads of one head). Read
+// against probe/read in the same run.
+void attention_stream(benchmark::State& st, const Kernels* k, size_t hd, size_t depth, bool f16, size_t total) {
+  const size_t T = qkv::ops::kAttnTile, ldv = qkv::ops::attention_ldv(hd), tiles = (depth + T - 1) / T;
+  const size_t elem = f16 ? 2 : 4, head_bytes = tiles * T * (hd + ldv) * elem;
+  const size_t heads = std::max(size_t(2), total / head_bytes);
+  const size_t k_elems = tiles * T * hd, v_elems = tiles * T * ldv;
+  std::vector<float> kf(f16 ? 0 : heads * k_elems, 0.01f), vf(f16 ? 0 : heads * v_elems, 0.02f);
+  std::vector<uint16_t> k16(f16 ? heads * k_elems : 0, qkv::ops::f32_to_f16(0.01f)),
+      v16(f16 ? heads * v_elems : 0, qkv::ops::f32_to_f16(0.02f));
+  const auto q = randn(hd);
+  const float* qp = q.data();
+  int32_t lo = 0, hi = int32_t(depth);
+  float m, l;
+  std::vector<float> o(ldv), scratch(qkv::ops::attention_scratch(1, hd)), s(tiles * T);
+  size_t h = 0;
+  for (auto _ : st) {
+    m = -INFINITY, l = 0.0f;
+    std::fill(o.begin(), o.end(), 0.0f);
+    const qkv::ops::AttentionRows R{1, &qp, &lo, &hi, &m, &l, o.data(), ldv};
+    if (f16) {
+      k->attention_scores_f16(R, k16.data() + h * k_elems, hd, 0, depth, 0.125f, 0.0f, s.data(), tiles * T, scratch.data());
+      k->attention_values_f16(R, v16.data() + h * v_elems, hd, 0, depth, s.data(), tiles * T, scratch.data());
+    } else {
+      k->attention_f32(R, kf.data() + h * k_elems, vf.data() + h * v_elems, hd, 0, depth, 0.125f, 0.0f, scratch.data());
+    }
+    benchmark::DoNotOptimize(o.data());
+    h = (h + 1) % heads;
+  }
+  set_rates(st, 4.0 * double(depth) * double(hd), double(depth) * double(hd + ldv) * double(elem));
+}
+
 void rope(benchmark::State& st, size_t heads, size_t head_dim) {
   auto x = randn(heads * head_dim);
   const auto c = randn(head_dim / 2), s = randn(head_dim / 2);
@@ -244,6 +279,13 @@ int register_all() {
             benchmark::RegisterBenchmark(("attention/decode/" + name).c_str(), attention, k, hd, depth, size_t(1), group,
                                          f16);
           }
+    for (const auto& [where, total] : {std::pair{"l3", size_t(8) << 20}, std::pair{"dram", size_t(64) << 20}})
+      for (bool f16 : {false, true})
+        for (size_t hd : {size_t(64), size_t(128)})
+          benchmark::RegisterBenchmark((std::string("attention/decode_") + where + "/" + (f16 ? "f16/" : "f32/") + isa +
+                                        "/hd" + std::to_string(hd) + "/depth4096")
+                                           .c_str(),
+                                       attention_stream, k, hd, size_t(4096), f16, total);
     for (size_t n : {768, 2048}) {
       benchmark::RegisterBenchmark(("quantize_act/q8_0/" + isa + "/" + std::to_string(n)).c_str(), quantize_act, k, false, n);
       benchmark::RegisterBenchmark(("quantize_act/q8_K/" + isa + "/" + std::to_string(n)).c_str(), quantize_act, k, true, n);
