@@ -128,7 +128,10 @@ class ThreadPool {
   template <class F>
   void profiled_for(size_t n, size_t nt, size_t chunks, F& fn, Profiler& p) {
     const uint32_t seq = p.next_seq();
-    uint64_t caller_done = 0;
+    // When the caller's work ended: the job's start if the workers claimed
+    // every chunk before it took one (never 0, which would be a wait from the
+    // profiler's start).
+    uint64_t caller_done = p.now();
     auto timed = [&](size_t b, size_t e, int t) {
       const uint64_t t0 = p.now();
       fn(b, e, t);
