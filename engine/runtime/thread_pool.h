@@ -1,8 +1,8 @@
 // Our own thread pool. The caller is thread 0; n-1 workers spin for a while
 // (an iteration count calibrated at start-up), then yield a few times, then
 // sleep on a condition variable between jobs; no lock is taken while they
-// spin (per token, nothing is locked or allocated). A job that needs t threads wakes workers 1..t-1 only, each
-// through its own slot.
+// spin (per token, nothing is locked or allocated). A job that needs t
+// threads wakes workers 1..t-1 only, each through its own slot.
 //
 // parallel_for splits [0, n) into fixed contiguous chunks (two per thread
 // where the grain allows), and the threads claim them one at a time: a
@@ -154,7 +154,6 @@ class ThreadPool {
   void worker(int index);
   // Claims and runs chunks until none is left; returns how many it ran.
   size_t work(int thread);
-
 
   // Worker i's mailbox: the number of the job it is asked to join (or, past
   // the last, to stop).
