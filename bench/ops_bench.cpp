@@ -154,6 +154,18 @@ void rmsnorm(benchmark::State& st, const Kernels* k, size_t n) {
   set_rates(st, 4.0 * n, 12.0 * n);
 }
 
+// The rows R over positions [0, depth) of one KV head's cache: the f32
+// kernel, or the f16 kernels' two phases (scores kept in s, row stride lds).
+void attend(const Kernels* k, const qkv::ops::AttentionRows& R, const float* kt, const float* v, size_t hd, size_t depth,
+            float*, size_t, float* scratch) {
+  k->attention_f32(R, kt, v, hd, 0, depth, 0.125f, 0.0f, scratch);
+}
+void attend(const Kernels* k, const qkv::ops::AttentionRows& R, const uint16_t* kt, const uint16_t* v, size_t hd,
+            size_t depth, float* s, size_t lds, float* scratch) {
+  k->attention_scores_f16(R, kt, hd, 0, depth, 0.125f, 0.0f, s, lds, scratch);
+  k->attention_values_f16(R, v, hd, 0, depth, s, lds, scratch);
+}
+
 // Attention over one KV head's cache of `depth` positions (the panel layout
 // of ops.h), in f32 or f16: `tokens` query tokens times `group` query heads
 // that share the KV head. Prefill: a block of 32 rows, causal at the cache's
@@ -180,10 +192,8 @@ void attention(benchmark::State& st, const Kernels* k, size_t hd, size_t depth, 
     std::fill(l.begin(), l.end(), 0.0f);
     std::fill(o.begin(), o.end(), 0.0f);
     const qkv::ops::AttentionRows R{rows, qp.data(), lo.data(), hi.data(), m.data(), l.data(), o.data(), ldv};
-    if (f16) {
-      k->attention_scores_f16(R, k16.data(), hd, 0, depth, 0.125f, 0.0f, s.data(), tiles * T, scratch.data());
-      k->attention_values_f16(R, v16.data(), hd, 0, depth, s.data(), tiles * T, scratch.data());
-    } else k->attention_f32(R, kf.data(), vf.data(), hd, 0, depth, 0.125f, 0.0f, scratch.data());
+    if (f16) attend(k, R, k16.data(), v16.data(), hd, depth, s.data(), tiles * T, scratch.data());
+    else attend(k, R, kf.data(), vf.data(), hd, depth, nullptr, 0, scratch.data());
     benchmark::DoNotOptimize(o.data());
   }
   set_rates(st, 4.0 * seen * double(hd), double(depth) * double(hd + ldv) * double(elem));
@@ -212,12 +222,8 @@ void attention_stream(benchmark::State& st, const Kernels* k, size_t hd, size_t 
     m = -INFINITY, l = 0.0f;
     std::fill(o.begin(), o.end(), 0.0f);
     const qkv::ops::AttentionRows R{1, &qp, &lo, &hi, &m, &l, o.data(), ldv};
-    if (f16) {
-      k->attention_scores_f16(R, k16.data() + h * k_elems, hd, 0, depth, 0.125f, 0.0f, s.data(), tiles * T, scratch.data());
-      k->attention_values_f16(R, v16.data() + h * v_elems, hd, 0, depth, s.data(), tiles * T, scratch.data());
-    } else {
-      k->attention_f32(R, kf.data() + h * k_elems, vf.data() + h * v_elems, hd, 0, depth, 0.125f, 0.0f, scratch.data());
-    }
+    if (f16) attend(k, R, k16.data() + h * k_elems, v16.data() + h * v_elems, hd, depth, s.data(), tiles * T, scratch.data());
+    else attend(k, R, kf.data() + h * k_elems, vf.data() + h * v_elems, hd, depth, nullptr, 0, scratch.data());
     benchmark::DoNotOptimize(o.data());
     h = (h + 1) % heads;
   }
