@@ -1,14 +1,16 @@
 // Kernel microbenchmarks on every instruction set this machine runs, at the
 // shapes of real models (stories15M/42M/110M: dim 288/512/768).
-//   build/bin/qkv_ops_bench --benchmark_filter=matvec
+//   build/bin/qkv_ops_bench --benchmark_filter=matvec/f32
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "engine/runtime/cpu.h"
+#include "engine/format/zeroed_memory.h"
 #include "ops/types.h"
 #include "ops/ops.h"
 #include "ops/quant.h"
@@ -30,26 +32,53 @@ void set_rates(benchmark::State& st, double flops, double bytes) {
   st.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Float weights as the engine reads them: packed in panels at load
+// (ops.h); f16: halves widened in registers. rows: a multiple of kPanelRows.
+struct FloatWeights {
+  qkv::ZeroedMemory mem;  // on huge pages, as the engine's packed copies
+  const float* f32 = nullptr;
+  const uint16_t* f16 = nullptr;
+  FloatWeights(size_t rows, size_t n, bool half) : mem(rows * n * (half ? 2 : 4), true) {
+    const auto w = randn(rows * n);
+    if (!half) {
+      qkv::ops::pack_panels(w.data(), mem.as<float>(), rows, n);
+      f32 = mem.as<float>();
+      return;
+    }
+    std::vector<uint16_t> h(rows * n);
+    for (size_t i = 0; i < h.size(); ++i) h[i] = qkv::ops::f32_to_f16(w[i]);
+    qkv::ops::pack_panels(h.data(), mem.as<uint16_t>(), rows, n);
+    f16 = mem.as<uint16_t>();
+  }
+  double bytes() const { return double(mem.bytes()); }
+};
+
 // y = W x, W: (rows, n)
-void matvec(benchmark::State& st, const Kernels* k, size_t rows, size_t n) {
-  const auto w = randn(rows * n), x = randn(n);
+void matvec(benchmark::State& st, const Kernels* k, size_t rows, size_t n, bool half) {
+  const FloatWeights w(rows, n, half);
+  const auto x = randn(n);
   std::vector<float> y(rows);
+  const size_t panels = rows / qkv::ops::kPanelRows;
   for (auto _ : st) {
-    k->matvec_f32(w.data(), x.data(), y.data(), n, 0, rows);
+    if (half) k->matvec_f16_panels(w.f16, x.data(), y.data(), n, 0, panels);
+    else k->matvec_f32_panels(w.f32, x.data(), y.data(), n, 0, panels);
     benchmark::DoNotOptimize(y.data());
   }
-  set_rates(st, 2.0 * rows * n, 4.0 * (rows * n + n + rows));
+  set_rates(st, 2.0 * rows * n, w.bytes() + 4.0 * (n + rows));
 }
 
 // Y = X W^T for a 128-token prompt batch
-void matmul(benchmark::State& st, const Kernels* k, size_t rows, size_t n, size_t M) {
-  const auto w = randn(rows * n), x = randn(M * n);
+void matmul(benchmark::State& st, const Kernels* k, size_t rows, size_t n, size_t M, bool half) {
+  const FloatWeights w(rows, n, half);
+  const auto x = randn(M * n);
   std::vector<float> y(M * rows);
+  const size_t panels = rows / qkv::ops::kPanelRows;
   for (auto _ : st) {
-    k->matmul_f32(w.data(), x.data(), y.data(), M, n, rows, 0, rows);
+    if (half) k->matmul_f16_panels(w.f16, x.data(), y.data(), M, n, rows, 0, panels);
+    else k->matmul_f32_panels(w.f32, x.data(), y.data(), M, n, rows, 0, panels);
     benchmark::DoNotOptimize(y.data());
   }
-  set_rates(st, 2.0 * rows * n * M, 4.0 * (rows * n + M * n + M * rows));
+  set_rates(st, 2.0 * rows * n * M, w.bytes() + 4.0 * (M * n + M * rows));
 }
 
 // Quantized weights: a GGML type id, its products in a kernel table, and
@@ -103,9 +132,9 @@ void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, 
   const auto xq = quantized_activations(q, M, n);
   std::vector<float> y(M * rows);
   const qkv::ops::QuantProducts& p = k->*q.products;
-  std::vector<uint8_t> packed(rows / 8 * (n / size_t(q.type->block)) * q.type->x8_block_bytes);
+  std::vector<uint8_t> packed(rows / 8 * (n / size_t(q.type->block)) * q.type->group_bytes);
   std::vector<qkv::ops::Q8Sum> sums(q.kquant ? 0 : M * n / 32);
-  if (q.type->repack_x8) q.type->repack_x8(w.data(), packed.data(), rows, n);
+  if (q.type->repack) q.type->repack(w.data(), packed.data(), rows, n);
   const bool x8 = p.matvec_x8 != nullptr;  // the engine runs these from row-interleaved copies
   if (q.act == qkv::ops::Activation::Q8_0) qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
   for (auto _ : st) {
@@ -247,10 +276,14 @@ void probe_fma(benchmark::State& st, const Kernels* k) {
   set_rates(st, flops, 0);
 }
 
+// On huge pages, as the engine's packed weights are.
 void probe_read(benchmark::State& st, const Kernels* k, size_t bytes) {
-  const std::vector<float> buf(bytes / 4, 1.0f);
-  for (auto _ : st) benchmark::DoNotOptimize(k->dot(buf.data(), buf.data(), buf.size()));
-  set_rates(st, 2.0 * buf.size(), double(bytes));
+  const qkv::ZeroedMemory mem(bytes, true);
+  float* buf = mem.as<float>();
+  const size_t n = bytes / 4;
+  std::fill(buf, buf + n, 1.0f);
+  for (auto _ : st) benchmark::DoNotOptimize(k->dot(buf, buf, n));
+  set_rates(st, 2.0 * double(n), double(bytes));
 }
 
 std::string shape(size_t rows, size_t cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
@@ -264,10 +297,14 @@ int register_all() {
     for (const auto& [dim, hidden] : shapes) {
       for (const auto& [rows, cols] : {std::pair{dim, dim}, std::pair{hidden, dim}, std::pair{dim, hidden},
                                        std::pair{size_t(32000), dim}}) {
-        benchmark::RegisterBenchmark(("matvec/" + isa + "/" + shape(rows, cols)).c_str(), matvec, k, rows, cols);
-        if (rows < 32000)
-          benchmark::RegisterBenchmark(("matmul/" + isa + "/" + shape(rows, cols) + "/M128").c_str(), matmul, k, rows,
-                                       cols, size_t(128));
+        for (const bool half : {false, true}) {
+          const std::string type = half ? "f16/" : "f32/";
+          benchmark::RegisterBenchmark(("matvec/" + type + isa + "/" + shape(rows, cols)).c_str(), matvec, k, rows, cols,
+                                       half);
+          if (rows < 32000)
+            benchmark::RegisterBenchmark(("matmul/" + type + isa + "/" + shape(rows, cols) + "/M128").c_str(), matmul, k,
+                                         rows, cols, size_t(128), half);
+        }
       }
     }
     for (size_t n : {256, 1024, 32000}) {

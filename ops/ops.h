@@ -67,6 +67,18 @@ struct AttentionRows {
   size_t ldo;
 };
 
+// ---------------------------------------------------------------- panels
+//
+// Float weights as the matrix products read them, packed once at load:
+// rows in panels of kPanelRows, each panel stored column by column, so
+//   W[p * kPanelRows + j, k] = panels[(p * n + k) * kPanelRows + j].
+// A panel's column is one AVX-512 vector (two AVX2 ones) that every token's
+// x[k] multiplies: an outer product per column, each accumulator one output.
+constexpr size_t kPanelRows = 16;
+// rows (a multiple of kPanelRows) x n values of w into `out` (rows * n values).
+void pack_panels(const float* w, float* out, size_t rows, size_t n);
+void pack_panels(const uint16_t* w, uint16_t* out, size_t rows, size_t n);
+
 struct Kernels {
   const char* isa;  // "scalar", "sse2", "avx2", "avx512"
 
@@ -84,6 +96,17 @@ struct Kernels {
                      size_t r0, size_t r1);
   void (*matmul_f16)(const uint16_t* w, const float* x, float* y, size_t M, size_t n, size_t ldy,
                      size_t r0, size_t r1);
+
+  // The same products over weights packed in panels (pack_panels), for the
+  // rows of panels [p0, p1), i.e. rows [p0 * kPanelRows, p1 * kPanelRows).
+  // Each output is summed over k in order (matmul) or in a few interleaved
+  // partial sums added in a fixed order (matvec).
+  void (*matvec_f32_panels)(const float* panels, const float* x, float* y, size_t n, size_t p0, size_t p1);
+  void (*matvec_f16_panels)(const uint16_t* panels, const float* x, float* y, size_t n, size_t p0, size_t p1);
+  void (*matmul_f32_panels)(const float* panels, const float* x, float* y, size_t M, size_t n, size_t ldy,
+                            size_t p0, size_t p1);
+  void (*matmul_f16_panels)(const uint16_t* panels, const float* x, float* y, size_t M, size_t n, size_t ldy,
+                            size_t p0, size_t p1);
 
   // out[i] = w[i] * x[i] / sqrt(mean(x^2) + eps); out may alias x
   void (*rmsnorm)(float* out, const float* x, const float* w, size_t n, float eps);

@@ -89,6 +89,9 @@ void rope_neox(float* x, size_t n_heads, size_t head_dim, const float* cos, cons
 
 namespace {
 
+inline float widen_ref(float x) { return x; }
+inline float widen_ref(uint16_t h) { return f16_to_f32(h); }
+
 float dot_ref(const float* a, const float* b, size_t n) {
   float s = 0.0f;
   for (size_t i = 0; i < n; ++i) s += a[i] * b[i];
@@ -115,6 +118,22 @@ void matmul_f32_ref(const float* w, const float* x, float* y, size_t M, size_t n
 void matmul_f16_ref(const uint16_t* w, const float* x, float* y, size_t M, size_t n, size_t ldy,
                     size_t r0, size_t r1) {
   for (size_t m = 0; m < M; ++m) matvec_f16_ref(w, x + m * n, y + m * ldy, n, r0, r1);
+}
+
+template <class T>
+void matmul_panels_ref(const T* panels, const float* x, float* y, size_t M, size_t n, size_t ldy, size_t p0, size_t p1) {
+  for (size_t m = 0; m < M; ++m)
+    for (size_t p = p0; p < p1; ++p)
+      for (size_t j = 0; j < kPanelRows; ++j) {
+        float s = 0.0f;
+        for (size_t k = 0; k < n; ++k) s += widen_ref(panels[(p * n + k) * kPanelRows + j]) * x[m * n + k];
+        y[m * ldy + p * kPanelRows + j] = s;
+      }
+}
+
+template <class T>
+void matvec_panels_ref(const T* panels, const float* x, float* y, size_t n, size_t p0, size_t p1) {
+  matmul_panels_ref(panels, x, y, 1, n, 0, p0, p1);
 }
 
 void rmsnorm_ref(float* out, const float* x, const float* w, size_t n, float eps) {
@@ -267,6 +286,10 @@ const Kernels& reference_kernels() {
     t.matvec_f16 = matvec_f16_ref;
     t.matmul_f32 = matmul_f32_ref;
     t.matmul_f16 = matmul_f16_ref;
+    t.matvec_f32_panels = matvec_panels_ref<float>;
+    t.matvec_f16_panels = matvec_panels_ref<uint16_t>;
+    t.matmul_f32_panels = matmul_panels_ref<float>;
+    t.matmul_f16_panels = matmul_panels_ref<uint16_t>;
     t.rmsnorm = rmsnorm_ref;
     t.softmax = softmax_ref;
     t.swiglu = swiglu_ref;

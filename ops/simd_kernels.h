@@ -126,6 +126,94 @@ inline void matvec(const T* w, const float* x, float* y, size_t n, size_t r0, si
   for (size_t r = r0; r < r1; ++r) y[r] = dot_row(w + r * n, x, n);
 }
 
+// ---------------------------------------------------------------- products over panels
+//
+// Weights packed at load (ops.h, kPanelRows): column k of a panel is NV
+// vectors that token m's x[m, k] multiplies, broadcast. Each accumulator is
+// one output, so nothing is reduced across lanes.
+constexpr size_t NV = kPanelRows / W;  // vectors per panel column
+static_assert(kPanelRows % W == 0, "a panel column is whole vectors");
+// The batch tile: kTileM tokens x kTileP panels, kTileM * kTileP * NV
+// accumulators (12 of 16 registers on AVX2, 24 of 32 on AVX-512), the
+// column's vectors and one broadcast beside them.
+constexpr int kTileM = W >= 16 ? 12 : W == 8 ? 6 : 2;
+constexpr int kTileP = W >= 16 ? 2 : 1;
+
+// y[i, :kTileP panels] for RM tokens: pw is the first panel's column 0,
+// x token 0's row, y token 0's output for that panel's first row.
+template <int RM, int NP, class T>
+inline void panel_tile(const T* pw, const float* x, float* y, size_t n, size_t ldy) {
+  const size_t stride = n * kPanelRows;  // from one panel to the next
+  vf acc[RM][NP * NV];
+  for (int i = 0; i < RM; ++i)
+    for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = vf(0.0f);
+  for (size_t k = 0; k < n; ++k) {
+    vf wv[NP * NV];
+    for (int p = 0; p < NP; ++p)
+      for (size_t v = 0; v < NV; ++v) wv[p * NV + v] = load(pw + p * stride + k * kPanelRows + v * W);
+    for (int i = 0; i < RM; ++i) {
+      const vf xb(x[i * n + k]);
+      for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = fmadd(xb, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < RM; ++i)
+    for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
+}
+
+// The last M % kTileM tokens: the tile of exactly that many rows.
+template <int R, int NP, class T>
+inline void panel_tail(size_t rows, const T* pw, const float* x, float* y, size_t n, size_t ldy) {
+  if constexpr (R > 0) {
+    if (rows == size_t(R)) panel_tile<R, NP>(pw, x, y, n, ldy);
+    else panel_tail<R - 1, NP>(rows, pw, x, y, n, ldy);
+  }
+}
+
+// Panels outermost: NP panels stay in L2 while every token passes over them.
+template <int NP, class T>
+inline void panel_tokens(const T* pw, const float* x, float* y, size_t M, size_t n, size_t ldy) {
+  size_t m = 0;
+  for (; m + kTileM <= M; m += kTileM) panel_tile<kTileM, NP>(pw, x + m * n, y + m * ldy, n, ldy);
+  panel_tail<kTileM - 1, NP>(M - m, pw, x + m * n, y + m * ldy, n, ldy);
+}
+
+template <class T>
+inline void matmul_panels(const T* panels, const float* x, float* y, size_t M, size_t n, size_t ldy, size_t p0,
+                          size_t p1) {
+  const size_t stride = n * kPanelRows;
+  size_t p = p0;
+  for (; p + kTileP <= p1; p += kTileP) panel_tokens<kTileP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
+  for (; p < p1; ++p) panel_tokens<1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
+}
+
+// One token: a panel is one sequential stream. Columns k, k+1, ... go to U
+// sets of accumulators (enough independent chains to hide the FMA latency),
+// added pairwise at the end.
+template <class T>
+inline void matvec_panels(const T* panels, const float* x, float* y, size_t n, size_t p0, size_t p1) {
+  constexpr size_t U = NV >= 8 ? 1 : 8 / NV;
+  for (size_t p = p0; p < p1; ++p) {
+    const T* pw = panels + p * n * kPanelRows;
+    vf acc[U][NV];
+    for (size_t u = 0; u < U; ++u)
+      for (size_t v = 0; v < NV; ++v) acc[u][v] = vf(0.0f);
+    size_t k = 0;
+    for (; k + U <= n; k += U)
+      for (size_t u = 0; u < U; ++u) {
+        const vf xb(x[k + u]);
+        for (size_t v = 0; v < NV; ++v) acc[u][v] = fmadd(xb, load(pw + (k + u) * kPanelRows + v * W), acc[u][v]);
+      }
+    for (; k < n; ++k) {
+      const vf xb(x[k]);
+      for (size_t v = 0; v < NV; ++v) acc[0][v] = fmadd(xb, load(pw + k * kPanelRows + v * W), acc[0][v]);
+    }
+    for (size_t half = U / 2; half > 0; half /= 2)
+      for (size_t u = 0; u < half; ++u)
+        for (size_t v = 0; v < NV; ++v) acc[u][v] += acc[u + half][v];
+    for (size_t v = 0; v < NV; ++v) acc[0][v].store_unaligned(y + p * kPanelRows + v * W);
+  }
+}
+
 // ---------------------------------------------------------------- elementwise
 
 inline void rmsnorm(float* out, const float* x, const float* w, size_t n, float eps) {
@@ -557,6 +645,10 @@ inline const Kernels& table(const char* name) {
     t.matvec_f16 = matvec<uint16_t>;
     t.matmul_f32 = matmul<float>;
     t.matmul_f16 = matmul<uint16_t>;
+    t.matvec_f32_panels = matvec_panels<float>;
+    t.matvec_f16_panels = matvec_panels<uint16_t>;
+    t.matmul_f32_panels = matmul_panels<float>;
+    t.matmul_f16_panels = matmul_panels<uint16_t>;
     t.rmsnorm = rmsnorm;
     t.softmax = softmax;
     t.swiglu = swiglu;

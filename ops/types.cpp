@@ -23,6 +23,10 @@ template <class Block, class Packed>
 void repack(const void* w, void* out, size_t rows, size_t n) {
   repack_x8(static_cast<const Block*>(w), static_cast<Packed*>(out), rows, n);
 }
+template <class T>
+void panels(const void* w, void* out, size_t rows, size_t n) {
+  pack_panels(static_cast<const T*>(w), static_cast<T*>(out), rows, n);
+}
 
 void f32_to_float(const void* src, float* dst, size_t n) { std::memcpy(dst, src, n * sizeof(float)); }
 void f32_from_float(const float* src, void* dst, size_t n) { std::memcpy(dst, src, n * sizeof(float)); }
@@ -86,11 +90,12 @@ constexpr TypeInfo sized(Type t, const char* name, int block, size_t bytes) {
 }
 
 const TypeInfo kTypes[] = {
-    // type, name, block, bytes, compute, activation, products, to_float, from_float, x8 bytes, repack, file_type,
+    // type, name, block, bytes, compute, activation, products, to_float, from_float, group bytes, repack, file_type,
     // find_nonfinite
-    {Type::F32, "F32", 1, 4, Compute::F32, Activation::None, nullptr, f32_to_float, f32_from_float, 0, nullptr, 0,
-     f32_nonfinite},
-    {Type::F16, "F16", 1, 2, Compute::F16, Activation::None, nullptr, f16_to_float, f16_from_float, 0, nullptr, 1,
+    {Type::F32, "F32", 1, 4, Compute::F32, Activation::None, nullptr, f32_to_float, f32_from_float, kPanelRows * 4,
+     panels<float>, 0, f32_nonfinite},
+    {Type::F16, "F16", 1, 2, Compute::F16, Activation::None, nullptr, f16_to_float, f16_from_float, kPanelRows * 2,
+     panels<uint16_t>, 1,
      f16_nonfinite_n},
     {Type::BF16, "BF16", 1, 2, Compute::WidenF32, Activation::None, nullptr, bf16_to_float, bf16_from_float, 0, nullptr, 32,
      bf16_nonfinite},

@@ -47,11 +47,13 @@ struct TypeInfo {
   // reference quantizer (the bytes llama-quantize writes); null: none here.
   void (*to_float)(const void* src, float* dst, size_t n);
   void (*from_float)(const float* src, void* dst, size_t n);
-  // The row-interleaved copy (8 rows per group, ops/quant.h) the products
-  // read where QuantProducts::matvec_x8 exists: bytes of one group's block
-  // column, and the repacker of rows (a multiple of 8) x n values; 0/null: none.
-  size_t x8_block_bytes;
-  void (*repack_x8)(const void* w, void* out, size_t rows, size_t n);
+  // The packed copy made at load for the products, where there is one:
+  // integer types with QuantProducts::matvec_x8 interleave rows by groups of
+  // 8 (ops/quant.h), the float types store them in panels of kPanelRows
+  // (ops.h). group_bytes: bytes of one group's block column; repack: the
+  // packer of rows (a multiple of group_rows()) x n values; 0/null: none.
+  size_t group_bytes;
+  void (*repack)(const void* w, void* out, size_t rows, size_t n);
   // llama.cpp's general.file_type for a file whose matrices are all of this
   // type (-1: none).
   int file_type;
@@ -61,6 +63,8 @@ struct TypeInfo {
   int64_t (*find_nonfinite)(const void* data, size_t n);
 
   size_t row_bytes(int64_t n) const { return size_t(n) / size_t(block) * block_bytes; }
+  // Rows per group of the packed copy.
+  size_t group_rows() const { return compute == Compute::Integer ? 8 : kPanelRows; }
   bool computable() const { return compute != Compute::None; }
 };
 

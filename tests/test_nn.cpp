@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "engine/runtime/attention.h"
 #include "engine/runtime/cpu.h"
+#include "engine/runtime/linear.h"
 #include "engine/runtime/nn.h"
+#include "engine/format/zeroed_memory.h"
 #include "test_util.h"
 
 namespace qkv {
@@ -131,6 +134,69 @@ TEST(Nn, GatedFeedForwardUpProjections) {
         ASSERT_NEAR(gate[size_t(i * hidden + r)], act * u, 1e-4 * (1 + std::fabs(act * u))) << (geglu ? "geglu" : "swiglu");
       }
   }
+}
+
+// Float weights as loaded: whole panels from the packed copy, the last rows
+// (not a panel's worth) as stored, on 1-3 threads with the same bits, one
+// token and a batch, against the double-precision product.
+TEST(Linear, FloatWeightsFromPanelsAndTheirLastRows) {
+  const int n = 37, rows = 3 * int(ops::kPanelRows) + 5;  // 48 rows in panels, 5 read as stored
+  const auto w = randn(size_t(rows * n), 31), x = randn(size_t(13 * n), 32);
+  std::vector<uint16_t> wh(w.size());
+  for (size_t i = 0; i < w.size(); ++i) wh[i] = ops::f32_to_f16(w[i]);
+  const size_t packed_rows = 3 * ops::kPanelRows;
+  std::vector<float> pw(packed_rows * size_t(n));
+  std::vector<uint16_t> ph(pw.size());
+  ops::pack_panels(w.data(), pw.data(), packed_rows, size_t(n));
+  ops::pack_panels(wh.data(), ph.data(), packed_rows, size_t(n));
+  Tensor t32 = f32_tensor("w32", w, n, rows), t16 = t32;
+  t32.packed = pw.data();
+  t32.packed_rows = int64_t(packed_rows);
+  t16.name = "w16";
+  t16.type = Type::F16;
+  t16.data = wh.data();
+  t16.packed = ph.data();
+  t16.packed_rows = int64_t(packed_rows);
+  for (const Tensor* t : {&t32, &t16}) {
+    for (int M : {1, 13}) {
+      std::vector<float> first;
+      for (int threads : {1, 2, 3}) {
+        Ctx c(threads);
+        c.pool.set_leave_out_helpers(false);  // every thread takes its part
+        std::vector<float> y(size_t(M * rows), -1.0f);
+        linear(c.ctx, *t, x.data(), y.data(), M, -1);
+        for (int m = 0; m < M; ++m)
+          for (int r = 0; r < rows; ++r) {
+            double want = 0;
+            for (int j = 0; j < n; ++j) {
+              const float wv = t == &t32 ? w[size_t(r * n + j)] : ops::f16_to_f32(wh[size_t(r * n + j)]);
+              want += double(wv) * x[size_t(m * n + j)];
+            }
+            ASSERT_NEAR(y[size_t(m * rows + r)], want, 1e-4 * (1 + std::fabs(want)))
+                << t->name << " M=" << M << " row " << r << " threads " << threads;
+          }
+        if (first.empty()) first = y;
+        ASSERT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float))) << t->name << " threads " << threads;
+      }
+    }
+  }
+}
+
+TEST(ZeroedMemory, HugePageBuffersAreAlignedZeroedAndWritable) {
+  const size_t bytes = (size_t(3) << 20) + 100;
+  ZeroedMemory m(bytes, true);
+  ASSERT_EQ(m.bytes(), bytes);
+  auto* p = m.as<uint8_t>();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (size_t(2) << 20), 0u);
+  EXPECT_EQ(p[0], 0);
+  EXPECT_EQ(p[bytes - 1], 0);
+  p[0] = 1;
+  p[bytes - 1] = 2;
+  ZeroedMemory moved = std::move(m);
+  EXPECT_EQ(m.bytes(), 0u);
+  EXPECT_EQ(moved.as<uint8_t>()[bytes - 1], 2);
+  moved = ZeroedMemory(64);
+  EXPECT_EQ(moved.as<uint8_t>()[63], 0);
 }
 
 // The ops Gemma, GPT-2 and Phi-3 add: scaling, soft-capping, splitting a

@@ -111,6 +111,65 @@ TEST_P(OpsTest, MatmulRowsEqualMatvec) {
   }
 }
 
+TEST(Panels, LayoutIsColumnsOfSixteenRows) {
+  const size_t rows = 2 * ops::kPanelRows, n = 3;
+  std::vector<float> w(rows * n), packed(rows * n, -1.0f);
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t k = 0; k < n; ++k) w[r * n + k] = float(r * 100 + k);
+  ops::pack_panels(w.data(), packed.data(), rows, n);
+  ASSERT_EQ(ops::kPanelRows, 16u);
+  EXPECT_EQ(packed[0], 0.0f);     // panel 0, column 0, row 0
+  EXPECT_EQ(packed[1], 100.0f);   // row 1
+  EXPECT_EQ(packed[16], 1.0f);    // column 1, row 0
+  EXPECT_EQ(packed[47], 1502.0f);  // column 2, row 15
+  EXPECT_EQ(packed[48], 1600.0f);  // panel 1: row 16, column 0
+  EXPECT_EQ(packed[95], 3102.0f);
+}
+
+TEST_P(OpsTest, PanelProductsEqualTheUnpackedReference) {
+  // Panel counts odd and even (AVX-512 takes two at a time), token counts
+  // around every ISA's tile (2, 6, 12 rows), widths not a multiple of any vector.
+  const size_t P = 5, rows = P * ops::kPanelRows;
+  for (size_t n : {size_t(1), size_t(3), size_t(16), size_t(17), size_t(172), size_t(257)}) {
+    const auto w = randn(rows * n, 21), x = randn(25 * n, 22);
+    const auto wh = to_f16(w);
+    std::vector<float> pw(rows * n);
+    std::vector<uint16_t> ph(rows * n);
+    ops::pack_panels(w.data(), pw.data(), rows, n);
+    ops::pack_panels(wh.data(), ph.data(), rows, n);
+    for (size_t M : {size_t(1), size_t(2), size_t(3), size_t(5), size_t(6), size_t(7), size_t(11), size_t(12),
+                     size_t(13), size_t(25)}) {
+      for (auto [p0, p1] : {std::pair<size_t, size_t>{0, P}, {1, P}, {1, 4}, {2, 3}}) {
+        const size_t ldy = rows + 5, r0 = p0 * ops::kPanelRows, r1 = p1 * ops::kPanelRows;
+        const std::string what = "n=" + std::to_string(n) + " M=" + std::to_string(M) + " panels [" +
+                                 std::to_string(p0) + ", " + std::to_string(p1) + ")";
+        std::vector<float> want(M * ldy, 0.0f), want16(M * ldy, 0.0f), got(M * ldy, -7.0f);
+        ref().matmul_f32(w.data(), x.data(), want.data(), M, n, ldy, r0, r1);
+        ref().matmul_f16(wh.data(), x.data(), want16.data(), M, n, ldy, r0, r1);
+        k().matmul_f32_panels(pw.data(), x.data(), got.data(), M, n, ldy, p0, p1);
+        for (size_t m = 0; m < M; ++m) {
+          for (size_t r = 0; r < ldy; ++r) {
+            if (r < r0 || r >= r1) { ASSERT_EQ(got[m * ldy + r], -7.0f) << what << ": wrote outside its rows"; }
+          }
+          expect_close(got.data() + m * ldy + r0, want.data() + m * ldy + r0, r1 - r0, 1e-4f, 1e-5f, "f32 " + what);
+        }
+        k().matmul_f16_panels(ph.data(), x.data(), got.data(), M, n, ldy, p0, p1);
+        for (size_t m = 0; m < M; ++m)
+          expect_close(got.data() + m * ldy + r0, want16.data() + m * ldy + r0, r1 - r0, 1e-4f, 1e-5f, "f16 " + what);
+        if (M != 1) continue;
+        std::vector<float> v(rows, -7.0f);
+        k().matvec_f32_panels(pw.data(), x.data(), v.data(), n, p0, p1);
+        for (size_t r = 0; r < rows; ++r) {
+          if (r < r0 || r >= r1) { ASSERT_EQ(v[r], -7.0f) << what << ": matvec wrote outside its rows"; }
+        }
+        expect_close(v.data() + r0, want.data() + r0, r1 - r0, 1e-4f, 1e-5f, "matvec f32 " + what);
+        k().matvec_f16_panels(ph.data(), x.data(), v.data(), n, p0, p1);
+        expect_close(v.data() + r0, want16.data() + r0, r1 - r0, 1e-4f, 1e-5f, "matvec f16 " + what);
+      }
+    }
+  }
+}
+
 TEST_P(OpsTest, Rmsnorm) {
   for (size_t n : kSizes) {
     const auto x = randn(n, 11), w = randn(n, 12);

@@ -8,6 +8,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
@@ -143,6 +144,45 @@ TEST(QuantTypes, MixedFilesNameTheirTypesAndWhatRunsThem) {
   for (const TypeDescription& t : d.types) bytes += t.bytes;
   EXPECT_EQ(bytes, d.tensor_bytes);
   for (size_t i = 1; i < d.types.size(); ++i) EXPECT_GE(d.types[i - 1].bytes, d.types[i].bytes);
+}
+
+// At load every matrix whose type has a packed form gets it: whole groups of
+// rows (8 for the integer types, 16-row panels for F32), the bytes the type's
+// repacker makes of the file's rows, each copy cache-line aligned; the rest
+// (Q6_K here, 1-D norms) have none; a row-read matrix keeps its data.
+TEST(QuantTypes, MatricesArePackedAtLoadAsTheProductsReadThem) {
+  for (const char* file : {"quant/tinyllama-v0-Q3_K_M.gguf", "quant/tinyllama-v0-Q5_K_M.gguf", "tinyllama-v0-f32.gguf"}) {
+    const std::string path = test::model_path(file);
+    auto wf = WeightFile::open(path), plain = WeightFile::open(path);
+    std::vector<const Tensor*> matmul, row_read;
+    for (const std::string& name : wf->tensor_names()) {
+      const Tensor* t = wf->find(name);
+      if (t->n_dims == 2) matmul.push_back(t);
+      if (name == "token_embd.weight") row_read.push_back(t);
+    }
+    ASSERT_FALSE(row_read.empty()) << file;
+    wf->pack_for_products(matmul, row_read);
+    int packed = 0;
+    for (const Tensor* t : matmul) {
+      const ops::TypeInfo& info = t->info();
+      const Tensor* orig = plain->find(t->name);
+      if (!info.repack) {
+        EXPECT_EQ(t->packed, nullptr) << file << " " << t->name;
+        continue;
+      }
+      ++packed;
+      const size_t n = size_t(t->row_len()), rows = size_t(t->n_rows()) / info.group_rows() * info.group_rows();
+      ASSERT_NE(t->packed, nullptr) << file << " " << t->name;
+      EXPECT_EQ(size_t(t->packed_rows), rows) << file << " " << t->name;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t->packed) % 64, 0u) << file << " " << t->name;
+      std::vector<uint8_t> want(rows / info.group_rows() * (n / size_t(info.block)) * info.group_bytes);
+      info.repack(orig->data, want.data(), rows, n);
+      EXPECT_EQ(0, std::memcmp(want.data(), t->packed, want.size())) << file << " " << t->name;
+    }
+    EXPECT_GT(packed, 0) << file;
+    const Tensor* embd = wf->find("token_embd.weight");
+    EXPECT_EQ(0, std::memcmp(embd->data, plain->find("token_embd.weight")->data, embd->n_bytes())) << file;
+  }
 }
 
 // llama-perplexity on every llama-quantize file (tinyllama-v0 in each

@@ -81,14 +81,14 @@ TEST(TypeTable, ComputableRowsHaveTheirCode) {
         EXPECT_NE(p.matvec, nullptr) << k->isa << " " << t->name;
         EXPECT_NE(p.matmul, nullptr) << k->isa << " " << t->name;
         // A row-interleaved copy is made only where the products read one.
-        EXPECT_EQ(p.matvec_x8 != nullptr, t->repack_x8 != nullptr) << k->isa << " " << t->name;
-        EXPECT_EQ(p.matmul_x8 != nullptr, t->repack_x8 != nullptr) << k->isa << " " << t->name;
+        EXPECT_EQ(p.matvec_x8 != nullptr, t->repack != nullptr) << k->isa << " " << t->name;
+        EXPECT_EQ(p.matmul_x8 != nullptr, t->repack != nullptr) << k->isa << " " << t->name;
       }
     } else {
       EXPECT_EQ(t->activation, ops::Activation::None) << t->name;
     }
-    if (t->repack_x8) {
-      EXPECT_GE(t->x8_block_bytes, 8 * t->block_bytes) << t->name;
+    if (t->repack) {
+      EXPECT_GE(t->group_bytes, t->group_rows() * t->block_bytes) << t->name;
     }
   }
   EXPECT_EQ(computable, 15);

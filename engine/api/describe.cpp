@@ -38,12 +38,14 @@ std::string runs_with(const std::string& name) {
   if (!t) return "unknown type: qkv cannot read it";
   const char* isa = active_kernels().isa;
   switch (t->compute) {
-    case ops::Compute::F32: return cat("f32 kernels (", isa, ")");
-    case ops::Compute::F16: return cat("f16 kernels, widened in registers (", isa, ")");
-    case ops::Compute::WidenF32: return cat("widened to F32 at load, then the f32 kernels (", isa, ")");
+    case ops::Compute::F32: return cat("f32 kernels, rows in panels of ", ops::kPanelRows, " at load (", isa, ")");
+    case ops::Compute::F16:
+      return cat("f16 kernels, rows in panels of ", ops::kPanelRows, " at load, widened in registers (", isa, ")");
+    case ops::Compute::WidenF32:
+      return cat("widened to F32 at load, then the f32 kernels, rows in panels of ", ops::kPanelRows, " (", isa, ")");
     case ops::Compute::Integer: {
       const char* act = t->activation == ops::Activation::Q8_K ? "Q8_K" : t->activation == ops::Activation::Q8_1 ? "Q8_1" : "Q8_0";
-      return cat("integer products on ", act, " activations", t->repack_x8 ? ", rows interleaved by 8 at load" : "", " (",
+      return cat("integer products on ", act, " activations", t->repack ? ", rows interleaved by 8 at load" : "", " (",
                  isa, " kernels)");
     }
     case ops::Compute::None: break;

@@ -21,9 +21,10 @@ struct Tensor {
   int n_dims = 0;
   int64_t ne[4] = {1, 1, 1, 1};
   const void* data = nullptr;
-  // Types with a row-interleaved form (TypeInfo::repack_x8): the first
-  // packed_rows rows (a multiple of 8) again, interleaved by groups of 8 rows
-  // for the products; null when there is no such copy.
+  // Types with a packed form (TypeInfo::repack): the first packed_rows rows
+  // (a multiple of TypeInfo::group_rows()) again, as the products read them:
+  // interleaved by groups of 8 rows (integer types) or in panels (float
+  // types); null when there is no such copy.
   const void* packed = nullptr;
   int64_t packed_rows = 0;
 

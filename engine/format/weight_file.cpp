@@ -24,24 +24,39 @@ const Tensor* WeightFile::find(const std::string& name) const {
 }
 
 void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, const std::vector<const Tensor*>& row_read) {
+  struct Copy {
+    Tensor* t;
+    size_t rows, at;  // rows packed (whole groups); offset in the buffer
+  };
+  std::vector<Copy> copies;
+  size_t total = 0;
   for (const Tensor* m : matmul) {
     auto it = tensors_.find(m->name);
     if (it == tensors_.end() || &it->second != m) continue;  // not one of this file's
     Tensor& t = it->second;
     const TypeInfo& info = t.info();
-    if (!info.repack_x8 || t.n_dims < 2 || t.packed) continue;
-    const size_t rows = size_t(t.n_rows()) / 8 * 8, n = size_t(t.row_len());
+    if (!info.repack || t.n_dims < 2 || t.packed) continue;
+    if (std::any_of(copies.begin(), copies.end(), [&](const Copy& c) { return c.t == &t; })) continue;  // listed twice
+    const size_t group = info.group_rows();
+    const size_t rows = size_t(t.n_rows()) / group * group;
     if (rows == 0) continue;
-    const size_t bytes = rows * t.row_bytes();
-    // A group's block column may hold more than its 8 blocks (Q4_K: its scales unpacked).
-    const size_t packed_bytes = rows / 8 * (n / size_t(info.block)) * info.x8_block_bytes;
-    packed_.push_back(std::make_unique<uint8_t[]>(packed_bytes));
-    uint8_t* out = packed_.back().get();
-    info.repack_x8(t.data, out, rows, n);
+    // A group's block column may hold more than its blocks (Q4_K: its scales unpacked).
+    const size_t bytes = rows / group * (size_t(t.row_len()) / size_t(info.block)) * info.group_bytes;
+    copies.push_back({&t, rows, total});
+    total += (bytes + 63) / 64 * 64;  // each copy cache-line aligned: no panel column straddles two lines
+  }
+  if (copies.empty()) return;
+  // One buffer for every copy, on huge pages where the system gives them: the
+  // products stream all of it for every token.
+  packed_ = ZeroedMemory(total, true);
+  for (const Copy& c : copies) {
+    Tensor& t = *c.t;
+    uint8_t* out = packed_.as<uint8_t>() + c.at;
+    t.info().repack(t.data, out, c.rows, size_t(t.row_len()));
     t.packed = out;
-    t.packed_rows = int64_t(rows);
-    if (mapped_ && std::find(row_read.begin(), row_read.end(), m) == row_read.end())
-      release_mapped_pages(t.data, bytes);
+    t.packed_rows = int64_t(c.rows);
+    if (mapped_ && std::find(row_read.begin(), row_read.end(), &t) == row_read.end())
+      release_mapped_pages(t.data, c.rows * t.row_bytes());
   }
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/format/tensor.h"
+#include "engine/format/zeroed_memory.h"
 #include "engine/text/vocab.h"
 
 namespace qkv {
@@ -40,8 +41,8 @@ class WeightFile {
   // Every tensor's name, in name order.
   std::vector<std::string> tensor_names() const;
 
-  // Gives each matrix of `matmul` whose type has a row-interleaved form
-  // (TypeInfo::repack_x8) and at least 8 rows its row-interleaved copy (Tensor::packed), owned by this file. Where the
+  // Gives each matrix of `matmul` whose type has a packed form (TypeInfo::repack)
+  // and at least one group of rows its packed copy (Tensor::packed), owned by this file. Where the
   // file is mapped, the pages of the originals that only the copy will be
   // read from (not in `row_read`) go back to the system. Once, before the
   // tensors are shared.
@@ -62,7 +63,7 @@ class WeightFile {
   std::optional<Vocab> vocab_;
   std::map<std::string, Tensor> tensors_;
   bool mapped_ = false;  // tensor data lies in a read-only file mapping
-  std::vector<std::unique_ptr<uint8_t[]>> packed_;  // the buffers behind Tensor::packed
+  ZeroedMemory packed_;  // the buffer behind every Tensor::packed
 };
 
 std::unique_ptr<WeightFile> open_llama2c_bin(const std::string& path, bool use_mmap = true);

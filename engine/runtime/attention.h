@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "engine/runtime/architecture.h"
-#include "engine/runtime/zeroed_memory.h"
+#include "engine/format/zeroed_memory.h"
 #include "ops/ops.h"
 
 namespace qkv {

@@ -8,7 +8,8 @@
 
 namespace qkv {
 namespace {
-constexpr size_t kRowBlock = 16;  // rows per scheduling unit (a multiple of every kernel's tile)
+constexpr size_t kRowBlock = 16;  // rows per scheduling unit (a multiple of every packed group: 8 rows, kPanelRows)
+static_assert(kRowBlock % ops::kPanelRows == 0 && kRowBlock % 8 == 0, "row blocks start on group boundaries");
 
 // The integer products of a weight type in this kernel table; null for float types.
 const ops::QuantProducts* quant_products(const ops::Kernels& k, const Tensor& w) {
@@ -111,6 +112,25 @@ Product prepare(const ops::Kernels& k, const Tensor& w, float* y, const Quantize
   return p;
 }
 
+// Float weights: whole panels from the packed copy, the rest (fewer than
+// kPanelRows last rows, or a tensor without a copy) as stored.
+template <class T, class PanelVec, class PanelMat, class Vec, class Mat>
+void run_float_rows(const T* w, const T* panels, size_t packed_rows, PanelVec matvec_panels, PanelMat matmul_panels,
+                    Vec matvec, Mat matmul, const float* x, float* y, int M, size_t n, size_t rows, size_t r0,
+                    size_t r1) {
+  size_t r = r0;
+  if (panels && r0 % ops::kPanelRows == 0 && r0 < packed_rows) {
+    const size_t p1 = std::min(r1, packed_rows) / ops::kPanelRows;
+    if (M == 1) matvec_panels(panels, x, y, n, r0 / ops::kPanelRows, p1);
+    else matmul_panels(panels, x, y, size_t(M), n, rows, r0 / ops::kPanelRows, p1);
+    r = p1 * ops::kPanelRows;
+  }
+  if (r < r1) {
+    if (M == 1) matvec(w, x, y, n, r, r1);
+    else matmul(w, x, y, size_t(M), n, rows, r, r1);
+  }
+}
+
 // y[m, r] for the rows [r0, r1) of p.
 void run_rows(const ops::Kernels& k, const Product& p, const float* x, int M, size_t r0, size_t r1) {
   const Tensor& w = *p.w;
@@ -130,13 +150,11 @@ void run_rows(const ops::Kernels& k, const Product& p, const float* x, int M, si
       else p.qp->matmul(w.data, p.xw, y, size_t(M), n, rows, r, r1);
     }
   } else if (p.compute == ops::Compute::F32) {
-    const float* wp = static_cast<const float*>(w.data);
-    if (M == 1) k.matvec_f32(wp, x, y, n, r0, r1);
-    else k.matmul_f32(wp, x, y, size_t(M), n, rows, r0, r1);
+    run_float_rows(static_cast<const float*>(w.data), static_cast<const float*>(w.packed), size_t(w.packed_rows),
+                   k.matvec_f32_panels, k.matmul_f32_panels, k.matvec_f32, k.matmul_f32, x, y, M, n, rows, r0, r1);
   } else {  // F16
-    const uint16_t* wp = static_cast<const uint16_t*>(w.data);
-    if (M == 1) k.matvec_f16(wp, x, y, n, r0, r1);
-    else k.matmul_f16(wp, x, y, size_t(M), n, rows, r0, r1);
+    run_float_rows(static_cast<const uint16_t*>(w.data), static_cast<const uint16_t*>(w.packed), size_t(w.packed_rows),
+                   k.matvec_f16_panels, k.matmul_f16_panels, k.matvec_f16, k.matmul_f16, x, y, M, n, rows, r0, r1);
   }
 }
 

@@ -3,12 +3,12 @@
 // buffer far larger than the caches.
 #include <algorithm>
 #include <chrono>
-#include <memory>
 #include <vector>
 
 #include "engine/runtime/cpu.h"
 #include "engine/api/qkv.hpp"
 #include "engine/runtime/thread_pool.h"
+#include "engine/format/zeroed_memory.h"
 
 namespace qkv {
 
@@ -35,13 +35,16 @@ MachineLimits probe_machine(int threads, size_t buffer_bytes) {
   }
 
   // Bandwidth: each thread streams its own part of the buffer; best of three.
+  // On huge pages, as the packed weights are (TLB misses would make the
+  // probe slower than the products it measures).
   const size_t n = std::max<size_t>(buffer_bytes / sizeof(float), 1024);
-  std::unique_ptr<float[]> buf(new float[n]);
-  pool.parallel_for(n, [&](size_t b, size_t e, int) { std::fill(buf.get() + b, buf.get() + e, 1.0f); });
+  const ZeroedMemory mem(n * sizeof(float), true);
+  float* buf = mem.as<float>();
+  pool.parallel_for(n, [&](size_t b, size_t e, int) { std::fill(buf + b, buf + e, 1.0f); });
   for (int rep = 0; rep < 3; ++rep) {
     std::vector<float> sink(size_t(m.threads));
     const auto t0 = clock::now();
-    pool.parallel_for(n, [&](size_t b, size_t e, int t) { sink[size_t(t)] = k.dot(buf.get() + b, buf.get() + b, e - b); });
+    pool.parallel_for(n, [&](size_t b, size_t e, int t) { sink[size_t(t)] = k.dot(buf + b, buf + b, e - b); });
     const double s = seconds(t0);
     m.read_gbps = std::max(m.read_gbps, double(n) * sizeof(float) / s * 1e-9);
   }

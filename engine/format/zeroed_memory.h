@@ -1,6 +1,11 @@
 // Zero-filled memory from the operating system, committed page by page as it
 // is first touched (an anonymous mapping): a KV cache sized for a long
 // context costs only what the tokens written so far occupy.
+//
+// Memory that is streamed whole again and again (packed weights) asks for
+// huge pages: aligned to 2 MiB and advised so, it is then read with one TLB
+// entry per 2 MiB instead of per 4 KiB (the kernel decides; the advice is
+// harmless where it has none to give).
 #pragma once
 
 #include <cstddef>
@@ -10,9 +15,12 @@ namespace qkv {
 class ZeroedMemory {
  public:
   ZeroedMemory() = default;
-  explicit ZeroedMemory(size_t bytes);  // throws std::bad_alloc when the mapping fails
+  // Throws std::bad_alloc when the mapping fails.
+  explicit ZeroedMemory(size_t bytes, bool huge_pages = false);
   ~ZeroedMemory();
-  ZeroedMemory(ZeroedMemory&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr, o.bytes_ = 0; }
+  ZeroedMemory(ZeroedMemory&& o) noexcept : p_(o.p_), bytes_(o.bytes_), base_(o.base_), mapped_(o.mapped_) {
+    o.p_ = o.base_ = nullptr, o.bytes_ = o.mapped_ = 0;
+  }
   ZeroedMemory& operator=(ZeroedMemory&& o) noexcept;
   ZeroedMemory(const ZeroedMemory&) = delete;
   ZeroedMemory& operator=(const ZeroedMemory&) = delete;
@@ -22,8 +30,11 @@ class ZeroedMemory {
   size_t bytes() const { return bytes_; }
 
  private:
+  void release();
   void* p_ = nullptr;
   size_t bytes_ = 0;
+  void* base_ = nullptr;  // the mapping behind p_ (larger when aligned for huge pages)
+  size_t mapped_ = 0;
 };
 
 }  // namespace qkv
