@@ -149,6 +149,43 @@ void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, 
       benchmark::Counter(1e-9 * double(w.size() + xq.size() + 4 * M * rows), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// y = W x from memory: one token through a stories110M-sized FFN matrix
+// (2048 x 768) after another, cycling through copies that fill `total`
+// bytes (far more than any L3), as a model's layers stream in at generation.
+// GB/s: the weight bytes read, against probe/read/1GiB in the same run.
+void qmatvec_dram(benchmark::State& st, const Kernels* k, QuantBench q, size_t total) {
+  const size_t rows = 2048, n = 768;
+  const auto wf = randn(rows * n);
+  const size_t rb = q.type->row_bytes(int64_t(n));
+  std::vector<uint8_t> w(rb * rows);
+  for (size_t r = 0; r < rows; ++r) q.type->from_float(wf.data() + r * n, w.data() + r * rb, n);
+  const qkv::ops::QuantProducts& p = k->*q.products;
+  const bool x8 = p.matvec_x8 != nullptr;  // the engine runs these from row-interleaved copies
+  std::vector<uint8_t> one = w;
+  if (x8) {
+    one.assign(rows / 8 * (n / size_t(q.type->block)) * q.type->group_bytes, 0);
+    q.type->repack(w.data(), one.data(), rows, n);
+  }
+  const size_t copies = std::max<size_t>(1, total / one.size());
+  const qkv::ZeroedMemory mem(copies * one.size(), true);
+  for (size_t c = 0; c < copies; ++c) std::copy(one.begin(), one.end(), mem.as<uint8_t>() + c * one.size());
+  const auto xq = quantized_activations(q, 1, n);
+  std::vector<qkv::ops::Q8Sum> sums(n / 32);
+  if (q.act == qkv::ops::Activation::Q8_0)
+    qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
+  std::vector<float> y(rows);
+  size_t c = 0;
+  for (auto _ : st) {
+    const uint8_t* wc = mem.as<uint8_t>() + c * one.size();
+    if (x8) p.matvec_x8(wc, xq.data(), sums.data(), y.data(), n, 0, rows / 8);
+    else p.matvec(wc, xq.data(), y.data(), n, 0, rows);
+    benchmark::DoNotOptimize(y.data());
+    c = c + 1 == copies ? 0 : c + 1;
+  }
+  st.counters["GOP/s"] = benchmark::Counter(2e-9 * double(rows * n), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GB/s"] = benchmark::Counter(1e-9 * double(one.size()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Activations quantized before the integer products: one row of n.
 void quantize_act(benchmark::State& st, const Kernels* k, bool kquant, size_t n) {
   const auto x = randn(n);
@@ -276,6 +313,12 @@ void probe_fma(benchmark::State& st, const Kernels* k) {
   set_rates(st, flops, 0);
 }
 
+void probe_int8(benchmark::State& st, const Kernels* k) {
+  double ops = 0;
+  for (auto _ : st) ops = k->int8_peak(1 << 16);
+  st.counters["GOP/s"] = benchmark::Counter(ops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // On huge pages, as the engine's packed weights are.
 void probe_read(benchmark::State& st, const Kernels* k, size_t bytes) {
   const qkv::ZeroedMemory mem(bytes, true);
@@ -294,6 +337,7 @@ int register_all() {
   for (const Kernels* k : qkv::available_kernels()) {
     const std::string isa = k->isa;
     benchmark::RegisterBenchmark(("probe/fma/" + isa).c_str(), probe_fma, k);
+    benchmark::RegisterBenchmark(("probe/int8/" + isa).c_str(), probe_int8, k);
     for (const auto& [dim, hidden] : shapes) {
       for (const auto& [rows, cols] : {std::pair{dim, dim}, std::pair{hidden, dim}, std::pair{dim, hidden},
                                        std::pair{size_t(32000), dim}}) {
@@ -342,6 +386,8 @@ int register_all() {
         if (rows < 32000)
           benchmark::RegisterBenchmark(("qmatmul/" + name + "/M128").c_str(), qmatmul, k, q, rows, cols, size_t(128));
       }
+      benchmark::RegisterBenchmark(("qmatvec/" + std::string(q.name) + "/" + isa + "/dram").c_str(), qmatvec_dram, k, q,
+                                   size_t(256) << 20);
     }
   }
 

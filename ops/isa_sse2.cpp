@@ -36,6 +36,7 @@ QuantProducts q4_0_products() { return q4_0_products_ref(); }
 QuantProducts q4_K_products() { return q4_K_products_ref(); }
 QuantProducts q5_K_products() { return q5_K_products_ref(); }
 QuantProducts q6_K_products() { return q6_K_products_ref(); }
+double int8_peak(size_t iters) { return reference_kernels().int8_peak(iters); }
 void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n) { quantize_q8_0_ref(x, blocks, sums, n); }
 void quantize_q8_K(const float* x, void* blocks, size_t n) { quantize_q8_K_ref(x, blocks, n); }
 void quantize_q8_1(const float* x, void* blocks, size_t n) { quantize_q8_1_ref(x, blocks, n); }

@@ -177,6 +177,12 @@ struct Kernels {
   // Machine probe: `iters` rounds of 12 independent multiply-add chains on
   // whole vectors; returns the number of floating-point operations done.
   double (*fma_peak)(size_t iters);
+  // `iters` rounds of 12 independent chains of the byte multiply the integer
+  // products are built from (32 unsigned x signed byte pairs per instruction:
+  // vpmaddubsw on AVX2, vpdpbusd with VNNI, on 256-bit vectors as the
+  // products use them); returns the integer operations done (a multiply and
+  // an add per pair).
+  double (*int8_peak)(size_t iters);
 };
 
 // The scalar reference: simple loops, sequential sums.

@@ -5,7 +5,8 @@
 // QKV_DOT_ACC(acc, a_unsigned, b_signed) (the same added to acc),
 // QKV_MADD_ACC(acc, a16, b16): acc + the int16 pair products of a and b
 // summed into int32 lanes (madd + add, or VNNI's vpdpwssd), and QKV_Q8_BIAS
-// (see quant_x86_x8.h).
+// (see quant_x86_x8.h), and QKV_PEAK_ACC(acc, a_unsigned, b_signed): the
+// cheapest accumulation of 32 byte products the ISA has, for the probe.
 #pragma once
 
 #include <immintrin.h>
@@ -175,5 +176,22 @@ QuantProducts q2_K_products() { return quant_products<BlockQ2_K>(); }
 QuantProducts q3_K_products() { return quant_products<BlockQ3_K>(); }
 QuantProducts iq4_xs_products() { return quant_products<BlockIQ4_XS>(); }
 QuantProducts q6_K_products() { return quant_products<BlockQ6_K>(); }
+
+// Machine probe: 12 independent chains of QKV_PEAK_ACC, the ISA's byte
+// multiply (32 pairs per instruction) that every integer product is built
+// from. Each chain multiplies its own accumulator's bytes, so no product can
+// be hoisted out of the loop; 12 chains cover the multiply's latency.
+double int8_peak(size_t iters) {
+  __m256i acc[12];
+  const __m256i b = _mm256_set1_epi8(3);
+  for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_epi8(char(j + 1));
+  for (size_t i = 0; i < iters; ++i)
+    for (int j = 0; j < 12; ++j) acc[j] = QKV_PEAK_ACC(acc[j], acc[j], b);
+  __m256i sum = acc[0];
+  for (int j = 1; j < 12; ++j) sum = _mm256_add_epi32(sum, acc[j]);
+  volatile int sink = _mm256_extract_epi32(sum, 0);
+  (void)sink;
+  return 12.0 * 64.0 * double(iters);  // 32 byte pairs per product: a multiply and an add each
+}
 
 }  // namespace qkv::ops::QKV_ISA_NS

@@ -265,6 +265,16 @@ void f32_to_f16_ref(const float* src, uint16_t* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
+double int8_peak_ref(size_t iters) {
+  uint32_t acc[12];  // unsigned: wraps, never overflows
+  for (int j = 0; j < 12; ++j) acc[j] = uint32_t(j);
+  for (size_t i = 0; i < iters; ++i)
+    for (int j = 0; j < 12; ++j) acc[j] = acc[j] * 3u + uint32_t(i & 7);  // one multiply and one add a chain
+  volatile uint32_t sink = 0;
+  for (int j = 0; j < 12; ++j) sink = sink + acc[j];
+  return 24.0 * double(iters);
+}
+
 double fma_peak_ref(size_t iters) {
   float acc[12];
   for (int j = 0; j < 12; ++j) acc[j] = float(j);
@@ -318,6 +328,7 @@ const Kernels& reference_kernels() {
     t.iq4_xs = iq4_xs_products_ref();
     t.quantize_q8_1 = quantize_q8_1_ref;
     t.fma_peak = fma_peak_ref;
+    t.int8_peak = int8_peak_ref;
     return t;
   }();
   return k;

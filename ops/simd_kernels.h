@@ -635,6 +635,7 @@ QuantProducts iq4_nl_products();
 QuantProducts q2_K_products();
 QuantProducts q3_K_products();
 QuantProducts iq4_xs_products();
+double int8_peak(size_t iters);
 
 inline const Kernels& table(const char* name) {
   static const Kernels k = [name] {
@@ -677,6 +678,7 @@ inline const Kernels& table(const char* name) {
     t.q3_K = q3_K_products();
     t.iq4_xs = iq4_xs_products();
     t.fma_peak = fma_peak;
+    t.int8_peak = int8_peak;
     return t;
   }();
   return k;

@@ -137,6 +137,9 @@ TEST(KernelTables, NoEntryIsNull) {
         reinterpret_cast<const void*>(t.quantize_q8_0), reinterpret_cast<const void*>(t.quantize_q8_K),
         reinterpret_cast<const void*>(t.fma_peak),      reinterpret_cast<const void*>(t.layernorm),
         reinterpret_cast<const void*>(t.gelu),          reinterpret_cast<const void*>(t.geglu),
+        reinterpret_cast<const void*>(t.matvec_f32_panels), reinterpret_cast<const void*>(t.matvec_f16_panels),
+        reinterpret_cast<const void*>(t.matmul_f32_panels), reinterpret_cast<const void*>(t.matmul_f16_panels),
+        reinterpret_cast<const void*>(t.int8_peak),     reinterpret_cast<const void*>(t.quantize_q8_1),
     };
     ASSERT_NE(t.isa, nullptr);
     for (size_t i = 0; i < sizeof(entries) / sizeof(entries[0]); ++i) EXPECT_NE(entries[i], nullptr) << t.isa << " entry " << i;
