@@ -122,19 +122,30 @@ std::vector<uint8_t> quantized_activations(const QuantBench& q, size_t M, size_t
   return out;
 }
 
-// y = W x (M == 1) or Y = X W^T with quantized W and x: "GOP/s" counts a
-// multiply and an add per weight and activation row, GB/s the bytes read.
-void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, size_t n, size_t M) {
+// rows x n random weights quantized to q's blocks, and their row-interleaved
+// copy (empty for types without one).
+std::vector<uint8_t> quantized_weights(const QuantBench& q, size_t rows, size_t n) {
   const auto wf = randn(rows * n);
   const size_t rb = q.type->row_bytes(int64_t(n));
   std::vector<uint8_t> w(rb * rows);
   for (size_t r = 0; r < rows; ++r) q.type->from_float(wf.data() + r * n, w.data() + r * rb, n);
+  return w;
+}
+std::vector<uint8_t> packed_weights(const QuantBench& q, const std::vector<uint8_t>& w, size_t rows, size_t n) {
+  if (!q.type->repack) return {};
+  std::vector<uint8_t> packed(rows / 8 * (n / size_t(q.type->block)) * q.type->group_bytes);
+  q.type->repack(w.data(), packed.data(), rows, n);
+  return packed;
+}
+
+// y = W x (M == 1) or Y = X W^T with quantized W and x: "GOP/s" counts a
+// multiply and an add per weight and activation row, GB/s the bytes read.
+void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, size_t n, size_t M) {
+  const std::vector<uint8_t> w = quantized_weights(q, rows, n), packed = packed_weights(q, w, rows, n);
   const auto xq = quantized_activations(q, M, n);
   std::vector<float> y(M * rows);
   const qkv::ops::QuantProducts& p = k->*q.products;
-  std::vector<uint8_t> packed(rows / 8 * (n / size_t(q.type->block)) * q.type->group_bytes);
   std::vector<qkv::ops::Q8Sum> sums(q.kquant ? 0 : M * n / 32);
-  if (q.type->repack) q.type->repack(w.data(), packed.data(), rows, n);
   const bool x8 = p.matvec_x8 != nullptr;  // the engine runs these from row-interleaved copies
   if (q.act == qkv::ops::Activation::Q8_0) qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
   for (auto _ : st) {
@@ -155,17 +166,9 @@ void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, 
 // GB/s: the weight bytes read, against probe/read/1GiB in the same run.
 void qmatvec_dram(benchmark::State& st, const Kernels* k, QuantBench q, size_t total) {
   const size_t rows = 2048, n = 768;
-  const auto wf = randn(rows * n);
-  const size_t rb = q.type->row_bytes(int64_t(n));
-  std::vector<uint8_t> w(rb * rows);
-  for (size_t r = 0; r < rows; ++r) q.type->from_float(wf.data() + r * n, w.data() + r * rb, n);
   const qkv::ops::QuantProducts& p = k->*q.products;
   const bool x8 = p.matvec_x8 != nullptr;  // the engine runs these from row-interleaved copies
-  std::vector<uint8_t> one = w;
-  if (x8) {
-    one.assign(rows / 8 * (n / size_t(q.type->block)) * q.type->group_bytes, 0);
-    q.type->repack(w.data(), one.data(), rows, n);
-  }
+  const std::vector<uint8_t> w = quantized_weights(q, rows, n), one = x8 ? packed_weights(q, w, rows, n) : w;
   const size_t copies = std::max<size_t>(1, total / one.size());
   const qkv::ZeroedMemory mem(copies * one.size(), true);
   for (size_t c = 0; c < copies; ++c) std::copy(one.begin(), one.end(), mem.as<uint8_t>() + c * one.size());
