@@ -278,9 +278,19 @@ void attention_stream(benchmark::State& st, const Kernels* k, size_t hd, size_t 
   const size_t elem = f16 ? 2 : 4, head_bytes = tiles * T * (hd + ldv) * elem;
   const size_t heads = std::max(size_t(2), total / head_bytes);
   const size_t k_elems = tiles * T * hd, v_elems = tiles * T * ldv;
-  std::vector<float> kf(f16 ? 0 : heads * k_elems, 0.01f), vf(f16 ? 0 : heads * v_elems, 0.02f);
-  std::vector<uint16_t> k16(f16 ? heads * k_elems : 0, qkv::ops::f32_to_f16(0.01f)),
-      v16(f16 ? heads * v_elems : 0, qkv::ops::f32_to_f16(0.02f));
+  // On huge pages, as the engine's cache is.
+  const qkv::ZeroedMemory kmem(heads * k_elems * elem, true), vmem(heads * v_elems * elem, true);
+  float* kf = kmem.as<float>();
+  float* vf = vmem.as<float>();
+  uint16_t* k16 = kmem.as<uint16_t>();
+  uint16_t* v16 = vmem.as<uint16_t>();
+  if (f16) {
+    std::fill(k16, k16 + heads * k_elems, qkv::ops::f32_to_f16(0.01f));
+    std::fill(v16, v16 + heads * v_elems, qkv::ops::f32_to_f16(0.02f));
+  } else {
+    std::fill(kf, kf + heads * k_elems, 0.01f);
+    std::fill(vf, vf + heads * v_elems, 0.02f);
+  }
   const auto q = randn(hd);
   const float* qp = q.data();
   int32_t lo = 0, hi = int32_t(depth);
@@ -291,8 +301,8 @@ void attention_stream(benchmark::State& st, const Kernels* k, size_t hd, size_t 
     m = -INFINITY, l = 0.0f;
     std::fill(o.begin(), o.end(), 0.0f);
     const qkv::ops::AttentionRows R{1, &qp, &lo, &hi, &m, &l, o.data(), ldv};
-    if (f16) attend(k, R, k16.data() + h * k_elems, v16.data() + h * v_elems, hd, depth, s.data(), tiles * T, scratch.data());
-    else attend(k, R, kf.data() + h * k_elems, vf.data() + h * v_elems, hd, depth, nullptr, 0, scratch.data());
+    if (f16) attend(k, R, k16 + h * k_elems, v16 + h * v_elems, hd, depth, s.data(), tiles * T, scratch.data());
+    else attend(k, R, kf + h * k_elems, vf + h * v_elems, hd, depth, nullptr, 0, scratch.data());
     benchmark::DoNotOptimize(o.data());
     h = (h + 1) % heads;
   }

@@ -40,13 +40,15 @@ struct QuantProducts {
 
 // ---------------------------------------------------------------- attention
 //
-// One KV head's cache, as the attention kernels read it:
+// One KV head's cache from position t0 on (t0 a multiple of kAttnTile), as
+// the attention kernels read it, with u = t - t0:
 //   K in panels of kAttnTile positions, each panel transposed:
-//     k_t[i] = kt[(t / kAttnTile) * head_dim * kAttnTile + i * kAttnTile + t % kAttnTile]
+//     k_t[i] = kt[(u / kAttnTile) * head_dim * kAttnTile + i * kAttnTile + u % kAttnTile]
 //     so a panel's scores are a product over i of one query value and a
 //     vector of kAttnTile keys (no horizontal sums, no transposition);
 //   V row by row, rows padded with zeros to attention_ldv(head_dim) values:
-//     v_t[i] = v[t * attention_ldv(head_dim) + i].
+//     v_t[i] = v[u * attention_ldv(head_dim) + i].
+// So a cache may be cut into chunks anywhere apart, each read by its own call.
 constexpr size_t kAttnTile = 64;
 inline size_t attention_ldv(size_t head_dim) { return (head_dim + 31) / 32 * 32; }
 inline size_t attention_scratch(size_t rows, size_t head_dim) { return rows * (head_dim + kAttnTile); }
@@ -134,7 +136,8 @@ struct Kernels {
   // dst[i] = src[i] rounded to f16 (nearest, ties to even)
   void (*f32_to_f16)(const float* src, uint16_t* dst, size_t n);
 
-  // FlashAttention over one KV head's cache (the layout above AttentionRows),
+  // FlashAttention over one KV head's cache (the layout above AttentionRows:
+  // kt and v hold positions t0.., t0 a multiple of kAttnTile),
   // f32: extends the rows' state over the keys in [t0, t1) that each row
   // sees, in tiles of kAttnTile keys: scores S = q . k_t * scale (soft-capped
   // when cap > 0) as a register-tiled product, masked outside [lo, hi), an
@@ -146,10 +149,10 @@ struct Kernels {
   // The f16 cache, with llama.cpp's numerics there (its attention without
   // flash attention): queries rounded to f16, f32 scores and softmax, and
   // the probabilities normalised and rounded to f16 before they weight V.
-  // That takes two phases. First the scores of [t0, t1) (t0 a multiple of
-  // kAttnTile) into s (row r at s + r * lds, key t at t - t0, -inf where
-  // masked; lds >= t1 - t0 rounded up to kAttnTile), and each row's max m
-  // and sum l of exp(s - m), extended as above (o untouched). Then, with m
+  // That takes two phases. First the scores of [t0, t1) into s (row r at
+  // s + r * lds, key t at t - t0, -inf where masked; lds >= t1 - t0 rounded
+  // up to kAttnTile), and each row's max m and sum l of exp(s - m), extended
+  // as above (o untouched). Then, with m
   // and l final (merged over every range the row sees), o += sum_t p_t v_t
   // with p_t = f16(exp(s_t - m) / l). scratch: attention_scratch floats.
   void (*attention_scores_f16)(const AttentionRows& r, const uint16_t* kt, size_t head_dim, size_t t0, size_t t1,

@@ -204,7 +204,7 @@ void attention_f32_ref(const AttentionRows& R, const float* kt, const float* v, 
     if (lo >= hi) continue;
     auto score = [&](size_t t) {
       float s = 0.0f;
-      for (size_t i = 0; i < hd; ++i) s += R.q[r][i] * kt[panel_at(t, i, hd)];
+      for (size_t i = 0; i < hd; ++i) s += R.q[r][i] * kt[panel_at(t - t0, i, hd)];
       return softcap(s * scale, cap);
     };
     float m = R.m[r];
@@ -216,7 +216,7 @@ void attention_f32_ref(const AttentionRows& R, const float* kt, const float* v, 
     for (size_t t = lo; t < hi; ++t) {
       const float p = std::exp(score(t) - m);
       l += p;
-      for (size_t i = 0; i < hd; ++i) o[i] += p * v[t * ldv + i];
+      for (size_t i = 0; i < hd; ++i) o[i] += p * v[(t - t0) * ldv + i];
     }
     R.m[r] = m;
     R.l[r] = l;
@@ -234,7 +234,7 @@ void attention_scores_f16_ref(const AttentionRows& R, const uint16_t* kt, size_t
     float m = R.m[r];
     for (size_t t = lo; t < hi; ++t) {
       float x = 0.0f;
-      for (size_t i = 0; i < hd; ++i) x += f16_to_f32(f32_to_f16(R.q[r][i])) * f16_to_f32(kt[panel_at(t, i, hd)]);
+      for (size_t i = 0; i < hd; ++i) x += f16_to_f32(f32_to_f16(R.q[r][i])) * f16_to_f32(kt[panel_at(t - t0, i, hd)]);
       sr[t - t0] = softcap(x * scale, cap);
       m = std::fmax(m, sr[t - t0]);
     }
@@ -252,7 +252,7 @@ void attention_values_f16_ref(const AttentionRows& R, const uint16_t* v, size_t 
     const size_t lo = std::max(t0, size_t(R.lo[r])), hi = std::min(t1, size_t(R.hi[r]));
     for (size_t t = lo; t < hi; ++t) {
       const float p = f16_to_f32(f32_to_f16(std::exp(s[r * lds + t - t0] - R.m[r]) / R.l[r]));
-      for (size_t i = 0; i < hd; ++i) R.o[r * R.ldo + i] += p * f16_to_f32(v[t * ldv + i]);
+      for (size_t i = 0; i < hd; ++i) R.o[r * R.ldo + i] += p * f16_to_f32(v[(t - t0) * ldv + i]);
     }
   }
 }

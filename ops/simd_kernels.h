@@ -506,8 +506,17 @@ inline void visible_span(const AttentionRows& R, size_t t0, size_t t1, size_t* l
 template <class T>
 inline void gather_rows(const AttentionRows& R, size_t hd, size_t t0, size_t t1, float* qs, size_t* lo, size_t* hi) {
   visible_span(R, t0, t1, lo, hi);
-  for (size_t r = 0; r < R.rows; ++r)
-    for (size_t i = 0; i < hd; ++i) qs[r * hd + i] = sizeof(T) == 2 ? round_f16(R.q[r][i]) : R.q[r][i];
+  for (size_t r = 0; r < R.rows; ++r) {
+    const float* q = R.q[r];
+    float* d = qs + r * hd;
+    if constexpr (sizeof(T) == 2) {
+      size_t i = 0;
+      for (; i + W <= hd; i += W) round_to_f16(load(q + i)).store_unaligned(d + i);
+      for (; i < hd; ++i) d[i] = round_f16(q[i]);
+    } else {
+      std::copy_n(q, hd, d);
+    }
+  }
 }
 
 // Row r's visible keys within the tile and [t0, t1), relative to the tile.
@@ -526,7 +535,7 @@ inline void attention_f32(const AttentionRows& R, const float* kt, const float* 
   size_t lo, hi;
   gather_rows<float>(R, hd, t0, t1, qs, &lo, &hi);
   for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
-    AttentionTile<float> a{R, qs, s, kt + (tile / kAttnTile) * hd * kAttnTile, v + tile * ldv, hd, ldv, 0, 0};
+    AttentionTile<float> a{R, qs, s, kt + (tile - t0) / kAttnTile * hd * kAttnTile, v + (tile - t0) * ldv, hd, ldv, 0, 0};
     by_row_blocks<ScoreRows<float>::template F>(rows, a);
     a.j0 = std::max(lo, tile) - tile;
     a.j1 = std::min(hi, tile + kAttnTile) - tile;
@@ -549,7 +558,7 @@ inline void attention_scores_f16(const AttentionRows& R, const uint16_t* kt, siz
   gather_rows<uint16_t>(R, hd, t0, t1, qs, &lo, &hi);
   for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
     float* st = s + (tile - t0);
-    AttentionTile<uint16_t> a{R, qs, st, kt + (tile / kAttnTile) * hd * kAttnTile, nullptr, hd, 0, 0, 0, lds};
+    AttentionTile<uint16_t> a{R, qs, st, kt + (tile - t0) / kAttnTile * hd * kAttnTile, nullptr, hd, 0, 0, 0, lds};
     by_row_blocks<ScoreRows<uint16_t>::template F>(rows, a);
     for (size_t r = 0; r < rows; ++r) {
       size_t rl, rh;
@@ -586,7 +595,7 @@ inline void attention_values_f16(const AttentionRows& R, const uint16_t* v, size
       const vf vm(R.m[r]), inv(1.0f / R.l[r]);
       for (size_t j = 0; j < kAttnTile; j += W) round_to_f16(xsimd::exp(load(sr + j) - vm) * inv).store_unaligned(pr + j);
     }
-    AttentionTile<uint16_t> a{R, nullptr, p, nullptr, v + tile * ldv, hd, ldv, std::max(lo, tile) - tile,
+    AttentionTile<uint16_t> a{R, nullptr, p, nullptr, v + (tile - t0) * ldv, hd, ldv, std::max(lo, tile) - tile,
                               std::min(hi, tile + kAttnTile) - tile};
     by_row_blocks<ValueRows<uint16_t>::template F>(rows, a);
   }

@@ -338,6 +338,82 @@ TEST(KVCacheAttention, AtDepthEqualsTheDefinitionOnAnyThreadCount) {
   }
 }
 
+// The cache lies in chunks of positions (every layer's heads in each); its
+// saved state is still each head's K panels and V rows in one piece, the
+// same bytes whatever the chunk size (a context over 64k takes chunks of 320
+// positions here, 256 below), and a state loaded into another context
+// attends as the original on every layer.
+TEST(KVCacheAttention, ChunkedCacheSavesEachHeadInOnePiece) {
+  const AttentionDims d{3, 4, 2, 24};
+  const int n = 600, T = int(ops::kAttnTile), ldv = int(ops::attention_ldv(24));
+  std::vector<std::vector<float>> k, v;  // per layer, (n + 1, kv_dim)
+  for (int l = 0; l < d.n_layers; ++l) {
+    k.push_back(randn(size_t((n + 1) * d.kv_dim()), uint32_t(30 + l)));
+    v.push_back(randn(size_t((n + 1) * d.kv_dim()), uint32_t(40 + l)));
+  }
+  for (bool f16 : {false, true}) {
+    SCOPED_TRACE(f16 ? "f16" : "f32");
+    Ctx c(2);
+    KVCache small(d, 700, 2, f16), large(d, 70000, 2, f16), other(d, 1000, 2, f16);
+    for (KVCache* cache : {&small, &large})
+      for (int l = 0; l < d.n_layers; ++l)
+        for (int pos = 0; pos < n; pos += 150)  // in batches that cross chunks
+          cache->store(c.ctx, l, pos, 150, k[size_t(l)].data() + size_t(pos * d.kv_dim()),
+                       v[size_t(l)].data() + size_t(pos * d.kv_dim()));
+    ASSERT_EQ(small.state_bytes(n), large.state_bytes(n));
+    const size_t elem = f16 ? 2 : 4, panels = size_t((n + T - 1) / T);
+    const size_t per_head = panels * size_t(T * d.head_dim) + size_t(n * ldv);
+    ASSERT_EQ(small.state_bytes(n), size_t(d.n_layers * d.n_kv_heads) * per_head * elem);
+    std::string a(small.state_bytes(n), '\0'), b(a.size(), '\0');
+    small.save_state(n, a.data());
+    large.save_state(n, b.data());
+    ASSERT_TRUE(a == b) << "the state depends on the chunk size";
+    // Every stored value where the one-piece layout puts it.
+    auto at = [&](size_t i) {
+      if (!f16) {
+        float x;
+        std::memcpy(&x, a.data() + i * 4, 4);
+        return x;
+      }
+      uint16_t h;
+      std::memcpy(&h, a.data() + i * 2, 2);
+      return ops::f16_to_f32(h);
+    };
+    auto stored = [&](float x) { return f16 ? ops::f16_to_f32(ops::f32_to_f16(x)) : x; };
+    for (int l = 0; l < d.n_layers; ++l)
+      for (int h = 0; h < d.n_kv_heads; ++h) {
+        const size_t base = size_t(l * d.n_kv_heads + h) * per_head, vbase = base + panels * size_t(T * d.head_dim);
+        for (int t = 0; t < n; ++t)
+          for (int i = 0; i < d.head_dim; ++i) {
+            const float kw = stored(k[size_t(l)][size_t(t * d.kv_dim() + h * d.head_dim + i)]);
+            const float vw = stored(v[size_t(l)][size_t(t * d.kv_dim() + h * d.head_dim + i)]);
+            ASSERT_EQ(at(base + size_t((t / T) * T * d.head_dim + i * T + t % T)), kw) << l << " " << h << " " << t;
+            ASSERT_EQ(at(vbase + size_t(t * ldv + i)), vw) << l << " " << h << " " << t;
+          }
+      }
+    // Loaded into a third context: one more token on each layer attends
+    // exactly as in the original cache, and as the definition says.
+    other.load_state(n, a.data());
+    const auto q = randn(size_t(d.q_dim()), 50, 2.0f);
+    for (int l = 0; l < d.n_layers; ++l) {
+      std::vector<float> y1(size_t(d.q_dim())), y2(y1.size());
+      for (KVCache* cache : {&small, &other}) {
+        cache->store(c.ctx, l, n, 1, k[size_t(l)].data() + size_t(n * d.kv_dim()),
+                     v[size_t(l)].data() + size_t(n * d.kv_dim()));
+        cache->attend(c.ctx, l, n, 1, q.data(), (cache == &small ? y1 : y2).data());
+      }
+      ASSERT_EQ(std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)), 0) << "layer " << l;
+      std::vector<float> q16 = q, k16 = k[size_t(l)], v16 = v[size_t(l)];
+      if (f16)
+        for (auto* x : {&q16, &k16, &v16})
+          for (float& e : *x) e = stored(e);
+      const auto want = naive_attention(d, q16, k16, v16, n, 1, {});
+      ASSERT_EQ(want.size(), y1.size());
+      for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(y1[i], want[i], f16 ? 2e-3 : 1e-5) << "layer " << l << " i=" << i;
+    }
+  }
+}
+
 TEST(KVCacheAttention, CaptureSeesTheWindowAndChangesNothing) {
   const AttentionDims d{1, 4, 4, 8};
   const int total = 20;

@@ -242,6 +242,24 @@ struct PanelCache {
         v[t * hd + i] = load(vr[t * ldv + i]);
       }
   }
+  // Positions [t0, t1) (t0 a multiple of kAttnTile) copied alone, as a
+  // chunk of the engine's cache, between guards of NaN keys and values: a
+  // kernel given the piece that reads outside it gets NaN.
+  struct Piece {
+    std::vector<T> k, v;
+    size_t guard_k, guard_v;
+    const T* kt() const { return k.data() + guard_k; }
+    const T* vr() const { return v.data() + guard_v; }
+  };
+  Piece piece(size_t t0, size_t t1) const {
+    const size_t T_ = ops::kAttnTile, ldv = ops::attention_ldv(hd);
+    const size_t panels = (t1 - t0 + T_ - 1) / T_;
+    Piece p{std::vector<T>((panels + 2) * hd * T_, store(NAN)), std::vector<T>((panels + 2) * T_ * ldv, store(NAN)),
+            hd * T_, T_ * ldv};
+    std::copy_n(kt.begin() + std::ptrdiff_t(t0 / T_ * hd * T_), panels * hd * T_, p.k.begin() + std::ptrdiff_t(p.guard_k));
+    std::copy_n(vr.begin() + std::ptrdiff_t(t0 * ldv), (t1 - t0) * ldv, p.v.begin() + std::ptrdiff_t(p.guard_v));
+    return p;
+  }
   static T store(float x) {
     if constexpr (sizeof(T) == 2) return ops::f32_to_f16(x);
     else return x;
@@ -319,21 +337,21 @@ std::vector<std::pair<int, int>> causal_rows(size_t n, size_t tokens, size_t gro
   return r;
 }
 
-// Runs attention of `rows` over [t0, t1) of the cache: f32 in one call;
-// f16 in its two phases with a score buffer, m and l final in between (so
-// o is normalised: l is set to 1 afterwards).
+// Runs attention of `rows` over [t0, t1) of a cache holding positions t0..
+// (kt, vr): f32 in one call; f16 in its two phases with a score buffer, m
+// and l final in between (so o is normalised: l is set to 1 afterwards).
 template <class T>
-void attend(const ops::Kernels& k, QueryRows& rows, const PanelCache<T>& c, size_t t0, size_t t1, float scale,
+void attend(const ops::Kernels& k, QueryRows& rows, const T* kt, const T* vr, size_t t0, size_t t1, float scale,
             float cap) {
-  std::vector<float> scratch(ops::attention_scratch(rows.qp.size(), c.hd), NAN);
+  std::vector<float> scratch(ops::attention_scratch(rows.qp.size(), rows.hd), NAN);
   if constexpr (sizeof(T) == 2) {
     const size_t lds = (t1 - t0 + ops::kAttnTile - 1) / ops::kAttnTile * ops::kAttnTile;
     std::vector<float> s(rows.qp.size() * lds, NAN);
-    k.attention_scores_f16(rows.rows(), c.kt.data(), c.hd, t0, t1, scale, cap, s.data(), lds, scratch.data());
-    k.attention_values_f16(rows.rows(), c.vr.data(), c.hd, t0, t1, s.data(), lds, scratch.data());
+    k.attention_scores_f16(rows.rows(), kt, rows.hd, t0, t1, scale, cap, s.data(), lds, scratch.data());
+    k.attention_values_f16(rows.rows(), vr, rows.hd, t0, t1, s.data(), lds, scratch.data());
     for (float& l : rows.l) l = l > 0 ? 1.0f : 0.0f;
   } else {
-    k.attention_f32(rows.rows(), c.kt.data(), c.vr.data(), c.hd, t0, t1, scale, cap, scratch.data());
+    k.attention_f32(rows.rows(), kt, vr, rows.hd, t0, t1, scale, cap, scratch.data());
   }
 }
 
@@ -355,8 +373,8 @@ void check_attention(const ops::Kernels& k, bool f16) {
             const float scale = 1.0f / std::sqrt(float(hd)), big = cap > 0 ? 3.0f : 1.0f;
             PanelCache<T> c(hd, n, uint32_t(hd * 7 + n), big);
             QueryRows got(hd, causal_rows(n, sh.tokens, sh.group, window), uint32_t(n + 3), big), want = got;
-            attend(k, got, c, 0, n, scale, cap);
-            attend(ref(), want, c, 0, n, scale, cap);
+            attend(k, got, c.kt.data(), c.vr.data(), 0, n, scale, cap);
+            attend(ref(), want, c.kt.data(), c.vr.data(), 0, n, scale, cap);
             // f16: the probabilities are rounded to f16, where a last-bit
             // difference of the f32 value may move one by an f16 step.
             const float atol = f16 ? 2e-4f : 2e-5f, rtol = f16 ? 1e-3f : 1e-4f;
@@ -370,23 +388,25 @@ void check_attention(const ops::Kernels& k, bool f16) {
                     << what << " row " << r << " vs definition, i=" << i;
             }
             if (n <= ops::kAttnTile) continue;
-            // The keys in two calls, split at a tile boundary: the same output.
+            // The keys in two calls, split at a tile boundary, each given only
+            // its own piece of the cache (as the engine's chunks): the same output.
             const size_t cut = ops::kAttnTile;
+            const auto head = c.piece(0, cut), tail = c.piece(cut, n);
             QueryRows two = want;
             two.reset();
             if constexpr (sizeof(T) == 2) {
               // Phase one per range, m and l carried over; phase two per range with the final m, l.
               const size_t lds = (n + ops::kAttnTile - 1) / ops::kAttnTile * ops::kAttnTile;
               std::vector<float> sc(two.qp.size() * lds), scratch(ops::attention_scratch(two.qp.size(), hd));
-              k.attention_scores_f16(two.rows(), c.kt.data(), hd, 0, cut, scale, cap, sc.data(), lds, scratch.data());
-              k.attention_scores_f16(two.rows(), c.kt.data(), hd, cut, n, scale, cap, sc.data() + cut, lds, scratch.data());
-              k.attention_values_f16(two.rows(), c.vr.data(), hd, 0, cut, sc.data(), lds, scratch.data());
-              k.attention_values_f16(two.rows(), c.vr.data(), hd, cut, n, sc.data() + cut, lds, scratch.data());
+              k.attention_scores_f16(two.rows(), head.kt(), hd, 0, cut, scale, cap, sc.data(), lds, scratch.data());
+              k.attention_scores_f16(two.rows(), tail.kt(), hd, cut, n, scale, cap, sc.data() + cut, lds, scratch.data());
+              k.attention_values_f16(two.rows(), head.vr(), hd, 0, cut, sc.data(), lds, scratch.data());
+              k.attention_values_f16(two.rows(), tail.vr(), hd, cut, n, sc.data() + cut, lds, scratch.data());
               for (float& l : two.l) l = l > 0 ? 1.0f : 0.0f;
             } else {
               std::vector<float> scratch(ops::attention_scratch(two.qp.size(), hd));
-              k.attention_f32(two.rows(), c.kt.data(), c.vr.data(), hd, 0, cut, scale, cap, scratch.data());
-              k.attention_f32(two.rows(), c.kt.data(), c.vr.data(), hd, cut, n, scale, cap, scratch.data());
+              k.attention_f32(two.rows(), head.kt(), head.vr(), hd, 0, cut, scale, cap, scratch.data());
+              k.attention_f32(two.rows(), tail.kt(), tail.vr(), hd, cut, n, scale, cap, scratch.data());
             }
             for (size_t r = 0; r < got.qp.size(); ++r) {
               const auto y = got.out(r), y2 = two.out(r);
@@ -399,8 +419,8 @@ void check_attention(const ops::Kernels& k, bool f16) {
               // Two partial states, merged as split-K merges them.
               QueryRows a = want, b = want;
               a.reset(), b.reset();
-              attend(k, a, c, 0, cut, scale, cap);
-              attend(k, b, c, cut, n, scale, cap);
+              attend(k, a, head.kt(), head.vr(), 0, cut, scale, cap);
+              attend(k, b, tail.kt(), tail.vr(), cut, n, scale, cap);
               for (size_t r = 0; r < got.qp.size(); ++r) {
                 const auto y = got.out(r);
                 const float mx = std::max(a.m[r], b.m[r]);
@@ -429,7 +449,8 @@ TEST_P(OpsTest, AttentionLeavesRowsWithoutVisibleKeysAlone) {
   PanelCache<float> c(hd, n, 5);
   QueryRows rows(hd, {{0, 10}, {150, 200}, {0, 1}, {64, 128}}, 6);
   std::vector<float> scratch(ops::attention_scratch(4, hd));
-  k().attention_f32(rows.rows(), c.kt.data(), c.vr.data(), hd, 128, 192, 0.25f, 0.0f, scratch.data());
+  const auto piece = c.piece(128, 192);  // keys past 192 and before 128 are NaN guards
+  k().attention_f32(rows.rows(), piece.kt(), piece.vr(), hd, 128, 192, 0.25f, 0.0f, scratch.data());
   for (size_t r : {size_t(0), size_t(2), size_t(3)}) {
     EXPECT_EQ(rows.m[r], -INFINITY) << r;
     EXPECT_EQ(rows.l[r], 0.0f) << r;

@@ -2,8 +2,8 @@
 // is first touched (an anonymous mapping): a KV cache sized for a long
 // context costs only what the tokens written so far occupy.
 //
-// Memory that is streamed whole again and again (packed weights) asks for
-// huge pages: aligned to 2 MiB and advised so, it is then read with one TLB
+// Memory that is streamed whole again and again (packed weights, the KV
+// cache) asks for huge pages: aligned to 2 MiB and advised so, it is then read with one TLB
 // entry per 2 MiB instead of per 4 KiB (the kernel decides; the advice is
 // harmless where it has none to give).
 #pragma once

@@ -19,47 +19,55 @@ size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
 }  // namespace
 
+size_t KVCache::split_for(int n_ctx) {
+  return std::max(kSplitMin, round_up(round_up(size_t(n_ctx), kMaxChunks) / kMaxChunks, ops::kAttnTile));
+}
+
 double KVCache::bytes(const AttentionDims& d, int n_ctx, bool f16) {
-  const double tiles = double(round_up(size_t(n_ctx), ops::kAttnTile));
-  return double(d.n_layers) * double(d.n_kv_heads) * tiles * double(d.head_dim + ops::attention_ldv(size_t(d.head_dim))) *
-         (f16 ? 2.0 : 4.0);
+  const double positions = double(round_up(size_t(n_ctx), split_for(n_ctx)));
+  return double(d.n_layers) * double(d.n_kv_heads) * positions *
+         double(d.head_dim + ops::attention_ldv(size_t(d.head_dim))) * (f16 ? 2.0 : 4.0);
 }
 
 // ---------------------------------------------------------------- saved state
 // Per layer and KV head: the K panels that hold positions [0, n) (whole
-// panels), then the first n V rows.
+// panels), then the first n V rows (as one head's cache would hold them in
+// one piece, whatever the chunk size).
 
 size_t KVCache::state_bytes(int n) const {
   const size_t elem = f16_ ? 2 : 4;
-  const size_t panels = round_up(size_t(n), ops::kAttnTile) / ops::kAttnTile;
-  const size_t per_head = (panels * size_t(d_.head_dim) * ops::kAttnTile + size_t(n) * ldv_) * elem;
+  const size_t per_head = (round_up(size_t(n), ops::kAttnTile) * size_t(d_.head_dim) + size_t(n) * ldv_) * elem;
   return size_t(d_.n_layers) * size_t(d_.n_kv_heads) * per_head;
 }
 
-void KVCache::save_state(int n, char* dst) const {
-  const size_t elem = f16_ ? 2 : 4;
-  const size_t k_bytes = round_up(size_t(n), ops::kAttnTile) * size_t(d_.head_dim) * elem;
-  const size_t v_bytes = size_t(n) * ldv_ * elem;
+// fn(offset of the piece in the cache, of it in the state, bytes) for each
+// piece of the saved state.
+template <class F>
+void KVCache::each_state_piece(int n, F&& fn) const {
+  const size_t elem = f16_ ? 2 : 4, hd = size_t(d_.head_dim);
+  const size_t kn = round_up(size_t(n), ops::kAttnTile);  // K: whole panels
+  size_t at = 0;
   for (int l = 0; l < d_.n_layers; ++l)
     for (int h = 0; h < d_.n_kv_heads; ++h) {
-      std::memcpy(dst, mem_k_.as<char>() + head_index(l, h) * panel_elems() * elem, k_bytes);
-      dst += k_bytes;
-      std::memcpy(dst, mem_v_.as<char>() + head_index(l, h) * row_elems() * elem, v_bytes);
-      dst += v_bytes;
+      for (size_t p = 0; p < kn; p += split_) {
+        const size_t bytes = std::min(split_, kn - p) * hd * elem;
+        fn(chunk_offset(l, h, p / split_) * elem, at, bytes);
+        at += bytes;
+      }
+      for (size_t p = 0; p < size_t(n); p += split_) {
+        const size_t bytes = std::min(split_, size_t(n) - p) * ldv_ * elem;
+        fn((chunk_offset(l, h, p / split_) + split_ * hd) * elem, at, bytes);
+        at += bytes;
+      }
     }
 }
 
+void KVCache::save_state(int n, char* dst) const {
+  each_state_piece(n, [&](size_t cache, size_t state, size_t bytes) { std::memcpy(dst + state, mem_.as<char>() + cache, bytes); });
+}
+
 void KVCache::load_state(int n, const char* src) {
-  const size_t elem = f16_ ? 2 : 4;
-  const size_t k_bytes = round_up(size_t(n), ops::kAttnTile) * size_t(d_.head_dim) * elem;
-  const size_t v_bytes = size_t(n) * ldv_ * elem;
-  for (int l = 0; l < d_.n_layers; ++l)
-    for (int h = 0; h < d_.n_kv_heads; ++h) {
-      std::memcpy(mem_k_.as<char>() + head_index(l, h) * panel_elems() * elem, src, k_bytes);
-      src += k_bytes;
-      std::memcpy(mem_v_.as<char>() + head_index(l, h) * row_elems() * elem, src, v_bytes);
-      src += v_bytes;
-    }
+  each_state_piece(n, [&](size_t cache, size_t state, size_t bytes) { std::memcpy(mem_.as<char>() + cache, src + state, bytes); });
 }
 
 KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
@@ -69,11 +77,10 @@ KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
       scale_(1.0f / std::sqrt(float(dims.head_dim))),
       ldv_(ops::attention_ldv(size_t(dims.head_dim))),
       n_tiles_(round_up(size_t(n_ctx), ops::kAttnTile) / ops::kAttnTile),
-      split_(std::max(kSplitMin, round_up(round_up(size_t(n_ctx), kMaxChunks) / kMaxChunks, ops::kAttnTile))),
+      split_(split_for(n_ctx)),
       max_rows_(std::max(kPrefillRows, size_t(dims.n_heads / dims.n_kv_heads))) {
-  const size_t heads = size_t(d_.n_layers) * size_t(d_.n_kv_heads), elem = f16 ? 2 : 4;
-  mem_k_ = ZeroedMemory(heads * panel_elems() * elem);
-  mem_v_ = ZeroedMemory(heads * row_elems() * elem);
+  const size_t chunks = (size_t(n_ctx) + split_ - 1) / split_;
+  mem_ = ZeroedMemory(chunk_offset(0, 0, chunks) * (f16 ? 2 : 4), true);
   scratch_.resize(size_t(std::max(1, n_threads)));
   for (Scratch& s : scratch_) {
     s.q.resize(max_rows_);
@@ -85,7 +92,6 @@ KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
     s.kernel.resize(ops::attention_scratch(max_rows_, size_t(d_.head_dim)));
     if (f16) s.scores = ZeroedMemory(max_rows_ * n_tiles_ * ops::kAttnTile * sizeof(float));
   }
-  const size_t chunks = (size_t(n_ctx) + split_ - 1) / split_;
   partial_.resize(size_t(d_.n_heads) * chunks * (ldv_ + 2));
   if (f16) scores_ = ZeroedMemory(size_t(d_.n_heads) * n_tiles_ * ops::kAttnTile * sizeof(float));
   const size_t block = std::max(size_t(1), max_rows_ / size_t(d_.n_heads / d_.n_kv_heads));
@@ -104,9 +110,9 @@ void KVCache::store(const ExecContext& ctx, int layer, int pos, int n, const flo
   auto put = [&](const auto* ki, const auto* vi, size_t p) {
     using E = std::remove_const_t<std::remove_pointer_t<decltype(ki)>>;  // float or uint16_t
     for (int h = 0; h < d_.n_kv_heads; ++h) {
-      E* panel = kt<E>(layer, h) + (p / T) * hd * T + p % T;
-      E* row = vr<E>(layer, h) + p * ldv_;
-      for (size_t j = 0; j < hd; ++j) panel[j * T] = ki[size_t(h) * hd + j];
+      E* key = kt<E>(layer, h, p / split_) + k_index(p, 0);
+      E* row = vr<E>(layer, h, p / split_) + v_index(p);
+      for (size_t j = 0; j < hd; ++j) key[j * T] = ki[size_t(h) * hd + j];
       std::copy_n(vi + size_t(h) * hd, hd, row);
     }
   };
@@ -183,12 +189,14 @@ void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int laye
   if (!f16_) {
     each_chunk([&](size_t, const ops::AttentionRows& r, int kvh, size_t t0, size_t t1, float* scratch) {
       init(r);
-      ctx.k.attention_f32(r, kt<float>(layer, kvh), vr<float>(layer, kvh), hd, t0, t1, scale_, o.softcap, scratch);
+      const size_t c = t0 / split_;
+      ctx.k.attention_f32(r, kt<float>(layer, kvh, c), vr<float>(layer, kvh, c), hd, t0, t1, scale_, o.softcap, scratch);
     });
   } else {
     each_chunk([&](size_t j, const ops::AttentionRows& r, int kvh, size_t t0, size_t t1, float* scratch) {
       init(r);
-      ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, kvh), hd, t0, t1, scale_, o.softcap, scores(j), lds, scratch);
+      ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, kvh, t0 / split_), hd, t0, t1, scale_, o.softcap, scores(j), lds,
+                                 scratch);
     });
     // Every chunk of a head gets the head's max and sum over all its chunks.
     for (size_t kvh = 0; kvh < size_t(d_.n_kv_heads); ++kvh)
@@ -199,7 +207,7 @@ void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int laye
         for (size_t c = 0; c < nc; ++c) task(kvh, c)[g] = mx, task(kvh, c)[group + g] = l;
       }
     each_chunk([&](size_t j, const ops::AttentionRows& r, int kvh, size_t t0, size_t t1, float* scratch) {
-      ctx.k.attention_values_f16(r, vr<uint16_t>(layer, kvh), hd, t0, t1, scores(j), lds, scratch);
+      ctx.k.attention_values_f16(r, vr<uint16_t>(layer, kvh, t0 / split_), hd, t0, t1, scores(j), lds, scratch);
     });
   }
   // out = sum_c o_c exp(m_c - M) / sum_c l_c exp(m_c - M), M = max_c m_c
@@ -244,15 +252,30 @@ void KVCache::prefill(const ExecContext& ctx, const AttentionOptions& o, int lay
       }
     std::fill(s.o.begin(), s.o.begin() + std::ptrdiff_t(rows * ldv_), 0.0f);
     const ops::AttentionRows r{rows, s.q.data(), s.lo.data(), s.hi.data(), s.m.data(), s.l.data(), s.o.data(), ldv_};
-    const size_t end = size_t(pos) + i1;
+    // The chunks from the first any row sees to the last, in order (f16: all
+    // the scores, then all the values).
+    const size_t c0 = size_t(*std::min_element(s.lo.begin(), s.lo.begin() + std::ptrdiff_t(rows))) / split_;
+    const size_t end = size_t(pos) + i1, c1 = (end - 1) / split_ + 1;
+    auto range = [&](size_t c, size_t* t0, size_t* t1) { *t0 = c * split_, *t1 = std::min(end, *t0 + split_); };
+    size_t t0, t1;
     if (f16_) {
       const size_t lds = n_tiles_ * ops::kAttnTile;
       float* sc = s.scores.as<float>();
-      ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, int(kvh)), hd, 0, end, scale_, o.softcap, sc, lds, s.kernel.data());
-      ctx.k.attention_values_f16(r, vr<uint16_t>(layer, int(kvh)), hd, 0, end, sc, lds, s.kernel.data());
+      for (size_t c = c0; c < c1; ++c) {
+        range(c, &t0, &t1);
+        ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, int(kvh), c), hd, t0, t1, scale_, o.softcap, sc + t0, lds,
+                                   s.kernel.data());
+      }
+      for (size_t c = c0; c < c1; ++c) {
+        range(c, &t0, &t1);
+        ctx.k.attention_values_f16(r, vr<uint16_t>(layer, int(kvh), c), hd, t0, t1, sc + t0, lds, s.kernel.data());
+      }
     } else {
-      ctx.k.attention_f32(r, kt<float>(layer, int(kvh)), vr<float>(layer, int(kvh)), hd, 0, end, scale_, o.softcap,
-                          s.kernel.data());
+      for (size_t c = c0; c < c1; ++c) {
+        range(c, &t0, &t1);
+        ctx.k.attention_f32(r, kt<float>(layer, int(kvh), c), vr<float>(layer, int(kvh), c), hd, t0, t1, scale_,
+                            o.softcap, s.kernel.data());
+      }
     }
     for (size_t i = i0; i < i1; ++i)
       for (size_t g = 0; g < group; ++g) {
@@ -288,7 +311,7 @@ void KVCache::prefill(const ExecContext& ctx, const AttentionOptions& o, int lay
 // out as f32 rows.
 void KVCache::capture_rows(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, int n, const float* q) {
   const AttentionCapture& cap = *ctx.capture;
-  const size_t hd = size_t(d_.head_dim), group = size_t(d_.n_heads / d_.n_kv_heads), T = ops::kAttnTile;
+  const size_t hd = size_t(d_.head_dim), group = size_t(d_.n_heads / d_.n_kv_heads);
   const size_t last = size_t(pos + n), nctx = size_t(n_ctx_);
   if (!gathered_k_.bytes()) gathered_k_ = ZeroedMemory(size_t(d_.n_kv_heads) * nctx * hd * sizeof(float));
   if (probs_.empty()) probs_.resize(nctx);
@@ -296,8 +319,9 @@ void KVCache::capture_rows(const ExecContext& ctx, const AttentionOptions& o, in
   for (int h = 0; h < d_.n_kv_heads; ++h)
     for (size_t t = 0; t < last; ++t)
       for (size_t j = 0; j < hd; ++j) {
-        const size_t at = (t / T) * hd * T + j * T + t % T;
-        gk[(size_t(h) * nctx + t) * hd + j] = f16_ ? ops::f16_to_f32(kt<uint16_t>(layer, h)[at]) : kt<float>(layer, h)[at];
+        const size_t c = t / split_, at = k_index(t, j);
+        gk[(size_t(h) * nctx + t) * hd + j] =
+            f16_ ? ops::f16_to_f32(kt<uint16_t>(layer, h, c)[at]) : kt<float>(layer, h, c)[at];
       }
   float* qh = qh_.data();
   for (int i = 0; i < n; ++i)

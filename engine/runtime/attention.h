@@ -34,10 +34,14 @@ struct AttentionDims {
 
 class KVCache {
  public:
-  // Per layer and KV head, K in transposed panels of ops::kAttnTile
-  // positions and V in rows of ops::attention_ldv(head_dim) values (ops.h),
-  // in f32 or f16. Memory is reserved for n_ctx positions and committed as
-  // positions are written. Scratch for passes on up to n_threads threads.
+  // The cache in chunks of positions (the split-K chunks below), one after
+  // another: chunk c holds, per layer and KV head, K of its positions in
+  // transposed panels of ops::kAttnTile and then V in rows of
+  // ops::attention_ldv(head_dim) values (ops.h), in f32 or f16. Memory is
+  // reserved for n_ctx positions and committed as positions are written; so
+  // it fills in position order, and is advised for huge pages (decode
+  // streams the cache: one TLB entry per 2 MiB; the first token touches one
+  // chunk's pages, not every head's). Scratch for up to n_threads threads.
   KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16);
 
   const AttentionDims& dims() const { return d_; }
@@ -68,13 +72,24 @@ class KVCache {
   void load_state(int n, const char* src);
 
  private:
+  // Chunk c of a layer's KV head: K panels (split_ positions), then V rows.
   template <class T>
-  T* kt(int layer, int kvh) const { return mem_k_.as<T>() + head_index(layer, kvh) * panel_elems(); }
+  T* kt(int layer, int kvh, size_t c) const { return mem_.as<T>() + chunk_offset(layer, kvh, c); }
   template <class T>
-  T* vr(int layer, int kvh) const { return mem_v_.as<T>() + head_index(layer, kvh) * row_elems(); }
-  size_t head_index(int layer, int kvh) const { return size_t(layer) * size_t(d_.n_kv_heads) + size_t(kvh); }
-  size_t panel_elems() const { return n_tiles_ * size_t(d_.head_dim) * ops::kAttnTile; }  // K of one head
-  size_t row_elems() const { return n_tiles_ * ops::kAttnTile * ldv_; }                  // V of one head
+  T* vr(int layer, int kvh, size_t c) const { return kt<T>(layer, kvh, c) + split_ * size_t(d_.head_dim); }
+  size_t chunk_offset(int layer, int kvh, size_t c) const {  // in elements
+    const size_t heads = size_t(d_.n_layers) * size_t(d_.n_kv_heads);
+    return (c * heads + size_t(layer) * size_t(d_.n_kv_heads) + size_t(kvh)) * split_ * (size_t(d_.head_dim) + ldv_);
+  }
+  // Position p's key i within its chunk's panels, and its value row.
+  size_t k_index(size_t p, size_t i) const {
+    const size_t u = p % split_, T = ops::kAttnTile;
+    return u / T * size_t(d_.head_dim) * T + i * T + u % T;
+  }
+  size_t v_index(size_t p) const { return p % split_ * ldv_; }
+  static size_t split_for(int n_ctx);
+  template <class F>
+  void each_state_piece(int n, F&& fn) const;
   void decode(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, const float* q, float* out);
   void prefill(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, int n, const float* q, float* out);
   void capture_rows(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, int n, const float* q);
@@ -95,9 +110,9 @@ class KVCache {
   float scale_;                     // 1 / sqrt(head_dim)
   size_t ldv_;                      // V row and output row stride
   size_t n_tiles_;                  // panels per head: n_ctx / kAttnTile, rounded up
-  size_t split_;                    // positions per split-K chunk
+  size_t split_;                    // positions per chunk (of the cache, and of split-K), a multiple of kAttnTile
   size_t max_rows_;                 // query rows per prefill block
-  ZeroedMemory mem_k_, mem_v_;
+  ZeroedMemory mem_;                 // the chunks
   std::vector<Scratch> scratch_;    // per thread
   std::vector<float> partial_;      // split-K: per (head, chunk) m, l, o (ldv_)
   ZeroedMemory scores_;             // split-K, f16 cache: (n_heads, n_ctx) scores between the two phases
