@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/runtime/attention.h"
 #include "engine/runtime/cpu.h"
+#include "engine/runtime/thread_pool.h"
 #include "engine/format/zeroed_memory.h"
 #include "ops/types.h"
 #include "ops/ops.h"
@@ -309,6 +311,28 @@ void attention_stream(benchmark::State& st, const Kernels* k, size_t hd, size_t 
   set_rates(st, 4.0 * double(depth) * double(hd), double(depth) * double(hd + ldv) * double(elem));
 }
 
+// One token's attention over every layer of a model's cache, through the
+// engine's KVCache as a forward pass runs it (chunks, split-K tasks on the
+// pool, merges): stories42M's shape (8 layers x 8 heads of 64) with `depth`
+// positions cached, on `threads` threads. Bytes: K and V of every layer.
+void cache_decode(benchmark::State& st, const Kernels* k, bool f16, int depth, int threads) {
+  const qkv::AttentionDims d{8, 8, 8, 64};
+  qkv::ThreadPool pool(threads);
+  qkv::ExecContext ctx{pool, *k, threads, nullptr};
+  qkv::KVCache cache(d, 4096, threads, f16);
+  const auto kv = randn(size_t(512) * size_t(d.kv_dim())), q = randn(size_t(d.q_dim()));
+  for (int l = 0; l < d.n_layers; ++l)
+    for (int pos = 0; pos <= depth; pos += 512) {
+      const int n = std::min(512, depth + 1 - pos);
+      cache.store(ctx, l, pos, n, kv.data(), kv.data());
+    }
+  std::vector<float> out(size_t(d.q_dim()));
+  for (auto _ : st)
+    for (int l = 0; l < d.n_layers; ++l) cache.attend(ctx, l, depth, 1, q.data(), out.data());
+  const double positions = double(depth + 1) * d.n_layers * d.n_kv_heads;
+  set_rates(st, 4.0 * positions * d.head_dim, positions * 2.0 * d.head_dim * (f16 ? 2.0 : 4.0));
+}
+
 void rope(benchmark::State& st, size_t heads, size_t head_dim) {
   auto x = randn(heads * head_dim);
   const auto c = randn(head_dim / 2), s = randn(head_dim / 2);
@@ -405,6 +429,12 @@ int register_all() {
   }
 
   const Kernels* best = qkv::available_kernels().back();
+  for (bool f16 : {false, true})
+    for (int threads : {1, 2})
+      benchmark::RegisterBenchmark((std::string("attention/cache_decode/") + (f16 ? "f16/" : "f32/") + best->isa +
+                                    "/depth3584/t" + std::to_string(threads))
+                                       .c_str(),
+                                   cache_decode, best, f16, 3584, threads);
   benchmark::RegisterBenchmark("probe/read/1MiB", probe_read, best, size_t(1) << 20);
   benchmark::RegisterBenchmark("probe/read/64MiB", probe_read, best, size_t(64) << 20);
   benchmark::RegisterBenchmark("probe/read/1GiB", probe_read, best, size_t(1) << 30)->Iterations(5);

@@ -51,12 +51,12 @@ void KVCache::each_state_piece(int n, F&& fn) const {
     for (int h = 0; h < d_.n_kv_heads; ++h) {
       for (size_t p = 0; p < kn; p += split_) {
         const size_t bytes = std::min(split_, kn - p) * hd * elem;
-        fn(chunk_offset(l, h, p / split_) * elem, at, bytes);
+        fn(k_offset(l, h, p / split_) * elem, at, bytes);
         at += bytes;
       }
       for (size_t p = 0; p < size_t(n); p += split_) {
         const size_t bytes = std::min(split_, size_t(n) - p) * ldv_ * elem;
-        fn((chunk_offset(l, h, p / split_) + split_ * hd) * elem, at, bytes);
+        fn(v_offset(l, h, p / split_) * elem, at, bytes);
         at += bytes;
       }
     }
@@ -80,7 +80,7 @@ KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
       split_(split_for(n_ctx)),
       max_rows_(std::max(kPrefillRows, size_t(dims.n_heads / dims.n_kv_heads))) {
   const size_t chunks = (size_t(n_ctx) + split_ - 1) / split_;
-  mem_ = ZeroedMemory(chunk_offset(0, 0, chunks) * (f16 ? 2 : 4), true);
+  mem_ = ZeroedMemory(layer_chunk(0, chunks) * (f16 ? 2 : 4), true);
   scratch_.resize(size_t(std::max(1, n_threads)));
   for (Scratch& s : scratch_) {
     s.q.resize(max_rows_);
@@ -145,18 +145,19 @@ void KVCache::attend(const ExecContext& ctx, int layer, int pos, int n, const fl
   if (ctx.capture && ctx.capture->wants_layer(layer)) capture_rows(ctx, o, layer, pos, n, q);
 }
 
-// One token: (KV head, chunk) tasks, each the group's query heads over one
-// chunk's positions; then, per head, the chunks merged in order. With the
+// One token: (chunk, KV head) tasks, in that order (a chunk's heads lie
+// together), each the group's query heads over one chunk's positions; then,
+// per head, the chunks merged in order. With the
 // f16 cache, two rounds: the scores and each chunk's max and sum, then (with
 // the merged max and sum) the chunks' weighted values, summed in order.
 void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, const float* q, float* out) {
-  const size_t hd = size_t(d_.head_dim), group = size_t(d_.n_heads / d_.n_kv_heads);
+  const size_t hd = size_t(d_.head_dim), group = size_t(d_.n_heads / d_.n_kv_heads), nkv = size_t(d_.n_kv_heads);
   const size_t lo = size_t(first_visible(o, pos)), hi = size_t(pos) + 1;
   const size_t c0 = lo / split_, nc = (hi - 1) / split_ + 1 - c0;
   const size_t task_floats = group * (ldv_ + 2);  // m, l, o of the group's rows
   const size_t grain = 1 + 65536 / (group * std::min(split_, hi - lo) * hd * 4);
   auto rows_of = [&](size_t j, Scratch& s) {  // task j's rows, state in partial_
-    const size_t kvh = j / nc;
+    const size_t kvh = j % nkv;
     float* st = partial_.data() + j * task_floats;
     for (size_t g = 0; g < group; ++g) {
       s.q[g] = q + (kvh * group + g) * hd;
@@ -170,9 +171,9 @@ void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int laye
     std::fill(r.l, r.l + group, 0.0f);
     std::fill(r.o, r.o + group * ldv_, 0.0f);
   };
-  auto task = [&](size_t kvh, size_t c) { return partial_.data() + (kvh * nc + c) * task_floats; };
+  auto task = [&](size_t kvh, size_t c) { return partial_.data() + (c * nkv + kvh) * task_floats; };
   const size_t lds = n_tiles_ * ops::kAttnTile;
-  auto scores = [&](size_t j) { return scores_.as<float>() + (j / nc) * group * lds + (c0 + j % nc) * split_; };
+  auto scores = [&](size_t j) { return scores_.as<float>() + (j % nkv) * group * lds + (c0 + j / nkv) * split_; };
   // fn(rows, kvh, t0, t1, thread scratch) on every (KV head, chunk) task.
   auto each_chunk = [&](auto&& fn) {
     ctx.pool.parallel_for(
@@ -180,7 +181,7 @@ void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int laye
         [&](size_t b, size_t e, int t) {
           Scratch& s = scratch_[size_t(t)];
           for (size_t j = b; j < e; ++j) {
-            const size_t c = c0 + j % nc, kvh = j / nc;
+            const size_t c = c0 + j / nkv, kvh = j % nkv;
             fn(j, rows_of(j, s), int(kvh), c * split_, std::min((c + 1) * split_, hi), s.kernel.data());
           }
         },

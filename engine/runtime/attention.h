@@ -35,9 +35,9 @@ struct AttentionDims {
 class KVCache {
  public:
   // The cache in chunks of positions (the split-K chunks below), one after
-  // another: chunk c holds, per layer and KV head, K of its positions in
-  // transposed panels of ops::kAttnTile and then V in rows of
-  // ops::attention_ldv(head_dim) values (ops.h), in f32 or f16. Memory is
+  // another: chunk c holds, layer by layer, every KV head's K of its
+  // positions in transposed panels of ops::kAttnTile, then their V in rows
+  // of ops::attention_ldv(head_dim) values (ops.h), in f32 or f16. Memory is
   // reserved for n_ctx positions and committed as positions are written; so
   // it fills in position order, and is advised for huge pages (decode
   // streams the cache: one TLB entry per 2 MiB; the first token touches one
@@ -72,14 +72,22 @@ class KVCache {
   void load_state(int n, const char* src);
 
  private:
-  // Chunk c of a layer's KV head: K panels (split_ positions), then V rows.
+  // Chunk c of a layer: the K panels of its heads one after another (split_
+  // positions each), then their V rows; so the (head, chunk) tasks of one
+  // chunk read one stream of K, then one of V.
   template <class T>
-  T* kt(int layer, int kvh, size_t c) const { return mem_.as<T>() + chunk_offset(layer, kvh, c); }
+  T* kt(int layer, int kvh, size_t c) const { return mem_.as<T>() + k_offset(layer, kvh, c); }
   template <class T>
-  T* vr(int layer, int kvh, size_t c) const { return kt<T>(layer, kvh, c) + split_ * size_t(d_.head_dim); }
-  size_t chunk_offset(int layer, int kvh, size_t c) const {  // in elements
-    const size_t heads = size_t(d_.n_layers) * size_t(d_.n_kv_heads);
-    return (c * heads + size_t(layer) * size_t(d_.n_kv_heads) + size_t(kvh)) * split_ * (size_t(d_.head_dim) + ldv_);
+  T* vr(int layer, int kvh, size_t c) const { return mem_.as<T>() + v_offset(layer, kvh, c); }
+  size_t layer_chunk(int layer, size_t c) const {  // offset of chunk c of a layer, in elements
+    const size_t per_layer = size_t(d_.n_kv_heads) * split_ * (size_t(d_.head_dim) + ldv_);
+    return (c * size_t(d_.n_layers) + size_t(layer)) * per_layer;
+  }
+  size_t k_offset(int layer, int kvh, size_t c) const {
+    return layer_chunk(layer, c) + size_t(kvh) * split_ * size_t(d_.head_dim);
+  }
+  size_t v_offset(int layer, int kvh, size_t c) const {
+    return layer_chunk(layer, c) + size_t(d_.n_kv_heads) * split_ * size_t(d_.head_dim) + size_t(kvh) * split_ * ldv_;
   }
   // Position p's key i within its chunk's panels, and its value row.
   size_t k_index(size_t p, size_t i) const {
