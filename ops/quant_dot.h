@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
+#include <utility>
 
 #include "ops/ops.h"
 #include "ops/quant.h"
@@ -22,6 +24,16 @@ template <class Block, class Act>
 inline void qacc_add4(QAcc (&a)[4], const Block& w, const Act* const (&x)[4]) {
   for (int t = 0; t < 4; ++t) qacc_add(a[t], w, *x[t]);
 }
+
+// An ISA may also give qacc_add8 (a[t] += w . x[t] for eight rows) for the
+// block types whose unpacking costs as much as the products: the batch
+// product then shares each block among eight activation rows.
+template <class Block, class Act, class = void>
+struct HasAdd8 : std::false_type {};
+template <class Block, class Act>
+struct HasAdd8<Block, Act,
+               std::void_t<decltype(qacc_add8(std::declval<QAcc (&)[8]>(), std::declval<const Block&>(),
+                                              std::declval<const Act* const (&)[8]>()))>> : std::true_type {};
 
 // y[r] = W[r, :] . x for one quantized activation row.
 // w: (rows, n / Block::kValues) blocks, xq: (n / Block::kValues) activation blocks.
@@ -51,6 +63,19 @@ inline void qmatmul(const void* w, const void* xq, float* y, size_t M, size_t n,
   for (size_t r = r0; r < r1; ++r) {
     const Block* row = wb + r * nb;
     size_t m = 0;
+    if constexpr (HasAdd8<Block, Act>::value) {
+      for (; m + 8 <= M; m += 8) {
+        QAcc a[8];
+        for (QAcc& e : a) e = qacc_zero();
+        const Act* x0 = xb + m * nb;
+        for (size_t b = 0; b < nb; ++b) {
+          const Act* const xs[8] = {x0 + b,          x0 + nb + b,     x0 + 2 * nb + b, x0 + 3 * nb + b,
+                                    x0 + 4 * nb + b, x0 + 5 * nb + b, x0 + 6 * nb + b, x0 + 7 * nb + b};
+          qacc_add8(a, row[b], xs);
+        }
+        for (size_t t = 0; t < 8; ++t) y[(m + t) * ldy + r] = qacc_sum(a[t]);
+      }
+    }
     for (; m + 4 <= M; m += 4) {
       QAcc a[4] = {qacc_zero(), qacc_zero(), qacc_zero(), qacc_zero()};
       const Act* x0 = xb + m * nb;

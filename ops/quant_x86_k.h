@@ -190,5 +190,7 @@ inline void qacc_add(QAcc& a, const BlockQ6_K& w, const BlockQ8_K& x) { qacc_add
 inline void qacc_add4(QAcc (&a)[4], const BlockQ4_K& w, const BlockQ8_K* const (&x)[4]) { k_add<4>(a, w, x); }
 inline void qacc_add4(QAcc (&a)[4], const BlockQ5_K& w, const BlockQ8_K* const (&x)[4]) { k_add<4>(a, w, x); }
 inline void qacc_add4(QAcc (&a)[4], const BlockQ6_K& w, const BlockQ8_K* const (&x)[4]) { k_add<4>(a, w, x); }
+inline void qacc_add8(QAcc (&a)[8], const BlockQ5_K& w, const BlockQ8_K* const (&x)[8]) { k_add<8>(a, w, x); }
+inline void qacc_add8(QAcc (&a)[8], const BlockQ6_K& w, const BlockQ8_K* const (&x)[8]) { k_add<8>(a, w, x); }
 
 }  // namespace qkv::ops::QKV_ISA_NS

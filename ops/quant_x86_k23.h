@@ -122,5 +122,8 @@ inline void qacc_add(QAcc& a, const BlockIQ4_XS& w, const BlockQ8_K& x) { qacc_a
 inline void qacc_add4(QAcc (&a)[4], const BlockQ2_K& w, const BlockQ8_K* const (&x)[4]) { k_add<4>(a, w, x); }
 inline void qacc_add4(QAcc (&a)[4], const BlockQ3_K& w, const BlockQ8_K* const (&x)[4]) { k_add<4>(a, w, x); }
 inline void qacc_add4(QAcc (&a)[4], const BlockIQ4_XS& w, const BlockQ8_K* const (&x)[4]) { k_add<4>(a, w, x); }
+inline void qacc_add8(QAcc (&a)[8], const BlockQ2_K& w, const BlockQ8_K* const (&x)[8]) { k_add<8>(a, w, x); }
+inline void qacc_add8(QAcc (&a)[8], const BlockQ3_K& w, const BlockQ8_K* const (&x)[8]) { k_add<8>(a, w, x); }
+inline void qacc_add8(QAcc (&a)[8], const BlockIQ4_XS& w, const BlockQ8_K* const (&x)[8]) { k_add<8>(a, w, x); }
 
 }  // namespace qkv::ops::QKV_ISA_NS

@@ -291,10 +291,11 @@ void check_products(const ops::Kernels& k, std::initializer_list<size_t> widths)
     for (size_t n : widths) {
       for (size_t rows : {size_t(1), size_t(5), size_t(17)}) {
         const auto w = make_weights<Block>(rows, n, raw, uint32_t(7 + n + rows));
-        const auto xq = quantize_activations<Act>(randn(9 * n, 8), n);
+        const auto xq = quantize_activations<Act>(randn(13 * n, 8), n);
         const auto wd = dequant_rows(w, n);
         const auto xd = dequant_rows(xq, n);
-        for (size_t M : {size_t(1), size_t(3), size_t(4), size_t(9)}) {
+        // (the batch product takes 8 rows, then 4, then one at a time)
+        for (size_t M : {size_t(1), size_t(3), size_t(4), size_t(9), size_t(13)}) {
           std::vector<float> y(M * rows, -1.0f);
           if (M == 1) p.matvec(w.data(), xq.data(), y.data(), n, 0, rows);
           else p.matmul(w.data(), xq.data(), y.data(), M, n, rows, 0, rows);
