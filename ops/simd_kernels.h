@@ -393,7 +393,8 @@ inline void tile_values(const float* p, size_t lds, const T* v, size_t ldv, size
 // vectors: four where the row length allows.
 template <int RM, class T>
 inline void tile_values(const float* p, size_t lds, const T* v, size_t ldv, size_t j0, size_t j1, float* o, size_t ldo) {
-  if (RM <= 2 && ldv % (4 * W) == 0) tile_values<RM, 4>(p, lds, v, ldv, j0, j1, o, ldo);
+  if (RM == 1 && ldv % (8 * W) == 0) tile_values<RM, 8>(p, lds, v, ldv, j0, j1, o, ldo);
+  else if (RM <= 2 && ldv % (4 * W) == 0) tile_values<RM, 4>(p, lds, v, ldv, j0, j1, o, ldo);
   else tile_values<RM, 2>(p, lds, v, ldv, j0, j1, o, ldo);
 }
 
