@@ -63,11 +63,15 @@ void KVCache::each_state_piece(int n, F&& fn) const {
 }
 
 void KVCache::save_state(int n, char* dst) const {
-  each_state_piece(n, [&](size_t cache, size_t state, size_t bytes) { std::memcpy(dst + state, mem_.as<char>() + cache, bytes); });
+  each_state_piece(n, [&](size_t cache, size_t state, size_t bytes) {
+    std::memcpy(dst + state, mem_.as<char>() + cache, bytes);
+  });
 }
 
 void KVCache::load_state(int n, const char* src) {
-  each_state_piece(n, [&](size_t cache, size_t state, size_t bytes) { std::memcpy(mem_.as<char>() + cache, src + state, bytes); });
+  each_state_piece(n, [&](size_t cache, size_t state, size_t bytes) {
+    std::memcpy(mem_.as<char>() + cache, src + state, bytes);
+  });
 }
 
 KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
@@ -147,9 +151,9 @@ void KVCache::attend(const ExecContext& ctx, int layer, int pos, int n, const fl
 
 // One token: (chunk, KV head) tasks, in that order (a chunk's heads lie
 // together), each the group's query heads over one chunk's positions; then,
-// per head, the chunks merged in order. With the
-// f16 cache, two rounds: the scores and each chunk's max and sum, then (with
-// the merged max and sum) the chunks' weighted values, summed in order.
+// per head, the chunks merged in order. With the f16 cache, two rounds: the
+// scores and each chunk's max and sum, then (with the merged max and sum)
+// the chunks' weighted values, summed in order.
 void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, const float* q, float* out) {
   const size_t hd = size_t(d_.head_dim), group = size_t(d_.n_heads / d_.n_kv_heads), nkv = size_t(d_.n_kv_heads);
   const size_t lo = size_t(first_visible(o, pos)), hi = size_t(pos) + 1;
@@ -174,7 +178,7 @@ void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int laye
   auto task = [&](size_t kvh, size_t c) { return partial_.data() + (c * nkv + kvh) * task_floats; };
   const size_t lds = n_tiles_ * ops::kAttnTile;
   auto scores = [&](size_t j) { return scores_.as<float>() + (j % nkv) * group * lds + (c0 + j / nkv) * split_; };
-  // fn(rows, kvh, t0, t1, thread scratch) on every (KV head, chunk) task.
+  // fn(task, rows, kvh, t0, t1, thread scratch) on every (chunk, KV head) task.
   auto each_chunk = [&](auto&& fn) {
     ctx.pool.parallel_for(
         size_t(d_.n_kv_heads) * nc,
