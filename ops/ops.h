@@ -48,7 +48,7 @@ struct QuantProducts {
 //     vector of kAttnTile keys (no horizontal sums, no transposition);
 //   V row by row, rows padded with zeros to attention_ldv(head_dim) values:
 //     v_t[i] = v[u * attention_ldv(head_dim) + i].
-// So a cache may be cut into chunks anywhere apart, each read by its own call.
+// So a cache may lie in chunks anywhere in memory, each read by its own call.
 constexpr size_t kAttnTile = 64;
 inline size_t attention_ldv(size_t head_dim) { return (head_dim + 31) / 32 * 32; }
 inline size_t attention_scratch(size_t rows, size_t head_dim) { return rows * (head_dim + kAttnTile); }
@@ -152,9 +152,9 @@ struct Kernels {
   // That takes two phases. First the scores of [t0, t1) into s (row r at
   // s + r * lds, key t at t - t0, -inf where masked; lds >= t1 - t0 rounded
   // up to kAttnTile), and each row's max m and sum l of exp(s - m), extended
-  // as above (o untouched). Then, with m
-  // and l final (merged over every range the row sees), o += sum_t p_t v_t
-  // with p_t = f16(exp(s_t - m) / l). scratch: attention_scratch floats.
+  // as above (o untouched). Then, with m and l final (merged over every
+  // range the row sees), o += sum_t p_t v_t with p_t = f16(exp(s_t - m) / l).
+  // scratch: attention_scratch floats.
   void (*attention_scores_f16)(const AttentionRows& r, const uint16_t* kt, size_t head_dim, size_t t0, size_t t1,
                                float scale, float cap, float* s, size_t lds, float* scratch);
   void (*attention_values_f16)(const AttentionRows& r, const uint16_t* v, size_t head_dim, size_t t0, size_t t1,

@@ -51,8 +51,24 @@ inline void qmatvec(const void* w, const void* xq, float* y, size_t n, size_t r0
   }
 }
 
+// y[t * ldy] = row . x[t] for N activation rows starting at x0 (row
+// stride nb blocks), each of row's blocks shared by all N (add: the N-row
+// primitive).
+template <size_t N, class Block, class Act, class Add>
+inline void qrow_times(const Block* row, const Act* x0, size_t nb, float* y, size_t ldy, Add add) {
+  QAcc a[N];
+  for (QAcc& e : a) e = qacc_zero();
+  for (size_t b = 0; b < nb; ++b) {
+    const Act* xs[N];
+    for (size_t t = 0; t < N; ++t) xs[t] = x0 + t * nb + b;
+    add(a, row[b], xs);
+  }
+  for (size_t t = 0; t < N; ++t) y[t * ldy] = qacc_sum(a[t]);
+}
+
 // Y[m, r] = W[r, :] . X[m, :]: each weight row is read once per group of
-// four activation rows, which share its blocks while they are in L1.
+// eight (where the ISA gives qacc_add8) or four activation rows, which share
+// its blocks while they are in L1.
 // xq: (M, n / Block::kValues) activation blocks; y: (M, ldy).
 template <class Block>
 inline void qmatmul(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1) {
@@ -63,28 +79,13 @@ inline void qmatmul(const void* w, const void* xq, float* y, size_t M, size_t n,
   for (size_t r = r0; r < r1; ++r) {
     const Block* row = wb + r * nb;
     size_t m = 0;
-    if constexpr (HasAdd8<Block, Act>::value) {
-      for (; m + 8 <= M; m += 8) {
-        QAcc a[8];
-        for (QAcc& e : a) e = qacc_zero();
-        const Act* x0 = xb + m * nb;
-        for (size_t b = 0; b < nb; ++b) {
-          const Act* const xs[8] = {x0 + b,          x0 + nb + b,     x0 + 2 * nb + b, x0 + 3 * nb + b,
-                                    x0 + 4 * nb + b, x0 + 5 * nb + b, x0 + 6 * nb + b, x0 + 7 * nb + b};
-          qacc_add8(a, row[b], xs);
-        }
-        for (size_t t = 0; t < 8; ++t) y[(m + t) * ldy + r] = qacc_sum(a[t]);
-      }
-    }
-    for (; m + 4 <= M; m += 4) {
-      QAcc a[4] = {qacc_zero(), qacc_zero(), qacc_zero(), qacc_zero()};
-      const Act* x0 = xb + m * nb;
-      for (size_t b = 0; b < nb; ++b) {
-        const Act* const xs[4] = {x0 + b, x0 + nb + b, x0 + 2 * nb + b, x0 + 3 * nb + b};
-        qacc_add4(a, row[b], xs);
-      }
-      for (size_t t = 0; t < 4; ++t) y[(m + t) * ldy + r] = qacc_sum(a[t]);
-    }
+    if constexpr (HasAdd8<Block, Act>::value)
+      for (; m + 8 <= M; m += 8)
+        qrow_times<8>(row, xb + m * nb, nb, y + m * ldy + r, ldy,
+                      [](QAcc (&a)[8], const Block& wk, const Act* const (&x)[8]) { qacc_add8(a, wk, x); });
+    for (; m + 4 <= M; m += 4)
+      qrow_times<4>(row, xb + m * nb, nb, y + m * ldy + r, ldy,
+                    [](QAcc (&a)[4], const Block& wk, const Act* const (&x)[4]) { qacc_add4(a, wk, x); });
     for (; m < M; ++m) {
       QAcc a = qacc_zero();
       for (size_t b = 0; b < nb; ++b) qacc_add(a, row[b], xb[m * nb + b]);

@@ -390,7 +390,8 @@ inline void tile_values(const float* p, size_t lds, const T* v, size_t ldv, size
 }
 
 // One or two rows (decoding) keep too few chains in flight with two value
-// vectors: four where the row length allows.
+// vectors: eight for one row (a 64-value row in one pass) and four for two,
+// where the row length allows.
 template <int RM, class T>
 inline void tile_values(const float* p, size_t lds, const T* v, size_t ldv, size_t j0, size_t j1, float* o, size_t ldo) {
   if (RM == 1 && ldv % (8 * W) == 0) tile_values<RM, 8>(p, lds, v, ldv, j0, j1, o, ldo);
