@@ -29,7 +29,8 @@ inline vf round_to_f16(vf x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FRO
 // The probe's bound: vpmaddubsw alone (a kernel that sums pairs into int16 across blocks approaches it).
 #define QKV_PEAK_ACC(acc, a, b) _mm256_add_epi16(acc, _mm256_maddubs_epi16(a, b))
 // maddubs would saturate on w + 128: Q8_0 weights take the sign trick.
-#define QKV_X8_GROUPS 1  // row groups per pass of the batch product (registers: 16 or 32)
+#define QKV_X8_GROUPS 1  // vectors of row groups per pass of the batch product (registers: 16 or 32)
+#define QKV_X8_VEC X8Ymm  // one row group per vector
 #define QKV_Q8_BIAS 0
 #include "ops/quant_x86.h"
 

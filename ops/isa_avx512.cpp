@@ -30,8 +30,10 @@ inline vf round_to_f16(vf x) { return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FRO
 #define QKV_MADD_ACC(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)
 #define QKV_PEAK_ACC(acc, a, b) QKV_DOT_ACC(acc, a, b)
 // vpdpbusd takes w + 128 (unsigned) exactly; 128 * sum(x) is taken off per block.
-#define QKV_X8_GROUPS 2  // row groups per pass of the batch product (registers: 16 or 32)
+#define QKV_X8_GROUPS 2  // vectors of row groups per pass of the batch product (registers: 16 or 32)
+#define QKV_X8_VEC X8Zmm  // two row groups per vector
 #define QKV_Q8_BIAS 128
+#include "ops/quant_x86_zmm.h"
 #include "ops/quant_x86.h"
 
 const qkv::ops::Kernels& qkv::ops::avx512_kernels() { return isa_avx512::table("avx512"); }

@@ -6,8 +6,10 @@
 // (acc + 4-byte u8 x s8 dot products in int32 lanes) and QKV_Q8_BIAS: 128
 // where Q8_0 weights go through the dot product as w + 128 (unsigned; the
 // sums then carry 128 * sum(x), taken off per block), 0 where the sign trick
-// makes them unsigned instead; and QKV_X8_GROUPS, the row groups the batch
-// product takes per pass.
+// makes them unsigned instead; QKV_X8_VEC, the vector the batch product
+// works in (X8Ymm below: one row group per ymm; X8Zmm of quant_x86_zmm.h:
+// two groups per zmm, the same lanes' arithmetic, so the same bits); and
+// QKV_X8_GROUPS, the vectors of row groups the batch product takes per pass.
 #pragma once
 
 #include <immintrin.h>
@@ -27,116 +29,153 @@ inline __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-// Pieces c of one block column of G row groups, against T activation rows:
-// s[g][t] += group g's 8 rows' bytes . x[t]'s matching 4 bytes.
-template <int G, int T>
-inline void x8_piece(__m256i (&s)[G][T], const BlockQ8_0x8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
-  __m256i q[G];
-  for (int g = 0; g < G; ++g) q[g] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[g]->qs + 32 * c));
+// What the x8 products need of a vector: one row group (8 rows, 8 int32 or
+// float lanes) per ymm. `stride`: the bytes from a group's block to the next
+// group's same block (unused with one group per vector).
+struct X8Ymm {
+  using I = __m256i;
+  using F = __m256;
+  static constexpr int kGroups = 1;
+  static I load(const void* p, size_t) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+  static F load_halves(const uint16_t* p, size_t) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static I bcast4(const int8_t* p) { return QKV_ISA_NS::bcast4(p); }
+  static I lanes(__m128i v) { return _mm256_broadcastsi128_si256(v); }  // v in every 128-bit lane
+  static I set1_8(char c) { return _mm256_set1_epi8(c); }
+  static I set1_32(int v) { return _mm256_set1_epi32(v); }
+  static I and_(I a, I b) { return _mm256_and_si256(a, b); }
+  static I or_(I a, I b) { return _mm256_or_si256(a, b); }
+  static I xor_(I a, I b) { return _mm256_xor_si256(a, b); }
+  static I high_nibbles(I q) { return _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f)); }
+  static I shuffle(I table, I idx) { return _mm256_shuffle_epi8(table, idx); }
+  static I sign(I a, I b) { return _mm256_sign_epi8(a, b); }
+  // a | v in the bytes where x has mask's bit (mask: one bit per byte).
+  static I or_where(I a, I x, I mask, I v) {
+    return _mm256_or_si256(a, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(x, mask), mask), v));
+  }
+  static I dot(I acc, I a, I b) { return QKV_DOT_ACC(acc, a, b); }
+  static I sub_32(I a, I b) { return _mm256_sub_epi32(a, b); }
+  static I zero() { return _mm256_setzero_si256(); }
+  static F zero_ps() { return _mm256_setzero_ps(); }
+  static F set1_ps(float v) { return _mm256_set1_ps(v); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F to_ps(I a) { return _mm256_cvtepi32_ps(a); }
+  static void store(float* y, F v) { _mm256_storeu_ps(y, v); }
+};
+
+// Pieces c of one block column of G vectors of row groups, against T
+// activation rows: s[g][t] += vector g's rows' bytes . x[t]'s matching 4 bytes.
+template <class V, int G, int T>
+inline void x8_piece(typename V::I (&s)[G][T], const BlockQ8_0x8* const (&w)[G], size_t stride,
+                     const BlockQ8_0* const (&x)[T], int c) {
+  typename V::I q[G];
+  for (int g = 0; g < G; ++g) q[g] = V::load(w[g]->qs + 32 * c, stride);
   if constexpr (QKV_Q8_BIAS != 0) {
-    for (int g = 0; g < G; ++g) q[g] = _mm256_xor_si256(q[g], _mm256_set1_epi8(char(0x80)));  // w + 128
+    for (int g = 0; g < G; ++g) q[g] = V::xor_(q[g], V::set1_8(char(0x80)));  // w + 128
     for (int t = 0; t < T; ++t) {
-      const __m256i xb = bcast4(x[t]->qs + 4 * c);
-      for (int g = 0; g < G; ++g) s[g][t] = QKV_DOT_ACC(s[g][t], q[g], xb);
+      const auto xb = V::bcast4(x[t]->qs + 4 * c);
+      for (int g = 0; g < G; ++g) s[g][t] = V::dot(s[g][t], q[g], xb);
     }
   } else {
     for (int t = 0; t < T; ++t) {
-      const __m256i xb = bcast4(x[t]->qs + 4 * c);
-      for (int g = 0; g < G; ++g) s[g][t] = QKV_DOT_ACC(s[g][t], _mm256_sign_epi8(q[g], q[g]), _mm256_sign_epi8(xb, q[g]));
+      const auto xb = V::bcast4(x[t]->qs + 4 * c);
+      for (int g = 0; g < G; ++g) s[g][t] = V::dot(s[g][t], V::sign(q[g], q[g]), V::sign(xb, q[g]));
     }
   }
 }
 
 // The nibble types: piece c's low nibbles are values 4c..4c+3 of each row,
 // its high ones 16+4c..16+4c+3; lo and hi hold them as unsigned bytes.
-template <int G, int T, class Act>
-inline void x8_nibble_dots(__m256i (&s)[G][T], const __m256i (&lo)[G], const __m256i (&hi)[G], const Act* const (&x)[T],
-                           int c) {
+template <class V, int G, int T, class Act>
+inline void x8_nibble_dots(typename V::I (&s)[G][T], const typename V::I (&lo)[G], const typename V::I (&hi)[G],
+                           const Act* const (&x)[T], int c) {
   for (int t = 0; t < T; ++t) {
-    const __m256i xlo = bcast4(x[t]->qs + 4 * c), xhi = bcast4(x[t]->qs + 16 + 4 * c);
+    const auto xlo = V::bcast4(x[t]->qs + 4 * c), xhi = V::bcast4(x[t]->qs + 16 + 4 * c);
     for (int g = 0; g < G; ++g) {
-      s[g][t] = QKV_DOT_ACC(s[g][t], lo[g], xlo);
-      s[g][t] = QKV_DOT_ACC(s[g][t], hi[g], xhi);
+      s[g][t] = V::dot(s[g][t], lo[g], xlo);
+      s[g][t] = V::dot(s[g][t], hi[g], xhi);
     }
   }
 }
 
-inline void x8_unpack_nibbles(const uint8_t* qs, int c, __m256i& lo, __m256i& hi) {
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
-  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
-  lo = _mm256_and_si256(q, m4);
-  hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+template <class V>
+inline void x8_unpack_nibbles(const uint8_t* qs, size_t stride, int c, typename V::I& lo, typename V::I& hi) {
+  const auto q = V::load(qs + 32 * c, stride);
+  lo = V::and_(q, V::set1_8(0x0f));
+  hi = V::high_nibbles(q);
 }
 
 // The fifth bits of piece c: bit 4c + i of each row's 32-bit qh lane (low
 // nibbles) or bit 16 + 4c + i (high), spread to the lane's 4 bytes as 0x10.
-inline void x8_add_fifth_bits(const uint32_t* qh8, int c, __m256i& lo, __m256i& hi) {
-  const char blo = char(c / 2), bhi = char(2 + c / 2);
-  auto pick = [](char k) {
-    return _mm256_setr_epi8(k, k, k, k, char(4 + k), char(4 + k), char(4 + k), char(4 + k), char(8 + k), char(8 + k),
-                            char(8 + k), char(8 + k), char(12 + k), char(12 + k), char(12 + k), char(12 + k), k, k, k, k,
-                            char(4 + k), char(4 + k), char(4 + k), char(4 + k), char(8 + k), char(8 + k), char(8 + k),
-                            char(8 + k), char(12 + k), char(12 + k), char(12 + k), char(12 + k));
-  };
-  const __m256i mask = _mm256_set1_epi32(int(0x08040201u << (4 * (c % 2)))), bit4 = _mm256_set1_epi8(0x10);
-  const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh8));
-  const __m256i h_lo = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick(blo)), mask), mask);
-  const __m256i h_hi = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick(bhi)), mask), mask);
-  lo = _mm256_or_si256(lo, _mm256_and_si256(h_lo, bit4));
-  hi = _mm256_or_si256(hi, _mm256_and_si256(h_hi, bit4));
+template <class V>
+inline void x8_add_fifth_bits(const uint32_t* qh8, size_t stride, int c, typename V::I& lo, typename V::I& hi) {
+  // Byte k of each 4-byte lane, in all four of its bytes (a constant plus k:
+  // c is not a constant here, and building the pattern byte by byte costs).
+  const __m128i lane_bytes = _mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+  auto pick = [&](int k) { return V::lanes(_mm_add_epi8(lane_bytes, _mm_set1_epi8(char(k)))); };
+  const auto mask = V::set1_32(int(0x08040201u << (4 * (c % 2)))), bit4 = V::set1_8(0x10);
+  const auto qh = V::load(qh8, stride);
+  lo = V::or_where(lo, V::shuffle(qh, pick(c / 2)), mask, bit4);
+  hi = V::or_where(hi, V::shuffle(qh, pick(2 + c / 2)), mask, bit4);
 }
 
 // Q4_0 / Q4_1: nibbles; Q5_0 / Q5_1: nibbles and fifth bits.
-template <class Packed, class Act, int G, int T>
-inline void x8_piece_nibbles(__m256i (&s)[G][T], const Packed* const (&w)[G], const Act* const (&x)[T], int c) {
-  __m256i lo[G], hi[G];
+template <class V, class Packed, class Act, int G, int T>
+inline void x8_piece_nibbles(typename V::I (&s)[G][T], const Packed* const (&w)[G], size_t stride, const Act* const (&x)[T],
+                             int c) {
+  typename V::I lo[G], hi[G];
   for (int g = 0; g < G; ++g) {
-    x8_unpack_nibbles(w[g]->qs, c, lo[g], hi[g]);
+    x8_unpack_nibbles<V>(w[g]->qs, stride, c, lo[g], hi[g]);
     if constexpr (std::is_same_v<Packed, BlockQ5_0x8> || std::is_same_v<Packed, BlockQ5_1x8>)
-      x8_add_fifth_bits(w[g]->qh, c, lo[g], hi[g]);
+      x8_add_fifth_bits<V>(w[g]->qh, stride, c, lo[g], hi[g]);
   }
-  x8_nibble_dots<G, T, Act>(s, lo, hi, x, c);
+  x8_nibble_dots<V, G, T, Act>(s, lo, hi, x, c);
 }
-template <int G, int T>
-inline void x8_piece(__m256i (&s)[G][T], const BlockQ4_0x8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
-  x8_piece_nibbles<BlockQ4_0x8, BlockQ8_0, G, T>(s, w, x, c);
+template <class V, int G, int T>
+inline void x8_piece(typename V::I (&s)[G][T], const BlockQ4_0x8* const (&w)[G], size_t stride,
+                     const BlockQ8_0* const (&x)[T], int c) {
+  x8_piece_nibbles<V, BlockQ4_0x8, BlockQ8_0, G, T>(s, w, stride, x, c);
 }
-template <int G, int T>
-inline void x8_piece(__m256i (&s)[G][T], const BlockQ5_0x8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
-  x8_piece_nibbles<BlockQ5_0x8, BlockQ8_0, G, T>(s, w, x, c);
+template <class V, int G, int T>
+inline void x8_piece(typename V::I (&s)[G][T], const BlockQ5_0x8* const (&w)[G], size_t stride,
+                     const BlockQ8_0* const (&x)[T], int c) {
+  x8_piece_nibbles<V, BlockQ5_0x8, BlockQ8_0, G, T>(s, w, stride, x, c);
 }
-template <int G, int T>
-inline void x8_piece(__m256i (&s)[G][T], const BlockQ4_1x8* const (&w)[G], const BlockQ8_1* const (&x)[T], int c) {
-  x8_piece_nibbles<BlockQ4_1x8, BlockQ8_1, G, T>(s, w, x, c);
+template <class V, int G, int T>
+inline void x8_piece(typename V::I (&s)[G][T], const BlockQ4_1x8* const (&w)[G], size_t stride,
+                     const BlockQ8_1* const (&x)[T], int c) {
+  x8_piece_nibbles<V, BlockQ4_1x8, BlockQ8_1, G, T>(s, w, stride, x, c);
 }
-template <int G, int T>
-inline void x8_piece(__m256i (&s)[G][T], const BlockQ5_1x8* const (&w)[G], const BlockQ8_1* const (&x)[T], int c) {
-  x8_piece_nibbles<BlockQ5_1x8, BlockQ8_1, G, T>(s, w, x, c);
+template <class V, int G, int T>
+inline void x8_piece(typename V::I (&s)[G][T], const BlockQ5_1x8* const (&w)[G], size_t stride,
+                     const BlockQ8_1* const (&x)[T], int c) {
+  x8_piece_nibbles<V, BlockQ5_1x8, BlockQ8_1, G, T>(s, w, stride, x, c);
 }
 
 // IQ4_NL: the nibbles looked up in the level table (signed bytes), then as
 // Q8_0's bytes: + 128 for VNNI's unsigned operand, or the sign trick.
-template <int G, int T>
-inline void x8_piece(__m256i (&s)[G][T], const BlockIQ4_NLx8* const (&w)[G], const BlockQ8_0* const (&x)[T], int c) {
-  const __m256i table = iq4nl_table();
-  __m256i lo[G], hi[G];
+template <class V, int G, int T>
+inline void x8_piece(typename V::I (&s)[G][T], const BlockIQ4_NLx8* const (&w)[G], size_t stride,
+                     const BlockQ8_0* const (&x)[T], int c) {
+  const auto table = V::lanes(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+  typename V::I lo[G], hi[G];
   for (int g = 0; g < G; ++g) {
-    x8_unpack_nibbles(w[g]->qs, c, lo[g], hi[g]);
-    lo[g] = _mm256_shuffle_epi8(table, lo[g]);
-    hi[g] = _mm256_shuffle_epi8(table, hi[g]);
+    x8_unpack_nibbles<V>(w[g]->qs, stride, c, lo[g], hi[g]);
+    lo[g] = V::shuffle(table, lo[g]);
+    hi[g] = V::shuffle(table, hi[g]);
   }
   if constexpr (QKV_Q8_BIAS != 0) {
     for (int g = 0; g < G; ++g) {
-      lo[g] = _mm256_xor_si256(lo[g], _mm256_set1_epi8(char(0x80)));
-      hi[g] = _mm256_xor_si256(hi[g], _mm256_set1_epi8(char(0x80)));
+      lo[g] = V::xor_(lo[g], V::set1_8(char(0x80)));
+      hi[g] = V::xor_(hi[g], V::set1_8(char(0x80)));
     }
-    x8_nibble_dots<G, T, BlockQ8_0>(s, lo, hi, x, c);
+    x8_nibble_dots<V, G, T, BlockQ8_0>(s, lo, hi, x, c);
   } else {
     for (int t = 0; t < T; ++t) {
-      const __m256i xlo = bcast4(x[t]->qs + 4 * c), xhi = bcast4(x[t]->qs + 16 + 4 * c);
+      const auto xlo = V::bcast4(x[t]->qs + 4 * c), xhi = V::bcast4(x[t]->qs + 16 + 4 * c);
       for (int g = 0; g < G; ++g) {
-        s[g][t] = QKV_DOT_ACC(s[g][t], _mm256_sign_epi8(lo[g], lo[g]), _mm256_sign_epi8(xlo, lo[g]));
-        s[g][t] = QKV_DOT_ACC(s[g][t], _mm256_sign_epi8(hi[g], hi[g]), _mm256_sign_epi8(xhi, hi[g]));
+        s[g][t] = V::dot(s[g][t], V::sign(lo[g], lo[g]), V::sign(xlo, lo[g]));
+        s[g][t] = V::dot(s[g][t], V::sign(hi[g], hi[g]), V::sign(xhi, hi[g]));
       }
     }
   }
@@ -162,88 +201,92 @@ template <> constexpr int x8_offset<BlockQ4_0x8> = 8;
 template <> constexpr int x8_offset<BlockQ5_0x8> = 16;
 template <> constexpr int x8_offset<BlockIQ4_NLx8> = QKV_Q8_BIAS;
 
-// acc[g][t] (group g's 8 rows' sums for activation row t) += w . x[t] over
-// nb blocks; w: G consecutive groups of nb blocks each.
-template <class Packed, int G, int T>
+// acc[g][t] (vector g's rows' sums for activation row t) += w . x[t] over nb
+// blocks; w: G * V::kGroups consecutive groups of nb blocks each.
+template <class V, class Packed, int G, int T>
 inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, const Q8Sum* xs0, size_t nb,
-                    __m256 (&acc)[G][T]) {
+                    typename V::F (&acc)[G][T]) {
   using Act = typename x8_act<Packed>::type;
+  const size_t stride = nb * sizeof(Packed);
   for (size_t b = 0; b < nb; ++b) {
     const Packed* wb[G];
-    for (int g = 0; g < G; ++g) wb[g] = w + g * nb + b;
+    for (int g = 0; g < G; ++g) wb[g] = w + g * V::kGroups * nb + b;
     const Act* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
-    __m256i s[G][T];
+    typename V::I s[G][T];
     for (int g = 0; g < G; ++g)
-      for (int t = 0; t < T; ++t) s[g][t] = _mm256_setzero_si256();
-    for (int c = 0; c < x8_pieces<Packed>; ++c) x8_piece<G, T>(s, wb, x, c);
+      for (int t = 0; t < T; ++t) s[g][t] = V::zero();
+    for (int c = 0; c < x8_pieces<Packed>; ++c) x8_piece<V, G, T>(s, wb, stride, x, c);
     for (int g = 0; g < G; ++g) {
-      const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[g]->d)));
+      const auto wd = V::load_halves(wb[g]->d, stride);
       if constexpr (std::is_same_v<Act, BlockQ8_1>) {
         // The _1 types: d_w d_x (q . x) + m_w s_x, s_x = the block's d * sum(x).
-        const __m256 wm = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[g]->m)));
+        const auto wm = V::load_halves(wb[g]->m, stride);
         for (int t = 0; t < T; ++t) {
-          acc[g][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(half(x[t]->d))), _mm256_cvtepi32_ps(s[g][t]), acc[g][t]);
-          acc[g][t] = _mm256_fmadd_ps(wm, _mm256_set1_ps(half(x[t]->s)), acc[g][t]);
+          acc[g][t] = V::fmadd(V::mul(wd, V::set1_ps(half(x[t]->d))), V::to_ps(s[g][t]), acc[g][t]);
+          acc[g][t] = V::fmadd(wm, V::set1_ps(half(x[t]->s)), acc[g][t]);
         }
       } else {
         for (int t = 0; t < T; ++t) {
           const Q8Sum& xs = xs0[t * nb + b];
-          __m256i si = s[g][t];
-          if constexpr (x8_offset<Packed> != 0) si = _mm256_sub_epi32(si, _mm256_set1_epi32(x8_offset<Packed> * xs.s));
-          acc[g][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(xs.d)), _mm256_cvtepi32_ps(si), acc[g][t]);
+          auto si = s[g][t];
+          if constexpr (x8_offset<Packed> != 0) si = V::sub_32(si, V::set1_32(x8_offset<Packed> * xs.s));
+          acc[g][t] = V::fmadd(V::mul(wd, V::set1_ps(xs.d)), V::to_ps(si), acc[g][t]);
         }
       }
     }
   }
 }
 
-// Y[m + t, 8 (g0 + g) .. 8 (g0 + g) + 7] for T activation rows from m and G groups from g0.
-template <class Packed, int G, int T>
+// Y[m + t, 8 g .. 8 g + 8 V::kGroups G) for T activation rows from m and the groups from g.
+template <class V, class Packed, int G, int T>
 inline void x8_rows(const Packed* w, const typename x8_act<Packed>::type* xb, const Q8Sum* xs, float* y, size_t nb,
-                    size_t ldy, size_t m,
-                    size_t g0) {
-  __m256 acc[G][T];
-  for (int g = 0; g < G; ++g)
-    for (int t = 0; t < T; ++t) acc[g][t] = _mm256_setzero_ps();
-  x8_tile<Packed, G, T>(w + g0 * nb, xb + m * nb, xs ? xs + m * nb : nullptr, nb, acc);
-  for (int g = 0; g < G; ++g)
-    for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (m + t) * ldy + 8 * (g0 + g), acc[g][t]);
+                    size_t ldy, size_t m, size_t g) {
+  typename V::F acc[G][T];
+  for (int i = 0; i < G; ++i)
+    for (int t = 0; t < T; ++t) acc[i][t] = V::zero_ps();
+  x8_tile<V, Packed, G, T>(w + g * nb, xb + m * nb, xs ? xs + m * nb : nullptr, nb, acc);
+  for (int i = 0; i < G; ++i)
+    for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * (g + V::kGroups * i), acc[i][t]);
 }
 
 template <class Packed>
 inline void x8_matvec(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
   const Packed* w = static_cast<const Packed*>(packed);
   using Act = typename x8_act<Packed>::type;
-  for (size_t g = g0; g < g1; ++g) x8_rows<Packed, 1, 1>(w, static_cast<const Act*>(xq), xs, y, n / kQK8_0, 0, 0, g);
+  for (size_t g = g0; g < g1; ++g) x8_rows<X8Ymm, Packed, 1, 1>(w, static_cast<const Act*>(xq), xs, y, n / kQK8_0, 0, 0, g);
 }
 
-// G groups (their blocks stay in L1) against every 4 activation rows in turn.
-template <class Packed, int G>
+// G vectors of groups (their blocks stay in L1) against every 4 activation rows in turn.
+template <class V, class Packed, int G>
 inline void x8_groups(const Packed* w, const typename x8_act<Packed>::type* xb, const Q8Sum* xs, float* y, size_t M,
-                      size_t nb, size_t ldy,
-                      size_t g) {
+                      size_t nb, size_t ldy, size_t g) {
   size_t m = 0;
-  for (; m + 4 <= M; m += 4) x8_rows<Packed, G, 4>(w, xb, xs, y, nb, ldy, m, g);
+  for (; m + 4 <= M; m += 4) x8_rows<V, Packed, G, 4>(w, xb, xs, y, nb, ldy, m, g);
   switch (M - m) {
-    case 3: x8_rows<Packed, G, 3>(w, xb, xs, y, nb, ldy, m, g); break;
-    case 2: x8_rows<Packed, G, 2>(w, xb, xs, y, nb, ldy, m, g); break;
-    case 1: x8_rows<Packed, G, 1>(w, xb, xs, y, nb, ldy, m, g); break;
+    case 3: x8_rows<V, Packed, G, 3>(w, xb, xs, y, nb, ldy, m, g); break;
+    case 2: x8_rows<V, Packed, G, 2>(w, xb, xs, y, nb, ldy, m, g); break;
+    case 1: x8_rows<V, Packed, G, 1>(w, xb, xs, y, nb, ldy, m, g); break;
     default: break;
   }
 }
 
-// QKV_X8_GROUPS row groups at a time (2 where registers allow: the
-// activations' bytes, broadcast once, then feed twice the rows).
+// QKV_X8_GROUPS vectors of QKV_X8_VEC's groups at a time (2 where registers
+// allow: the activations' bytes, broadcast once, then feed twice the rows),
+// then one vector, then single groups in ymm. Every row's sums are the same
+// operations in the same order whichever way it is taken.
 template <class Packed>
 inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
                       size_t g0, size_t g1) {
+  using V = QKV_X8_VEC;
   const size_t nb = n / kQK8_0;
   const Packed* w = static_cast<const Packed*>(packed);
   const auto* xb = static_cast<const typename x8_act<Packed>::type*>(xq);
+  constexpr size_t kPass = QKV_X8_GROUPS * V::kGroups;
   size_t g = g0;
-  for (; g + QKV_X8_GROUPS <= g1; g += QKV_X8_GROUPS) x8_groups<Packed, QKV_X8_GROUPS>(w, xb, xs, y, M, nb, ldy, g);
-  for (; g < g1; ++g) x8_groups<Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
+  for (; g + kPass <= g1; g += kPass) x8_groups<V, Packed, QKV_X8_GROUPS>(w, xb, xs, y, M, nb, ldy, g);
+  for (; g + V::kGroups <= g1; g += V::kGroups) x8_groups<V, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
+  for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
 }
 
 // ---------------------------------------------------------------- Q4_K

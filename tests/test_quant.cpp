@@ -331,7 +331,9 @@ void check_products(const ops::Kernels& k, std::initializer_list<size_t> widths)
 TEST_P(QuantKernels, Q8_0ProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ8_0>(*GetParam(), {32, 96, 288, 768}); }
 TEST_P(QuantKernels, Q4_0ProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ4_0>(*GetParam(), {32, 96, 288, 768}); }
 // The row-interleaved products equal the plain ones up to f32 rounding, for
-// every M and row groups taken from the middle of the matrix.
+// every M (tiles of 4 activation rows and each remainder) and row groups from
+// the middle of the matrix and all of it: 3 and 7 groups (AVX-512 takes 4
+// groups, then 2, then 1 at a time).
 template <class Block, class Packed>
 void check_x8_products(const ops::Kernels& k, std::initializer_list<size_t> widths) {
   using Act = typename Block::Act;
@@ -339,24 +341,26 @@ void check_x8_products(const ops::Kernels& k, std::initializer_list<size_t> widt
   ASSERT_NE(p.matvec_x8, nullptr);
   for (bool raw : {false, true}) {
     for (size_t n : widths) {
-      const size_t rows = 40;
+      const size_t rows = 56;
       const auto w = make_weights<Block>(rows, n, raw, uint32_t(3 + n));
       std::vector<Packed> packed(rows / 8 * (n / Block::kValues));
       ops::repack_x8(w.data(), packed.data(), rows, n);
-      const auto xq = quantize_activations<Act>(randn(9 * n, 4), n);
-      std::vector<ops::Q8Sum> xs(9 * n / 32);
+      const auto xq = quantize_activations<Act>(randn(13 * n, 4), n);
+      std::vector<ops::Q8Sum> xs(13 * n / 32);
       if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
-      for (size_t M : {size_t(1), size_t(2), size_t(3), size_t(4), size_t(5), size_t(9)}) {
-        std::vector<float> want(M * rows, 0.0f), got(M * rows, 0.0f);
-        ref.matmul(w.data(), xq.data(), want.data(), M, n, rows, 8, 32);  // groups 1 and 2, and 3
-        if (M == 1) p.matvec_x8(packed.data(), xq.data(), xs.data(), got.data(), n, 1, 4);
-        else p.matmul_x8(packed.data(), xq.data(), xs.data(), got.data(), M, n, rows, 1, 4);
-        double mag = 0;  // a bound on the sum of |terms|: the largest product
-        for (size_t j = 0; j < M * rows; ++j) mag = std::max(mag, std::fabs(double(want[j])));
-        for (size_t i = 0; i < M * rows; ++i)
-          ASSERT_NEAR(got[i], want[i], 1e-5 * mag + 1e-5)
-              << k.isa << " " << QType<Block>::name << (raw ? " raw" : "") << " n=" << n << " M=" << M << " i=" << i;
-      }
+      for (const auto& [g0, g1] : {std::pair<size_t, size_t>{1, 4}, {0, 7}})
+        for (size_t M : {size_t(1), size_t(2), size_t(3), size_t(4), size_t(5), size_t(9), size_t(13)}) {
+          std::vector<float> want(M * rows, 0.0f), got(M * rows, 0.0f);
+          ref.matmul(w.data(), xq.data(), want.data(), M, n, rows, 8 * g0, 8 * g1);
+          if (M == 1) p.matvec_x8(packed.data(), xq.data(), xs.data(), got.data(), n, g0, g1);
+          else p.matmul_x8(packed.data(), xq.data(), xs.data(), got.data(), M, n, rows, g0, g1);
+          double mag = 0;  // a bound on the sum of |terms|: the largest product
+          for (size_t j = 0; j < M * rows; ++j) mag = std::max(mag, std::fabs(double(want[j])));
+          for (size_t i = 0; i < M * rows; ++i)
+            ASSERT_NEAR(got[i], want[i], 1e-5 * mag + 1e-5) << k.isa << " " << QType<Block>::name << (raw ? " raw" : "")
+                                                             << " n=" << n << " M=" << M << " groups " << g0 << ".." << g1
+                                                             << " i=" << i;
+        }
     }
   }
 }

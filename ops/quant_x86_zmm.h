@@ -1,0 +1,59 @@
+// The x8 products' vector on AVX-512 (see X8Ymm in quant_x86_x8.h): two row
+// groups side by side in a zmm, group g in the low 256 bits and g + 1 (the
+// same block, `stride` bytes on) in the high ones, so one vpdpbusd serves 16
+// rows. Each lane does what X8Ymm's does, so the results are bit for bit the
+// same. Needs AVX512F/BW/VNNI; included by isa_avx512.cpp before quant_x86.h.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace qkv::ops::QKV_ISA_NS {
+
+struct X8Zmm {
+  using I = __m512i;
+  using F = __m512;
+  static constexpr int kGroups = 2;
+  static I load(const void* p, size_t stride) {
+    const char* c = static_cast<const char*>(p);
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + stride));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+  }
+  static F load_halves(const uint16_t* p, size_t stride) {
+    const char* c = reinterpret_cast<const char*>(p);
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + stride));
+    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+  }
+  static I bcast4(const int8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+  }
+  static I lanes(__m128i v) { return _mm512_broadcast_i32x4(v); }
+  static I set1_8(char c) { return _mm512_set1_epi8(c); }
+  static I set1_32(int v) { return _mm512_set1_epi32(v); }
+  static I and_(I a, I b) { return _mm512_and_si512(a, b); }
+  static I or_(I a, I b) { return _mm512_or_si512(a, b); }
+  static I xor_(I a, I b) { return _mm512_xor_si512(a, b); }
+  static I high_nibbles(I q) { return _mm512_and_si512(_mm512_srli_epi16(q, 4), _mm512_set1_epi8(0x0f)); }
+  static I shuffle(I table, I idx) { return _mm512_shuffle_epi8(table, idx); }
+  // a | v in the bytes where x has mask's bit (one bit per byte; a's bits of
+  // v are clear there, so the masked add is the or).
+  static I or_where(I a, I x, I mask, I v) { return _mm512_mask_add_epi8(a, _mm512_test_epi8_mask(x, mask), a, v); }
+  static I dot(I acc, I a, I b) { return _mm512_dpbusd_epi32(acc, a, b); }
+  static I sub_32(I a, I b) { return _mm512_sub_epi32(a, b); }
+  static I zero() { return _mm512_setzero_si512(); }
+  static F zero_ps() { return _mm512_setzero_ps(); }
+  static F set1_ps(float v) { return _mm512_set1_ps(v); }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F to_ps(I a) { return _mm512_cvtepi32_ps(a); }
+  static void store(float* y, F v) { _mm512_storeu_ps(y, v); }
+};
+
+}  // namespace qkv::ops::QKV_ISA_NS
