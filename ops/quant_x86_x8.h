@@ -54,11 +54,22 @@ struct X8Ymm {
   }
   static I dot(I acc, I a, I b) { return QKV_DOT_ACC(acc, a, b); }
   static I sub_32(I a, I b) { return _mm256_sub_epi32(a, b); }
+  static I add_32(I a, I b) { return _mm256_add_epi32(a, b); }
+  static I mullo_32(I a, I b) { return _mm256_mullo_epi32(a, b); }
+  static I madd_acc(I acc, I a, I b) { return QKV_MADD_ACC(acc, a, b); }  // + int16 pair products
+  static I load_u8_to_32(const uint8_t* p, size_t) {  // 8 bytes, zero-extended to int32 lanes
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  }
+  static I load_u8_to_16(const uint8_t* p, size_t) {  // 16 bytes, zero-extended to int16 lanes
+    return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static I lane32(__m256i v, int k) { return _mm256_permutevar8x32_epi32(v, _mm256_set1_epi32(k)); }  // v's lane k in every lane
   static I zero() { return _mm256_setzero_si256(); }
   static F zero_ps() { return _mm256_setzero_ps(); }
   static F set1_ps(float v) { return _mm256_set1_ps(v); }
   static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
   static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F fnmadd(F a, F b, F c) { return _mm256_fnmadd_ps(a, b, c); }
   static F to_ps(I a) { return _mm256_cvtepi32_ps(a); }
   static void store(float* y, F v) { _mm256_storeu_ps(y, v); }
 };
@@ -296,75 +307,78 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
 // belong to sub-block 2c and high ones to 2c + 1; their sums (8 rows in the
 // 8 lanes) take the rows' scales by a 32-bit multiply. The mins go against
 // the activations' sums of 32 by 16-bit multiply-adds, two sub-blocks at a time.
-template <int T>
-inline void x8k_tile(const BlockQ4_Kx8* w, const BlockQ8_K* x0, size_t nb, __m256 (&acc)[T]) {
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
+template <class V, int T>
+inline void x8k_tile(const BlockQ4_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+  using I = typename V::I;
+  const size_t stride = nb * sizeof(BlockQ4_Kx8);
   for (size_t b = 0; b < nb; ++b) {
     const BlockQ4_Kx8& W = w[b];
     const BlockQ8_K* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
-    __m256i isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    I isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = V::zero();
     for (int c = 0; c < 4; ++c) {
-      __m256i slo[T], shi[T];
-      for (int t = 0; t < T; ++t) slo[t] = shi[t] = _mm256_setzero_si256();
+      I slo[T], shi[T];
+      for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
       for (int p = 0; p < 8; ++p) {
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(W.qs + 32 * (8 * c + p)));
-        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        const I q = V::load(W.qs + 32 * (8 * c + p), stride);
+        const I lo = V::and_(q, V::set1_8(0x0f)), hi = V::high_nibbles(q);
         for (int t = 0; t < T; ++t) {
-          slo[t] = QKV_DOT_ACC(slo[t], lo, bcast4(x[t]->qs + 64 * c + 4 * p));
-          shi[t] = QKV_DOT_ACC(shi[t], hi, bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
+          slo[t] = V::dot(slo[t], lo, V::bcast4(x[t]->qs + 64 * c + 4 * p));
+          shi[t] = V::dot(shi[t], hi, V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
         }
       }
-      const __m256i sc_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(W.sc[2 * c])));
-      const __m256i sc_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(W.sc[2 * c + 1])));
+      const I sc_lo = V::load_u8_to_32(W.sc[2 * c], stride), sc_hi = V::load_u8_to_32(W.sc[2 * c + 1], stride);
       for (int t = 0; t < T; ++t)
-        isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_mullo_epi32(slo[t], sc_lo), _mm256_mullo_epi32(shi[t], sc_hi)));
+        isum[t] = V::add_32(isum[t], V::add_32(V::mullo_32(slo[t], sc_lo), V::mullo_32(shi[t], sc_hi)));
     }
-    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W.d)));
-    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W.dmin)));
+    const auto d = V::load_halves(W.d, stride), dmin = V::load_halves(W.dmin, stride);
     for (int t = 0; t < T; ++t) {
       // bp[k] (int32 lane k, k < 4): the pair (sum of x over sub-block 2k, over 2k + 1) as two int16.
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
       const __m256i bp = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
-      __m256i msum = _mm256_setzero_si256();
-      for (int k = 0; k < 4; ++k) {
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W.m2[k])));
-        msum = QKV_MADD_ACC(msum, mins, _mm256_permutevar8x32_epi32(bp, _mm256_set1_epi32(k)));
-      }
-      const __m256 xd = _mm256_set1_ps(x[t]->d);
-      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, xd), _mm256_cvtepi32_ps(isum[t]), acc[t]);
-      acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, xd), _mm256_cvtepi32_ps(msum), acc[t]);
+      I msum = V::zero();
+      for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_u8_to_16(W.m2[k][0], stride), V::lane32(bp, k));
+      const auto xd = V::set1_ps(x[t]->d);
+      acc[t] = V::fmadd(V::mul(d, xd), V::to_ps(isum[t]), acc[t]);
+      acc[t] = V::fnmadd(V::mul(dmin, xd), V::to_ps(msum), acc[t]);
     }
   }
 }
 
-template <int T>
+template <class V, int T>
 inline void x8k_rows(const BlockQ4_Kx8* w, const BlockQ8_K* xb, float* y, size_t nb, size_t ldy, size_t m, size_t g) {
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  x8k_tile<T>(w + g * nb, xb + m * nb, nb, acc);
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(y + (m + t) * ldy + 8 * g, acc[t]);
+  typename V::F acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = V::zero_ps();
+  x8k_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
+  for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * g, acc[t]);
 }
 
 inline void x8_q4_K_matvec(const void* packed, const void* xq, const Q8Sum*, float* y, size_t n, size_t g0, size_t g1) {
   for (size_t g = g0; g < g1; ++g)
-    x8k_rows<1>(static_cast<const BlockQ4_Kx8*>(packed), static_cast<const BlockQ8_K*>(xq), y, n / kQK_K, 0, 0, g);
+    x8k_rows<X8Ymm, 1>(static_cast<const BlockQ4_Kx8*>(packed), static_cast<const BlockQ8_K*>(xq), y, n / kQK_K, 0, 0, g);
 }
 
-// 4 activation rows per pass with 32 registers, 2 with 16.
+// One vector of QKV_X8_VEC's groups against 4 activation rows per pass with
+// 32 registers, 2 with 16; single groups left over in ymm.
+template <class V, int T>
+inline void x8k_groups(const BlockQ4_Kx8* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy, size_t g) {
+  size_t m = 0;
+  for (; m + T <= M; m += T) x8k_rows<V, T>(w, xb, y, nb, ldy, m, g);
+  for (; m + 2 <= M; m += 2) x8k_rows<V, 2>(w, xb, y, nb, ldy, m, g);
+  for (; m < M; ++m) x8k_rows<V, 1>(w, xb, y, nb, ldy, m, g);
+}
+
 inline void x8_q4_K_matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
                            size_t g0, size_t g1) {
+  using V = QKV_X8_VEC;
   constexpr int kT = QKV_X8_GROUPS == 2 ? 4 : 2;
   const size_t nb = n / kQK_K;
   const BlockQ4_Kx8* w = static_cast<const BlockQ4_Kx8*>(packed);
   const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);
-  for (size_t g = g0; g < g1; ++g) {
-    size_t m = 0;
-    for (; m + kT <= M; m += kT) x8k_rows<kT>(w, xb, y, nb, ldy, m, g);
-    for (; m + 2 <= M; m += 2) x8k_rows<2>(w, xb, y, nb, ldy, m, g);
-    for (; m < M; ++m) x8k_rows<1>(w, xb, y, nb, ldy, m, g);
-  }
+  size_t g = g0;
+  for (; g + V::kGroups <= g1; g += V::kGroups) x8k_groups<V, kT>(w, xb, y, M, nb, ldy, g);
+  for (; g < g1; ++g) x8k_groups<X8Ymm, kT>(w, xb, y, M, nb, ldy, g);
 }
 
 }  // namespace qkv::ops::QKV_ISA_NS

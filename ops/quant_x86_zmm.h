@@ -47,11 +47,26 @@ struct X8Zmm {
   static I or_where(I a, I x, I mask, I v) { return _mm512_mask_add_epi8(a, _mm512_test_epi8_mask(x, mask), a, v); }
   static I dot(I acc, I a, I b) { return _mm512_dpbusd_epi32(acc, a, b); }
   static I sub_32(I a, I b) { return _mm512_sub_epi32(a, b); }
+  static I add_32(I a, I b) { return _mm512_add_epi32(a, b); }
+  static I mullo_32(I a, I b) { return _mm512_mullo_epi32(a, b); }
+  static I madd_acc(I acc, I a, I b) { return _mm512_dpwssd_epi32(acc, a, b); }
+  static I load_u8_to_32(const uint8_t* p, size_t stride) {
+    const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + stride));
+    return _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(a, b));
+  }
+  static I load_u8_to_16(const uint8_t* p, size_t stride) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + stride));
+    return _mm512_cvtepu8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+  }
+  static I lane32(__m256i v, int k) { return _mm512_permutexvar_epi32(_mm512_set1_epi32(k), _mm512_castsi256_si512(v)); }
   static I zero() { return _mm512_setzero_si512(); }
   static F zero_ps() { return _mm512_setzero_ps(); }
   static F set1_ps(float v) { return _mm512_set1_ps(v); }
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F fnmadd(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }
   static F to_ps(I a) { return _mm512_cvtepi32_ps(a); }
   static void store(float* y, F v) { _mm512_storeu_ps(y, v); }
 };
