@@ -249,11 +249,25 @@ struct BlockQ4_Kx8 {
   uint8_t qs[8 * kQK_K / 2];
 };
 static_assert(sizeof(BlockQ4_Kx8) == 1184, "Q4_K x8 group: 8 super-blocks and their unpacked scales");
+// Q6_K likewise, its bytes in the order the product reads them (one stream
+// from memory): each value's low 4 bits and its 2 high bits in one of 8
+// quads of 192 bytes. Value v = 64c + 32h + 4p + i (h = 0, 1; p < 8; i < 4)
+// of row r is in quad u = 2c + p / 4, k = p % 4: its low bits in byte 64 +
+// 32k + 4r + i (the low nibble for h = 0, as Q4_Kx8's piece 8c + p), its
+// high bits in bits 2k, 2k + 1 of byte 32h + 4r + i. sc2[k][r]: row r's
+// scales of sub-blocks 2k and 2k + 1 (a pair, for 16-bit multiply-adds).
+struct BlockQ6_Kx8 {
+  uint16_t d[8];
+  int8_t sc2[8][8][2];
+  uint8_t quads[8][192];
+};
+static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K), "x8 groups hold the same bytes");
 // The first rows / 8 * 8 rows of w (rows, n) into out (rows / 8 groups of
 // n / block values blocks).
 void repack_x8(const BlockQ8_0* w, BlockQ8_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_0* w, BlockQ4_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_K* w, BlockQ4_Kx8* out, size_t rows, size_t n);
+void repack_x8(const BlockQ6_K* w, BlockQ6_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_1* w, BlockQ5_1x8* out, size_t rows, size_t n);

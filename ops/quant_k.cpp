@@ -400,6 +400,37 @@ void repack_x8(const BlockQ4_K* w, BlockQ4_Kx8* out, size_t rows, size_t n) {
     }
 }
 
+// Where value v (0..255) of row r sits in a Q6_Kx8 group (quant.h): the
+// byte (in quads) and shift of its low 4 bits, of its high 2.
+struct Q6x8Place {
+  int ql, ql_shift, qh, qh_shift;
+};
+static Q6x8Place q6_K_x8_place(int r, int v) {
+  const int c = v / 64, h = (v % 64) / 32, p = (v % 32) / 4, i = v % 4, u = 2 * c + p / 4, k = p % 4;
+  return {192 * u + 64 + 32 * k + 4 * r + i, 4 * h, 192 * u + 32 * h + 4 * r + i, 2 * k};
+}
+
+void repack_x8(const BlockQ6_K* w, BlockQ6_Kx8* out, size_t rows, size_t n) {
+  const size_t nb = n / kQK_K;
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      BlockQ6_Kx8& p = out[g * nb + b];
+      std::memset(&p, 0, sizeof p);
+      for (int r = 0; r < 8; ++r) {
+        const BlockQ6_K& src = w[(8 * g + size_t(r)) * nb + b];
+        p.d[r] = src.d;
+        for (int j = 0; j < kQK_K / 16; ++j) p.sc2[j / 2][r][j % 2] = src.scales[j];
+        for (int v = 0; v < kQK_K; ++v) {
+          const int level = q6_K_value(src, v);
+          const Q6x8Place at = q6_K_x8_place(r, v);
+          uint8_t* q = &p.quads[0][0];
+          q[at.ql] = uint8_t(q[at.ql] | ((level & 0x0f) << at.ql_shift));
+          q[at.qh] = uint8_t(q[at.qh] | ((level >> 4) << at.qh_shift));
+        }
+      }
+    }
+}
+
 namespace {
 // Row r's level of value i (0..255) in a Q4_Kx8 group: byte 32 (i / 64) +
 // i % 32 of the row's block, low nibble for the first 32 of each 64.
@@ -426,12 +457,38 @@ void x8_q4_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float*
 void x8_q4_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
   x8_q4_K_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
 }
+
+int x8_q6_K_level(const BlockQ6_Kx8& p, int r, int v) {
+  const Q6x8Place at = q6_K_x8_place(r, v);
+  const uint8_t* q = &p.quads[0][0];
+  return ((q[at.ql] >> at.ql_shift) & 0x0f) | (((q[at.qh] >> at.qh_shift) & 3) << 4);
+}
+
+void x8_q6_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
+                        size_t g0, size_t g1) {
+  quant_ref::x8_products<BlockQ6_Kx8, BlockQ8_K>(
+      packed, xq, nullptr, y, M, n / kQK_K, ldy, g0, g1, [](const BlockQ6_Kx8& p, int r, const BlockQ8_K& x, const Q8Sum*) {
+        int sumi = 0;
+        for (int j = 0; j < kQK_K / 16; ++j) {
+          int s = 0;
+          for (int l = 0; l < 16; ++l) s += (x8_q6_K_level(p, r, 16 * j + l) - 32) * int(x.qs[16 * j + l]);
+          sumi += p.sc2[j / 2][r][j % 2] * s;
+        }
+        return x.d * f16_to_f32(p.d[r]) * float(sumi);
+      });
+}
+
+void x8_q6_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
+  x8_q6_K_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
+}
 }  // namespace
 
 QuantProducts q4_K_products_ref() {
   return {quant_ref::qmatvec<BlockQ4_K>, quant_ref::qmatmul<BlockQ4_K>, x8_q4_K_matvec_ref, x8_q4_K_matmul_ref};
 }
 QuantProducts q5_K_products_ref() { return quant_ref::quant_products<BlockQ5_K>(); }
-QuantProducts q6_K_products_ref() { return quant_ref::quant_products<BlockQ6_K>(); }
+QuantProducts q6_K_products_ref() {
+  return {quant_ref::qmatvec<BlockQ6_K>, quant_ref::qmatmul<BlockQ6_K>, x8_q6_K_matvec_ref, x8_q6_K_matmul_ref};
+}
 
 }  // namespace qkv::ops

@@ -158,7 +158,9 @@ QuantProducts q8_0_products() {
 QuantProducts q4_0_products() {
   return {qmatvec<BlockQ4_0>, qmatmul<BlockQ4_0>, x8_matvec<BlockQ4_0x8>, x8_matmul<BlockQ4_0x8>};
 }
-QuantProducts q4_K_products() { return {qmatvec<BlockQ4_K>, qmatmul<BlockQ4_K>, x8_q4_K_matvec, x8_q4_K_matmul}; }
+QuantProducts q4_K_products() {
+  return {qmatvec<BlockQ4_K>, qmatmul<BlockQ4_K>, x8k_matvec<BlockQ4_Kx8>, x8k_matmul<BlockQ4_Kx8>};
+}
 QuantProducts q5_K_products() { return quant_products<BlockQ5_K>(); }
 QuantProducts q4_1_products() {
   return {qmatvec<BlockQ4_1>, qmatmul<BlockQ4_1>, x8_matvec<BlockQ4_1x8>, x8_matmul<BlockQ4_1x8>};
@@ -175,7 +177,9 @@ QuantProducts iq4_nl_products() {
 QuantProducts q2_K_products() { return quant_products<BlockQ2_K>(); }
 QuantProducts q3_K_products() { return quant_products<BlockQ3_K>(); }
 QuantProducts iq4_xs_products() { return quant_products<BlockIQ4_XS>(); }
-QuantProducts q6_K_products() { return quant_products<BlockQ6_K>(); }
+QuantProducts q6_K_products() {
+  return {qmatvec<BlockQ6_K>, qmatmul<BlockQ6_K>, x8k_matvec<BlockQ6_Kx8>, x8k_matmul<BlockQ6_Kx8>};
+}
 
 // Machine probe: 12 independent chains of QKV_PEAK_ACC, the ISA's byte
 // multiply (32 pairs per instruction) that every integer product is built

@@ -63,7 +63,14 @@ struct X8Ymm {
   static I load_u8_to_16(const uint8_t* p, size_t) {  // 16 bytes, zero-extended to int16 lanes
     return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
+  static I load_s8_to_16(const int8_t* p, size_t) {  // 16 bytes, sign-extended to int16 lanes
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
   static I lane32(__m256i v, int k) { return _mm256_permutevar8x32_epi32(v, _mm256_set1_epi32(k)); }  // v's lane k in every lane
+  static I slli_16(I a, int n) { return _mm256_slli_epi16(a, n); }
+  static I srli_16(I a, int n) { return _mm256_srli_epi16(a, n); }
+  static I slli_32(I a, int n) { return _mm256_slli_epi32(a, n); }
+  static I srai_32(I a, int n) { return _mm256_srai_epi32(a, n); }
   static I zero() { return _mm256_setzero_si256(); }
   static F zero_ps() { return _mm256_setzero_ps(); }
   static F set1_ps(float v) { return _mm256_set1_ps(v); }
@@ -346,35 +353,102 @@ inline void x8k_tile(const BlockQ4_Kx8* w, const BlockQ8_K* x0, size_t nb, typen
   }
 }
 
+// ---------------------------------------------------------------- Q6_K
+
+// Bits 2k, 2k + 1 of each byte of h at 0x30.
+template <class V>
+inline typename V::I x8q6_high(typename V::I h, int k) {
+  const auto m = V::set1_8(0x30);
+  if (k < 2) return V::and_(V::slli_16(h, 4 - 2 * k), m);
+  return V::and_(k == 2 ? h : V::srli_16(h, 2), m);
+}
+
+// Q6_K groups against T Q8_K activation rows: each level is Q4_K's nibble
+// plus its 2 high bits (0x30) from qh, 0..63 unsigned for the byte products,
+// so the sums carry 32 sum_j sc_j bsums_j (bsums: the activations' sums of
+// 16, one per sub-block), taken off per super-block. Per 64-value chunk c,
+// pieces 8c .. 8c + 3 hold sub-blocks 4c (low nibbles) and 4c + 2 (high),
+// pieces 8c + 4 .. 8c + 7 sub-blocks 4c + 1 and 4c + 3.
 template <class V, int T>
-inline void x8k_rows(const BlockQ4_Kx8* w, const BlockQ8_K* xb, float* y, size_t nb, size_t ldy, size_t m, size_t g) {
+inline void x8k_tile(const BlockQ6_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+  using I = typename V::I;
+  const size_t stride = nb * sizeof(BlockQ6_Kx8);
+  for (size_t b = 0; b < nb; ++b) {
+    const BlockQ6_Kx8& W = w[b];
+    const BlockQ8_K* x[T];
+    for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
+    I isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = V::zero();
+    for (int c = 0; c < 4; ++c) {
+      // Sub-blocks 4c .. 4c + 3's scales in int32 lanes, from the int16 pairs.
+      const I p0 = V::load_s8_to_16(W.sc2[2 * c][0], stride), p1 = V::load_s8_to_16(W.sc2[2 * c + 1][0], stride);
+      const I sc[4] = {V::srai_32(V::slli_32(p0, 16), 16), V::srai_32(p0, 16), V::srai_32(V::slli_32(p1, 16), 16),
+                       V::srai_32(p1, 16)};
+      for (int q = 0; q < 2; ++q) {
+        const uint8_t* quad = W.quads[2 * c + q];
+        const I hl = V::load(quad, stride), hh = V::load(quad + 32, stride);
+        I slo[T], shi[T];
+        for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
+        for (int k = 0; k < 4; ++k) {
+          const int p = 4 * q + k;
+          const I ql = V::load(quad + 64 + 32 * k, stride);
+          const I lo = V::or_(V::and_(ql, V::set1_8(0x0f)), x8q6_high<V>(hl, k));
+          const I hi = V::or_(V::high_nibbles(ql), x8q6_high<V>(hh, k));
+          for (int t = 0; t < T; ++t) {
+            slo[t] = V::dot(slo[t], lo, V::bcast4(x[t]->qs + 64 * c + 4 * p));
+            shi[t] = V::dot(shi[t], hi, V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
+          }
+        }
+        for (int t = 0; t < T; ++t)
+          isum[t] = V::add_32(isum[t], V::add_32(V::mullo_32(slo[t], sc[q]), V::mullo_32(shi[t], sc[2 + q])));
+      }
+    }
+    const auto d = V::load_halves(W.d, stride);
+    for (int t = 0; t < T; ++t) {
+      // Lane k of bs: the pair (bsums[2k], bsums[2k + 1]), against the rows' scale pairs.
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
+      I msum = V::zero();
+      for (int k = 0; k < 8; ++k) msum = V::madd_acc(msum, V::load_s8_to_16(W.sc2[k][0], stride), V::lane32(bs, k));
+      acc[t] = V::fmadd(V::mul(d, V::set1_ps(x[t]->d)), V::to_ps(V::sub_32(isum[t], V::slli_32(msum, 5))), acc[t]);
+    }
+  }
+}
+
+// ------------------------------------------- Q4_K, Q6_K: rows, GEMV, GEMM
+
+template <class V, int T, class Packed>
+inline void x8k_rows(const Packed* w, const BlockQ8_K* xb, float* y, size_t nb, size_t ldy, size_t m, size_t g) {
   typename V::F acc[T];
   for (int t = 0; t < T; ++t) acc[t] = V::zero_ps();
   x8k_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
   for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * g, acc[t]);
 }
 
-inline void x8_q4_K_matvec(const void* packed, const void* xq, const Q8Sum*, float* y, size_t n, size_t g0, size_t g1) {
+template <class Packed>
+inline void x8k_matvec(const void* packed, const void* xq, const Q8Sum*, float* y, size_t n, size_t g0, size_t g1) {
+  // One group at a time: a single stream from memory (two groups side by
+  // side, two streams a matrix row apart, halved the rate from DRAM on Zen 5).
   for (size_t g = g0; g < g1; ++g)
-    x8k_rows<X8Ymm, 1>(static_cast<const BlockQ4_Kx8*>(packed), static_cast<const BlockQ8_K*>(xq), y, n / kQK_K, 0, 0, g);
+    x8k_rows<X8Ymm, 1>(static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, n / kQK_K, 0, 0, g);
 }
 
 // One vector of QKV_X8_VEC's groups against 4 activation rows per pass with
 // 32 registers, 2 with 16; single groups left over in ymm.
-template <class V, int T>
-inline void x8k_groups(const BlockQ4_Kx8* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy, size_t g) {
+template <class V, int T, class Packed>
+inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy, size_t g) {
   size_t m = 0;
   for (; m + T <= M; m += T) x8k_rows<V, T>(w, xb, y, nb, ldy, m, g);
   for (; m + 2 <= M; m += 2) x8k_rows<V, 2>(w, xb, y, nb, ldy, m, g);
   for (; m < M; ++m) x8k_rows<V, 1>(w, xb, y, nb, ldy, m, g);
 }
 
-inline void x8_q4_K_matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
-                           size_t g0, size_t g1) {
+template <class Packed>
+inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
+                       size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
   constexpr int kT = QKV_X8_GROUPS == 2 ? 4 : 2;
   const size_t nb = n / kQK_K;
-  const BlockQ4_Kx8* w = static_cast<const BlockQ4_Kx8*>(packed);
+  const Packed* w = static_cast<const Packed*>(packed);
   const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);
   size_t g = g0;
   for (; g + V::kGroups <= g1; g += V::kGroups) x8k_groups<V, kT>(w, xb, y, M, nb, ldy, g);

@@ -60,6 +60,15 @@ struct X8Zmm {
     const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + stride));
     return _mm512_cvtepu8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
   }
+  static I load_s8_to_16(const int8_t* p, size_t stride) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + stride));
+    return _mm512_cvtepi8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+  }
+  static I slli_16(I a, int n) { return _mm512_slli_epi16(a, unsigned(n)); }
+  static I srli_16(I a, int n) { return _mm512_srli_epi16(a, unsigned(n)); }
+  static I slli_32(I a, int n) { return _mm512_slli_epi32(a, unsigned(n)); }
+  static I srai_32(I a, int n) { return _mm512_srai_epi32(a, unsigned(n)); }
   static I lane32(__m256i v, int k) { return _mm512_permutexvar_epi32(_mm512_set1_epi32(k), _mm512_castsi256_si512(v)); }
   static I zero() { return _mm512_setzero_si512(); }
   static F zero_ps() { return _mm512_setzero_ps(); }
