@@ -249,6 +249,18 @@ struct BlockQ4_Kx8 {
   uint8_t qs[8 * kQK_K / 2];
 };
 static_assert(sizeof(BlockQ4_Kx8) == 1184, "Q4_K x8 group: 8 super-blocks and their unpacked scales");
+// Q5_K likewise: Q4_Kx8's scales, then per 64-value chunk c (in the order
+// the product reads them: one stream from memory) 64 bytes of fifth bits and
+// Q4_Kx8's 8 pieces of that chunk. Fifth bits: bytes 0..31 for the values in
+// low nibbles, 32..63 for the high ones; row r's 4 at 4r, byte i holding the
+// fifth bit of piece 8c + p's value i in bit p.
+struct BlockQ5_Kx8 {
+  uint16_t d[8], dmin[8];
+  uint8_t sc[8][8];
+  uint8_t m2[4][8][2];
+  uint8_t chunks[4][64 + 256];
+};
+static_assert(sizeof(BlockQ5_Kx8) == 1440, "Q5_K x8 group: 8 super-blocks and their unpacked scales");
 // Q6_K likewise, its bytes in the order the product reads them (one stream
 // from memory): each value's low 4 bits and its 2 high bits in one of 8
 // quads of 192 bytes. Value v = 64c + 32h + 4p + i (h = 0, 1; p < 8; i < 4)
@@ -267,6 +279,7 @@ static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K), "x8 groups hold the 
 void repack_x8(const BlockQ8_0* w, BlockQ8_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_0* w, BlockQ4_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_K* w, BlockQ4_Kx8* out, size_t rows, size_t n);
+void repack_x8(const BlockQ5_K* w, BlockQ5_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ6_K* w, BlockQ6_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n);

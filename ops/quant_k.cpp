@@ -400,11 +400,40 @@ void repack_x8(const BlockQ4_K* w, BlockQ4_Kx8* out, size_t rows, size_t n) {
     }
 }
 
-// Where value v (0..255) of row r sits in a Q6_Kx8 group (quant.h): the
-// byte (in quads) and shift of its low 4 bits, of its high 2.
+// Where value v (0..255) of row r sits in a Q5_Kx8 group's chunks or a
+// Q6_Kx8 group's quads (quant.h): the byte and shift of its low 4 bits, of
+// its high bit(s).
 struct Q6x8Place {
   int ql, ql_shift, qh, qh_shift;
 };
+static Q6x8Place q5_K_x8_place(int r, int v) {
+  const int c = v / 64, h = (v % 64) / 32, p = (v % 32) / 4, i = v % 4;
+  return {320 * c + 64 + 4 * (8 * p + r) + i, 4 * h, 320 * c + 32 * h + 4 * r + i, p};
+}
+
+void repack_x8(const BlockQ5_K* w, BlockQ5_Kx8* out, size_t rows, size_t n) {
+  const size_t nb = n / kQK_K;
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      BlockQ5_Kx8& p = out[g * nb + b];
+      std::memset(&p, 0, sizeof p);
+      for (int r = 0; r < 8; ++r) {
+        const BlockQ5_K& src = w[(8 * g + size_t(r)) * nb + b];
+        p.d[r] = src.d;
+        p.dmin[r] = src.dmin;
+        for (int j = 0; j < 8; ++j) scale_min_k4(j, src.scales, &p.sc[j][r], &p.m2[j / 2][r][j % 2]);
+        uint8_t* q = &p.chunks[0][0];
+        for (int v = 0; v < kQK_K; ++v) {
+          const int level = q5_K_value(src, v);
+          const Q6x8Place at = q5_K_x8_place(r, v);
+          q[at.ql] = uint8_t(q[at.ql] | ((level & 0x0f) << at.ql_shift));
+          q[at.qh] = uint8_t(q[at.qh] | ((level >> 4) << at.qh_shift));
+        }
+      }
+    }
+}
+
+
 static Q6x8Place q6_K_x8_place(int r, int v) {
   const int c = v / 64, h = (v % 64) / 32, p = (v % 32) / 4, i = v % 4, u = 2 * c + p / 4, k = p % 4;
   return {192 * u + 64 + 32 * k + 4 * r + i, 4 * h, 192 * u + 32 * h + 4 * r + i, 2 * k};
@@ -439,14 +468,23 @@ int x8_q4_K_level(const BlockQ4_Kx8& p, int r, int i) {
   return (p.qs[4 * (8 * (byte / 4) + r) + byte % 4] >> (4 * ((i / 32) % 2))) & 0x0f;
 }
 
+int x8_k_level(const BlockQ4_Kx8& p, int r, int i) { return x8_q4_K_level(p, r, i); }
+int x8_k_level(const BlockQ5_Kx8& p, int r, int i) {
+  const Q6x8Place at = q5_K_x8_place(r, i);
+  const uint8_t* q = &p.chunks[0][0];
+  return ((q[at.ql] >> at.ql_shift) & 0x0f) | (((q[at.qh] >> at.qh_shift) & 1) << 4);
+}
+
+// Q4_Kx8 and Q5_Kx8 (the same scales and mins).
+template <class Packed>
 void x8_q4_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
                         size_t g0, size_t g1) {
-  quant_ref::x8_products<BlockQ4_Kx8, BlockQ8_K>(
-      packed, xq, nullptr, y, M, n / kQK_K, ldy, g0, g1, [](const BlockQ4_Kx8& p, int r, const BlockQ8_K& x, const Q8Sum*) {
+  quant_ref::x8_products<Packed, BlockQ8_K>(
+      packed, xq, nullptr, y, M, n / kQK_K, ldy, g0, g1, [](const Packed& p, int r, const BlockQ8_K& x, const Q8Sum*) {
         int sumi = 0, summ = 0;
         for (int j = 0; j < 8; ++j) {
           int s = 0;
-          for (int l = 0; l < 32; ++l) s += x8_q4_K_level(p, r, 32 * j + l) * int(x.qs[32 * j + l]);
+          for (int l = 0; l < 32; ++l) s += x8_k_level(p, r, 32 * j + l) * int(x.qs[32 * j + l]);
           sumi += p.sc[j][r] * s;
           summ += p.m2[j / 2][r][j % 2] * (x.bsums[2 * j] + x.bsums[2 * j + 1]);
         }
@@ -454,8 +492,9 @@ void x8_q4_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float*
       });
 }
 
+template <class Packed>
 void x8_q4_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
-  x8_q4_K_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
+  x8_q4_K_matmul_ref<Packed>(packed, xq, xs, y, 1, n, 0, g0, g1);
 }
 
 int x8_q6_K_level(const BlockQ6_Kx8& p, int r, int v) {
@@ -484,9 +523,13 @@ void x8_q6_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, flo
 }  // namespace
 
 QuantProducts q4_K_products_ref() {
-  return {quant_ref::qmatvec<BlockQ4_K>, quant_ref::qmatmul<BlockQ4_K>, x8_q4_K_matvec_ref, x8_q4_K_matmul_ref};
+  return {quant_ref::qmatvec<BlockQ4_K>, quant_ref::qmatmul<BlockQ4_K>, x8_q4_K_matvec_ref<BlockQ4_Kx8>,
+          x8_q4_K_matmul_ref<BlockQ4_Kx8>};
 }
-QuantProducts q5_K_products_ref() { return quant_ref::quant_products<BlockQ5_K>(); }
+QuantProducts q5_K_products_ref() {
+  return {quant_ref::qmatvec<BlockQ5_K>, quant_ref::qmatmul<BlockQ5_K>, x8_q4_K_matvec_ref<BlockQ5_Kx8>,
+          x8_q4_K_matmul_ref<BlockQ5_Kx8>};
+}
 QuantProducts q6_K_products_ref() {
   return {quant_ref::qmatvec<BlockQ6_K>, quant_ref::qmatmul<BlockQ6_K>, x8_q6_K_matvec_ref, x8_q6_K_matmul_ref};
 }

@@ -161,7 +161,9 @@ QuantProducts q4_0_products() {
 QuantProducts q4_K_products() {
   return {qmatvec<BlockQ4_K>, qmatmul<BlockQ4_K>, x8k_matvec<BlockQ4_Kx8>, x8k_matmul<BlockQ4_Kx8>};
 }
-QuantProducts q5_K_products() { return quant_products<BlockQ5_K>(); }
+QuantProducts q5_K_products() {
+  return {qmatvec<BlockQ5_K>, qmatmul<BlockQ5_K>, x8k_matvec<BlockQ5_Kx8>, x8k_matmul<BlockQ5_Kx8>};
+}
 QuantProducts q4_1_products() {
   return {qmatvec<BlockQ4_1>, qmatmul<BlockQ4_1>, x8_matvec<BlockQ4_1x8>, x8_matmul<BlockQ4_1x8>};
 }

@@ -314,12 +314,22 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
 // belong to sub-block 2c and high ones to 2c + 1; their sums (8 rows in the
 // 8 lanes) take the rows' scales by a 32-bit multiply. The mins go against
 // the activations' sums of 32 by 16-bit multiply-adds, two sub-blocks at a time.
-template <class V, int T>
-inline void x8k_tile(const BlockQ4_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+// Q5_K (BlockQ5_Kx8) likewise, each piece's fifth bits (bit p of each byte
+// of the chunk's two 32-byte vectors) added as 0x10.
+template <class V>
+inline typename V::I x8q5_fifth(typename V::I h, int p) {
+  const auto m = V::set1_8(0x10);
+  if (p < 4) return V::and_(V::slli_16(h, 4 - p), m);
+  return V::and_(p == 4 ? h : V::srli_16(h, p - 4), m);
+}
+
+template <class V, int T, class Packed>
+inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
   using I = typename V::I;
-  const size_t stride = nb * sizeof(BlockQ4_Kx8);
+  constexpr bool kFifth = std::is_same_v<Packed, BlockQ5_Kx8>;
+  const size_t stride = nb * sizeof(Packed);
   for (size_t b = 0; b < nb; ++b) {
-    const BlockQ4_Kx8& W = w[b];
+    const Packed& W = w[b];
     const BlockQ8_K* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
     I isum[T];
@@ -328,8 +338,17 @@ inline void x8k_tile(const BlockQ4_Kx8* w, const BlockQ8_K* x0, size_t nb, typen
       I slo[T], shi[T];
       for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
       for (int p = 0; p < 8; ++p) {
-        const I q = V::load(W.qs + 32 * (8 * c + p), stride);
-        const I lo = V::and_(q, V::set1_8(0x0f)), hi = V::high_nibbles(q);
+        I lo, hi;
+        if constexpr (kFifth) {
+          const uint8_t* chunk = W.chunks[c];
+          const I q = V::load(chunk + 64 + 32 * p, stride);
+          lo = V::or_(V::and_(q, V::set1_8(0x0f)), x8q5_fifth<V>(V::load(chunk, stride), p));
+          hi = V::or_(V::high_nibbles(q), x8q5_fifth<V>(V::load(chunk + 32, stride), p));
+        } else {
+          const I q = V::load(W.qs + 32 * (8 * c + p), stride);
+          lo = V::and_(q, V::set1_8(0x0f));
+          hi = V::high_nibbles(q);
+        }
         for (int t = 0; t < T; ++t) {
           slo[t] = V::dot(slo[t], lo, V::bcast4(x[t]->qs + 64 * c + 4 * p));
           shi[t] = V::dot(shi[t], hi, V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
@@ -370,7 +389,7 @@ inline typename V::I x8q6_high(typename V::I h, int k) {
 // pieces 8c .. 8c + 3 hold sub-blocks 4c (low nibbles) and 4c + 2 (high),
 // pieces 8c + 4 .. 8c + 7 sub-blocks 4c + 1 and 4c + 3.
 template <class V, int T>
-inline void x8k_tile(const BlockQ6_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+inline void x8q6_tile(const BlockQ6_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
   using I = typename V::I;
   const size_t stride = nb * sizeof(BlockQ6_Kx8);
   for (size_t b = 0; b < nb; ++b) {
@@ -414,13 +433,14 @@ inline void x8k_tile(const BlockQ6_Kx8* w, const BlockQ8_K* x0, size_t nb, typen
   }
 }
 
-// ------------------------------------------- Q4_K, Q6_K: rows, GEMV, GEMM
+// ------------------------------------- Q4_K, Q5_K, Q6_K: rows, GEMV, GEMM
 
 template <class V, int T, class Packed>
 inline void x8k_rows(const Packed* w, const BlockQ8_K* xb, float* y, size_t nb, size_t ldy, size_t m, size_t g) {
   typename V::F acc[T];
   for (int t = 0; t < T; ++t) acc[t] = V::zero_ps();
-  x8k_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
+  if constexpr (std::is_same_v<Packed, BlockQ6_Kx8>) x8q6_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
+  else x8q45_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
   for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * g, acc[t]);
 }
 
