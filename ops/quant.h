@@ -261,6 +261,15 @@ struct BlockQ5_Kx8 {
   uint8_t chunks[4][64 + 256];
 };
 static_assert(sizeof(BlockQ5_Kx8) == 1440, "Q5_K x8 group: 8 super-blocks and their unpacked scales");
+// IQ4_XS likewise: sc2[k][r] row r's scales (after the -32) of sub-blocks
+// 2k and 2k + 1 (a pair, for 16-bit multiply-adds), qs as Q4_Kx8's (the
+// nibbles index kIq4nlValues).
+struct BlockIQ4_XSx8 {
+  uint16_t d[8];
+  int8_t sc2[4][8][2];
+  uint8_t qs[8 * kQK_K / 2];
+};
+static_assert(sizeof(BlockIQ4_XSx8) == 1104, "IQ4_XS x8 group: 8 super-blocks and their unpacked scales");
 // Q6_K likewise, its bytes in the order the product reads them (one stream
 // from memory): each value's low 4 bits and its 2 high bits in one of 8
 // quads of 192 bytes. Value v = 64c + 32h + 4p + i (h = 0, 1; p < 8; i < 4)
@@ -281,6 +290,7 @@ void repack_x8(const BlockQ4_0* w, BlockQ4_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_K* w, BlockQ4_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_K* w, BlockQ5_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ6_K* w, BlockQ6_Kx8* out, size_t rows, size_t n);
+void repack_x8(const BlockIQ4_XS* w, BlockIQ4_XSx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_1* w, BlockQ5_1x8* out, size_t rows, size_t n);

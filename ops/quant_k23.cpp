@@ -4,6 +4,7 @@
 // activations, and their scalar integer products.
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "ops/ops.h"
 #include "ops/quant.h"
@@ -253,8 +254,58 @@ inline void qacc_add(QAcc& a, const BlockIQ4_XS& w, const BlockQ8_K& x) {
 
 namespace qkv::ops {
 
+namespace {
+// Value v's nibble in a BlockIQ4_XSx8 (Q4_Kx8's order): byte, shift.
+std::pair<int, int> iq4_xs_x8_place(int r, int v) {
+  const int c = v / 64, h = (v % 64) / 32, p = (v % 32) / 4, i = v % 4;
+  return {4 * (8 * (8 * c + p) + r) + i, 4 * h};
+}
+}  // namespace
+
+void repack_x8(const BlockIQ4_XS* w, BlockIQ4_XSx8* out, size_t rows, size_t n) {
+  const size_t nb = n / kQK_K;
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      BlockIQ4_XSx8& p = out[g * nb + b];
+      std::memset(&p, 0, sizeof p);
+      for (int r = 0; r < 8; ++r) {
+        const BlockIQ4_XS& src = w[(8 * g + size_t(r)) * nb + b];
+        p.d[r] = src.d;
+        for (int j = 0; j < 8; ++j) p.sc2[j / 2][r][j % 2] = int8_t(iq4_xs_scale(src, j) - 32);
+        for (int v = 0; v < kQK_K; ++v) {
+          const auto [at, shift] = iq4_xs_x8_place(r, v);
+          p.qs[at] = uint8_t(p.qs[at] | (iq4_xs_nibble(src, v) << shift));
+        }
+      }
+    }
+}
+
+namespace {
+void x8_iq4_xs_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
+                          size_t g0, size_t g1) {
+  quant_ref::x8_products<BlockIQ4_XSx8, BlockQ8_K>(
+      packed, xq, nullptr, y, M, n / kQK_K, ldy, g0, g1, [](const BlockIQ4_XSx8& p, int r, const BlockQ8_K& x, const Q8Sum*) {
+        int sumi = 0;
+        for (int j = 0; j < 8; ++j) {
+          int s = 0;
+          for (int l = 0; l < 32; ++l) {
+            const auto [at, shift] = iq4_xs_x8_place(r, 32 * j + l);
+            s += kIq4nlValues[(p.qs[at] >> shift) & 0x0f] * int(x.qs[32 * j + l]);
+          }
+          sumi += p.sc2[j / 2][r][j % 2] * s;
+        }
+        return x.d * f16_to_f32(p.d[r]) * float(sumi);
+      });
+}
+void x8_iq4_xs_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
+  x8_iq4_xs_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
+}
+}  // namespace
+
 QuantProducts q2_K_products_ref() { return quant_ref::quant_products<BlockQ2_K>(); }
 QuantProducts q3_K_products_ref() { return quant_ref::quant_products<BlockQ3_K>(); }
-QuantProducts iq4_xs_products_ref() { return quant_ref::quant_products<BlockIQ4_XS>(); }
+QuantProducts iq4_xs_products_ref() {
+  return {quant_ref::qmatvec<BlockIQ4_XS>, quant_ref::qmatmul<BlockIQ4_XS>, x8_iq4_xs_matvec_ref, x8_iq4_xs_matmul_ref};
+}
 
 }  // namespace qkv::ops

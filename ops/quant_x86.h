@@ -178,7 +178,9 @@ QuantProducts iq4_nl_products() {
 }
 QuantProducts q2_K_products() { return quant_products<BlockQ2_K>(); }
 QuantProducts q3_K_products() { return quant_products<BlockQ3_K>(); }
-QuantProducts iq4_xs_products() { return quant_products<BlockIQ4_XS>(); }
+QuantProducts iq4_xs_products() {
+  return {qmatvec<BlockIQ4_XS>, qmatmul<BlockIQ4_XS>, x8k_matvec<BlockIQ4_XSx8>, x8k_matmul<BlockIQ4_XSx8>};
+}
 QuantProducts q6_K_products() {
   return {qmatvec<BlockQ6_K>, qmatmul<BlockQ6_K>, x8k_matvec<BlockQ6_Kx8>, x8k_matmul<BlockQ6_Kx8>};
 }

@@ -433,13 +433,75 @@ inline void x8q6_tile(const BlockQ6_Kx8* w, const BlockQ8_K* x0, size_t nb, type
   }
 }
 
-// ------------------------------------- Q4_K, Q5_K, Q6_K: rows, GEMV, GEMM
+// ---------------------------------------------------------------- IQ4_XS
+
+// IQ4_XS groups against T Q8_K activation rows: Q4_K's pieces, the nibbles
+// looked up in the level table (signed), then as IQ4_NL's: + 128 for VNNI's
+// unsigned operand (the sums then carry 128 sum_j sc_j (sum of x over
+// sub-block j), taken off per super-block) or the sign trick.
+template <class V, int T>
+inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+  using I = typename V::I;
+  const size_t stride = nb * sizeof(BlockIQ4_XSx8);
+  const I table = V::lanes(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+  for (size_t b = 0; b < nb; ++b) {
+    const BlockIQ4_XSx8& W = w[b];
+    const BlockQ8_K* x[T];
+    for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
+    I isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = V::zero();
+    for (int c = 0; c < 4; ++c) {
+      // Sub-blocks 2c (low nibbles) and 2c + 1 (high)'s scales in int32 lanes, from the int16 pair.
+      const I pair = V::load_s8_to_16(W.sc2[c][0], stride);
+      const I sc_lo = V::srai_32(V::slli_32(pair, 16), 16), sc_hi = V::srai_32(pair, 16);
+      I slo[T], shi[T];
+      for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
+      for (int p = 0; p < 8; ++p) {
+        const I q = V::load(W.qs + 32 * (8 * c + p), stride);
+        I lo = V::shuffle(table, V::and_(q, V::set1_8(0x0f))), hi = V::shuffle(table, V::high_nibbles(q));
+        if constexpr (QKV_Q8_BIAS != 0) {
+          lo = V::xor_(lo, V::set1_8(char(0x80)));
+          hi = V::xor_(hi, V::set1_8(char(0x80)));
+          for (int t = 0; t < T; ++t) {
+            slo[t] = V::dot(slo[t], lo, V::bcast4(x[t]->qs + 64 * c + 4 * p));
+            shi[t] = V::dot(shi[t], hi, V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
+          }
+        } else {
+          const I alo = V::sign(lo, lo), ahi = V::sign(hi, hi);
+          for (int t = 0; t < T; ++t) {
+            slo[t] = V::dot(slo[t], alo, V::sign(V::bcast4(x[t]->qs + 64 * c + 4 * p), lo));
+            shi[t] = V::dot(shi[t], ahi, V::sign(V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p), hi));
+          }
+        }
+      }
+      for (int t = 0; t < T; ++t)
+        isum[t] = V::add_32(isum[t], V::add_32(V::mullo_32(slo[t], sc_lo), V::mullo_32(shi[t], sc_hi)));
+    }
+    const auto d = V::load_halves(W.d, stride);
+    for (int t = 0; t < T; ++t) {
+      I si = isum[t];
+      if constexpr (QKV_Q8_BIAS != 0) {
+        // bp[k] (int32 lane k, k < 4): the pair (sum of x over sub-block 2k, over 2k + 1) as two int16.
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
+        const __m256i bp =
+            _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
+        I msum = V::zero();
+        for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_s8_to_16(W.sc2[k][0], stride), V::lane32(bp, k));
+        si = V::sub_32(si, V::slli_32(msum, 7));
+      }
+      acc[t] = V::fmadd(V::mul(d, V::set1_ps(x[t]->d)), V::to_ps(si), acc[t]);
+    }
+  }
+}
+
+// ----------------------------- Q4_K, Q5_K, Q6_K, IQ4_XS: rows, GEMV, GEMM
 
 template <class V, int T, class Packed>
 inline void x8k_rows(const Packed* w, const BlockQ8_K* xb, float* y, size_t nb, size_t ldy, size_t m, size_t g) {
   typename V::F acc[T];
   for (int t = 0; t < T; ++t) acc[t] = V::zero_ps();
   if constexpr (std::is_same_v<Packed, BlockQ6_Kx8>) x8q6_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
+  else if constexpr (std::is_same_v<Packed, BlockIQ4_XSx8>) x8iq4_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
   else x8q45_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
   for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * g, acc[t]);
 }

@@ -139,7 +139,8 @@ const TypeInfo kTypes[] = {
      to_float<BlockQ3_K, dequantize_row_q3_K>, from_float<BlockQ3_K, quantize_row_q3_K>, 0, nullptr, 11,
      scales_nonfinite<BlockQ3_K>},
     {Type::IQ4_XS, "IQ4_XS", kQK_K, sizeof(BlockIQ4_XS), Compute::Integer, Activation::Q8_K, &Kernels::iq4_xs,
-     to_float<BlockIQ4_XS, dequantize_row_iq4_xs>, from_float<BlockIQ4_XS, quantize_row_iq4_xs>, 0, nullptr, 30,
+     to_float<BlockIQ4_XS, dequantize_row_iq4_xs>, from_float<BlockIQ4_XS, quantize_row_iq4_xs>, sizeof(BlockIQ4_XSx8),
+     repack<BlockIQ4_XS, BlockIQ4_XSx8>, 30,
      scales_nonfinite<BlockIQ4_XS>},
     // Sized only: GGUF files holding them are read, their tensors not computed with.
     sized(Type::Q8_1, "Q8_1", 32, 36),
