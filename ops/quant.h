@@ -270,6 +270,15 @@ struct BlockIQ4_XSx8 {
   uint8_t qs[8 * kQK_K / 2];
 };
 static_assert(sizeof(BlockIQ4_XSx8) == 1104, "IQ4_XS x8 group: 8 super-blocks and their unpacked scales");
+// Q3_K likewise, each value's 3 bits as one unsigned level (value + 4) in a
+// nibble, qs as Q4_Kx8's (4 bits a value: a third more bytes than the file's,
+// for products without bit gathering); sc2 as Q6_Kx8's (after the -32).
+struct BlockQ3_Kx8 {
+  uint16_t d[8];
+  int8_t sc2[8][8][2];
+  uint8_t qs[8 * kQK_K / 2];
+};
+static_assert(sizeof(BlockQ3_Kx8) == 1168, "Q3_K x8 group: 8 super-blocks, levels in nibbles, unpacked scales");
 // Q6_K likewise, its bytes in the order the product reads them (one stream
 // from memory): each value's low 4 bits and its 2 high bits in one of 8
 // quads of 192 bytes. Value v = 64c + 32h + 4p + i (h = 0, 1; p < 8; i < 4)
@@ -291,6 +300,7 @@ void repack_x8(const BlockQ4_K* w, BlockQ4_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_K* w, BlockQ5_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ6_K* w, BlockQ6_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockIQ4_XS* w, BlockIQ4_XSx8* out, size_t rows, size_t n);
+void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_1* w, BlockQ5_1x8* out, size_t rows, size_t n);

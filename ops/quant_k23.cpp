@@ -255,7 +255,7 @@ inline void qacc_add(QAcc& a, const BlockIQ4_XS& w, const BlockQ8_K& x) {
 namespace qkv::ops {
 
 namespace {
-// Value v's nibble in a BlockIQ4_XSx8 (Q4_Kx8's order): byte, shift.
+// Value v's nibble in a BlockIQ4_XSx8 or BlockQ3_Kx8 (Q4_Kx8's order): byte, shift.
 std::pair<int, int> iq4_xs_x8_place(int r, int v) {
   const int c = v / 64, h = (v % 64) / 32, p = (v % 32) / 4, i = v % 4;
   return {4 * (8 * (8 * c + p) + r) + i, 4 * h};
@@ -280,7 +280,47 @@ void repack_x8(const BlockIQ4_XS* w, BlockIQ4_XSx8* out, size_t rows, size_t n) 
     }
 }
 
+void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8* out, size_t rows, size_t n) {
+  const size_t nb = n / kQK_K;
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      BlockQ3_Kx8& p = out[g * nb + b];
+      std::memset(&p, 0, sizeof p);
+      for (int r = 0; r < 8; ++r) {
+        const BlockQ3_K& src = w[(8 * g + size_t(r)) * nb + b];
+        p.d[r] = src.d;
+        int8_t sc[16];
+        q3_K_scales(src.scales, sc);
+        for (int j = 0; j < 16; ++j) p.sc2[j / 2][r][j % 2] = sc[j];
+        for (int v = 0; v < kQK_K; ++v) {
+          const auto [at, shift] = iq4_xs_x8_place(r, v);  // Q4_Kx8's order
+          p.qs[at] = uint8_t(p.qs[at] | ((level2(src.qs, v) | (q3_high(src, v) << 2)) << shift));
+        }
+      }
+    }
+}
+
 namespace {
+void x8_q3_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
+                        size_t g0, size_t g1) {
+  quant_ref::x8_products<BlockQ3_Kx8, BlockQ8_K>(
+      packed, xq, nullptr, y, M, n / kQK_K, ldy, g0, g1, [](const BlockQ3_Kx8& p, int r, const BlockQ8_K& x, const Q8Sum*) {
+        int sumi = 0;
+        for (int j = 0; j < 16; ++j) {
+          int s = 0;
+          for (int l = 0; l < 16; ++l) {
+            const auto [at, shift] = iq4_xs_x8_place(r, 16 * j + l);
+            s += (((p.qs[at] >> shift) & 0x0f) - 4) * int(x.qs[16 * j + l]);
+          }
+          sumi += p.sc2[j / 2][r][j % 2] * s;
+        }
+        return x.d * f16_to_f32(p.d[r]) * float(sumi);
+      });
+}
+void x8_q3_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
+  x8_q3_K_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
+}
+
 void x8_iq4_xs_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
                           size_t g0, size_t g1) {
   quant_ref::x8_products<BlockIQ4_XSx8, BlockQ8_K>(
@@ -303,7 +343,9 @@ void x8_iq4_xs_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, f
 }  // namespace
 
 QuantProducts q2_K_products_ref() { return quant_ref::quant_products<BlockQ2_K>(); }
-QuantProducts q3_K_products_ref() { return quant_ref::quant_products<BlockQ3_K>(); }
+QuantProducts q3_K_products_ref() {
+  return {quant_ref::qmatvec<BlockQ3_K>, quant_ref::qmatmul<BlockQ3_K>, x8_q3_K_matvec_ref, x8_q3_K_matmul_ref};
+}
 QuantProducts iq4_xs_products_ref() {
   return {quant_ref::qmatvec<BlockIQ4_XS>, quant_ref::qmatmul<BlockIQ4_XS>, x8_iq4_xs_matvec_ref, x8_iq4_xs_matmul_ref};
 }

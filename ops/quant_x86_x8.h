@@ -388,12 +388,15 @@ inline typename V::I x8q6_high(typename V::I h, int k) {
 // 16, one per sub-block), taken off per super-block. Per 64-value chunk c,
 // pieces 8c .. 8c + 3 hold sub-blocks 4c (low nibbles) and 4c + 2 (high),
 // pieces 8c + 4 .. 8c + 7 sub-blocks 4c + 1 and 4c + 3.
-template <class V, int T>
-inline void x8q6_tile(const BlockQ6_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+// Q3_K (BlockQ3_Kx8) likewise: the levels are the nibbles, 0..7 (value + 4).
+template <class V, int T, class Packed>
+inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
   using I = typename V::I;
-  const size_t stride = nb * sizeof(BlockQ6_Kx8);
+  constexpr bool kQ6 = std::is_same_v<Packed, BlockQ6_Kx8>;
+  constexpr int kOffsetShift = kQ6 ? 5 : 2;  // the levels' offset: 32 or 4
+  const size_t stride = nb * sizeof(Packed);
   for (size_t b = 0; b < nb; ++b) {
-    const BlockQ6_Kx8& W = w[b];
+    const Packed& W = w[b];
     const BlockQ8_K* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
     I isum[T];
@@ -404,15 +407,21 @@ inline void x8q6_tile(const BlockQ6_Kx8* w, const BlockQ8_K* x0, size_t nb, type
       const I sc[4] = {V::srai_32(V::slli_32(p0, 16), 16), V::srai_32(p0, 16), V::srai_32(V::slli_32(p1, 16), 16),
                        V::srai_32(p1, 16)};
       for (int q = 0; q < 2; ++q) {
-        const uint8_t* quad = W.quads[2 * c + q];
-        const I hl = V::load(quad, stride), hh = V::load(quad + 32, stride);
         I slo[T], shi[T];
         for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
         for (int k = 0; k < 4; ++k) {
           const int p = 4 * q + k;
-          const I ql = V::load(quad + 64 + 32 * k, stride);
-          const I lo = V::or_(V::and_(ql, V::set1_8(0x0f)), x8q6_high<V>(hl, k));
-          const I hi = V::or_(V::high_nibbles(ql), x8q6_high<V>(hh, k));
+          I lo, hi;
+          if constexpr (kQ6) {
+            const uint8_t* quad = W.quads[2 * c + q];
+            const I ql = V::load(quad + 64 + 32 * k, stride);
+            lo = V::or_(V::and_(ql, V::set1_8(0x0f)), x8q6_high<V>(V::load(quad, stride), k));
+            hi = V::or_(V::high_nibbles(ql), x8q6_high<V>(V::load(quad + 32, stride), k));
+          } else {
+            const I ql = V::load(W.qs + 32 * (8 * c + p), stride);
+            lo = V::and_(ql, V::set1_8(0x0f));
+            hi = V::high_nibbles(ql);
+          }
           for (int t = 0; t < T; ++t) {
             slo[t] = V::dot(slo[t], lo, V::bcast4(x[t]->qs + 64 * c + 4 * p));
             shi[t] = V::dot(shi[t], hi, V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
@@ -428,7 +437,8 @@ inline void x8q6_tile(const BlockQ6_Kx8* w, const BlockQ8_K* x0, size_t nb, type
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
       I msum = V::zero();
       for (int k = 0; k < 8; ++k) msum = V::madd_acc(msum, V::load_s8_to_16(W.sc2[k][0], stride), V::lane32(bs, k));
-      acc[t] = V::fmadd(V::mul(d, V::set1_ps(x[t]->d)), V::to_ps(V::sub_32(isum[t], V::slli_32(msum, 5))), acc[t]);
+      acc[t] = V::fmadd(V::mul(d, V::set1_ps(x[t]->d)), V::to_ps(V::sub_32(isum[t], V::slli_32(msum, kOffsetShift))),
+                        acc[t]);
     }
   }
 }
@@ -494,13 +504,14 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
   }
 }
 
-// ----------------------------- Q4_K, Q5_K, Q6_K, IQ4_XS: rows, GEMV, GEMM
+// ----------------------- Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS: rows, GEMV, GEMM
 
 template <class V, int T, class Packed>
 inline void x8k_rows(const Packed* w, const BlockQ8_K* xb, float* y, size_t nb, size_t ldy, size_t m, size_t g) {
   typename V::F acc[T];
   for (int t = 0; t < T; ++t) acc[t] = V::zero_ps();
-  if constexpr (std::is_same_v<Packed, BlockQ6_Kx8>) x8q6_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
+  if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8>)
+    x8q6_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
   else if constexpr (std::is_same_v<Packed, BlockIQ4_XSx8>) x8iq4_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
   else x8q45_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
   for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * g, acc[t]);
