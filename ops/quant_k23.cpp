@@ -280,6 +280,36 @@ void repack_x8(const BlockIQ4_XS* w, BlockIQ4_XSx8* out, size_t rows, size_t n) 
     }
 }
 
+namespace {
+// Value v's 2 bits in a BlockQ2_Kx8: byte, shift.
+std::pair<int, int> q2_K_x8_place(int r, int v) {
+  const int s = v / 64, P = (v % 64) / 4, i = v % 4;
+  return {4 * (8 * P + r) + i, 2 * s};
+}
+}  // namespace
+
+void repack_x8(const BlockQ2_K* w, BlockQ2_Kx8* out, size_t rows, size_t n) {
+  const size_t nb = n / kQK_K;
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      BlockQ2_Kx8& p = out[g * nb + b];
+      std::memset(&p, 0, sizeof p);
+      for (int r = 0; r < 8; ++r) {
+        const BlockQ2_K& src = w[(8 * g + size_t(r)) * nb + b];
+        p.d[r] = src.d;
+        p.dmin[r] = src.dmin;
+        for (int j = 0; j < 16; ++j) {
+          p.sc[j][r] = src.scales[j] & 0x0f;
+          p.m2[j / 2][r][j % 2] = src.scales[j] >> 4;
+        }
+        for (int v = 0; v < kQK_K; ++v) {
+          const auto [at, shift] = q2_K_x8_place(r, v);
+          p.qs[at] = uint8_t(p.qs[at] | (level2(src.qs, v) << shift));
+        }
+      }
+    }
+}
+
 void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8* out, size_t rows, size_t n) {
   const size_t nb = n / kQK_K;
   for (size_t g = 0; g < rows / 8; ++g)
@@ -301,6 +331,27 @@ void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8* out, size_t rows, size_t n) {
 }
 
 namespace {
+void x8_q2_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
+                        size_t g0, size_t g1) {
+  quant_ref::x8_products<BlockQ2_Kx8, BlockQ8_K>(
+      packed, xq, nullptr, y, M, n / kQK_K, ldy, g0, g1, [](const BlockQ2_Kx8& p, int r, const BlockQ8_K& x, const Q8Sum*) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 16; ++j) {
+          int s = 0;
+          for (int l = 0; l < 16; ++l) {
+            const auto [at, shift] = q2_K_x8_place(r, 16 * j + l);
+            s += ((p.qs[at] >> shift) & 3) * int(x.qs[16 * j + l]);
+          }
+          sumi += p.sc[j][r] * s;
+          summ += p.m2[j / 2][r][j % 2] * x.bsums[j];
+        }
+        return x.d * (f16_to_f32(p.d[r]) * float(sumi) - f16_to_f32(p.dmin[r]) * float(summ));
+      });
+}
+void x8_q2_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
+  x8_q2_K_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
+}
+
 void x8_q3_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
                         size_t g0, size_t g1) {
   quant_ref::x8_products<BlockQ3_Kx8, BlockQ8_K>(
@@ -342,7 +393,9 @@ void x8_iq4_xs_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, f
 }
 }  // namespace
 
-QuantProducts q2_K_products_ref() { return quant_ref::quant_products<BlockQ2_K>(); }
+QuantProducts q2_K_products_ref() {
+  return {quant_ref::qmatvec<BlockQ2_K>, quant_ref::qmatmul<BlockQ2_K>, x8_q2_K_matvec_ref, x8_q2_K_matmul_ref};
+}
 QuantProducts q3_K_products_ref() {
   return {quant_ref::qmatvec<BlockQ3_K>, quant_ref::qmatmul<BlockQ3_K>, x8_q3_K_matvec_ref, x8_q3_K_matmul_ref};
 }

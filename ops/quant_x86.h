@@ -176,7 +176,9 @@ QuantProducts q5_1_products() {
 QuantProducts iq4_nl_products() {
   return {qmatvec<BlockIQ4_NL>, qmatmul<BlockIQ4_NL>, x8_matvec<BlockIQ4_NLx8>, x8_matmul<BlockIQ4_NLx8>};
 }
-QuantProducts q2_K_products() { return quant_products<BlockQ2_K>(); }
+QuantProducts q2_K_products() {
+  return {qmatvec<BlockQ2_K>, qmatmul<BlockQ2_K>, x8k_matvec<BlockQ2_Kx8>, x8k_matmul<BlockQ2_Kx8>};
+}
 QuantProducts q3_K_products() {
   return {qmatvec<BlockQ3_K>, qmatmul<BlockQ3_K>, x8k_matvec<BlockQ3_Kx8>, x8k_matmul<BlockQ3_Kx8>};
 }

@@ -443,6 +443,52 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
   }
 }
 
+// ---------------------------------------------------------------- Q2_K
+
+// Q2_K groups against T Q8_K activation rows. Piece P's bits 2s hold values
+// 64s + 4P + i: pieces 4m .. 4m + 3 give sub-blocks m, 4 + m, 8 + m, 12 + m
+// (one per s), whose sums take the rows' scales by a 32-bit multiply; the
+// mins go against the activations' sums of 16 by 16-bit multiply-adds.
+template <class V, int T>
+inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+  using I = typename V::I;
+  const size_t stride = nb * sizeof(BlockQ2_Kx8);
+  for (size_t b = 0; b < nb; ++b) {
+    const BlockQ2_Kx8& W = w[b];
+    const BlockQ8_K* x[T];
+    for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
+    I isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = V::zero();
+    for (int m = 0; m < 4; ++m) {
+      I sums[4][T];
+      for (int s = 0; s < 4; ++s)
+        for (int t = 0; t < T; ++t) sums[s][t] = V::zero();
+      for (int k = 0; k < 4; ++k) {
+        const int P = 4 * m + k;
+        const I q = V::load(W.qs + 32 * P, stride);
+        for (int s = 0; s < 4; ++s) {
+          const I lv = V::and_(s == 0 ? q : V::srli_16(q, 2 * s), V::set1_8(0x03));
+          for (int t = 0; t < T; ++t) sums[s][t] = V::dot(sums[s][t], lv, V::bcast4(x[t]->qs + 64 * s + 4 * P));
+        }
+      }
+      for (int s = 0; s < 4; ++s) {
+        const I sc = V::load_u8_to_32(W.sc[4 * s + m], stride);
+        for (int t = 0; t < T; ++t) isum[t] = V::add_32(isum[t], V::mullo_32(sums[s][t], sc));
+      }
+    }
+    const auto d = V::load_halves(W.d, stride), dmin = V::load_halves(W.dmin, stride);
+    for (int t = 0; t < T; ++t) {
+      // Lane k of bs: the pair (bsums[2k], bsums[2k + 1]), against the rows' min pairs.
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
+      I msum = V::zero();
+      for (int k = 0; k < 8; ++k) msum = V::madd_acc(msum, V::load_u8_to_16(W.m2[k][0], stride), V::lane32(bs, k));
+      const auto xd = V::set1_ps(x[t]->d);
+      acc[t] = V::fmadd(V::mul(d, xd), V::to_ps(isum[t]), acc[t]);
+      acc[t] = V::fnmadd(V::mul(dmin, xd), V::to_ps(msum), acc[t]);
+    }
+  }
+}
+
 // ---------------------------------------------------------------- IQ4_XS
 
 // IQ4_XS groups against T Q8_K activation rows: Q4_K's pieces, the nibbles
@@ -504,7 +550,7 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
   }
 }
 
-// ----------------------- Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS: rows, GEMV, GEMM
+// ------------------------- The 256-value types (Q2_K .. IQ4_XS): rows, GEMV, GEMM
 
 template <class V, int T, class Packed>
 inline void x8k_rows(const Packed* w, const BlockQ8_K* xb, float* y, size_t nb, size_t ldy, size_t m, size_t g) {
@@ -513,6 +559,7 @@ inline void x8k_rows(const Packed* w, const BlockQ8_K* xb, float* y, size_t nb, 
   if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8>)
     x8q6_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
   else if constexpr (std::is_same_v<Packed, BlockIQ4_XSx8>) x8iq4_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
+  else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) x8q2_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
   else x8q45_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
   for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * g, acc[t]);
 }

@@ -389,6 +389,9 @@ TEST_P(QuantKernels, Q4_KRowInterleavedProductsEqualThePlainOnes) {
 TEST_P(QuantKernels, Q5_KRowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ5_K, ops::BlockQ5_Kx8>(*GetParam(), {256, 768});
 }
+TEST_P(QuantKernels, Q2_KRowInterleavedProductsEqualThePlainOnes) {
+  check_x8_products<ops::BlockQ2_K, ops::BlockQ2_Kx8>(*GetParam(), {256, 768});
+}
 TEST_P(QuantKernels, Q3_KRowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ3_K, ops::BlockQ3_Kx8>(*GetParam(), {256, 768});
 }

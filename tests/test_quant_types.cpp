@@ -149,7 +149,7 @@ TEST(QuantTypes, MixedFilesNameTheirTypesAndWhatRunsThem) {
 // At load every matrix whose type has a packed form gets it: whole groups of
 // rows (8 for the integer types, 16-row panels for F32), the bytes the type's
 // repacker makes of the file's rows, each copy cache-line aligned; the rest
-// (Q2_K, 1-D norms) have none; a row-read matrix keeps its data.
+// (1-D norms) have none; a row-read matrix keeps its data.
 TEST(QuantTypes, MatricesArePackedAtLoadAsTheProductsReadThem) {
   for (const char* file : {"quant/tinyllama-v0-Q3_K_M.gguf", "quant/tinyllama-v0-Q5_K_M.gguf", "tinyllama-v0-f32.gguf"}) {
     const std::string path = test::model_path(file);
