@@ -422,12 +422,23 @@ void repack_x8(const BlockQ5_K* w, BlockQ5_Kx8* out, size_t rows, size_t n) {
         p.d[r] = src.d;
         p.dmin[r] = src.dmin;
         for (int j = 0; j < 8; ++j) scale_min_k4(j, src.scales, &p.sc[j][r], &p.m2[j / 2][r][j % 2]);
-        uint8_t* q = &p.chunks[0][0];
-        for (int v = 0; v < kQK_K; ++v) {
-          const int level = q5_K_value(src, v);
-          const Q6x8Place at = q5_K_x8_place(r, v);
-          q[at.ql] = uint8_t(q[at.ql] | ((level & 0x0f) << at.ql_shift));
-          q[at.qh] = uint8_t(q[at.qh] | ((level >> 4) << at.qh_shift));
+        uint8_t L[kQK_K];  // q5_K_value, a 64-value chunk at a time
+        for (int j = 0; j < 4; ++j)
+          for (int l = 0; l < 32; ++l) {
+            const uint8_t q = src.qs[32 * j + l], h = uint8_t(src.qh[l] >> (2 * j));
+            L[64 * j + l] = uint8_t((q & 0x0f) | ((h & 1) << 4));
+            L[64 * j + 32 + l] = uint8_t((q >> 4) | ((h & 2) << 3));
+          }
+        // Byte by byte, as q5_K_x8_place says.
+        for (int c = 0; c < 4; ++c) {
+          uint8_t* q = p.chunks[c];
+          for (int pc = 0; pc < 8; ++pc)
+            for (int i = 0; i < 4; ++i) {
+              const int lo = L[64 * c + 4 * pc + i], hi = L[64 * c + 32 + 4 * pc + i];
+              q[64 + 4 * (8 * pc + r) + i] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
+              q[4 * r + i] = uint8_t(q[4 * r + i] | ((lo >> 4) << pc));
+              q[32 + 4 * r + i] = uint8_t(q[32 + 4 * r + i] | ((hi >> 4) << pc));
+            }
         }
       }
     }
@@ -449,13 +460,29 @@ void repack_x8(const BlockQ6_K* w, BlockQ6_Kx8* out, size_t rows, size_t n) {
         const BlockQ6_K& src = w[(8 * g + size_t(r)) * nb + b];
         p.d[r] = src.d;
         for (int j = 0; j < kQK_K / 16; ++j) p.sc2[j / 2][r][j % 2] = src.scales[j];
-        for (int v = 0; v < kQK_K; ++v) {
-          const int level = q6_K_value(src, v);
-          const Q6x8Place at = q6_K_x8_place(r, v);
-          uint8_t* q = &p.quads[0][0];
-          q[at.ql] = uint8_t(q[at.ql] | ((level & 0x0f) << at.ql_shift));
-          q[at.qh] = uint8_t(q[at.qh] | ((level >> 4) << at.qh_shift));
-        }
+        uint8_t L[kQK_K];  // q6_K_value, a 128-value half at a time
+        for (int half = 0; half < 2; ++half)
+          for (int l = 0; l < 32; ++l) {
+            const uint8_t* ql = src.ql + 64 * half;
+            const uint8_t h = src.qh[32 * half + l];
+            uint8_t* o = L + 128 * half + l;
+            o[0] = uint8_t((ql[l] & 0x0f) | ((h & 3) << 4));
+            o[32] = uint8_t((ql[l + 32] & 0x0f) | (((h >> 2) & 3) << 4));
+            o[64] = uint8_t((ql[l] >> 4) | (((h >> 4) & 3) << 4));
+            o[96] = uint8_t((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4));
+          }
+        // Byte by byte, as q6_K_x8_place says.
+        for (int c = 0; c < 4; ++c)
+          for (int pc = 0; pc < 8; ++pc) {
+            uint8_t* q = p.quads[2 * c + pc / 4];
+            const int k = pc % 4;
+            for (int i = 0; i < 4; ++i) {
+              const int lo = L[64 * c + 4 * pc + i], hi = L[64 * c + 32 + 4 * pc + i];
+              q[64 + 32 * k + 4 * r + i] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
+              q[4 * r + i] = uint8_t(q[4 * r + i] | ((lo >> 4) << (2 * k)));
+              q[32 + 4 * r + i] = uint8_t(q[32 + 4 * r + i] | ((hi >> 4) << (2 * k)));
+            }
+          }
       }
     }
 }

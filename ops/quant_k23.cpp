@@ -10,6 +10,7 @@
 #include "ops/quant.h"
 #include "ops/quant_fit.h"
 #include "ops/quant_ref.h"
+#include "ops/quant_repack.h"
 
 namespace qkv::ops {
 namespace {
@@ -272,10 +273,13 @@ void repack_x8(const BlockIQ4_XS* w, BlockIQ4_XSx8* out, size_t rows, size_t n) 
         const BlockIQ4_XS& src = w[(8 * g + size_t(r)) * nb + b];
         p.d[r] = src.d;
         for (int j = 0; j < 8; ++j) p.sc2[j / 2][r][j % 2] = int8_t(iq4_xs_scale(src, j) - 32);
-        for (int v = 0; v < kQK_K; ++v) {
-          const auto [at, shift] = iq4_xs_x8_place(r, v);
-          p.qs[at] = uint8_t(p.qs[at] | (iq4_xs_nibble(src, v) << shift));
-        }
+        uint8_t L[kQK_K];
+        for (int ib = 0; ib < 8; ++ib)  // iq4_xs_nibble, a sub-block at a time
+          for (int j = 0; j < 16; ++j) {
+            L[32 * ib + j] = uint8_t(src.qs[16 * ib + j] & 0x0f);
+            L[32 * ib + 16 + j] = uint8_t(src.qs[16 * ib + j] >> 4);
+          }
+        pack_nibbles_x8(L, p.qs, r);
       }
     }
 }
@@ -302,10 +306,15 @@ void repack_x8(const BlockQ2_K* w, BlockQ2_Kx8* out, size_t rows, size_t n) {
           p.sc[j][r] = src.scales[j] & 0x0f;
           p.m2[j / 2][r][j % 2] = src.scales[j] >> 4;
         }
-        for (int v = 0; v < kQK_K; ++v) {
-          const auto [at, shift] = q2_K_x8_place(r, v);
-          p.qs[at] = uint8_t(p.qs[at] | (level2(src.qs, v) << shift));
-        }
+        uint8_t L[kQK_K];
+        for (int half = 0; half < 2; ++half)  // level2, a 128-value half at a time
+          for (int s2 = 0; s2 < 4; ++s2)
+            for (int l = 0; l < 32; ++l) L[128 * half + 32 * s2 + l] = uint8_t((src.qs[32 * half + l] >> (2 * s2)) & 3);
+        for (int P = 0; P < 16; ++P)  // as q2_K_x8_place says
+          for (int i = 0; i < 4; ++i) {
+            const int v = 4 * P + i;
+            p.qs[4 * (8 * P + r) + i] = uint8_t(L[v] | (L[v + 64] << 2) | (L[v + 128] << 4) | (L[v + 192] << 6));
+          }
       }
     }
 }
@@ -322,10 +331,13 @@ void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8* out, size_t rows, size_t n) {
         int8_t sc[16];
         q3_K_scales(src.scales, sc);
         for (int j = 0; j < 16; ++j) p.sc2[j / 2][r][j % 2] = sc[j];
-        for (int v = 0; v < kQK_K; ++v) {
-          const auto [at, shift] = iq4_xs_x8_place(r, v);  // Q4_Kx8's order
-          p.qs[at] = uint8_t(p.qs[at] | ((level2(src.qs, v) | (q3_high(src, v) << 2)) << shift));
-        }
+        uint8_t L[kQK_K];
+        for (int half = 0; half < 2; ++half)  // level2 and q3_high, a 128-value half at a time
+          for (int s2 = 0; s2 < 4; ++s2)
+            for (int l = 0; l < 32; ++l)
+              L[128 * half + 32 * s2 + l] = uint8_t(((src.qs[32 * half + l] >> (2 * s2)) & 3) |
+                                                    (((src.hmask[l] >> (4 * half + s2)) & 1) << 2));
+        pack_nibbles_x8(L, p.qs, r);
       }
     }
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 
@@ -34,6 +35,17 @@ void repack_rows_x8(const Block* w, Packed* out, size_t rows, size_t n) {
         for (size_t c = 0; c < pieces; ++c) std::memcpy(&p.qs[4 * (8 * c + r)], &src.qs[4 * c], 4);
       }
     }
+}
+
+// Row r's 256 levels L (0..15) into a Q4_Kx8-order qs (quant.h): piece
+// 8c + p's byte i, low nibble value 64c + 4p + i, high nibble value 64c + 32 + 4p + i.
+inline void pack_nibbles_x8(const uint8_t* L, uint8_t* qs, int r) {
+  for (int c = 0; c < 4; ++c)
+    for (int p = 0; p < 8; ++p)
+      for (int i = 0; i < 4; ++i) {
+        const int v = 64 * c + 4 * p + i;
+        qs[4 * (8 * (8 * c + p) + r) + i] = uint8_t((L[v] & 0x0f) | (L[v + 32] << 4));
+      }
 }
 
 }  // namespace qkv::ops
