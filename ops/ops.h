@@ -29,10 +29,10 @@ struct Q8Sum {
 struct QuantProducts {
   void (*matvec)(const void* w, const void* xq, float* y, size_t n, size_t r0, size_t r1);
   void (*matmul)(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
-  // Q8_0 / Q4_0 / Q4_K only (null for the others): the same over the weights
-  // interleaved by groups of 8 rows (ops/quant.h, repack_x8), for row groups
-  // [g0, g1), i.e. rows [8 g0, 8 g1); xs: per Q8_0 activation block, as
-  // Q8Sum (unused by Q4_K, whose Q8_K blocks carry their sums).
+  // The same over the weights interleaved by groups of 8 rows (ops/quant.h,
+  // repack_x8; every integer type has them), for row groups [g0, g1), i.e.
+  // rows [8 g0, 8 g1); xs: per Q8_0 activation block, as Q8Sum (unused by
+  // the types whose Q8_1 or Q8_K blocks carry their sums).
   void (*matvec_x8)(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1);
   void (*matmul_x8)(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
                     size_t g0, size_t g1);

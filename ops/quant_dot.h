@@ -94,9 +94,4 @@ inline void qmatmul(const void* w, const void* xq, float* y, size_t M, size_t n,
   }
 }
 
-template <class Block>
-inline QuantProducts quant_products() {
-  return QuantProducts{qmatvec<Block>, qmatmul<Block>, nullptr, nullptr};  // no row-interleaved form
-}
-
 }  // namespace qkv::ops::QKV_ISA_NS
