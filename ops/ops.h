@@ -181,10 +181,10 @@ struct Kernels {
   // whole vectors; returns the number of floating-point operations done.
   double (*fma_peak)(size_t iters);
   // `iters` rounds of 12 independent chains of the byte multiply the integer
-  // products are built from (32 unsigned x signed byte pairs per instruction:
-  // vpmaddubsw on AVX2, vpdpbusd with VNNI, on 256-bit vectors as the
-  // products use them); returns the integer operations done (a multiply and
-  // an add per pair).
+  // products are built from, on the vectors the batch products use
+  // (vpmaddubsw on 256-bit vectors on AVX2, vpdpbusd on 512-bit ones with
+  // AVX-512); returns the integer operations done (a multiply and an add per
+  // byte pair).
   double (*int8_peak)(size_t iters);
 };
 

@@ -189,21 +189,26 @@ QuantProducts q6_K_products() {
   return {qmatvec<BlockQ6_K>, qmatmul<BlockQ6_K>, x8k_matvec<BlockQ6_Kx8>, x8k_matmul<BlockQ6_Kx8>};
 }
 
-// Machine probe: 12 independent chains of QKV_PEAK_ACC, the ISA's byte
-// multiply (32 pairs per instruction) that every integer product is built
-// from. Each chain multiplies its own accumulator's bytes, so no product can
-// be hoisted out of the loop; 12 chains cover the multiply's latency.
+// Machine probe: 12 independent chains of the ISA's byte multiply that
+// every integer product is built from, on the batch products' vector
+// (QKV_X8_VEC: 32 byte pairs per instruction in a ymm, 64 in a zmm):
+// QKV_PEAK_ACC on AVX2, vpdpbusd with AVX-512. Each chain multiplies its own
+// accumulator's bytes, so no product can be hoisted out of the loop; 12
+// chains cover the multiply's latency.
 double int8_peak(size_t iters) {
-  __m256i acc[12];
-  const __m256i b = _mm256_set1_epi8(3);
-  for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_epi8(char(j + 1));
+  using V = QKV_X8_VEC;
+  typename V::I acc[12];
+  const auto b = V::set1_8(3);
+  for (int j = 0; j < 12; ++j) acc[j] = V::set1_8(char(j + 1));
   for (size_t i = 0; i < iters; ++i)
-    for (int j = 0; j < 12; ++j) acc[j] = QKV_PEAK_ACC(acc[j], acc[j], b);
-  __m256i sum = acc[0];
-  for (int j = 1; j < 12; ++j) sum = _mm256_add_epi32(sum, acc[j]);
-  volatile int sink = _mm256_extract_epi32(sum, 0);
+    for (int j = 0; j < 12; ++j) acc[j] = V::peak(acc[j], acc[j], b);
+  auto sum = acc[0];
+  for (int j = 1; j < 12; ++j) sum = V::add_32(sum, acc[j]);
+  alignas(64) int32_t lanes[sizeof(sum) / 4];
+  std::memcpy(lanes, &sum, sizeof sum);
+  volatile int sink = lanes[0];
   (void)sink;
-  return 12.0 * 64.0 * double(iters);  // 32 byte pairs per product: a multiply and an add each
+  return 12.0 * 2.0 * double(sizeof(sum)) * double(iters);  // a byte pair per byte: a multiply and an add each
 }
 
 }  // namespace qkv::ops::QKV_ISA_NS

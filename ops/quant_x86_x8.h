@@ -53,6 +53,7 @@ struct X8Ymm {
     return _mm256_or_si256(a, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(x, mask), mask), v));
   }
   static I dot(I acc, I a, I b) { return QKV_DOT_ACC(acc, a, b); }
+  static I peak(I acc, I a, I b) { return QKV_PEAK_ACC(acc, a, b); }  // the probe's multiply
   static I sub_32(I a, I b) { return _mm256_sub_epi32(a, b); }
   static I add_32(I a, I b) { return _mm256_add_epi32(a, b); }
   static I mullo_32(I a, I b) { return _mm256_mullo_epi32(a, b); }

@@ -46,6 +46,7 @@ struct X8Zmm {
   // v are clear there, so the masked add is the or).
   static I or_where(I a, I x, I mask, I v) { return _mm512_mask_add_epi8(a, _mm512_test_epi8_mask(x, mask), a, v); }
   static I dot(I acc, I a, I b) { return _mm512_dpbusd_epi32(acc, a, b); }
+  static I peak(I acc, I a, I b) { return _mm512_dpbusd_epi32(acc, a, b); }
   static I sub_32(I a, I b) { return _mm512_sub_epi32(a, b); }
   static I add_32(I a, I b) { return _mm512_add_epi32(a, b); }
   static I mullo_32(I a, I b) { return _mm512_mullo_epi32(a, b); }
