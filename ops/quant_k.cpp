@@ -11,6 +11,7 @@
 #include "ops/ops.h"
 #include "ops/quant.h"
 #include "ops/quant_fit.h"
+#include "ops/quant_repack.h"
 
 namespace qkv::ops {
 namespace {
@@ -412,36 +413,29 @@ static Q6x8Place q5_K_x8_place(int r, int v) {
 }
 
 void repack_x8(const BlockQ5_K* w, BlockQ5_Kx8* out, size_t rows, size_t n) {
-  const size_t nb = n / kQK_K;
-  for (size_t g = 0; g < rows / 8; ++g)
-    for (size_t b = 0; b < nb; ++b) {
-      BlockQ5_Kx8& p = out[g * nb + b];
-      std::memset(&p, 0, sizeof p);
-      for (int r = 0; r < 8; ++r) {
-        const BlockQ5_K& src = w[(8 * g + size_t(r)) * nb + b];
-        p.d[r] = src.d;
-        p.dmin[r] = src.dmin;
-        for (int j = 0; j < 8; ++j) scale_min_k4(j, src.scales, &p.sc[j][r], &p.m2[j / 2][r][j % 2]);
-        uint8_t L[kQK_K];  // q5_K_value, a 64-value chunk at a time
-        for (int j = 0; j < 4; ++j)
-          for (int l = 0; l < 32; ++l) {
-            const uint8_t q = src.qs[32 * j + l], h = uint8_t(src.qh[l] >> (2 * j));
-            L[64 * j + l] = uint8_t((q & 0x0f) | ((h & 1) << 4));
-            L[64 * j + 32 + l] = uint8_t((q >> 4) | ((h & 2) << 3));
-          }
-        // Byte by byte, as q5_K_x8_place says.
-        for (int c = 0; c < 4; ++c) {
-          uint8_t* q = p.chunks[c];
-          for (int pc = 0; pc < 8; ++pc)
-            for (int i = 0; i < 4; ++i) {
-              const int lo = L[64 * c + 4 * pc + i], hi = L[64 * c + 32 + 4 * pc + i];
-              q[64 + 4 * (8 * pc + r) + i] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
-              q[4 * r + i] = uint8_t(q[4 * r + i] | ((lo >> 4) << pc));
-              q[32 + 4 * r + i] = uint8_t(q[32 + 4 * r + i] | ((hi >> 4) << pc));
-            }
-        }
+  repack_blocks_x8(w, out, rows, n, [](BlockQ5_Kx8& p, const BlockQ5_K& src, int r) {
+    p.d[r] = src.d;
+    p.dmin[r] = src.dmin;
+    for (int j = 0; j < 8; ++j) scale_min_k4(j, src.scales, &p.sc[j][r], &p.m2[j / 2][r][j % 2]);
+    uint8_t L[kQK_K];  // q5_K_value, a 64-value chunk at a time
+    for (int j = 0; j < 4; ++j)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t q = src.qs[32 * j + l], h = uint8_t(src.qh[l] >> (2 * j));
+        L[64 * j + l] = uint8_t((q & 0x0f) | ((h & 1) << 4));
+        L[64 * j + 32 + l] = uint8_t((q >> 4) | ((h & 2) << 3));
       }
+    // Byte by byte, as q5_K_x8_place says.
+    for (int c = 0; c < 4; ++c) {
+      uint8_t* q = p.chunks[c];
+      for (int pc = 0; pc < 8; ++pc)
+        for (int i = 0; i < 4; ++i) {
+          const int lo = L[64 * c + 4 * pc + i], hi = L[64 * c + 32 + 4 * pc + i];
+          q[64 + 4 * (8 * pc + r) + i] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
+          q[4 * r + i] = uint8_t(q[4 * r + i] | ((lo >> 4) << pc));
+          q[32 + 4 * r + i] = uint8_t(q[32 + 4 * r + i] | ((hi >> 4) << pc));
+        }
     }
+  });
 }
 
 
@@ -451,40 +445,33 @@ static Q6x8Place q6_K_x8_place(int r, int v) {
 }
 
 void repack_x8(const BlockQ6_K* w, BlockQ6_Kx8* out, size_t rows, size_t n) {
-  const size_t nb = n / kQK_K;
-  for (size_t g = 0; g < rows / 8; ++g)
-    for (size_t b = 0; b < nb; ++b) {
-      BlockQ6_Kx8& p = out[g * nb + b];
-      std::memset(&p, 0, sizeof p);
-      for (int r = 0; r < 8; ++r) {
-        const BlockQ6_K& src = w[(8 * g + size_t(r)) * nb + b];
-        p.d[r] = src.d;
-        for (int j = 0; j < kQK_K / 16; ++j) p.sc2[j / 2][r][j % 2] = src.scales[j];
-        uint8_t L[kQK_K];  // q6_K_value, a 128-value half at a time
-        for (int half = 0; half < 2; ++half)
-          for (int l = 0; l < 32; ++l) {
-            const uint8_t* ql = src.ql + 64 * half;
-            const uint8_t h = src.qh[32 * half + l];
-            uint8_t* o = L + 128 * half + l;
-            o[0] = uint8_t((ql[l] & 0x0f) | ((h & 3) << 4));
-            o[32] = uint8_t((ql[l + 32] & 0x0f) | (((h >> 2) & 3) << 4));
-            o[64] = uint8_t((ql[l] >> 4) | (((h >> 4) & 3) << 4));
-            o[96] = uint8_t((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4));
-          }
-        // Byte by byte, as q6_K_x8_place says.
-        for (int c = 0; c < 4; ++c)
-          for (int pc = 0; pc < 8; ++pc) {
-            uint8_t* q = p.quads[2 * c + pc / 4];
-            const int k = pc % 4;
-            for (int i = 0; i < 4; ++i) {
-              const int lo = L[64 * c + 4 * pc + i], hi = L[64 * c + 32 + 4 * pc + i];
-              q[64 + 32 * k + 4 * r + i] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
-              q[4 * r + i] = uint8_t(q[4 * r + i] | ((lo >> 4) << (2 * k)));
-              q[32 + 4 * r + i] = uint8_t(q[32 + 4 * r + i] | ((hi >> 4) << (2 * k)));
-            }
-          }
+  repack_blocks_x8(w, out, rows, n, [](BlockQ6_Kx8& p, const BlockQ6_K& src, int r) {
+    p.d[r] = src.d;
+    for (int j = 0; j < kQK_K / 16; ++j) p.sc2[j / 2][r][j % 2] = src.scales[j];
+    uint8_t L[kQK_K];  // q6_K_value, a 128-value half at a time
+    for (int half = 0; half < 2; ++half)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t* ql = src.ql + 64 * half;
+        const uint8_t h = src.qh[32 * half + l];
+        uint8_t* o = L + 128 * half + l;
+        o[0] = uint8_t((ql[l] & 0x0f) | ((h & 3) << 4));
+        o[32] = uint8_t((ql[l + 32] & 0x0f) | (((h >> 2) & 3) << 4));
+        o[64] = uint8_t((ql[l] >> 4) | (((h >> 4) & 3) << 4));
+        o[96] = uint8_t((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4));
       }
-    }
+    // Byte by byte, as q6_K_x8_place says.
+    for (int c = 0; c < 4; ++c)
+      for (int pc = 0; pc < 8; ++pc) {
+        uint8_t* q = p.quads[2 * c + pc / 4];
+        const int k = pc % 4;
+        for (int i = 0; i < 4; ++i) {
+          const int lo = L[64 * c + 4 * pc + i], hi = L[64 * c + 32 + 4 * pc + i];
+          q[64 + 32 * k + 4 * r + i] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
+          q[4 * r + i] = uint8_t(q[4 * r + i] | ((lo >> 4) << (2 * k)));
+          q[32 + 4 * r + i] = uint8_t(q[32 + 4 * r + i] | ((hi >> 4) << (2 * k)));
+        }
+      }
+  });
 }
 
 namespace {

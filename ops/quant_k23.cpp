@@ -264,24 +264,17 @@ std::pair<int, int> iq4_xs_x8_place(int r, int v) {
 }  // namespace
 
 void repack_x8(const BlockIQ4_XS* w, BlockIQ4_XSx8* out, size_t rows, size_t n) {
-  const size_t nb = n / kQK_K;
-  for (size_t g = 0; g < rows / 8; ++g)
-    for (size_t b = 0; b < nb; ++b) {
-      BlockIQ4_XSx8& p = out[g * nb + b];
-      std::memset(&p, 0, sizeof p);
-      for (int r = 0; r < 8; ++r) {
-        const BlockIQ4_XS& src = w[(8 * g + size_t(r)) * nb + b];
-        p.d[r] = src.d;
-        for (int j = 0; j < 8; ++j) p.sc2[j / 2][r][j % 2] = int8_t(iq4_xs_scale(src, j) - 32);
-        uint8_t L[kQK_K];
-        for (int ib = 0; ib < 8; ++ib)  // iq4_xs_nibble, a sub-block at a time
-          for (int j = 0; j < 16; ++j) {
-            L[32 * ib + j] = uint8_t(src.qs[16 * ib + j] & 0x0f);
-            L[32 * ib + 16 + j] = uint8_t(src.qs[16 * ib + j] >> 4);
-          }
-        pack_nibbles_x8(L, p.qs, r);
+  repack_blocks_x8(w, out, rows, n, [](BlockIQ4_XSx8& p, const BlockIQ4_XS& src, int r) {
+    p.d[r] = src.d;
+    for (int j = 0; j < 8; ++j) p.sc2[j / 2][r][j % 2] = int8_t(iq4_xs_scale(src, j) - 32);
+    uint8_t L[kQK_K];
+    for (int ib = 0; ib < 8; ++ib)  // iq4_xs_nibble, a sub-block at a time
+      for (int j = 0; j < 16; ++j) {
+        L[32 * ib + j] = uint8_t(src.qs[16 * ib + j] & 0x0f);
+        L[32 * ib + 16 + j] = uint8_t(src.qs[16 * ib + j] >> 4);
       }
-    }
+    pack_nibbles_x8(L, p.qs, r);
+  });
 }
 
 namespace {
@@ -293,53 +286,39 @@ std::pair<int, int> q2_K_x8_place(int r, int v) {
 }  // namespace
 
 void repack_x8(const BlockQ2_K* w, BlockQ2_Kx8* out, size_t rows, size_t n) {
-  const size_t nb = n / kQK_K;
-  for (size_t g = 0; g < rows / 8; ++g)
-    for (size_t b = 0; b < nb; ++b) {
-      BlockQ2_Kx8& p = out[g * nb + b];
-      std::memset(&p, 0, sizeof p);
-      for (int r = 0; r < 8; ++r) {
-        const BlockQ2_K& src = w[(8 * g + size_t(r)) * nb + b];
-        p.d[r] = src.d;
-        p.dmin[r] = src.dmin;
-        for (int j = 0; j < 16; ++j) {
-          p.sc[j][r] = src.scales[j] & 0x0f;
-          p.m2[j / 2][r][j % 2] = src.scales[j] >> 4;
-        }
-        uint8_t L[kQK_K];
-        for (int half = 0; half < 2; ++half)  // level2, a 128-value half at a time
-          for (int s2 = 0; s2 < 4; ++s2)
-            for (int l = 0; l < 32; ++l) L[128 * half + 32 * s2 + l] = uint8_t((src.qs[32 * half + l] >> (2 * s2)) & 3);
-        for (int P = 0; P < 16; ++P)  // as q2_K_x8_place says
-          for (int i = 0; i < 4; ++i) {
-            const int v = 4 * P + i;
-            p.qs[4 * (8 * P + r) + i] = uint8_t(L[v] | (L[v + 64] << 2) | (L[v + 128] << 4) | (L[v + 192] << 6));
-          }
-      }
+  repack_blocks_x8(w, out, rows, n, [](BlockQ2_Kx8& p, const BlockQ2_K& src, int r) {
+    p.d[r] = src.d;
+    p.dmin[r] = src.dmin;
+    for (int j = 0; j < 16; ++j) {
+      p.sc[j][r] = src.scales[j] & 0x0f;
+      p.m2[j / 2][r][j % 2] = src.scales[j] >> 4;
     }
+    uint8_t L[kQK_K];
+    for (int half = 0; half < 2; ++half)  // level2, a 128-value half at a time
+      for (int s2 = 0; s2 < 4; ++s2)
+        for (int l = 0; l < 32; ++l) L[128 * half + 32 * s2 + l] = uint8_t((src.qs[32 * half + l] >> (2 * s2)) & 3);
+    for (int P = 0; P < 16; ++P)  // as q2_K_x8_place says
+      for (int i = 0; i < 4; ++i) {
+        const int v = 4 * P + i;
+        p.qs[4 * (8 * P + r) + i] = uint8_t(L[v] | (L[v + 64] << 2) | (L[v + 128] << 4) | (L[v + 192] << 6));
+      }
+  });
 }
 
 void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8* out, size_t rows, size_t n) {
-  const size_t nb = n / kQK_K;
-  for (size_t g = 0; g < rows / 8; ++g)
-    for (size_t b = 0; b < nb; ++b) {
-      BlockQ3_Kx8& p = out[g * nb + b];
-      std::memset(&p, 0, sizeof p);
-      for (int r = 0; r < 8; ++r) {
-        const BlockQ3_K& src = w[(8 * g + size_t(r)) * nb + b];
-        p.d[r] = src.d;
-        int8_t sc[16];
-        q3_K_scales(src.scales, sc);
-        for (int j = 0; j < 16; ++j) p.sc2[j / 2][r][j % 2] = sc[j];
-        uint8_t L[kQK_K];
-        for (int half = 0; half < 2; ++half)  // level2 and q3_high, a 128-value half at a time
-          for (int s2 = 0; s2 < 4; ++s2)
-            for (int l = 0; l < 32; ++l)
-              L[128 * half + 32 * s2 + l] = uint8_t(((src.qs[32 * half + l] >> (2 * s2)) & 3) |
-                                                    (((src.hmask[l] >> (4 * half + s2)) & 1) << 2));
-        pack_nibbles_x8(L, p.qs, r);
-      }
-    }
+  repack_blocks_x8(w, out, rows, n, [](BlockQ3_Kx8& p, const BlockQ3_K& src, int r) {
+    p.d[r] = src.d;
+    int8_t sc[16];
+    q3_K_scales(src.scales, sc);
+    for (int j = 0; j < 16; ++j) p.sc2[j / 2][r][j % 2] = sc[j];
+    uint8_t L[kQK_K];
+    for (int half = 0; half < 2; ++half)  // level2 and q3_high, a 128-value half at a time
+      for (int s2 = 0; s2 < 4; ++s2)
+        for (int l = 0; l < 32; ++l)
+          L[128 * half + 32 * s2 + l] = uint8_t(((src.qs[32 * half + l] >> (2 * s2)) & 3) |
+                                                (((src.hmask[l] >> (4 * half + s2)) & 1) << 2));
+    pack_nibbles_x8(L, p.qs, r);
+  });
 }
 
 namespace {

@@ -37,6 +37,19 @@ void repack_rows_x8(const Block* w, Packed* out, size_t rows, size_t n) {
     }
 }
 
+// fn(p, src, r) for each block p of out (rows / 8 groups of n / values
+// blocks, zeroed first) and its rows' blocks src (row r of the group).
+template <class Block, class Packed, class Fn>
+void repack_blocks_x8(const Block* w, Packed* out, size_t rows, size_t n, Fn fn) {
+  const size_t nb = n / Block::kValues;
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      Packed& p = out[g * nb + b];
+      std::memset(&p, 0, sizeof p);
+      for (int r = 0; r < 8; ++r) fn(p, w[(8 * g + size_t(r)) * nb + b], r);
+    }
+}
+
 // Row r's 256 levels L (0..15) into a Q4_Kx8-order qs (quant.h): piece
 // 8c + p's byte i, low nibble value 64c + 4p + i, high nibble value 64c + 32 + 4p + i.
 inline void pack_nibbles_x8(const uint8_t* L, uint8_t* qs, int r) {

@@ -150,26 +150,6 @@ inline void x8_piece_nibbles(typename V::I (&s)[G][T], const Packed* const (&w)[
   }
   x8_nibble_dots<V, G, T, Act>(s, lo, hi, x, c);
 }
-template <class V, int G, int T>
-inline void x8_piece(typename V::I (&s)[G][T], const BlockQ4_0x8* const (&w)[G], size_t stride,
-                     const BlockQ8_0* const (&x)[T], int c) {
-  x8_piece_nibbles<V, BlockQ4_0x8, BlockQ8_0, G, T>(s, w, stride, x, c);
-}
-template <class V, int G, int T>
-inline void x8_piece(typename V::I (&s)[G][T], const BlockQ5_0x8* const (&w)[G], size_t stride,
-                     const BlockQ8_0* const (&x)[T], int c) {
-  x8_piece_nibbles<V, BlockQ5_0x8, BlockQ8_0, G, T>(s, w, stride, x, c);
-}
-template <class V, int G, int T>
-inline void x8_piece(typename V::I (&s)[G][T], const BlockQ4_1x8* const (&w)[G], size_t stride,
-                     const BlockQ8_1* const (&x)[T], int c) {
-  x8_piece_nibbles<V, BlockQ4_1x8, BlockQ8_1, G, T>(s, w, stride, x, c);
-}
-template <class V, int G, int T>
-inline void x8_piece(typename V::I (&s)[G][T], const BlockQ5_1x8* const (&w)[G], size_t stride,
-                     const BlockQ8_1* const (&x)[T], int c) {
-  x8_piece_nibbles<V, BlockQ5_1x8, BlockQ8_1, G, T>(s, w, stride, x, c);
-}
 
 // IQ4_NL: the nibbles looked up in the level table (signed bytes), then as
 // Q8_0's bytes: + 128 for VNNI's unsigned operand, or the sign trick.
@@ -235,7 +215,12 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
     typename V::I s[G][T];
     for (int g = 0; g < G; ++g)
       for (int t = 0; t < T; ++t) s[g][t] = V::zero();
-    for (int c = 0; c < x8_pieces<Packed>; ++c) x8_piece<V, G, T>(s, wb, stride, x, c);
+    for (int c = 0; c < x8_pieces<Packed>; ++c) {
+      if constexpr (std::is_same_v<Packed, BlockQ8_0x8> || std::is_same_v<Packed, BlockIQ4_NLx8>)
+        x8_piece<V, G, T>(s, wb, stride, x, c);
+      else
+        x8_piece_nibbles<V, Packed, Act, G, T>(s, wb, stride, x, c);  // Q4_0, Q4_1, Q5_0, Q5_1
+    }
     for (int g = 0; g < G; ++g) {
       const auto wd = V::load_halves(wb[g]->d, stride);
       if constexpr (std::is_same_v<Act, BlockQ8_1>) {
@@ -308,6 +293,19 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
   for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
 }
 
+// ------------------------------------------- the 256-value types' pieces
+
+// Piece p of 64-value chunk c in Q4_Kx8's order (lo: values 64c + 4p + i,
+// hi: 64c + 32 + 4p + i, as unsigned levels) against T Q8_K activation rows.
+template <class V, int T>
+inline void x8k_piece_dots(typename V::I (&slo)[T], typename V::I (&shi)[T], typename V::I lo, typename V::I hi,
+                           const BlockQ8_K* const (&x)[T], int c, int p) {
+  for (int t = 0; t < T; ++t) {
+    slo[t] = V::dot(slo[t], lo, V::bcast4(x[t]->qs + 64 * c + 4 * p));
+    shi[t] = V::dot(shi[t], hi, V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
+  }
+}
+
 // ---------------------------------------------------------------- Q4_K
 
 // Q4_K groups against T Q8_K activation rows. Per super-block and 64-value
@@ -350,10 +348,7 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
           lo = V::and_(q, V::set1_8(0x0f));
           hi = V::high_nibbles(q);
         }
-        for (int t = 0; t < T; ++t) {
-          slo[t] = V::dot(slo[t], lo, V::bcast4(x[t]->qs + 64 * c + 4 * p));
-          shi[t] = V::dot(shi[t], hi, V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
-        }
+        x8k_piece_dots<V, T>(slo, shi, lo, hi, x, c, p);
       }
       const I sc_lo = V::load_u8_to_32(W.sc[2 * c], stride), sc_hi = V::load_u8_to_32(W.sc[2 * c + 1], stride);
       for (int t = 0; t < T; ++t)
@@ -423,10 +418,7 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
             lo = V::and_(ql, V::set1_8(0x0f));
             hi = V::high_nibbles(ql);
           }
-          for (int t = 0; t < T; ++t) {
-            slo[t] = V::dot(slo[t], lo, V::bcast4(x[t]->qs + 64 * c + 4 * p));
-            shi[t] = V::dot(shi[t], hi, V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
-          }
+          x8k_piece_dots<V, T>(slo, shi, lo, hi, x, c, p);
         }
         for (int t = 0; t < T; ++t)
           isum[t] = V::add_32(isum[t], V::add_32(V::mullo_32(slo[t], sc[q]), V::mullo_32(shi[t], sc[2 + q])));
@@ -519,10 +511,7 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
         if constexpr (QKV_Q8_BIAS != 0) {
           lo = V::xor_(lo, V::set1_8(char(0x80)));
           hi = V::xor_(hi, V::set1_8(char(0x80)));
-          for (int t = 0; t < T; ++t) {
-            slo[t] = V::dot(slo[t], lo, V::bcast4(x[t]->qs + 64 * c + 4 * p));
-            shi[t] = V::dot(shi[t], hi, V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
-          }
+          x8k_piece_dots<V, T>(slo, shi, lo, hi, x, c, p);
         } else {
           const I alo = V::sign(lo, lo), ahi = V::sign(hi, hi);
           for (int t = 0; t < T; ++t) {
