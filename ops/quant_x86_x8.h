@@ -1,6 +1,6 @@
-// Q8_0 / Q4_0 products over the row-interleaved layout (BlockQ8_0x8,
-// BlockQ4_0x8): one 32-byte load holds a 4-byte piece of each of 8 rows, and
-// one u8 x s8 dot product against the activations' matching 4 bytes
+// The integer products over the row-interleaved layouts (quant.h's Block*x8,
+// one per type): one 32-byte load holds a 4-byte piece of each of 8 rows,
+// and one u8 x s8 dot product against the activations' matching 4 bytes
 // (broadcast) adds to all 8 rows' sums at once: no horizontal sums, no
 // per-row scale conversions. Included by quant_x86.h after QKV_DOT_ACC
 // (acc + 4-byte u8 x s8 dot products in int32 lanes) and QKV_Q8_BIAS: 128
