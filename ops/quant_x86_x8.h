@@ -151,12 +151,19 @@ inline void x8_piece_nibbles(typename V::I (&s)[G][T], const Packed* const (&w)[
   x8_nibble_dots<V, G, T, Act>(s, lo, hi, x, c);
 }
 
-// IQ4_NL: the nibbles looked up in the level table (signed bytes), then as
-// Q8_0's bytes: + 128 for VNNI's unsigned operand, or the sign trick.
+// IQ4_NL's and IQ4_XS's levels in every 128-bit lane, as the products take
+// them: + 128 (unsigned) for VNNI, signed for the sign trick.
+template <class V>
+inline typename V::I iq4_levels() {
+  const auto t = V::lanes(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+  return QKV_Q8_BIAS != 0 ? V::xor_(t, V::set1_8(char(0x80))) : t;
+}
+
+// IQ4_NL: the nibbles looked up in the level table, then as Q8_0's bytes.
 template <class V, int G, int T>
 inline void x8_piece(typename V::I (&s)[G][T], const BlockIQ4_NLx8* const (&w)[G], size_t stride,
                      const BlockQ8_0* const (&x)[T], int c) {
-  const auto table = V::lanes(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+  const auto table = iq4_levels<V>();
   typename V::I lo[G], hi[G];
   for (int g = 0; g < G; ++g) {
     x8_unpack_nibbles<V>(w[g]->qs, stride, c, lo[g], hi[g]);
@@ -164,10 +171,6 @@ inline void x8_piece(typename V::I (&s)[G][T], const BlockIQ4_NLx8* const (&w)[G
     hi[g] = V::shuffle(table, hi[g]);
   }
   if constexpr (QKV_Q8_BIAS != 0) {
-    for (int g = 0; g < G; ++g) {
-      lo[g] = V::xor_(lo[g], V::set1_8(char(0x80)));
-      hi[g] = V::xor_(hi[g], V::set1_8(char(0x80)));
-    }
     x8_nibble_dots<V, G, T, BlockQ8_0>(s, lo, hi, x, c);
   } else {
     for (int t = 0; t < T; ++t) {
@@ -485,14 +488,14 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
 // ---------------------------------------------------------------- IQ4_XS
 
 // IQ4_XS groups against T Q8_K activation rows: Q4_K's pieces, the nibbles
-// looked up in the level table (signed), then as IQ4_NL's: + 128 for VNNI's
-// unsigned operand (the sums then carry 128 sum_j sc_j (sum of x over
-// sub-block j), taken off per super-block) or the sign trick.
+// looked up in iq4_levels (+ 128 for VNNI's unsigned operand: the sums then
+// carry 128 sum_j sc_j (sum of x over sub-block j), taken off per
+// super-block; signed for the sign trick).
 template <class V, int T>
 inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
   using I = typename V::I;
   const size_t stride = nb * sizeof(BlockIQ4_XSx8);
-  const I table = V::lanes(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+  const I table = iq4_levels<V>();
   for (size_t b = 0; b < nb; ++b) {
     const BlockIQ4_XSx8& W = w[b];
     const BlockQ8_K* x[T];
@@ -509,8 +512,6 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
         const I q = V::load(W.qs + 32 * (8 * c + p), stride);
         I lo = V::shuffle(table, V::and_(q, V::set1_8(0x0f))), hi = V::shuffle(table, V::high_nibbles(q));
         if constexpr (QKV_Q8_BIAS != 0) {
-          lo = V::xor_(lo, V::set1_8(char(0x80)));
-          hi = V::xor_(hi, V::set1_8(char(0x80)));
           x8k_piece_dots<V, T>(slo, shi, lo, hi, x, c, p);
         } else {
           const I alo = V::sign(lo, lo), ahi = V::sign(hi, hi);
