@@ -117,6 +117,8 @@ inline void x8_nibble_dots(typename V::I (&s)[G][T], const typename V::I (&lo)[G
   }
 }
 
+// The 32-byte piece c of qs (each vector group's, `stride` apart): its low
+// and its high nibbles as unsigned bytes.
 template <class V>
 inline void x8_unpack_nibbles(const uint8_t* qs, size_t stride, int c, typename V::I& lo, typename V::I& hi) {
   const auto q = V::load(qs + 32 * c, stride);
@@ -298,6 +300,12 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
 
 // ------------------------------------------- the 256-value types' pieces
 
+// The first and the second int16 of each int32 lane (a scale pair), sign-extended.
+template <class V>
+inline typename V::I x8_pair_first(typename V::I pairs) { return V::srai_32(V::slli_32(pairs, 16), 16); }
+template <class V>
+inline typename V::I x8_pair_second(typename V::I pairs) { return V::srai_32(pairs, 16); }
+
 // Piece p of 64-value chunk c in Q4_Kx8's order (lo: values 64c + 4p + i,
 // hi: 64c + 32 + 4p + i, as unsigned levels) against T Q8_K activation rows.
 template <class V, int T>
@@ -343,13 +351,11 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
         I lo, hi;
         if constexpr (kFifth) {
           const uint8_t* chunk = W.chunks[c];
-          const I q = V::load(chunk + 64 + 32 * p, stride);
-          lo = V::or_(V::and_(q, V::set1_8(0x0f)), x8q5_fifth<V>(V::load(chunk, stride), p));
-          hi = V::or_(V::high_nibbles(q), x8q5_fifth<V>(V::load(chunk + 32, stride), p));
+          x8_unpack_nibbles<V>(chunk + 64, stride, p, lo, hi);
+          lo = V::or_(lo, x8q5_fifth<V>(V::load(chunk, stride), p));
+          hi = V::or_(hi, x8q5_fifth<V>(V::load(chunk + 32, stride), p));
         } else {
-          const I q = V::load(W.qs + 32 * (8 * c + p), stride);
-          lo = V::and_(q, V::set1_8(0x0f));
-          hi = V::high_nibbles(q);
+          x8_unpack_nibbles<V>(W.qs, stride, 8 * c + p, lo, hi);
         }
         x8k_piece_dots<V, T>(slo, shi, lo, hi, x, c, p);
       }
@@ -403,8 +409,7 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
     for (int c = 0; c < 4; ++c) {
       // Sub-blocks 4c .. 4c + 3's scales in int32 lanes, from the int16 pairs.
       const I p0 = V::load_s8_to_16(W.sc2[2 * c][0], stride), p1 = V::load_s8_to_16(W.sc2[2 * c + 1][0], stride);
-      const I sc[4] = {V::srai_32(V::slli_32(p0, 16), 16), V::srai_32(p0, 16), V::srai_32(V::slli_32(p1, 16), 16),
-                       V::srai_32(p1, 16)};
+      const I sc[4] = {x8_pair_first<V>(p0), x8_pair_second<V>(p0), x8_pair_first<V>(p1), x8_pair_second<V>(p1)};
       for (int q = 0; q < 2; ++q) {
         I slo[T], shi[T];
         for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
@@ -413,13 +418,11 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
           I lo, hi;
           if constexpr (kQ6) {
             const uint8_t* quad = W.quads[2 * c + q];
-            const I ql = V::load(quad + 64 + 32 * k, stride);
-            lo = V::or_(V::and_(ql, V::set1_8(0x0f)), x8q6_high<V>(V::load(quad, stride), k));
-            hi = V::or_(V::high_nibbles(ql), x8q6_high<V>(V::load(quad + 32, stride), k));
+            x8_unpack_nibbles<V>(quad + 64, stride, k, lo, hi);
+            lo = V::or_(lo, x8q6_high<V>(V::load(quad, stride), k));
+            hi = V::or_(hi, x8q6_high<V>(V::load(quad + 32, stride), k));
           } else {
-            const I ql = V::load(W.qs + 32 * (8 * c + p), stride);
-            lo = V::and_(ql, V::set1_8(0x0f));
-            hi = V::high_nibbles(ql);
+            x8_unpack_nibbles<V>(W.qs, stride, 8 * c + p, lo, hi);
           }
           x8k_piece_dots<V, T>(slo, shi, lo, hi, x, c, p);
         }
@@ -505,12 +508,14 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
     for (int c = 0; c < 4; ++c) {
       // Sub-blocks 2c (low nibbles) and 2c + 1 (high)'s scales in int32 lanes, from the int16 pair.
       const I pair = V::load_s8_to_16(W.sc2[c][0], stride);
-      const I sc_lo = V::srai_32(V::slli_32(pair, 16), 16), sc_hi = V::srai_32(pair, 16);
+      const I sc_lo = x8_pair_first<V>(pair), sc_hi = x8_pair_second<V>(pair);
       I slo[T], shi[T];
       for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
       for (int p = 0; p < 8; ++p) {
-        const I q = V::load(W.qs + 32 * (8 * c + p), stride);
-        I lo = V::shuffle(table, V::and_(q, V::set1_8(0x0f))), hi = V::shuffle(table, V::high_nibbles(q));
+        I lo, hi;
+        x8_unpack_nibbles<V>(W.qs, stride, 8 * c + p, lo, hi);
+        lo = V::shuffle(table, lo);
+        hi = V::shuffle(table, hi);
         if constexpr (QKV_Q8_BIAS != 0) {
           x8k_piece_dots<V, T>(slo, shi, lo, hi, x, c, p);
         } else {
