@@ -138,11 +138,6 @@ void x8_matmul_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y
       });
 }
 
-template <class Packed>
-void x8_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
-  x8_matmul_ref<Packed>(packed, xq, xs, y, 1, n, 0, g0, g1);
-}
-
 }  // namespace
 
 void repack_x8(const BlockQ8_0* w, BlockQ8_0x8* out, size_t rows, size_t n) { repack_rows_x8(w, out, rows, n); }
@@ -162,11 +157,13 @@ void quantize_q8_0_ref(const float* x, void* blocks, Q8Sum* sums, size_t n) {
 }
 
 QuantProducts q8_0_products_ref() {
-  return {quant_ref::qmatvec<BlockQ8_0>, quant_ref::qmatmul<BlockQ8_0>, x8_matvec_ref<BlockQ8_0x8>,
+  return {quant_ref::qmatvec<BlockQ8_0>, quant_ref::qmatmul<BlockQ8_0>,
+          quant_ref::x8_matvec<x8_matmul_ref<BlockQ8_0x8>>,
           x8_matmul_ref<BlockQ8_0x8>};
 }
 QuantProducts q4_0_products_ref() {
-  return {quant_ref::qmatvec<BlockQ4_0>, quant_ref::qmatmul<BlockQ4_0>, x8_matvec_ref<BlockQ4_0x8>,
+  return {quant_ref::qmatvec<BlockQ4_0>, quant_ref::qmatmul<BlockQ4_0>,
+          quant_ref::x8_matvec<x8_matmul_ref<BlockQ4_0x8>>,
           x8_matmul_ref<BlockQ4_0x8>};
 }
 

@@ -506,11 +506,6 @@ void x8_q4_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float*
       });
 }
 
-template <class Packed>
-void x8_q4_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
-  x8_q4_K_matmul_ref<Packed>(packed, xq, xs, y, 1, n, 0, g0, g1);
-}
-
 int x8_q6_K_level(const BlockQ6_Kx8& p, int r, int v) {
   const Q6x8Place at = q6_K_x8_place(r, v);
   const uint8_t* q = &p.quads[0][0];
@@ -531,21 +526,21 @@ void x8_q6_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float*
       });
 }
 
-void x8_q6_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
-  x8_q6_K_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
-}
 }  // namespace
 
 QuantProducts q4_K_products_ref() {
-  return {quant_ref::qmatvec<BlockQ4_K>, quant_ref::qmatmul<BlockQ4_K>, x8_q4_K_matvec_ref<BlockQ4_Kx8>,
+  return {quant_ref::qmatvec<BlockQ4_K>, quant_ref::qmatmul<BlockQ4_K>,
+          quant_ref::x8_matvec<x8_q4_K_matmul_ref<BlockQ4_Kx8>>,
           x8_q4_K_matmul_ref<BlockQ4_Kx8>};
 }
 QuantProducts q5_K_products_ref() {
-  return {quant_ref::qmatvec<BlockQ5_K>, quant_ref::qmatmul<BlockQ5_K>, x8_q4_K_matvec_ref<BlockQ5_Kx8>,
+  return {quant_ref::qmatvec<BlockQ5_K>, quant_ref::qmatmul<BlockQ5_K>,
+          quant_ref::x8_matvec<x8_q4_K_matmul_ref<BlockQ5_Kx8>>,
           x8_q4_K_matmul_ref<BlockQ5_Kx8>};
 }
 QuantProducts q6_K_products_ref() {
-  return {quant_ref::qmatvec<BlockQ6_K>, quant_ref::qmatmul<BlockQ6_K>, x8_q6_K_matvec_ref, x8_q6_K_matmul_ref};
+  return {quant_ref::qmatvec<BlockQ6_K>, quant_ref::qmatmul<BlockQ6_K>,
+          quant_ref::x8_matvec<x8_q6_K_matmul_ref>, x8_q6_K_matmul_ref};
 }
 
 }  // namespace qkv::ops

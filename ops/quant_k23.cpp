@@ -339,10 +339,6 @@ void x8_q2_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float*
         return x.d * (f16_to_f32(p.d[r]) * float(sumi) - f16_to_f32(p.dmin[r]) * float(summ));
       });
 }
-void x8_q2_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
-  x8_q2_K_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
-}
-
 void x8_q3_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
                         size_t g0, size_t g1) {
   quant_ref::x8_products<BlockQ3_Kx8, BlockQ8_K>(
@@ -359,10 +355,6 @@ void x8_q3_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float*
         return x.d * f16_to_f32(p.d[r]) * float(sumi);
       });
 }
-void x8_q3_K_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
-  x8_q3_K_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
-}
-
 void x8_iq4_xs_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
                           size_t g0, size_t g1) {
   quant_ref::x8_products<BlockIQ4_XSx8, BlockQ8_K>(
@@ -379,19 +371,19 @@ void x8_iq4_xs_matmul_ref(const void* packed, const void* xq, const Q8Sum*, floa
         return x.d * f16_to_f32(p.d[r]) * float(sumi);
       });
 }
-void x8_iq4_xs_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
-  x8_iq4_xs_matmul_ref(packed, xq, xs, y, 1, n, 0, g0, g1);
-}
 }  // namespace
 
 QuantProducts q2_K_products_ref() {
-  return {quant_ref::qmatvec<BlockQ2_K>, quant_ref::qmatmul<BlockQ2_K>, x8_q2_K_matvec_ref, x8_q2_K_matmul_ref};
+  return {quant_ref::qmatvec<BlockQ2_K>, quant_ref::qmatmul<BlockQ2_K>,
+          quant_ref::x8_matvec<x8_q2_K_matmul_ref>, x8_q2_K_matmul_ref};
 }
 QuantProducts q3_K_products_ref() {
-  return {quant_ref::qmatvec<BlockQ3_K>, quant_ref::qmatmul<BlockQ3_K>, x8_q3_K_matvec_ref, x8_q3_K_matmul_ref};
+  return {quant_ref::qmatvec<BlockQ3_K>, quant_ref::qmatmul<BlockQ3_K>,
+          quant_ref::x8_matvec<x8_q3_K_matmul_ref>, x8_q3_K_matmul_ref};
 }
 QuantProducts iq4_xs_products_ref() {
-  return {quant_ref::qmatvec<BlockIQ4_XS>, quant_ref::qmatmul<BlockIQ4_XS>, x8_iq4_xs_matvec_ref, x8_iq4_xs_matmul_ref};
+  return {quant_ref::qmatvec<BlockIQ4_XS>, quant_ref::qmatmul<BlockIQ4_XS>,
+          quant_ref::x8_matvec<x8_iq4_xs_matmul_ref>, x8_iq4_xs_matmul_ref};
 }
 
 }  // namespace qkv::ops

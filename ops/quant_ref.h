@@ -15,6 +15,12 @@ struct QAcc {
 inline QAcc qacc_zero() { return QAcc{0.0f}; }
 inline float qacc_sum(const QAcc& a) { return a.s; }
 
+// QuantProducts::matvec_x8 as Matmul (a matmul_x8) of one activation row.
+template <void (*Matmul)(const void*, const void*, const Q8Sum*, float*, size_t, size_t, size_t, size_t, size_t)>
+void x8_matvec(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
+  Matmul(packed, xq, xs, y, 1, n, 0, g0, g1);
+}
+
 // The row-interleaved products, plainly: y[m, 8 g + r] = sum over the nb
 // block columns b of term(block b of group g, r, activation block b of row
 // m, its Q8Sum or null), in order.

@@ -246,14 +246,10 @@ void x8_matmul_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y
                                               });
   }
 }
-template <class Packed>
-void x8_matvec_ref(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
-  x8_matmul_ref<Packed>(packed, xq, xs, y, 1, n, 0, g0, g1);
-}
-
 template <class Block, class Packed>
 QuantProducts x8_products_ref() {
-  return {quant_ref::qmatvec<Block>, quant_ref::qmatmul<Block>, x8_matvec_ref<Packed>, x8_matmul_ref<Packed>};
+  return {quant_ref::qmatvec<Block>, quant_ref::qmatmul<Block>,
+          quant_ref::x8_matvec<x8_matmul_ref<Packed>>, x8_matmul_ref<Packed>};
 }
 
 }  // namespace
