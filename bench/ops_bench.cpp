@@ -35,52 +35,52 @@ void set_rates(benchmark::State& st, double flops, double bytes) {
 }
 
 // Float weights as the engine reads them: packed in panels at load
-// (ops.h); f16: halves widened in registers. rows: a multiple of kPanelRows.
+// (ops.h); f16: halves widened in registers; bf16: column pairs, multiplied
+// with activations rounded to bf16. rows: a multiple of kPanelRows.
+enum class Float { F32, F16, BF16 };
+const char* float_name(Float t) { return t == Float::F32 ? "f32" : t == Float::F16 ? "f16" : "bf16"; }
+
 struct FloatWeights {
   qkv::ZeroedMemory mem;  // on huge pages, as the engine's packed copies
-  const float* f32 = nullptr;
-  const uint16_t* f16 = nullptr;
-  FloatWeights(size_t rows, size_t n, bool half) : mem(rows * n * (half ? 2 : 4), true) {
+  Float type;
+  FloatWeights(size_t rows, size_t n, Float t) : mem(rows * n * (t == Float::F32 ? 4 : 2), true), type(t) {
     const auto w = randn(rows * n);
-    if (!half) {
+    if (t == Float::F32) {
       qkv::ops::pack_panels(w.data(), mem.as<float>(), rows, n);
-      f32 = mem.as<float>();
       return;
     }
     std::vector<uint16_t> h(rows * n);
-    for (size_t i = 0; i < h.size(); ++i) h[i] = qkv::ops::f32_to_f16(w[i]);
-    qkv::ops::pack_panels(h.data(), mem.as<uint16_t>(), rows, n);
-    f16 = mem.as<uint16_t>();
+    for (size_t i = 0; i < h.size(); ++i) h[i] = t == Float::F16 ? qkv::ops::f32_to_f16(w[i]) : qkv::ops::f32_to_bf16(w[i]);
+    if (t == Float::F16) qkv::ops::pack_panels(h.data(), mem.as<uint16_t>(), rows, n);
+    else qkv::ops::pack_panels_bf16(h.data(), mem.as<uint16_t>(), rows, n);
   }
   double bytes() const { return double(mem.bytes()); }
+  double x_bytes() const { return type == Float::BF16 ? 2.0 : 4.0; }  // per activation value
 };
 
-// y = W x, W: (rows, n)
-void matvec(benchmark::State& st, const Kernels* k, size_t rows, size_t n, bool half) {
-  const FloatWeights w(rows, n, half);
-  const auto x = randn(n);
-  std::vector<float> y(rows);
-  const size_t panels = rows / qkv::ops::kPanelRows;
-  for (auto _ : st) {
-    if (half) k->matvec_f16_panels(w.f16, x.data(), y.data(), n, 0, panels);
-    else k->matvec_f32_panels(w.f32, x.data(), y.data(), n, 0, panels);
-    benchmark::DoNotOptimize(y.data());
-  }
-  set_rates(st, 2.0 * rows * n, w.bytes() + 4.0 * (n + rows));
-}
-
-// Y = X W^T for a 128-token prompt batch
-void matmul(benchmark::State& st, const Kernels* k, size_t rows, size_t n, size_t M, bool half) {
-  const FloatWeights w(rows, n, half);
+// Y = X W^T for M tokens (M = 1: the matvec kernels), W: (rows, n).
+void float_product(benchmark::State& st, const Kernels* k, size_t rows, size_t n, size_t M, Float t) {
+  const FloatWeights w(rows, n, t);
   const auto x = randn(M * n);
+  std::vector<uint16_t> xb(M * n);
+  k->f32_to_bf16(x.data(), xb.data(), xb.size());
   std::vector<float> y(M * rows);
   const size_t panels = rows / qkv::ops::kPanelRows;
+  const auto* w16 = w.mem.as<uint16_t>();
+  const auto* w32 = w.mem.as<float>();
   for (auto _ : st) {
-    if (half) k->matmul_f16_panels(w.f16, x.data(), y.data(), M, n, rows, 0, panels);
-    else k->matmul_f32_panels(w.f32, x.data(), y.data(), M, n, rows, 0, panels);
+    if (M == 1) {
+      if (t == Float::F32) k->matvec_f32_panels(w32, x.data(), y.data(), n, 0, panels);
+      else if (t == Float::F16) k->matvec_f16_panels(w16, x.data(), y.data(), n, 0, panels);
+      else k->bf16.matvec_panels(w16, xb.data(), y.data(), n, 0, panels);
+    } else {
+      if (t == Float::F32) k->matmul_f32_panels(w32, x.data(), y.data(), M, n, rows, 0, panels);
+      else if (t == Float::F16) k->matmul_f16_panels(w16, x.data(), y.data(), M, n, rows, 0, panels);
+      else k->bf16.matmul_panels(w16, xb.data(), y.data(), M, n, rows, 0, panels);
+    }
     benchmark::DoNotOptimize(y.data());
   }
-  set_rates(st, 2.0 * rows * n * M, w.bytes() + 4.0 * (M * n + M * rows));
+  set_rates(st, 2.0 * rows * n * M, w.bytes() + w.x_bytes() * M * n + 4.0 * M * rows);
 }
 
 // Quantized weights: a GGML type id, its products in a kernel table, and
@@ -350,6 +350,13 @@ void probe_fma(benchmark::State& st, const Kernels* k) {
   set_rates(st, flops, 0);
 }
 
+void probe_bf16(benchmark::State& st, const Kernels* k) {
+  double flops = 0;
+  for (auto _ : st) flops = k->bf16.peak(1 << 16);
+  set_rates(st, flops, 0);
+  st.SetLabel(k->bf16.how);
+}
+
 void probe_int8(benchmark::State& st, const Kernels* k) {
   double ops = 0;
   for (auto _ : st) ops = k->int8_peak(1 << 16);
@@ -375,16 +382,17 @@ int register_all() {
     const std::string isa = k->isa;
     benchmark::RegisterBenchmark(("probe/fma/" + isa).c_str(), probe_fma, k);
     benchmark::RegisterBenchmark(("probe/int8/" + isa).c_str(), probe_int8, k);
+    benchmark::RegisterBenchmark(("probe/bf16/" + isa).c_str(), probe_bf16, k);
     for (const auto& [dim, hidden] : shapes) {
       for (const auto& [rows, cols] : {std::pair{dim, dim}, std::pair{hidden, dim}, std::pair{dim, hidden},
                                        std::pair{size_t(32000), dim}}) {
-        for (const bool half : {false, true}) {
-          const std::string type = half ? "f16/" : "f32/";
-          benchmark::RegisterBenchmark(("matvec/" + type + isa + "/" + shape(rows, cols)).c_str(), matvec, k, rows, cols,
-                                       half);
+        for (const Float t : {Float::F32, Float::F16, Float::BF16}) {
+          const std::string type = std::string(float_name(t)) + "/";
+          benchmark::RegisterBenchmark(("matvec/" + type + isa + "/" + shape(rows, cols)).c_str(), float_product, k, rows,
+                                       cols, size_t(1), t);
           if (rows < 32000)
-            benchmark::RegisterBenchmark(("matmul/" + type + isa + "/" + shape(rows, cols) + "/M128").c_str(), matmul, k,
-                                         rows, cols, size_t(128), half);
+            benchmark::RegisterBenchmark(("matmul/" + type + isa + "/" + shape(rows, cols) + "/M128").c_str(),
+                                         float_product, k, rows, cols, size_t(128), t);
         }
       }
     }

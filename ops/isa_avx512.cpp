@@ -6,20 +6,12 @@
 #include <immintrin.h>
 
 #include "ops/simd_kernels.h"
+#include "ops/isa_avx512_hooks.h"
 
 namespace qkv::ops::isa_avx512 {
 
-inline vf fmadd(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
-
-inline vf load_f16(const uint16_t* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-
-inline void store_f16(uint16_t* p, vf x) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
-}
-
-inline vf round_to_f16(vf x) { return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT)); }
+// Without AVX512_BF16 (Ice Lake); avx512_kernels() takes vdpbf16ps where the CPU has it.
+inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
 
 }  // namespace qkv::ops::isa_avx512
 
@@ -36,4 +28,13 @@ inline vf round_to_f16(vf x) { return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FRO
 #include "ops/quant_x86_zmm.h"
 #include "ops/quant_x86.h"
 
-const qkv::ops::Kernels& qkv::ops::avx512_kernels() { return isa_avx512::table("avx512"); }
+#include "ops/platform.h"
+
+const qkv::ops::Kernels& qkv::ops::avx512_kernels() {
+  static const Kernels k = [] {
+    Kernels t = isa_avx512::table("avx512");
+    if (cpu_features().avx512_bf16) t.bf16 = avx512bf16_products();
+    return t;
+  }();
+  return k;
+}

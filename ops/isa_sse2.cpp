@@ -29,6 +29,8 @@ inline vf round_to_f16(vf x) {
   return vf::load_aligned(tmp);
 }
 
+inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
+
 // SSE2 has no byte multiply-add: the scalar integer products (the compiler
 // vectorises what it can).
 QuantProducts q8_0_products() { return q8_0_products_ref(); }

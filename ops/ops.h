@@ -80,6 +80,35 @@ constexpr size_t kPanelRows = 16;
 // rows (a multiple of kPanelRows) x n values of w into `out` (rows * n values).
 void pack_panels(const float* w, float* out, size_t rows, size_t n);
 void pack_panels(const uint16_t* w, uint16_t* out, size_t rows, size_t n);
+// BF16 weights in panels of column pairs, as vdpbf16ps reads them: the pair
+// (k, k + 1), k even, of a panel's 16 rows is one run of 32 values, row by
+// row, so
+//   W[p * kPanelRows + j, k] = panels[p * n * kPanelRows + (k / 2) * 2 * kPanelRows + 2 * j + k % 2],
+// and when n is odd its last column follows the pairs as one plain column:
+//   W[p * kPanelRows + j, n - 1] = panels[p * n * kPanelRows + (n - 1) * kPanelRows + j].
+void pack_panels_bf16(const uint16_t* w, uint16_t* out, size_t rows, size_t n);
+
+// Products of BF16 weights with activations rounded to bf16 (f32_to_bf16),
+// llama.cpp's numerics for that type. Each output is summed over the column
+// pairs in order, the odd column of a pair first:
+//   s += w[k + 1] x[k + 1]; s += w[k] x[k]   (k = 0, 2, 4, ...)
+// then a last odd column; the product of two bf16 is exact in f32, so each
+// step is one rounding (to nearest even), which is what vdpbf16ps does per
+// lane. The matmul over panels keeps that order (every ISA gives the same
+// bits, but for vdpbf16ps flushing subnormals to zero); the matvec over panels sums U interleaved runs of pairs, added in a
+// fixed order. x: (M, n) bf16, row m at x + m * n.
+struct Bf16Products {
+  void (*matvec)(const uint16_t* w, const uint16_t* x, float* y, size_t n, size_t r0, size_t r1);
+  void (*matmul)(const uint16_t* w, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
+  void (*matvec_panels)(const uint16_t* panels, const uint16_t* x, float* y, size_t n, size_t p0, size_t p1);
+  void (*matmul_panels)(const uint16_t* panels, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy,
+                        size_t p0, size_t p1);
+  // The probe: `iters` rounds of independent chains (12, or 24 with 32
+  // registers) of the pair product above on whole vectors; returns the
+  // floating-point operations done (4 a lane and step).
+  double (*peak)(size_t iters);
+  const char* how;  // "vdpbf16ps", "widened in registers" or "scalar"
+};
 
 struct Kernels {
   const char* isa;  // "scalar", "sse2", "avx2", "avx512"
@@ -135,6 +164,11 @@ struct Kernels {
   void (*f16_to_f32)(const uint16_t* src, float* dst, size_t n);
   // dst[i] = src[i] rounded to f16 (nearest, ties to even)
   void (*f32_to_f16)(const float* src, uint16_t* dst, size_t n);
+  // dst[i] = src[i] rounded to bf16 (f32_to_bf16: the same bits on every ISA)
+  void (*f32_to_bf16)(const float* src, uint16_t* dst, size_t n);
+
+  // BF16 weights (above); on AVX-512 with AVX512_BF16, vdpbf16ps.
+  Bf16Products bf16;
 
   // FlashAttention over one KV head's cache (the layout above AttentionRows:
   // kt and v hold positions t0.., t0 a multiple of kAttnTile),
@@ -196,6 +230,9 @@ const Kernels& reference_kernels();
 const Kernels& sse2_kernels();
 const Kernels& avx2_kernels();
 const Kernels& avx512_kernels();
+// The BF16 products with vdpbf16ps, which avx512_kernels() takes where the
+// CPU has AVX512_BF16 (its own translation unit, built with -mavx512bf16).
+Bf16Products avx512bf16_products();
 
 // Rotate adjacent pairs (2i, 2i+1) of each of n_heads heads of x by the angle
 // whose cosine and sine are cos[i], sin[i]; x: (n_heads, head_dim),
@@ -212,6 +249,8 @@ inline float softcap(float s, float cap);
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
 float bf16_to_f32(uint16_t h);
+// f to bf16 as GGML rounds it: nearest, ties to even; a NaN stays a (quiet) NaN.
+uint16_t f32_to_bf16(float f);
 
 }  // namespace qkv::ops
 

@@ -32,6 +32,7 @@ CpuFeatures probe() {
   const bool os_ymm = (xcr0 & 0x6) == 0x6;     // SSE + AVX state
   const bool os_zmm = (xcr0 & 0xe6) == 0xe6;   // + opmask, ZMM_Hi256, Hi16_ZMM
   __cpuid_count(7, 0, a, b, c, d);
+  const unsigned max_subleaf7 = a;
   const bool avx2 = b & (1u << 5);
   const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17);
   const bool avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
@@ -40,6 +41,10 @@ CpuFeatures probe() {
   // Our AVX-512 unit uses VNNI for int8 products: CPUs with AVX-512 but no
   // VNNI (Skylake-X) run the AVX2 kernels.
   f.avx512 = f.avx2 && avx512f && avx512dq && avx512bw && avx512vl && f.avx512_vnni && os_zmm;
+  if (max_subleaf7 >= 1) {
+    __cpuid_count(7, 1, a, b, c, d);
+    f.avx512_bf16 = f.avx512 && (a & (1u << 5));
+  }
   return f;
 }
 

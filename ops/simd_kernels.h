@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "ops/ops.h"
 
@@ -212,6 +213,166 @@ inline void matvec_panels(const T* panels, const float* x, float* y, size_t n, s
         for (size_t v = 0; v < NV; ++v) acc[u][v] += acc[u + half][v];
     for (size_t v = 0; v < NV; ++v) acc[0][v].store_unaligned(y + p * kPanelRows + v * W);
   }
+}
+
+// ---------------------------------------------------------------- bf16 products
+//
+// BF16 weights in panels of column pairs (ops.h, pack_panels_bf16): the pair
+// (k, k + 1) of a panel is NV vectors of W pairs (w[k], w[k + 1]), a row a
+// 32-bit lane, which token m's pair (x[k], x[k + 1]) multiplies, broadcast
+// to every lane. In a lane the odd column is the high half.
+using vu = xsimd::batch<uint32_t, Arch>;
+using vi = xsimd::batch<int32_t, Arch>;
+
+// Provided by the including TU: per lane, acc + w.hi x.hi, rounded, then +
+// w.lo x.lo, rounded (ops.h's order): vdpbf16ps, or widened_pairs.
+inline vf dot_pairs(vf acc, vu w, vu x);
+
+inline vf bf16_hi(vu v) { return xsimd::bitwise_cast<vf>(v & vu(0xffff0000u)); }
+inline vf bf16_lo(vu v) { return xsimd::bitwise_cast<vf>(v << 16); }
+// Each product of two bf16 is exact in f32, so a multiply-add (fused or not)
+// rounds once, as vdpbf16ps does.
+inline vf widened_pairs(vf acc, vu w, vu x) {
+  return fmadd(bf16_lo(w), bf16_lo(x), fmadd(bf16_hi(w), bf16_hi(x), acc));
+}
+
+inline uint32_t load_pair(const uint16_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline vu load_pairs(const uint16_t* p) { return vu::load_unaligned(reinterpret_cast<const uint32_t*>(p)); }
+// W bf16 values widened (the odd last column of a panel).
+inline vf load_bf16(const uint16_t* p) {
+  alignas(64) uint32_t bits[W];
+  for (size_t j = 0; j < W; ++j) bits[j] = uint32_t(p[j]) << 16;
+  return xsimd::bitwise_cast<vf>(vu::load_aligned(bits));
+}
+
+// y[i, :NP panels] for RM tokens, as panel_tile (the same tile sizes: a pair
+// of bf16 fills the lane a float did).
+template <int RM, int NP>
+inline void bf16_panel_tile(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy) {
+  const size_t stride = n * kPanelRows;
+  vf acc[RM][NP * NV];
+  for (int i = 0; i < RM; ++i)
+    for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = vf(0.0f);
+  for (size_t k = 0; k + 1 < n; k += 2) {
+    vu wv[NP * NV];
+    for (int p = 0; p < NP; ++p)
+      for (size_t v = 0; v < NV; ++v) wv[p * NV + v] = load_pairs(pw + p * stride + k * kPanelRows + v * 2 * W);
+    for (int i = 0; i < RM; ++i) {
+      const vu xb(load_pair(x + i * n + k));
+      for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = dot_pairs(acc[i][j], wv[j], xb);
+    }
+  }
+  if (n % 2) {  // the last column, stored plain after the pairs
+    for (int i = 0; i < RM; ++i) {
+      const vf xb(bf16_to_f32(x[i * n + n - 1]));
+      for (int p = 0; p < NP; ++p)
+        for (size_t v = 0; v < NV; ++v)
+          acc[i][p * NV + v] = fmadd(load_bf16(pw + p * stride + (n - 1) * kPanelRows + v * W), xb, acc[i][p * NV + v]);
+    }
+  }
+  for (int i = 0; i < RM; ++i)
+    for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
+}
+
+template <int R, int NP>
+inline void bf16_panel_tail(size_t rows, const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy) {
+  if constexpr (R > 0) {
+    if (rows == size_t(R)) bf16_panel_tile<R, NP>(pw, x, y, n, ldy);
+    else bf16_panel_tail<R - 1, NP>(rows, pw, x, y, n, ldy);
+  }
+}
+
+template <int NP>
+inline void bf16_panel_tokens(const uint16_t* pw, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy) {
+  size_t m = 0;
+  for (; m + kTileM <= M; m += kTileM) bf16_panel_tile<kTileM, NP>(pw, x + m * n, y + m * ldy, n, ldy);
+  bf16_panel_tail<kTileM - 1, NP>(M - m, pw, x + m * n, y + m * ldy, n, ldy);
+}
+
+inline void matmul_panels_bf16(const uint16_t* panels, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy,
+                               size_t p0, size_t p1) {
+  const size_t stride = n * kPanelRows;
+  size_t p = p0;
+  for (; p + kTileP <= p1; p += kTileP)
+    bf16_panel_tokens<kTileP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
+  for (; p < p1; ++p) bf16_panel_tokens<1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
+}
+
+// One token, as matvec_panels: pairs q, q+1, ... go to U sets of accumulators.
+inline void matvec_panels_bf16(const uint16_t* panels, const uint16_t* x, float* y, size_t n, size_t p0, size_t p1) {
+  constexpr size_t U = NV >= 8 ? 1 : 8 / NV;
+  const size_t pairs = n / 2;
+  for (size_t p = p0; p < p1; ++p) {
+    const uint16_t* pw = panels + p * n * kPanelRows;
+    vf acc[U][NV];
+    for (size_t u = 0; u < U; ++u)
+      for (size_t v = 0; v < NV; ++v) acc[u][v] = vf(0.0f);
+    size_t q = 0;
+    for (; q + U <= pairs; q += U)
+      for (size_t u = 0; u < U; ++u) {
+        const vu xb(load_pair(x + 2 * (q + u)));
+        for (size_t v = 0; v < NV; ++v)
+          acc[u][v] = dot_pairs(acc[u][v], load_pairs(pw + (q + u) * 2 * kPanelRows + v * 2 * W), xb);
+      }
+    for (; q < pairs; ++q) {
+      const vu xb(load_pair(x + 2 * q));
+      for (size_t v = 0; v < NV; ++v) acc[0][v] = dot_pairs(acc[0][v], load_pairs(pw + q * 2 * kPanelRows + v * 2 * W), xb);
+    }
+    if (n % 2) {
+      const vf xb(bf16_to_f32(x[n - 1]));
+      for (size_t v = 0; v < NV; ++v) acc[0][v] = fmadd(load_bf16(pw + (n - 1) * kPanelRows + v * W), xb, acc[0][v]);
+    }
+    for (size_t half = U / 2; half > 0; half /= 2)
+      for (size_t u = 0; u < half; ++u)
+        for (size_t v = 0; v < NV; ++v) acc[u][v] += acc[u + half][v];
+    for (size_t v = 0; v < NV; ++v) acc[0][v].store_unaligned(y + p * kPanelRows + v * W);
+  }
+}
+
+// x rounded to bf16 with f32_to_bf16's integer rule (the same bits on every ISA).
+inline void f32_to_bf16_n(const float* src, uint16_t* dst, size_t n) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) {
+    const vi u = xsimd::bitwise_cast<vi>(load(src + i));
+    const vi rounded = (u + vi(0x7fff) + ((u >> 16) & vi(1))) >> 16;  // wraps like the scalar rule; low 16 bits kept
+    const vi nan = (u >> 16) | vi(64);                                 // quiet
+    const vi out = xsimd::select((u & vi(0x7fffffff)) > vi(0x7f800000), nan, rounded);
+    alignas(64) int32_t bits[W];
+    out.store_aligned(bits);
+    for (size_t j = 0; j < W; ++j) dst[i + j] = uint16_t(bits[j]);
+  }
+  for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+}
+
+// Independent chains of pair products (4 flops a lane each): 24 where there
+// are 32 registers (vdpbf16ps's latency wants more than 12), 12 elsewhere;
+// two sets of 12 so that the compiler unrolls each into registers.
+inline double bf16_peak(size_t iters) {
+  constexpr bool twice = W >= 16;
+  vf acc[12], more[12];
+  for (int j = 0; j < 12; ++j) acc[j] = more[j] = vf(float(j));
+  const vu a(0x3a803a80u), b(0x3f803f80u);  // pairs of 2^-10 and of 1
+  for (size_t i = 0; i < iters; ++i) {
+    for (int j = 0; j < 12; ++j) acc[j] = dot_pairs(acc[j], a, b);
+    if constexpr (twice)
+      for (int j = 0; j < 12; ++j) more[j] = dot_pairs(more[j], a, b);
+  }
+  vf sum(0.0f);
+  for (int j = 0; j < 12; ++j) sum += acc[j] + more[j];
+  volatile float sink = reduce_add(sum);
+  (void)sink;
+  return (twice ? 96.0 : 48.0) * double(W) * double(iters);
+}
+
+// This ISA's BF16 products; those over rows as stored (at most the last
+// kPanelRows - 1 rows of a matrix) are the reference's.
+inline Bf16Products bf16_products(const char* how) {
+  const Bf16Products& ref = reference_kernels().bf16;
+  return Bf16Products{ref.matvec, ref.matmul, matvec_panels_bf16, matmul_panels_bf16, bf16_peak, how};
 }
 
 // ---------------------------------------------------------------- elementwise
@@ -690,6 +851,8 @@ inline const Kernels& table(const char* name) {
     t.iq4_xs = iq4_xs_products();
     t.fma_peak = fma_peak;
     t.int8_peak = int8_peak;
+    t.f32_to_bf16 = f32_to_bf16_n;
+    t.bf16 = bf16_products("widened in registers");
     return t;
   }();
   return k;

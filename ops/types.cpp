@@ -27,6 +27,9 @@ template <class T>
 void panels(const void* w, void* out, size_t rows, size_t n) {
   pack_panels(static_cast<const T*>(w), static_cast<T*>(out), rows, n);
 }
+void bf16_panels(const void* w, void* out, size_t rows, size_t n) {
+  pack_panels_bf16(static_cast<const uint16_t*>(w), static_cast<uint16_t*>(out), rows, n);
+}
 
 void f32_to_float(const void* src, float* dst, size_t n) { std::memcpy(dst, src, n * sizeof(float)); }
 void f32_from_float(const float* src, void* dst, size_t n) { std::memcpy(dst, src, n * sizeof(float)); }
@@ -39,14 +42,9 @@ void f16_from_float(const float* src, void* dst, size_t n) {
 void bf16_to_float(const void* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
 }
-// As GGML's fp32 -> bf16: round to nearest even; a NaN stays a (quiet) NaN.
+// As GGML's fp32 -> bf16 (ops::f32_to_bf16).
 void bf16_from_float(const float* src, void* dst, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, &src[i], 4);
-    static_cast<uint16_t*>(dst)[i] =
-        (u & 0x7fffffffu) > 0x7f800000u ? uint16_t((u >> 16) | 64) : uint16_t((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
-  }
+  for (size_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_bf16(src[i]);
 }
 
 // f16 NaN and infinities have every exponent bit set.
@@ -97,7 +95,8 @@ const TypeInfo kTypes[] = {
     {Type::F16, "F16", 1, 2, Compute::F16, Activation::None, nullptr, f16_to_float, f16_from_float, kPanelRows * 2,
      panels<uint16_t>, 1,
      f16_nonfinite_n},
-    {Type::BF16, "BF16", 1, 2, Compute::WidenF32, Activation::None, nullptr, bf16_to_float, bf16_from_float, 0, nullptr, 32,
+    {Type::BF16, "BF16", 1, 2, Compute::BF16, Activation::BF16, nullptr, bf16_to_float, bf16_from_float, kPanelRows * 2,
+     bf16_panels, 32,
      bf16_nonfinite},
     {Type::Q8_0, "Q8_0", kQK8_0, sizeof(BlockQ8_0), Compute::Integer, Activation::Q8_0, &Kernels::q8_0,
      to_float<BlockQ8_0, dequantize_row_q8_0>, from_float<BlockQ8_0, quantize_row_q8_0>, sizeof(BlockQ8_0x8),

@@ -28,12 +28,13 @@ enum class Compute : uint8_t {
   None,     // qkv does not compute with it (files of it can be sized and skipped)
   F32,      // float kernels (Kernels::matvec_f32 / matmul_f32)
   F16,      // float kernels over halves (matvec_f16 / matmul_f16)
-  WidenF32, // widened to F32 once at load (BF16)
+  BF16,     // Kernels::bf16 on activations rounded to bf16
   Integer,  // integer products (a QuantProducts of the kernel table) on quantized activations
 };
 
-// The blocks the activations are quantized to for an integer product.
-enum class Activation : uint8_t { None, Q8_0, Q8_1, Q8_K };
+// The form the activations take for a product: quantized blocks for an
+// integer product, bf16 values for BF16 weights.
+enum class Activation : uint8_t { None, Q8_0, Q8_1, Q8_K, BF16 };
 
 struct TypeInfo {
   Type type;
@@ -41,7 +42,7 @@ struct TypeInfo {
   int block;                 // values per block (1 for plain types)
   size_t block_bytes;        // bytes per block
   Compute compute;
-  Activation activation;     // Compute::Integer: what x is quantized to
+  Activation activation;     // Compute::Integer and BF16: what x is converted to
   QuantProducts Kernels::*products;  // Compute::Integer: the entry of a kernel table
   // A row of n values (a multiple of block) to floats, and back with GGML's
   // reference quantizer (the bytes llama-quantize writes); null: none here.

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # The AVX2 and AVX-512 kernels must really contain fused multiply-adds in their
-# hot loops (xsimd 8.1's fma is not fused on avx512f or plain avx2). Arguments:
-# the object files of the ops library.
+# hot loops (xsimd 8.1's fma is not fused on avx512f or plain avx2), and the
+# BF16 unit vdpbf16ps in its. Arguments: the object files of the ops library.
 set -euo pipefail
 command -v objdump >/dev/null || { echo "objdump not found (binutils)"; exit 1; }
 status=0
 IFS=';' read -r -a objs <<< "$*"  # CMake passes the list as one ;-separated argument
 for obj in "${objs[@]}"; do
+  # Every dot-product and matrix kernel of the unit must hold a packed fused multiply-add.
+  fns='::dot matvec tile fma_peak attention rmsnorm'
   case "$obj" in
     *isa_avx2*) want='vfmadd[0-9]+ps .*%ymm' ;;
+    *isa_avx512bf16*) want='vdpbf16ps .*%zmm'; fns='matvec tile bf16_peak' ;;
     *isa_avx512*) want='vfmadd[0-9]+ps .*%zmm' ;;
     *) continue ;;
   esac
-  # Every dot-product and matrix kernel of the unit must hold a packed fused multiply-add.
-  for fn in ::dot matvec tile fma_peak attention rmsnorm; do
+  for fn in $fns; do
     n=$(objdump -d --no-show-raw-insn -C "$obj" | awk -v fn="$fn" '
       /^[0-9a-f]+ <.*>:$/ { inside = index($0, fn) > 0 }
       inside' | grep -cE "$want" || true)

@@ -33,8 +33,12 @@ Tensor f32_tensor(const std::string& name, const std::vector<float>& v, int64_t 
 }
 
 struct Ctx {
-  explicit Ctx(int threads, const ops::Kernels& k = active_kernels()) : pool(threads), ctx{pool, k, threads, nullptr} {}
+  explicit Ctx(int threads, const ops::Kernels& k = active_kernels()) : pool(threads), ctx{pool, k, threads, nullptr} {
+    ctx.bscratch = bscratch.data();
+    ctx.bscratch_bytes = bscratch.size() * sizeof(uint16_t);
+  }
   ThreadPool pool;
+  std::vector<uint16_t> bscratch = std::vector<uint16_t>(size_t(1) << 16);  // for BF16 weights' activations
   ExecContext ctx;
 };
 
@@ -138,7 +142,8 @@ TEST(Nn, GatedFeedForwardUpProjections) {
 
 // Float weights as loaded: whole panels from the packed copy, the last rows
 // (not a panel's worth) as stored, on 1-3 threads with the same bits, one
-// token and a batch, against the double-precision product.
+// token and a batch, against the double-precision product (for BF16, of the
+// activations rounded to bf16).
 TEST(Linear, FloatWeightsFromPanelsAndTheirLastRows) {
   const int n = 37, rows = 3 * int(ops::kPanelRows) + 5;  // 48 rows in panels, 5 read as stored
   const auto w = randn(size_t(rows * n), 31), x = randn(size_t(13 * n), 32);
@@ -157,7 +162,15 @@ TEST(Linear, FloatWeightsFromPanelsAndTheirLastRows) {
   t16.data = wh.data();
   t16.packed = ph.data();
   t16.packed_rows = int64_t(packed_rows);
-  for (const Tensor* t : {&t32, &t16}) {
+  std::vector<uint16_t> wb(w.size()), pb(pw.size());
+  for (size_t i = 0; i < w.size(); ++i) wb[i] = ops::f32_to_bf16(w[i]);
+  ops::pack_panels_bf16(wb.data(), pb.data(), packed_rows, size_t(n));
+  Tensor tb = t16;
+  tb.name = "wbf16";
+  tb.type = Type::BF16;
+  tb.data = wb.data();
+  tb.packed = pb.data();
+  for (const Tensor* t : {&t32, &t16, &tb}) {
     for (int M : {1, 13}) {
       std::vector<float> first;
       for (int threads : {1, 2, 3}) {
@@ -169,8 +182,10 @@ TEST(Linear, FloatWeightsFromPanelsAndTheirLastRows) {
           for (int r = 0; r < rows; ++r) {
             double want = 0;
             for (int j = 0; j < n; ++j) {
-              const float wv = t == &t32 ? w[size_t(r * n + j)] : ops::f16_to_f32(wh[size_t(r * n + j)]);
-              want += double(wv) * x[size_t(m * n + j)];
+              const size_t at = size_t(r * n + j);
+              const float wv = t == &t32 ? w[at] : t == &t16 ? ops::f16_to_f32(wh[at]) : ops::bf16_to_f32(wb[at]);
+              const float xv = x[size_t(m * n + j)];
+              want += double(wv) * (t == &tb ? ops::bf16_to_f32(ops::f32_to_bf16(xv)) : xv);
             }
             ASSERT_NEAR(y[size_t(m * rows + r)], want, 1e-4 * (1 + std::fabs(want)))
                 << t->name << " M=" << M << " row " << r << " threads " << threads;

@@ -107,7 +107,7 @@ TEST(QuantTypes, PresetsMatchLlamaQuantizeTensorByTensor) {
       std::string want = d.type;
       for (char& c : want) c = char(std::tolower(static_cast<unsigned char>(c)));
       EXPECT_EQ(type, want) << file << " " << d.tensor;
-      const Tensor raw = g.tensor(*t);  // the bytes as stored (a loaded model would widen BF16)
+      const Tensor raw = g.tensor(*t);  // the bytes as stored (a loaded model packs a copy)
       EXPECT_EQ(test::sha256_hex(raw.data, t->n_bytes), d.sha) << file << " " << d.tensor << " (" << d.type << ")";
     }
     // Where llama-quantize's file is kept, the whole file is the same: its

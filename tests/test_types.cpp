@@ -84,6 +84,8 @@ TEST(TypeTable, ComputableRowsHaveTheirCode) {
         EXPECT_EQ(p.matvec_x8 != nullptr, t->repack != nullptr) << k->isa << " " << t->name;
         EXPECT_EQ(p.matmul_x8 != nullptr, t->repack != nullptr) << k->isa << " " << t->name;
       }
+    } else if (t->compute == ops::Compute::BF16) {
+      EXPECT_EQ(t->activation, ops::Activation::BF16) << t->name;  // rounded to bf16 for the products
     } else {
       EXPECT_EQ(t->activation, ops::Activation::None) << t->name;
     }
@@ -140,6 +142,10 @@ TEST(KernelTables, NoEntryIsNull) {
         reinterpret_cast<const void*>(t.matvec_f32_panels), reinterpret_cast<const void*>(t.matvec_f16_panels),
         reinterpret_cast<const void*>(t.matmul_f32_panels), reinterpret_cast<const void*>(t.matmul_f16_panels),
         reinterpret_cast<const void*>(t.int8_peak),     reinterpret_cast<const void*>(t.quantize_q8_1),
+        reinterpret_cast<const void*>(t.f32_to_bf16),   reinterpret_cast<const void*>(t.bf16.matvec),
+        reinterpret_cast<const void*>(t.bf16.matmul),   reinterpret_cast<const void*>(t.bf16.matvec_panels),
+        reinterpret_cast<const void*>(t.bf16.matmul_panels), reinterpret_cast<const void*>(t.bf16.peak),
+        reinterpret_cast<const void*>(t.bf16.how),
     };
     ASSERT_NE(t.isa, nullptr);
     for (size_t i = 0; i < sizeof(entries) / sizeof(entries[0]); ++i) EXPECT_NE(entries[i], nullptr) << t.isa << " entry " << i;

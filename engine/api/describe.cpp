@@ -41,8 +41,9 @@ std::string runs_with(const std::string& name) {
     case ops::Compute::F32: return cat("f32 kernels, rows in panels of ", ops::kPanelRows, " at load (", isa, ")");
     case ops::Compute::F16:
       return cat("f16 kernels, rows in panels of ", ops::kPanelRows, " at load, widened in registers (", isa, ")");
-    case ops::Compute::WidenF32:
-      return cat("widened to F32 at load, then the f32 kernels, rows in panels of ", ops::kPanelRows, " (", isa, ")");
+    case ops::Compute::BF16:
+      return cat("bf16 products on activations rounded to bf16, rows in panels of ", ops::kPanelRows,
+                 " by column pairs at load (", isa, ", ", active_kernels().bf16.how, ")");
     case ops::Compute::Integer: {
       const char* act = t->activation == ops::Activation::Q8_K ? "Q8_K" : t->activation == ops::Activation::Q8_1 ? "Q8_1" : "Q8_0";
       return cat("integer products on ", act, " activations", t->repack ? ", rows interleaved by 8 at load" : "", " (",

@@ -29,9 +29,7 @@ class GgufWeights : public WeightFile {
         unsupported[ti.name] = ti.ggml_type;
         continue;
       }
-      Tensor t = gguf_.tensor(ti);
-      if (type->compute == ops::Compute::WidenF32) t = widen_to_f32(t);
-      add(std::move(t));
+      add(gguf_.tensor(ti));
     }
     if (gguf_.has("tokenizer.ggml.model")) vocab_ = read_gguf_vocab(gguf_);
     if (auto it = unsupported.find("token_embd.weight"); it != unsupported.end())
@@ -46,18 +44,7 @@ class GgufWeights : public WeightFile {
   std::optional<double> get_float(const std::string& key) const override { return gguf_.get_float(key); }
 
  private:
-  // Types computed as F32 (BF16) are widened once at load (kept in owned memory).
-  Tensor widen_to_f32(Tensor t) {
-    const size_t n = size_t(t.n_elements());
-    owned_.emplace_back(new float[n]);
-    t.info().to_float(t.data, owned_.back().get(), n);
-    t.type = Type::F32;
-    t.data = owned_.back().get();
-    return t;
-  }
-
   GgufFile gguf_;
-  std::vector<std::unique_ptr<float[]>> owned_;
 };
 
 }  // namespace

@@ -50,6 +50,8 @@ struct ExecContext {
   size_t kscratch_bytes = 0;
   void* q1scratch = nullptr;  // as many Q8_1 blocks as Q8_0 ones
   size_t q1scratch_bytes = 0;
+  uint16_t* bscratch = nullptr;  // activations rounded to bf16: as many values
+  size_t bscratch_bytes = 0;
 };
 
 class Architecture {

@@ -32,7 +32,7 @@ void quantize_rows_into(const ExecContext& ctx, int M, size_t n, const Fn& quant
 QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weights, size_t n_weights, const float* x,
                               int M, int layer) {
   const Tensor* first = nullptr;
-  bool want_q8_0 = false, want_q8_1 = false, want_q8_K = false;
+  bool want_q8_0 = false, want_q8_1 = false, want_q8_K = false, want_bf16 = false;
   for (size_t i = 0; i < n_weights; ++i) {
     const Tensor* w = weights[i];
     const ops::Activation act = w->info().activation;
@@ -40,7 +40,10 @@ QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weigh
     if (first && first->row_len() != w->row_len())
       throw Error(cat("tensors ", first->name, " and ", w->name, " do not take the same input"), Errc::Internal);
     first = first ? first : w;
-    (act == ops::Activation::Q8_K ? want_q8_K : act == ops::Activation::Q8_1 ? want_q8_1 : want_q8_0) = true;
+    (act == ops::Activation::Q8_K   ? want_q8_K
+     : act == ops::Activation::Q8_1 ? want_q8_1
+     : act == ops::Activation::BF16 ? want_bf16
+                                    : want_q8_0) = true;
   }
   QuantizedInput out;
   if (!first) return out;
@@ -75,6 +78,13 @@ QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weigh
     quantize_rows_into(ctx, M, n, [&](size_t m) { ctx.k.quantize_q8_K(x + m * n, q + m * per_row, n); });
     out.q8_K = q;
   }
+  if (want_bf16) {
+    if (size_t(M) * n * sizeof(uint16_t) > ctx.bscratch_bytes)
+      throw Error(cat("tensor ", first->name, ": bf16 activation scratch too small"), Errc::Internal);
+    uint16_t* b = ctx.bscratch;
+    quantize_rows_into(ctx, M, n, [&](size_t m) { ctx.k.f32_to_bf16(x + m * n, b + m * n, n); });
+    out.bf16 = b;
+  }
   return out;
 }
 
@@ -86,7 +96,7 @@ struct Product {
   float* y = nullptr;
   ops::Compute compute = ops::Compute::F32;
   const ops::QuantProducts* qp = nullptr;  // integer products, or null for float weights
-  const void* xw = nullptr;                // x quantized to the blocks w takes
+  const void* xw = nullptr;                // x quantized to the blocks w takes (or rounded to bf16)
   const ops::Q8Sum* sums = nullptr;
   size_t rows = 0, n = 0, blocks = 0;      // blocks: of kRowBlock rows
   double flops(int M) const { return 2.0 * double(M) * double(rows) * double(n); }
@@ -101,12 +111,12 @@ Product prepare(const ops::Kernels& k, const Tensor& w, float* y, const Quantize
   p.n = size_t(w.row_len());
   p.blocks = (p.rows + kRowBlock - 1) / kRowBlock;
   p.compute = w.info().compute;
-  if (p.compute != ops::Compute::F32 && p.compute != ops::Compute::F16 && p.compute != ops::Compute::Integer)
-    throw Error(cat("tensor ", w.name, ": ", w.info().name, " must be converted at load"), Errc::Internal);
+  if (p.compute == ops::Compute::None)
+    throw Error(cat("tensor ", w.name, ": qkv cannot compute with ", w.info().name), Errc::Internal);
   p.qp = quant_products(k, w);
-  if (p.qp) {
-    p.xw = xq->blocks_for(w.info().activation);
-    p.sums = xq->q8_0_sums;
+  if (w.info().activation != ops::Activation::None) {
+    p.xw = xq ? xq->blocks_for(w.info().activation) : nullptr;
+    p.sums = xq ? xq->q8_0_sums : nullptr;
     if (!p.xw) throw Error(cat("tensor ", w.name, ": its input was not quantized"), Errc::Internal);
   }
   return p;
@@ -114,9 +124,9 @@ Product prepare(const ops::Kernels& k, const Tensor& w, float* y, const Quantize
 
 // Float weights: whole panels from the packed copy, the rest (fewer than
 // kPanelRows last rows, or a tensor without a copy) as stored.
-template <class T, class PanelVec, class PanelMat, class Vec, class Mat>
+template <class T, class X, class PanelVec, class PanelMat, class Vec, class Mat>
 void run_float_rows(const T* w, const T* panels, size_t packed_rows, PanelVec matvec_panels, PanelMat matmul_panels,
-                    Vec matvec, Mat matmul, const float* x, float* y, int M, size_t n, size_t rows, size_t r0,
+                    Vec matvec, Mat matmul, const X* x, float* y, int M, size_t n, size_t rows, size_t r0,
                     size_t r1) {
   size_t r = r0;
   if (panels && r0 % ops::kPanelRows == 0 && r0 < packed_rows) {
@@ -152,9 +162,13 @@ void run_rows(const ops::Kernels& k, const Product& p, const float* x, int M, si
   } else if (p.compute == ops::Compute::F32) {
     run_float_rows(static_cast<const float*>(w.data), static_cast<const float*>(w.packed), size_t(w.packed_rows),
                    k.matvec_f32_panels, k.matmul_f32_panels, k.matvec_f32, k.matmul_f32, x, y, M, n, rows, r0, r1);
-  } else {  // F16
+  } else if (p.compute == ops::Compute::F16) {
     run_float_rows(static_cast<const uint16_t*>(w.data), static_cast<const uint16_t*>(w.packed), size_t(w.packed_rows),
                    k.matvec_f16_panels, k.matmul_f16_panels, k.matvec_f16, k.matmul_f16, x, y, M, n, rows, r0, r1);
+  } else {  // BF16, on x rounded to bf16
+    run_float_rows(static_cast<const uint16_t*>(w.data), static_cast<const uint16_t*>(w.packed), size_t(w.packed_rows),
+                   k.bf16.matvec_panels, k.bf16.matmul_panels, k.bf16.matvec, k.bf16.matmul,
+                   static_cast<const uint16_t*>(p.xw), y, M, n, rows, r0, r1);
   }
 }
 
@@ -165,9 +179,10 @@ size_t grain_of(size_t n, int M) { return 1 + 16384 / (kRowBlock * n * size_t(M)
 
 void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
             const QuantizedInput* xq) {
-  // Integer products need x quantized to the blocks w takes; done here unless the caller did.
+  // Integer and BF16 products need x quantized to the blocks (or rounded to
+  // the bf16) w takes; done here unless the caller did.
   QuantizedInput own;
-  if (quant_products(ctx.k, w)) {
+  if (w.info().activation != ops::Activation::None) {
     if (!xq || !xq->blocks_for(w.info().activation)) {
       own = quantize_input(ctx, {&w}, x, M, layer);
       xq = &own;
