@@ -224,6 +224,8 @@ struct Kernels {
 
 // The scalar reference: simple loops, sequential sums.
 const Kernels& reference_kernels();
+// Its BF16 products (reference_bf16.cpp).
+Bf16Products bf16_products_ref();
 
 // Per-ISA tables. Calling a table's kernels on a CPU without that ISA is
 // undefined: the engine's CPU probe decides which may be used.

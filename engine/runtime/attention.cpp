@@ -95,43 +95,56 @@ KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
     s.o.resize(max_rows_ * ldv_);
     s.kernel.resize(ops::attention_scratch(max_rows_, size_t(d_.head_dim)));
     if (f16) s.scores = ZeroedMemory(max_rows_ * n_tiles_ * ops::kAttnTile * sizeof(float));
+    s.stage.resize(ops::kAttnTile * size_t(d_.head_dim));
   }
   partial_.resize(size_t(d_.n_heads) * chunks * (ldv_ + 2));
   if (f16) scores_ = ZeroedMemory(size_t(d_.n_heads) * n_tiles_ * ops::kAttnTile * sizeof(float));
   const size_t block = std::max(size_t(1), max_rows_ / size_t(d_.n_heads / d_.n_kv_heads));
   cost_.reserve((size_t(n_ctx) + block - 1) / block * size_t(d_.n_kv_heads) + 1);
   qh_.resize(size_t(d_.head_dim));
-  k16_.resize(f16 ? size_t(d_.kv_dim()) : 0);
-  v16_.resize(k16_.size());
 }
 
 void KVCache::store(const ExecContext& ctx, int layer, int pos, int n, const float* k, const float* v) {
-  const size_t hd = size_t(d_.head_dim), kvd = size_t(d_.kv_dim()), T = ops::kAttnTile;
+  const size_t hd = size_t(d_.head_dim), kvd = size_t(d_.kv_dim()), T = ops::kAttnTile, nkv = size_t(d_.n_kv_heads);
   const Zone z(ctx.prof, Op::KvStore, layer, 0.0, 4.0 * double(n) * double(kvd) * 4.0, nullptr,
                ZoneShape{n, int64_t(kvd), 0});
-  // Token i's keys and values (f16: converted first, a row at a time), then
-  // scattered: a key down its panel's column, a value along its row.
-  auto put = [&](const auto* ki, const auto* vi, size_t p) {
-    using E = std::remove_const_t<std::remove_pointer_t<decltype(ki)>>;  // float or uint16_t
-    for (int h = 0; h < d_.n_kv_heads; ++h) {
-      E* key = kt<E>(layer, h, p / split_) + k_index(p, 0);
-      E* row = vr<E>(layer, h, p / split_) + v_index(p);
-      for (size_t j = 0; j < hd; ++j) key[j * T] = ki[size_t(h) * hd + j];
-      std::copy_n(vi + size_t(h) * hd, hd, row);
+  // Tasks: (span, KV head), a span the tokens of one K panel (at most T).
+  // A task converts its head's keys of the span into its thread's stage, row
+  // by row, then writes them down the panel's columns (each column one run of
+  // the span's positions), and converts its values straight into their rows.
+  const size_t first_span = std::min(size_t(n), T - size_t(pos) % T);
+  const size_t spans = 1 + (size_t(n) - first_span + T - 1) / T;
+  auto task = [&](auto elem, size_t j, int thread) {
+    using E = decltype(elem);  // float or uint16_t
+    const size_t span = j / nkv, h = j % nkv;
+    const size_t i0 = span == 0 ? 0 : first_span + (span - 1) * T, i1 = std::min(size_t(n), span == 0 ? first_span : i0 + T);
+    const size_t p0 = size_t(pos) + i0, len = i1 - i0;
+    E* stage = reinterpret_cast<E*>(scratch_[size_t(thread)].stage.data());
+    for (size_t i = i0; i < i1; ++i) {
+      const float* ki = k + i * kvd + h * hd;
+      const float* vi = v + i * kvd + h * hd;
+      E* row = vr<E>(layer, int(h), (size_t(pos) + i) / split_) + v_index(size_t(pos) + i);
+      if constexpr (std::is_same_v<E, uint16_t>) {
+        ctx.k.f32_to_f16(ki, stage + (i - i0) * hd, hd);
+        ctx.k.f32_to_f16(vi, row, hd);
+      } else {
+        std::copy_n(ki, hd, stage + (i - i0) * hd);
+        std::copy_n(vi, hd, row);
+      }
     }
+    E* key = kt<E>(layer, int(h), p0 / split_) + k_index(p0, 0);
+    for (size_t c = 0; c < hd; ++c)
+      for (size_t u = 0; u < len; ++u) key[c * T + u] = stage[u * hd + c];
   };
-  for (int i = 0; i < n; ++i) {
-    const size_t p = size_t(pos + i);
-    const float* ki = k + size_t(i) * kvd;
-    const float* vi = v + size_t(i) * kvd;
-    if (f16_) {
-      ctx.k.f32_to_f16(ki, k16_.data(), kvd);
-      ctx.k.f32_to_f16(vi, v16_.data(), kvd);
-      put(static_cast<const uint16_t*>(k16_.data()), static_cast<const uint16_t*>(v16_.data()), p);
-    } else {
-      put(ki, vi, p);
-    }
-  }
+  ctx.pool.parallel_for(
+      spans * nkv,
+      [&](size_t b, size_t e, int thread) {
+        for (size_t j = b; j < e; ++j) {
+          if (f16_) task(uint16_t(), j, thread);
+          else task(float(), j, thread);
+        }
+      },
+      1 + 8192 / (std::min(size_t(n), T) * hd * 2), ctx.n_threads);
 }
 
 void KVCache::attend(const ExecContext& ctx, int layer, int pos, int n, const float* q, float* out,

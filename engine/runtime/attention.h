@@ -110,6 +110,7 @@ class KVCache {
     std::vector<int32_t> lo, hi;
     std::vector<float> m, l, o, kernel;
     ZeroedMemory scores;  // f16 cache: (max_rows_, n_ctx) the block's scores between the two phases
+    std::vector<float> stage;  // store: one span's keys of a head, (kAttnTile, head_dim) floats or halves
   };
 
   AttentionDims d_;
@@ -128,7 +129,6 @@ class KVCache {
   std::vector<float> probs_;        // capture: (n_ctx) one probability row
   std::vector<float> qh_;           // capture: (head_dim) the query as the kernel saw it
   std::vector<double> cost_;        // prefill: cost of the tasks before each
-  std::vector<uint16_t> k16_, v16_; // store, f16 cache: one token's keys and values converted
 };
 
 }  // namespace qkv
