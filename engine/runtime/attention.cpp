@@ -95,7 +95,7 @@ KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
     s.o.resize(max_rows_ * ldv_);
     s.kernel.resize(ops::attention_scratch(max_rows_, size_t(d_.head_dim)));
     if (f16) s.scores = ZeroedMemory(max_rows_ * n_tiles_ * ops::kAttnTile * sizeof(float));
-    s.stage.resize(ops::kAttnTile * size_t(d_.head_dim));
+    s.stage.resize(2 * ops::kAttnTile * size_t(d_.kv_dim()));
   }
   partial_.resize(size_t(d_.n_heads) * chunks * (ldv_ + 2));
   if (f16) scores_ = ZeroedMemory(size_t(d_.n_heads) * n_tiles_ * ops::kAttnTile * sizeof(float));
@@ -108,43 +108,43 @@ void KVCache::store(const ExecContext& ctx, int layer, int pos, int n, const flo
   const size_t hd = size_t(d_.head_dim), kvd = size_t(d_.kv_dim()), T = ops::kAttnTile, nkv = size_t(d_.n_kv_heads);
   const Zone z(ctx.prof, Op::KvStore, layer, 0.0, 4.0 * double(n) * double(kvd) * 4.0, nullptr,
                ZoneShape{n, int64_t(kvd), 0});
-  // Tasks: (span, KV head), a span the tokens of one K panel (at most T).
-  // A task converts its head's keys of the span into its thread's stage, row
-  // by row, then writes them down the panel's columns (each column one run of
-  // the span's positions), and converts its values straight into their rows.
+  // Tasks: spans of the tokens, each span those of one K panel (at most T).
+  // A task converts its tokens' keys and values (whole rows: every head at
+  // once) into its thread's stage, then writes each head's keys down the
+  // panel's columns (each column one run of the span's positions) and copies
+  // its values into their rows.
   const size_t first_span = std::min(size_t(n), T - size_t(pos) % T);
   const size_t spans = 1 + (size_t(n) - first_span + T - 1) / T;
-  auto task = [&](auto elem, size_t j, int thread) {
+  auto task = [&](auto elem, size_t span, int thread) {
     using E = decltype(elem);  // float or uint16_t
-    const size_t span = j / nkv, h = j % nkv;
     const size_t i0 = span == 0 ? 0 : first_span + (span - 1) * T, i1 = std::min(size_t(n), span == 0 ? first_span : i0 + T);
     const size_t p0 = size_t(pos) + i0, len = i1 - i0;
-    E* stage = reinterpret_cast<E*>(scratch_[size_t(thread)].stage.data());
-    for (size_t i = i0; i < i1; ++i) {
-      const float* ki = k + i * kvd + h * hd;
-      const float* vi = v + i * kvd + h * hd;
-      E* row = vr<E>(layer, int(h), (size_t(pos) + i) / split_) + v_index(size_t(pos) + i);
-      if constexpr (std::is_same_v<E, uint16_t>) {
-        ctx.k.f32_to_f16(ki, stage + (i - i0) * hd, hd);
-        ctx.k.f32_to_f16(vi, row, hd);
-      } else {
-        std::copy_n(ki, hd, stage + (i - i0) * hd);
-        std::copy_n(vi, hd, row);
-      }
+    E* ks = reinterpret_cast<E*>(scratch_[size_t(thread)].stage.data());  // (len, kvd) keys, then values
+    E* vs = ks + T * kvd;
+    if constexpr (std::is_same_v<E, uint16_t>) {
+      ctx.k.f32_to_f16(k + i0 * kvd, ks, len * kvd);
+      ctx.k.f32_to_f16(v + i0 * kvd, vs, len * kvd);
+    } else {
+      std::copy_n(k + i0 * kvd, len * kvd, ks);
+      std::copy_n(v + i0 * kvd, len * kvd, vs);
     }
-    E* key = kt<E>(layer, int(h), p0 / split_) + k_index(p0, 0);
-    for (size_t c = 0; c < hd; ++c)
-      for (size_t u = 0; u < len; ++u) key[c * T + u] = stage[u * hd + c];
+    for (size_t h = 0; h < nkv; ++h) {
+      E* key = kt<E>(layer, int(h), p0 / split_) + k_index(p0, 0);
+      for (size_t c = 0; c < hd; ++c)
+        for (size_t u = 0; u < len; ++u) key[c * T + u] = ks[u * kvd + h * hd + c];
+      for (size_t u = 0; u < len; ++u)
+        std::copy_n(vs + u * kvd + h * hd, hd, vr<E>(layer, int(h), (p0 + u) / split_) + v_index(p0 + u));
+    }
   };
   ctx.pool.parallel_for(
-      spans * nkv,
+      spans,
       [&](size_t b, size_t e, int thread) {
-        for (size_t j = b; j < e; ++j) {
-          if (f16_) task(uint16_t(), j, thread);
-          else task(float(), j, thread);
+        for (size_t span = b; span < e; ++span) {
+          if (f16_) task(uint16_t(), span, thread);
+          else task(float(), span, thread);
         }
       },
-      1 + 8192 / (std::min(size_t(n), T) * hd * 2), ctx.n_threads);
+      1 + 16384 / (std::min(size_t(n), T) * kvd * 2), ctx.n_threads);
 }
 
 void KVCache::attend(const ExecContext& ctx, int layer, int pos, int n, const float* q, float* out,

@@ -16,13 +16,17 @@ constexpr double kF = 4.0;  // bytes per float
 // any thread count.
 template <class Fn>
 void for_rows(const ExecContext& ctx, size_t first, size_t n, size_t width, const Fn& fn) {
-  if (n <= first) return;
+  const size_t grain = 1 + 8192 / (width + 1);
+  if (n <= first + grain) {  // one chunk's worth (a generated token): no job for the pool
+    for (size_t i = first; i < n; ++i) fn(i);
+    return;
+  }
   ctx.pool.parallel_for(
       n - first,
       [&](size_t b, size_t e, int) {
         for (size_t i = first + b; i < first + e; ++i) fn(i);
       },
-      1 + 8192 / (width + 1), ctx.n_threads);
+      grain, ctx.n_threads);
 }
 }  // namespace
 
