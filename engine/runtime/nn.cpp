@@ -9,26 +9,7 @@
 namespace qkv::nn {
 namespace {
 constexpr double kF = 4.0;  // bytes per float
-
-// fn(i) for the rows i in [first, n) of a per-row op, rows split among the
-// threads (each chunk some 8k values of `width`-wide rows; a single row runs
-// on the caller). A row is computed whole by one thread: the same bits on
-// any thread count.
-template <class Fn>
-void for_rows(const ExecContext& ctx, size_t first, size_t n, size_t width, const Fn& fn) {
-  const size_t grain = 1 + 8192 / (width + 1);
-  if (n <= first + grain) {  // one chunk's worth (a generated token): no job for the pool
-    for (size_t i = first; i < n; ++i) fn(i);
-    return;
-  }
-  ctx.pool.parallel_for(
-      n - first,
-      [&](size_t b, size_t e, int) {
-        for (size_t i = first + b; i < first + e; ++i) fn(i);
-      },
-      grain, ctx.n_threads);
 }
-}  // namespace
 
 void embed(const ExecContext& ctx, const Tensor& table, const int* tokens, int n, float* x) {
   const size_t dim = size_t(table.row_len()), rb = table.row_bytes();
@@ -52,8 +33,7 @@ void rmsnorm(const ExecContext& ctx, const Tensor& w, const float* x, float* out
   const Zone z(ctx.prof, Op::Rmsnorm, layer, 4.0 * rows * D, (2.0 * rows + 1.0) * D * kF, nullptr,
                ZoneShape{n - first, int64_t(dim), 0});
   const float* wp = static_cast<const float*>(w.data);
-  for_rows(ctx, size_t(first), size_t(n), dim,
-           [&](size_t i) { ctx.k.rmsnorm(out + i * dim, x + i * dim, wp, dim, eps); });
+  for (int i = first; i < n; ++i) ctx.k.rmsnorm(out + size_t(i) * dim, x + size_t(i) * dim, wp, dim, eps);
 }
 
 void rmsnorm_heads(const ExecContext& ctx, const Tensor& w, float* x, int n, int n_heads, float eps, int layer) {
@@ -62,7 +42,7 @@ void rmsnorm_heads(const ExecContext& ctx, const Tensor& w, float* x, int n, int
   const Zone z(ctx.prof, Op::Rmsnorm, layer, 4.0 * rows * D, (2.0 * rows + 1.0) * D * kF, nullptr,
                ZoneShape{n * n_heads, int64_t(hd), 0});
   const float* wp = static_cast<const float*>(w.data);
-  for_rows(ctx, 0, size_t(n) * size_t(n_heads), hd, [&](size_t r) { ctx.k.rmsnorm(x + r * hd, x + r * hd, wp, hd, eps); });
+  for (size_t r = 0; r < size_t(n) * size_t(n_heads); ++r) ctx.k.rmsnorm(x + r * hd, x + r * hd, wp, hd, eps);
 }
 
 void layernorm(const ExecContext& ctx, const Tensor& w, const Tensor* b, const float* x, float* out, int n, float eps,
@@ -73,7 +53,7 @@ void layernorm(const ExecContext& ctx, const Tensor& w, const Tensor* b, const f
                ZoneShape{n, int64_t(dim), 0});
   const float* wp = static_cast<const float*>(w.data);
   const float* bp = b ? static_cast<const float*>(b->data) : nullptr;
-  for_rows(ctx, 0, size_t(n), dim, [&](size_t i) { ctx.k.layernorm(out + i * dim, x + i * dim, wp, bp, dim, eps); });
+  for (int i = 0; i < n; ++i) ctx.k.layernorm(out + size_t(i) * dim, x + size_t(i) * dim, wp, bp, dim, eps);
 }
 
 void add_bias(const ExecContext& ctx, const Tensor& b, float* x, int n, int layer) {
@@ -81,13 +61,13 @@ void add_bias(const ExecContext& ctx, const Tensor& b, float* x, int n, int laye
   const double N = n, D = double(dim);
   const Zone z(ctx.prof, Op::Add, layer, N * D, (2.0 * N + 1.0) * D * kF, b.name.c_str(), ZoneShape{n, int64_t(dim), 0});
   const float* bp = static_cast<const float*>(b.data);
-  for_rows(ctx, 0, size_t(n), dim, [&](size_t i) { ctx.k.add(x + i * dim, bp, dim); });
+  for (int i = 0; i < n; ++i) ctx.k.add(x + size_t(i) * dim, bp, dim);
 }
 
 void gelu(const ExecContext& ctx, float* x, int n, int dim, int layer) {
   const double N = n, D = dim;
   const Zone z(ctx.prof, Op::Activation, layer, 12.0 * N * D, 2.0 * N * D * kF, "gelu", ZoneShape{n, dim, 0});
-  for_rows(ctx, 0, size_t(n), size_t(dim), [&](size_t i) { ctx.k.gelu(x + i * size_t(dim), size_t(dim)); });
+  for (int i = 0; i < n; ++i) ctx.k.gelu(x + size_t(i) * size_t(dim), size_t(dim));
 }
 
 void scale(const ExecContext& ctx, float* x, int n, int dim, float s, int layer) {
@@ -119,18 +99,17 @@ void swiglu_split(const ExecContext& ctx, const float* gate_up, float* out, int 
   const size_t h = size_t(hidden);
   const double N = n, H = hidden;
   const Zone z(ctx.prof, Op::Activation, layer, 6.0 * N * H, 3.0 * N * H * kF, "swiglu", ZoneShape{n, hidden, 0});
-  for_rows(ctx, 0, size_t(n), 2 * h, [&](size_t i) {
+  for (size_t i = 0; i < size_t(n); ++i) {
     float* o = out + i * h;
     std::memcpy(o, gate_up + i * 2 * h, h * sizeof(float));
     ctx.k.swiglu(o, gate_up + i * 2 * h + h, h);
-  });
+  }
 }
 
 void add(const ExecContext& ctx, float* x, const float* y, int n, int dim, int layer) {
   const double N = n, D = dim;
   const Zone z(ctx.prof, Op::Add, layer, N * D, 3.0 * N * D * kF, nullptr, ZoneShape{n, dim, 0});
-  for_rows(ctx, 0, size_t(n), size_t(dim),
-           [&](size_t i) { ctx.k.add(x + i * size_t(dim), y + i * size_t(dim), size_t(dim)); });
+  for (int i = 0; i < n; ++i) ctx.k.add(x + size_t(i) * size_t(dim), y + size_t(i) * size_t(dim), size_t(dim));
 }
 
 RopeTable::RopeTable(int head_dim, float base, int n_batch, RopeStyle style, const float* freq_factors)
@@ -168,11 +147,10 @@ void rope(const ExecContext& ctx, RopeTable& table, int pos, int n, int layer, f
   const Zone z(ctx.prof, Op::Rope, layer, 3.0 * N * W, 2.0 * N * W * kF, nullptr, ZoneShape{n, int64_t(qd + kd), 0});
   table.prepare(pos, n);
   const auto rotate = table.style() == RopeStyle::Neox ? ops::rope_neox : ops::rope;
-  for_rows(ctx, 0, size_t(n), qd + kd, [&](size_t i) {
-    const int p = pos + int(i);
-    rotate(q + i * qd, size_t(n_q_heads), hd, table.cos(p), table.sin(p));
-    rotate(k + i * kd, size_t(n_k_heads), hd, table.cos(p), table.sin(p));
-  });
+  for (int i = 0; i < n; ++i) {
+    rotate(q + size_t(i) * qd, size_t(n_q_heads), hd, table.cos(pos + i), table.sin(pos + i));
+    rotate(k + size_t(i) * kd, size_t(n_k_heads), hd, table.cos(pos + i), table.sin(pos + i));
+  }
 }
 
 void swiglu_up(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
