@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "engine/format/gguf.h"
+#include "engine/format/weight_file.h"
+#include "engine/runtime/cpu.h"
 #include "engine/api/qkv.hpp"
 #include "gguf_writer.h"
 #include "ops/ops.h"
@@ -160,7 +163,40 @@ TEST(Gguf, Bf16WeightsLoadAndFollowF32) {
   const test::ReferenceCase c = test::load_case("stories260K-gguf-once.txt");
   const std::vector<int> ids = greedy(f.path(), 20);
   // bf16 keeps 8 bits of mantissa: the greedy story still starts the same.
+  ASSERT_GE(c.generated_ids.size(), ids.size());
   EXPECT_TRUE(std::equal(ids.begin(), ids.end(), c.generated_ids.begin()));
+}
+
+// BF16 matrices stay BF16: packed at load in panels of column pairs (the
+// file's rows through pack_panels_bf16), and qkv info says what multiplies them.
+TEST(Gguf, Bf16MatricesArePackedInColumnPairs) {
+  TempFile f(rewrite_stories(3, true), ".gguf");
+  auto wf = WeightFile::open(f.path()), plain = WeightFile::open(f.path());
+  std::vector<const Tensor*> matmul;
+  for (const std::string& name : wf->tensor_names())
+    if (wf->find(name)->n_dims == 2) matmul.push_back(wf->find(name));
+  wf->pack_for_products(matmul, {});
+  int packed = 0;
+  for (const Tensor* t : matmul) {
+    ASSERT_EQ(t->type, Type::BF16) << t->name;
+    const size_t n = size_t(t->row_len()), rows = size_t(t->n_rows()) / ops::kPanelRows * ops::kPanelRows;
+    if (rows == 0) continue;
+    ++packed;
+    ASSERT_NE(t->packed, nullptr) << t->name;
+    std::vector<uint16_t> want(rows * n);
+    ops::pack_panels_bf16(static_cast<const uint16_t*>(plain->find(t->name)->data), want.data(), rows, n);
+    EXPECT_EQ(0, std::memcmp(want.data(), t->packed, want.size() * 2)) << t->name;
+  }
+  EXPECT_GT(packed, 0);
+  const FileDescription d = describe_model_file(f.path());
+  bool seen = false;
+  for (const TypeDescription& t : d.types) {
+    if (t.type != "BF16") continue;
+    seen = true;
+    EXPECT_NE(t.runs_with.find("bf16 products on activations rounded to bf16"), std::string::npos) << t.runs_with;
+    EXPECT_NE(t.runs_with.find(active_kernels().bf16.how), std::string::npos) << t.runs_with;
+  }
+  EXPECT_TRUE(seen);
 }
 
 }  // namespace
