@@ -166,6 +166,9 @@ struct Kernels {
   void (*f32_to_f16)(const float* src, uint16_t* dst, size_t n);
   // dst[i] = src[i] rounded to bf16 (f32_to_bf16: the same bits on every ISA)
   void (*f32_to_bf16)(const float* src, uint16_t* dst, size_t n);
+  // dst[i] = src[i] rounded to the nearest f16 (ties to even), as a float:
+  // the activations of F16 weights, which llama.cpp rounds so (may alias)
+  void (*round_f16)(const float* src, float* dst, size_t n);
 
   // BF16 weights (above); on AVX-512 with AVX512_BF16, vdpbf16ps.
   Bf16Products bf16;

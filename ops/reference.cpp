@@ -272,6 +272,10 @@ void f16_to_f32_ref(const uint16_t* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
 
+void round_f16_ref(const float* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(f32_to_f16(src[i]));
+}
+
 void f32_to_f16_ref(const float* src, uint16_t* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
@@ -341,6 +345,7 @@ const Kernels& reference_kernels() {
     t.fma_peak = fma_peak_ref;
     t.int8_peak = int8_peak_ref;
     t.f32_to_bf16 = f32_to_bf16_ref;
+    t.round_f16 = round_f16_ref;
     t.bf16 = bf16_products_ref();
     return t;
   }();

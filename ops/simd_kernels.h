@@ -770,6 +770,12 @@ inline void f32_to_f16_n(const float* src, uint16_t* dst, size_t n) {
   for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
+inline void round_f16_n(const float* src, float* dst, size_t n) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) round_to_f16(load(src + i)).store_unaligned(dst + i);
+  for (; i < n; ++i) dst[i] = f16_to_f32(f32_to_f16(src[i]));
+}
+
 inline void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + W <= n; i += W) load_f16(src + i).store_unaligned(dst + i);
@@ -852,6 +858,7 @@ inline const Kernels& table(const char* name) {
     t.fma_peak = fma_peak;
     t.int8_peak = int8_peak;
     t.f32_to_bf16 = f32_to_bf16_n;
+    t.round_f16 = round_f16_n;
     t.bf16 = bf16_products("widened in registers");
     return t;
   }();

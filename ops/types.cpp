@@ -92,7 +92,7 @@ const TypeInfo kTypes[] = {
     // find_nonfinite
     {Type::F32, "F32", 1, 4, Compute::F32, Activation::None, nullptr, f32_to_float, f32_from_float, kPanelRows * 4,
      panels<float>, 0, f32_nonfinite},
-    {Type::F16, "F16", 1, 2, Compute::F16, Activation::None, nullptr, f16_to_float, f16_from_float, kPanelRows * 2,
+    {Type::F16, "F16", 1, 2, Compute::F16, Activation::F16, nullptr, f16_to_float, f16_from_float, kPanelRows * 2,
      panels<uint16_t>, 1,
      f16_nonfinite_n},
     {Type::BF16, "BF16", 1, 2, Compute::BF16, Activation::BF16, nullptr, bf16_to_float, bf16_from_float, kPanelRows * 2,

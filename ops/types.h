@@ -33,8 +33,9 @@ enum class Compute : uint8_t {
 };
 
 // The form the activations take for a product: quantized blocks for an
-// integer product, bf16 values for BF16 weights.
-enum class Activation : uint8_t { None, Q8_0, Q8_1, Q8_K, BF16 };
+// integer product, bf16 values for BF16 weights, floats rounded to f16 for
+// F16 ones (llama.cpp multiplies both operands of those in the weight's type).
+enum class Activation : uint8_t { None, Q8_0, Q8_1, Q8_K, BF16, F16 };
 
 struct TypeInfo {
   Type type;
@@ -42,7 +43,7 @@ struct TypeInfo {
   int block;                 // values per block (1 for plain types)
   size_t block_bytes;        // bytes per block
   Compute compute;
-  Activation activation;     // Compute::Integer and BF16: what x is converted to
+  Activation activation;     // Compute::Integer, F16 and BF16: what x is converted to
   QuantProducts Kernels::*products;  // Compute::Integer: the entry of a kernel table
   // A row of n values (a multiple of block) to floats, and back with GGML's
   // reference quantizer (the bytes llama-quantize writes); null: none here.

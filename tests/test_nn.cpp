@@ -36,9 +36,12 @@ struct Ctx {
   explicit Ctx(int threads, const ops::Kernels& k = active_kernels()) : pool(threads), ctx{pool, k, threads, nullptr} {
     ctx.bscratch = bscratch.data();
     ctx.bscratch_bytes = bscratch.size() * sizeof(uint16_t);
+    ctx.fscratch = fscratch.data();
+    ctx.fscratch_bytes = fscratch.size() * sizeof(float);
   }
   ThreadPool pool;
   std::vector<uint16_t> bscratch = std::vector<uint16_t>(size_t(1) << 16);  // for BF16 weights' activations
+  std::vector<float> fscratch = std::vector<float>(size_t(1) << 16);        // for F16 weights' activations
   ExecContext ctx;
 };
 
@@ -142,8 +145,8 @@ TEST(Nn, GatedFeedForwardUpProjections) {
 
 // Float weights as loaded: whole panels from the packed copy, the last rows
 // (not a panel's worth) as stored, on 1-3 threads with the same bits, one
-// token and a batch, against the double-precision product (for BF16, of the
-// activations rounded to bf16).
+// token and a batch, against the double-precision product (for F16 and BF16,
+// of the activations rounded to the weights' type, as llama.cpp multiplies them).
 TEST(Linear, FloatWeightsFromPanelsAndTheirLastRows) {
   const int n = 37, rows = 3 * int(ops::kPanelRows) + 5;  // 48 rows in panels, 5 read as stored
   const auto w = randn(size_t(rows * n), 31), x = randn(size_t(13 * n), 32);
@@ -185,7 +188,9 @@ TEST(Linear, FloatWeightsFromPanelsAndTheirLastRows) {
               const size_t at = size_t(r * n + j);
               const float wv = t == &t32 ? w[at] : t == &t16 ? ops::f16_to_f32(wh[at]) : ops::bf16_to_f32(wb[at]);
               const float xv = x[size_t(m * n + j)];
-              want += double(wv) * (t == &tb ? ops::bf16_to_f32(ops::f32_to_bf16(xv)) : xv);
+              want += double(wv) * (t == &tb   ? ops::bf16_to_f32(ops::f32_to_bf16(xv))
+                                    : t == &t16 ? ops::f16_to_f32(ops::f32_to_f16(xv))
+                                                : xv);
             }
             ASSERT_NEAR(y[size_t(m * rows + r)], want, 1e-4 * (1 + std::fabs(want)))
                 << t->name << " M=" << M << " row " << r << " threads " << threads;

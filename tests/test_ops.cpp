@@ -536,6 +536,19 @@ TEST_P(OpsTest, F32ToF16) {
   }
   EXPECT_EQ(ops::f32_to_f16(65520.0f), 0x7c00);  // rounds up to infinity
   EXPECT_EQ(ops::f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);  // halfway: to even
+  // The same values rounded to f16 and kept as floats (F16 weights'
+  // activations), into another array and in place.
+  std::vector<float> r(x.size(), -7.0f), inplace = x;
+  k().round_f16(x.data(), r.data(), x.size());
+  k().round_f16(inplace.data(), inplace.data(), inplace.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i])) {
+      ASSERT_TRUE(std::isnan(r[i]) && std::isnan(inplace[i]));
+    } else {
+      ASSERT_EQ(r[i], ops::f16_to_f32(want[i])) << x[i];
+      ASSERT_EQ(inplace[i], r[i]) << x[i];
+    }
+  }
 }
 
 TEST_P(OpsTest, F16ToF32) {

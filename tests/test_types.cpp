@@ -86,6 +86,8 @@ TEST(TypeTable, ComputableRowsHaveTheirCode) {
       }
     } else if (t->compute == ops::Compute::BF16) {
       EXPECT_EQ(t->activation, ops::Activation::BF16) << t->name;  // rounded to bf16 for the products
+    } else if (t->compute == ops::Compute::F16) {
+      EXPECT_EQ(t->activation, ops::Activation::F16) << t->name;  // rounded to f16 for the products
     } else {
       EXPECT_EQ(t->activation, ops::Activation::None) << t->name;
     }
@@ -145,7 +147,7 @@ TEST(KernelTables, NoEntryIsNull) {
         reinterpret_cast<const void*>(t.f32_to_bf16),   reinterpret_cast<const void*>(t.bf16.matvec),
         reinterpret_cast<const void*>(t.bf16.matmul),   reinterpret_cast<const void*>(t.bf16.matvec_panels),
         reinterpret_cast<const void*>(t.bf16.matmul_panels), reinterpret_cast<const void*>(t.bf16.peak),
-        reinterpret_cast<const void*>(t.bf16.how),
+        reinterpret_cast<const void*>(t.bf16.how),      reinterpret_cast<const void*>(t.round_f16),
     };
     ASSERT_NE(t.isa, nullptr);
     for (size_t i = 0; i < sizeof(entries) / sizeof(entries[0]); ++i) EXPECT_NE(entries[i], nullptr) << t.isa << " entry " << i;

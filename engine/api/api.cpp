@@ -211,17 +211,20 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   const size_t qbytes = size_t(s.n_batch) * size_t(s.widest / ops::kQK8_0 + 1) * (sizeof(ops::BlockQ8_0) + sizeof(ops::Q8Sum)) + 64;
   const size_t kbytes = size_t(s.n_batch) * size_t(s.widest / ops::kQK_K + 1) * sizeof(ops::BlockQ8_K);
   const size_t q1bytes = size_t(s.n_batch) * size_t(s.widest / 32 + 1) * sizeof(ops::BlockQ8_1);
-  // bf16 activations only where a product takes them (BF16 weights).
+  // Activations rounded to bf16 or f16 only where a product takes them (BF16, F16 weights).
   const auto weights = s.arch->matmul_weights();
-  const bool bf16 = std::any_of(weights.begin(), weights.end(),
-                                [](const Tensor* w) { return w->info().activation == ops::Activation::BF16; });
-  const size_t bvalues = bf16 ? size_t(s.n_batch) * size_t(s.widest) : 0;
-  allocating("logits and quantization scratch", double(qbytes + kbytes + q1bytes + 2 * bvalues) + 4.0 * s.vocab, [&] {
+  auto takes = [&](ops::Activation a) {
+    return std::any_of(weights.begin(), weights.end(), [&](const Tensor* w) { return w->info().activation == a; });
+  };
+  const size_t bvalues = takes(ops::Activation::BF16) ? size_t(s.n_batch) * size_t(s.widest) : 0;
+  const size_t fvalues = takes(ops::Activation::F16) ? size_t(s.n_batch) * size_t(s.widest) : 0;
+  allocating("logits and quantization scratch", double(qbytes + kbytes + q1bytes + 2 * bvalues + 4 * fvalues) + 4.0 * s.vocab, [&] {
     s.logits.assign(size_t(s.vocab), 0.0f);
     s.qscratch.assign(qbytes, 0);
     s.kscratch.assign(kbytes, 0);
     s.q1scratch.assign(q1bytes, 0);
     s.bscratch.assign(bvalues, 0);
+    s.fscratch.assign(fvalues, 0.0f);
   });
 }
 
@@ -265,7 +268,8 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
                           s.prof.get(),      s.capture.get(),    s.qscratch.data(),
                           s.qscratch.size(), s.kscratch.data(),  s.kscratch.size(),
                           s.q1scratch.data(), s.q1scratch.size(), s.bscratch.data(),
-                          s.bscratch.size() * sizeof(uint16_t)};
+                          s.bscratch.size() * sizeof(uint16_t), s.fscratch.data(),
+                          s.fscratch.size() * sizeof(float)};
     float* out = all_logits ? s.logits.data() + size_t(done) * size_t(s.vocab) : s.logits.data();
     if (s.prof->on()) {
       const Phase phase = m > 1 ? Phase::Prompt : Phase::Generation;

@@ -40,7 +40,8 @@ std::string runs_with(const std::string& name) {
   switch (t->compute) {
     case ops::Compute::F32: return cat("f32 kernels, rows in panels of ", ops::kPanelRows, " at load (", isa, ")");
     case ops::Compute::F16:
-      return cat("f16 kernels, rows in panels of ", ops::kPanelRows, " at load, widened in registers (", isa, ")");
+      return cat("f16 kernels on activations rounded to f16, rows in panels of ", ops::kPanelRows,
+                 " at load, widened in registers (", isa, ")");
     case ops::Compute::BF16:
       return cat("bf16 products on activations rounded to bf16, rows in panels of ", ops::kPanelRows,
                  " by column pairs at load (", isa, ", ", active_kernels().bf16.how, ")");

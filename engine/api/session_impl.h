@@ -28,6 +28,7 @@ struct Session::Impl {
   std::vector<uint8_t> kscratch;             // activations quantized to Q8_K blocks
   std::vector<uint8_t> q1scratch;            // activations quantized to Q8_1 blocks
   std::vector<uint16_t> bscratch;            // activations rounded to bf16 (BF16 weights)
+  std::vector<float> fscratch;               // activations rounded to f16 (F16 weights)
   int widest = 0;                            // widest matmul input
   std::vector<float> logits;  // (vocab) or (n, vocab) after an all-logits eval
   int n_logits = 0;           // rows in `logits`; 0: none since the session was made or reset

@@ -52,6 +52,8 @@ struct ExecContext {
   size_t q1scratch_bytes = 0;
   uint16_t* bscratch = nullptr;  // activations rounded to bf16: as many values
   size_t bscratch_bytes = 0;
+  float* fscratch = nullptr;     // activations rounded to f16 (as floats): as many values
+  size_t fscratch_bytes = 0;
 };
 
 class Architecture {

@@ -32,7 +32,7 @@ void quantize_rows_into(const ExecContext& ctx, int M, size_t n, const Fn& quant
 QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weights, size_t n_weights, const float* x,
                               int M, int layer) {
   const Tensor* first = nullptr;
-  bool want_q8_0 = false, want_q8_1 = false, want_q8_K = false, want_bf16 = false;
+  bool want_q8_0 = false, want_q8_1 = false, want_q8_K = false, want_bf16 = false, want_f16 = false;
   for (size_t i = 0; i < n_weights; ++i) {
     const Tensor* w = weights[i];
     const ops::Activation act = w->info().activation;
@@ -43,6 +43,7 @@ QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weigh
     (act == ops::Activation::Q8_K   ? want_q8_K
      : act == ops::Activation::Q8_1 ? want_q8_1
      : act == ops::Activation::BF16 ? want_bf16
+     : act == ops::Activation::F16  ? want_f16
                                     : want_q8_0) = true;
   }
   QuantizedInput out;
@@ -84,6 +85,13 @@ QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weigh
     uint16_t* b = ctx.bscratch;
     quantize_rows_into(ctx, M, n, [&](size_t m) { ctx.k.f32_to_bf16(x + m * n, b + m * n, n); });
     out.bf16 = b;
+  }
+  if (want_f16) {
+    if (size_t(M) * n * sizeof(float) > ctx.fscratch_bytes)
+      throw Error(cat("tensor ", first->name, ": f16 activation scratch too small"), Errc::Internal);
+    float* f = ctx.fscratch;
+    quantize_rows_into(ctx, M, n, [&](size_t m) { ctx.k.round_f16(x + m * n, f + m * n, n); });
+    out.f16 = f;
   }
   return out;
 }
@@ -162,9 +170,10 @@ void run_rows(const ops::Kernels& k, const Product& p, const float* x, int M, si
   } else if (p.compute == ops::Compute::F32) {
     run_float_rows(static_cast<const float*>(w.data), static_cast<const float*>(w.packed), size_t(w.packed_rows),
                    k.matvec_f32_panels, k.matmul_f32_panels, k.matvec_f32, k.matmul_f32, x, y, M, n, rows, r0, r1);
-  } else if (p.compute == ops::Compute::F16) {
+  } else if (p.compute == ops::Compute::F16) {  // on x rounded to f16
     run_float_rows(static_cast<const uint16_t*>(w.data), static_cast<const uint16_t*>(w.packed), size_t(w.packed_rows),
-                   k.matvec_f16_panels, k.matmul_f16_panels, k.matvec_f16, k.matmul_f16, x, y, M, n, rows, r0, r1);
+                   k.matvec_f16_panels, k.matmul_f16_panels, k.matvec_f16, k.matmul_f16,
+                   static_cast<const float*>(p.xw), y, M, n, rows, r0, r1);
   } else {  // BF16, on x rounded to bf16
     run_float_rows(static_cast<const uint16_t*>(w.data), static_cast<const uint16_t*>(w.packed), size_t(w.packed_rows),
                    k.bf16.matvec_panels, k.bf16.matmul_panels, k.bf16.matvec, k.bf16.matmul,
@@ -179,8 +188,8 @@ size_t grain_of(size_t n, int M) { return 1 + 16384 / (kRowBlock * n * size_t(M)
 
 void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
             const QuantizedInput* xq) {
-  // Integer and BF16 products need x quantized to the blocks (or rounded to
-  // the bf16) w takes; done here unless the caller did.
+  // Integer, F16 and BF16 products need x quantized to the blocks (or
+  // rounded to the type) w takes; done here unless the caller did.
   QuantizedInput own;
   if (w.info().activation != ops::Activation::None) {
     if (!xq || !xq->blocks_for(w.info().activation)) {

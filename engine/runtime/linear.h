@@ -15,19 +15,22 @@ namespace qkv {
 // x (M rows of n) in the forms the products over it take: quantized to Q8_0
 // blocks (in ctx.qscratch) when a Q8_0/Q4_0 weight takes it, to Q8_K blocks
 // (in ctx.kscratch) when a K-quant one does, rounded to bf16 (in
-// ctx.bscratch) for a BF16 one; null where none does.
+// ctx.bscratch) for a BF16 one, to f16 (as floats, in ctx.fscratch) for an
+// F16 one; null where none does.
 struct QuantizedInput {
   const void* q8_0 = nullptr;
   const ops::Q8Sum* q8_0_sums = nullptr;  // per Q8_0 block, for the row-interleaved products
   const void* q8_1 = nullptr;             // Q8_1 blocks, for Q4_1 / Q5_1 weights (in ctx.q1scratch)
   const void* q8_K = nullptr;
   const uint16_t* bf16 = nullptr;
+  const float* f16 = nullptr;
   const void* blocks_for(ops::Activation a) const {
     switch (a) {
       case ops::Activation::Q8_K: return q8_K;
       case ops::Activation::Q8_1: return q8_1;
       case ops::Activation::Q8_0: return q8_0;
       case ops::Activation::BF16: return bf16;
+      case ops::Activation::F16: return f16;
       case ops::Activation::None: break;
     }
     return nullptr;
