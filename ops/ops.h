@@ -152,8 +152,10 @@ struct Kernels {
   // null); out may alias x. The mean and variance are summed in double.
   void (*layernorm)(float* out, const float* x, const float* w, const float* b, size_t n, float eps);
 
-  // x[i] = gelu(x[i]), the tanh approximation:
-  //   0.5 x (1 + tanh(sqrt(2 / pi) x (1 + 0.044715 x^2)))
+  // x[i] = gelu(x[i]) as llama.cpp computes it on the CPU: 0 for x <= -10,
+  // x for x >= 10, else the entry of gelu_f16_table() at x rounded to f16
+  // (the tanh approximation 0.5 x (1 + tanh(sqrt(2 / pi) x (1 + 0.044715
+  // x^2))) at that f16, rounded to f16).
   void (*gelu)(float* x, size_t n);
   // gate[i] = gelu(gate[i]) * up[i] (GeGLU)
   void (*geglu)(float* gate, const float* up, size_t n);
@@ -249,6 +251,11 @@ void rope_neox(float* x, size_t n_heads, size_t head_dim, const float* cos, cons
 
 // s capped to cap * tanh(s / cap); s itself when cap <= 0.
 inline float softcap(float s, float cap);
+
+// llama.cpp's GELU table: entry h (the bits of an f16) is the tanh
+// approximation at that f16, computed in f32, rounded to f16. Built on
+// first use (128 KiB).
+const uint16_t* gelu_f16_table();
 
 // Scalar conversions, exact (round to nearest even for f32 -> f16).
 float f16_to_f32(uint16_t h);

@@ -187,8 +187,9 @@ void layernorm_ref(float* out, const float* x, const float* w, const float* b, s
 }
 
 float gelu1(float x) {
-  const float k = 0.7978845608028654f;  // sqrt(2 / pi)
-  return 0.5f * x * (1.0f + std::tanh(k * x * (1.0f + 0.044715f * x * x)));
+  if (x <= -10.0f) return 0.0f;
+  if (x >= 10.0f) return x;
+  return f16_to_f32(gelu_f16_table()[f32_to_f16(x)]);
 }
 
 void gelu_ref(float* x, size_t n) {

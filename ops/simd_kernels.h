@@ -454,25 +454,32 @@ inline void layernorm(float* out, const float* x, const float* w, const float* b
   for (; i < n; ++i) out[i] = (x[i] - mean) * scale * w[i] + (b ? b[i] : 0.0f);
 }
 
-inline float gelu1(float x) {
-  const float k = 0.7978845608028654f;  // sqrt(2 / pi)
-  return 0.5f * x * (1.0f + std::tanh(k * x * (1.0f + 0.044715f * x * x)));
+// llama.cpp's GELU (ops.h): the table at x rounded to f16, outside [-10, 10] 0 or x.
+inline float gelu1(float x, const uint16_t* table) {
+  if (x <= -10.0f) return 0.0f;
+  if (x >= 10.0f) return x;
+  return f16_to_f32(table[f32_to_f16(x)]);
 }
-inline vf gelu_v(vf x) {
-  const vf k(0.7978845608028654f), c(0.044715f), half(0.5f), one(1.0f);
-  return half * x * (one + xsimd::tanh(k * x * (one + c * x * x)));
+inline vf gelu_v(vf x, const uint16_t* table) {
+  alignas(64) uint16_t h[W];
+  store_f16(h, x);
+  for (size_t j = 0; j < W; ++j) h[j] = table[h[j]];
+  const vf g = xsimd::select(x <= vf(-10.0f), vf(0.0f), load_f16(h));
+  return xsimd::select(x >= vf(10.0f), x, g);
 }
 
 inline void gelu(float* x, size_t n) {
+  const uint16_t* table = gelu_f16_table();
   size_t i = 0;
-  for (; i + W <= n; i += W) gelu_v(load(x + i)).store_unaligned(x + i);
-  for (; i < n; ++i) x[i] = gelu1(x[i]);
+  for (; i + W <= n; i += W) gelu_v(load(x + i), table).store_unaligned(x + i);
+  for (; i < n; ++i) x[i] = gelu1(x[i], table);
 }
 
 inline void geglu(float* gate, const float* up, size_t n) {
+  const uint16_t* table = gelu_f16_table();
   size_t i = 0;
-  for (; i + W <= n; i += W) (gelu_v(load(gate + i)) * load(up + i)).store_unaligned(gate + i);
-  for (; i < n; ++i) gate[i] = gelu1(gate[i]) * up[i];
+  for (; i + W <= n; i += W) (gelu_v(load(gate + i), table) * load(up + i)).store_unaligned(gate + i);
+  for (; i < n; ++i) gate[i] = gelu1(gate[i], table) * up[i];
 }
 
 inline void add(float* y, const float* x, size_t n) {
