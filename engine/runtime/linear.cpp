@@ -104,7 +104,7 @@ struct Product {
   float* y = nullptr;
   ops::Compute compute = ops::Compute::F32;
   const ops::QuantProducts* qp = nullptr;  // integer products, or null for float weights
-  const void* xw = nullptr;                // x quantized to the blocks w takes (or rounded to bf16)
+  const void* xw = nullptr;                // x quantized to the blocks w takes (or rounded to its F16/BF16 type)
   const ops::Q8Sum* sums = nullptr;
   size_t rows = 0, n = 0, blocks = 0;      // blocks: of kRowBlock rows
   double flops(int M) const { return 2.0 * double(M) * double(rows) * double(n); }
