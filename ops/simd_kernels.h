@@ -187,6 +187,21 @@ inline void matmul_panels(const T* panels, const float* x, float* y, size_t M, s
   for (; p < p1; ++p) panel_tokens<1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
 }
 
+// A one-token panel product's U sets of NV accumulators: zeroed, and at the
+// end added pairwise in a fixed order and stored as the panel's outputs.
+template <size_t U>
+inline void zero_sets(vf (&acc)[U][NV]) {
+  for (size_t u = 0; u < U; ++u)
+    for (size_t v = 0; v < NV; ++v) acc[u][v] = vf(0.0f);
+}
+template <size_t U>
+inline void store_sets(vf (&acc)[U][NV], float* y) {
+  for (size_t half = U / 2; half > 0; half /= 2)
+    for (size_t u = 0; u < half; ++u)
+      for (size_t v = 0; v < NV; ++v) acc[u][v] += acc[u + half][v];
+  for (size_t v = 0; v < NV; ++v) acc[0][v].store_unaligned(y + v * W);
+}
+
 // One token: a panel is one sequential stream. Columns k, k+1, ... go to U
 // sets of accumulators (enough independent chains to hide the FMA latency),
 // added pairwise at the end.
@@ -196,8 +211,7 @@ inline void matvec_panels(const T* panels, const float* x, float* y, size_t n, s
   for (size_t p = p0; p < p1; ++p) {
     const T* pw = panels + p * n * kPanelRows;
     vf acc[U][NV];
-    for (size_t u = 0; u < U; ++u)
-      for (size_t v = 0; v < NV; ++v) acc[u][v] = vf(0.0f);
+    zero_sets(acc);
     size_t k = 0;
     for (; k + U <= n; k += U)
       for (size_t u = 0; u < U; ++u) {
@@ -208,10 +222,7 @@ inline void matvec_panels(const T* panels, const float* x, float* y, size_t n, s
       const vf xb(x[k]);
       for (size_t v = 0; v < NV; ++v) acc[0][v] = fmadd(xb, load(pw + k * kPanelRows + v * W), acc[0][v]);
     }
-    for (size_t half = U / 2; half > 0; half /= 2)
-      for (size_t u = 0; u < half; ++u)
-        for (size_t v = 0; v < NV; ++v) acc[u][v] += acc[u + half][v];
-    for (size_t v = 0; v < NV; ++v) acc[0][v].store_unaligned(y + p * kPanelRows + v * W);
+    store_sets(acc, y + p * kPanelRows);
   }
 }
 
@@ -309,8 +320,7 @@ inline void matvec_panels_bf16(const uint16_t* panels, const uint16_t* x, float*
   for (size_t p = p0; p < p1; ++p) {
     const uint16_t* pw = panels + p * n * kPanelRows;
     vf acc[U][NV];
-    for (size_t u = 0; u < U; ++u)
-      for (size_t v = 0; v < NV; ++v) acc[u][v] = vf(0.0f);
+    zero_sets(acc);
     size_t q = 0;
     for (; q + U <= pairs; q += U)
       for (size_t u = 0; u < U; ++u) {
@@ -326,10 +336,7 @@ inline void matvec_panels_bf16(const uint16_t* panels, const uint16_t* x, float*
       const vf xb(bf16_to_f32(x[n - 1]));
       for (size_t v = 0; v < NV; ++v) acc[0][v] = fmadd(load_bf16(pw + (n - 1) * kPanelRows + v * W), xb, acc[0][v]);
     }
-    for (size_t half = U / 2; half > 0; half /= 2)
-      for (size_t u = 0; u < half; ++u)
-        for (size_t v = 0; v < NV; ++v) acc[u][v] += acc[u + half][v];
-    for (size_t v = 0; v < NV; ++v) acc[0][v].store_unaligned(y + p * kPanelRows + v * W);
+    store_sets(acc, y + p * kPanelRows);
   }
 }
 
