@@ -95,8 +95,9 @@ void pack_panels_bf16(const uint16_t* w, uint16_t* out, size_t rows, size_t n);
 // then a last odd column; the product of two bf16 is exact in f32, so each
 // step is one rounding (to nearest even), which is what vdpbf16ps does per
 // lane. The matmul over panels keeps that order (every ISA gives the same
-// bits, but for vdpbf16ps flushing subnormals to zero); the matvec over panels sums U interleaved runs of pairs, added in a
-// fixed order. x: (M, n) bf16, row m at x + m * n.
+// bits, but for vdpbf16ps flushing subnormals to zero); the matvec over
+// panels sums U interleaved runs of pairs, added in a fixed order.
+// x: (M, n) bf16, row m at x + m * n.
 struct Bf16Products {
   void (*matvec)(const uint16_t* w, const uint16_t* x, float* y, size_t n, size_t r0, size_t r1);
   void (*matmul)(const uint16_t* w, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);

@@ -27,7 +27,7 @@ enum class Type : uint32_t {
 enum class Compute : uint8_t {
   None,     // qkv does not compute with it (files of it can be sized and skipped)
   F32,      // float kernels (Kernels::matvec_f32 / matmul_f32)
-  F16,      // float kernels over halves (matvec_f16 / matmul_f16)
+  F16,      // float kernels over halves (matvec_f16 / matmul_f16) on activations rounded to f16
   BF16,     // Kernels::bf16 on activations rounded to bf16
   Integer,  // integer products (a QuantProducts of the kernel table) on quantized activations
 };
