@@ -62,7 +62,9 @@ class ArchReference : public ::testing::TestWithParam<std::string> {};
 // Prompt ids exactly; the 64 greedy ids exactly, up to a step where
 // llama.cpp's own top-2 margin is under 0.02 (a last-bit difference may pick
 // the other token there); the top-5 ids at both recorded positions and their
-// logits within 0.1.
+// logits within 0.05 (with F16 products on activations rounded to f16 and
+// GELU from llama.cpp's f16 table, as llama.cpp computes them, the largest
+// difference over the cases is 0.018 on Zen 5; it was 0.051 before).
 TEST_P(ArchReference, MatchesLlamaCpp) {
   const ArchCase a = load_arch_case(GetParam());
   const auto model = load_arch_model(a.c.model);
@@ -87,7 +89,7 @@ TEST_P(ArchReference, MatchesLlamaCpp) {
       std::iota(order.begin(), order.end(), 0);
       std::partial_sort(order.begin(), order.begin() + 5, order.end(),
                         [&](int x, int y) { return logits[x] > logits[y] || (logits[x] == logits[y] && x < y); });
-      // Same five ids, each logit within 0.1; the order may differ only
+      // Same five ids, each logit within 0.05; the order may differ only
       // between ids whose reference logits are within 0.02 (a near-tie).
       auto ref_logit = [&](int id) {
         for (const auto& e : t.entries)
@@ -95,7 +97,7 @@ TEST_P(ArchReference, MatchesLlamaCpp) {
         return -INFINITY;
       };
       for (size_t j = 0; j < t.entries.size(); ++j) {
-        EXPECT_NEAR(logits[t.entries[j].first], t.entries[j].second, 0.1) << "id " << t.entries[j].first << " at " << pos;
+        EXPECT_NEAR(logits[t.entries[j].first], t.entries[j].second, 0.05) << "id " << t.entries[j].first << " at " << pos;
         EXPECT_LT(std::fabs(ref_logit(order[j]) - t.entries[j].second), 0.02f)
             << "top-5 rank " << j << " at position " << pos << ": ours " << order[j] << ", llama.cpp's "
             << t.entries[j].first;
