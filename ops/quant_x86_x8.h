@@ -299,6 +299,11 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
 }
 
 // ------------------------------------------- the 256-value types' pieces
+//
+// The loops over a chunk's pieces carry `#pragma GCC unroll`: GCC 12 leaves
+// them rolled and copies every accumulator to another register on each pass
+// (IQ4_XS and Q5_K batch products ran at 36-38% of the int8 probe, 55%
+// unrolled; Q6_K 40 -> 46%, Q3_K 46 -> 50%).
 
 // The first and the second int16 of each int32 lane (a scale pair), sign-extended.
 template <class V>
@@ -347,6 +352,7 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
     for (int c = 0; c < 4; ++c) {
       I slo[T], shi[T];
       for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
+      #pragma GCC unroll 8
       for (int p = 0; p < 8; ++p) {
         I lo, hi;
         if constexpr (kFifth) {
@@ -410,9 +416,11 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
       // Sub-blocks 4c .. 4c + 3's scales in int32 lanes, from the int16 pairs.
       const I p0 = V::load_s8_to_16(W.sc2[2 * c][0], stride), p1 = V::load_s8_to_16(W.sc2[2 * c + 1][0], stride);
       const I sc[4] = {x8_pair_first<V>(p0), x8_pair_second<V>(p0), x8_pair_first<V>(p1), x8_pair_second<V>(p1)};
+      #pragma GCC unroll 2
       for (int q = 0; q < 2; ++q) {
         I slo[T], shi[T];
         for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
+        #pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
           const int p = 4 * q + k;
           I lo, hi;
@@ -462,6 +470,7 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
       I sums[4][T];
       for (int s = 0; s < 4; ++s)
         for (int t = 0; t < T; ++t) sums[s][t] = V::zero();
+      #pragma GCC unroll 4
       for (int k = 0; k < 4; ++k) {
         const int P = 4 * m + k;
         const I q = V::load(W.qs + 32 * P, stride);
@@ -511,6 +520,7 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
       const I sc_lo = x8_pair_first<V>(pair), sc_hi = x8_pair_second<V>(pair);
       I slo[T], shi[T];
       for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
+      #pragma GCC unroll 8
       for (int p = 0; p < 8; ++p) {
         I lo, hi;
         x8_unpack_nibbles<V>(W.qs, stride, 8 * c + p, lo, hi);
