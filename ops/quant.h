@@ -213,10 +213,13 @@ struct BlockQ4_0x8 {
 };
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0), "x8 groups hold the same bytes");
 static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0), "x8 groups hold the same bytes");
-// Q5_0 likewise, with each row's 32 fifth bits as they are (bit j: value j).
+// Q5_0 likewise, with each row's 32 fifth bits in the order of its pieces:
+// byte 4r + i of qh holds row r's fifth bits of values 4p + i (piece p's low
+// nibbles) in bit p and of values 16 + 4p + i (its high nibbles) in bit 4 + p,
+// so that a piece's bits are a shift and a mask away (p < 4).
 struct BlockQ5_0x8 {
   uint16_t d[8];
-  uint32_t qh[8];
+  uint8_t qh[8 * 4];
   uint8_t qs[8 * 16];
 };
 static_assert(sizeof(BlockQ5_0x8) == 8 * sizeof(BlockQ5_0), "x8 groups hold the same bytes");
@@ -227,7 +230,7 @@ struct BlockQ4_1x8 {
 };
 struct BlockQ5_1x8 {
   uint16_t d[8], m[8];
-  uint32_t qh[8];
+  uint8_t qh[8 * 4];  // as Q5_0x8's
   uint8_t qs[8 * 16];
 };
 static_assert(sizeof(BlockQ4_1x8) == 8 * sizeof(BlockQ4_1), "x8 groups hold the same bytes");

@@ -1,6 +1,7 @@
 // The row-interleaved copy of a 32-value block type (the BlockXx8 layouts
 // of quant.h): 8 rows' blocks side by side, their scales (offsets m, fifth
-// bits qh) per row, and piece c of row r's quant bytes at qs + 4 (8 c + r).
+// bits qh, in their pieces' order) per row, and piece c of row r's quant
+// bytes at qs + 4 (8 c + r).
 // For the quant*.cpp files.
 #pragma once
 
@@ -20,6 +21,19 @@ struct HasM : std::false_type {};
 template <class T>
 struct HasM<T, std::void_t<decltype(T::m)>> : std::true_type {};
 
+// A 32-value block's fifth bits (bit j: value j) into row r's 4 bytes of a
+// Q5_0x8-order qh (quant.h): byte i, bit p: value 4p + i; bit 4 + p: 16 + 4p + i.
+inline void spread_fifth_bits_x8(const uint8_t* qh, uint8_t* out, size_t r) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  for (int i = 0; i < 4; ++i) {
+    uint8_t b = 0;
+    for (int p = 0; p < 4; ++p)
+      b = uint8_t(b | ((bits >> (4 * p + i)) & 1) << p | ((bits >> (16 + 4 * p + i)) & 1) << (4 + p));
+    out[4 * r + size_t(i)] = b;
+  }
+}
+
 // The first rows / 8 * 8 rows of w (rows, n) into out.
 template <class Block, class Packed>
 void repack_rows_x8(const Block* w, Packed* out, size_t rows, size_t n) {
@@ -31,7 +45,7 @@ void repack_rows_x8(const Block* w, Packed* out, size_t rows, size_t n) {
         const Block& src = w[(8 * g + r) * nb + b];
         p.d[r] = src.d;
         if constexpr (HasM<Block>::value) p.m[r] = src.m;
-        if constexpr (HasQh<Block>::value) std::memcpy(&p.qh[r], src.qh, 4);
+        if constexpr (HasQh<Block>::value) spread_fifth_bits_x8(src.qh, p.qh, r);
         for (size_t c = 0; c < pieces; ++c) std::memcpy(&p.qs[4 * (8 * c + r)], &src.qs[4 * c], 4);
       }
     }

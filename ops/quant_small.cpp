@@ -213,7 +213,10 @@ template <class Packed>
 int x8_level(const Packed& w, int r, int j) {
   const uint8_t q = w.qs[4 * (8 * ((j % 16) / 4) + r) + j % 4];
   int l = j < 16 ? q & 0x0f : q >> 4;
-  if constexpr (HasQh<Packed>::value) l |= int(((w.qh[r] >> j) & 1) << 4);
+  if constexpr (HasQh<Packed>::value) {  // quant.h's Q5_0x8 qh
+    const int i = j % 4, bit = j < 16 ? j / 4 : 4 + (j - 16) / 4;
+    l |= ((w.qh[4 * r + i] >> bit) & 1) << 4;
+  }
   return l;
 }
 

@@ -126,18 +126,22 @@ inline void x8_unpack_nibbles(const uint8_t* qs, size_t stride, int c, typename 
   hi = V::high_nibbles(q);
 }
 
-// The fifth bits of piece c: bit 4c + i of each row's 32-bit qh lane (low
-// nibbles) or bit 16 + 4c + i (high), spread to the lane's 4 bytes as 0x10.
+// Bit p of each byte of h moved to 0x10 (p < 8), the other bits cleared.
 template <class V>
-inline void x8_add_fifth_bits(const uint32_t* qh8, size_t stride, int c, typename V::I& lo, typename V::I& hi) {
-  // Byte k of each 4-byte lane, in all four of its bytes (a constant plus k:
-  // c is not a constant here, and building the pattern byte by byte costs).
-  const __m128i lane_bytes = _mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
-  auto pick = [&](int k) { return V::lanes(_mm_add_epi8(lane_bytes, _mm_set1_epi8(char(k)))); };
-  const auto mask = V::set1_32(int(0x08040201u << (4 * (c % 2)))), bit4 = V::set1_8(0x10);
+inline typename V::I x8q5_fifth(typename V::I h, int p) {
+  const auto m = V::set1_8(0x10);
+  if (p < 4) return V::and_(V::slli_16(h, 4 - p), m);
+  return V::and_(p == 4 ? h : V::srli_16(h, p - 4), m);
+}
+
+// The fifth bits of piece c (quant.h's Q5_0x8 qh: byte 4r + i of a group
+// holds them for row r's values 4p + i in bit p, 16 + 4p + i in bit 4 + p),
+// or-ed into the piece's levels as 0x10: a shift and a mask each.
+template <class V>
+inline void x8_add_fifth_bits(const uint8_t* qh8, size_t stride, int c, typename V::I& lo, typename V::I& hi) {
   const auto qh = V::load(qh8, stride);
-  lo = V::or_where(lo, V::shuffle(qh, pick(c / 2)), mask, bit4);
-  hi = V::or_where(hi, V::shuffle(qh, pick(2 + c / 2)), mask, bit4);
+  lo = V::or_(lo, x8q5_fifth<V>(qh, c));
+  hi = V::or_(hi, x8q5_fifth<V>(qh, 4 + c));
 }
 
 // Q4_0 / Q4_1: nibbles; Q5_0 / Q5_1: nibbles and fifth bits.
@@ -331,12 +335,6 @@ inline void x8k_piece_dots(typename V::I (&slo)[T], typename V::I (&shi)[T], typ
 // the activations' sums of 32 by 16-bit multiply-adds, two sub-blocks at a time.
 // Q5_K (BlockQ5_Kx8) likewise, each piece's fifth bits (bit p of each byte
 // of the chunk's two 32-byte vectors) added as 0x10.
-template <class V>
-inline typename V::I x8q5_fifth(typename V::I h, int p) {
-  const auto m = V::set1_8(0x10);
-  if (p < 4) return V::and_(V::slli_16(h, 4 - p), m);
-  return V::and_(p == 4 ? h : V::srli_16(h, p - 4), m);
-}
 
 template <class V, int T, class Packed>
 inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
