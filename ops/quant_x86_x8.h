@@ -48,10 +48,6 @@ struct X8Ymm {
   static I high_nibbles(I q) { return _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f)); }
   static I shuffle(I table, I idx) { return _mm256_shuffle_epi8(table, idx); }
   static I sign(I a, I b) { return _mm256_sign_epi8(a, b); }
-  // a | v in the bytes where x has mask's bit (mask: one bit per byte).
-  static I or_where(I a, I x, I mask, I v) {
-    return _mm256_or_si256(a, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(x, mask), mask), v));
-  }
   static I dot(I acc, I a, I b) { return QKV_DOT_ACC(acc, a, b); }
   static I peak(I acc, I a, I b) { return QKV_PEAK_ACC(acc, a, b); }  // the probe's multiply
   static I sub_32(I a, I b) { return _mm256_sub_epi32(a, b); }

@@ -42,9 +42,6 @@ struct X8Zmm {
   static I xor_(I a, I b) { return _mm512_xor_si512(a, b); }
   static I high_nibbles(I q) { return _mm512_and_si512(_mm512_srli_epi16(q, 4), _mm512_set1_epi8(0x0f)); }
   static I shuffle(I table, I idx) { return _mm512_shuffle_epi8(table, idx); }
-  // a | v in the bytes where x has mask's bit (one bit per byte; a's bits of
-  // v are clear there, so the masked add is the or).
-  static I or_where(I a, I x, I mask, I v) { return _mm512_mask_add_epi8(a, _mm512_test_epi8_mask(x, mask), a, v); }
   static I dot(I acc, I a, I b) { return _mm512_dpbusd_epi32(acc, a, b); }
   static I peak(I acc, I a, I b) { return _mm512_dpbusd_epi32(acc, a, b); }
   static I sub_32(I a, I b) { return _mm512_sub_epi32(a, b); }
