@@ -150,7 +150,24 @@ void quantize_q8_K(const float* x, void* blocks, size_t n) {
   }
 }
 
-void quantize_q8_1(const float* x, void* blocks, size_t n) { quantize_q8_1_ref(x, blocks, n); }
+// As quantize_row_q8_1_act: quantize_q8_0's blocks, with s = (max|x| / 127)
+// * sum(q) (that product in f32, then stored f16).
+void quantize_q8_1(const float* x, void* blocks, size_t n) {
+  BlockQ8_1* y = static_cast<BlockQ8_1*>(blocks);
+  for (size_t b = 0; b < n / 32; ++b, x += 32) {
+    const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+                 v3 = _mm256_loadu_ps(x + 24);
+    const float amax = hmax(_mm256_max_ps(_mm256_max_ps(abs_ps(v0), abs_ps(v1)), _mm256_max_ps(abs_ps(v2), abs_ps(v3))));
+    const float d = amax / 127.0f;
+    y[b].d = uint16_t(_cvtss_sh(d, 0));
+    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id)),
+                  i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
+    const int sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    y[b].s = uint16_t(_cvtss_sh(d * float(sum), 0));
+    store_i8(y[b].qs, i0, i1, i2, i3);
+  }
+}
 
 QuantProducts q8_0_products() {
   return {qmatvec<BlockQ8_0>, qmatmul<BlockQ8_0>, x8_matvec<BlockQ8_0x8>, x8_matmul<BlockQ8_0x8>};

@@ -412,6 +412,68 @@ TEST_P(QuantKernels, Q2_KProductsEqualTheDequantizedF32Product) { check_products
 TEST_P(QuantKernels, Q3_KProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ3_K>(*GetParam(), {256, 768}); }
 TEST_P(QuantKernels, IQ4_XSProductsEqualTheDequantizedF32Product) { check_products<ops::BlockIQ4_XS>(*GetParam(), {256, 768}); }
 
+// Rows that reach the quantizers' corners: Gaussian at several scales, a
+// block of zeros, exact halves after scaling (ties, rounded to even), the
+// largest magnitude negative or repeated, tiny and huge values.
+std::vector<float> activation_corners(size_t n) {
+  std::vector<float> x = randn(8 * n, 77);
+  const float scales[8] = {1.0f, 1e-3f, 30.0f, 1e-20f, 1e20f, 1.0f, 1.0f, 1.0f};
+  for (size_t r = 0; r < 8; ++r)
+    for (size_t j = 0; j < n; ++j) x[r * n + j] *= scales[r];
+  std::fill(x.begin() + 5 * n, x.begin() + 5 * n + 32, 0.0f);  // one block of zeros
+  for (size_t j = 0; j < n; ++j) x[6 * n + j] = float(int(j % 255) - 127) * 0.5f;  // amax 63.5: q = 2 x, halves
+  x[7 * n + 3] = -50.0f;  // a negative largest value, then the same magnitude positive
+  x[7 * n + 9] = 50.0f;
+  return x;
+}
+
+TEST_P(QuantKernels, ActivationQuantizationGivesTheReferenceBytes) {
+  const ops::Kernels& k = *GetParam();
+  const ops::Kernels& ref = ops::reference_kernels();
+  for (size_t n : {size_t(256), size_t(768)}) {
+    const std::vector<float> x = activation_corners(n);
+    for (size_t r = 0; r < 8; ++r) {
+      const float* row = x.data() + r * n;
+      {  // Q8_0 and its sums
+        std::vector<ops::BlockQ8_0> got(n / 32), want(n / 32);
+        std::vector<ops::Q8Sum> gs(n / 32), ws(n / 32);
+        k.quantize_q8_0(row, got.data(), gs.data(), n);
+        ref.quantize_q8_0(row, want.data(), ws.data(), n);
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), n / 32 * sizeof(ops::BlockQ8_0)), 0) << k.isa << " q8_0 row " << r;
+        for (size_t b = 0; b < n / 32; ++b) {
+          ASSERT_EQ(gs[b].d, ws[b].d) << k.isa << " row " << r << " block " << b;
+          ASSERT_EQ(gs[b].s, ws[b].s) << k.isa << " row " << r << " block " << b;
+        }
+      }
+      {  // Q8_1: the same quants, with d * sum
+        std::vector<ops::BlockQ8_1> got(n / 32), want(n / 32);
+        k.quantize_q8_1(row, got.data(), n);
+        ref.quantize_q8_1(row, want.data(), n);
+        for (size_t b = 0; b < n / 32; ++b) {
+          ASSERT_EQ(got[b].d, want[b].d) << k.isa << " q8_1 row " << r << " block " << b;
+          ASSERT_EQ(got[b].s, want[b].s) << k.isa << " q8_1 row " << r << " block " << b;
+          ASSERT_EQ(std::memcmp(got[b].qs, want[b].qs, 32), 0) << k.isa << " q8_1 row " << r << " block " << b;
+        }
+      }
+      {  // Q8_K
+        std::vector<ops::BlockQ8_K> got(n / 256), want(n / 256);
+        k.quantize_q8_K(row, got.data(), n);
+        ref.quantize_q8_K(row, want.data(), n);
+        for (size_t b = 0; b < n / 256; ++b) {
+          ASSERT_EQ(got[b].d, want[b].d) << k.isa << " q8_K row " << r << " block " << b;
+          ASSERT_EQ(std::memcmp(got[b].qs, want[b].qs, 256), 0) << k.isa << " q8_K row " << r << " block " << b;
+          ASSERT_EQ(std::memcmp(got[b].bsums, want[b].bsums, sizeof got[b].bsums), 0) << k.isa << " q8_K row " << r;
+        }
+      }
+    }
+  }
+  // The Q8_1 sums are not trivial: a row of positive values has s > 0.
+  std::vector<float> pos(32, 1.0f);
+  ops::BlockQ8_1 q;
+  k.quantize_q8_1(pos.data(), &q, 32);
+  EXPECT_EQ(ops::f16_to_f32(q.s), 32.0f) << k.isa;  // d = 1/127, every q = 127
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, QuantKernels, ::testing::ValuesIn(available_kernels()),
                          [](const auto& info) { return std::string(info.param->isa); });
 
