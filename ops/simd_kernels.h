@@ -161,30 +161,47 @@ inline void panel_tile(const T* pw, const float* x, float* y, size_t n, size_t l
     for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
 }
 
+// The drivers over any panel tile: Tile::run<RM, NP>(pw, x, y, n, ldy)
+// computes y[i, :NP panels] for RM tokens (FloatTile, Bf16Tile below).
 // The last M % kTileM tokens: the tile of exactly that many rows.
-template <int R, int NP, class T>
-inline void panel_tail(size_t rows, const T* pw, const float* x, float* y, size_t n, size_t ldy) {
+template <class Tile, int R, int NP, class TW, class TX>
+inline void panel_tail(size_t rows, const TW* pw, const TX* x, float* y, size_t n, size_t ldy) {
   if constexpr (R > 0) {
-    if (rows == size_t(R)) panel_tile<R, NP>(pw, x, y, n, ldy);
-    else panel_tail<R - 1, NP>(rows, pw, x, y, n, ldy);
+    if (rows == size_t(R)) Tile::template run<R, NP>(pw, x, y, n, ldy);
+    else panel_tail<Tile, R - 1, NP>(rows, pw, x, y, n, ldy);
   }
 }
 
 // Panels outermost: NP panels stay in L2 while every token passes over them.
-template <int NP, class T>
-inline void panel_tokens(const T* pw, const float* x, float* y, size_t M, size_t n, size_t ldy) {
+template <class Tile, int NP, class TW, class TX>
+inline void panel_tokens(const TW* pw, const TX* x, float* y, size_t M, size_t n, size_t ldy) {
   size_t m = 0;
-  for (; m + kTileM <= M; m += kTileM) panel_tile<kTileM, NP>(pw, x + m * n, y + m * ldy, n, ldy);
-  panel_tail<kTileM - 1, NP>(M - m, pw, x + m * n, y + m * ldy, n, ldy);
+  for (; m + kTileM <= M; m += kTileM) Tile::template run<kTileM, NP>(pw, x + m * n, y + m * ldy, n, ldy);
+  panel_tail<Tile, kTileM - 1, NP>(M - m, pw, x + m * n, y + m * ldy, n, ldy);
 }
+
+// Panels [p0, p1), kTileP at a time, then one.
+template <class Tile, class TW, class TX>
+inline void panels_product(const TW* panels, const TX* x, float* y, size_t M, size_t n, size_t ldy, size_t p0,
+                           size_t p1) {
+  const size_t stride = n * kPanelRows;
+  size_t p = p0;
+  for (; p + kTileP <= p1; p += kTileP)
+    panel_tokens<Tile, kTileP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
+  for (; p < p1; ++p) panel_tokens<Tile, 1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
+}
+
+struct FloatTile {
+  template <int RM, int NP, class T>
+  static void run(const T* pw, const float* x, float* y, size_t n, size_t ldy) {
+    panel_tile<RM, NP>(pw, x, y, n, ldy);
+  }
+};
 
 template <class T>
 inline void matmul_panels(const T* panels, const float* x, float* y, size_t M, size_t n, size_t ldy, size_t p0,
                           size_t p1) {
-  const size_t stride = n * kPanelRows;
-  size_t p = p0;
-  for (; p + kTileP <= p1; p += kTileP) panel_tokens<kTileP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
-  for (; p < p1; ++p) panel_tokens<1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
+  panels_product<FloatTile>(panels, x, y, M, n, ldy, p0, p1);
 }
 
 // A one-token panel product's U sets of NV accumulators: zeroed, and at the
@@ -289,28 +306,16 @@ inline void bf16_panel_tile(const uint16_t* pw, const uint16_t* x, float* y, siz
     for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
 }
 
-template <int R, int NP>
-inline void bf16_panel_tail(size_t rows, const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy) {
-  if constexpr (R > 0) {
-    if (rows == size_t(R)) bf16_panel_tile<R, NP>(pw, x, y, n, ldy);
-    else bf16_panel_tail<R - 1, NP>(rows, pw, x, y, n, ldy);
+struct Bf16Tile {
+  template <int RM, int NP>
+  static void run(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy) {
+    bf16_panel_tile<RM, NP>(pw, x, y, n, ldy);
   }
-}
-
-template <int NP>
-inline void bf16_panel_tokens(const uint16_t* pw, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy) {
-  size_t m = 0;
-  for (; m + kTileM <= M; m += kTileM) bf16_panel_tile<kTileM, NP>(pw, x + m * n, y + m * ldy, n, ldy);
-  bf16_panel_tail<kTileM - 1, NP>(M - m, pw, x + m * n, y + m * ldy, n, ldy);
-}
+};
 
 inline void matmul_panels_bf16(const uint16_t* panels, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy,
                                size_t p0, size_t p1) {
-  const size_t stride = n * kPanelRows;
-  size_t p = p0;
-  for (; p + kTileP <= p1; p += kTileP)
-    bf16_panel_tokens<kTileP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
-  for (; p < p1; ++p) bf16_panel_tokens<1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
+  panels_product<Bf16Tile>(panels, x, y, M, n, ldy, p0, p1);
 }
 
 // One token, as matvec_panels: pairs q, q+1, ... go to U sets of accumulators.
