@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "engine/api/qkv.hpp"
+#include "engine/runtime/profiler.h"
 #include "test_util.h"
 
 namespace qkv {
@@ -175,6 +176,33 @@ const ProfileOpStats* find_op(const ProfileReport& r, const std::string& phase, 
   for (const ProfileOpStats& o : r.ops)
     if (o.phase == phase && o.op == op) return &o;
   return nullptr;
+}
+
+// A thread that takes two chunks of one parallel op waits only after its
+// last: the wait is counted from there to the op's end, once per op.
+TEST(Profiler, ThreadWaitIsCountedFromTheLastChunkOfEachOp) {
+  Profiler p(2);
+  p.start(16);
+  auto event = [](uint64_t t0, uint64_t t1, uint32_t seq, Profiler::Kind kind) {
+    return Profiler::Event{t0, t1, seq, kind, Op::kCount, Phase::Prompt, -1, 0, nullptr, 0, 0, {}};
+  };
+  // Op 1: the caller's chunks 0-10 and 20-30, the helper's 10-40; op 2: the
+  // caller 100-150, the helper 100-120 and 120-130.
+  p.record(0, event(0, 10, 1, Profiler::Kind::Slice));
+  p.record(0, event(20, 30, 1, Profiler::Kind::Slice));
+  p.record(1, event(10, 40, 1, Profiler::Kind::Slice));
+  p.record(0, event(30, 40, 1, Profiler::Kind::Wait));
+  p.record(0, event(100, 150, 2, Profiler::Kind::Slice));
+  p.record(1, event(100, 120, 2, Profiler::Kind::Slice));
+  p.record(1, event(120, 130, 2, Profiler::Kind::Slice));
+  p.record(0, event(150, 150, 2, Profiler::Kind::Wait));
+  p.stop();
+  const ProfileReport r = p.report(0, 0);
+  ASSERT_EQ(r.threads.size(), 2u);
+  EXPECT_NEAR(r.threads[0].compute_ms, 70e-6, 1e-12);
+  EXPECT_NEAR(r.threads[0].wait_ms, 10e-6, 1e-12);  // 30 -> 40 in op 1, none in op 2
+  EXPECT_NEAR(r.threads[1].compute_ms, 60e-6, 1e-12);
+  EXPECT_NEAR(r.threads[1].wait_ms, 20e-6, 1e-12);  // none in op 1, 130 -> 150 in op 2
 }
 
 TEST(Profiler, CallCountsPerOp) {

@@ -144,18 +144,24 @@ ProfileReport Profiler::report(double peak_gflops, double peak_gbps) const {
   });
 
   // Threads: compute in slices; waiting at the end of each parallel op, from
-  // the end of the thread's own slice to the end of the op (the caller's wait).
+  // the end of the thread's last slice in it (a thread may take several) to
+  // the end of the op (the caller's wait).
   std::map<uint32_t, uint64_t> op_end;
   for (const Event& e : main)
     if (e.kind == Kind::Wait) op_end[e.seq] = e.t1;
   for (size_t t = 0; t < threads_.size(); ++t) {
     ProfileThreadStats ts;
     ts.thread = int(t);
+    std::map<uint32_t, uint64_t> last_end;  // per parallel op
     for (const Event& e : threads_[t]) {
       if (e.kind != Kind::Slice) continue;
       ts.compute_ms += ms(e.t1 - e.t0);
-      auto it = op_end.find(e.seq);
-      if (it != op_end.end() && it->second > e.t1) ts.wait_ms += ms(it->second - e.t1);
+      uint64_t& end = last_end[e.seq];
+      end = std::max(end, e.t1);
+    }
+    for (const auto& [seq, end] : last_end) {
+      auto it = op_end.find(seq);
+      if (it != op_end.end() && it->second > end) ts.wait_ms += ms(it->second - end);
     }
     r.threads.push_back(ts);
   }
