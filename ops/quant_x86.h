@@ -93,22 +93,42 @@ inline void store_i8(int8_t* out, __m256i i0, __m256i i1, __m256i i2, __m256i i3
 
 inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
-// As quantize_row_q8_0_act: d = max|x| / 127 (stored f16), q = x * 127 /
-// max|x| rounded half to even (what cvtps2dq does under the default
-// rounding mode), plus the block sums.
+// One block of 32 as quantize_row_q8_0_act quantizes it: q = x * 127 /
+// max|x| rounded half to even (what cvtps2dq does under the default rounding
+// mode) into qs; returns sum(q), and max|x| in *amax.
+inline int quantize_block32(const float* x, int8_t* qs, float* amax) {
+  const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+               v3 = _mm256_loadu_ps(x + 24);
+  const float m = hmax(_mm256_max_ps(_mm256_max_ps(abs_ps(v0), abs_ps(v1)), _mm256_max_ps(abs_ps(v2), abs_ps(v3))));
+  const __m256 id = _mm256_set1_ps(m != 0.0f ? 127.0f / m : 0.0f);
+  const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id)),
+                i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
+  store_i8(qs, i0, i1, i2, i3);
+  *amax = m;
+  return hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+}
+
+// As quantize_row_q8_0_act: d = max|x| / 127 (stored f16), plus the block sums.
 void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n) {
   BlockQ8_0* y = static_cast<BlockQ8_0*>(blocks);
   for (size_t b = 0; b < n / kQK8_0; ++b, x += kQK8_0) {
-    const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
-                 v3 = _mm256_loadu_ps(x + 24);
-    const float amax = hmax(_mm256_max_ps(_mm256_max_ps(abs_ps(v0), abs_ps(v1)), _mm256_max_ps(abs_ps(v2), abs_ps(v3))));
-    const uint16_t d = uint16_t(_cvtss_sh(amax / 127.0f, 0));
-    y[b].d = d;
-    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id)),
-                  i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
-    sums[b] = Q8Sum{_cvtsh_ss(d), hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)))};
-    store_i8(y[b].qs, i0, i1, i2, i3);
+    float amax;
+    const int sum = quantize_block32(x, y[b].qs, &amax);
+    y[b].d = uint16_t(_cvtss_sh(amax / 127.0f, 0));
+    sums[b] = Q8Sum{_cvtsh_ss(y[b].d), sum};
+  }
+}
+
+// As quantize_row_q8_1_act: quantize_q8_0's blocks, with s = (max|x| / 127)
+// * sum(q) (that product in f32, then stored f16).
+void quantize_q8_1(const float* x, void* blocks, size_t n) {
+  BlockQ8_1* y = static_cast<BlockQ8_1*>(blocks);
+  for (size_t b = 0; b < n / 32; ++b, x += 32) {
+    float amax;
+    const int sum = quantize_block32(x, y[b].qs, &amax);
+    const float d = amax / 127.0f;
+    y[b].d = uint16_t(_cvtss_sh(d, 0));
+    y[b].s = uint16_t(_cvtss_sh(d * float(sum), 0));
   }
 }
 
@@ -147,25 +167,6 @@ void quantize_q8_K(const float* x, void* blocks, size_t n) {
       _mm_storel_epi64(reinterpret_cast<__m128i*>(y[b].bsums + g / 16), _mm_packs_epi32(s4, s4));
     }
     y[b].d = 1.0f / iscale;
-  }
-}
-
-// As quantize_row_q8_1_act: quantize_q8_0's blocks, with s = (max|x| / 127)
-// * sum(q) (that product in f32, then stored f16).
-void quantize_q8_1(const float* x, void* blocks, size_t n) {
-  BlockQ8_1* y = static_cast<BlockQ8_1*>(blocks);
-  for (size_t b = 0; b < n / 32; ++b, x += 32) {
-    const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
-                 v3 = _mm256_loadu_ps(x + 24);
-    const float amax = hmax(_mm256_max_ps(_mm256_max_ps(abs_ps(v0), abs_ps(v1)), _mm256_max_ps(abs_ps(v2), abs_ps(v3))));
-    const float d = amax / 127.0f;
-    y[b].d = uint16_t(_cvtss_sh(d, 0));
-    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id)),
-                  i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
-    const int sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
-    y[b].s = uint16_t(_cvtss_sh(d * float(sum), 0));
-    store_i8(y[b].qs, i0, i1, i2, i3);
   }
 }
 
