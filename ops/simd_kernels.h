@@ -162,7 +162,7 @@ inline void panel_tile(const T* pw, const float* x, float* y, size_t n, size_t l
 }
 
 // The drivers over any panel tile: Tile::run<RM, NP>(pw, x, y, n, ldy)
-// computes y[i, :NP panels] for RM tokens (FloatTile, Bf16Tile below).
+// computes y[i, :NP panels] for RM tokens (FloatPanels, Bf16Panels below).
 // The last M % kTileM tokens: the tile of exactly that many rows.
 template <class Tile, int R, int NP, class TW, class TX>
 inline void panel_tail(size_t rows, const TW* pw, const TX* x, float* y, size_t n, size_t ldy) {
@@ -191,17 +191,27 @@ inline void panels_product(const TW* panels, const TX* x, float* y, size_t M, si
   for (; p < p1; ++p) panel_tokens<Tile, 1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
 }
 
-struct FloatTile {
+// Float panels (f32, or f16 widened) against f32 x: the batch tile, and one
+// token's step k (column k into one set of accumulators).
+struct FloatPanels {
   template <int RM, int NP, class T>
   static void run(const T* pw, const float* x, float* y, size_t n, size_t ldy) {
     panel_tile<RM, NP>(pw, x, y, n, ldy);
   }
+  static size_t steps(size_t n) { return n; }
+  template <class T>
+  static void step(vf (&acc)[NV], const T* pw, const float* x, size_t k) {
+    const vf xb(x[k]);
+    for (size_t v = 0; v < NV; ++v) acc[v] = fmadd(xb, load(pw + k * kPanelRows + v * W), acc[v]);
+  }
+  template <class T>
+  static void last(vf (&)[NV], const T*, const float*, size_t) {}
 };
 
 template <class T>
 inline void matmul_panels(const T* panels, const float* x, float* y, size_t M, size_t n, size_t ldy, size_t p0,
                           size_t p1) {
-  panels_product<FloatTile>(panels, x, y, M, n, ldy, p0, p1);
+  panels_product<FloatPanels>(panels, x, y, M, n, ldy, p0, p1);
 }
 
 // A one-token panel product's U sets of NV accumulators: zeroed, and at the
@@ -219,28 +229,31 @@ inline void store_sets(vf (&acc)[U][NV], float* y) {
   for (size_t v = 0; v < NV; ++v) acc[0][v].store_unaligned(y + v * W);
 }
 
-// One token: a panel is one sequential stream. Columns k, k+1, ... go to U
-// sets of accumulators (enough independent chains to hide the FMA latency),
-// added pairwise at the end.
-template <class T>
-inline void matvec_panels(const T* panels, const float* x, float* y, size_t n, size_t p0, size_t p1) {
+// One token: a panel is one sequential stream. Its steps k, k+1, ...
+// (Panels::step: a column, or a pair of bf16 columns) go to U sets of
+// accumulators (enough independent chains to hide the latency), then
+// Panels::last (bf16: an odd last column) to the first; the sets are added
+// pairwise at the end.
+template <class Panels, class TW, class TX>
+inline void panels_one_token(const TW* panels, const TX* x, float* y, size_t n, size_t p0, size_t p1) {
   constexpr size_t U = NV >= 8 ? 1 : 8 / NV;
+  const size_t steps = Panels::steps(n);
   for (size_t p = p0; p < p1; ++p) {
-    const T* pw = panels + p * n * kPanelRows;
+    const TW* pw = panels + p * n * kPanelRows;
     vf acc[U][NV];
     zero_sets(acc);
     size_t k = 0;
-    for (; k + U <= n; k += U)
-      for (size_t u = 0; u < U; ++u) {
-        const vf xb(x[k + u]);
-        for (size_t v = 0; v < NV; ++v) acc[u][v] = fmadd(xb, load(pw + (k + u) * kPanelRows + v * W), acc[u][v]);
-      }
-    for (; k < n; ++k) {
-      const vf xb(x[k]);
-      for (size_t v = 0; v < NV; ++v) acc[0][v] = fmadd(xb, load(pw + k * kPanelRows + v * W), acc[0][v]);
-    }
+    for (; k + U <= steps; k += U)
+      for (size_t u = 0; u < U; ++u) Panels::step(acc[u], pw, x, k + u);
+    for (; k < steps; ++k) Panels::step(acc[0], pw, x, k);
+    Panels::last(acc[0], pw, x, n);
     store_sets(acc, y + p * kPanelRows);
   }
+}
+
+template <class T>
+inline void matvec_panels(const T* panels, const float* x, float* y, size_t n, size_t p0, size_t p1) {
+  panels_one_token<FloatPanels>(panels, x, y, n, p0, p1);
 }
 
 // ---------------------------------------------------------------- bf16 products
@@ -306,43 +319,32 @@ inline void bf16_panel_tile(const uint16_t* pw, const uint16_t* x, float* y, siz
     for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
 }
 
-struct Bf16Tile {
+// BF16 panels against bf16 x: the batch tile; one token's step q is the
+// column pair q, and an odd last column comes last, plain.
+struct Bf16Panels {
   template <int RM, int NP>
   static void run(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy) {
     bf16_panel_tile<RM, NP>(pw, x, y, n, ldy);
+  }
+  static size_t steps(size_t n) { return n / 2; }
+  static void step(vf (&acc)[NV], const uint16_t* pw, const uint16_t* x, size_t q) {
+    const vu xb(load_pair(x + 2 * q));
+    for (size_t v = 0; v < NV; ++v) acc[v] = dot_pairs(acc[v], load_pairs(pw + q * 2 * kPanelRows + v * 2 * W), xb);
+  }
+  static void last(vf (&acc)[NV], const uint16_t* pw, const uint16_t* x, size_t n) {
+    if (n % 2 == 0) return;
+    const vf xb(bf16_to_f32(x[n - 1]));
+    for (size_t v = 0; v < NV; ++v) acc[v] = fmadd(load_bf16(pw + (n - 1) * kPanelRows + v * W), xb, acc[v]);
   }
 };
 
 inline void matmul_panels_bf16(const uint16_t* panels, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy,
                                size_t p0, size_t p1) {
-  panels_product<Bf16Tile>(panels, x, y, M, n, ldy, p0, p1);
+  panels_product<Bf16Panels>(panels, x, y, M, n, ldy, p0, p1);
 }
 
-// One token, as matvec_panels: pairs q, q+1, ... go to U sets of accumulators.
 inline void matvec_panels_bf16(const uint16_t* panels, const uint16_t* x, float* y, size_t n, size_t p0, size_t p1) {
-  constexpr size_t U = NV >= 8 ? 1 : 8 / NV;
-  const size_t pairs = n / 2;
-  for (size_t p = p0; p < p1; ++p) {
-    const uint16_t* pw = panels + p * n * kPanelRows;
-    vf acc[U][NV];
-    zero_sets(acc);
-    size_t q = 0;
-    for (; q + U <= pairs; q += U)
-      for (size_t u = 0; u < U; ++u) {
-        const vu xb(load_pair(x + 2 * (q + u)));
-        for (size_t v = 0; v < NV; ++v)
-          acc[u][v] = dot_pairs(acc[u][v], load_pairs(pw + (q + u) * 2 * kPanelRows + v * 2 * W), xb);
-      }
-    for (; q < pairs; ++q) {
-      const vu xb(load_pair(x + 2 * q));
-      for (size_t v = 0; v < NV; ++v) acc[0][v] = dot_pairs(acc[0][v], load_pairs(pw + q * 2 * kPanelRows + v * 2 * W), xb);
-    }
-    if (n % 2) {
-      const vf xb(bf16_to_f32(x[n - 1]));
-      for (size_t v = 0; v < NV; ++v) acc[0][v] = fmadd(load_bf16(pw + (n - 1) * kPanelRows + v * W), xb, acc[0][v]);
-    }
-    store_sets(acc, y + p * kPanelRows);
-  }
+  panels_one_token<Bf16Panels>(panels, x, y, n, p0, p1);
 }
 
 // x rounded to bf16 with f32_to_bf16's integer rule (the same bits on every ISA).
