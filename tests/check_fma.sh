@@ -7,11 +7,12 @@ command -v objdump >/dev/null || { echo "objdump not found (binutils)"; exit 1; 
 status=0
 IFS=';' read -r -a objs <<< "$*"  # CMake passes the list as one ;-separated argument
 for obj in "${objs[@]}"; do
-  # Every dot-product and matrix kernel of the unit must hold a packed fused multiply-add.
-  fns='::dot matvec tile fma_peak attention rmsnorm'
+  # Every dot-product and matrix kernel of the unit must hold a packed fused
+  # multiply-add (one_token: the one-token panel products, panels_one_token).
+  fns='::dot matvec one_token tile fma_peak attention rmsnorm'
   case "$obj" in
     *isa_avx2*) want='vfmadd[0-9]+ps .*%ymm' ;;
-    *isa_avx512bf16*) want='vdpbf16ps .*%zmm'; fns='matvec tile bf16_peak' ;;
+    *isa_avx512bf16*) want='vdpbf16ps .*%zmm'; fns='one_token tile bf16_peak' ;;
     *isa_avx512*) want='vfmadd[0-9]+ps .*%zmm' ;;
     *) continue ;;
   esac
