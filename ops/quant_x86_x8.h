@@ -312,13 +312,17 @@ template <class V>
 inline typename V::I x8_pair_second(typename V::I pairs) { return V::srai_32(pairs, 16); }
 
 // Piece p of 64-value chunk c in Q4_Kx8's order (lo: values 64c + 4p + i,
-// hi: 64c + 32 + 4p + i, as unsigned levels) against T Q8_K activation rows.
-template <class V, int T>
-inline void x8k_piece_dots(typename V::I (&slo)[T], typename V::I (&shi)[T], typename V::I lo, typename V::I hi,
-                           const BlockQ8_K* const (&x)[T], int c, int p) {
+// hi: 64c + 32 + 4p + i, as unsigned levels) of G vectors of groups against
+// T Q8_K activation rows: each activation broadcast feeds the G vectors.
+template <class V, int G, int T>
+inline void x8k_piece_dots(typename V::I (&slo)[G][T], typename V::I (&shi)[G][T], const typename V::I (&lo)[G],
+                           const typename V::I (&hi)[G], const BlockQ8_K* const (&x)[T], int c, int p) {
   for (int t = 0; t < T; ++t) {
-    slo[t] = V::dot(slo[t], lo, V::bcast4(x[t]->qs + 64 * c + 4 * p));
-    shi[t] = V::dot(shi[t], hi, V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p));
+    const auto xlo = V::bcast4(x[t]->qs + 64 * c + 4 * p), xhi = V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p);
+    for (int g = 0; g < G; ++g) {
+      slo[g][t] = V::dot(slo[g][t], lo[g], xlo);
+      shi[g][t] = V::dot(shi[g][t], hi[g], xhi);
+    }
   }
 }
 
@@ -332,47 +336,57 @@ inline void x8k_piece_dots(typename V::I (&slo)[T], typename V::I (&shi)[T], typ
 // Q5_K (BlockQ5_Kx8) likewise, each piece's fifth bits (bit p of each byte
 // of the chunk's two 32-byte vectors) added as 0x10.
 
-template <class V, int T, class Packed>
-inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+template <class V, int G, int T, class Packed>
+inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[G][T]) {
   using I = typename V::I;
   constexpr bool kFifth = std::is_same_v<Packed, BlockQ5_Kx8>;
   const size_t stride = nb * sizeof(Packed);
   for (size_t b = 0; b < nb; ++b) {
-    const Packed& W = w[b];
+    const Packed* W[G];
+    for (int g = 0; g < G; ++g) W[g] = w + g * V::kGroups * nb + b;
     const BlockQ8_K* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
-    I isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = V::zero();
+    I isum[G][T];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) isum[g][t] = V::zero();
     for (int c = 0; c < 4; ++c) {
-      I slo[T], shi[T];
-      for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
+      I slo[G][T], shi[G][T];
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) slo[g][t] = shi[g][t] = V::zero();
       #pragma GCC unroll 8
       for (int p = 0; p < 8; ++p) {
-        I lo, hi;
-        if constexpr (kFifth) {
-          const uint8_t* chunk = W.chunks[c];
-          x8_unpack_nibbles<V>(chunk + 64, stride, p, lo, hi);
-          lo = V::or_(lo, x8q5_fifth<V>(V::load(chunk, stride), p));
-          hi = V::or_(hi, x8q5_fifth<V>(V::load(chunk + 32, stride), p));
-        } else {
-          x8_unpack_nibbles<V>(W.qs, stride, 8 * c + p, lo, hi);
+        I lo[G], hi[G];
+        for (int g = 0; g < G; ++g) {
+          if constexpr (kFifth) {
+            const uint8_t* chunk = W[g]->chunks[c];
+            x8_unpack_nibbles<V>(chunk + 64, stride, p, lo[g], hi[g]);
+            lo[g] = V::or_(lo[g], x8q5_fifth<V>(V::load(chunk, stride), p));
+            hi[g] = V::or_(hi[g], x8q5_fifth<V>(V::load(chunk + 32, stride), p));
+          } else {
+            x8_unpack_nibbles<V>(W[g]->qs, stride, 8 * c + p, lo[g], hi[g]);
+          }
         }
-        x8k_piece_dots<V, T>(slo, shi, lo, hi, x, c, p);
+        x8k_piece_dots<V, G, T>(slo, shi, lo, hi, x, c, p);
       }
-      const I sc_lo = V::load_u8_to_32(W.sc[2 * c], stride), sc_hi = V::load_u8_to_32(W.sc[2 * c + 1], stride);
-      for (int t = 0; t < T; ++t)
-        isum[t] = V::add_32(isum[t], V::add_32(V::mullo_32(slo[t], sc_lo), V::mullo_32(shi[t], sc_hi)));
+      for (int g = 0; g < G; ++g) {
+        const I sc_lo = V::load_u8_to_32(W[g]->sc[2 * c], stride), sc_hi = V::load_u8_to_32(W[g]->sc[2 * c + 1], stride);
+        for (int t = 0; t < T; ++t)
+          isum[g][t] = V::add_32(isum[g][t], V::add_32(V::mullo_32(slo[g][t], sc_lo), V::mullo_32(shi[g][t], sc_hi)));
+      }
     }
-    const auto d = V::load_halves(W.d, stride), dmin = V::load_halves(W.dmin, stride);
-    for (int t = 0; t < T; ++t) {
-      // bp[k] (int32 lane k, k < 4): the pair (sum of x over sub-block 2k, over 2k + 1) as two int16.
-      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
-      const __m256i bp = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
-      I msum = V::zero();
-      for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_u8_to_16(W.m2[k][0], stride), V::lane32(bp, k));
-      const auto xd = V::set1_ps(x[t]->d);
-      acc[t] = V::fmadd(V::mul(d, xd), V::to_ps(isum[t]), acc[t]);
-      acc[t] = V::fnmadd(V::mul(dmin, xd), V::to_ps(msum), acc[t]);
+    for (int g = 0; g < G; ++g) {
+      const auto d = V::load_halves(W[g]->d, stride), dmin = V::load_halves(W[g]->dmin, stride);
+      for (int t = 0; t < T; ++t) {
+        // bp[k] (int32 lane k, k < 4): the pair (sum of x over sub-block 2k, over 2k + 1) as two int16.
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
+        const __m256i bp =
+            _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
+        I msum = V::zero();
+        for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_u8_to_16(W[g]->m2[k][0], stride), V::lane32(bp, k));
+        const auto xd = V::set1_ps(x[t]->d);
+        acc[g][t] = V::fmadd(V::mul(d, xd), V::to_ps(isum[g][t]), acc[g][t]);
+        acc[g][t] = V::fnmadd(V::mul(dmin, xd), V::to_ps(msum), acc[g][t]);
+      }
     }
   }
 }
@@ -412,24 +426,24 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
       const I sc[4] = {x8_pair_first<V>(p0), x8_pair_second<V>(p0), x8_pair_first<V>(p1), x8_pair_second<V>(p1)};
       #pragma GCC unroll 2
       for (int q = 0; q < 2; ++q) {
-        I slo[T], shi[T];
-        for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
+        I slo[1][T], shi[1][T];
+        for (int t = 0; t < T; ++t) slo[0][t] = shi[0][t] = V::zero();
         #pragma GCC unroll 4
         for (int k = 0; k < 4; ++k) {
           const int p = 4 * q + k;
-          I lo, hi;
+          I lo[1], hi[1];
           if constexpr (kQ6) {
             const uint8_t* quad = W.quads[2 * c + q];
-            x8_unpack_nibbles<V>(quad + 64, stride, k, lo, hi);
-            lo = V::or_(lo, x8q6_high<V>(V::load(quad, stride), k));
-            hi = V::or_(hi, x8q6_high<V>(V::load(quad + 32, stride), k));
+            x8_unpack_nibbles<V>(quad + 64, stride, k, lo[0], hi[0]);
+            lo[0] = V::or_(lo[0], x8q6_high<V>(V::load(quad, stride), k));
+            hi[0] = V::or_(hi[0], x8q6_high<V>(V::load(quad + 32, stride), k));
           } else {
-            x8_unpack_nibbles<V>(W.qs, stride, 8 * c + p, lo, hi);
+            x8_unpack_nibbles<V>(W.qs, stride, 8 * c + p, lo[0], hi[0]);
           }
-          x8k_piece_dots<V, T>(slo, shi, lo, hi, x, c, p);
+          x8k_piece_dots<V, 1, T>(slo, shi, lo, hi, x, c, p);
         }
         for (int t = 0; t < T; ++t)
-          isum[t] = V::add_32(isum[t], V::add_32(V::mullo_32(slo[t], sc[q]), V::mullo_32(shi[t], sc[2 + q])));
+          isum[t] = V::add_32(isum[t], V::add_32(V::mullo_32(slo[0][t], sc[q]), V::mullo_32(shi[0][t], sc[2 + q])));
       }
     }
     const auto d = V::load_halves(W.d, stride);
@@ -497,71 +511,92 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
 // looked up in iq4_levels (+ 128 for VNNI's unsigned operand: the sums then
 // carry 128 sum_j sc_j (sum of x over sub-block j), taken off per
 // super-block; signed for the sign trick).
-template <class V, int T>
-inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+template <class V, int G, int T>
+inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[G][T]) {
   using I = typename V::I;
   const size_t stride = nb * sizeof(BlockIQ4_XSx8);
   const I table = iq4_levels<V>();
   for (size_t b = 0; b < nb; ++b) {
-    const BlockIQ4_XSx8& W = w[b];
+    const BlockIQ4_XSx8* W[G];
+    for (int g = 0; g < G; ++g) W[g] = w + g * V::kGroups * nb + b;
     const BlockQ8_K* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
-    I isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = V::zero();
+    I isum[G][T];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) isum[g][t] = V::zero();
     for (int c = 0; c < 4; ++c) {
-      // Sub-blocks 2c (low nibbles) and 2c + 1 (high)'s scales in int32 lanes, from the int16 pair.
-      const I pair = V::load_s8_to_16(W.sc2[c][0], stride);
-      const I sc_lo = x8_pair_first<V>(pair), sc_hi = x8_pair_second<V>(pair);
-      I slo[T], shi[T];
-      for (int t = 0; t < T; ++t) slo[t] = shi[t] = V::zero();
+      I slo[G][T], shi[G][T];
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < T; ++t) slo[g][t] = shi[g][t] = V::zero();
       #pragma GCC unroll 8
       for (int p = 0; p < 8; ++p) {
-        I lo, hi;
-        x8_unpack_nibbles<V>(W.qs, stride, 8 * c + p, lo, hi);
-        lo = V::shuffle(table, lo);
-        hi = V::shuffle(table, hi);
+        I lo[G], hi[G];
+        for (int g = 0; g < G; ++g) {
+          x8_unpack_nibbles<V>(W[g]->qs, stride, 8 * c + p, lo[g], hi[g]);
+          lo[g] = V::shuffle(table, lo[g]);
+          hi[g] = V::shuffle(table, hi[g]);
+        }
         if constexpr (QKV_Q8_BIAS != 0) {
-          x8k_piece_dots<V, T>(slo, shi, lo, hi, x, c, p);
+          x8k_piece_dots<V, G, T>(slo, shi, lo, hi, x, c, p);
         } else {
-          const I alo = V::sign(lo, lo), ahi = V::sign(hi, hi);
-          for (int t = 0; t < T; ++t) {
-            slo[t] = V::dot(slo[t], alo, V::sign(V::bcast4(x[t]->qs + 64 * c + 4 * p), lo));
-            shi[t] = V::dot(shi[t], ahi, V::sign(V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p), hi));
+          for (int g = 0; g < G; ++g) {
+            const I alo = V::sign(lo[g], lo[g]), ahi = V::sign(hi[g], hi[g]);
+            for (int t = 0; t < T; ++t) {
+              slo[g][t] = V::dot(slo[g][t], alo, V::sign(V::bcast4(x[t]->qs + 64 * c + 4 * p), lo[g]));
+              shi[g][t] = V::dot(shi[g][t], ahi, V::sign(V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p), hi[g]));
+            }
           }
         }
       }
-      for (int t = 0; t < T; ++t)
-        isum[t] = V::add_32(isum[t], V::add_32(V::mullo_32(slo[t], sc_lo), V::mullo_32(shi[t], sc_hi)));
-    }
-    const auto d = V::load_halves(W.d, stride);
-    for (int t = 0; t < T; ++t) {
-      I si = isum[t];
-      if constexpr (QKV_Q8_BIAS != 0) {
-        // bp[k] (int32 lane k, k < 4): the pair (sum of x over sub-block 2k, over 2k + 1) as two int16.
-        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
-        const __m256i bp =
-            _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
-        I msum = V::zero();
-        for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_s8_to_16(W.sc2[k][0], stride), V::lane32(bp, k));
-        si = V::sub_32(si, V::slli_32(msum, 7));
+      for (int g = 0; g < G; ++g) {
+        // Sub-blocks 2c (low nibbles) and 2c + 1 (high)'s scales in int32 lanes, from the int16 pair.
+        const I pair = V::load_s8_to_16(W[g]->sc2[c][0], stride);
+        const I sc_lo = x8_pair_first<V>(pair), sc_hi = x8_pair_second<V>(pair);
+        for (int t = 0; t < T; ++t)
+          isum[g][t] = V::add_32(isum[g][t], V::add_32(V::mullo_32(slo[g][t], sc_lo), V::mullo_32(shi[g][t], sc_hi)));
       }
-      acc[t] = V::fmadd(V::mul(d, V::set1_ps(x[t]->d)), V::to_ps(si), acc[t]);
+    }
+    for (int g = 0; g < G; ++g) {
+      const auto d = V::load_halves(W[g]->d, stride);
+      for (int t = 0; t < T; ++t) {
+        I si = isum[g][t];
+        if constexpr (QKV_Q8_BIAS != 0) {
+          // bp[k] (int32 lane k, k < 4): the pair (sum of x over sub-block 2k, over 2k + 1) as two int16.
+          const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
+          const __m256i bp =
+              _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
+          I msum = V::zero();
+          for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_s8_to_16(W[g]->sc2[k][0], stride), V::lane32(bp, k));
+          si = V::sub_32(si, V::slli_32(msum, 7));
+        }
+        acc[g][t] = V::fmadd(V::mul(d, V::set1_ps(x[t]->d)), V::to_ps(si), acc[g][t]);
+      }
     }
   }
 }
 
 // ------------------------- The 256-value types (Q2_K .. IQ4_XS): rows, GEMV, GEMM
 
-template <class V, int T, class Packed>
+// Y[m + t, 8 g .. 8 g + 8 V::kGroups G) for T activation rows from m and
+// G vectors of groups from g (Q6_K, Q3_K and Q2_K: one vector).
+template <class V, int G, int T, class Packed>
 inline void x8k_rows(const Packed* w, const BlockQ8_K* xb, float* y, size_t nb, size_t ldy, size_t m, size_t g) {
-  typename V::F acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = V::zero_ps();
-  if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8>)
-    x8q6_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
-  else if constexpr (std::is_same_v<Packed, BlockIQ4_XSx8>) x8iq4_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
-  else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) x8q2_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
-  else x8q45_tile<V, T>(w + g * nb, xb + m * nb, nb, acc);
-  for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * g, acc[t]);
+  typename V::F acc[G][T];
+  for (int i = 0; i < G; ++i)
+    for (int t = 0; t < T; ++t) acc[i][t] = V::zero_ps();
+  if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8>) {
+    static_assert(G == 1, "one vector of groups");
+    x8q6_tile<V, T>(w + g * nb, xb + m * nb, nb, acc[0]);
+  } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) {
+    static_assert(G == 1, "one vector of groups");
+    x8q2_tile<V, T>(w + g * nb, xb + m * nb, nb, acc[0]);
+  } else if constexpr (std::is_same_v<Packed, BlockIQ4_XSx8>) {
+    x8iq4_tile<V, G, T>(w + g * nb, xb + m * nb, nb, acc);
+  } else {
+    x8q45_tile<V, G, T>(w + g * nb, xb + m * nb, nb, acc);
+  }
+  for (int i = 0; i < G; ++i)
+    for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * (g + V::kGroups * i), acc[i][t]);
 }
 
 template <class Packed>
@@ -569,39 +604,49 @@ inline void x8k_matvec(const void* packed, const void* xq, const Q8Sum*, float* 
   // One group at a time: a single stream from memory (two groups side by
   // side, two streams a matrix row apart, halved the rate from DRAM on Zen 5).
   for (size_t g = g0; g < g1; ++g)
-    x8k_rows<X8Ymm, 1>(static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, n / kQK_K, 0, 0, g);
+    x8k_rows<X8Ymm, 1, 1>(static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, n / kQK_K, 0, 0, g);
 }
 
-// One vector of QKV_X8_VEC's groups against 4 activation rows per pass with
-// 32 registers, 2 with 16; single groups left over in ymm.
-template <class V, int T, class Packed>
+// G vectors of QKV_X8_VEC's groups against T activation rows per pass (then
+// 2, then 1).
+template <class V, int G, int T, class Packed>
 inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy, size_t g) {
   size_t m = 0;
-  for (; m + T <= M; m += T) x8k_rows<V, T>(w, xb, y, nb, ldy, m, g);
-  for (; m + 2 <= M; m += 2) x8k_rows<V, 2>(w, xb, y, nb, ldy, m, g);
-  for (; m < M; ++m) x8k_rows<V, 1>(w, xb, y, nb, ldy, m, g);
+  for (; m + T <= M; m += T) x8k_rows<V, G, T>(w, xb, y, nb, ldy, m, g);
+  for (; m + 2 <= M; m += 2) x8k_rows<V, G, 2>(w, xb, y, nb, ldy, m, g);
+  for (; m < M; ++m) x8k_rows<V, G, 1>(w, xb, y, nb, ldy, m, g);
 }
 
-// Activation rows per tile with 32 registers: 8 for Q5_K, whose pieces take
-// the most work to unpack (the fifth bits), so that each unpacked piece feeds
-// more rows (+12% on Zen 5 over 4; 6 gave +5%); 4 for the others (IQ4_XS and
-// Q3_K ran no faster with 8, Q2_K and Q4_K slower).
+// With 32 registers, the vectors of groups and the activation rows of a
+// tile. Q4_K, Q5_K and IQ4_XS: two vectors (32 rows) against 4 rows, so that
+// each activation broadcast feeds two products (Zen 5: Q4_K and IQ4_XS
+// +10-15% over one vector; Q5_K about as fast as one vector against 8 rows,
+// and 3 rows slower). Q6_K, Q3_K and Q2_K keep one vector against 4 rows
+// (their tiles hold more per row: the scales of four sub-blocks, or four
+// levels' sums). With 16 registers: one vector against 2 rows.
+template <class Packed>
+constexpr int x8k_vectors() {
+  constexpr bool two = std::is_same_v<Packed, BlockQ4_Kx8> || std::is_same_v<Packed, BlockQ5_Kx8> ||
+                       std::is_same_v<Packed, BlockIQ4_XSx8>;
+  return QKV_X8_GROUPS == 2 && two ? 2 : 1;
+}
 template <class Packed>
 constexpr int x8k_tokens() {
-  return std::is_same_v<Packed, BlockQ5_Kx8> ? 8 : 4;
+  return QKV_X8_GROUPS == 2 ? 4 : 2;
 }
 
 template <class Packed>
 inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
                        size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
-  constexpr int kT = QKV_X8_GROUPS == 2 ? x8k_tokens<Packed>() : 2;
+  constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();
   const size_t nb = n / kQK_K;
   const Packed* w = static_cast<const Packed*>(packed);
   const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);
   size_t g = g0;
-  for (; g + V::kGroups <= g1; g += V::kGroups) x8k_groups<V, kT>(w, xb, y, M, nb, ldy, g);
-  for (; g < g1; ++g) x8k_groups<X8Ymm, kT>(w, xb, y, M, nb, ldy, g);
+  for (; g + kG * V::kGroups <= g1; g += kG * V::kGroups) x8k_groups<V, kG, kT>(w, xb, y, M, nb, ldy, g);
+  for (; g + V::kGroups <= g1; g += V::kGroups) x8k_groups<V, 1, kT>(w, xb, y, M, nb, ldy, g);
+  for (; g < g1; ++g) x8k_groups<X8Ymm, 1, kT>(w, xb, y, M, nb, ldy, g);
 }
 
 }  // namespace qkv::ops::QKV_ISA_NS

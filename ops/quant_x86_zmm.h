@@ -34,7 +34,7 @@ struct X8Zmm {
     std::memcpy(&v, p, 4);
     return _mm512_set1_epi32(v);
   }
-  static I lanes(__m128i v) { return _mm512_broadcast_i32x4(v); }
+  static I lanes(__m128i v) { return _mm512_maskz_broadcast_i32x4(0xffff, v); }  // (maskz: GCC 12 warns on the plain form's undefined source)
   static I set1_8(char c) { return _mm512_set1_epi8(c); }
   static I set1_32(int v) { return _mm512_set1_epi32(v); }
   static I and_(I a, I b) { return _mm512_and_si512(a, b); }
