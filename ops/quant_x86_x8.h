@@ -326,6 +326,13 @@ inline void x8k_piece_dots(typename V::I (&slo)[G][T], typename V::I (&shi)[G][T
   }
 }
 
+// Lane k (k < 4, in both halves): the pair (sum of x over sub-block 2k of
+// 32 values, over 2k + 1) as two int16, from the sums of 16.
+inline __m256i x8k_pair_sums(const BlockQ8_K* x) {
+  const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->bsums));
+  return _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
+}
+
 // ---------------------------------------------------------------- Q4_K
 
 // Q4_K groups against T Q8_K activation rows. Per super-block and 64-value
@@ -374,15 +381,13 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
           isum[g][t] = V::add_32(isum[g][t], V::add_32(V::mullo_32(slo[g][t], sc_lo), V::mullo_32(shi[g][t], sc_hi)));
       }
     }
+    __m256i bp[T];  // the activations' sums of 32, once for every vector of groups
+    for (int t = 0; t < T; ++t) bp[t] = x8k_pair_sums(x[t]);
     for (int g = 0; g < G; ++g) {
       const auto d = V::load_halves(W[g]->d, stride), dmin = V::load_halves(W[g]->dmin, stride);
       for (int t = 0; t < T; ++t) {
-        // bp[k] (int32 lane k, k < 4): the pair (sum of x over sub-block 2k, over 2k + 1) as two int16.
-        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
-        const __m256i bp =
-            _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
         I msum = V::zero();
-        for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_u8_to_16(W[g]->m2[k][0], stride), V::lane32(bp, k));
+        for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_u8_to_16(W[g]->m2[k][0], stride), V::lane32(bp[t], k));
         const auto xd = V::set1_ps(x[t]->d);
         acc[g][t] = V::fmadd(V::mul(d, xd), V::to_ps(isum[g][t]), acc[g][t]);
         acc[g][t] = V::fnmadd(V::mul(dmin, xd), V::to_ps(msum), acc[g][t]);
@@ -556,17 +561,15 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
           isum[g][t] = V::add_32(isum[g][t], V::add_32(V::mullo_32(slo[g][t], sc_lo), V::mullo_32(shi[g][t], sc_hi)));
       }
     }
+    __m256i bp[T];  // the activations' sums of 32 (VNNI's bias term), once for every vector of groups
+    for (int t = 0; t < T; ++t) bp[t] = QKV_Q8_BIAS != 0 ? x8k_pair_sums(x[t]) : _mm256_setzero_si256();
     for (int g = 0; g < G; ++g) {
       const auto d = V::load_halves(W[g]->d, stride);
       for (int t = 0; t < T; ++t) {
         I si = isum[g][t];
         if constexpr (QKV_Q8_BIAS != 0) {
-          // bp[k] (int32 lane k, k < 4): the pair (sum of x over sub-block 2k, over 2k + 1) as two int16.
-          const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
-          const __m256i bp =
-              _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
           I msum = V::zero();
-          for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_s8_to_16(W[g]->sc2[k][0], stride), V::lane32(bp, k));
+          for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_s8_to_16(W[g]->sc2[k][0], stride), V::lane32(bp[t], k));
           si = V::sub_32(si, V::slli_32(msum, 7));
         }
         acc[g][t] = V::fmadd(V::mul(d, V::set1_ps(x[t]->d)), V::to_ps(si), acc[g][t]);
