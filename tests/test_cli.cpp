@@ -1,7 +1,14 @@
 // The qkv executable, run as a user would: exact reference text on stdout
 // with --temp 0, one clear error line and a non-zero exit on bad input.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstdio>
 #include <fstream>
@@ -667,6 +674,65 @@ TEST(Cli, ChatThroughAPipeAnswersAsTemplatePlusGenerate) {
                              " --chat-template chatml --temp 0 -n 8 < " + input.path());
   EXPECT_EQ(builtin.code, 0) << builtin.err;
   EXPECT_EQ(std::count(builtin.out.begin(), builtin.out.end(), '\n'), 2);
+}
+
+// Ctrl-C while a reply is blocked on its output (a slow terminal, a full
+// pipe): the write is interrupted, and the chat must go on writing where it
+// stopped, end the reply, and take the next line; it once reported "writing to
+// stdout failed: Interrupted system call" and exited 1 (seen under tmux in CI).
+TEST(Cli, ChatCtrlCWhileItsOutputIsBlockedGoesOn) {
+  int in[2], out[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::pipe(out), 0);
+  ::fcntl(out[1], F_SETPIPE_SZ, 4096);  // fills after a few hundred tokens
+  test::TempFile err_file("", ".err");
+  const std::string model = model_path("arch/qwen3-like.gguf");
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(in[0], STDIN_FILENO);
+    ::dup2(out[1], STDOUT_FILENO);
+    const int err = ::open(err_file.path().c_str(), O_WRONLY | O_TRUNC);
+    ::dup2(err, STDERR_FILENO);
+    for (int fd : {in[0], in[1], out[0], out[1], err}) ::close(fd);
+    ::execl(QKV_CLI_PATH, "qkv", "chat", "-m", model.c_str(), "--temp", "0", "--ignore-eos", "-c", "128",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ASSERT_EQ(::write(in[1], "Tell me everything\n", 19), 19);
+  // Wait until the pipe stays full (the chat is blocked in write), at most 60 s.
+  int queued = -1, last = -2, still = 0;
+  for (int i = 0; i < 6000 && still < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(::ioctl(out[0], FIONREAD, &queued), 0);
+    still = (queued == last && queued > 2048) ? still + 1 : 0;
+    last = queued;
+  }
+  ASSERT_EQ(still, 20) << "the reply never filled the pipe (" << queued << " bytes queued)";
+  ASSERT_EQ(::kill(pid, SIGINT), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(::write(in[1], "/exit\n", 6), 6);
+  ::close(in[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    ASSERT_GT(n, 0);
+    text.append(buf, size_t(n));
+  }
+  ::close(out[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const std::string err = test::read_file(err_file.path());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << err;
+  EXPECT_EQ(err.find("error"), std::string::npos) << err;
+  // Everything written before the pipe filled came through, and the reply ended with its line.
+  EXPECT_GT(text.size(), size_t(last));
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text.back(), '\n');
 }
 
 }  // namespace qkv

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <string>
 
@@ -48,6 +49,31 @@ void on_sigint(int) {
   g_interrupted.store(true);
   if (Session* s = g_session.load()) s->cancel();  // an atomic store: safe in a signal handler
 }
+
+// What the chat writes to stdout, through write(2) on fd 1, not stdio: a
+// Ctrl-C (SIGINT comes without SA_RESTART, so that it interrupts the wait for
+// input) can land while a write is blocked on a slow terminal or a full pipe,
+// and stdio would keep the EINTR as a lasting error and drop the rest. Here an
+// interrupted write goes on where it stopped; a real failure (a full disk, a
+// closed pipe) is kept in `failed` (its errno in `error`) and ends the chat.
+struct Output {
+  bool failed = false;
+  int error = 0;
+  void write(const char* data, size_t size) {
+    while (size > 0 && !failed) {
+      const ssize_t n = ::write(STDOUT_FILENO, data, size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        failed = true;
+        error = n < 0 ? errno : EIO;
+        return;
+      }
+      data += n;
+      size -= size_t(n);
+    }
+  }
+  void write(const std::string& s) { write(s.data(), s.size()); }
+};
 
 // One line of input; nullopt at the end. Ctrl-C while waiting gives "".
 std::optional<std::string> read_line() {
@@ -142,11 +168,9 @@ int cmd_chat(int argc, char** argv) {
     if (tty)
       std::fprintf(stderr, "qkv chat: %s, %d tokens of context. /reset starts again, /exit (or Ctrl-D) leaves, "
                    "Ctrl-C stops a reply.\n", model_path.c_str(), session.n_ctx());
-    for (;;) {
-      if (tty) {
-        std::fputs("> ", stdout);
-        std::fflush(stdout);
-      }
+    Output out;
+    while (!out.failed) {
+      if (tty) out.write("> ", 2);
       const std::optional<std::string> line = read_line();
       if (!line) break;
       if (line->empty()) continue;
@@ -160,20 +184,20 @@ int cmd_chat(int argc, char** argv) {
       session.cancel(false);
       try {
         chat.say(*line, sampler, [&](const TokenInfo& t) {
-          std::fwrite(t.text.data(), 1, t.text.size(), stdout);
-          std::fflush(stdout);
-          return !g_interrupted.load();
+          out.write(t.text);
+          return !out.failed && !g_interrupted.load();
         });
       } catch (const Error& e) {
         if (e.code() != Errc::Cancelled && e.code() != Errc::ContextFull) throw;
         std::fprintf(stderr, "\nqkv chat: %s\n", e.code() == Errc::Cancelled ? "stopped" : e.what());
       }
       g_interrupted.store(false);
-      std::fputc('\n', stdout);
-      std::fflush(stdout);
+      out.write("\n", 1);
     }
     g_session.store(nullptr);
-    return stdout_ok("qkv chat") ? 0 : 1;
+    if (!out.failed) return 0;
+    std::fprintf(stderr, "qkv chat: error: writing to stdout failed: %s\n", std::strerror(out.error));
+    return 1;
   } catch (const std::exception& e) {
     g_session.store(nullptr);
     std::fflush(stdout);
