@@ -33,6 +33,7 @@ inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
 // maddubs would saturate on w + 128: Q8_0 weights take the sign trick.
 #define QKV_X8_GROUPS 1  // vectors of row groups per pass of the batch product (registers: 16 or 32)
 #define QKV_X8_VEC X8Ymm  // one row group per vector
+#define QKV_X8_GEMV_VEC X8Ymm  // one token: the same
 #define QKV_Q8_BIAS 0
 #include "ops/quant_x86.h"
 

@@ -273,17 +273,17 @@ struct BlockIQ4_XSx8 {
   uint8_t qs[8 * kQK_K / 2];
 };
 static_assert(sizeof(BlockIQ4_XSx8) == 1104, "IQ4_XS x8 group: 8 super-blocks and their unpacked scales");
-// Q2_K likewise: sc[j][r] sub-block j's 4-bit scale in row r, m2[k][r] row
-// r's mins of sub-blocks 2k and 2k + 1 (a pair, for 16-bit multiply-adds);
-// 16 pieces of 32 bytes, piece P's row r at 4 (8P + r), bits 2s, 2s + 1 of
-// its byte i value 64s + 4P + i.
+// Q2_K likewise, in the file's bytes (a GEMV reads no more than the file):
+// scm[k][r][i] is the file's scale byte of sub-block 2k + i in row r (4-bit
+// scale low, 4-bit min high; a pair per row, for 16-bit multiply-adds with
+// the mins); 16 pieces of 32 bytes, piece P's row r at 4 (8P + r), bits 2s,
+// 2s + 1 of its byte i value 64s + 4P + i.
 struct BlockQ2_Kx8 {
   uint16_t d[8], dmin[8];
-  uint8_t sc[16][8];
-  uint8_t m2[8][8][2];
+  uint8_t scm[8][8][2];
   uint8_t qs[8 * kQK_K / 4];
 };
-static_assert(sizeof(BlockQ2_Kx8) == 800, "Q2_K x8 group: 8 super-blocks and their unpacked scales");
+static_assert(sizeof(BlockQ2_Kx8) == 8 * sizeof(BlockQ2_K), "Q2_K x8 group: 8 super-blocks, the file's bytes");
 // Q3_K likewise, each value's 3 bits as one unsigned level (value + 4) in a
 // nibble, qs as Q4_Kx8's (4 bits a value: a third more bytes than the file's,
 // for products without bit gathering); sc2 as Q6_Kx8's (after the -32).

@@ -289,10 +289,7 @@ void repack_x8(const BlockQ2_K* w, BlockQ2_Kx8* out, size_t rows, size_t n) {
   repack_blocks_x8(w, out, rows, n, [](BlockQ2_Kx8& p, const BlockQ2_K& src, int r) {
     p.d[r] = src.d;
     p.dmin[r] = src.dmin;
-    for (int j = 0; j < 16; ++j) {
-      p.sc[j][r] = src.scales[j] & 0x0f;
-      p.m2[j / 2][r][j % 2] = src.scales[j] >> 4;
-    }
+    for (int j = 0; j < 16; ++j) p.scm[j / 2][r][j % 2] = src.scales[j];
     uint8_t L[kQK_K];
     for (int half = 0; half < 2; ++half)  // level2, a 128-value half at a time
       for (int s2 = 0; s2 < 4; ++s2)
@@ -333,8 +330,9 @@ void x8_q2_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float*
             const auto [at, shift] = q2_K_x8_place(r, 16 * j + l);
             s += ((p.qs[at] >> shift) & 3) * int(x.qs[16 * j + l]);
           }
-          sumi += p.sc[j][r] * s;
-          summ += p.m2[j / 2][r][j % 2] * x.bsums[j];
+          const int scm = p.scm[j / 2][r][j % 2];
+          sumi += (scm & 0x0f) * s;
+          summ += (scm >> 4) * x.bsums[j];
         }
         return x.d * (f16_to_f32(p.d[r]) * float(sumi) - f16_to_f32(p.dmin[r]) * float(summ));
       });

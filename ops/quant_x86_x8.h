@@ -39,6 +39,12 @@ struct X8Ymm {
   static I load(const void* p, size_t) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
   static F load_halves(const uint16_t* p, size_t) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static I bcast4(const int8_t* p) { return QKV_ISA_NS::bcast4(p); }
+  // Pieces of a block per vector (X8PieceK of quant_x86_zmm.h: 2); the
+  // vector the float epilogue of a 256-value tile runs in, and the integer
+  // sums in it.
+  static constexpr int kPieces = 1;
+  using E = X8Ymm;
+  static I fold(I v) { return v; }
   static I lanes(__m128i v) { return _mm256_broadcastsi128_si256(v); }  // v in every 128-bit lane
   static I set1_8(char c) { return _mm256_set1_epi8(c); }
   static I set1_32(int v) { return _mm256_set1_epi32(v); }
@@ -67,6 +73,7 @@ struct X8Ymm {
   static I slli_16(I a, int n) { return _mm256_slli_epi16(a, n); }
   static I srli_16(I a, int n) { return _mm256_srli_epi16(a, n); }
   static I slli_32(I a, int n) { return _mm256_slli_epi32(a, n); }
+  static I srli_32(I a, int n) { return _mm256_srli_epi32(a, n); }
   static I srai_32(I a, int n) { return _mm256_srai_epi32(a, n); }
   static I zero() { return _mm256_setzero_si256(); }
   static F zero_ps() { return _mm256_setzero_ps(); }
@@ -77,6 +84,14 @@ struct X8Ymm {
   static F to_ps(I a) { return _mm256_cvtepi32_ps(a); }
   static void store(float* y, F v) { _mm256_storeu_ps(y, v); }
 };
+
+// A piece's 4 activation bytes at p in every lane (X8PieceK: the next
+// piece's, at p + 4, in the high half).
+template <class V>
+inline typename V::I x8k_bcast4(const int8_t* p) {
+  if constexpr (V::kPieces == 2) return V::bcast4_two(p);
+  else return V::bcast4(p);
+}
 
 // Pieces c of one block column of G vectors of row groups, against T
 // activation rows: s[g][t] += vector g's rows' bytes . x[t]'s matching 4 bytes.
@@ -318,7 +333,7 @@ template <class V, int G, int T>
 inline void x8k_piece_dots(typename V::I (&slo)[G][T], typename V::I (&shi)[G][T], const typename V::I (&lo)[G],
                            const typename V::I (&hi)[G], const BlockQ8_K* const (&x)[T], int c, int p) {
   for (int t = 0; t < T; ++t) {
-    const auto xlo = V::bcast4(x[t]->qs + 64 * c + 4 * p), xhi = V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p);
+    const auto xlo = x8k_bcast4<V>(x[t]->qs + 64 * c + 4 * p), xhi = x8k_bcast4<V>(x[t]->qs + 64 * c + 32 + 4 * p);
     for (int g = 0; g < G; ++g) {
       slo[g][t] = V::dot(slo[g][t], lo[g], xlo);
       shi[g][t] = V::dot(shi[g][t], hi[g], xhi);
@@ -344,7 +359,7 @@ inline __m256i x8k_pair_sums(const BlockQ8_K* x) {
 // of the chunk's two 32-byte vectors) added as 0x10.
 
 template <class V, int G, int T, class Packed>
-inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[G][T]) {
+inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
   constexpr bool kFifth = std::is_same_v<Packed, BlockQ5_Kx8>;
   const size_t stride = nb * sizeof(Packed);
@@ -361,7 +376,7 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
       for (int g = 0; g < G; ++g)
         for (int t = 0; t < T; ++t) slo[g][t] = shi[g][t] = V::zero();
       #pragma GCC unroll 8
-      for (int p = 0; p < 8; ++p) {
+      for (int p = 0; p < 8; p += V::kPieces) {
         I lo[G], hi[G];
         for (int g = 0; g < G; ++g) {
           if constexpr (kFifth) {
@@ -381,16 +396,17 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
           isum[g][t] = V::add_32(isum[g][t], V::add_32(V::mullo_32(slo[g][t], sc_lo), V::mullo_32(shi[g][t], sc_hi)));
       }
     }
+    using E = typename V::E;
     __m256i bp[T];  // the activations' sums of 32, once for every vector of groups
     for (int t = 0; t < T; ++t) bp[t] = x8k_pair_sums(x[t]);
     for (int g = 0; g < G; ++g) {
-      const auto d = V::load_halves(W[g]->d, stride), dmin = V::load_halves(W[g]->dmin, stride);
+      const auto d = E::load_halves(W[g]->d, stride), dmin = E::load_halves(W[g]->dmin, stride);
       for (int t = 0; t < T; ++t) {
-        I msum = V::zero();
-        for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_u8_to_16(W[g]->m2[k][0], stride), V::lane32(bp[t], k));
-        const auto xd = V::set1_ps(x[t]->d);
-        acc[g][t] = V::fmadd(V::mul(d, xd), V::to_ps(isum[g][t]), acc[g][t]);
-        acc[g][t] = V::fnmadd(V::mul(dmin, xd), V::to_ps(msum), acc[g][t]);
+        typename E::I msum = E::zero();
+        for (int k = 0; k < 4; ++k) msum = E::madd_acc(msum, E::load_u8_to_16(W[g]->m2[k][0], stride), E::lane32(bp[t], k));
+        const auto xd = E::set1_ps(x[t]->d);
+        acc[g][t] = E::fmadd(E::mul(d, xd), E::to_ps(V::fold(isum[g][t])), acc[g][t]);
+        acc[g][t] = E::fnmadd(E::mul(dmin, xd), E::to_ps(msum), acc[g][t]);
       }
     }
   }
@@ -414,7 +430,7 @@ inline typename V::I x8q6_high(typename V::I h, int k) {
 // pieces 8c + 4 .. 8c + 7 sub-blocks 4c + 1 and 4c + 3.
 // Q3_K (BlockQ3_Kx8) likewise: the levels are the nibbles, 0..7 (value + 4).
 template <class V, int T, class Packed>
-inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[T]) {
   using I = typename V::I;
   constexpr bool kQ6 = std::is_same_v<Packed, BlockQ6_Kx8>;
   constexpr int kOffsetShift = kQ6 ? 5 : 2;  // the levels' offset: 32 or 4
@@ -434,7 +450,7 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
         I slo[1][T], shi[1][T];
         for (int t = 0; t < T; ++t) slo[0][t] = shi[0][t] = V::zero();
         #pragma GCC unroll 4
-        for (int k = 0; k < 4; ++k) {
+        for (int k = 0; k < 4; k += V::kPieces) {
           const int p = 4 * q + k;
           I lo[1], hi[1];
           if constexpr (kQ6) {
@@ -451,13 +467,14 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
           isum[t] = V::add_32(isum[t], V::add_32(V::mullo_32(slo[0][t], sc[q]), V::mullo_32(shi[0][t], sc[2 + q])));
       }
     }
-    const auto d = V::load_halves(W.d, stride);
+    using E = typename V::E;
+    const auto d = E::load_halves(W.d, stride);
     for (int t = 0; t < T; ++t) {
       // Lane k of bs: the pair (bsums[2k], bsums[2k + 1]), against the rows' scale pairs.
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
-      I msum = V::zero();
-      for (int k = 0; k < 8; ++k) msum = V::madd_acc(msum, V::load_s8_to_16(W.sc2[k][0], stride), V::lane32(bs, k));
-      acc[t] = V::fmadd(V::mul(d, V::set1_ps(x[t]->d)), V::to_ps(V::sub_32(isum[t], V::slli_32(msum, kOffsetShift))),
+      typename E::I msum = E::zero();
+      for (int k = 0; k < 8; ++k) msum = E::madd_acc(msum, E::load_s8_to_16(W.sc2[k][0], stride), E::lane32(bs, k));
+      acc[t] = E::fmadd(E::mul(d, E::set1_ps(x[t]->d)), E::to_ps(E::sub_32(V::fold(isum[t]), E::slli_32(msum, kOffsetShift))),
                         acc[t]);
     }
   }
@@ -470,7 +487,7 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
 // (one per s), whose sums take the rows' scales by a 32-bit multiply; the
 // mins go against the activations' sums of 16 by 16-bit multiply-adds.
 template <class V, int T>
-inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[T]) {
+inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[T]) {
   using I = typename V::I;
   const size_t stride = nb * sizeof(BlockQ2_Kx8);
   for (size_t b = 0; b < nb; ++b) {
@@ -479,33 +496,42 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
     I isum[T];
     for (int t = 0; t < T; ++t) isum[t] = V::zero();
-    for (int m = 0; m < 4; ++m) {
-      I sums[4][T];
-      for (int s = 0; s < 4; ++s)
-        for (int t = 0; t < T; ++t) sums[s][t] = V::zero();
-      #pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) {
-        const int P = 4 * m + k;
-        const I q = V::load(W.qs + 32 * P, stride);
+    for (int u = 0; u < 2; ++u) {
+      // Sub-blocks 4s + 2u and 4s + 2u + 1's scale bytes, a pair per row.
+      I pairs[4];
+      for (int s = 0; s < 4; ++s) pairs[s] = V::load_u8_to_16(W.scm[2 * s + u][0], stride);
+      #pragma GCC unroll 2
+      for (int m = 2 * u; m < 2 * u + 2; ++m) {
+        I sums[4][T];
+        for (int s = 0; s < 4; ++s)
+          for (int t = 0; t < T; ++t) sums[s][t] = V::zero();
+        #pragma GCC unroll 4
+        for (int k = 0; k < 4; k += V::kPieces) {
+          const int P = 4 * m + k;
+          const I q = V::load(W.qs + 32 * P, stride);
+          for (int s = 0; s < 4; ++s) {
+            const I lv = V::and_(s == 0 ? q : V::srli_16(q, 2 * s), V::set1_8(0x03));
+            for (int t = 0; t < T; ++t) sums[s][t] = V::dot(sums[s][t], lv, x8k_bcast4<V>(x[t]->qs + 64 * s + 4 * P));
+          }
+        }
         for (int s = 0; s < 4; ++s) {
-          const I lv = V::and_(s == 0 ? q : V::srli_16(q, 2 * s), V::set1_8(0x03));
-          for (int t = 0; t < T; ++t) sums[s][t] = V::dot(sums[s][t], lv, V::bcast4(x[t]->qs + 64 * s + 4 * P));
+          const I sc = V::and_(m == 2 * u ? pairs[s] : V::srli_32(pairs[s], 16), V::set1_32(0x0f));  // the low nibble
+          for (int t = 0; t < T; ++t) isum[t] = V::add_32(isum[t], V::mullo_32(sums[s][t], sc));
         }
       }
-      for (int s = 0; s < 4; ++s) {
-        const I sc = V::load_u8_to_32(W.sc[4 * s + m], stride);
-        for (int t = 0; t < T; ++t) isum[t] = V::add_32(isum[t], V::mullo_32(sums[s][t], sc));
-      }
     }
-    const auto d = V::load_halves(W.d, stride), dmin = V::load_halves(W.dmin, stride);
+    using E = typename V::E;
+    const auto d = E::load_halves(W.d, stride), dmin = E::load_halves(W.dmin, stride);
+    typename E::I mins[8];  // row r's mins of sub-blocks 2k and 2k + 1, the high nibbles of its pair k
+    for (int k = 0; k < 8; ++k) mins[k] = E::srli_16(E::load_u8_to_16(W.scm[k][0], stride), 4);
     for (int t = 0; t < T; ++t) {
       // Lane k of bs: the pair (bsums[2k], bsums[2k + 1]), against the rows' min pairs.
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
-      I msum = V::zero();
-      for (int k = 0; k < 8; ++k) msum = V::madd_acc(msum, V::load_u8_to_16(W.m2[k][0], stride), V::lane32(bs, k));
-      const auto xd = V::set1_ps(x[t]->d);
-      acc[t] = V::fmadd(V::mul(d, xd), V::to_ps(isum[t]), acc[t]);
-      acc[t] = V::fnmadd(V::mul(dmin, xd), V::to_ps(msum), acc[t]);
+      typename E::I msum = E::zero();
+      for (int k = 0; k < 8; ++k) msum = E::madd_acc(msum, mins[k], E::lane32(bs, k));
+      const auto xd = E::set1_ps(x[t]->d);
+      acc[t] = E::fmadd(E::mul(d, xd), E::to_ps(V::fold(isum[t])), acc[t]);
+      acc[t] = E::fnmadd(E::mul(dmin, xd), E::to_ps(msum), acc[t]);
     }
   }
 }
@@ -517,7 +543,7 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
 // carry 128 sum_j sc_j (sum of x over sub-block j), taken off per
 // super-block; signed for the sign trick).
 template <class V, int G, int T>
-inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, typename V::F (&acc)[G][T]) {
+inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
   const size_t stride = nb * sizeof(BlockIQ4_XSx8);
   const I table = iq4_levels<V>();
@@ -534,7 +560,7 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
       for (int g = 0; g < G; ++g)
         for (int t = 0; t < T; ++t) slo[g][t] = shi[g][t] = V::zero();
       #pragma GCC unroll 8
-      for (int p = 0; p < 8; ++p) {
+      for (int p = 0; p < 8; p += V::kPieces) {
         I lo[G], hi[G];
         for (int g = 0; g < G; ++g) {
           x8_unpack_nibbles<V>(W[g]->qs, stride, 8 * c + p, lo[g], hi[g]);
@@ -547,8 +573,8 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
           for (int g = 0; g < G; ++g) {
             const I alo = V::sign(lo[g], lo[g]), ahi = V::sign(hi[g], hi[g]);
             for (int t = 0; t < T; ++t) {
-              slo[g][t] = V::dot(slo[g][t], alo, V::sign(V::bcast4(x[t]->qs + 64 * c + 4 * p), lo[g]));
-              shi[g][t] = V::dot(shi[g][t], ahi, V::sign(V::bcast4(x[t]->qs + 64 * c + 32 + 4 * p), hi[g]));
+              slo[g][t] = V::dot(slo[g][t], alo, V::sign(x8k_bcast4<V>(x[t]->qs + 64 * c + 4 * p), lo[g]));
+              shi[g][t] = V::dot(shi[g][t], ahi, V::sign(x8k_bcast4<V>(x[t]->qs + 64 * c + 32 + 4 * p), hi[g]));
             }
           }
         }
@@ -561,18 +587,19 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
           isum[g][t] = V::add_32(isum[g][t], V::add_32(V::mullo_32(slo[g][t], sc_lo), V::mullo_32(shi[g][t], sc_hi)));
       }
     }
+    using E = typename V::E;
     __m256i bp[T];  // the activations' sums of 32 (VNNI's bias term), once for every vector of groups
     for (int t = 0; t < T; ++t) bp[t] = QKV_Q8_BIAS != 0 ? x8k_pair_sums(x[t]) : _mm256_setzero_si256();
     for (int g = 0; g < G; ++g) {
-      const auto d = V::load_halves(W[g]->d, stride);
+      const auto d = E::load_halves(W[g]->d, stride);
       for (int t = 0; t < T; ++t) {
-        I si = isum[g][t];
+        typename E::I si = V::fold(isum[g][t]);
         if constexpr (QKV_Q8_BIAS != 0) {
-          I msum = V::zero();
-          for (int k = 0; k < 4; ++k) msum = V::madd_acc(msum, V::load_s8_to_16(W[g]->sc2[k][0], stride), V::lane32(bp[t], k));
-          si = V::sub_32(si, V::slli_32(msum, 7));
+          typename E::I msum = E::zero();
+          for (int k = 0; k < 4; ++k) msum = E::madd_acc(msum, E::load_s8_to_16(W[g]->sc2[k][0], stride), E::lane32(bp[t], k));
+          si = E::sub_32(si, E::slli_32(msum, 7));
         }
-        acc[g][t] = V::fmadd(V::mul(d, V::set1_ps(x[t]->d)), V::to_ps(si), acc[g][t]);
+        acc[g][t] = E::fmadd(E::mul(d, E::set1_ps(x[t]->d)), E::to_ps(si), acc[g][t]);
       }
     }
   }
@@ -580,34 +607,56 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
 
 // ------------------------- The 256-value types (Q2_K .. IQ4_XS): rows, GEMV, GEMM
 
+// acc[i][t] += the products of super-blocks [0, nb) of G vectors of groups
+// from w (a row group's nb blocks apart) and T activation rows from x (nb
+// blocks apart) (Q6_K, Q3_K and Q2_K: one vector).
+template <class V, int G, int T, class Packed>
+inline void x8k_tile(const Packed* w, const BlockQ8_K* x, size_t nb, typename V::E::F (&acc)[G][T]) {
+  if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8>) {
+    static_assert(G == 1, "one vector of groups");
+    x8q6_tile<V, T>(w, x, nb, acc[0]);
+  } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) {
+    static_assert(G == 1, "one vector of groups");
+    x8q2_tile<V, T>(w, x, nb, acc[0]);
+  } else if constexpr (std::is_same_v<Packed, BlockIQ4_XSx8>) {
+    x8iq4_tile<V, G, T>(w, x, nb, acc);
+  } else {
+    x8q45_tile<V, G, T>(w, x, nb, acc);
+  }
+}
+
 // Y[m + t, 8 g .. 8 g + 8 V::kGroups G) for T activation rows from m and
-// G vectors of groups from g (Q6_K, Q3_K and Q2_K: one vector).
+// G vectors of groups from g.
 template <class V, int G, int T, class Packed>
 inline void x8k_rows(const Packed* w, const BlockQ8_K* xb, float* y, size_t nb, size_t ldy, size_t m, size_t g) {
   typename V::F acc[G][T];
   for (int i = 0; i < G; ++i)
     for (int t = 0; t < T; ++t) acc[i][t] = V::zero_ps();
-  if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8>) {
-    static_assert(G == 1, "one vector of groups");
-    x8q6_tile<V, T>(w + g * nb, xb + m * nb, nb, acc[0]);
-  } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) {
-    static_assert(G == 1, "one vector of groups");
-    x8q2_tile<V, T>(w + g * nb, xb + m * nb, nb, acc[0]);
-  } else if constexpr (std::is_same_v<Packed, BlockIQ4_XSx8>) {
-    x8iq4_tile<V, G, T>(w + g * nb, xb + m * nb, nb, acc);
-  } else {
-    x8q45_tile<V, G, T>(w + g * nb, xb + m * nb, nb, acc);
-  }
+  x8k_tile<V, G, T>(w + g * nb, xb + m * nb, nb, acc);
   for (int i = 0; i < G; ++i)
     for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * (g + V::kGroups * i), acc[i][t]);
 }
 
+// One token: a group at a time, its bytes in memory order (a single stream:
+// two groups side by side, two streams a matrix row apart, halved the rate
+// from DRAM on Zen 5; so would two blocks side by side). AVX-512: two pieces
+// of a block per zmm (QKV_X8_GEMV_VEC), for the types whose pieces carry
+// everything they need (Q5_K's fifth and Q6_K's high bits are shared by a
+// chunk's pieces: those take X8Ymm); the same bits either way.
+template <class Packed>
+using x8k_gemv_vec = std::conditional_t<std::is_same_v<Packed, BlockQ5_Kx8> || std::is_same_v<Packed, BlockQ6_Kx8>, X8Ymm,
+                                        QKV_X8_GEMV_VEC>;
 template <class Packed>
 inline void x8k_matvec(const void* packed, const void* xq, const Q8Sum*, float* y, size_t n, size_t g0, size_t g1) {
-  // One group at a time: a single stream from memory (two groups side by
-  // side, two streams a matrix row apart, halved the rate from DRAM on Zen 5).
-  for (size_t g = g0; g < g1; ++g)
-    x8k_rows<X8Ymm, 1, 1>(static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, n / kQK_K, 0, 0, g);
+  using P = x8k_gemv_vec<Packed>;
+  const size_t nb = n / kQK_K;
+  const Packed* w = static_cast<const Packed*>(packed);
+  const BlockQ8_K* x = static_cast<const BlockQ8_K*>(xq);
+  for (size_t g = g0; g < g1; ++g) {
+    X8Ymm::F acc[1][1] = {{X8Ymm::zero_ps()}};
+    x8k_tile<P, 1, 1>(w + g * nb, x, nb, acc);
+    X8Ymm::store(y + 8 * g, acc[0][0]);
+  }
 }
 
 // G vectors of QKV_X8_VEC's groups against T activation rows per pass (then

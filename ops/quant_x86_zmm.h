@@ -13,6 +13,8 @@
 
 namespace qkv::ops::QKV_ISA_NS {
 
+struct X8Ymm;  // quant_x86_x8.h
+
 struct X8Zmm {
   using I = __m512i;
   using F = __m512;
@@ -34,6 +36,9 @@ struct X8Zmm {
     std::memcpy(&v, p, 4);
     return _mm512_set1_epi32(v);
   }
+  static constexpr int kPieces = 1;  // as X8Ymm's
+  using E = X8Zmm;
+  static I fold(I v) { return v; }
   static I lanes(__m128i v) { return _mm512_maskz_broadcast_i32x4(0xffff, v); }  // (maskz: GCC 12 warns on the plain form's undefined source)
   static I set1_8(char c) { return _mm512_set1_epi8(c); }
   static I set1_32(int v) { return _mm512_set1_epi32(v); }
@@ -66,6 +71,7 @@ struct X8Zmm {
   static I slli_16(I a, int n) { return _mm512_slli_epi16(a, unsigned(n)); }
   static I srli_16(I a, int n) { return _mm512_srli_epi16(a, unsigned(n)); }
   static I slli_32(I a, int n) { return _mm512_slli_epi32(a, unsigned(n)); }
+  static I srli_32(I a, int n) { return _mm512_srli_epi32(a, unsigned(n)); }
   static I srai_32(I a, int n) { return _mm512_srai_epi32(a, unsigned(n)); }
   static I lane32(__m256i v, int k) { return _mm512_permutexvar_epi32(_mm512_set1_epi32(k), _mm512_castsi256_si512(v)); }
   static I zero() { return _mm512_setzero_si512(); }
@@ -76,6 +82,28 @@ struct X8Zmm {
   static F fnmadd(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }
   static F to_ps(I a) { return _mm512_cvtepi32_ps(a); }
   static void store(float* y, F v) { _mm512_storeu_ps(y, v); }
+};
+
+// One token's GEMV over a row group (quant_x86_x8.h's x8k_matvec): pieces
+// P (low 256 bits) and P + 1 (high) of one block, one 64-byte load, so the
+// block's bytes are read in order (one stream). Scales and the like load
+// the group's bytes into both halves; the halves' integer sums are added
+// (fold) before the float epilogue, which runs in X8Ymm (E): exact integer
+// sums, so the same bits as X8Ymm's GEMV.
+struct X8PieceK : X8Zmm {
+  static constexpr int kPieces = 2;
+  using E = X8Ymm;
+  static I load(const void* p, size_t) { return X8Zmm::load(p, 32); }  // two ymm loads: a block's pieces are 32-byte aligned, not 64
+  static F load_halves(const uint16_t* p, size_t) { return X8Zmm::load_halves(p, 0); }
+  static I load_u8_to_32(const uint8_t* p, size_t) { return X8Zmm::load_u8_to_32(p, 0); }
+  static I load_u8_to_16(const uint8_t* p, size_t) { return X8Zmm::load_u8_to_16(p, 0); }
+  static I load_s8_to_16(const int8_t* p, size_t) { return X8Zmm::load_s8_to_16(p, 0); }
+  // The 4 activation bytes at p in the low half, the next piece's 4 (at p + 4) in the high one.
+  static I bcast4_two(const int8_t* p) {
+    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_permutexvar_epi32(idx, _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static __m256i fold(I v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
 };
 
 }  // namespace qkv::ops::QKV_ISA_NS
