@@ -45,6 +45,9 @@ struct X8Ymm {
   static constexpr int kPieces = 1;
   using E = X8Ymm;
   static I fold(I v) { return v; }
+  // Bits a chunk's pieces share (Q5_K's fifth, Q6_K's high bits): X8PieceK
+  // puts them in its high half shifted right by `next`, for the next piece.
+  static I load_bits(const void* p, size_t stride, int) { return load(p, stride); }
   static I lanes(__m128i v) { return _mm256_broadcastsi128_si256(v); }  // v in every 128-bit lane
   static I set1_8(char c) { return _mm256_set1_epi8(c); }
   static I set1_32(int v) { return _mm256_set1_epi32(v); }
@@ -382,8 +385,8 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
           if constexpr (kFifth) {
             const uint8_t* chunk = W[g]->chunks[c];
             x8_unpack_nibbles<V>(chunk + 64, stride, p, lo[g], hi[g]);
-            lo[g] = V::or_(lo[g], x8q5_fifth<V>(V::load(chunk, stride), p));
-            hi[g] = V::or_(hi[g], x8q5_fifth<V>(V::load(chunk + 32, stride), p));
+            lo[g] = V::or_(lo[g], x8q5_fifth<V>(V::load_bits(chunk, stride, 1), p));
+            hi[g] = V::or_(hi[g], x8q5_fifth<V>(V::load_bits(chunk + 32, stride, 1), p));
           } else {
             x8_unpack_nibbles<V>(W[g]->qs, stride, 8 * c + p, lo[g], hi[g]);
           }
@@ -456,8 +459,8 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
           if constexpr (kQ6) {
             const uint8_t* quad = W.quads[2 * c + q];
             x8_unpack_nibbles<V>(quad + 64, stride, k, lo[0], hi[0]);
-            lo[0] = V::or_(lo[0], x8q6_high<V>(V::load(quad, stride), k));
-            hi[0] = V::or_(hi[0], x8q6_high<V>(V::load(quad + 32, stride), k));
+            lo[0] = V::or_(lo[0], x8q6_high<V>(V::load_bits(quad, stride, 2), k));
+            hi[0] = V::or_(hi[0], x8q6_high<V>(V::load_bits(quad + 32, stride, 2), k));
           } else {
             x8_unpack_nibbles<V>(W.qs, stride, 8 * c + p, lo[0], hi[0]);
           }
@@ -640,15 +643,10 @@ inline void x8k_rows(const Packed* w, const BlockQ8_K* xb, float* y, size_t nb, 
 // One token: a group at a time, its bytes in memory order (a single stream:
 // two groups side by side, two streams a matrix row apart, halved the rate
 // from DRAM on Zen 5; so would two blocks side by side). AVX-512: two pieces
-// of a block per zmm (QKV_X8_GEMV_VEC), for the types whose pieces carry
-// everything they need (Q5_K's fifth and Q6_K's high bits are shared by a
-// chunk's pieces: those take X8Ymm); the same bits either way.
-template <class Packed>
-using x8k_gemv_vec = std::conditional_t<std::is_same_v<Packed, BlockQ5_Kx8> || std::is_same_v<Packed, BlockQ6_Kx8>, X8Ymm,
-                                        QKV_X8_GEMV_VEC>;
+// of a block per zmm (QKV_X8_GEMV_VEC); the same bits as one per ymm.
 template <class Packed>
 inline void x8k_matvec(const void* packed, const void* xq, const Q8Sum*, float* y, size_t n, size_t g0, size_t g1) {
-  using P = x8k_gemv_vec<Packed>;
+  using P = QKV_X8_GEMV_VEC;
   const size_t nb = n / kQK_K;
   const Packed* w = static_cast<const Packed*>(packed);
   const BlockQ8_K* x = static_cast<const BlockQ8_K*>(xq);

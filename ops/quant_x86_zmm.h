@@ -39,6 +39,7 @@ struct X8Zmm {
   static constexpr int kPieces = 1;  // as X8Ymm's
   using E = X8Zmm;
   static I fold(I v) { return v; }
+  static I load_bits(const void* p, size_t stride, int) { return load(p, stride); }
   static I lanes(__m128i v) { return _mm512_maskz_broadcast_i32x4(0xffff, v); }  // (maskz: GCC 12 warns on the plain form's undefined source)
   static I set1_8(char c) { return _mm512_set1_epi8(c); }
   static I set1_32(int v) { return _mm512_set1_epi32(v); }
@@ -98,6 +99,10 @@ struct X8PieceK : X8Zmm {
   static I load_u8_to_32(const uint8_t* p, size_t) { return X8Zmm::load_u8_to_32(p, 0); }
   static I load_u8_to_16(const uint8_t* p, size_t) { return X8Zmm::load_u8_to_16(p, 0); }
   static I load_s8_to_16(const int8_t* p, size_t) { return X8Zmm::load_s8_to_16(p, 0); }
+  static I load_bits(const void* p, size_t, int next) {
+    const __m256i a = _mm256_loadu_si256(static_cast<const __m256i*>(p));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), _mm256_srli_epi16(a, next), 1);
+  }
   // The 4 activation bytes at p in the low half, the next piece's 4 (at p + 4) in the high one.
   static I bcast4_two(const int8_t* p) {
     const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
