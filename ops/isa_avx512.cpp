@@ -24,7 +24,7 @@ inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
 // vpdpbusd takes w + 128 (unsigned) exactly; 128 * sum(x) is taken off per block.
 #define QKV_X8_GROUPS 2  // vectors of row groups per pass of the batch product (registers: 16 or 32)
 #define QKV_X8_VEC X8Zmm  // two row groups per vector
-#define QKV_X8_GEMV_VEC X8PieceK  // one token: two pieces of one block per vector
+#define QKV_X8_GEMV_VEC X8Pieces  // one token: two pieces of one block per vector
 #define QKV_Q8_BIAS 128
 #include "ops/quant_x86_zmm.h"
 #include "ops/quant_x86.h"

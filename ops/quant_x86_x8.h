@@ -39,13 +39,13 @@ struct X8Ymm {
   static I load(const void* p, size_t) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
   static F load_halves(const uint16_t* p, size_t) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static I bcast4(const int8_t* p) { return QKV_ISA_NS::bcast4(p); }
-  // Pieces of a block per vector (X8PieceK of quant_x86_zmm.h: 2); the
+  // Pieces of a block per vector (X8Pieces of quant_x86_zmm.h: 2); the
   // vector the float epilogue of a 256-value tile runs in, and the integer
   // sums in it.
   static constexpr int kPieces = 1;
   using E = X8Ymm;
   static I fold(I v) { return v; }
-  // Bits a chunk's pieces share (Q5_K's fifth, Q6_K's high bits): X8PieceK
+  // Bits a chunk's pieces share (Q5_K's fifth, Q6_K's high bits): X8Pieces
   // puts them in its high half shifted right by `next`, for the next piece.
   static I load_bits(const void* p, size_t stride, int) { return load(p, stride); }
   static I lanes(__m128i v) { return _mm256_broadcastsi128_si256(v); }  // v in every 128-bit lane
@@ -88,10 +88,10 @@ struct X8Ymm {
   static void store(float* y, F v) { _mm256_storeu_ps(y, v); }
 };
 
-// A piece's 4 activation bytes at p in every lane (X8PieceK: the next
+// A piece's 4 activation bytes at p in every lane (X8Pieces: the next
 // piece's, at p + 4, in the high half).
 template <class V>
-inline typename V::I x8k_bcast4(const int8_t* p) {
+inline typename V::I x8_bcast4(const int8_t* p) {
   if constexpr (V::kPieces == 2) return V::bcast4_two(p);
   else return V::bcast4(p);
 }
@@ -106,12 +106,12 @@ inline void x8_piece(typename V::I (&s)[G][T], const BlockQ8_0x8* const (&w)[G],
   if constexpr (QKV_Q8_BIAS != 0) {
     for (int g = 0; g < G; ++g) q[g] = V::xor_(q[g], V::set1_8(char(0x80)));  // w + 128
     for (int t = 0; t < T; ++t) {
-      const auto xb = V::bcast4(x[t]->qs + 4 * c);
+      const auto xb = x8_bcast4<V>(x[t]->qs + 4 * c);
       for (int g = 0; g < G; ++g) s[g][t] = V::dot(s[g][t], q[g], xb);
     }
   } else {
     for (int t = 0; t < T; ++t) {
-      const auto xb = V::bcast4(x[t]->qs + 4 * c);
+      const auto xb = x8_bcast4<V>(x[t]->qs + 4 * c);
       for (int g = 0; g < G; ++g) s[g][t] = V::dot(s[g][t], V::sign(q[g], q[g]), V::sign(xb, q[g]));
     }
   }
@@ -123,7 +123,7 @@ template <class V, int G, int T, class Act>
 inline void x8_nibble_dots(typename V::I (&s)[G][T], const typename V::I (&lo)[G], const typename V::I (&hi)[G],
                            const Act* const (&x)[T], int c) {
   for (int t = 0; t < T; ++t) {
-    const auto xlo = V::bcast4(x[t]->qs + 4 * c), xhi = V::bcast4(x[t]->qs + 16 + 4 * c);
+    const auto xlo = x8_bcast4<V>(x[t]->qs + 4 * c), xhi = x8_bcast4<V>(x[t]->qs + 16 + 4 * c);
     for (int g = 0; g < G; ++g) {
       s[g][t] = V::dot(s[g][t], lo[g], xlo);
       s[g][t] = V::dot(s[g][t], hi[g], xhi);
@@ -153,7 +153,7 @@ inline typename V::I x8q5_fifth(typename V::I h, int p) {
 // or-ed into the piece's levels as 0x10: a shift and a mask each.
 template <class V>
 inline void x8_add_fifth_bits(const uint8_t* qh8, size_t stride, int c, typename V::I& lo, typename V::I& hi) {
-  const auto qh = V::load(qh8, stride);
+  const auto qh = V::load_bits(qh8, stride, 1);
   lo = V::or_(lo, x8q5_fifth<V>(qh, c));
   hi = V::or_(hi, x8q5_fifth<V>(qh, 4 + c));
 }
@@ -194,7 +194,7 @@ inline void x8_piece(typename V::I (&s)[G][T], const BlockIQ4_NLx8* const (&w)[G
     x8_nibble_dots<V, G, T, BlockQ8_0>(s, lo, hi, x, c);
   } else {
     for (int t = 0; t < T; ++t) {
-      const auto xlo = V::bcast4(x[t]->qs + 4 * c), xhi = V::bcast4(x[t]->qs + 16 + 4 * c);
+      const auto xlo = x8_bcast4<V>(x[t]->qs + 4 * c), xhi = x8_bcast4<V>(x[t]->qs + 16 + 4 * c);
       for (int g = 0; g < G; ++g) {
         s[g][t] = V::dot(s[g][t], V::sign(lo[g], lo[g]), V::sign(xlo, lo[g]));
         s[g][t] = V::dot(s[g][t], V::sign(hi[g], hi[g]), V::sign(xhi, hi[g]));
@@ -227,7 +227,7 @@ template <> constexpr int x8_offset<BlockIQ4_NLx8> = QKV_Q8_BIAS;
 // blocks; w: G * V::kGroups consecutive groups of nb blocks each.
 template <class V, class Packed, int G, int T>
 inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, const Q8Sum* xs0, size_t nb,
-                    typename V::F (&acc)[G][T]) {
+                    typename V::E::F (&acc)[G][T]) {
   using Act = typename x8_act<Packed>::type;
   const size_t stride = nb * sizeof(Packed);
   for (size_t b = 0; b < nb; ++b) {
@@ -238,27 +238,28 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
     typename V::I s[G][T];
     for (int g = 0; g < G; ++g)
       for (int t = 0; t < T; ++t) s[g][t] = V::zero();
-    for (int c = 0; c < x8_pieces<Packed>; ++c) {
+    for (int c = 0; c < x8_pieces<Packed>; c += V::kPieces) {
       if constexpr (std::is_same_v<Packed, BlockQ8_0x8> || std::is_same_v<Packed, BlockIQ4_NLx8>)
         x8_piece<V, G, T>(s, wb, stride, x, c);
       else
         x8_piece_nibbles<V, Packed, Act, G, T>(s, wb, stride, x, c);  // Q4_0, Q4_1, Q5_0, Q5_1
     }
+    using E = typename V::E;
     for (int g = 0; g < G; ++g) {
-      const auto wd = V::load_halves(wb[g]->d, stride);
+      const auto wd = E::load_halves(wb[g]->d, stride);
       if constexpr (std::is_same_v<Act, BlockQ8_1>) {
         // The _1 types: d_w d_x (q . x) + m_w s_x, s_x = the block's d * sum(x).
-        const auto wm = V::load_halves(wb[g]->m, stride);
+        const auto wm = E::load_halves(wb[g]->m, stride);
         for (int t = 0; t < T; ++t) {
-          acc[g][t] = V::fmadd(V::mul(wd, V::set1_ps(half(x[t]->d))), V::to_ps(s[g][t]), acc[g][t]);
-          acc[g][t] = V::fmadd(wm, V::set1_ps(half(x[t]->s)), acc[g][t]);
+          acc[g][t] = E::fmadd(E::mul(wd, E::set1_ps(half(x[t]->d))), E::to_ps(V::fold(s[g][t])), acc[g][t]);
+          acc[g][t] = E::fmadd(wm, E::set1_ps(half(x[t]->s)), acc[g][t]);
         }
       } else {
         for (int t = 0; t < T; ++t) {
           const Q8Sum& xs = xs0[t * nb + b];
-          auto si = s[g][t];
-          if constexpr (x8_offset<Packed> != 0) si = V::sub_32(si, V::set1_32(x8_offset<Packed> * xs.s));
-          acc[g][t] = V::fmadd(V::mul(wd, V::set1_ps(xs.d)), V::to_ps(si), acc[g][t]);
+          auto si = V::fold(s[g][t]);
+          if constexpr (x8_offset<Packed> != 0) si = E::sub_32(si, E::set1_32(x8_offset<Packed> * xs.s));
+          acc[g][t] = E::fmadd(E::mul(wd, E::set1_ps(xs.d)), E::to_ps(si), acc[g][t]);
         }
       }
     }
@@ -277,11 +278,17 @@ inline void x8_rows(const Packed* w, const typename x8_act<Packed>::type* xb, co
     for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * (g + V::kGroups * i), acc[i][t]);
 }
 
+// One token: a group at a time, in QKV_X8_GEMV_VEC (as x8k_matvec below).
 template <class Packed>
 inline void x8_matvec(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1) {
   const Packed* w = static_cast<const Packed*>(packed);
   using Act = typename x8_act<Packed>::type;
-  for (size_t g = g0; g < g1; ++g) x8_rows<X8Ymm, Packed, 1, 1>(w, static_cast<const Act*>(xq), xs, y, n / kQK8_0, 0, 0, g);
+  const size_t nb = n / kQK8_0;
+  for (size_t g = g0; g < g1; ++g) {
+    X8Ymm::F acc[1][1] = {{X8Ymm::zero_ps()}};
+    x8_tile<QKV_X8_GEMV_VEC, Packed, 1, 1>(w + g * nb, static_cast<const Act*>(xq), xs, nb, acc);
+    X8Ymm::store(y + 8 * g, acc[0][0]);
+  }
 }
 
 // G vectors of groups (their blocks stay in L1) against every 4 activation rows in turn.
@@ -336,7 +343,7 @@ template <class V, int G, int T>
 inline void x8k_piece_dots(typename V::I (&slo)[G][T], typename V::I (&shi)[G][T], const typename V::I (&lo)[G],
                            const typename V::I (&hi)[G], const BlockQ8_K* const (&x)[T], int c, int p) {
   for (int t = 0; t < T; ++t) {
-    const auto xlo = x8k_bcast4<V>(x[t]->qs + 64 * c + 4 * p), xhi = x8k_bcast4<V>(x[t]->qs + 64 * c + 32 + 4 * p);
+    const auto xlo = x8_bcast4<V>(x[t]->qs + 64 * c + 4 * p), xhi = x8_bcast4<V>(x[t]->qs + 64 * c + 32 + 4 * p);
     for (int g = 0; g < G; ++g) {
       slo[g][t] = V::dot(slo[g][t], lo[g], xlo);
       shi[g][t] = V::dot(shi[g][t], hi[g], xhi);
@@ -514,7 +521,7 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
           const I q = V::load(W.qs + 32 * P, stride);
           for (int s = 0; s < 4; ++s) {
             const I lv = V::and_(s == 0 ? q : V::srli_16(q, 2 * s), V::set1_8(0x03));
-            for (int t = 0; t < T; ++t) sums[s][t] = V::dot(sums[s][t], lv, x8k_bcast4<V>(x[t]->qs + 64 * s + 4 * P));
+            for (int t = 0; t < T; ++t) sums[s][t] = V::dot(sums[s][t], lv, x8_bcast4<V>(x[t]->qs + 64 * s + 4 * P));
           }
         }
         for (int s = 0; s < 4; ++s) {
@@ -576,8 +583,8 @@ inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, t
           for (int g = 0; g < G; ++g) {
             const I alo = V::sign(lo[g], lo[g]), ahi = V::sign(hi[g], hi[g]);
             for (int t = 0; t < T; ++t) {
-              slo[g][t] = V::dot(slo[g][t], alo, V::sign(x8k_bcast4<V>(x[t]->qs + 64 * c + 4 * p), lo[g]));
-              shi[g][t] = V::dot(shi[g][t], ahi, V::sign(x8k_bcast4<V>(x[t]->qs + 64 * c + 32 + 4 * p), hi[g]));
+              slo[g][t] = V::dot(slo[g][t], alo, V::sign(x8_bcast4<V>(x[t]->qs + 64 * c + 4 * p), lo[g]));
+              shi[g][t] = V::dot(shi[g][t], ahi, V::sign(x8_bcast4<V>(x[t]->qs + 64 * c + 32 + 4 * p), hi[g]));
             }
           }
         }

@@ -85,13 +85,13 @@ struct X8Zmm {
   static void store(float* y, F v) { _mm512_storeu_ps(y, v); }
 };
 
-// One token's GEMV over a row group (quant_x86_x8.h's x8k_matvec): pieces
+// One token's GEMV over a row group (quant_x86_x8.h's x8_matvec and x8k_matvec): pieces
 // P (low 256 bits) and P + 1 (high) of one block, one 64-byte load, so the
 // block's bytes are read in order (one stream). Scales and the like load
 // the group's bytes into both halves; the halves' integer sums are added
 // (fold) before the float epilogue, which runs in X8Ymm (E): exact integer
 // sums, so the same bits as X8Ymm's GEMV.
-struct X8PieceK : X8Zmm {
+struct X8Pieces : X8Zmm {
   static constexpr int kPieces = 2;
   using E = X8Ymm;
   static I load(const void* p, size_t) { return X8Zmm::load(p, 32); }  // two ymm loads: a block's pieces are 32-byte aligned, not 64

@@ -401,10 +401,10 @@ TEST_P(QuantKernels, IQ4_XSRowInterleavedProductsEqualThePlainOnes) {
 TEST_P(QuantKernels, Q6_KRowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ6_K, ops::BlockQ6_Kx8>(*GetParam(), {256, 768});
 }
-// One token's K-quant products on AVX-512 take two pieces of a block per
-// zmm and add the halves' integer sums before the float epilogue (X8PieceK):
-// the same bits as AVX2's one piece per ymm, for every type and an odd
-// number of blocks.
+// One token's products on AVX-512 take two pieces of a block per zmm and
+// add the halves' integer sums before the float epilogue (X8Pieces): the
+// same bits as AVX2's one piece per ymm, for every x8 type and an odd number
+// of blocks.
 template <class Block, class Packed>
 void check_gemv_bits_across_isas() {
   const ops::Kernels* avx2 = nullptr;
@@ -415,20 +415,29 @@ void check_gemv_bits_across_isas() {
   }
   if (!avx2 || !avx512) GTEST_SKIP() << "needs AVX2 and AVX-512";
   for (size_t n : {size_t(256), size_t(768), size_t(1280)}) {
+    using Act = typename Block::Act;
     const size_t rows = 24;
     const auto w = make_weights<Block>(rows, n, false, uint32_t(11 + n));
     std::vector<Packed> packed(rows / 8 * (n / Block::kValues));
     ops::repack_x8(w.data(), packed.data(), rows, n);
-    const auto xq = quantize_activations<ops::BlockQ8_K>(randn(n, 9), n);
+    const auto xq = quantize_activations<Act>(randn(n, 9), n);
+    std::vector<ops::Q8Sum> xs(n / 32);
+    if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
     std::vector<float> a(rows), b(rows);
-    QType<Block>::products(*avx2).matvec_x8(packed.data(), xq.data(), nullptr, a.data(), n, 0, rows / 8);
-    QType<Block>::products(*avx512).matvec_x8(packed.data(), xq.data(), nullptr, b.data(), n, 0, rows / 8);
+    QType<Block>::products(*avx2).matvec_x8(packed.data(), xq.data(), xs.data(), a.data(), n, 0, rows / 8);
+    QType<Block>::products(*avx512).matvec_x8(packed.data(), xq.data(), xs.data(), b.data(), n, 0, rows / 8);
     for (size_t r = 0; r < rows; ++r)
       ASSERT_EQ(std::memcmp(&a[r], &b[r], sizeof(float)), 0) << QType<Block>::name << " n=" << n << " row " << r << ": "
                                                              << a[r] << " vs " << b[r];
   }
 }
-TEST(QuantGemv, KQuantOneTokenProductsHaveTheSameBitsOnAvx2AndAvx512) {
+TEST(QuantGemv, OneTokenProductsHaveTheSameBitsOnAvx2AndAvx512) {
+  check_gemv_bits_across_isas<ops::BlockQ8_0, ops::BlockQ8_0x8>();
+  check_gemv_bits_across_isas<ops::BlockQ4_0, ops::BlockQ4_0x8>();
+  check_gemv_bits_across_isas<ops::BlockQ4_1, ops::BlockQ4_1x8>();
+  check_gemv_bits_across_isas<ops::BlockQ5_0, ops::BlockQ5_0x8>();
+  check_gemv_bits_across_isas<ops::BlockQ5_1, ops::BlockQ5_1x8>();
+  check_gemv_bits_across_isas<ops::BlockIQ4_NL, ops::BlockIQ4_NLx8>();
   check_gemv_bits_across_isas<ops::BlockQ2_K, ops::BlockQ2_Kx8>();
   check_gemv_bits_across_isas<ops::BlockQ3_K, ops::BlockQ3_Kx8>();
   check_gemv_bits_across_isas<ops::BlockQ4_K, ops::BlockQ4_Kx8>();
