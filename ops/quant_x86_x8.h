@@ -358,7 +358,7 @@ inline __m256i x8k_pair_sums(const BlockQ8_K* x) {
   return _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
 }
 
-// ---------------------------------------------------------------- Q4_K
+// ---------------------------------------------------------------- Q4_K, Q5_K, IQ4_XS
 
 // Q4_K groups against T Q8_K activation rows. Per super-block and 64-value
 // chunk c: each 32-byte piece load gives 8 rows' 4 bytes, whose low nibbles
@@ -367,12 +367,19 @@ inline __m256i x8k_pair_sums(const BlockQ8_K* x) {
 // the activations' sums of 32 by 16-bit multiply-adds, two sub-blocks at a time.
 // Q5_K (BlockQ5_Kx8) likewise, each piece's fifth bits (bit p of each byte
 // of the chunk's two 32-byte vectors) added as 0x10.
-
+// IQ4_XS (BlockIQ4_XSx8) likewise, the nibbles looked up in iq4_levels (+ 128
+// for VNNI's unsigned operand: the sums then carry 128 sum_j sc_j (sum of x
+// over sub-block j), taken off per super-block the way Q4_K's mins are;
+// signed for the sign trick), its signed scales in pairs (sc2), no mins.
 template <class V, int G, int T, class Packed>
 inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
-  constexpr bool kFifth = std::is_same_v<Packed, BlockQ5_Kx8>;
+  using E = typename V::E;
+  constexpr bool kFifth = std::is_same_v<Packed, BlockQ5_Kx8>, kIq4 = std::is_same_v<Packed, BlockIQ4_XSx8>;
+  constexpr bool kSignTrick = kIq4 && QKV_Q8_BIAS == 0;  // signed levels: no offset to take off
   const size_t stride = nb * sizeof(Packed);
+  [[maybe_unused]] I table;
+  if constexpr (kIq4) table = iq4_levels<V>();
   for (size_t b = 0; b < nb; ++b) {
     const Packed* W[G];
     for (int g = 0; g < G; ++g) W[g] = w + g * V::kGroups * nb + b;
@@ -396,27 +403,58 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
             hi[g] = V::or_(hi[g], x8q5_fifth<V>(V::load_bits(chunk + 32, stride, 1), p));
           } else {
             x8_unpack_nibbles<V>(W[g]->qs, stride, 8 * c + p, lo[g], hi[g]);
+            if constexpr (kIq4) {
+              lo[g] = V::shuffle(table, lo[g]);
+              hi[g] = V::shuffle(table, hi[g]);
+            }
           }
         }
-        x8k_piece_dots<V, G, T>(slo, shi, lo, hi, x, c, p);
+        if constexpr (kSignTrick) {
+          for (int g = 0; g < G; ++g) {
+            const I alo = V::sign(lo[g], lo[g]), ahi = V::sign(hi[g], hi[g]);
+            for (int t = 0; t < T; ++t) {
+              slo[g][t] = V::dot(slo[g][t], alo, V::sign(x8_bcast4<V>(x[t]->qs + 64 * c + 4 * p), lo[g]));
+              shi[g][t] = V::dot(shi[g][t], ahi, V::sign(x8_bcast4<V>(x[t]->qs + 64 * c + 32 + 4 * p), hi[g]));
+            }
+          }
+        } else {
+          x8k_piece_dots<V, G, T>(slo, shi, lo, hi, x, c, p);
+        }
       }
       for (int g = 0; g < G; ++g) {
-        const I sc_lo = V::load_u8_to_32(W[g]->sc[2 * c], stride), sc_hi = V::load_u8_to_32(W[g]->sc[2 * c + 1], stride);
+        // Sub-blocks 2c (low nibbles) and 2c + 1 (high)'s scales in int32 lanes.
+        I sc_lo, sc_hi;
+        if constexpr (kIq4) {
+          const I pair = V::load_s8_to_16(W[g]->sc2[c][0], stride);
+          sc_lo = x8_pair_first<V>(pair), sc_hi = x8_pair_second<V>(pair);
+        } else {
+          sc_lo = V::load_u8_to_32(W[g]->sc[2 * c], stride), sc_hi = V::load_u8_to_32(W[g]->sc[2 * c + 1], stride);
+        }
         for (int t = 0; t < T; ++t)
           isum[g][t] = V::add_32(isum[g][t], V::add_32(V::mullo_32(slo[g][t], sc_lo), V::mullo_32(shi[g][t], sc_hi)));
       }
     }
-    using E = typename V::E;
     __m256i bp[T];  // the activations' sums of 32, once for every vector of groups
-    for (int t = 0; t < T; ++t) bp[t] = x8k_pair_sums(x[t]);
+    if constexpr (!kSignTrick)
+      for (int t = 0; t < T; ++t) bp[t] = x8k_pair_sums(x[t]);
     for (int g = 0; g < G; ++g) {
-      const auto d = E::load_halves(W[g]->d, stride), dmin = E::load_halves(W[g]->dmin, stride);
+      const auto d = E::load_halves(W[g]->d, stride);
+      [[maybe_unused]] typename E::F dmin;
+      if constexpr (!kIq4) dmin = E::load_halves(W[g]->dmin, stride);
       for (int t = 0; t < T; ++t) {
-        typename E::I msum = E::zero();
-        for (int k = 0; k < 4; ++k) msum = E::madd_acc(msum, E::load_u8_to_16(W[g]->m2[k][0], stride), E::lane32(bp[t], k));
         const auto xd = E::set1_ps(x[t]->d);
-        acc[g][t] = E::fmadd(E::mul(d, xd), E::to_ps(V::fold(isum[g][t])), acc[g][t]);
-        acc[g][t] = E::fnmadd(E::mul(dmin, xd), E::to_ps(msum), acc[g][t]);
+        typename E::I si = V::fold(isum[g][t]), msum = E::zero();
+        if constexpr (kIq4) {  // the offset: 128 sum_j sc_j (sum of x over sub-block j)
+          if constexpr (!kSignTrick) {
+            for (int k = 0; k < 4; ++k) msum = E::madd_acc(msum, E::load_s8_to_16(W[g]->sc2[k][0], stride), E::lane32(bp[t], k));
+            si = E::sub_32(si, E::slli_32(msum, 7));
+          }
+          acc[g][t] = E::fmadd(E::mul(d, xd), E::to_ps(si), acc[g][t]);
+        } else {  // the mins
+          for (int k = 0; k < 4; ++k) msum = E::madd_acc(msum, E::load_u8_to_16(W[g]->m2[k][0], stride), E::lane32(bp[t], k));
+          acc[g][t] = E::fmadd(E::mul(d, xd), E::to_ps(si), acc[g][t]);
+          acc[g][t] = E::fnmadd(E::mul(dmin, xd), E::to_ps(msum), acc[g][t]);
+        }
       }
     }
   }
@@ -546,75 +584,6 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
   }
 }
 
-// ---------------------------------------------------------------- IQ4_XS
-
-// IQ4_XS groups against T Q8_K activation rows: Q4_K's pieces, the nibbles
-// looked up in iq4_levels (+ 128 for VNNI's unsigned operand: the sums then
-// carry 128 sum_j sc_j (sum of x over sub-block j), taken off per
-// super-block; signed for the sign trick).
-template <class V, int G, int T>
-inline void x8iq4_tile(const BlockIQ4_XSx8* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
-  using I = typename V::I;
-  const size_t stride = nb * sizeof(BlockIQ4_XSx8);
-  const I table = iq4_levels<V>();
-  for (size_t b = 0; b < nb; ++b) {
-    const BlockIQ4_XSx8* W[G];
-    for (int g = 0; g < G; ++g) W[g] = w + g * V::kGroups * nb + b;
-    const BlockQ8_K* x[T];
-    for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
-    I isum[G][T];
-    for (int g = 0; g < G; ++g)
-      for (int t = 0; t < T; ++t) isum[g][t] = V::zero();
-    for (int c = 0; c < 4; ++c) {
-      I slo[G][T], shi[G][T];
-      for (int g = 0; g < G; ++g)
-        for (int t = 0; t < T; ++t) slo[g][t] = shi[g][t] = V::zero();
-      #pragma GCC unroll 8
-      for (int p = 0; p < 8; p += V::kPieces) {
-        I lo[G], hi[G];
-        for (int g = 0; g < G; ++g) {
-          x8_unpack_nibbles<V>(W[g]->qs, stride, 8 * c + p, lo[g], hi[g]);
-          lo[g] = V::shuffle(table, lo[g]);
-          hi[g] = V::shuffle(table, hi[g]);
-        }
-        if constexpr (QKV_Q8_BIAS != 0) {
-          x8k_piece_dots<V, G, T>(slo, shi, lo, hi, x, c, p);
-        } else {
-          for (int g = 0; g < G; ++g) {
-            const I alo = V::sign(lo[g], lo[g]), ahi = V::sign(hi[g], hi[g]);
-            for (int t = 0; t < T; ++t) {
-              slo[g][t] = V::dot(slo[g][t], alo, V::sign(x8_bcast4<V>(x[t]->qs + 64 * c + 4 * p), lo[g]));
-              shi[g][t] = V::dot(shi[g][t], ahi, V::sign(x8_bcast4<V>(x[t]->qs + 64 * c + 32 + 4 * p), hi[g]));
-            }
-          }
-        }
-      }
-      for (int g = 0; g < G; ++g) {
-        // Sub-blocks 2c (low nibbles) and 2c + 1 (high)'s scales in int32 lanes, from the int16 pair.
-        const I pair = V::load_s8_to_16(W[g]->sc2[c][0], stride);
-        const I sc_lo = x8_pair_first<V>(pair), sc_hi = x8_pair_second<V>(pair);
-        for (int t = 0; t < T; ++t)
-          isum[g][t] = V::add_32(isum[g][t], V::add_32(V::mullo_32(slo[g][t], sc_lo), V::mullo_32(shi[g][t], sc_hi)));
-      }
-    }
-    using E = typename V::E;
-    __m256i bp[T];  // the activations' sums of 32 (VNNI's bias term), once for every vector of groups
-    for (int t = 0; t < T; ++t) bp[t] = QKV_Q8_BIAS != 0 ? x8k_pair_sums(x[t]) : _mm256_setzero_si256();
-    for (int g = 0; g < G; ++g) {
-      const auto d = E::load_halves(W[g]->d, stride);
-      for (int t = 0; t < T; ++t) {
-        typename E::I si = V::fold(isum[g][t]);
-        if constexpr (QKV_Q8_BIAS != 0) {
-          typename E::I msum = E::zero();
-          for (int k = 0; k < 4; ++k) msum = E::madd_acc(msum, E::load_s8_to_16(W[g]->sc2[k][0], stride), E::lane32(bp[t], k));
-          si = E::sub_32(si, E::slli_32(msum, 7));
-        }
-        acc[g][t] = E::fmadd(E::mul(d, E::set1_ps(x[t]->d)), E::to_ps(si), acc[g][t]);
-      }
-    }
-  }
-}
-
 // ------------------------- The 256-value types (Q2_K .. IQ4_XS): rows, GEMV, GEMM
 
 // acc[i][t] += the products of super-blocks [0, nb) of G vectors of groups
@@ -628,9 +597,7 @@ inline void x8k_tile(const Packed* w, const BlockQ8_K* x, size_t nb, typename V:
   } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) {
     static_assert(G == 1, "one vector of groups");
     x8q2_tile<V, T>(w, x, nb, acc[0]);
-  } else if constexpr (std::is_same_v<Packed, BlockIQ4_XSx8>) {
-    x8iq4_tile<V, G, T>(w, x, nb, acc);
-  } else {
+  } else {  // Q4_K, Q5_K, IQ4_XS
     x8q45_tile<V, G, T>(w, x, nb, acc);
   }
 }
