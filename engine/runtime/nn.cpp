@@ -9,7 +9,23 @@
 namespace qkv::nn {
 namespace {
 constexpr double kF = 4.0;  // bytes per float
+
+// fn(i) for each row i in [first, n), rows of `width` values, split over the
+// threads when there are enough (a prompt; one token runs here): each row is
+// computed alone, so the result depends on neither the split nor the thread
+// count.
+template <class F>
+void each_row(const ExecContext& ctx, int first, int n, size_t width, F&& fn) {
+  if (n <= first) return;
+  const size_t grain = 1 + 16384 / (width + 1);  // ~64 KiB of a row's floats per chunk, at least
+  ctx.pool.parallel_for(
+      size_t(n - first),
+      [&](size_t b, size_t e, int) {
+        for (size_t i = b; i < e; ++i) fn(first + int(i));
+      },
+      grain, ctx.n_threads);
 }
+}  // namespace
 
 void embed(const ExecContext& ctx, const Tensor& table, const int* tokens, int n, float* x) {
   const size_t dim = size_t(table.row_len()), rb = table.row_bytes();
@@ -33,7 +49,7 @@ void rmsnorm(const ExecContext& ctx, const Tensor& w, const float* x, float* out
   const Zone z(ctx.prof, Op::Rmsnorm, layer, 4.0 * rows * D, (2.0 * rows + 1.0) * D * kF, nullptr,
                ZoneShape{n - first, int64_t(dim), 0});
   const float* wp = static_cast<const float*>(w.data);
-  for (int i = first; i < n; ++i) ctx.k.rmsnorm(out + size_t(i) * dim, x + size_t(i) * dim, wp, dim, eps);
+  each_row(ctx, first, n, dim, [&](int i) { ctx.k.rmsnorm(out + size_t(i) * dim, x + size_t(i) * dim, wp, dim, eps); });
 }
 
 void rmsnorm_heads(const ExecContext& ctx, const Tensor& w, float* x, int n, int n_heads, float eps, int layer) {
@@ -42,7 +58,7 @@ void rmsnorm_heads(const ExecContext& ctx, const Tensor& w, float* x, int n, int
   const Zone z(ctx.prof, Op::Rmsnorm, layer, 4.0 * rows * D, (2.0 * rows + 1.0) * D * kF, nullptr,
                ZoneShape{n * n_heads, int64_t(hd), 0});
   const float* wp = static_cast<const float*>(w.data);
-  for (size_t r = 0; r < size_t(n) * size_t(n_heads); ++r) ctx.k.rmsnorm(x + r * hd, x + r * hd, wp, hd, eps);
+  each_row(ctx, 0, n * n_heads, hd, [&](int r) { ctx.k.rmsnorm(x + size_t(r) * hd, x + size_t(r) * hd, wp, hd, eps); });
 }
 
 void layernorm(const ExecContext& ctx, const Tensor& w, const Tensor* b, const float* x, float* out, int n, float eps,
@@ -53,7 +69,7 @@ void layernorm(const ExecContext& ctx, const Tensor& w, const Tensor* b, const f
                ZoneShape{n, int64_t(dim), 0});
   const float* wp = static_cast<const float*>(w.data);
   const float* bp = b ? static_cast<const float*>(b->data) : nullptr;
-  for (int i = 0; i < n; ++i) ctx.k.layernorm(out + size_t(i) * dim, x + size_t(i) * dim, wp, bp, dim, eps);
+  each_row(ctx, 0, n, dim, [&](int i) { ctx.k.layernorm(out + size_t(i) * dim, x + size_t(i) * dim, wp, bp, dim, eps); });
 }
 
 void add_bias(const ExecContext& ctx, const Tensor& b, float* x, int n, int layer) {
@@ -61,13 +77,13 @@ void add_bias(const ExecContext& ctx, const Tensor& b, float* x, int n, int laye
   const double N = n, D = double(dim);
   const Zone z(ctx.prof, Op::Add, layer, N * D, (2.0 * N + 1.0) * D * kF, b.name.c_str(), ZoneShape{n, int64_t(dim), 0});
   const float* bp = static_cast<const float*>(b.data);
-  for (int i = 0; i < n; ++i) ctx.k.add(x + size_t(i) * dim, bp, dim);
+  each_row(ctx, 0, n, dim, [&](int i) { ctx.k.add(x + size_t(i) * dim, bp, dim); });
 }
 
 void gelu(const ExecContext& ctx, float* x, int n, int dim, int layer) {
   const double N = n, D = dim;
   const Zone z(ctx.prof, Op::Activation, layer, 12.0 * N * D, 2.0 * N * D * kF, "gelu", ZoneShape{n, dim, 0});
-  for (int i = 0; i < n; ++i) ctx.k.gelu(x + size_t(i) * size_t(dim), size_t(dim));
+  each_row(ctx, 0, n, size_t(dim), [&](int i) { ctx.k.gelu(x + size_t(i) * size_t(dim), size_t(dim)); });
 }
 
 void scale(const ExecContext& ctx, float* x, int n, int dim, float s, int layer) {
@@ -99,17 +115,17 @@ void swiglu_split(const ExecContext& ctx, const float* gate_up, float* out, int 
   const size_t h = size_t(hidden);
   const double N = n, H = hidden;
   const Zone z(ctx.prof, Op::Activation, layer, 6.0 * N * H, 3.0 * N * H * kF, "swiglu", ZoneShape{n, hidden, 0});
-  for (size_t i = 0; i < size_t(n); ++i) {
-    float* o = out + i * h;
-    std::memcpy(o, gate_up + i * 2 * h, h * sizeof(float));
-    ctx.k.swiglu(o, gate_up + i * 2 * h + h, h);
-  }
+  each_row(ctx, 0, n, 2 * h, [&](int i) {
+    float* o = out + size_t(i) * h;
+    std::memcpy(o, gate_up + size_t(i) * 2 * h, h * sizeof(float));
+    ctx.k.swiglu(o, gate_up + size_t(i) * 2 * h + h, h);
+  });
 }
 
 void add(const ExecContext& ctx, float* x, const float* y, int n, int dim, int layer) {
   const double N = n, D = dim;
   const Zone z(ctx.prof, Op::Add, layer, N * D, 3.0 * N * D * kF, nullptr, ZoneShape{n, dim, 0});
-  for (int i = 0; i < n; ++i) ctx.k.add(x + size_t(i) * size_t(dim), y + size_t(i) * size_t(dim), size_t(dim));
+  each_row(ctx, 0, n, size_t(dim), [&](int i) { ctx.k.add(x + size_t(i) * size_t(dim), y + size_t(i) * size_t(dim), size_t(dim)); });
 }
 
 RopeTable::RopeTable(int head_dim, float base, int n_batch, RopeStyle style, const float* freq_factors)
@@ -147,10 +163,10 @@ void rope(const ExecContext& ctx, RopeTable& table, int pos, int n, int layer, f
   const Zone z(ctx.prof, Op::Rope, layer, 3.0 * N * W, 2.0 * N * W * kF, nullptr, ZoneShape{n, int64_t(qd + kd), 0});
   table.prepare(pos, n);
   const auto rotate = table.style() == RopeStyle::Neox ? ops::rope_neox : ops::rope;
-  for (int i = 0; i < n; ++i) {
+  each_row(ctx, 0, n, qd + kd, [&](int i) {
     rotate(q + size_t(i) * qd, size_t(n_q_heads), hd, table.cos(pos + i), table.sin(pos + i));
     rotate(k + size_t(i) * kd, size_t(n_k_heads), hd, table.cos(pos + i), table.sin(pos + i));
-  }
+  });
 }
 
 void swiglu_up(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
