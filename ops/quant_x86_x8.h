@@ -39,9 +39,9 @@ struct X8Ymm {
   static I load(const void* p, size_t) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
   static F load_halves(const uint16_t* p, size_t) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static I bcast4(const int8_t* p) { return QKV_ISA_NS::bcast4(p); }
-  // Pieces of a block per vector (X8Pieces of quant_x86_zmm.h: 2); the
-  // vector the float epilogue of a 256-value tile runs in, and the integer
-  // sums in it.
+  // Pieces of a block per vector (X8Pieces of quant_x86_zmm.h: 2); E, the
+  // vector a tile's float epilogue runs in; fold, the integer sums as E
+  // takes them.
   static constexpr int kPieces = 1;
   using E = X8Ymm;
   static I fold(I v) { return v; }

@@ -1,8 +1,10 @@
-// The x8 products' vector on AVX-512 (see X8Ymm in quant_x86_x8.h): two row
-// groups side by side in a zmm, group g in the low 256 bits and g + 1 (the
-// same block, `stride` bytes on) in the high ones, so one vpdpbusd serves 16
-// rows. Each lane does what X8Ymm's does, so the results are bit for bit the
-// same. Needs AVX512F/BW/VNNI; included by isa_avx512.cpp before quant_x86.h.
+// The x8 products' vectors on AVX-512 (see X8Ymm in quant_x86_x8.h). X8Zmm,
+// for a batch: two row groups side by side in a zmm, group g in the low 256
+// bits and g + 1 (the same block, `stride` bytes on) in the high ones, so
+// one vpdpbusd serves 16 rows. X8Pieces, for one token: two pieces of one
+// group's block. Each lane does what X8Ymm's does, so the results are bit
+// for bit the same. Needs AVX512F/BW/VNNI; included by isa_avx512.cpp before
+// quant_x86.h.
 #pragma once
 
 #include <immintrin.h>
@@ -85,12 +87,13 @@ struct X8Zmm {
   static void store(float* y, F v) { _mm512_storeu_ps(y, v); }
 };
 
-// One token's GEMV over a row group (quant_x86_x8.h's x8_matvec and x8k_matvec): pieces
-// P (low 256 bits) and P + 1 (high) of one block, one 64-byte load, so the
-// block's bytes are read in order (one stream). Scales and the like load
-// the group's bytes into both halves; the halves' integer sums are added
-// (fold) before the float epilogue, which runs in X8Ymm (E): exact integer
-// sums, so the same bits as X8Ymm's GEMV.
+// One token's products over a row group (quant_x86_x8.h's x8_matvec and
+// x8k_matvec): pieces P (low 256 bits) and P + 1 (high) of one block, read
+// in order (one stream from memory: two groups or two blocks side by side
+// read at half the rate on Zen 5). Scales and the like load the group's
+// bytes into both halves; the halves' integer sums are added (fold) before
+// the float epilogue, which runs in X8Ymm (E): exact integer sums, so the
+// same bits as X8Ymm's GEMV.
 struct X8Pieces : X8Zmm {
   static constexpr int kPieces = 2;
   using E = X8Ymm;
