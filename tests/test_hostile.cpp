@@ -173,6 +173,8 @@ TEST(Hostile, FifosDevicesAndDirectories) {
 
   expect_refused(cli("generate -m '" + s260 + "' -p hi -n 4 --temp 0 >/dev/full"), 1, "stdout", "generate >/dev/full");
   expect_refused(cli("bench -m '" + s260 + "' -p 4 -n 4 -r 1 -t 1 >/dev/full"), 1, "stdout", "bench >/dev/full");
+  expect_refused(cli("chat -m '" + model_path("arch/qwen3-like.gguf") + "' --temp 0 -n 4 >/dev/full <<< hi"), 1,
+                 "writing to stdout failed", "chat >/dev/full");
 }
 
 // Item 5: no logits before an evaluation: an error, not a read before the buffer.
