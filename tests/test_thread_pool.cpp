@@ -29,6 +29,33 @@ TEST(ThreadPool, CoversEveryIndexOnceInContiguousChunks) {
   }
 }
 
+// Each thread starts on its own share (thread t: the t-th of nt runs of
+// chunks), so that consecutive row-wise ops find their rows where they left
+// them. The caller holds its first chunk until the worker has begun one: that
+// one must open the worker's share, and the caller's be chunk 0.
+TEST(ThreadPool, EachThreadStartsOnItsOwnShare) {
+  ThreadPool pool(2);
+  pool.set_leave_out_helpers(false);
+  for (int job = 0; job < 20; ++job) {
+    std::atomic<long> worker_first{-1};
+    long caller_first = -1;
+    bool waited_out = false;
+    pool.parallel_for(400, [&](size_t b, size_t, int t) {
+      if (t == 1) {
+        long none = -1;
+        worker_first.compare_exchange_strong(none, long(b));
+      } else if (caller_first < 0) {
+        caller_first = long(b);
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (worker_first.load() < 0 && !(waited_out = std::chrono::steady_clock::now() > until)) std::this_thread::yield();
+      }
+    });
+    ASSERT_FALSE(waited_out) << "the worker never ran";
+    EXPECT_EQ(caller_first, 0) << "job " << job;
+    EXPECT_EQ(worker_first.load(), 200) << "job " << job;  // 4 chunks of 100: the worker's share is chunks 2 and 3
+  }
+}
+
 TEST(ThreadPool, ManyJobsInARow) {
   ThreadPool pool(3);
   std::atomic<long> sum{0};

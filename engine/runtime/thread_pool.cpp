@@ -26,7 +26,8 @@ int ThreadPool::spin_iterations() {
   return n;
 }
 
-ThreadPool::ThreadPool(int n_threads) : n_(n_threads < 1 ? 1 : n_threads), slots_(new Slot[size_t(n_)]) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_(n_threads < 1 ? 1 : n_threads), slots_(new Slot[size_t(n_)]), shares_(new Share[size_t(n_)]) {
   spin_iterations();  // calibrated before any job
   threads_.reserve(size_t(n_ - 1));
   try {
@@ -59,14 +60,22 @@ void ThreadPool::wake(Slot& s, uint64_t ticket) {
 
 size_t ThreadPool::work(int thread) {
   size_t ran = 0;
-  for (size_t c; (c = next_chunk_.fetch_add(1, std::memory_order_relaxed)) < job_.chunks; ++ran) job_.call(job_.ctx, c, thread);
+  const int nt = job_threads_;
+  for (int k = 0; k < nt; ++k) {
+    Share& s = shares_[size_t((thread + k) % nt)];
+    for (size_t c; (c = s.next.fetch_add(1, std::memory_order_relaxed)) < s.end; ++ran) job_.call(job_.ctx, c, thread);
+  }
   return ran;
 }
 
 void ThreadPool::run(Job job, int nt) {
   job_ = job;
   const uint64_t number = ++job_number_ & 0xffffffffu;
-  next_chunk_.store(0, std::memory_order_relaxed);
+  job_threads_ = nt;
+  for (int t = 0; t < nt; ++t) {
+    shares_[size_t(t)].next.store(job.chunks * size_t(t) / size_t(nt), std::memory_order_relaxed);
+    shares_[size_t(t)].end = job.chunks * size_t(t + 1) / size_t(nt);
+  }
   state_.store(number << 32 | kOpen, std::memory_order_release);  // publishes job_ to those who join
   for (int i = 1; i < nt; ++i) wake(slots_[i], number);
   using clock = std::chrono::steady_clock;

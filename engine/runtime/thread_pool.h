@@ -5,11 +5,14 @@
 // threads wakes workers 1..t-1 only, each through its own slot.
 //
 // parallel_for splits [0, n) into fixed contiguous chunks (two per thread
-// where the grain allows), and the threads claim them one at a time: a
-// worker that the OS has not scheduled yet (a loaded machine) leaves its
-// chunks to the others instead of holding everyone at the end of the op. A
-// chunk is computed by one thread in one order, so what each index computes
-// never depends on the thread count or on who ran it.
+// where the grain allows), and the threads claim them one at a time: each
+// its own share first (thread t: the t-th of nt contiguous runs of chunks,
+// so that consecutive row-wise ops find their rows in their own core's
+// cache), then what is left of the others': a worker that the OS has not
+// scheduled yet (a loaded machine) leaves its chunks to the others instead
+// of holding everyone at the end of the op. A chunk is computed by one
+// thread in one order, so what each index computes never depends on the
+// thread count or on who ran it.
 #pragma once
 
 #include <algorithm>
@@ -152,7 +155,8 @@ class ThreadPool {
   // when every chunk is done and no worker touches the job any more.
   void run(Job job, int nt);
   void worker(int index);
-  // Claims and runs chunks until none is left; returns how many it ran.
+  // Claims and runs chunks until none is left (its own share, then the
+  // others'); returns how many it ran.
   size_t work(int thread);
 
   // Worker i's mailbox: the number of the job it is asked to join (or, past
@@ -180,7 +184,13 @@ class ThreadPool {
   Job job_{nullptr, nullptr, 0};
   uint64_t job_number_ = 0;
   alignas(64) std::atomic<uint64_t> state_{0};
-  alignas(64) std::atomic<size_t> next_chunk_{0};
+  // Thread t's share of the job's chunks: [next, end), claimed from the front.
+  struct alignas(64) Share {
+    std::atomic<size_t> next{0};
+    size_t end = 0;
+  };
+  std::unique_ptr<Share[]> shares_;  // [n_]
+  int job_threads_ = 1;
   std::atomic<bool> stop_{false};
   HelperRecord record_;  // caller's thread only
   bool leave_out_ = true;
