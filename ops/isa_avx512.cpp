@@ -28,12 +28,19 @@ inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
 #define QKV_Q8_BIAS 128
 #include "ops/quant_x86_zmm.h"
 #include "ops/quant_x86.h"
+#include "ops/quantize_act_zmm.h"
+#include "ops/transpose_zmm.h"
 
 #include "ops/platform.h"
 
 const qkv::ops::Kernels& qkv::ops::avx512_kernels() {
   static const Kernels k = [] {
     Kernels t = isa_avx512::table("avx512");
+    t.quantize_q8_0 = isa_avx512::quantize_q8_0_zmm;
+    t.quantize_q8_1 = isa_avx512::quantize_q8_1_zmm;
+    t.quantize_q8_K = isa_avx512::quantize_q8_K_zmm;
+    t.transpose_f32 = isa_avx512::transpose_f32_zmm;
+    t.transpose_f32_to_f16 = isa_avx512::transpose_f32_to_f16_zmm;
     if (cpu_features().avx512_bf16) t.bf16 = avx512bf16_products();
     return t;
   }();
