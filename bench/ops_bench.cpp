@@ -204,6 +204,22 @@ void quantize_act(benchmark::State& st, const Kernels* k, bool kquant, size_t n)
   set_rates(st, 0, 4.0 * double(n));
 }
 
+// A span of 64 tokens' keys (one KV head of width hd, rows kv_dim = 8 hd
+// apart) into a K panel, as the KV cache's store writes them.
+void key_panel(benchmark::State& st, const Kernels* k, bool f16, size_t hd) {
+  const size_t T = qkv::ops::kAttnTile, lds = 8 * hd;
+  const auto src = randn(T * lds);
+  std::vector<float> out(hd * T);
+  std::vector<uint16_t> out16(hd * T);
+  for (auto _ : st) {
+    if (f16) k->transpose_f32_to_f16(src.data(), lds, out16.data(), T, T, hd);
+    else k->transpose_f32(src.data(), lds, out.data(), T, T, hd);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::DoNotOptimize(out16.data());
+  }
+  set_rates(st, 0, double(T * hd) * (4.0 + (f16 ? 2.0 : 4.0)));
+}
+
 void softmax(benchmark::State& st, const Kernels* k, size_t n) {
   const auto src = randn(n);
   std::vector<float> x(n);
@@ -418,6 +434,11 @@ int register_all() {
                                         "/hd" + std::to_string(hd) + "/depth4096")
                                            .c_str(),
                                        attention_stream, k, hd, size_t(4096), f16, total);
+    for (bool f16 : {false, true})
+      for (size_t hd : {size_t(64), size_t(128)})
+        benchmark::RegisterBenchmark(
+            ("key_panel/" + std::string(f16 ? "f16/" : "f32/") + isa + "/hd" + std::to_string(hd)).c_str(), key_panel, k,
+            f16, hd);
     for (size_t n : {768, 2048}) {
       benchmark::RegisterBenchmark(("quantize_act/q8_0/" + isa + "/" + std::to_string(n)).c_str(), quantize_act, k, false, n);
       benchmark::RegisterBenchmark(("quantize_act/q8_K/" + isa + "/" + std::to_string(n)).c_str(), quantize_act, k, true, n);

@@ -200,6 +200,12 @@ struct Kernels {
   void (*attention_values_f16)(const AttentionRows& r, const uint16_t* v, size_t head_dim, size_t t0, size_t t1,
                                const float* s, size_t lds, float* scratch);
 
+  // A block of keys into the K cache's panel layout: dst[c * ldd + r] =
+  // src[r * lds + c] for r < rows (positions), c < cols (head dimensions);
+  // the f16 form rounds each value as f32_to_f16 does.
+  void (*transpose_f32)(const float* src, size_t lds, float* dst, size_t ldd, size_t rows, size_t cols);
+  void (*transpose_f32_to_f16)(const float* src, size_t lds, uint16_t* dst, size_t ldd, size_t rows, size_t cols);
+
   // Quantized weights (ops/quant.h blocks) against activations quantized to
   // the blocks the weight type takes (Q8_0 for Q8_0/Q4_0, Q8_K for the
   // K-quants; xq: M rows of n / block values blocks): integer dot products

@@ -277,6 +277,16 @@ void round_f16_ref(const float* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(f32_to_f16(src[i]));
 }
 
+void transpose_f32_ref(const float* src, size_t lds, float* dst, size_t ldd, size_t rows, size_t cols) {
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+
+void transpose_f32_to_f16_ref(const float* src, size_t lds, uint16_t* dst, size_t ldd, size_t rows, size_t cols) {
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c = 0; c < cols; ++c) dst[c * ldd + r] = f32_to_f16(src[r * lds + c]);
+}
+
 void f32_to_f16_ref(const float* src, uint16_t* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
@@ -325,6 +335,8 @@ const Kernels& reference_kernels() {
     t.add = add_ref;
     t.f16_to_f32 = f16_to_f32_ref;
     t.f32_to_f16 = f32_to_f16_ref;
+    t.transpose_f32 = transpose_f32_ref;
+    t.transpose_f32_to_f16 = transpose_f32_to_f16_ref;
     t.attention_f32 = attention_f32_ref;
     t.attention_scores_f16 = attention_scores_f16_ref;
     t.attention_values_f16 = attention_values_f16_ref;

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "ops/ops.h"
 
@@ -797,6 +798,30 @@ inline void round_f16_n(const float* src, float* dst, size_t n) {
   for (; i < n; ++i) dst[i] = f16_to_f32(f32_to_f16(src[i]));
 }
 
+// Keys into the K cache's panels, the portable way: row by row (reads in
+// order, writes ldd apart), each piece of a row converted to f16 in vectors
+// first. (Column by column, the reads lds apart alias in L1 at wide rows and
+// run 2-6 times slower.)
+template <class Out>
+inline void transpose_columns(const float* src, size_t lds, Out* dst, size_t ldd, size_t rows, size_t cols) {
+  constexpr size_t kPiece = 64;
+  alignas(64) Out piece[kPiece];
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c0 = 0; c0 < cols; c0 += kPiece) {
+      const size_t n = std::min(kPiece, cols - c0);
+      const Out* p = piece;
+      if constexpr (std::is_same_v<Out, float>) p = src + r * lds + c0;
+      else f32_to_f16_n(src + r * lds + c0, piece, n);
+      for (size_t c = 0; c < n; ++c) dst[(c0 + c) * ldd + r] = p[c];
+    }
+}
+inline void transpose_f32_n(const float* src, size_t lds, float* dst, size_t ldd, size_t rows, size_t cols) {
+  transpose_columns(src, lds, dst, ldd, rows, cols);
+}
+inline void transpose_f32_to_f16_n(const float* src, size_t lds, uint16_t* dst, size_t ldd, size_t rows, size_t cols) {
+  transpose_columns(src, lds, dst, ldd, rows, cols);
+}
+
 inline void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
   size_t i = 0;
   for (; i + W <= n; i += W) load_f16(src + i).store_unaligned(dst + i);
@@ -858,6 +883,8 @@ inline const Kernels& table(const char* name) {
     t.add = add;
     t.f16_to_f32 = f16_to_f32_n;
     t.f32_to_f16 = f32_to_f16_n;
+    t.transpose_f32 = transpose_f32_n;
+    t.transpose_f32_to_f16 = transpose_f32_to_f16_n;
     t.attention_f32 = attention_f32;
     t.attention_scores_f16 = attention_scores_f16;
     t.attention_values_f16 = attention_values_f16;

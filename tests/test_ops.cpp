@@ -557,6 +557,33 @@ TEST_P(OpsTest, F32ToF16) {
   }
 }
 
+// Blocks of keys into the cache's panels: whole 16 x 16 tiles, edges in both
+// directions, one row, one column, rows and columns far apart (the source a
+// slice of wider rows, the destination panels of 64), every other value left
+// alone; the f16 form rounds as f32_to_f16 does.
+TEST_P(OpsTest, TransposeIntoKeyPanels) {
+  const size_t lds = 70, ldd = 64;
+  const std::vector<float> src = randn(64 * lds, 31);
+  for (auto [rows, cols] : std::vector<std::pair<size_t, size_t>>{
+           {64, 64}, {1, 64}, {64, 1}, {1, 1}, {17, 33}, {15, 70}, {48, 16}, {3, 7}}) {
+    std::vector<float> want(cols * ldd, -3.0f), got(cols * ldd, -3.0f);
+    std::vector<uint16_t> want16(cols * ldd, 0x7777), got16(cols * ldd, 0x7777);
+    ref().transpose_f32(src.data(), lds, want.data(), ldd, rows, cols);
+    k().transpose_f32(src.data(), lds, got.data(), ldd, rows, cols);
+    ref().transpose_f32_to_f16(src.data(), lds, want16.data(), ldd, rows, cols);
+    k().transpose_f32_to_f16(src.data(), lds, got16.data(), ldd, rows, cols);
+    for (size_t c = 0; c < cols; ++c)
+      for (size_t r = 0; r < ldd; ++r) {
+        const float expect = r < rows ? src[r * lds + c] : -3.0f;
+        ASSERT_EQ(want[c * ldd + r], expect) << rows << "x" << cols << " r " << r << " c " << c;
+        ASSERT_EQ(got[c * ldd + r], expect) << k().isa << " " << rows << "x" << cols << " r " << r << " c " << c;
+        const uint16_t expect16 = r < rows ? ops::f32_to_f16(src[r * lds + c]) : uint16_t(0x7777);
+        ASSERT_EQ(want16[c * ldd + r], expect16) << rows << "x" << cols << " r " << r << " c " << c;
+        ASSERT_EQ(got16[c * ldd + r], expect16) << k().isa << " " << rows << "x" << cols << " r " << r << " c " << c;
+      }
+  }
+}
+
 TEST_P(OpsTest, F16ToF32) {
   std::vector<uint16_t> h(70000 % 65536 + 3);
   for (size_t i = 0; i < h.size(); ++i) h[i] = uint16_t(i * 7919u);

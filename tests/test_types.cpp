@@ -138,6 +138,7 @@ TEST(KernelTables, NoEntryIsNull) {
         reinterpret_cast<const void*>(t.add),           reinterpret_cast<const void*>(t.attention_f32),
         reinterpret_cast<const void*>(t.f16_to_f32),    reinterpret_cast<const void*>(t.attention_scores_f16),
         reinterpret_cast<const void*>(t.attention_values_f16), reinterpret_cast<const void*>(t.f32_to_f16),
+        reinterpret_cast<const void*>(t.transpose_f32), reinterpret_cast<const void*>(t.transpose_f32_to_f16),
         reinterpret_cast<const void*>(t.quantize_q8_0), reinterpret_cast<const void*>(t.quantize_q8_K),
         reinterpret_cast<const void*>(t.fma_peak),      reinterpret_cast<const void*>(t.layernorm),
         reinterpret_cast<const void*>(t.gelu),          reinterpret_cast<const void*>(t.geglu),

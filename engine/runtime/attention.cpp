@@ -95,7 +95,6 @@ KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
     s.o.resize(max_rows_ * ldv_);
     s.kernel.resize(ops::attention_scratch(max_rows_, size_t(d_.head_dim)));
     if (f16) s.scores = ZeroedMemory(max_rows_ * n_tiles_ * ops::kAttnTile * sizeof(float));
-    s.stage.resize(2 * ops::kAttnTile * size_t(d_.kv_dim()));
   }
   partial_.resize(size_t(d_.n_heads) * chunks * (ldv_ + 2));
   if (f16) scores_ = ZeroedMemory(size_t(d_.n_heads) * n_tiles_ * ops::kAttnTile * sizeof(float));
@@ -109,39 +108,34 @@ void KVCache::store(const ExecContext& ctx, int layer, int pos, int n, const flo
   const Zone z(ctx.prof, Op::KvStore, layer, 0.0, 4.0 * double(n) * double(kvd) * 4.0, nullptr,
                ZoneShape{n, int64_t(kvd), 0});
   // Tasks: spans of the tokens, each span those of one K panel (at most T).
-  // A task converts its tokens' keys and values (whole rows: every head at
-  // once) into its thread's stage, then writes each head's keys down the
-  // panel's columns (each column one run of the span's positions) and copies
-  // its values into their rows.
+  // A task writes each head's keys down the panel's columns (a transposed
+  // block: each column one run of the span's positions) and copies its
+  // values into their rows, converted to f16 with the f16 cache.
   const size_t first_span = std::min(size_t(n), T - size_t(pos) % T);
   const size_t spans = 1 + (size_t(n) - first_span + T - 1) / T;
-  auto task = [&](auto elem, size_t span, int thread) {
+  auto task = [&](auto elem, size_t span) {
     using E = decltype(elem);  // float or uint16_t
     const size_t i0 = span == 0 ? 0 : first_span + (span - 1) * T, i1 = std::min(size_t(n), span == 0 ? first_span : i0 + T);
     const size_t p0 = size_t(pos) + i0, len = i1 - i0;
-    E* ks = reinterpret_cast<E*>(scratch_[size_t(thread)].stage.data());  // (len, kvd) keys, then values
-    E* vs = ks + T * kvd;
-    if constexpr (std::is_same_v<E, uint16_t>) {
-      ctx.k.f32_to_f16(k + i0 * kvd, ks, len * kvd);
-      ctx.k.f32_to_f16(v + i0 * kvd, vs, len * kvd);
-    } else {
-      std::copy_n(k + i0 * kvd, len * kvd, ks);
-      std::copy_n(v + i0 * kvd, len * kvd, vs);
-    }
     for (size_t h = 0; h < nkv; ++h) {
+      const float* kh = k + i0 * kvd + h * hd;  // (len, hd), rows kvd apart
       E* key = kt<E>(layer, int(h), p0 / split_) + k_index(p0, 0);
-      for (size_t c = 0; c < hd; ++c)
-        for (size_t u = 0; u < len; ++u) key[c * T + u] = ks[u * kvd + h * hd + c];
-      for (size_t u = 0; u < len; ++u)
-        std::copy_n(vs + u * kvd + h * hd, hd, vr<E>(layer, int(h), (p0 + u) / split_) + v_index(p0 + u));
+      if constexpr (std::is_same_v<E, uint16_t>) ctx.k.transpose_f32_to_f16(kh, kvd, key, T, len, hd);
+      else ctx.k.transpose_f32(kh, kvd, key, T, len, hd);
+      for (size_t u = 0; u < len; ++u) {
+        const float* vh = v + (i0 + u) * kvd + h * hd;
+        E* row = vr<E>(layer, int(h), (p0 + u) / split_) + v_index(p0 + u);
+        if constexpr (std::is_same_v<E, uint16_t>) ctx.k.f32_to_f16(vh, row, hd);
+        else std::copy_n(vh, hd, row);
+      }
     }
   };
   ctx.pool.parallel_for(
       spans,
-      [&](size_t b, size_t e, int thread) {
+      [&](size_t b, size_t e, int) {
         for (size_t span = b; span < e; ++span) {
-          if (f16_) task(uint16_t(), span, thread);
-          else task(float(), span, thread);
+          if (f16_) task(uint16_t(), span);
+          else task(float(), span);
         }
       },
       1 + 16384 / (std::min(size_t(n), T) * kvd * 2), ctx.n_threads);

@@ -110,7 +110,6 @@ class KVCache {
     std::vector<int32_t> lo, hi;
     std::vector<float> m, l, o, kernel;
     ZeroedMemory scores;  // f16 cache: (max_rows_, n_ctx) the block's scores between the two phases
-    std::vector<float> stage;  // store: one span's keys and values, 2 x (kAttnTile, kv_dim) floats or halves
   };
 
   AttentionDims d_;
