@@ -528,26 +528,40 @@ constexpr size_t score_cols() {
 
 inline float round_f16(float x) { return f16_to_f32(f32_to_f16(x)); }
 
-// s (RM rows of kAttnTile, row stride lds) = q (RM, hd) . the panel's keys.
-template <int RM, class T>
-inline void tile_scores(const float* q, size_t hd, const T* panel, float* s, size_t lds) {
-  constexpr size_t CN = score_cols<RM>();
-  for (size_t c = 0; c < kTileVecs; c += CN) {
-    vf acc[RM][CN];
-    for (int r = 0; r < RM; ++r)
-      for (size_t j = 0; j < CN; ++j) acc[r][j] = vf(0.0f);
-    for (size_t i = 0; i < hd; ++i) {
-      const T* kp = panel + i * kAttnTile + c * W;
-      vf kv[CN];
-      for (size_t j = 0; j < CN; ++j) kv[j] = load(kp + j * W);
-      for (int r = 0; r < RM; ++r) {
-        const vf qb(q[size_t(r) * hd + i]);
-        for (size_t j = 0; j < CN; ++j) acc[r][j] = fmadd(qb, kv[j], acc[r][j]);
-      }
+// s (RM rows, row stride lds) = q (RM, hd) . the panel's keys, key vectors
+// [c, c + CN).
+template <int RM, size_t CN, class T>
+inline void tile_score_cols(const float* q, size_t hd, const T* panel, float* s, size_t lds, size_t c) {
+  vf acc[RM][CN];
+  for (int r = 0; r < RM; ++r)
+    for (size_t j = 0; j < CN; ++j) acc[r][j] = vf(0.0f);
+  for (size_t i = 0; i < hd; ++i) {
+    const T* kp = panel + i * kAttnTile + c * W;
+    vf kv[CN];
+    for (size_t j = 0; j < CN; ++j) kv[j] = load(kp + j * W);
+    for (int r = 0; r < RM; ++r) {
+      const vf qb(q[size_t(r) * hd + i]);
+      for (size_t j = 0; j < CN; ++j) acc[r][j] = fmadd(qb, kv[j], acc[r][j]);
     }
-    for (int r = 0; r < RM; ++r)
-      for (size_t j = 0; j < CN; ++j) acc[r][j].store_unaligned(s + size_t(r) * lds + (c + j) * W);
   }
+  for (int r = 0; r < RM; ++r)
+    for (size_t j = 0; j < CN; ++j) acc[r][j].store_unaligned(s + size_t(r) * lds + (c + j) * W);
+}
+
+// Key vectors [c, nvec) in steps of CN, the rest in halving steps.
+template <int RM, size_t CN, class T>
+inline void tile_score_cols_upto(const float* q, size_t hd, const T* panel, float* s, size_t lds, size_t c, size_t nvec) {
+  for (; c + CN <= nvec; c += CN) tile_score_cols<RM, CN>(q, hd, panel, s, lds, c);
+  if constexpr (CN > 1)
+    if (c < nvec) tile_score_cols_upto<RM, CN / 2>(q, hd, panel, s, lds, c, nvec);
+}
+
+// s (RM rows of kAttnTile, row stride lds) = q (RM, hd) . the panel's keys,
+// the first nvec key vectors only (those the rows see; each score is the
+// same chain over hd whatever the others are).
+template <int RM, class T>
+inline void tile_scores(const float* q, size_t hd, const T* panel, float* s, size_t lds, size_t nvec = kTileVecs) {
+  tile_score_cols_upto<RM, score_cols<RM>()>(q, hd, panel, s, lds, 0, nvec);
 }
 
 // o (RM, ldo) += p (RM rows, stride lds; columns [j0, j1)) . v rows j0..j1-1,
@@ -597,16 +611,29 @@ inline void by_row_blocks(size_t rows, A&&... a) {
   }
 }
 
+// Where row r's visible keys end in the tile at `tile` (keys before t1),
+// relative to the tile: 0 when it sees none of them.
+inline size_t row_end(const AttentionRows& R, size_t r, size_t tile, size_t t1) {
+  const size_t e = std::min({size_t(std::max(R.hi[r], 0)), t1, tile + kAttnTile});
+  return e > tile ? e - tile : 0;
+}
+
+// Key vectors covering [0, end).
+inline size_t vecs_to(size_t end) { return (end + W - 1) / W; }
+
 // Scales, caps and masks one row of a tile's scores (visible [lo, hi)
 // relative to the tile; -inf elsewhere); returns the row's maximum (-inf
-// when nothing is visible).
+// when nothing is visible). Scores past hi's vector may never have been
+// computed (a causal tile's block of rows stops there): they are only
+// overwritten.
 inline float scale_and_mask(float* s, size_t lo, size_t hi, float scale, float cap) {
   if (lo >= hi) {
     for (size_t j = 0; j < kAttnTile; ++j) s[j] = -INFINITY;
     return -INFINITY;
   }
+  const size_t n = vecs_to(hi) * W;
   const vf vs(scale);
-  for (size_t j = 0; j < kAttnTile; j += W) {
+  for (size_t j = 0; j < n; j += W) {
     vf x = load(s + j) * vs;
     if (cap > 0.0f) x = vf(cap) * xsimd::tanh(x / vf(cap));
     x.store_unaligned(s + j);
@@ -614,7 +641,7 @@ inline float scale_and_mask(float* s, size_t lo, size_t hi, float scale, float c
   for (size_t j = 0; j < lo; ++j) s[j] = -INFINITY;
   for (size_t j = hi; j < kAttnTile; ++j) s[j] = -INFINITY;
   vf mx(-INFINITY);
-  for (size_t j = 0; j < kAttnTile; j += W) mx = xsimd::max(mx, load(s + j));
+  for (size_t j = 0; j < n; j += W) mx = xsimd::max(mx, load(s + j));
   return reduce_max(mx);
 }
 
@@ -632,11 +659,13 @@ inline void softmax_row(float* s, size_t lo, size_t hi, float scale, float cap, 
   const float m_new = bm > *m ? bm : *m;
   const vf vm(m_new);
   vf sum(0.0f);
-  for (size_t j = 0; j < kAttnTile; j += W) {
+  const size_t n = vecs_to(hi) * W;  // past it every exp is 0
+  for (size_t j = 0; j < n; j += W) {
     const vf e = xsimd::exp(load(s + j) - vm);
     e.store_unaligned(s + j);
     sum += e;
   }
+  for (size_t j = n; j < kAttnTile; j += W) vf(0.0f).store_unaligned(s + j);
   if (m_new > *m) {  // rescale what came before (nothing, the first time)
     const float corr = std::exp(*m - m_new);
     *l *= corr;
@@ -656,6 +685,14 @@ struct AttentionTile {
   const T* v;      // value row of the tile's first key
   size_t hd, ldv, j0, j1;
   size_t lds = kAttnTile;  // row stride of s
+  size_t tile = 0, t1 = 0;  // the tile's first key; the end of the range
+  // The keys rows [r, r + RM) see end before this (relative to the tile):
+  // past it, a causal tile's scores and weights are not needed.
+  size_t block_end(size_t r, int RM) const {
+    size_t e = 0;
+    for (size_t i = r; i < r + size_t(RM); ++i) e = std::max(e, row_end(R, i, tile, t1));
+    return e;
+  }
 };
 
 template <class T>
@@ -663,7 +700,8 @@ struct ScoreRows {
   template <int RM>
   struct F {
     static void run(size_t r, const AttentionTile<T>& a) {
-      tile_scores<RM>(a.q + r * a.hd, a.hd, a.panel, a.s + r * a.lds, a.lds);
+      const size_t nvec = vecs_to(a.block_end(r, RM));
+      if (nvec) tile_scores<RM>(a.q + r * a.hd, a.hd, a.panel, a.s + r * a.lds, a.lds, nvec);
     }
   };
 };
@@ -673,7 +711,8 @@ struct ValueRows {
   template <int RM>
   struct F {
     static void run(size_t r, const AttentionTile<T>& a) {
-      tile_values<RM>(a.s + r * a.lds, a.lds, a.v, a.ldv, a.j0, a.j1, a.R.o + r * a.R.ldo, a.R.ldo);
+      const size_t j1 = std::min(a.j1, a.block_end(r, RM));  // the weights past it are all 0
+      if (a.j0 < j1) tile_values<RM>(a.s + r * a.lds, a.lds, a.v, a.ldv, a.j0, j1, a.R.o + r * a.R.ldo, a.R.ldo);
     }
   };
 };
@@ -721,6 +760,7 @@ inline void attention_f32(const AttentionRows& R, const float* kt, const float* 
   gather_rows<float>(R, hd, t0, t1, qs, &lo, &hi);
   for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
     AttentionTile<float> a{R, qs, s, kt + (tile - t0) / kAttnTile * hd * kAttnTile, v + (tile - t0) * ldv, hd, ldv, 0, 0};
+    a.tile = tile, a.t1 = t1;
     by_row_blocks<ScoreRows<float>::template F>(rows, a);
     a.j0 = std::max(lo, tile) - tile;
     a.j1 = std::min(hi, tile + kAttnTile) - tile;
@@ -744,6 +784,7 @@ inline void attention_scores_f16(const AttentionRows& R, const uint16_t* kt, siz
   for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
     float* st = s + (tile - t0);
     AttentionTile<uint16_t> a{R, qs, st, kt + (tile - t0) / kAttnTile * hd * kAttnTile, nullptr, hd, 0, 0, 0, lds};
+    a.tile = tile, a.t1 = t1;
     by_row_blocks<ScoreRows<uint16_t>::template F>(rows, a);
     for (size_t r = 0; r < rows; ++r) {
       size_t rl, rh;
@@ -754,7 +795,7 @@ inline void attention_scores_f16(const AttentionRows& R, const uint16_t* kt, siz
       const float m_new = bm > R.m[r] ? bm : R.m[r];
       const vf vm(m_new);
       vf sum(0.0f);
-      for (size_t j = 0; j < kAttnTile; j += W) sum += xsimd::exp(load(sr + j) - vm);
+      for (size_t j = 0; j < vecs_to(rh) * W; j += W) sum += xsimd::exp(load(sr + j) - vm);  // past it: exp(-inf)
       R.l[r] = R.l[r] * std::exp(R.m[r] - m_new) + reduce_add(sum);
       R.m[r] = m_new;
     }
@@ -778,10 +819,13 @@ inline void attention_values_f16(const AttentionRows& R, const uint16_t* v, size
         continue;
       }
       const vf vm(R.m[r]), inv(1.0f / R.l[r]);
-      for (size_t j = 0; j < kAttnTile; j += W) round_to_f16(xsimd::exp(load(sr + j) - vm) * inv).store_unaligned(pr + j);
+      const size_t n = vecs_to(row_end(R, r, tile, t1)) * W;  // past it: s is -inf, p 0
+      for (size_t j = 0; j < n; j += W) round_to_f16(xsimd::exp(load(sr + j) - vm) * inv).store_unaligned(pr + j);
+      for (size_t j = n; j < kAttnTile; j += W) vf(0.0f).store_unaligned(pr + j);
     }
     AttentionTile<uint16_t> a{R, nullptr, p, nullptr, v + (tile - t0) * ldv, hd, ldv, std::max(lo, tile) - tile,
                               std::min(hi, tile + kAttnTile) - tile};
+    a.tile = tile, a.t1 = t1;
     by_row_blocks<ValueRows<uint16_t>::template F>(rows, a);
   }
 }
