@@ -285,8 +285,11 @@ struct BlockQ2_Kx8 {
 };
 static_assert(sizeof(BlockQ2_Kx8) == 8 * sizeof(BlockQ2_K), "Q2_K x8 group: 8 super-blocks, the file's bytes");
 // Q3_K likewise, each value's 3 bits as one unsigned level (value + 4) in a
-// nibble, qs as Q4_Kx8's (4 bits a value: a third more bytes than the file's,
-// for products without bit gathering); sc2 as Q6_Kx8's (after the -32).
+// nibble (4 bits a value: a third more bytes than the file's, for products
+// without bit gathering), in 32 pieces of 32 bytes: piece P holds values 8P
+// .. 8P + 7 of each row, so a 16-value sub-block (one scale) is two pieces:
+// byte 32P + 4r + i, the low nibble value 8P + i, the high one 8P + 4 + i.
+// sc2 as Q6_Kx8's (after the -32).
 struct BlockQ3_Kx8 {
   uint16_t d[8];
   int8_t sc2[8][8][2];
@@ -295,11 +298,12 @@ struct BlockQ3_Kx8 {
 static_assert(sizeof(BlockQ3_Kx8) == 1168, "Q3_K x8 group: 8 super-blocks, levels in nibbles, unpacked scales");
 // Q6_K likewise, its bytes in the order the product reads them (one stream
 // from memory): each value's low 4 bits and its 2 high bits in one of 8
-// quads of 192 bytes. Value v = 64c + 32h + 4p + i (h = 0, 1; p < 8; i < 4)
-// of row r is in quad u = 2c + p / 4, k = p % 4: its low bits in byte 64 +
-// 32k + 4r + i (the low nibble for h = 0, as Q4_Kx8's piece 8c + p), its
-// high bits in bits 2k, 2k + 1 of byte 32h + 4r + i. sc2[k][r]: row r's
-// scales of sub-blocks 2k and 2k + 1 (a pair, for 16-bit multiply-adds).
+// quads of 192 bytes, each quad 4 of Q3_Kx8's pieces (values 8P .. 8P + 7,
+// P = 4u + k; a sub-block is two pieces): value 8P + 4h + i (h = 0, 1; i <
+// 4) of row r has its low bits in byte 64 + 32k + 4r + i of quad u (the low
+// nibble for h = 0), its high bits in bits 2k, 2k + 1 of byte 32h + 4r + i.
+// sc2[k][r]: row r's scales of sub-blocks 2k and 2k + 1 (a pair, for 16-bit
+// multiply-adds).
 struct BlockQ6_Kx8 {
   uint16_t d[8];
   int8_t sc2[8][8][2];

@@ -440,7 +440,7 @@ void repack_x8(const BlockQ5_K* w, BlockQ5_Kx8* out, size_t rows, size_t n) {
 
 
 static Q6x8Place q6_K_x8_place(int r, int v) {
-  const int c = v / 64, h = (v % 64) / 32, p = (v % 32) / 4, i = v % 4, u = 2 * c + p / 4, k = p % 4;
+  const int P = v / 8, h = (v % 8) / 4, i = v % 4, u = P / 4, k = P % 4;
   return {192 * u + 64 + 32 * k + 4 * r + i, 4 * h, 192 * u + 32 * h + 4 * r + i, 2 * k};
 }
 
@@ -460,17 +460,16 @@ void repack_x8(const BlockQ6_K* w, BlockQ6_Kx8* out, size_t rows, size_t n) {
         o[96] = uint8_t((ql[l + 32] >> 4) | (((h >> 6) & 3) << 4));
       }
     // Byte by byte, as q6_K_x8_place says.
-    for (int c = 0; c < 4; ++c)
-      for (int pc = 0; pc < 8; ++pc) {
-        uint8_t* q = p.quads[2 * c + pc / 4];
-        const int k = pc % 4;
-        for (int i = 0; i < 4; ++i) {
-          const int lo = L[64 * c + 4 * pc + i], hi = L[64 * c + 32 + 4 * pc + i];
-          q[64 + 32 * k + 4 * r + i] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
-          q[4 * r + i] = uint8_t(q[4 * r + i] | ((lo >> 4) << (2 * k)));
-          q[32 + 4 * r + i] = uint8_t(q[32 + 4 * r + i] | ((hi >> 4) << (2 * k)));
-        }
+    for (int P = 0; P < 32; ++P) {
+      uint8_t* q = p.quads[P / 4];
+      const int k = P % 4;
+      for (int i = 0; i < 4; ++i) {
+        const int lo = L[8 * P + i], hi = L[8 * P + 4 + i];
+        q[64 + 32 * k + 4 * r + i] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
+        q[4 * r + i] = uint8_t(q[4 * r + i] | ((lo >> 4) << (2 * k)));
+        q[32 + 4 * r + i] = uint8_t(q[32 + 4 * r + i] | ((hi >> 4) << (2 * k)));
       }
+    }
   });
 }
 

@@ -256,7 +256,7 @@ inline void qacc_add(QAcc& a, const BlockIQ4_XS& w, const BlockQ8_K& x) {
 namespace qkv::ops {
 
 namespace {
-// Value v's nibble in a BlockIQ4_XSx8 or BlockQ3_Kx8 (Q4_Kx8's order): byte, shift.
+// Value v's nibble in a BlockIQ4_XSx8 (Q4_Kx8's order): byte, shift.
 std::pair<int, int> iq4_xs_x8_place(int r, int v) {
   const int c = v / 64, h = (v % 64) / 32, p = (v % 32) / 4, i = v % 4;
   return {4 * (8 * (8 * c + p) + r) + i, 4 * h};
@@ -278,6 +278,13 @@ void repack_x8(const BlockIQ4_XS* w, BlockIQ4_XSx8* out, size_t rows, size_t n) 
 }
 
 namespace {
+// Value v's nibble in a BlockQ3_Kx8 (piece v / 8; the low nibbles its first
+// four values): byte, shift.
+std::pair<int, int> q3_K_x8_place(int r, int v) {
+  const int P = v / 8, h = (v % 8) / 4, i = v % 4;
+  return {4 * (8 * P + r) + i, 4 * h};
+}
+
 // Value v's 2 bits in a BlockQ2_Kx8: byte, shift.
 std::pair<int, int> q2_K_x8_place(int r, int v) {
   const int s = v / 64, P = (v % 64) / 4, i = v % 4;
@@ -314,7 +321,8 @@ void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8* out, size_t rows, size_t n) {
         for (int l = 0; l < 32; ++l)
           L[128 * half + 32 * s2 + l] = uint8_t(((src.qs[32 * half + l] >> (2 * s2)) & 3) |
                                                 (((src.hmask[l] >> (4 * half + s2)) & 1) << 2));
-    pack_nibbles_x8(L, p.qs, r);
+    for (int P = 0; P < 32; ++P)  // as q3_K_x8_place says
+      for (int i = 0; i < 4; ++i) p.qs[4 * (8 * P + r) + i] = uint8_t(L[8 * P + i] | (L[8 * P + 4 + i] << 4));
   });
 }
 
@@ -345,7 +353,7 @@ void x8_q3_K_matmul_ref(const void* packed, const void* xq, const Q8Sum*, float*
         for (int j = 0; j < 16; ++j) {
           int s = 0;
           for (int l = 0; l < 16; ++l) {
-            const auto [at, shift] = iq4_xs_x8_place(r, 16 * j + l);
+            const auto [at, shift] = q3_K_x8_place(r, 16 * j + l);
             s += (((p.qs[at] >> shift) & 0x0f) - 4) * int(x.qs[16 * j + l]);
           }
           sumi += p.sc2[j / 2][r][j % 2] * s;

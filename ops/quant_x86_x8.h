@@ -470,60 +470,82 @@ inline typename V::I x8q6_high(typename V::I h, int k) {
   return V::and_(k == 2 ? h : V::srli_16(h, 2), m);
 }
 
-// Q6_K groups against T Q8_K activation rows: each level is Q4_K's nibble
-// plus its 2 high bits (0x30) from qh, 0..63 unsigned for the byte products,
-// so the sums carry 32 sum_j sc_j bsums_j (bsums: the activations' sums of
-// 16, one per sub-block), taken off per super-block. Per 64-value chunk c,
-// pieces 8c .. 8c + 3 hold sub-blocks 4c (low nibbles) and 4c + 2 (high),
-// pieces 8c + 4 .. 8c + 7 sub-blocks 4c + 1 and 4c + 3.
+// A piece's 4 activation bytes at p in every lane; X8Pieces: the next
+// piece's in the high half, 8 bytes on (Q3_Kx8's and Q6_Kx8's pieces hold 8
+// values of a row).
+template <class V>
+inline typename V::I x8_bcast4_of8(const int8_t* p) {
+  if constexpr (V::kPieces == 2) return V::bcast4_two_8apart(p);
+  else return V::bcast4(p);
+}
+
+// Q6_K groups (G vectors) against T Q8_K activation rows: each level is a
+// nibble plus its 2 high bits (0x30) from the quad's bit planes, 0..63
+// unsigned for the byte products, so the sums carry 32 sum_j sc_j bsums_j
+// (bsums: the activations' sums of 16, one per sub-block), taken off per
+// super-block. Sub-block j is pieces 2j and 2j + 1 (values 16j .. 16j + 15):
+// its byte products summed, then multiplied by its scale (a 32-bit multiply).
 // Q3_K (BlockQ3_Kx8) likewise: the levels are the nibbles, 0..7 (value + 4).
-template <class V, int T, class Packed>
-inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[T]) {
+template <class V, int G, int T, class Packed>
+inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
+  using E = typename V::E;
   constexpr bool kQ6 = std::is_same_v<Packed, BlockQ6_Kx8>;
   constexpr int kOffsetShift = kQ6 ? 5 : 2;  // the levels' offset: 32 or 4
   const size_t stride = nb * sizeof(Packed);
   for (size_t b = 0; b < nb; ++b) {
-    const Packed& W = w[b];
+    const Packed* W[G];
+    for (int g = 0; g < G; ++g) W[g] = w + g * V::kGroups * nb + b;
     const BlockQ8_K* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
-    I isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = V::zero();
-    for (int c = 0; c < 4; ++c) {
-      // Sub-blocks 4c .. 4c + 3's scales in int32 lanes, from the int16 pairs.
-      const I p0 = V::load_s8_to_16(W.sc2[2 * c][0], stride), p1 = V::load_s8_to_16(W.sc2[2 * c + 1][0], stride);
-      const I sc[4] = {x8_pair_first<V>(p0), x8_pair_second<V>(p0), x8_pair_first<V>(p1), x8_pair_second<V>(p1)};
+    I isum[G][T];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) isum[g][t] = V::zero();
+    for (int k = 0; k < 8; ++k) {
+      // Sub-blocks 2k and 2k + 1's scales in int32 lanes, from the int16 pairs.
+      I sc[G][2];
+      for (int g = 0; g < G; ++g) {
+        const I pair = V::load_s8_to_16(W[g]->sc2[k][0], stride);
+        sc[g][0] = x8_pair_first<V>(pair), sc[g][1] = x8_pair_second<V>(pair);
+      }
       #pragma GCC unroll 2
-      for (int q = 0; q < 2; ++q) {
-        I slo[1][T], shi[1][T];
-        for (int t = 0; t < T; ++t) slo[0][t] = shi[0][t] = V::zero();
-        #pragma GCC unroll 4
-        for (int k = 0; k < 4; k += V::kPieces) {
-          const int p = 4 * q + k;
-          I lo[1], hi[1];
-          if constexpr (kQ6) {
-            const uint8_t* quad = W.quads[2 * c + q];
-            x8_unpack_nibbles<V>(quad + 64, stride, k, lo[0], hi[0]);
-            lo[0] = V::or_(lo[0], x8q6_high<V>(V::load_bits(quad, stride, 2), k));
-            hi[0] = V::or_(hi[0], x8q6_high<V>(V::load_bits(quad + 32, stride, 2), k));
-          } else {
-            x8_unpack_nibbles<V>(W.qs, stride, 8 * c + p, lo[0], hi[0]);
+      for (int h = 0; h < 2; ++h) {
+        I s[G][T];  // sub-block 2k + h's byte products
+        for (int g = 0; g < G; ++g)
+          for (int t = 0; t < T; ++t) s[g][t] = V::zero();
+        #pragma GCC unroll 2
+        for (int q = 0; q < 2; q += V::kPieces) {
+          const int u = 2 * h + q, P = 4 * k + u;  // piece P, the u-th of quad k (u known when unrolled)
+          I lo[G], hi[G];
+          for (int g = 0; g < G; ++g) {
+            if constexpr (kQ6) {
+              const uint8_t* quad = W[g]->quads[k];
+              x8_unpack_nibbles<V>(quad + 64, stride, u, lo[g], hi[g]);
+              lo[g] = V::or_(lo[g], x8q6_high<V>(V::load_bits(quad, stride, 2), u));
+              hi[g] = V::or_(hi[g], x8q6_high<V>(V::load_bits(quad + 32, stride, 2), u));
+            } else {
+              x8_unpack_nibbles<V>(W[g]->qs, stride, P, lo[g], hi[g]);
+            }
           }
-          x8k_piece_dots<V, 1, T>(slo, shi, lo, hi, x, c, p);
+          for (int t = 0; t < T; ++t) {
+            const I xlo = x8_bcast4_of8<V>(x[t]->qs + 8 * P), xhi = x8_bcast4_of8<V>(x[t]->qs + 8 * P + 4);
+            for (int g = 0; g < G; ++g) s[g][t] = V::dot(V::dot(s[g][t], lo[g], xlo), hi[g], xhi);
+          }
         }
-        for (int t = 0; t < T; ++t)
-          isum[t] = V::add_32(isum[t], V::add_32(V::mullo_32(slo[0][t], sc[q]), V::mullo_32(shi[0][t], sc[2 + q])));
+        for (int g = 0; g < G; ++g)
+          for (int t = 0; t < T; ++t) isum[g][t] = V::add_32(isum[g][t], V::mullo_32(s[g][t], sc[g][h]));
       }
     }
-    using E = typename V::E;
-    const auto d = E::load_halves(W.d, stride);
-    for (int t = 0; t < T; ++t) {
-      // Lane k of bs: the pair (bsums[2k], bsums[2k + 1]), against the rows' scale pairs.
-      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
-      typename E::I msum = E::zero();
-      for (int k = 0; k < 8; ++k) msum = E::madd_acc(msum, E::load_s8_to_16(W.sc2[k][0], stride), E::lane32(bs, k));
-      acc[t] = E::fmadd(E::mul(d, E::set1_ps(x[t]->d)), E::to_ps(E::sub_32(V::fold(isum[t]), E::slli_32(msum, kOffsetShift))),
-                        acc[t]);
+    for (int g = 0; g < G; ++g) {
+      const auto d = E::load_halves(W[g]->d, stride);
+      for (int t = 0; t < T; ++t) {
+        // Lane k of bs: the pair (bsums[2k], bsums[2k + 1]), against the rows' scale pairs.
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
+        typename E::I msum = E::zero();
+        for (int k = 0; k < 8; ++k) msum = E::madd_acc(msum, E::load_s8_to_16(W[g]->sc2[k][0], stride), E::lane32(bs, k));
+        acc[g][t] = E::fmadd(E::mul(d, E::set1_ps(x[t]->d)),
+                             E::to_ps(E::sub_32(V::fold(isum[g][t]), E::slli_32(msum, kOffsetShift))), acc[g][t]);
+      }
     }
   }
 }
@@ -592,8 +614,7 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
 template <class V, int G, int T, class Packed>
 inline void x8k_tile(const Packed* w, const BlockQ8_K* x, size_t nb, typename V::E::F (&acc)[G][T]) {
   if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8>) {
-    static_assert(G == 1, "one vector of groups");
-    x8q6_tile<V, T>(w, x, nb, acc[0]);
+    x8q6_tile<V, G, T>(w, x, nb, acc);
   } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) {
     static_assert(G == 1, "one vector of groups");
     x8q2_tile<V, T>(w, x, nb, acc[0]);
@@ -642,16 +663,17 @@ inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M,
 }
 
 // With 32 registers, the vectors of groups and the activation rows of a
-// tile. Q4_K, Q5_K and IQ4_XS: two vectors (32 rows) against 4 rows, so that
-// each activation broadcast feeds two products (Zen 5: Q4_K and IQ4_XS
-// +10-15% over one vector; Q5_K about as fast as one vector against 8 rows,
-// and 3 rows slower). Q6_K, Q3_K and Q2_K keep one vector against 4 rows
-// (their tiles hold more per row: the scales of four sub-blocks, or four
-// levels' sums). With 16 registers: one vector against 2 rows.
+// tile. Q4_K, Q5_K, IQ4_XS and Q3_K: two vectors (32 rows) against 4 rows,
+// so that each activation broadcast feeds two products (Zen 5: Q4_K and
+// IQ4_XS +10-15% over one vector, Q3_K +10%; Q5_K about as fast as one
+// vector against 8 rows, and 3 rows slower). Q6_K keeps one vector against 4
+// rows (two: the same speed, with the registers full of its high bits'
+// masks), Q2_K too (its tile holds four levels' sums per row). With 16
+// registers: one vector against 2 rows.
 template <class Packed>
 constexpr int x8k_vectors() {
   constexpr bool two = std::is_same_v<Packed, BlockQ4_Kx8> || std::is_same_v<Packed, BlockQ5_Kx8> ||
-                       std::is_same_v<Packed, BlockIQ4_XSx8>;
+                       std::is_same_v<Packed, BlockIQ4_XSx8> || std::is_same_v<Packed, BlockQ3_Kx8>;
   return QKV_X8_GROUPS == 2 && two ? 2 : 1;
 }
 template <class Packed>
