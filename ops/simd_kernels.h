@@ -847,7 +847,7 @@ inline void round_f16_n(const float* src, float* dst, size_t n) {
 // first. (Column by column, the reads lds apart alias in L1 at wide rows and
 // run 2-6 times slower.)
 template <class Out>
-inline void transpose_columns(const float* src, size_t lds, Out* dst, size_t ldd, size_t rows, size_t cols) {
+inline void transpose_row_by_row(const float* src, size_t lds, Out* dst, size_t ldd, size_t rows, size_t cols) {
   constexpr size_t kPiece = 64;
   alignas(64) Out piece[kPiece];
   for (size_t r = 0; r < rows; ++r)
@@ -860,10 +860,10 @@ inline void transpose_columns(const float* src, size_t lds, Out* dst, size_t ldd
     }
 }
 inline void transpose_f32_n(const float* src, size_t lds, float* dst, size_t ldd, size_t rows, size_t cols) {
-  transpose_columns(src, lds, dst, ldd, rows, cols);
+  transpose_row_by_row(src, lds, dst, ldd, rows, cols);
 }
 inline void transpose_f32_to_f16_n(const float* src, size_t lds, uint16_t* dst, size_t ldd, size_t rows, size_t cols) {
-  transpose_columns(src, lds, dst, ldd, rows, cols);
+  transpose_row_by_row(src, lds, dst, ldd, rows, cols);
 }
 
 inline void f16_to_f32_n(const uint16_t* src, float* dst, size_t n) {
