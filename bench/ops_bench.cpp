@@ -162,11 +162,12 @@ void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, 
       benchmark::Counter(1e-9 * double(w.size() + xq.size() + 4 * M * rows), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// y = W x from memory: one token through a stories110M-sized FFN matrix
-// (2048 x 768) after another, cycling through copies that fill `total`
-// bytes (far more than any L3), as a model's layers stream in at generation.
-// GB/s: the weight bytes read, against probe/read/1GiB in the same run.
-void qmatvec_dram(benchmark::State& st, const Kernels* k, QuantBench q, size_t total) {
+// y = W x from memory: one token (M = 1) or a batch of M through a
+// stories110M-sized FFN matrix (2048 x 768) after another, cycling through
+// copies that fill `total` bytes (far more than any L3), as a model's layers
+// stream in. GB/s: the weight bytes read, against probe/read/1GiB in the
+// same run; GOP/s as qmatmul's.
+void qmatmul_dram(benchmark::State& st, const Kernels* k, QuantBench q, size_t total, size_t M) {
   const size_t rows = 2048, n = 768;
   const qkv::ops::QuantProducts& p = k->*q.products;
   const bool x8 = p.matvec_x8 != nullptr;  // the engine runs these from row-interleaved copies
@@ -174,20 +175,22 @@ void qmatvec_dram(benchmark::State& st, const Kernels* k, QuantBench q, size_t t
   const size_t copies = std::max<size_t>(1, total / one.size());
   const qkv::ZeroedMemory mem(copies * one.size(), true);
   for (size_t c = 0; c < copies; ++c) std::copy(one.begin(), one.end(), mem.as<uint8_t>() + c * one.size());
-  const auto xq = quantized_activations(q, 1, n);
-  std::vector<qkv::ops::Q8Sum> sums(n / 32);
+  const auto xq = quantized_activations(q, M, n);
+  std::vector<qkv::ops::Q8Sum> sums(M * n / 32);
   if (q.act == qkv::ops::Activation::Q8_0)
     qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
-  std::vector<float> y(rows);
+  std::vector<float> y(M * rows);
   size_t c = 0;
   for (auto _ : st) {
     const uint8_t* wc = mem.as<uint8_t>() + c * one.size();
-    if (x8) p.matvec_x8(wc, xq.data(), sums.data(), y.data(), n, 0, rows / 8);
-    else p.matvec(wc, xq.data(), y.data(), n, 0, rows);
+    if (x8 && M == 1) p.matvec_x8(wc, xq.data(), sums.data(), y.data(), n, 0, rows / 8);
+    else if (x8) p.matmul_x8(wc, xq.data(), sums.data(), y.data(), M, n, rows, 0, rows / 8);
+    else if (M == 1) p.matvec(wc, xq.data(), y.data(), n, 0, rows);
+    else p.matmul(wc, xq.data(), y.data(), M, n, rows, 0, rows);
     benchmark::DoNotOptimize(y.data());
     c = c + 1 == copies ? 0 : c + 1;
   }
-  st.counters["GOP/s"] = benchmark::Counter(2e-9 * double(rows * n), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GOP/s"] = benchmark::Counter(2e-9 * double(rows * n * M), benchmark::Counter::kIsIterationInvariantRate);
   st.counters["GB/s"] = benchmark::Counter(1e-9 * double(one.size()), benchmark::Counter::kIsIterationInvariantRate);
 }
 
@@ -452,8 +455,10 @@ int register_all() {
         if (rows < 32000)
           benchmark::RegisterBenchmark(("qmatmul/" + name + "/M128").c_str(), qmatmul, k, q, rows, cols, size_t(128));
       }
-      benchmark::RegisterBenchmark(("qmatvec/" + std::string(q.name) + "/" + isa + "/dram").c_str(), qmatvec_dram, k, q,
-                                   size_t(256) << 20);
+      benchmark::RegisterBenchmark(("qmatvec/" + std::string(q.name) + "/" + isa + "/dram").c_str(), qmatmul_dram, k, q,
+                                   size_t(256) << 20, size_t(1));
+      benchmark::RegisterBenchmark(("qmatmul/" + std::string(q.name) + "/" + isa + "/dram/M128").c_str(), qmatmul_dram, k,
+                                   q, size_t(256) << 20, size_t(128));
     }
   }
 

@@ -291,12 +291,14 @@ inline void x8_matvec(const void* packed, const void* xq, const Q8Sum* xs, float
   }
 }
 
-// G vectors of groups (their blocks stay in L1) against every 4 activation rows in turn.
-template <class V, class Packed, int G>
+// G vectors of groups (their blocks stay in L1) against every T activation rows in turn.
+template <class V, class Packed, int G, int T = 4>
 inline void x8_groups(const Packed* w, const typename x8_act<Packed>::type* xb, const Q8Sum* xs, float* y, size_t M,
                       size_t nb, size_t ldy, size_t g) {
   size_t m = 0;
-  for (; m + 4 <= M; m += 4) x8_rows<V, Packed, G, 4>(w, xb, xs, y, nb, ldy, m, g);
+  for (; m + T <= M; m += T) x8_rows<V, Packed, G, T>(w, xb, xs, y, nb, ldy, m, g);
+  if constexpr (T > 4)
+    if (m + 4 <= M) x8_rows<V, Packed, G, 4>(w, xb, xs, y, nb, ldy, m, g), m += 4;
   switch (M - m) {
     case 3: x8_rows<V, Packed, G, 3>(w, xb, xs, y, nb, ldy, m, g); break;
     case 2: x8_rows<V, Packed, G, 2>(w, xb, xs, y, nb, ldy, m, g); break;
@@ -306,9 +308,11 @@ inline void x8_groups(const Packed* w, const typename x8_act<Packed>::type* xb, 
 }
 
 // QKV_X8_GROUPS vectors of QKV_X8_VEC's groups at a time (2 where registers
-// allow: the activations' bytes, broadcast once, then feed twice the rows),
-// then one vector, then single groups in ymm. Every row's sums are the same
-// operations in the same order whichever way it is taken.
+// allow: the activations' bytes, broadcast once, then feed twice the rows)
+// against 5 activation rows (Zen 5, against 4: Q8_0, Q4_0, IQ4_NL and Q5_1
+// +6-7%, Q4_1 +3%, Q5_0 the same; 6 rows spill), then one vector, then
+// single groups in ymm. Every row's sums are the same operations in the same
+// order whichever way it is taken.
 template <class Packed>
 inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
                       size_t g0, size_t g1) {
@@ -316,9 +320,10 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
   const size_t nb = n / kQK8_0;
   const Packed* w = static_cast<const Packed*>(packed);
   const auto* xb = static_cast<const typename x8_act<Packed>::type*>(xq);
-  constexpr size_t kPass = QKV_X8_GROUPS * V::kGroups;
+  constexpr int kG = QKV_X8_GROUPS, kT = QKV_X8_GROUPS == 2 ? 5 : 4;
+  constexpr size_t kPass = kG * V::kGroups;
   size_t g = g0;
-  for (; g + kPass <= g1; g += kPass) x8_groups<V, Packed, QKV_X8_GROUPS>(w, xb, xs, y, M, nb, ldy, g);
+  for (; g + kPass <= g1; g += kPass) x8_groups<V, Packed, kG, kT>(w, xb, xs, y, M, nb, ldy, g);
   for (; g + V::kGroups <= g1; g += V::kGroups) x8_groups<V, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
   for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
 }
@@ -658,6 +663,8 @@ template <class V, int G, int T, class Packed>
 inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy, size_t g) {
   size_t m = 0;
   for (; m + T <= M; m += T) x8k_rows<V, G, T>(w, xb, y, nb, ldy, m, g);
+  if constexpr (T > 4)
+    if (m + 4 <= M) x8k_rows<V, G, 4>(w, xb, y, nb, ldy, m, g), m += 4;
   for (; m + 2 <= M; m += 2) x8k_rows<V, G, 2>(w, xb, y, nb, ldy, m, g);
   for (; m < M; ++m) x8k_rows<V, G, 1>(w, xb, y, nb, ldy, m, g);
 }
@@ -666,10 +673,12 @@ inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M,
 // tile. Q4_K, Q5_K, IQ4_XS and Q3_K: two vectors (32 rows) against 4 rows,
 // so that each activation broadcast feeds two products (Zen 5: Q4_K and
 // IQ4_XS +10-15% over one vector, Q3_K +10%; Q5_K about as fast as one
-// vector against 8 rows, and 3 rows slower). Q6_K keeps one vector against 4
-// rows (two: the same speed, with the registers full of its high bits'
-// masks), Q2_K too (its tile holds four levels' sums per row). With 16
-// registers: one vector against 2 rows.
+// vector against 8 rows, and 3 or 5 rows slower). Q6_K: one vector against
+// 8 rows, so that each unpacked piece feeds 8 products (+8-10% over 4 rows;
+// two vectors against 4 rows: the same speed as one against 4, with the
+// registers full of its high bits' masks; Q3_K against 8 rows: -6%). Q2_K:
+// one vector against 4 rows (its tile holds four levels' sums per row). With
+// 16 registers: one vector against 2 rows.
 template <class Packed>
 constexpr int x8k_vectors() {
   constexpr bool two = std::is_same_v<Packed, BlockQ4_Kx8> || std::is_same_v<Packed, BlockQ5_Kx8> ||
@@ -678,6 +687,7 @@ constexpr int x8k_vectors() {
 }
 template <class Packed>
 constexpr int x8k_tokens() {
+  if constexpr (QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8>) return 8;
   return QKV_X8_GROUPS == 2 ? 4 : 2;
 }
 

@@ -331,7 +331,7 @@ void check_products(const ops::Kernels& k, std::initializer_list<size_t> widths)
 TEST_P(QuantKernels, Q8_0ProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ8_0>(*GetParam(), {32, 96, 288, 768}); }
 TEST_P(QuantKernels, Q4_0ProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ4_0>(*GetParam(), {32, 96, 288, 768}); }
 // The row-interleaved products equal the plain ones up to f32 rounding, for
-// every M (tiles of 4 activation rows and each remainder) and row groups from
+// every M (tiles of 4, 5 or 8 activation rows and each remainder) and row groups from
 // the middle of the matrix and all of it: 3 and 7 groups (AVX-512 takes 4
 // groups, then 2, then 1 at a time).
 template <class Block, class Packed>
