@@ -56,6 +56,36 @@ TEST(ThreadPool, EachThreadStartsOnItsOwnShare) {
   }
 }
 
+// A job cut finer (per_thread chunks each): every index once, in chunks of
+// the requested size, and the threads still open their own shares.
+TEST(ThreadPool, FinerChunksWhenAsked) {
+  ThreadPool pool(2);
+  pool.set_leave_out_helpers(false);
+  for (int job = 0; job < 20; ++job) {
+    std::vector<std::atomic<int>> hits(1600);
+    std::atomic<int> chunks{0};
+    std::atomic<long> worker_first{-1};
+    pool.parallel_for(
+        1600,
+        [&](size_t b, size_t e, int t) {
+          EXPECT_EQ(e - b, 100u);  // 16 chunks of 100
+          EXPECT_EQ(b % 100, 0u);
+          ++chunks;
+          for (size_t i = b; i < e; ++i) ++hits[i];
+          long none = -1;
+          if (t == 1) worker_first.compare_exchange_strong(none, long(b));
+        },
+        1, 0, 8);
+    EXPECT_EQ(chunks.load(), 16);
+    for (size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i].load(), 1) << "i=" << i;
+    // The worker's first chunk, if it ran one, is in its own share (chunks
+    // 8 .. 15): it never takes the caller's before its own.
+    if (worker_first.load() >= 0) {
+      EXPECT_GE(worker_first.load(), 800) << "job " << job;
+    }
+  }
+}
+
 TEST(ThreadPool, ManyJobsInARow) {
   ThreadPool pool(3);
   std::atomic<long> sum{0};

@@ -5,7 +5,7 @@
 // threads wakes workers 1..t-1 only, each through its own slot.
 //
 // parallel_for splits [0, n) into fixed contiguous chunks (two per thread
-// where the grain allows), and the threads claim them one at a time: each
+// where the grain allows, or as many as the caller asks), and the threads claim them one at a time: each
 // its own share first (thread t: the t-th of nt contiguous runs of chunks,
 // so that consecutive row-wise ops find their rows in their own core's
 // cache), then what is left of the others': a worker that the OS has not
@@ -82,14 +82,15 @@ class ThreadPool {
   // fn(begin, end, thread) on each chunk of [0, n), using at most
   // max_threads threads (0: all); `thread` is the index (< size()) of the
   // thread running that chunk, for per-thread scratch. Chunks of fewer than
-  // `grain` items are not worth waking a thread for.
+  // `grain` items are not worth waking a thread for; per_thread: the chunks
+  // each thread's share is cut into.
   template <class F>
-  void parallel_for(size_t n, F&& fn, size_t grain = 1, int max_threads = 0) {
+  void parallel_for(size_t n, F&& fn, size_t grain = 1, int max_threads = 0, size_t per_thread = kChunksPerThread) {
     size_t nt = size_t(max_threads > 0 && max_threads < n_ ? max_threads : n_);
     if (nt > 1 && leave_out_ && record_.take_solo_job()) nt = 1;  // the helpers cannot win now
     const size_t pieces = grain > 0 ? n / grain : n;
     if (pieces < nt) nt = pieces ? pieces : 1;
-    const size_t chunks = nt <= 1 ? 1 : std::min(pieces, nt * kChunksPerThread);
+    const size_t chunks = nt <= 1 ? 1 : std::min(pieces, nt * per_thread);
     if constexpr (Profiler::kCompiledIn) {
       if (prof_ && prof_->on()) return profiled_for(n, nt, chunks, fn, *prof_);
     }
@@ -106,8 +107,10 @@ class ThreadPool {
   // tests of the split itself).
   void set_leave_out_helpers(bool on) { leave_out_ = on; }
 
- private:
+ public:
   static constexpr size_t kChunksPerThread = 2;
+
+ private:
   // Yields a waiting worker makes after spinning, before it sleeps. Few: on a
   // loaded core each yield hands the CPU to another thread for a time slice,
   // and a thread that keeps yielding stays runnable, taking its share.
