@@ -467,6 +467,17 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
 
 // ---------------------------------------------------------------- Q6_K
 
+// acc + s * sc in int32 lanes. Int16: a 16-value sub-block's byte products
+// fit in 16 bits where the levels are small (Q2_K: 3 * 128 * 16, Q3_K:
+// 7 * 128 * 16), and sc holds the scale in each lane's low int16 over a zero
+// one, so one 16-bit multiply-add (VNNI: vpdpwssd) does it exactly, where a
+// 32-bit multiply and an add take longer (Q6_K's 63 * 128 * 16 does not fit).
+template <class V, bool Int16>
+inline typename V::I x8_scale_sum(typename V::I acc, typename V::I s, typename V::I sc) {
+  if constexpr (Int16) return V::madd_acc(acc, s, sc);
+  else return V::add_32(acc, V::mullo_32(s, sc));
+}
+
 // Bits 2k, 2k + 1 of each byte of h at 0x30.
 template <class V>
 inline typename V::I x8q6_high(typename V::I h, int k) {
@@ -489,7 +500,7 @@ inline typename V::I x8_bcast4_of8(const int8_t* p) {
 // unsigned for the byte products, so the sums carry 32 sum_j sc_j bsums_j
 // (bsums: the activations' sums of 16, one per sub-block), taken off per
 // super-block. Sub-block j is pieces 2j and 2j + 1 (values 16j .. 16j + 15):
-// its byte products summed, then multiplied by its scale (a 32-bit multiply).
+// its byte products summed, then multiplied by its scale (x8_scale_sum).
 // Q3_K (BlockQ3_Kx8) likewise: the levels are the nibbles, 0..7 (value + 4).
 template <class V, int G, int T, class Packed>
 inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
@@ -511,7 +522,11 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
       I sc[G][2];
       for (int g = 0; g < G; ++g) {
         const I pair = V::load_s8_to_16(W[g]->sc2[k][0], stride);
-        sc[g][0] = x8_pair_first<V>(pair), sc[g][1] = x8_pair_second<V>(pair);
+        if constexpr (kQ6) {
+          sc[g][0] = x8_pair_first<V>(pair), sc[g][1] = x8_pair_second<V>(pair);
+        } else {  // int16 scales over zeros, for x8_scale_sum
+          sc[g][0] = V::and_(pair, V::set1_32(0xffff)), sc[g][1] = V::srli_32(pair, 16);
+        }
       }
       #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
@@ -538,7 +553,7 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
           }
         }
         for (int g = 0; g < G; ++g)
-          for (int t = 0; t < T; ++t) isum[g][t] = V::add_32(isum[g][t], V::mullo_32(s[g][t], sc[g][h]));
+          for (int t = 0; t < T; ++t) isum[g][t] = x8_scale_sum<V, !kQ6>(isum[g][t], s[g][t], sc[g][h]);
       }
     }
     for (int g = 0; g < G; ++g) {
@@ -559,7 +574,7 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
 
 // Q2_K groups against T Q8_K activation rows. Piece P's bits 2s hold values
 // 64s + 4P + i: pieces 4m .. 4m + 3 give sub-blocks m, 4 + m, 8 + m, 12 + m
-// (one per s), whose sums take the rows' scales by a 32-bit multiply; the
+// (one per s), whose sums take the rows' scales by a 16-bit multiply-add; the
 // mins go against the activations' sums of 16 by 16-bit multiply-adds.
 template <class V, int T>
 inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[T]) {
@@ -591,7 +606,7 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
         }
         for (int s = 0; s < 4; ++s) {
           const I sc = V::and_(m == 2 * u ? pairs[s] : V::srli_32(pairs[s], 16), V::set1_32(0x0f));  // the low nibble
-          for (int t = 0; t < T; ++t) isum[t] = V::add_32(isum[t], V::mullo_32(sums[s][t], sc));
+          for (int t = 0; t < T; ++t) isum[t] = V::madd_acc(isum[t], sums[s][t], sc);  // (the sums fit in int16: x8_scale_sum)
         }
       }
     }
