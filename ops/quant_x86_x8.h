@@ -606,7 +606,7 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
         }
         for (int s = 0; s < 4; ++s) {
           const I sc = V::and_(m == 2 * u ? pairs[s] : V::srli_32(pairs[s], 16), V::set1_32(0x0f));  // the low nibble
-          for (int t = 0; t < T; ++t) isum[t] = V::madd_acc(isum[t], sums[s][t], sc);  // (the sums fit in int16: x8_scale_sum)
+          for (int t = 0; t < T; ++t) isum[t] = x8_scale_sum<V, true>(isum[t], sums[s][t], sc);
         }
       }
     }

@@ -5,14 +5,14 @@
 // threads wakes workers 1..t-1 only, each through its own slot.
 //
 // parallel_for splits [0, n) into fixed contiguous chunks (two per thread
-// where the grain allows, or as many as the caller asks), and the threads claim them one at a time: each
-// its own share first (thread t: the t-th of nt contiguous runs of chunks,
-// so that consecutive row-wise ops find their rows in their own core's
-// cache), then what is left of the others': a worker that the OS has not
-// scheduled yet (a loaded machine) leaves its chunks to the others instead
-// of holding everyone at the end of the op. A chunk is computed by one
-// thread in one order, so what each index computes never depends on the
-// thread count or on who ran it.
+// where the grain allows, or as many as the caller asks), and the threads
+// claim them one at a time: each its own share first (thread t: the t-th of
+// nt contiguous runs of chunks, so that consecutive row-wise ops find their
+// rows in their own core's cache), then what is left of the others': a
+// worker that the OS has not scheduled yet (a loaded machine) leaves its
+// chunks to the others instead of holding everyone at the end of the op. A
+// chunk is computed by one thread in one order, so what each index computes
+// never depends on the thread count or on who ran it.
 #pragma once
 
 #include <algorithm>
@@ -79,6 +79,8 @@ class ThreadPool {
   // thread, and the caller's wait for the others as a wait.
   void set_profiler(Profiler* p) { prof_ = p; }
 
+  static constexpr size_t kChunksPerThread = 2;  // parallel_for's default
+
   // fn(begin, end, thread) on each chunk of [0, n), using at most
   // max_threads threads (0: all); `thread` is the index (< size()) of the
   // thread running that chunk, for per-thread scratch. Chunks of fewer than
@@ -106,9 +108,6 @@ class ThreadPool {
   // Off: every job is offered to the helpers, whatever their record (for
   // tests of the split itself).
   void set_leave_out_helpers(bool on) { leave_out_ = on; }
-
- public:
-  static constexpr size_t kChunksPerThread = 2;
 
  private:
   // Yields a waiting worker makes after spinning, before it sleeps. Few: on a
