@@ -140,6 +140,18 @@ inline void x8_unpack_nibbles(const uint8_t* qs, size_t stride, int c, typename 
   hi = V::high_nibbles(q);
 }
 
+// Piece p's levels from a run of bytes that holds two 32-byte vectors of
+// extra bits (one for the low nibbles' values, one for the high ones'), then
+// the nibbles: each nibble or-ed with high(its vector of bits, p) (Q5_K's
+// fifth bits, Q6_K's two high bits; `next`: V::load_bits's).
+template <class V, class High>
+inline void x8_unpack_with_bits(const uint8_t* bits, size_t stride, int p, int next, typename V::I& lo, typename V::I& hi,
+                                High high) {
+  x8_unpack_nibbles<V>(bits + 64, stride, p, lo, hi);
+  lo = V::or_(lo, high(V::load_bits(bits, stride, next), p));
+  hi = V::or_(hi, high(V::load_bits(bits + 32, stride, next), p));
+}
+
 // Bit p of each byte of h moved to 0x10 (p < 8), the other bits cleared.
 template <class V>
 inline typename V::I x8q5_fifth(typename V::I h, int p) {
@@ -402,10 +414,8 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
         I lo[G], hi[G];
         for (int g = 0; g < G; ++g) {
           if constexpr (kFifth) {
-            const uint8_t* chunk = W[g]->chunks[c];
-            x8_unpack_nibbles<V>(chunk + 64, stride, p, lo[g], hi[g]);
-            lo[g] = V::or_(lo[g], x8q5_fifth<V>(V::load_bits(chunk, stride, 1), p));
-            hi[g] = V::or_(hi[g], x8q5_fifth<V>(V::load_bits(chunk + 32, stride, 1), p));
+            x8_unpack_with_bits<V>(W[g]->chunks[c], stride, p, 1, lo[g], hi[g],
+                                   [](typename V::I h, int k) { return x8q5_fifth<V>(h, k); });
           } else {
             x8_unpack_nibbles<V>(W[g]->qs, stride, 8 * c + p, lo[g], hi[g]);
             if constexpr (kIq4) {
@@ -539,10 +549,8 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
           I lo[G], hi[G];
           for (int g = 0; g < G; ++g) {
             if constexpr (kQ6) {
-              const uint8_t* quad = W[g]->quads[k];
-              x8_unpack_nibbles<V>(quad + 64, stride, u, lo[g], hi[g]);
-              lo[g] = V::or_(lo[g], x8q6_high<V>(V::load_bits(quad, stride, 2), u));
-              hi[g] = V::or_(hi[g], x8q6_high<V>(V::load_bits(quad + 32, stride, 2), u));
+              x8_unpack_with_bits<V>(W[g]->quads[k], stride, u, 2, lo[g], hi[g],
+                                     [](typename V::I h, int j) { return x8q6_high<V>(h, j); });
             } else {
               x8_unpack_nibbles<V>(W[g]->qs, stride, P, lo[g], hi[g]);
             }
