@@ -133,17 +133,20 @@ std::vector<uint8_t> quantized_weights(const QuantBench& q, size_t rows, size_t 
   for (size_t r = 0; r < rows; ++r) q.type->from_float(wf.data() + r * n, w.data() + r * rb, n);
   return w;
 }
-std::vector<uint8_t> packed_weights(const QuantBench& q, const std::vector<uint8_t>& w, size_t rows, size_t n) {
-  if (!q.type->repack) return {};
-  std::vector<uint8_t> packed(rows / 8 * (n / size_t(q.type->block)) * q.type->group_bytes);
-  q.type->repack(w.data(), packed.data(), rows, n);
+// The copy k's products read (ops::packing_for: Q3_K's layout differs by table).
+std::vector<uint8_t> packed_weights(const Kernels* k, const QuantBench& q, const std::vector<uint8_t>& w, size_t rows,
+                                    size_t n) {
+  const qkv::ops::Packing pk = qkv::ops::packing_for(*q.type, *k);
+  if (!pk.repack) return {};
+  std::vector<uint8_t> packed(rows / 8 * (n / size_t(q.type->block)) * pk.group_bytes);
+  pk.repack(w.data(), packed.data(), rows, n);
   return packed;
 }
 
 // y = W x (M == 1) or Y = X W^T with quantized W and x: "GOP/s" counts a
 // multiply and an add per weight and activation row, GB/s the bytes read.
 void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, size_t n, size_t M) {
-  const std::vector<uint8_t> w = quantized_weights(q, rows, n), packed = packed_weights(q, w, rows, n);
+  const std::vector<uint8_t> w = quantized_weights(q, rows, n), packed = packed_weights(k, q, w, rows, n);
   const auto xq = quantized_activations(q, M, n);
   std::vector<float> y(M * rows);
   const qkv::ops::QuantProducts& p = k->*q.products;
@@ -171,7 +174,7 @@ void qmatmul_dram(benchmark::State& st, const Kernels* k, QuantBench q, size_t t
   const size_t rows = 2048, n = 768;
   const qkv::ops::QuantProducts& p = k->*q.products;
   const bool x8 = p.matvec_x8 != nullptr;  // the engine runs these from row-interleaved copies
-  const std::vector<uint8_t> w = quantized_weights(q, rows, n), one = x8 ? packed_weights(q, w, rows, n) : w;
+  const std::vector<uint8_t> w = quantized_weights(q, rows, n), one = x8 ? packed_weights(k, q, w, rows, n) : w;
   const size_t copies = std::max<size_t>(1, total / one.size());
   const qkv::ZeroedMemory mem(copies * one.size(), true);
   for (size_t c = 0; c < copies; ++c) std::copy(one.begin(), one.end(), mem.as<uint8_t>() + c * one.size());

@@ -42,6 +42,7 @@ const qkv::ops::Kernels& qkv::ops::avx512_kernels() {
     t.transpose_f32 = isa_avx512::transpose_f32_zmm;
     t.transpose_f32_to_f16 = isa_avx512::transpose_f32_to_f16_zmm;
     if (cpu_features().avx512_bf16) t.bf16 = avx512bf16_products();
+    if (cpu_features().avx512_vbmi) t.q3_K = avx512vbmi_q3_K_products(t.q3_K);
     return t;
   }();
   return k;

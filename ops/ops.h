@@ -36,6 +36,13 @@ struct QuantProducts {
   void (*matvec_x8)(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1);
   void (*matmul_x8)(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
                     size_t g0, size_t g1);
+  // Where these x8 products read a layout of their own (Q3_K's 3-bit levels
+  // with AVX-512 VBMI), its packer and the bytes of a group's block column;
+  // null and 0: the type's (TypeInfo::repack, group_bytes). ops::packing_for
+  // picks.
+  void (*x8_repack)(const void* w, void* out, size_t rows, size_t n) = nullptr;
+  size_t x8_group_bytes = 0;
+  const char* x8_layout = nullptr;  // that layout in words, for qkv info
 };
 
 // ---------------------------------------------------------------- attention
@@ -247,6 +254,11 @@ const Kernels& avx512_kernels();
 // The BF16 products with vdpbf16ps, which avx512_kernels() takes where the
 // CPU has AVX512_BF16 (its own translation unit, built with -mavx512bf16).
 Bf16Products avx512bf16_products();
+// Q3_K's products over its 3-bit x8 layout (BlockQ3_Kx8Bits) with
+// vpermb and vpmultishiftqb, which avx512_kernels() takes where the CPU has
+// AVX512_VBMI (its own translation unit, built with -mavx512vbmi), with
+// plain's products over the file's rows.
+QuantProducts avx512vbmi_q3_K_products(const QuantProducts& plain);
 
 // Rotate adjacent pairs (2i, 2i+1) of each of n_heads heads of x by the angle
 // whose cosine and sine are cos[i], sin[i]; x: (n_heads, head_dim),

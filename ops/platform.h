@@ -20,6 +20,7 @@ struct CpuFeatures {
   bool avx512 = false;   // AVX-512 F/BW/VL/DQ + VNNI, with the OS saving ZMM state
   bool avx512_vnni = false;
   bool avx512_bf16 = false;  // vdpbf16ps (with avx512)
+  bool avx512_vbmi = false;  // vpermb, vpmultishiftqb (with avx512)
 };
 const CpuFeatures& cpu_features();
 

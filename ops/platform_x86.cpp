@@ -41,6 +41,7 @@ CpuFeatures probe() {
   // Our AVX-512 unit uses VNNI for int8 products: CPUs with AVX-512 but no
   // VNNI (Skylake-X) run the AVX2 kernels.
   f.avx512 = f.avx2 && avx512f && avx512dq && avx512bw && avx512vl && f.avx512_vnni && os_zmm;
+  f.avx512_vbmi = f.avx512 && (c & (1u << 1));
   if (max_subleaf7 >= 1) {
     __cpuid_count(7, 1, a, b, c, d);
     f.avx512_bf16 = f.avx512 && (a & (1u << 5));

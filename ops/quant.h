@@ -296,6 +296,27 @@ struct BlockQ3_Kx8 {
   uint8_t qs[8 * kQK_K / 2];
 };
 static_assert(sizeof(BlockQ3_Kx8) == 1168, "Q3_K x8 group: 8 super-blocks, levels in nibbles, unpacked scales");
+// Q3_K at nearly the file's size (114 bytes a row's super-block: the file's
+// 110 with the scales unpacked), for CPUs with AVX-512 VBMI (the kernel table
+// that reads it repacks with it; QuantProducts::x8_repack): each value's
+// level (value + 4, 0..7) in 3 bits, piece P (values 8P .. 8P + 7, as
+// Q3_Kx8's) a row's 24 bits: value 8P + i of row r in bits 3i .. 3i + 2 of
+// the little-endian bytes q[P][3r .. 3r + 2]. A vpermb spreads a piece's rows
+// over 8 qwords, a vpmultishiftqb puts each level in a byte. The levels come
+// before the scales, so that a piece's 32-byte load stays in the block.
+// sc2 as Q6_Kx8's (after the -32).
+struct BlockQ3_Kx8Bits {
+  uint16_t d[8];
+  uint8_t q[32][24];
+  int8_t sc2[8][8][2];
+};
+static_assert(sizeof(BlockQ3_Kx8Bits) == 912, "Q3_K x8 group in 3-bit levels: 8 super-blocks, unpacked scales");
+// Row r's level (value + 4) of value v in a BlockQ3_Kx8Bits.
+inline int q3_K_x8_bits_level(const BlockQ3_Kx8Bits& p, int r, int v) {
+  const uint8_t* b = p.q[v / 8] + 3 * r;
+  const uint32_t bits = uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16;
+  return int(bits >> (3 * (v % 8))) & 7;
+}
 // Q6_K likewise, its bytes in the order the product reads them (one stream
 // from memory): each value's low 4 bits and its 2 high bits in one of 8
 // quads of 192 bytes, each quad 4 of Q3_Kx8's pieces (values 8P .. 8P + 7,
@@ -319,6 +340,7 @@ void repack_x8(const BlockQ5_K* w, BlockQ5_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ6_K* w, BlockQ6_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockIQ4_XS* w, BlockIQ4_XSx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8* out, size_t rows, size_t n);
+void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8Bits* out, size_t rows, size_t n);
 void repack_x8(const BlockQ2_K* w, BlockQ2_Kx8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ5_0* w, BlockQ5_0x8* out, size_t rows, size_t n);
 void repack_x8(const BlockQ4_1* w, BlockQ4_1x8* out, size_t rows, size_t n);

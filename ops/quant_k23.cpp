@@ -309,20 +309,41 @@ void repack_x8(const BlockQ2_K* w, BlockQ2_Kx8* out, size_t rows, size_t n) {
   });
 }
 
+namespace {
+// A Q3_K super-block's levels (value + 4, 0..7) in value order, and its
+// scales (after the -32) as sc2[j / 2][r][j % 2] of the x8 layouts.
+template <class Packed>
+void q3_K_levels(const BlockQ3_K& src, Packed& p, int r, uint8_t (&L)[kQK_K]) {
+  p.d[r] = src.d;
+  int8_t sc[16];
+  q3_K_scales(src.scales, sc);
+  for (int j = 0; j < 16; ++j) p.sc2[j / 2][r][j % 2] = sc[j];
+  for (int half = 0; half < 2; ++half)  // level2 and q3_high, a 128-value half at a time
+    for (int s2 = 0; s2 < 4; ++s2)
+      for (int l = 0; l < 32; ++l)
+        L[128 * half + 32 * s2 + l] = uint8_t(((src.qs[32 * half + l] >> (2 * s2)) & 3) |
+                                              (((src.hmask[l] >> (4 * half + s2)) & 1) << 2));
+}
+}  // namespace
+
 void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8* out, size_t rows, size_t n) {
   repack_blocks_x8(w, out, rows, n, [](BlockQ3_Kx8& p, const BlockQ3_K& src, int r) {
-    p.d[r] = src.d;
-    int8_t sc[16];
-    q3_K_scales(src.scales, sc);
-    for (int j = 0; j < 16; ++j) p.sc2[j / 2][r][j % 2] = sc[j];
     uint8_t L[kQK_K];
-    for (int half = 0; half < 2; ++half)  // level2 and q3_high, a 128-value half at a time
-      for (int s2 = 0; s2 < 4; ++s2)
-        for (int l = 0; l < 32; ++l)
-          L[128 * half + 32 * s2 + l] = uint8_t(((src.qs[32 * half + l] >> (2 * s2)) & 3) |
-                                                (((src.hmask[l] >> (4 * half + s2)) & 1) << 2));
+    q3_K_levels(src, p, r, L);
     for (int P = 0; P < 32; ++P)  // as q3_K_x8_place says
       for (int i = 0; i < 4; ++i) p.qs[4 * (8 * P + r) + i] = uint8_t(L[8 * P + i] | (L[8 * P + 4 + i] << 4));
+  });
+}
+
+void repack_x8(const BlockQ3_K* w, BlockQ3_Kx8Bits* out, size_t rows, size_t n) {
+  repack_blocks_x8(w, out, rows, n, [](BlockQ3_Kx8Bits& p, const BlockQ3_K& src, int r) {
+    uint8_t L[kQK_K];
+    q3_K_levels(src, p, r, L);
+    for (int P = 0; P < 32; ++P) {  // as q3_K_x8_bits_level reads them
+      uint32_t bits = 0;
+      for (int i = 0; i < 8; ++i) bits |= uint32_t(L[8 * P + i]) << (3 * i);
+      for (int b = 0; b < 3; ++b) p.q[P][3 * r + b] = uint8_t(bits >> (8 * b));
+    }
   });
 }
 

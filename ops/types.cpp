@@ -223,4 +223,12 @@ std::string writable_type_names() {
   return s;
 }
 
+Packing packing_for(const TypeInfo& t, const Kernels& k) {
+  if (t.products && t.repack) {
+    const QuantProducts& p = k.*t.products;
+    if (p.x8_repack) return {p.x8_repack, p.x8_group_bytes};
+  }
+  return {t.repack, t.group_bytes};
+}
+
 }  // namespace qkv::ops

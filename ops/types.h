@@ -70,6 +70,15 @@ struct TypeInfo {
   bool computable() const { return compute != Compute::None; }
 };
 
+// The packed copy kernel table k's products read for type t: its own layout
+// where the table has one (QuantProducts::x8_repack), else the type's
+// (TypeInfo::repack); repack null where t has no packed form.
+struct Packing {
+  void (*repack)(const void* w, void* out, size_t rows, size_t n);
+  size_t group_bytes;
+};
+Packing packing_for(const TypeInfo& t, const Kernels& k);
+
 // The row of a GGML type id, or null when the id is unknown.
 const TypeInfo* find_type(uint32_t ggml_id);
 // The row of a known type.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The AVX2 and AVX-512 kernels must really contain fused multiply-adds in their
 # hot loops (xsimd 8.1's fma is not fused on avx512f or plain avx2), and the
-# BF16 unit vdpbf16ps in its. Arguments: the object files of the ops library.
+# BF16 unit vdpbf16ps in its, the VBMI unit's Q3_K products vpmultishiftqb.
+# Arguments: the object files of the ops library.
 set -euo pipefail
 command -v objdump >/dev/null || { echo "objdump not found (binutils)"; exit 1; }
 status=0
@@ -11,9 +12,10 @@ for obj in "${objs[@]}"; do
   # multiply-add (one_token: the one-token panel products, panels_one_token).
   fns='::dot matvec one_token tile fma_peak attention rmsnorm'
   case "$obj" in
-    *isa_avx2*) want='vfmadd[0-9]+ps .*%ymm' ;;
-    *isa_avx512bf16*) want='vdpbf16ps .*%zmm'; fns='one_token tile bf16_peak' ;;
-    *isa_avx512*) want='vfmadd[0-9]+ps .*%zmm' ;;
+    *isa_avx2*) want='vfmadd[0-9]+ps .*%ymm'; what='packed FMA' ;;
+    *isa_avx512bf16*) want='vdpbf16ps .*%zmm'; what='vdpbf16ps'; fns='one_token tile bf16_peak' ;;
+    *isa_avx512vbmi*) want='vpmultishiftqb .*%zmm'; what='vpmultishiftqb'; fns='matvec matmul' ;;
+    *isa_avx512*) want='vfmadd[0-9]+ps .*%zmm'; what='packed FMA' ;;
     *) continue ;;
   esac
   for fn in $fns; do
@@ -21,10 +23,10 @@ for obj in "${objs[@]}"; do
       /^[0-9a-f]+ <.*>:$/ { inside = index($0, fn) > 0 }
       inside' | grep -cE "$want" || true)
     if [ "$n" -eq 0 ]; then
-      echo "FAIL: no packed FMA in ${fn}* of $(basename "$obj")"
+      echo "FAIL: no ${what} in ${fn}* of $(basename "$obj")"
       status=1
     else
-      echo "ok: $n packed FMAs in ${fn}* of $(basename "$obj")"
+      echo "ok: $n ${what} in ${fn}* of $(basename "$obj")"
     fi
   done
 done

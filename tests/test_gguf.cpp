@@ -175,7 +175,7 @@ TEST(Gguf, Bf16MatricesArePackedInColumnPairs) {
   std::vector<const Tensor*> matmul;
   for (const std::string& name : wf->tensor_names())
     if (wf->find(name)->n_dims == 2) matmul.push_back(wf->find(name));
-  wf->pack_for_products(matmul, {});
+  wf->pack_for_products(matmul, {}, active_kernels());
   int packed = 0;
   for (const Tensor* t : matmul) {
     ASSERT_EQ(t->type, Type::BF16) << t->name;

@@ -14,6 +14,7 @@
 #include "engine/api/qkv.hpp"
 #include "ops/ops.h"
 #include "ops/quant.h"
+#include "ops/types.h"
 #include "test_util.h"
 
 namespace qkv {
@@ -334,6 +335,17 @@ TEST_P(QuantKernels, Q4_0ProductsEqualTheDequantizedF32Product) { check_products
 // every M (tiles of 4, 5 or 8 activation rows and each remainder) and row groups from
 // the middle of the matrix and all of it: 3 and 7 groups (AVX-512 takes 4
 // groups, then 2, then 1 at a time).
+// The row-interleaved copy products p read: Packed, or the layout of their
+// own where they have one (Q3_K's 3-bit levels with AVX-512 VBMI).
+template <class Packed, class Block>
+std::vector<uint8_t> pack_for(const ops::QuantProducts& p, const std::vector<Block>& w, size_t rows, size_t n) {
+  const size_t group_bytes = p.x8_repack ? p.x8_group_bytes : sizeof(Packed);
+  std::vector<uint8_t> out(rows / 8 * (n / Block::kValues) * group_bytes);
+  if (p.x8_repack) p.x8_repack(w.data(), out.data(), rows, n);
+  else ops::repack_x8(w.data(), reinterpret_cast<Packed*>(out.data()), rows, n);
+  return out;
+}
+
 template <class Block, class Packed>
 void check_x8_products(const ops::Kernels& k, std::initializer_list<size_t> widths) {
   using Act = typename Block::Act;
@@ -343,8 +355,7 @@ void check_x8_products(const ops::Kernels& k, std::initializer_list<size_t> widt
     for (size_t n : widths) {
       const size_t rows = 56;
       const auto w = make_weights<Block>(rows, n, raw, uint32_t(3 + n));
-      std::vector<Packed> packed(rows / 8 * (n / Block::kValues));
-      ops::repack_x8(w.data(), packed.data(), rows, n);
+      const std::vector<uint8_t> packed = pack_for<Packed>(p, w, rows, n);
       const auto xq = quantize_activations<Act>(randn(13 * n, 4), n);
       std::vector<ops::Q8Sum> xs(13 * n / 32);
       if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
@@ -418,19 +429,60 @@ void check_gemv_bits_across_isas() {
     using Act = typename Block::Act;
     const size_t rows = 24;
     const auto w = make_weights<Block>(rows, n, false, uint32_t(11 + n));
-    std::vector<Packed> packed(rows / 8 * (n / Block::kValues));
-    ops::repack_x8(w.data(), packed.data(), rows, n);
+    const ops::QuantProducts p2 = QType<Block>::products(*avx2), p512 = QType<Block>::products(*avx512);
+    const std::vector<uint8_t> packed2 = pack_for<Packed>(p2, w, rows, n), packed512 = pack_for<Packed>(p512, w, rows, n);
     const auto xq = quantize_activations<Act>(randn(n, 9), n);
     std::vector<ops::Q8Sum> xs(n / 32);
     if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
     std::vector<float> a(rows), b(rows);
-    QType<Block>::products(*avx2).matvec_x8(packed.data(), xq.data(), xs.data(), a.data(), n, 0, rows / 8);
-    QType<Block>::products(*avx512).matvec_x8(packed.data(), xq.data(), xs.data(), b.data(), n, 0, rows / 8);
+    p2.matvec_x8(packed2.data(), xq.data(), xs.data(), a.data(), n, 0, rows / 8);
+    p512.matvec_x8(packed512.data(), xq.data(), xs.data(), b.data(), n, 0, rows / 8);
     for (size_t r = 0; r < rows; ++r)
       ASSERT_EQ(std::memcmp(&a[r], &b[r], sizeof(float)), 0) << QType<Block>::name << " n=" << n << " row " << r << ": "
                                                              << a[r] << " vs " << b[r];
   }
 }
+// Q3_K's 3-bit x8 layout (BlockQ3_Kx8Bits): every level where
+// q3_K_x8_bits_level finds it, as GGML's Q3_K block holds it (value l: 2 bits
+// in qs[32 (l / 128) + l % 32] at 2 ((l % 128) / 32), the high bit in
+// hmask[l % 32] at l / 32; level = those 3 bits), d and the scales copied.
+TEST(QuantLayouts, Q3_KThreeBitLayoutHoldsEveryLevel) {
+  const size_t rows = 16, n = 512, nb = n / 256;
+  const auto w = make_weights<ops::BlockQ3_K>(rows, n, true, 5);
+  std::vector<ops::BlockQ3_Kx8Bits> packed(rows / 8 * nb);
+  ops::repack_x8(w.data(), packed.data(), rows, n);
+  for (size_t g = 0; g < rows / 8; ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      const ops::BlockQ3_Kx8Bits& p = packed[g * nb + b];
+      for (int r = 0; r < 8; ++r) {
+        const ops::BlockQ3_K& src = w[(8 * g + size_t(r)) * nb + b];
+        EXPECT_EQ(p.d[r], src.d);
+        float deq[256];
+        ops::dequantize_row_q3_K(&src, deq, 256);
+        for (int l = 0; l < 256; ++l) {
+          const int low = (src.qs[32 * (l / 128) + l % 32] >> (2 * ((l % 128) / 32))) & 3;
+          const int high = (src.hmask[l % 32] >> (l / 32)) & 1;
+          ASSERT_EQ(ops::q3_K_x8_bits_level(p, r, l), low | high << 2) << "group " << g << " block " << b << " row " << r
+                                                                        << " value " << l;
+          // The scale: deq = d * sc_j * (level - 4).
+          const float want = ops::f16_to_f32(src.d) * float(p.sc2[l / 32][r][(l / 16) % 2]) * float((low | high << 2) - 4);
+          ASSERT_EQ(deq[l], want) << "row " << r << " value " << l;
+        }
+      }
+    }
+}
+
+// The AVX-512 table reads that layout exactly where the CPU has AVX512_VBMI
+// (and packs for it: ops::packing_for); every other table the nibble one.
+TEST(QuantLayouts, Q3_KThreeBitLayoutWhereTheCpuHasVbmi) {
+  for (const ops::Kernels* k : available_kernels()) {
+    const ops::Packing how = ops::packing_for(ops::type_info(ops::Type::Q3_K), *k);
+    const bool bits = std::string(k->isa) == "avx512" && ops::cpu_features().avx512_vbmi;
+    EXPECT_EQ(how.group_bytes, bits ? sizeof(ops::BlockQ3_Kx8Bits) : sizeof(ops::BlockQ3_Kx8)) << k->isa;
+    EXPECT_EQ(k->q3_K.x8_repack != nullptr, bits) << k->isa;
+  }
+}
+
 TEST(QuantGemv, OneTokenProductsHaveTheSameBitsOnAvx2AndAvx512) {
   check_gemv_bits_across_isas<ops::BlockQ8_0, ops::BlockQ8_0x8>();
   check_gemv_bits_across_isas<ops::BlockQ4_0, ops::BlockQ4_0x8>();

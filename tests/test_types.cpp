@@ -83,6 +83,17 @@ TEST(TypeTable, ComputableRowsHaveTheirCode) {
         // A row-interleaved copy is made only where the products read one.
         EXPECT_EQ(p.matvec_x8 != nullptr, t->repack != nullptr) << k->isa << " " << t->name;
         EXPECT_EQ(p.matmul_x8 != nullptr, t->repack != nullptr) << k->isa << " " << t->name;
+        // A layout of the table's own is a whole one: packer, size, name.
+        if (p.x8_repack) {
+          EXPECT_NE(t->repack, nullptr) << k->isa << " " << t->name;
+          EXPECT_GE(p.x8_group_bytes, t->group_rows() * t->block_bytes) << k->isa << " " << t->name;
+          EXPECT_NE(p.x8_layout, nullptr) << k->isa << " " << t->name;
+        } else {
+          EXPECT_EQ(p.x8_group_bytes, 0u) << k->isa << " " << t->name;
+        }
+        const ops::Packing how = ops::packing_for(*t, *k);
+        EXPECT_EQ(how.repack, p.x8_repack ? p.x8_repack : t->repack) << k->isa << " " << t->name;
+        EXPECT_EQ(how.group_bytes, p.x8_repack ? p.x8_group_bytes : t->group_bytes) << k->isa << " " << t->name;
       }
     } else if (t->compute == ops::Compute::BF16) {
       EXPECT_EQ(t->activation, ops::Activation::BF16) << t->name;  // rounded to bf16 for the products

@@ -54,7 +54,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
     throw Error(cat(path, ": tokenizer has ", impl->tokenizer->vocab().size(), " tokens but token_embd.weight has ",
                     c.vocab_size, " rows"));
   impl->weights->check_finite();
-  impl->weights->pack_for_products(impl->arch->matmul_weights(), impl->arch->row_read_weights());
+  impl->weights->pack_for_products(impl->arch->matmul_weights(), impl->arch->row_read_weights(), active_kernels());
 
   ModelInfo& i = impl->info;
   i.path = path;

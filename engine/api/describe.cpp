@@ -47,8 +47,9 @@ std::string runs_with(const std::string& name) {
                  " by column pairs at load (", isa, ", ", active_kernels().bf16.how, ")");
     case ops::Compute::Integer: {
       const char* act = t->activation == ops::Activation::Q8_K ? "Q8_K" : t->activation == ops::Activation::Q8_1 ? "Q8_1" : "Q8_0";
-      return cat("integer products on ", act, " activations", t->repack ? ", rows interleaved by 8 at load" : "", " (",
-                 isa, " kernels)");
+      const char* layout = (active_kernels().*t->products).x8_layout;
+      return cat("integer products on ", act, " activations", t->repack ? ", rows interleaved by 8 at load" : "",
+                 layout ? cat(" (", layout, ")") : "", " (", isa, " kernels)");
     }
     case ops::Compute::None: break;
   }

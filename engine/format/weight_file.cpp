@@ -23,9 +23,11 @@ const Tensor* WeightFile::find(const std::string& name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
-void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, const std::vector<const Tensor*>& row_read) {
+void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, const std::vector<const Tensor*>& row_read,
+                                   const ops::Kernels& kernels) {
   struct Copy {
     Tensor* t;
+    ops::Packing how;
     size_t rows, at;  // rows packed (whole groups); offset in the buffer
   };
   std::vector<Copy> copies;
@@ -35,14 +37,15 @@ void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, con
     if (it == tensors_.end() || &it->second != m) continue;  // not one of this file's
     Tensor& t = it->second;
     const TypeInfo& info = t.info();
-    if (!info.repack || t.n_dims < 2 || t.packed) continue;
+    const ops::Packing how = ops::packing_for(info, kernels);
+    if (!how.repack || t.n_dims < 2 || t.packed) continue;
     if (std::any_of(copies.begin(), copies.end(), [&](const Copy& c) { return c.t == &t; })) continue;  // listed twice
     const size_t group = info.group_rows();
     const size_t rows = size_t(t.n_rows()) / group * group;
     if (rows == 0) continue;
     // A group's block column may hold more than its blocks (Q4_K: its scales unpacked).
-    const size_t bytes = rows / group * (size_t(t.row_len()) / size_t(info.block)) * info.group_bytes;
-    copies.push_back({&t, rows, total});
+    const size_t bytes = rows / group * (size_t(t.row_len()) / size_t(info.block)) * how.group_bytes;
+    copies.push_back({&t, how, rows, total});
     total += (bytes + 63) / 64 * 64;  // each copy cache-line aligned: no panel column straddles two lines
   }
   if (copies.empty()) return;
@@ -52,7 +55,7 @@ void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, con
   for (const Copy& c : copies) {
     Tensor& t = *c.t;
     uint8_t* out = packed_.as<uint8_t>() + c.at;
-    t.info().repack(t.data, out, c.rows, size_t(t.row_len()));
+    c.how.repack(t.data, out, c.rows, size_t(t.row_len()));
     t.packed = out;
     t.packed_rows = int64_t(c.rows);
     if (mapped_ && std::find(row_read.begin(), row_read.end(), &t) == row_read.end())

@@ -42,11 +42,13 @@ class WeightFile {
   std::vector<std::string> tensor_names() const;
 
   // Gives each matrix of `matmul` whose type has a packed form (TypeInfo::repack)
-  // and at least one group of rows its packed copy (Tensor::packed), owned by this file. Where the
+  // and at least one group of rows its packed copy (Tensor::packed), in the
+  // layout the products of `kernels` read (ops::packing_for), owned by this file. Where the
   // file is mapped, the pages of the originals that only the copy will be
   // read from (not in `row_read`) go back to the system. Once, before the
   // tensors are shared.
-  void pack_for_products(const std::vector<const Tensor*>& matmul, const std::vector<const Tensor*>& row_read);
+  void pack_for_products(const std::vector<const Tensor*>& matmul, const std::vector<const Tensor*>& row_read,
+                         const ops::Kernels& kernels);
   // Throws qkv::Error naming the first tensor that holds a NaN or infinite
   // value (plain types) or block scale (quantized types): such a file is
   // damaged, and what it computes is garbage (quantized activations would

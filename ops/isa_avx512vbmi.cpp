@@ -1,0 +1,194 @@
+// Q3_K's products over its 3-bit x8 layout (quant.h's BlockQ3_Kx8Bits) with
+// AVX512_VBMI (Ice Lake, Zen 4 and later): 114 bytes a row's super-block
+// instead of the nibble layout's 146, so one token's product, which streams
+// the weights from memory, reads a fifth less. Built with -mavx512vbmi in a
+// unit of its own; avx512_kernels() takes these products (and their packer)
+// only where the CPU has the instructions.
+//
+// A piece (values 8P .. 8P + 7 of 8 rows, 24 bytes) unpacks into one zmm,
+// qword r holding row r's 8 levels as bytes: vpermb puts each row's 3 bytes
+// at the start of its qword, vpmultishiftqb takes bits 3i .. 3i + 7 into byte
+// i, an and keeps the level's 3 bits. The activations' 8 matching bytes are
+// one qword broadcast (a load, no shuffle); one vpdpbusd then sums, per row,
+// values 0..3 in the qword's low int32 and 4..7 in its high one. A 16-value
+// sub-block (two pieces) takes its scale by a 16-bit multiply-add, as the
+// nibble layout's tile (quant_x86_x8.h, x8_scale_sum): the same integers, and
+// the same float epilogue, so the same bits as the AVX2 and AVX-512 products
+// over the nibble layout.
+#define QKV_ISA_NS isa_avx512vbmi
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+// The batch product is the nibble layout's (quant_x86_x8.h): the unit is
+// built as isa_avx512.cpp's, with the same vectors.
+#define QKV_DOT_S8(a, b) _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+#define QKV_DOT_ACC(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
+#define QKV_MADD_ACC(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)
+#define QKV_PEAK_ACC(acc, a, b) QKV_DOT_ACC(acc, a, b)
+#define QKV_X8_GROUPS 2
+#define QKV_X8_VEC X8Zmm
+#define QKV_X8_GEMV_VEC X8Pieces
+#define QKV_Q8_BIAS 128
+#include "ops/quant_x86_zmm.h"
+#include "ops/quant_x86.h"
+
+namespace qkv::ops::isa_avx512vbmi {
+namespace {
+
+struct Constants {
+  __m512i spread;       // vpermb: qword r <- bytes 3r, 3r + 1, 3r + 2 of a piece
+  __m512i shifts;       // vpmultishiftqb: byte i <- bits 3i .. 3i + 7 of its qword
+  __m512i three_bits;   // 0x07 in every byte
+  __m512i scale_of[2];  // vpermw: int32 lane l <- (scale of row l / 2, 0), sub-block 2k (h = 0) or 2k + 1
+  Constants() {
+    alignas(64) uint8_t sp[64], sh[64];
+    for (int r = 0; r < 8; ++r)
+      for (int b = 0; b < 8; ++b) {
+        sp[8 * r + b] = uint8_t(b < 3 ? 3 * r + b : 0);
+        sh[8 * r + b] = uint8_t(3 * b);
+      }
+    spread = _mm512_load_si512(sp);
+    shifts = _mm512_load_si512(sh);
+    three_bits = _mm512_set1_epi8(7);
+    for (int h = 0; h < 2; ++h) {
+      alignas(64) uint16_t idx[32];
+      for (int w = 0; w < 32; ++w) idx[w] = uint16_t(2 * (w / 4) + h);  // the odd words are zeroed by the mask
+      scale_of[h] = _mm512_load_si512(idx);
+    }
+  }
+};
+
+const Constants& constants() {
+  static const Constants c;
+  return c;
+}
+
+// Piece P of a group: row r's 8 levels (value + 4) as bytes in qword r.
+inline __m512i unpack(const Constants& c, const uint8_t* piece) {
+  const __m512i raw = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(piece)));
+  return _mm512_and_si512(_mm512_multishift_epi64_epi8(c.shifts, _mm512_permutexvar_epi8(c.spread, raw)), c.three_bits);
+}
+
+// The activations' values 8P .. 8P + 7 in every qword.
+inline __m512i bcast8(const int8_t* p) {
+  int64_t v;
+  __builtin_memcpy(&v, p, 8);
+  return _mm512_set1_epi64(v);
+}
+
+// One token against one group: acc += the products of super-blocks
+// [0, nb). Each piece's dot product against its activations' qword gives
+// row r's values 0..3 in int32 lane 2r and 4..7 in 2r + 1; a sub-block's sums
+// take its scale (an int16 over a zero in both of the row's lanes) by one
+// 16-bit multiply-add; the lane pairs are added before the epilogue.
+inline void gemv_group(const Constants& c, const BlockQ3_Kx8Bits* w, const BlockQ8_K* x, size_t nb, __m256& acc) {
+  for (size_t b = 0; b < nb; ++b) {
+    const BlockQ3_Kx8Bits& W = w[b];
+    const BlockQ8_K& X = x[b];
+    __m512i isum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};  // two chains
+    for (int k = 0; k < 8; ++k) {
+      const __m512i pairs =
+          _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(W.sc2[k][0]))));
+      #pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const int P = 4 * k + 2 * h;
+        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack(c, W.q[P]), bcast8(X.qs + 8 * P));
+        s = _mm512_dpbusd_epi32(s, unpack(c, W.q[P + 1]), bcast8(X.qs + 8 * P + 8));
+        isum[h] = _mm512_dpwssd_epi32(isum[h], s, _mm512_maskz_permutexvar_epi16(0x55555555u, c.scale_of[h], pairs));
+      }
+    }
+    // Per row: its two lanes added, then x8q6_tile's epilogue (the offset,
+    // 4 sum_j sc_j bsums_j, taken off; the scales), so the same bits.
+    const __m512i both = _mm512_add_epi32(isum[0], isum[1]);
+    const __m256i si = _mm512_cvtepi64_epi32(_mm512_add_epi32(both, _mm512_srli_epi64(both, 32)));
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X.bsums));
+    __m256i msum = _mm256_setzero_si256();
+    for (int k = 0; k < 8; ++k)
+      msum = X8Ymm::madd_acc(msum, X8Ymm::load_s8_to_16(W.sc2[k][0], 0), X8Ymm::lane32(bs, k));
+    const __m256 d = X8Ymm::load_halves(W.d, 0);
+    acc = X8Ymm::fmadd(X8Ymm::mul(d, X8Ymm::set1_ps(X.d)),
+                       X8Ymm::to_ps(X8Ymm::sub_32(si, X8Ymm::slli_32(msum, 2))), acc);
+  }
+}
+
+// One token: a group at a time, its bytes in memory order (one stream).
+void matvec(const void* packed, const void* xq, const Q8Sum*, float* y, size_t n, size_t g0, size_t g1) {
+  const BlockQ3_Kx8Bits* w = static_cast<const BlockQ3_Kx8Bits*>(packed);
+  const BlockQ8_K* x = static_cast<const BlockQ8_K*>(xq);
+  const size_t nb = n / kQK_K;
+  const Constants& c = constants();
+  for (size_t g = g0; g < g1; ++g) {
+    __m256 acc = _mm256_setzero_ps();
+    gemv_group(c, w + g * nb, x, nb, acc);
+    _mm256_storeu_ps(y + 8 * g, acc);
+  }
+}
+
+// Blocks [0, count) of the 3-bit layout into the nibble layout (quant.h's
+// BlockQ3_Kx8): a piece's levels b0..b7 (qword r) give row r's four bytes
+// b_i | b_(i + 4) << 4 in the qword's low int32, kept by vpmovqd.
+inline void to_nibbles(const Constants& c, const BlockQ3_Kx8Bits* src, BlockQ3_Kx8* dst, size_t count) {
+  for (size_t b = 0; b < count; ++b) {
+    __builtin_memcpy(dst[b].d, src[b].d, sizeof dst[b].d);
+    __builtin_memcpy(dst[b].sc2, src[b].sc2, sizeof dst[b].sc2);
+    for (int P = 0; P < 32; ++P) {
+      const __m512i a = unpack(c, src[b].q[P]);
+      const __m512i nib = _mm512_or_si512(a, _mm512_slli_epi64(_mm512_srli_epi64(a, 32), 4));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[b].qs + 32 * P), _mm512_cvtepi64_epi32(nib));
+    }
+  }
+}
+
+// A batch (prefill, compute-bound): its rows' levels are unpacked anyway, for
+// every tile of activation rows. So each pass's groups are unpacked once into
+// the nibble layout, in a scratch of this thread, and the nibble layout's
+// product runs over them for all M rows (quant_x86_x8.h's x8k_groups). The
+// 3-bit layout's own unpack (three shuffles, on the pipes vpdpbusd runs on)
+// in that product's tile ran it a third slower.
+void matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy, size_t g0,
+            size_t g1) {
+  using V = X8Zmm;
+  constexpr int kG = x8k_vectors<BlockQ3_Kx8>(), kT = x8k_tokens<BlockQ3_Kx8>();
+  constexpr size_t kPass = size_t(kG) * V::kGroups;
+  const size_t nb = n / kQK_K;
+  const BlockQ3_Kx8Bits* w = static_cast<const BlockQ3_Kx8Bits*>(packed);
+  const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);
+  const Constants& c = constants();
+  thread_local std::vector<BlockQ3_Kx8> scratch;  // grows to a pass's blocks once per thread
+  if (scratch.size() < kPass * nb) scratch.resize(kPass * nb);
+  BlockQ3_Kx8* nib = scratch.data();
+  size_t g = g0;
+  for (; g + kPass <= g1; g += kPass) {
+    to_nibbles(c, w + g * nb, nib, kPass * nb);
+    x8k_groups<V, kG, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0);
+  }
+  for (; g + V::kGroups <= g1; g += V::kGroups) {
+    to_nibbles(c, w + g * nb, nib, V::kGroups * nb);
+    x8k_groups<V, 1, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0);
+  }
+  for (; g < g1; ++g) {
+    to_nibbles(c, w + g * nb, nib, nb);
+    x8k_groups<X8Ymm, 1, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0);
+  }
+}
+
+void repack(const void* w, void* out, size_t rows, size_t n) {
+  repack_x8(static_cast<const BlockQ3_K*>(w), static_cast<BlockQ3_Kx8Bits*>(out), rows, n);
+}
+
+}  // namespace
+
+}  // namespace qkv::ops::isa_avx512vbmi
+
+qkv::ops::QuantProducts qkv::ops::avx512vbmi_q3_K_products(const QuantProducts& plain) {
+  QuantProducts p = plain;  // the products over rows as the file holds them
+  p.matvec_x8 = isa_avx512vbmi::matvec;
+  p.matmul_x8 = isa_avx512vbmi::matmul;
+  p.x8_repack = isa_avx512vbmi::repack;
+  p.x8_group_bytes = sizeof(BlockQ3_Kx8Bits);
+  p.x8_layout = "levels in 3 bits, unpacked by vpermb + vpmultishiftqb";
+  return p;
+}
