@@ -39,8 +39,25 @@ inline void transpose16(__m512* r) {
   }
 }
 
+// A few rows (a decoded token's keys: one): each row's values stored down
+// their columns one by one (f16: converted 16 at a time first), without the
+// 16 x 16 transposes of a mostly empty tile.
+template <class Out>
+inline void scatter_rows(const float* src, size_t lds, Out* dst, size_t ldd, size_t rows, size_t cols) {
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c0 = 0; c0 < cols; c0 += 16) {
+      const size_t nc = std::min<size_t>(16, cols - c0);
+      const __m512 v = _mm512_maskz_loadu_ps(__mmask16((1u << nc) - 1), src + r * lds + c0);
+      alignas(64) Out piece[16];
+      if constexpr (std::is_same_v<Out, float>) _mm512_store_ps(piece, v);
+      else _mm256_store_si256(reinterpret_cast<__m256i*>(piece), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+      for (size_t j = 0; j < nc; ++j) dst[(c0 + j) * ldd + r] = piece[j];
+    }
+}
+
 template <class Out>
 inline void transpose_tiles(const float* src, size_t lds, Out* dst, size_t ldd, size_t rows, size_t cols) {
+  if (rows < 4) return scatter_rows(src, lds, dst, ldd, rows, cols);
   for (size_t r0 = 0; r0 < rows; r0 += 16) {
     const size_t nr = std::min<size_t>(16, rows - r0);
     const __mmask16 out_mask = __mmask16((1u << nr) - 1);

@@ -565,7 +565,7 @@ TEST_P(OpsTest, TransposeIntoKeyPanels) {
   const size_t lds = 70, ldd = 64;
   const std::vector<float> src = randn(64 * lds, 31);
   for (auto [rows, cols] : std::vector<std::pair<size_t, size_t>>{
-           {64, 64}, {1, 64}, {64, 1}, {1, 1}, {17, 33}, {15, 70}, {48, 16}, {3, 7}}) {
+           {64, 64}, {1, 64}, {64, 1}, {1, 1}, {17, 33}, {15, 70}, {48, 16}, {3, 7}, {2, 70}}) {
     std::vector<float> want(cols * ldd, -3.0f), got(cols * ldd, -3.0f);
     std::vector<uint16_t> want16(cols * ldd, 0x7777), got16(cols * ldd, 0x7777);
     ref().transpose_f32(src.data(), lds, want.data(), ldd, rows, cols);
