@@ -160,7 +160,8 @@ void KVCache::attend(const ExecContext& ctx, int layer, int pos, int n, const fl
 // together), each the group's query heads over one chunk's positions; then,
 // per head, the chunks merged in order. With the f16 cache, two rounds: the
 // scores and each chunk's max and sum, then (with the merged max and sum)
-// the chunks' weighted values, summed in order.
+// the chunks' weighted values, summed in order; one round where a head has
+// one chunk (its max and sum are final once its scores are: the same bits).
 void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, const float* q, float* out) {
   const size_t hd = size_t(d_.head_dim), group = size_t(d_.n_heads / d_.n_kv_heads), nkv = size_t(d_.n_kv_heads);
   const size_t lo = size_t(first_visible(o, pos)), hi = size_t(pos) + 1;
@@ -203,6 +204,13 @@ void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int laye
       init(r);
       const size_t c = t0 / split_;
       ctx.k.attention_f32(r, kt<float>(layer, kvh, c), vr<float>(layer, kvh, c), hd, t0, t1, scale_, o.softcap, scratch);
+    });
+  } else if (nc == 1) {  // one chunk per head (pos < split_): its max and sum are the head's, one round
+    each_chunk([&](size_t j, const ops::AttentionRows& r, int kvh, size_t t0, size_t t1, float* scratch) {
+      init(r);
+      ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, kvh, t0 / split_), hd, t0, t1, scale_, o.softcap, scores(j), lds,
+                                 scratch);
+      ctx.k.attention_values_f16(r, vr<uint16_t>(layer, kvh, t0 / split_), hd, t0, t1, scores(j), lds, scratch);
     });
   } else {
     each_chunk([&](size_t j, const ops::AttentionRows& r, int kvh, size_t t0, size_t t1, float* scratch) {
