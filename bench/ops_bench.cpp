@@ -153,6 +153,7 @@ void qmatmul(benchmark::State& st, const Kernels* k, QuantBench q, size_t rows, 
   std::vector<qkv::ops::Q8Sum> sums(q.kquant ? 0 : M * n / 32);
   const bool x8 = p.matvec_x8 != nullptr;  // the engine runs these from row-interleaved copies
   if (q.act == qkv::ops::Activation::Q8_0) qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
+  if (q.act == qkv::ops::Activation::Q8_1) qkv::ops::q8_1_sums(reinterpret_cast<const qkv::ops::BlockQ8_1*>(xq.data()), sums.data(), sums.size());
   for (auto _ : st) {
     if (x8 && M == 1) p.matvec_x8(packed.data(), xq.data(), sums.data(), y.data(), n, 0, rows / 8);
     else if (x8) p.matmul_x8(packed.data(), xq.data(), sums.data(), y.data(), M, n, rows, 0, rows / 8);
@@ -182,6 +183,8 @@ void qmatmul_dram(benchmark::State& st, const Kernels* k, QuantBench q, size_t t
   std::vector<qkv::ops::Q8Sum> sums(M * n / 32);
   if (q.act == qkv::ops::Activation::Q8_0)
     qkv::ops::q8_0_sums(reinterpret_cast<const qkv::ops::BlockQ8_0*>(xq.data()), sums.data(), sums.size());
+  if (q.act == qkv::ops::Activation::Q8_1)
+    qkv::ops::q8_1_sums(reinterpret_cast<const qkv::ops::BlockQ8_1*>(xq.data()), sums.data(), sums.size());
   std::vector<float> y(M * rows);
   size_t c = 0;
   for (auto _ : st) {

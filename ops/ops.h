@@ -17,11 +17,16 @@
 
 namespace qkv::ops {
 
-// Per Q8_0 activation block: its scale in f32 and the sum of its quants
-// (what the products over unsigned weight bytes subtract).
+// Per activation block, beside its bytes, what the row-interleaved products
+// take of it: its scale d in f32, and for a Q8_0 block the sum of its quants
+// (what the products over unsigned weight bytes subtract), for a Q8_1 block
+// its stored s (f16 of d times that sum) in f32, the _1 types' offset term.
 struct Q8Sum {
   float d;
-  int32_t s;
+  union {
+    int32_t s;  // Q8_0
+    float sf;   // Q8_1
+  };
 };
 
 // Products of one quantized weight type; same shapes and ranges as
@@ -31,8 +36,8 @@ struct QuantProducts {
   void (*matmul)(const void* w, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
   // The same over the weights interleaved by groups of 8 rows (ops/quant.h,
   // repack_x8; every integer type has them), for row groups [g0, g1), i.e.
-  // rows [8 g0, 8 g1); xs: per Q8_0 activation block, as Q8Sum (unused by
-  // the types whose Q8_1 or Q8_K blocks carry their sums).
+  // rows [8 g0, 8 g1); xs: per Q8_0 or Q8_1 activation block, its Q8Sum
+  // (unused by the types whose Q8_K blocks carry their sums).
   void (*matvec_x8)(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t n, size_t g0, size_t g1);
   void (*matmul_x8)(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
                     size_t g0, size_t g1);

@@ -348,6 +348,7 @@ void repack_x8(const BlockQ5_1* w, BlockQ5_1x8* out, size_t rows, size_t n);
 void repack_x8(const BlockIQ4_NL* w, BlockIQ4_NLx8* out, size_t rows, size_t n);
 // The scales and sums of nb activation blocks.
 void q8_0_sums(const BlockQ8_0* x, Q8Sum* out, size_t nb);
+void q8_1_sums(const BlockQ8_1* x, Q8Sum* out, size_t nb);
 // Both: Kernels::quantize_q8_0 of the scalar reference.
 void quantize_q8_0_ref(const float* x, void* blocks, Q8Sum* sums, size_t n);
 void quantize_q8_K_ref(const float* x, void* blocks, size_t n);  // quantize_row_q8_K

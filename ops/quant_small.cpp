@@ -267,4 +267,11 @@ QuantProducts q5_0_products_ref() { return x8_products_ref<BlockQ5_0, BlockQ5_0x
 QuantProducts q5_1_products_ref() { return x8_products_ref<BlockQ5_1, BlockQ5_1x8>(); }
 QuantProducts iq4_nl_products_ref() { return x8_products_ref<BlockIQ4_NL, BlockIQ4_NLx8>(); }
 
+void q8_1_sums(const BlockQ8_1* x, Q8Sum* out, size_t nb) {
+  for (size_t b = 0; b < nb; ++b) {
+    out[b].d = f16_to_f32(x[b].d);
+    out[b].sf = f16_to_f32(x[b].s);
+  }
+}
+
 }  // namespace qkv::ops

@@ -260,11 +260,13 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
     for (int g = 0; g < G; ++g) {
       const auto wd = E::load_halves(wb[g]->d, stride);
       if constexpr (std::is_same_v<Act, BlockQ8_1>) {
-        // The _1 types: d_w d_x (q . x) + m_w s_x, s_x = the block's d * sum(x).
+        // The _1 types: d_w d_x (q . x) + m_w s_x, s_x = the block's d * sum(x)
+        // (both in f32 in its Q8Sum, converted once per block).
         const auto wm = E::load_halves(wb[g]->m, stride);
         for (int t = 0; t < T; ++t) {
-          acc[g][t] = E::fmadd(E::mul(wd, E::set1_ps(half(x[t]->d))), E::to_ps(V::fold(s[g][t])), acc[g][t]);
-          acc[g][t] = E::fmadd(wm, E::set1_ps(half(x[t]->s)), acc[g][t]);
+          const Q8Sum& xs = xs0[t * nb + b];
+          acc[g][t] = E::fmadd(E::mul(wd, E::set1_ps(xs.d)), E::to_ps(V::fold(s[g][t])), acc[g][t]);
+          acc[g][t] = E::fmadd(wm, E::set1_ps(xs.sf), acc[g][t]);
         }
       } else {
         for (int t = 0; t < T; ++t) {

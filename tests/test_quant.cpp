@@ -359,6 +359,7 @@ void check_x8_products(const ops::Kernels& k, std::initializer_list<size_t> widt
       const auto xq = quantize_activations<Act>(randn(13 * n, 4), n);
       std::vector<ops::Q8Sum> xs(13 * n / 32);
       if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
+      if constexpr (std::is_same<Act, ops::BlockQ8_1>::value) ops::q8_1_sums(xq.data(), xs.data(), xq.size());
       for (const auto& [g0, g1] : {std::pair<size_t, size_t>{1, 4}, {0, 7}})
         for (size_t M : {size_t(1), size_t(2), size_t(3), size_t(4), size_t(5), size_t(9), size_t(13)}) {
           std::vector<float> want(M * rows, 0.0f), got(M * rows, 0.0f);
@@ -434,6 +435,7 @@ void check_gemv_bits_across_isas() {
     const auto xq = quantize_activations<Act>(randn(n, 9), n);
     std::vector<ops::Q8Sum> xs(n / 32);
     if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
+    if constexpr (std::is_same<Act, ops::BlockQ8_1>::value) ops::q8_1_sums(xq.data(), xs.data(), xq.size());
     std::vector<float> a(rows), b(rows);
     p2.matvec_x8(packed2.data(), xq.data(), xs.data(), a.data(), n, 0, rows / 8);
     p512.matvec_x8(packed512.data(), xq.data(), xs.data(), b.data(), n, 0, rows / 8);
@@ -571,6 +573,11 @@ TEST_P(QuantKernels, ActivationQuantizationGivesTheReferenceBytes) {
   ops::BlockQ8_1 q;
   k.quantize_q8_1(pos.data(), &q, 32);
   EXPECT_EQ(ops::f16_to_f32(q.s), 32.0f) << k.isa;  // d = 1/127, every q = 127
+  // Their Q8Sum, what the row-interleaved _1 products read: d and s in f32.
+  ops::Q8Sum qs;
+  ops::q8_1_sums(&q, &qs, 1);
+  EXPECT_EQ(qs.d, ops::f16_to_f32(q.d)) << k.isa;
+  EXPECT_EQ(qs.sf, 32.0f) << k.isa;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, QuantKernels, ::testing::ValuesIn(available_kernels()),

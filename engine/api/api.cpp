@@ -210,7 +210,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   s.widest = std::max({c.dim, c.hidden_dim, c.q_dim()});
   const size_t qbytes = size_t(s.n_batch) * size_t(s.widest / ops::kQK8_0 + 1) * (sizeof(ops::BlockQ8_0) + sizeof(ops::Q8Sum)) + 64;
   const size_t kbytes = size_t(s.n_batch) * size_t(s.widest / ops::kQK_K + 1) * sizeof(ops::BlockQ8_K);
-  const size_t q1bytes = size_t(s.n_batch) * size_t(s.widest / 32 + 1) * sizeof(ops::BlockQ8_1);
+  const size_t q1bytes = size_t(s.n_batch) * size_t(s.widest / 32 + 1) * (sizeof(ops::BlockQ8_1) + sizeof(ops::Q8Sum)) + 64;
   // Activations rounded to bf16 or f16 only where a product takes them (BF16, F16 weights).
   const auto weights = s.arch->matmul_weights();
   auto takes = [&](ops::Activation a) {

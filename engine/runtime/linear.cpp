@@ -64,12 +64,19 @@ QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weigh
     out.q8_0_sums = sums;
   }
   if (want_q8_1) {
-    if (size_t(M) * (n / 32) * sizeof(ops::BlockQ8_1) > ctx.q1scratch_bytes)
+    // The blocks, then (8-byte aligned) their scales in f32.
+    const size_t nb = size_t(M) * (n / 32), sums_at = (nb * sizeof(ops::BlockQ8_1) + 7) / 8 * 8;
+    if (sums_at + nb * sizeof(ops::Q8Sum) > ctx.q1scratch_bytes)
       throw Error(cat("tensor ", first->name, ": quantization scratch too small"), Errc::Internal);
     auto* q = static_cast<ops::BlockQ8_1*>(ctx.q1scratch);
+    auto* sums = reinterpret_cast<ops::Q8Sum*>(static_cast<uint8_t*>(ctx.q1scratch) + sums_at);
     const size_t per_row = n / 32;
-    quantize_rows_into(ctx, M, n, [&](size_t m) { ctx.k.quantize_q8_1(x + m * n, q + m * per_row, n); });
+    quantize_rows_into(ctx, M, n, [&](size_t m) {
+      ctx.k.quantize_q8_1(x + m * n, q + m * per_row, n);
+      ops::q8_1_sums(q + m * per_row, sums + m * per_row, per_row);
+    });
     out.q8_1 = q;
+    out.q8_1_sums = sums;
   }
   if (want_q8_K) {
     if (size_t(M) * (n / ops::kQK_K) * sizeof(ops::BlockQ8_K) > ctx.kscratch_bytes)
@@ -124,7 +131,7 @@ Product prepare(const ops::Kernels& k, const Tensor& w, float* y, const Quantize
   p.qp = quant_products(k, w);
   if (w.info().activation != ops::Activation::None) {
     p.xw = xq ? xq->blocks_for(w.info().activation) : nullptr;
-    p.sums = xq ? xq->q8_0_sums : nullptr;
+    p.sums = !xq ? nullptr : w.info().activation == ops::Activation::Q8_1 ? xq->q8_1_sums : xq->q8_0_sums;
     if (!p.xw) throw Error(cat("tensor ", w.name, ": its input was not quantized"), Errc::Internal);
   }
   return p;

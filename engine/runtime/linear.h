@@ -21,6 +21,7 @@ struct QuantizedInput {
   const void* q8_0 = nullptr;
   const ops::Q8Sum* q8_0_sums = nullptr;  // per Q8_0 block, for the row-interleaved products
   const void* q8_1 = nullptr;             // Q8_1 blocks, for Q4_1 / Q5_1 weights (in ctx.q1scratch)
+  const ops::Q8Sum* q8_1_sums = nullptr;  // per Q8_1 block (d and s in f32), for the row-interleaved products
   const void* q8_K = nullptr;
   const uint16_t* bf16 = nullptr;
   const float* f16 = nullptr;
