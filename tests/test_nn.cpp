@@ -4,6 +4,9 @@
 // sliding windows, soft-capping, and 1, 2 and 3 threads giving the same bits.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -221,6 +224,29 @@ TEST(ZeroedMemory, HugePageBuffersAreAlignedZeroedAndWritable) {
   EXPECT_EQ(moved.as<uint8_t>()[bytes - 1], 2);
   moved = ZeroedMemory(64);
   EXPECT_EQ(moved.as<uint8_t>()[63], 0);
+}
+
+// populate commits the pages asked for (page-rounded) and no others, and
+// they read as zeros; a range past the end is clipped.
+TEST(ZeroedMemory, PopulateCommitsTheRangeAskedFor) {
+  const size_t page = size_t(sysconf(_SC_PAGESIZE)), pages = 64;
+  ZeroedMemory m(pages * page);
+  auto resident = [&] {
+    std::vector<unsigned char> v(pages);
+    EXPECT_EQ(mincore(m.as<void>(), pages * page, v.data()), 0);
+    size_t n = 0;
+    for (unsigned char c : v) n += c & 1;
+    return n;
+  };
+  ASSERT_EQ(resident(), 0u);  // an anonymous mapping commits nothing until touched
+  // A kernel before 5.14 lacks MADV_POPULATE_WRITE: then populate does nothing.
+  ZeroedMemory probe(page);
+  const bool kernel_has_it = madvise(probe.as<void>(), page, 23 /* MADV_POPULATE_WRITE */) == 0;
+  m.populate(3 * page + 10, 2 * page);  // pages 3..5
+  EXPECT_EQ(resident(), kernel_has_it ? 3u : 0u);
+  m.populate(60 * page, 100 * page);  // pages 60..63, clipped
+  EXPECT_EQ(resident(), kernel_has_it ? 7u : 0u);
+  EXPECT_EQ(m.as<uint8_t>()[5 * page + 1], 0);
 }
 
 // The ops Gemma, GPT-2 and Phi-3 add: scaling, soft-capping, splitting a

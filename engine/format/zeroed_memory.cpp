@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <new>
 #include <utility>
@@ -21,6 +22,19 @@ ZeroedMemory::ZeroedMemory(size_t bytes, bool huge_pages) : bytes_(bytes) {
     ::madvise(p_, bytes, MADV_HUGEPAGE);  // advice: failure is harmless
 #endif
   }
+}
+
+void ZeroedMemory::populate(size_t offset, size_t bytes) const {
+#ifdef MADV_POPULATE_WRITE
+  if (offset >= bytes_) return;
+  bytes = std::min(bytes, bytes_ - offset);
+  constexpr uintptr_t kPage = 4096;  // madvise wants a page-aligned start
+  const uintptr_t start = (reinterpret_cast<uintptr_t>(p_) + offset) / kPage * kPage;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p_) + offset + bytes;
+  ::madvise(reinterpret_cast<void*>(start), end - start, MADV_POPULATE_WRITE);  // advice: failure is harmless
+#else
+  (void)offset, (void)bytes;
+#endif
 }
 
 void ZeroedMemory::release() {

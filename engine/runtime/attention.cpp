@@ -85,6 +85,7 @@ KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
       max_rows_(std::max(kPrefillRows, size_t(dims.n_heads / dims.n_kv_heads))) {
   const size_t chunks = (size_t(n_ctx) + split_ - 1) / split_;
   mem_ = ZeroedMemory(layer_chunk(0, chunks) * (f16 ? 2 : 4), true);
+  commit_through(0);
   scratch_.resize(size_t(std::max(1, n_threads)));
   for (Scratch& s : scratch_) {
     s.q.resize(max_rows_);
@@ -103,7 +104,15 @@ KVCache::KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16)
   qh_.resize(size_t(d_.head_dim));
 }
 
+void KVCache::commit_through(size_t chunk) {
+  if (chunk < committed_) return;
+  const size_t elem = f16_ ? 2 : 4, first = layer_chunk(0, committed_) * elem;
+  mem_.populate(first, layer_chunk(0, chunk + 1) * elem - first);
+  committed_ = chunk + 1;
+}
+
 void KVCache::store(const ExecContext& ctx, int layer, int pos, int n, const float* k, const float* v) {
+  if (n > 0) commit_through(size_t(pos + n - 1) / split_);
   const size_t hd = size_t(d_.head_dim), kvd = size_t(d_.kv_dim()), T = ops::kAttnTile, nkv = size_t(d_.n_kv_heads);
   const Zone z(ctx.prof, Op::KvStore, layer, 0.0, 4.0 * double(n) * double(kvd) * 4.0, nullptr,
                ZoneShape{n, int64_t(kvd), 0});

@@ -38,10 +38,12 @@ class KVCache {
   // another: chunk c holds, layer by layer, every KV head's K of its
   // positions in transposed panels of ops::kAttnTile, then their V in rows
   // of ops::attention_ldv(head_dim) values (ops.h), in f32 or f16. Memory is
-  // reserved for n_ctx positions and committed as positions are written; so
-  // it fills in position order, and is advised for huge pages (decode
-  // streams the cache: one TLB entry per 2 MiB; the first token touches one
-  // chunk's pages, not every head's). Scratch for up to n_threads threads.
+  // reserved for n_ctx positions and committed a chunk of positions (every
+  // layer's) at a time, in one call, as positions reach it: the first at
+  // construction, so no token pays page faults one page at a time (each
+  // costs microseconds on a VM); so it fills in position order, and is
+  // advised for huge pages (decode streams the cache: one TLB entry per 2
+  // MiB). Scratch for up to n_threads threads.
   KVCache(const AttentionDims& dims, int n_ctx, int n_threads, bool f16);
 
   const AttentionDims& dims() const { return d_; }
@@ -121,6 +123,8 @@ class KVCache {
   size_t split_;                    // positions per chunk (of the cache, and of split-K), a multiple of kAttnTile
   size_t max_rows_;                 // query rows per prefill block
   ZeroedMemory mem_;                 // the chunks
+  size_t committed_ = 0;             // chunks (of every layer) committed so far
+  void commit_through(size_t chunk);  // commits chunks [committed_, chunk]
   std::vector<Scratch> scratch_;    // per thread
   std::vector<float> partial_;      // split-K: per (head, chunk) m, l, o (ldv_)
   ZeroedMemory scores_;             // split-K, f16 cache: (n_heads, n_ctx) scores between the two phases
