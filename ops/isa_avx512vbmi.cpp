@@ -22,18 +22,7 @@
 #include <cstdint>
 #include <vector>
 
-// The batch product is the nibble layout's (quant_x86_x8.h): the unit is
-// built as isa_avx512.cpp's, with the same vectors.
-#define QKV_DOT_S8(a, b) _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
-#define QKV_DOT_ACC(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
-#define QKV_MADD_ACC(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)
-#define QKV_PEAK_ACC(acc, a, b) QKV_DOT_ACC(acc, a, b)
-#define QKV_X8_GROUPS 2
-#define QKV_X8_VEC X8Zmm
-#define QKV_X8_GEMV_VEC X8Pieces
-#define QKV_Q8_BIAS 128
-#include "ops/quant_x86_zmm.h"
-#include "ops/quant_x86.h"
+#include "ops/quant_x86_avx512.h"  // as isa_avx512.cpp: the batch product is the nibble layout's
 
 namespace qkv::ops::isa_avx512vbmi {
 namespace {
