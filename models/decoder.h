@@ -60,15 +60,17 @@ struct DecoderState : RunState {
 
   KVCache& kv_cache() override { return cache; }
 
+  // The batch buffers are committed as rows are touched (ZeroedArray): a
+  // session sized for 512-token prompts that generates touches one row.
   KVCache cache;
   std::vector<nn::RopeTable> ropes;  // one per distinct rotary base the layers use
-  std::vector<float> x;              // (n, dim) residual stream
-  std::vector<float> xb, xb2;        // (n, dim)
-  std::vector<float> q;              // (n, q_dim)
-  std::vector<float> k, v;           // (n, kv_dim)
-  std::vector<float> att_out;        // (n, q_dim)
-  std::vector<float> hb, hb2;        // (n, hidden)
-  std::vector<float> fused;          // (n, fused_width): a fused projection's output before it is split
+  ZeroedArray<float> x;              // (n, dim) residual stream
+  ZeroedArray<float> xb, xb2;        // (n, dim)
+  ZeroedArray<float> q;              // (n, q_dim)
+  ZeroedArray<float> k, v;           // (n, kv_dim)
+  ZeroedArray<float> att_out;        // (n, q_dim)
+  ZeroedArray<float> hb, hb2;        // (n, hidden)
+  ZeroedArray<float> fused;          // (n, fused_width): a fused projection's output before it is split
 };
 
 // The attention projections of a Llama-style layer.

@@ -249,6 +249,17 @@ TEST(ZeroedMemory, PopulateCommitsTheRangeAskedFor) {
   EXPECT_EQ(m.as<uint8_t>()[5 * page + 1], 0);
 }
 
+// A run state's batch buffer: n zeros, writable, its size; empty when n is 0.
+TEST(ZeroedMemory, ZeroedArrayHoldsNZeros) {
+  ZeroedArray<float> a(1000);
+  ASSERT_EQ(a.size(), 1000u);
+  ASSERT_NE(a.data(), nullptr);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], 0.0f) << i;
+  a[999] = 2.5f;
+  EXPECT_EQ(a.data()[999], 2.5f);
+  EXPECT_EQ(ZeroedArray<float>(0).size(), 0u);
+}
+
 // The ops Gemma, GPT-2 and Phi-3 add: scaling, soft-capping, splitting a
 // fused q/k/v row, and SwiGLU over a fused gate/up row (odd widths).
 TEST(Nn, ScaleSoftcapAndFusedSplits) {

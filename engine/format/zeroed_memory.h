@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 namespace qkv {
 
@@ -39,6 +40,47 @@ class ZeroedMemory {
   size_t bytes_ = 0;
   void* base_ = nullptr;  // the mapping behind p_ (larger when aligned for huge pages)
   size_t mapped_ = 0;
+};
+
+// Built with AddressSanitizer (GCC says so one way, clang another).
+#if defined(__SANITIZE_ADDRESS__)
+#define QKV_ZEROED_ARRAY_ON_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QKV_ZEROED_ARRAY_ON_HEAP 1
+#endif
+#endif
+
+// n zero-filled T in a ZeroedMemory, committed page by page as touched: a
+// run state's batch buffers (sized for n_batch tokens, of which generating
+// one token touches the first row) cost no zero-filling up front. Under
+// AddressSanitizer, a heap vector instead, so that it sees an access past
+// the end (in a mapping, one lands in the last page's slack unseen).
+template <class T>
+class ZeroedArray {
+ public:
+  ZeroedArray() = default;
+#ifdef QKV_ZEROED_ARRAY_ON_HEAP
+  explicit ZeroedArray(size_t n) : heap_(n) {}
+  T* data() { return heap_.data(); }
+  const T* data() const { return heap_.data(); }
+  size_t size() const { return heap_.size(); }
+#else
+  explicit ZeroedArray(size_t n) : mem_(n * sizeof(T)), n_(n) {}
+  T* data() { return mem_.as<T>(); }
+  const T* data() const { return mem_.as<T>(); }
+  size_t size() const { return n_; }
+#endif
+  T& operator[](size_t i) { return data()[i]; }
+  const T& operator[](size_t i) const { return data()[i]; }
+
+ private:
+#ifdef QKV_ZEROED_ARRAY_ON_HEAP
+  std::vector<T> heap_;
+#else
+  ZeroedMemory mem_;
+  size_t n_ = 0;
+#endif
 };
 
 }  // namespace qkv
