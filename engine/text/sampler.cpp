@@ -22,6 +22,11 @@ inline int32_t order_key(uint32_t u) {
   return (u >> 31) ? -mag : mag;
 }
 
+// The candidates' order: by logit, descending, ties to the lower id.
+inline bool by_logit(const std::pair<float, int>& a, const std::pair<float, int>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
 inline uint32_t bits_of(float x) {
   uint32_t u;
   std::memcpy(&u, &x, 4);
@@ -113,9 +118,6 @@ int SamplerImpl::first_max(const float* l) const {
 // them; once it holds k, a chunk whose largest value does not beat that
 // worst one is skipped whole (a later index never wins a tie).
 size_t SamplerImpl::top_k(const float* l, size_t k) {
-  auto better = [](const std::pair<float, int>& a, const std::pair<float, int>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
   auto* heap = cand_.data();
   size_t size = 0;
   for (size_t c = 0; c < chunk_max_.size(); ++c) {
@@ -125,15 +127,15 @@ size_t SamplerImpl::top_k(const float* l, size_t k) {
       const std::pair<float, int> e{l[i], int(i)};
       if (size < k) {
         heap[size++] = e;
-        std::push_heap(heap, heap + size, better);
-      } else if (better(e, heap[0])) {
-        std::pop_heap(heap, heap + size, better);
+        std::push_heap(heap, heap + size, by_logit);
+      } else if (by_logit(e, heap[0])) {
+        std::pop_heap(heap, heap + size, by_logit);
         heap[size - 1] = e;
-        std::push_heap(heap, heap + size, better);
+        std::push_heap(heap, heap + size, by_logit);
       }
     }
   }
-  std::sort_heap(heap, heap + size, better);
+  std::sort_heap(heap, heap + size, by_logit);
   return size;
 }
 
@@ -164,10 +166,7 @@ int SamplerImpl::sample(const float* logits) {
     n = top_k(l, size_t(p_.top_k));
   } else {
     for (size_t i = 0; i < n; ++i) cand_[i] = {l[i], int(i)};
-    std::sort(cand_.begin(), cand_.begin() + long(n),
-              [](const std::pair<float, int>& a, const std::pair<float, int>& b) {
-                return a.first > b.first || (a.first == b.first && a.second < b.second);
-              });
+    std::sort(cand_.begin(), cand_.begin() + long(n), by_logit);
   }
 
   // Probabilities at temperature 1 for the top-p and min-p filters.
