@@ -135,6 +135,7 @@ inline void matvec(const T* w, const float* x, float* y, size_t n, size_t r0, si
 // one output, so nothing is reduced across lanes.
 constexpr size_t NV = kPanelRows / W;  // vectors per panel column
 static_assert(kPanelRows % W == 0, "a panel column is whole vectors");
+constexpr size_t kLine = 64;  // bytes in a cache line, the unit of a prefetch
 // The batch tile: kTileM tokens x kTileP panels, kTileM * kTileP * NV
 // accumulators (12 of 16 registers on AVX2, 24 of 32 on AVX-512), the
 // column's vectors and one broadcast beside them.
@@ -142,14 +143,16 @@ constexpr int kTileM = W >= 16 ? 12 : W == 8 ? 6 : 2;
 constexpr int kTileP = W >= 16 ? 2 : 1;
 
 // y[i, :kTileP panels] for RM tokens: pw is the first panel's column 0,
-// x token 0's row, y token 0's output for that panel's first row.
+// x token 0's row, y token 0's output for that panel's first row; pf: n / 4
+// cache lines to bring into L2 meanwhile, a quarter line a column.
 template <int RM, int NP, class T>
-inline void panel_tile(const T* pw, const float* x, float* y, size_t n, size_t ldy) {
+inline void panel_tile(const T* pw, const float* x, float* y, size_t n, size_t ldy, const char* pf) {
   const size_t stride = n * kPanelRows;  // from one panel to the next
   vf acc[RM][NP * NV];
   for (int i = 0; i < RM; ++i)
     for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = vf(0.0f);
   for (size_t k = 0; k < n; ++k) {
+    __builtin_prefetch(pf + k * (kLine / 4), 0, 2);
     vf wv[NP * NV];
     for (int p = 0; p < NP; ++p)
       for (size_t v = 0; v < NV; ++v) wv[p * NV + v] = load(pw + p * stride + k * kPanelRows + v * W);
@@ -162,42 +165,60 @@ inline void panel_tile(const T* pw, const float* x, float* y, size_t n, size_t l
     for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
 }
 
-// The drivers over any panel tile: Tile::run<RM, NP>(pw, x, y, n, ldy)
-// computes y[i, :NP panels] for RM tokens (FloatPanels, Bf16Panels below).
+// The drivers over any panel tile: Tile::run<RM, NP>(pw, x, y, n, ldy, pf)
+// computes y[i, :NP panels] for RM tokens (FloatPanels, Bf16Panels below)
+// and brings the n / 4 lines at pf into L2 as it goes.
 // The last M % kTileM tokens: the tile of exactly that many rows.
 template <class Tile, int R, int NP, class TW, class TX>
-inline void panel_tail(size_t rows, const TW* pw, const TX* x, float* y, size_t n, size_t ldy) {
+inline void panel_tail(size_t rows, const TW* pw, const TX* x, float* y, size_t n, size_t ldy, const char* pf) {
   if constexpr (R > 0) {
-    if (rows == size_t(R)) Tile::template run<R, NP>(pw, x, y, n, ldy);
-    else panel_tail<Tile, R - 1, NP>(rows, pw, x, y, n, ldy);
+    if (rows == size_t(R)) Tile::template run<R, NP>(pw, x, y, n, ldy, pf);
+    else panel_tail<Tile, R - 1, NP>(rows, pw, x, y, n, ldy, pf);
   }
 }
 
 // Panels outermost: NP panels stay in L2 while every token passes over them.
+// Meanwhile the next panels, [next, next_end), come into L2 a slice per tile:
+// weights read once from memory would otherwise keep each group's first tile
+// waiting (the hardware prefetcher starts late, and the tile wants the lines
+// faster than memory gives them). Past next_end a tile prefetches its own
+// panels, in cache already.
 template <class Tile, int NP, class TW, class TX>
-inline void panel_tokens(const TW* pw, const TX* x, float* y, size_t M, size_t n, size_t ldy) {
+inline void panel_tokens(const TW* pw, const TX* x, float* y, size_t M, size_t n, size_t ldy, const char* next,
+                         const char* next_end) {
+  const size_t slice = n * (kLine / 4);
+  const auto take = [&]() {
+    if (next >= next_end) return reinterpret_cast<const char*>(pw);
+    const char* p = next;
+    next += slice;
+    return p;
+  };
   size_t m = 0;
-  for (; m + kTileM <= M; m += kTileM) Tile::template run<kTileM, NP>(pw, x + m * n, y + m * ldy, n, ldy);
-  panel_tail<Tile, kTileM - 1, NP>(M - m, pw, x + m * n, y + m * ldy, n, ldy);
+  for (; m + kTileM <= M; m += kTileM) Tile::template run<kTileM, NP>(pw, x + m * n, y + m * ldy, n, ldy, take());
+  panel_tail<Tile, kTileM - 1, NP>(M - m, pw, x + m * n, y + m * ldy, n, ldy, take());
 }
 
-// Panels [p0, p1), kTileP at a time, then one.
+// Panels [p0, p1), kTileP at a time, then one; each group's tiles prefetch
+// the next group (panels are contiguous).
 template <class Tile, class TW, class TX>
 inline void panels_product(const TW* panels, const TX* x, float* y, size_t M, size_t n, size_t ldy, size_t p0,
                            size_t p1) {
   const size_t stride = n * kPanelRows;
+  const auto at = [&](size_t q) { return reinterpret_cast<const char*>(panels + std::min(q, p1) * stride); };
   size_t p = p0;
   for (; p + kTileP <= p1; p += kTileP)
-    panel_tokens<Tile, kTileP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
-  for (; p < p1; ++p) panel_tokens<Tile, 1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy);
+    panel_tokens<Tile, kTileP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy, at(p + kTileP),
+                               at(p + 2 * kTileP));
+  for (; p < p1; ++p)
+    panel_tokens<Tile, 1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy, at(p + 1), at(p + 2));
 }
 
 // Float panels (f32, or f16 widened) against f32 x: the batch tile, and one
 // token's step k (column k into one set of accumulators).
 struct FloatPanels {
   template <int RM, int NP, class T>
-  static void run(const T* pw, const float* x, float* y, size_t n, size_t ldy) {
-    panel_tile<RM, NP>(pw, x, y, n, ldy);
+  static void run(const T* pw, const float* x, float* y, size_t n, size_t ldy, const char* pf) {
+    panel_tile<RM, NP>(pw, x, y, n, ldy, pf);
   }
   static size_t steps(size_t n) { return n; }
   template <class T>
@@ -294,12 +315,13 @@ inline vf load_bf16(const uint16_t* p) {
 // y[i, :NP panels] for RM tokens, as panel_tile (the same tile sizes: a pair
 // of bf16 fills the lane a float did).
 template <int RM, int NP>
-inline void bf16_panel_tile(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy) {
+inline void bf16_panel_tile(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy, const char* pf) {
   const size_t stride = n * kPanelRows;
   vf acc[RM][NP * NV];
   for (int i = 0; i < RM; ++i)
     for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = vf(0.0f);
   for (size_t k = 0; k + 1 < n; k += 2) {
+    __builtin_prefetch(pf + k * (kLine / 4), 0, 2);
     vu wv[NP * NV];
     for (int p = 0; p < NP; ++p)
       for (size_t v = 0; v < NV; ++v) wv[p * NV + v] = load_pairs(pw + p * stride + k * kPanelRows + v * 2 * W);
@@ -324,8 +346,8 @@ inline void bf16_panel_tile(const uint16_t* pw, const uint16_t* x, float* y, siz
 // column pair q, and an odd last column comes last, plain.
 struct Bf16Panels {
   template <int RM, int NP>
-  static void run(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy) {
-    bf16_panel_tile<RM, NP>(pw, x, y, n, ldy);
+  static void run(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy, const char* pf) {
+    bf16_panel_tile<RM, NP>(pw, x, y, n, ldy, pf);
   }
   static size_t steps(size_t n) { return n / 2; }
   static void step(vf (&acc)[NV], const uint16_t* pw, const uint16_t* x, size_t q) {
