@@ -152,7 +152,9 @@ void matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M
   size_t g = g0;
   for (; g + kPass <= g1; g += kPass) {
     to_nibbles(c, w + g * nb, nib, kPass * nb);
-    x8k_groups<V, kG, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0);
+    // Meanwhile the next pass's 3-bit groups come into L2.
+    const SpreadPrefetch next(w + (g + kPass) * nb, w + std::min(g + 2 * kPass, g1) * nb, M / kT + 1);
+    x8k_groups<V, kG, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0, next);
   }
   for (; g + V::kGroups <= g1; g += V::kGroups) {
     to_nibbles(c, w + g * nb, nib, V::kGroups * nb);

@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "ops/ops.h"
+#include "ops/prefetch.h"
 #include "ops/quant.h"
 
 namespace qkv::ops::QKV_ISA_NS {
@@ -306,11 +307,13 @@ inline void x8_matvec(const void* packed, const void* xq, const Q8Sum* xs, float
 }
 
 // G vectors of groups (their blocks stay in L1) against every T activation rows in turn.
+// Meanwhile `next` comes into L2, a share before each tile.
 template <class V, class Packed, int G, int T = 4>
 inline void x8_groups(const Packed* w, const typename x8_act<Packed>::type* xb, const Q8Sum* xs, float* y, size_t M,
-                      size_t nb, size_t ldy, size_t g) {
+                      size_t nb, size_t ldy, size_t g, SpreadPrefetch next = {}) {
   size_t m = 0;
-  for (; m + T <= M; m += T) x8_rows<V, Packed, G, T>(w, xb, xs, y, nb, ldy, m, g);
+  for (; m + T <= M; m += T) next.next(), x8_rows<V, Packed, G, T>(w, xb, xs, y, nb, ldy, m, g);
+  next.next();
   if constexpr (T > 4)
     if (m + 4 <= M) x8_rows<V, Packed, G, 4>(w, xb, xs, y, nb, ldy, m, g), m += 4;
   switch (M - m) {
@@ -336,8 +339,10 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
   const auto* xb = static_cast<const typename x8_act<Packed>::type*>(xq);
   constexpr int kG = QKV_X8_GROUPS, kT = QKV_X8_GROUPS == 2 ? 5 : 4;
   constexpr size_t kPass = kG * V::kGroups;
+  // The next pass's groups, prefetched over this pass's M / kT + 1 tiles.
+  const auto ahead = [&](size_t g) { return SpreadPrefetch(w + g * nb, w + std::min(g + kPass, g1) * nb, M / kT + 1); };
   size_t g = g0;
-  for (; g + kPass <= g1; g += kPass) x8_groups<V, Packed, kG, kT>(w, xb, xs, y, M, nb, ldy, g);
+  for (; g + kPass <= g1; g += kPass) x8_groups<V, Packed, kG, kT>(w, xb, xs, y, M, nb, ldy, g, ahead(g + kPass));
   for (; g + V::kGroups <= g1; g += V::kGroups) x8_groups<V, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
   for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
 }
@@ -684,10 +689,13 @@ inline void x8k_matvec(const void* packed, const void* xq, const Q8Sum*, float* 
 
 // G vectors of QKV_X8_VEC's groups against T activation rows per pass (then
 // 2, then 1).
+// Meanwhile `next` comes into L2, a share before each tile.
 template <class V, int G, int T, class Packed>
-inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy, size_t g) {
+inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy, size_t g,
+                       SpreadPrefetch next = {}) {
   size_t m = 0;
-  for (; m + T <= M; m += T) x8k_rows<V, G, T>(w, xb, y, nb, ldy, m, g);
+  for (; m + T <= M; m += T) next.next(), x8k_rows<V, G, T>(w, xb, y, nb, ldy, m, g);
+  next.next();
   if constexpr (T > 4)
     if (m + 4 <= M) x8k_rows<V, G, 4>(w, xb, y, nb, ldy, m, g), m += 4;
   for (; m + 2 <= M; m += 2) x8k_rows<V, G, 2>(w, xb, y, nb, ldy, m, g);
@@ -724,8 +732,11 @@ inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* 
   const size_t nb = n / kQK_K;
   const Packed* w = static_cast<const Packed*>(packed);
   const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);
+  constexpr size_t kPass = kG * V::kGroups;
+  // The next pass's groups, prefetched over this pass's M / kT + 1 tiles.
+  const auto ahead = [&](size_t g) { return SpreadPrefetch(w + g * nb, w + std::min(g + kPass, g1) * nb, M / kT + 1); };
   size_t g = g0;
-  for (; g + kG * V::kGroups <= g1; g += kG * V::kGroups) x8k_groups<V, kG, kT>(w, xb, y, M, nb, ldy, g);
+  for (; g + kPass <= g1; g += kPass) x8k_groups<V, kG, kT>(w, xb, y, M, nb, ldy, g, ahead(g + kPass));
   for (; g + V::kGroups <= g1; g += V::kGroups) x8k_groups<V, 1, kT>(w, xb, y, M, nb, ldy, g);
   for (; g < g1; ++g) x8k_groups<X8Ymm, 1, kT>(w, xb, y, M, nb, ldy, g);
 }

@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "ops/ops.h"
+#include "ops/prefetch.h"
 
 namespace qkv::ops::QKV_ISA_NS {
 
@@ -135,7 +136,6 @@ inline void matvec(const T* w, const float* x, float* y, size_t n, size_t r0, si
 // one output, so nothing is reduced across lanes.
 constexpr size_t NV = kPanelRows / W;  // vectors per panel column
 static_assert(kPanelRows % W == 0, "a panel column is whole vectors");
-constexpr size_t kLine = 64;  // bytes in a cache line, the unit of a prefetch
 // The batch tile: kTileM tokens x kTileP panels, kTileM * kTileP * NV
 // accumulators (12 of 16 registers on AVX2, 24 of 32 on AVX-512), the
 // column's vectors and one broadcast beside them.
