@@ -16,6 +16,7 @@
 
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "ops/ops.h"
 #include "ops/prefetch.h"
@@ -184,6 +185,53 @@ inline void x8_piece_nibbles(typename V::I (&s)[G][T], const Packed* const (&w)[
   x8_nibble_dots<V, G, T, Act>(s, lo, hi, x, c);
 }
 
+// A prompt's Q5_0 / Q5_1 groups with their levels unpacked to a byte each,
+// in Q8_0x8's order (piece c: values 4c..4c+3 of each row), unsigned (0..31):
+// what the batch product runs over, unpacked once per pass of groups into a
+// per-thread scratch (x8_matmul_bytes) instead of once per tile of tokens.
+struct BlockQ5_0x8Bytes {
+  uint16_t d[8];
+  uint8_t qs[8 * 32];
+};
+struct BlockQ5_1x8Bytes {
+  uint16_t d[8], m[8];
+  uint8_t qs[8 * 32];
+};
+template <class Packed> struct x8_bytes { using type = void; };
+template <> struct x8_bytes<BlockQ5_0x8> { using type = BlockQ5_0x8Bytes; };
+template <> struct x8_bytes<BlockQ5_1x8> { using type = BlockQ5_1x8Bytes; };
+template <class Packed>
+constexpr bool x8_is_bytes = std::is_same_v<Packed, BlockQ5_0x8Bytes> || std::is_same_v<Packed, BlockQ5_1x8Bytes>;
+
+// n groups' blocks into the byte layout: each piece's nibbles and fifth bits
+// as x8_piece_nibbles takes them, the low ones to piece c, the high ones to 4 + c.
+template <class Packed, class Bytes>
+inline void x8_to_bytes(const Packed* w, Bytes* out, size_t n) {
+  for (size_t b = 0; b < n; ++b) {
+    std::memcpy(out[b].d, w[b].d, sizeof(out[b].d));
+    if constexpr (std::is_same_v<Packed, BlockQ5_1x8>) std::memcpy(out[b].m, w[b].m, sizeof(out[b].m));
+    for (int c = 0; c < 4; ++c) {
+      __m256i lo, hi;
+      x8_unpack_nibbles<X8Ymm>(w[b].qs, 0, c, lo, hi);
+      x8_add_fifth_bits<X8Ymm>(w[b].qh, 0, c, lo, hi);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs + 32 * c), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs + 32 * (4 + c)), hi);
+    }
+  }
+}
+
+// Pieces c of the byte layouts: unsigned levels straight into the dot products.
+template <class V, class Packed, class Act, int G, int T>
+inline void x8_piece_bytes(typename V::I (&s)[G][T], const Packed* const (&w)[G], size_t stride, const Act* const (&x)[T],
+                           int c) {
+  typename V::I q[G];
+  for (int g = 0; g < G; ++g) q[g] = V::load(w[g]->qs + 32 * c, stride);
+  for (int t = 0; t < T; ++t) {
+    const auto xb = x8_bcast4<V>(x[t]->qs + 4 * c);
+    for (int g = 0; g < G; ++g) s[g][t] = V::dot(s[g][t], q[g], xb);
+  }
+}
+
 // IQ4_NL's and IQ4_XS's levels in every 128-bit lane, as the products take
 // them: + 128 (unsigned) for VNNI, signed for the sign trick.
 template <class V>
@@ -220,6 +268,7 @@ inline void x8_piece(typename V::I (&s)[G][T], const BlockIQ4_NLx8* const (&w)[G
 template <class Packed> struct x8_act { using type = BlockQ8_0; };
 template <> struct x8_act<BlockQ4_1x8> { using type = BlockQ8_1; };
 template <> struct x8_act<BlockQ5_1x8> { using type = BlockQ8_1; };
+template <> struct x8_act<BlockQ5_1x8Bytes> { using type = BlockQ8_1; };
 
 template <class Packed> constexpr int x8_pieces = 0;
 template <> constexpr int x8_pieces<BlockQ8_0x8> = 8;  // 32 bytes per row and block
@@ -228,12 +277,15 @@ template <> constexpr int x8_pieces<BlockQ5_0x8> = 4;  // 16 (and the fifth bits
 template <> constexpr int x8_pieces<BlockQ4_1x8> = 4;
 template <> constexpr int x8_pieces<BlockQ5_1x8> = 4;
 template <> constexpr int x8_pieces<BlockIQ4_NLx8> = 4;
+template <> constexpr int x8_pieces<BlockQ5_0x8Bytes> = 8;
+template <> constexpr int x8_pieces<BlockQ5_1x8Bytes> = 8;
 // What the unsigned weight bytes add: 128 (Q8_0 on VNNI) or 8 (Q4_0's
 // nibbles, which are values + 8) times the activations' sum.
 template <class Packed> constexpr int x8_offset = 0;
 template <> constexpr int x8_offset<BlockQ8_0x8> = QKV_Q8_BIAS;
 template <> constexpr int x8_offset<BlockQ4_0x8> = 8;
 template <> constexpr int x8_offset<BlockQ5_0x8> = 16;
+template <> constexpr int x8_offset<BlockQ5_0x8Bytes> = 16;
 template <> constexpr int x8_offset<BlockIQ4_NLx8> = QKV_Q8_BIAS;
 
 // acc[g][t] (vector g's rows' sums for activation row t) += w . x[t] over nb
@@ -254,6 +306,8 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
     for (int c = 0; c < x8_pieces<Packed>; c += V::kPieces) {
       if constexpr (std::is_same_v<Packed, BlockQ8_0x8> || std::is_same_v<Packed, BlockIQ4_NLx8>)
         x8_piece<V, G, T>(s, wb, stride, x, c);
+      else if constexpr (x8_is_bytes<Packed>)
+        x8_piece_bytes<V, Packed, Act, G, T>(s, wb, stride, x, c);
       else
         x8_piece_nibbles<V, Packed, Act, G, T>(s, wb, stride, x, c);  // Q4_0, Q4_1, Q5_0, Q5_1
     }
@@ -280,6 +334,10 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
     }
   }
 }
+
+// Tokens from which a batch of Q5_0 / Q5_1 unpacks each pass to bytes once
+// (fewer: the unpacking would cost more than the tiles save).
+constexpr size_t kBytesMinTokens = 8;
 
 // Y[m + t, 8 g .. 8 g + 8 V::kGroups G) for T activation rows from m and the groups from g.
 template <class V, class Packed, int G, int T>
@@ -324,6 +382,10 @@ inline void x8_groups(const Packed* w, const typename x8_act<Packed>::type* xb, 
   }
 }
 
+template <class Packed>
+inline void x8_matmul_bytes(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n,
+                            size_t ldy, size_t g0, size_t g1);
+
 // QKV_X8_GROUPS vectors of QKV_X8_VEC's groups at a time (2 where registers
 // allow: the activations' bytes, broadcast once, then feed twice the rows)
 // against 5 activation rows (Zen 5, against 4: Q8_0, Q4_0, IQ4_NL and Q5_1
@@ -334,6 +396,8 @@ template <class Packed>
 inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
                       size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
+  if constexpr (!std::is_void_v<typename x8_bytes<Packed>::type>)
+    if (M >= kBytesMinTokens) return x8_matmul_bytes<Packed>(packed, xq, xs, y, M, n, ldy, g0, g1);
   const size_t nb = n / kQK8_0;
   const Packed* w = static_cast<const Packed*>(packed);
   const auto* xb = static_cast<const typename x8_act<Packed>::type*>(xq);
@@ -343,6 +407,31 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
   const auto ahead = [&](size_t g) { return SpreadPrefetch(w + g * nb, w + std::min(g + kPass, g1) * nb, M / kT + 1); };
   size_t g = g0;
   for (; g + kPass <= g1; g += kPass) x8_groups<V, Packed, kG, kT>(w, xb, xs, y, M, nb, ldy, g, ahead(g + kPass));
+  for (; g + V::kGroups <= g1; g += V::kGroups) x8_groups<V, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
+  for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
+}
+
+// Q5_0 / Q5_1 batches: each pass's groups unpacked once to bytes (the same
+// integer sums as the nibbles and fifth bits give, so the same bits), then the
+// byte layout's tiles over every token; the tail of a range as packed.
+template <class Packed>
+inline void x8_matmul_bytes(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n,
+                            size_t ldy, size_t g0, size_t g1) {
+  using V = QKV_X8_VEC;
+  using Bytes = typename x8_bytes<Packed>::type;
+  const size_t nb = n / kQK8_0;
+  const Packed* w = static_cast<const Packed*>(packed);
+  const auto* xb = static_cast<const typename x8_act<Packed>::type*>(xq);
+  constexpr int kG = QKV_X8_GROUPS, kT = QKV_X8_GROUPS == 2 ? 5 : 4;
+  constexpr size_t kPass = kG * V::kGroups;
+  thread_local std::vector<Bytes> scratch;  // grows to a pass's blocks once per thread
+  if (scratch.size() < kPass * nb) scratch.resize(kPass * nb);
+  size_t g = g0;
+  for (; g + kPass <= g1; g += kPass) {
+    x8_to_bytes(w + g * nb, scratch.data(), kPass * nb);
+    const SpreadPrefetch next(w + (g + kPass) * nb, w + std::min(g + 2 * kPass, g1) * nb, M / kT + 1);
+    x8_groups<V, Bytes, kG, kT>(scratch.data(), xb, xs, y + 8 * g, M, nb, ldy, 0, next);
+  }
   for (; g + V::kGroups <= g1; g += V::kGroups) x8_groups<V, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
   for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
 }
