@@ -484,11 +484,40 @@ inline __m256i x8k_pair_sums(const BlockQ8_K* x) {
 // for VNNI's unsigned operand: the sums then carry 128 sum_j sc_j (sum of x
 // over sub-block j), taken off per super-block the way Q4_K's mins are;
 // signed for the sign trick), its signed scales in pairs (sc2), no mins.
+// A prompt's Q5_K groups with their levels unpacked to a byte each (as the
+// Q5_0 / Q5_1 bytes above): Q5_Kx8's scales, then per chunk c and piece p the
+// piece's low-nibble values (sub-block 2c) and its high-nibble ones (2c + 1),
+// 32 bytes each.
+struct BlockQ5_Kx8Bytes {
+  uint16_t d[8], dmin[8];
+  uint8_t sc[8][8];
+  uint8_t m2[4][8][2];
+  uint8_t qs[4][8][2][32];
+};
+
+// n groups' Q5_K blocks into BlockQ5_Kx8Bytes.
+inline void x8_to_bytes(const BlockQ5_Kx8* w, BlockQ5_Kx8Bytes* out, size_t n) {
+  for (size_t b = 0; b < n; ++b) {
+    std::memcpy(out[b].d, w[b].d, sizeof(out[b].d));
+    std::memcpy(out[b].dmin, w[b].dmin, sizeof(out[b].dmin));
+    std::memcpy(out[b].sc, w[b].sc, sizeof(out[b].sc));
+    std::memcpy(out[b].m2, w[b].m2, sizeof(out[b].m2));
+    for (int c = 0; c < 4; ++c)
+      for (int p = 0; p < 8; ++p) {
+        __m256i lo, hi;
+        x8_unpack_with_bits<X8Ymm>(w[b].chunks[c], 0, p, 1, lo, hi, [](__m256i h, int k) { return x8q5_fifth<X8Ymm>(h, k); });
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs[c][p][0]), lo);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs[c][p][1]), hi);
+      }
+  }
+}
+
 template <class V, int G, int T, class Packed>
 inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
   using E = typename V::E;
   constexpr bool kFifth = std::is_same_v<Packed, BlockQ5_Kx8>, kIq4 = std::is_same_v<Packed, BlockIQ4_XSx8>;
+  constexpr bool kBytes = std::is_same_v<Packed, BlockQ5_Kx8Bytes>;
   constexpr bool kSignTrick = kIq4 && QKV_Q8_BIAS == 0;  // signed levels: no offset to take off
   const size_t stride = nb * sizeof(Packed);
   [[maybe_unused]] I table;
@@ -509,7 +538,10 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
       for (int p = 0; p < 8; p += V::kPieces) {
         I lo[G], hi[G];
         for (int g = 0; g < G; ++g) {
-          if constexpr (kFifth) {
+          if constexpr (kBytes) {
+            lo[g] = V::load(W[g]->qs[c][p][0], stride);
+            hi[g] = V::load(W[g]->qs[c][p][1], stride);
+          } else if constexpr (kFifth) {
             x8_unpack_with_bits<V>(W[g]->chunks[c], stride, p, 1, lo[g], hi[g],
                                    [](typename V::I h, int k) { return x8q5_fifth<V>(h, k); });
           } else {
@@ -804,6 +836,7 @@ inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M,
 template <class Packed>
 constexpr int x8k_vectors() {
   constexpr bool two = std::is_same_v<Packed, BlockQ4_Kx8> || std::is_same_v<Packed, BlockQ5_Kx8> ||
+                       std::is_same_v<Packed, BlockQ5_Kx8Bytes> ||
                        std::is_same_v<Packed, BlockIQ4_XSx8> || std::is_same_v<Packed, BlockQ3_Kx8>;
   return QKV_X8_GROUPS == 2 && two ? 2 : 1;
 }
@@ -813,11 +846,36 @@ constexpr int x8k_tokens() {
   return QKV_X8_GROUPS == 2 ? 4 : 2;
 }
 
+// Q5_K batches of kBytesMinTokens or more, with 32 registers: each pass's
+// groups unpacked once to bytes, as x8_matmul_bytes (the same integer sums,
+// so the same bits; Zen 5 qmatmul M128 +5%, where AVX2's tiles ran 7% slower).
+inline void x8k_matmul_bytes(const BlockQ5_Kx8* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy,
+                             size_t g0, size_t g1) {
+  using V = QKV_X8_VEC;
+  using Bytes = BlockQ5_Kx8Bytes;
+  constexpr int kG = x8k_vectors<Bytes>(), kT = x8k_tokens<Bytes>();
+  constexpr size_t kPass = kG * V::kGroups;
+  thread_local std::vector<Bytes> scratch;  // grows to a pass's blocks once per thread
+  if (scratch.size() < kPass * nb) scratch.resize(kPass * nb);
+  size_t g = g0;
+  for (; g + kPass <= g1; g += kPass) {
+    x8_to_bytes(w + g * nb, scratch.data(), kPass * nb);
+    const SpreadPrefetch next(w + (g + kPass) * nb, w + std::min(g + 2 * kPass, g1) * nb, M / kT + 1);
+    x8k_groups<V, kG, kT>(scratch.data(), xb, y + 8 * g, M, nb, ldy, 0, next);
+  }
+  for (; g + V::kGroups <= g1; g += V::kGroups) x8k_groups<V, 1, kT>(w, xb, y, M, nb, ldy, g);
+  for (; g < g1; ++g) x8k_groups<X8Ymm, 1, kT>(w, xb, y, M, nb, ldy, g);
+}
+
 template <class Packed>
 inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy,
                        size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
   constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();
+  if constexpr (std::is_same_v<Packed, BlockQ5_Kx8> && QKV_X8_GROUPS == 2)  // AVX2's 2-token tiles: 7% slower
+    if (M >= kBytesMinTokens)
+      return x8k_matmul_bytes(static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, M, n / kQK_K,
+                              ldy, g0, g1);
   const size_t nb = n / kQK_K;
   const Packed* w = static_cast<const Packed*>(packed);
   const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);

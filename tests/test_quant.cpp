@@ -392,15 +392,16 @@ TEST_P(QuantKernels, Q4_1RowInterleavedProductsEqualThePlainOnes) {
 TEST_P(QuantKernels, Q5_1RowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), {32, 96, 768});
 }
-// A batch of 8 tokens or more unpacks each pass of Q5_0 / Q5_1 groups to
-// bytes once (x86); fewer take the nibbles and fifth bits in every tile. The
+// A batch of 8 tokens or more unpacks each pass of Q5_0 / Q5_1 (and, with
+// AVX-512, Q5_K) groups to bytes once (x86); fewer take the nibbles and fifth
+// bits in every tile. The
 // integer sums are the same, so each token's outputs are the same bits
 // whichever way its batch went.
 template <class Block, class Packed>
-void check_batch_sizes_same_bits(const ops::Kernels& k) {
+void check_batch_sizes_same_bits(const ops::Kernels& k, size_t n) {
   using Act = typename Block::Act;
   const ops::QuantProducts p = QType<Block>::products(k);
-  const size_t rows = 72, n = 768, M = 13;  // 9 groups: two passes of 4 (AVX-512), then one
+  const size_t rows = 72, M = 13;  // 9 groups: two passes of 4 (AVX-512), then one
   const auto w = make_weights<Block>(rows, n, false, 77);
   const std::vector<uint8_t> packed = pack_for<Packed>(p, w, rows, n);
   const auto xq = quantize_activations<Act>(randn(M * n, 78), n);
@@ -409,19 +410,20 @@ void check_batch_sizes_same_bits(const ops::Kernels& k) {
   if constexpr (std::is_same<Act, ops::BlockQ8_1>::value) ops::q8_1_sums(xq.data(), xs.data(), xq.size());
   std::vector<float> all(M * rows, -1.0f), parts(M * rows, -2.0f);
   p.matmul_x8(packed.data(), xq.data(), xs.data(), all.data(), M, n, rows, 0, rows / 8);
-  const size_t nb = n / 32;
+  const size_t nb = n / size_t(Block::kValues), nsum = n / 32;  // activation blocks and sums per token
   for (size_t m0 = 0; m0 < M; m0 += 3) {  // batches of 3 (and the last 1)
     const size_t m = std::min<size_t>(3, M - m0);
-    if (m == 1) p.matvec_x8(packed.data(), xq.data() + m0 * nb, xs.data() + m0 * nb, parts.data() + m0 * rows, n, 0, rows / 8);
-    else p.matmul_x8(packed.data(), xq.data() + m0 * nb, xs.data() + m0 * nb, parts.data() + m0 * rows, m, n, rows, 0, rows / 8);
+    if (m == 1) p.matvec_x8(packed.data(), xq.data() + m0 * nb, xs.data() + m0 * nsum, parts.data() + m0 * rows, n, 0, rows / 8);
+    else p.matmul_x8(packed.data(), xq.data() + m0 * nb, xs.data() + m0 * nsum, parts.data() + m0 * rows, m, n, rows, 0, rows / 8);
   }
   for (size_t i = 0; i < M * rows; ++i)
     ASSERT_EQ(all[i], parts[i]) << k.isa << " " << QType<Block>::name << " token " << i / rows << " row " << i % rows;
 }
 
 TEST_P(QuantKernels, Q5RowInterleavedBatchesGiveTheSameBitsWhateverTheirSize) {
-  check_batch_sizes_same_bits<ops::BlockQ5_0, ops::BlockQ5_0x8>(*GetParam());
-  check_batch_sizes_same_bits<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam());
+  check_batch_sizes_same_bits<ops::BlockQ5_0, ops::BlockQ5_0x8>(*GetParam(), 768);
+  check_batch_sizes_same_bits<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), 768);
+  check_batch_sizes_same_bits<ops::BlockQ5_K, ops::BlockQ5_Kx8>(*GetParam(), 512);
 }
 
 TEST_P(QuantKernels, IQ4_NLRowInterleavedProductsEqualThePlainOnes) {
