@@ -640,11 +640,36 @@ inline typename V::I x8_bcast4_of8(const int8_t* p) {
 // super-block. Sub-block j is pieces 2j and 2j + 1 (values 16j .. 16j + 15):
 // its byte products summed, then multiplied by its scale (x8_scale_sum).
 // Q3_K (BlockQ3_Kx8) likewise: the levels are the nibbles, 0..7 (value + 4).
+// A prompt's Q6_K groups with their levels unpacked to a byte each (as the
+// Q5 bytes above): Q6_Kx8's scales, then per quad k and piece u the piece's
+// low-nibble values and its high-nibble ones, 32 bytes each.
+struct BlockQ6_Kx8Bytes {
+  uint16_t d[8];
+  int8_t sc2[8][8][2];
+  uint8_t qs[8][4][2][32];
+};
+
+// n groups' Q6_K blocks into BlockQ6_Kx8Bytes.
+inline void x8_to_bytes(const BlockQ6_Kx8* w, BlockQ6_Kx8Bytes* out, size_t n) {
+  for (size_t b = 0; b < n; ++b) {
+    std::memcpy(out[b].d, w[b].d, sizeof(out[b].d));
+    std::memcpy(out[b].sc2, w[b].sc2, sizeof(out[b].sc2));
+    for (int k = 0; k < 8; ++k)
+      for (int u = 0; u < 4; ++u) {
+        __m256i lo, hi;
+        x8_unpack_with_bits<X8Ymm>(w[b].quads[k], 0, u, 2, lo, hi, [](__m256i h, int j) { return x8q6_high<X8Ymm>(h, j); });
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs[k][u][0]), lo);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs[k][u][1]), hi);
+      }
+  }
+}
+
 template <class V, int G, int T, class Packed>
 inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
   using E = typename V::E;
-  constexpr bool kQ6 = std::is_same_v<Packed, BlockQ6_Kx8>;
+  constexpr bool kBytes = std::is_same_v<Packed, BlockQ6_Kx8Bytes>;
+  constexpr bool kQ6 = std::is_same_v<Packed, BlockQ6_Kx8> || kBytes;
   constexpr int kOffsetShift = kQ6 ? 5 : 2;  // the levels' offset: 32 or 4
   const size_t stride = nb * sizeof(Packed);
   for (size_t b = 0; b < nb; ++b) {
@@ -676,7 +701,10 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
           const int u = 2 * h + q, P = 4 * k + u;  // piece P, the u-th of quad k (u known when unrolled)
           I lo[G], hi[G];
           for (int g = 0; g < G; ++g) {
-            if constexpr (kQ6) {
+            if constexpr (kBytes) {
+              lo[g] = V::load(W[g]->qs[k][u][0], stride);
+              hi[g] = V::load(W[g]->qs[k][u][1], stride);
+            } else if constexpr (kQ6) {
               x8_unpack_with_bits<V>(W[g]->quads[k], stride, u, 2, lo[g], hi[g],
                                      [](typename V::I h, int j) { return x8q6_high<V>(h, j); });
             } else {
@@ -769,7 +797,8 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
 // blocks apart) (Q6_K, Q3_K and Q2_K: one vector).
 template <class V, int G, int T, class Packed>
 inline void x8k_tile(const Packed* w, const BlockQ8_K* x, size_t nb, typename V::E::F (&acc)[G][T]) {
-  if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8>) {
+  if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8> ||
+                std::is_same_v<Packed, BlockQ6_Kx8Bytes>) {
     x8q6_tile<V, G, T>(w, x, nb, acc);
   } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) {
     static_assert(G == 1, "one vector of groups");
@@ -842,17 +871,23 @@ constexpr int x8k_vectors() {
 }
 template <class Packed>
 constexpr int x8k_tokens() {
-  if constexpr (QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8>) return 8;
+  if constexpr (QKV_X8_GROUPS == 2 && (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ6_Kx8Bytes>))
+    return 8;
   return QKV_X8_GROUPS == 2 ? 4 : 2;
 }
 
 // Q5_K batches of kBytesMinTokens or more, with 32 registers: each pass's
 // groups unpacked once to bytes, as x8_matmul_bytes (the same integer sums,
 // so the same bits; Zen 5 qmatmul M128 +5%, where AVX2's tiles ran 7% slower).
-inline void x8k_matmul_bytes(const BlockQ5_Kx8* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy,
+template <class Packed> struct x8k_bytes { using type = void; };
+template <> struct x8k_bytes<BlockQ5_Kx8> { using type = BlockQ5_Kx8Bytes; };
+template <> struct x8k_bytes<BlockQ6_Kx8> { using type = BlockQ6_Kx8Bytes; };
+
+template <class Packed>
+inline void x8k_matmul_bytes(const Packed* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy,
                              size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
-  using Bytes = BlockQ5_Kx8Bytes;
+  using Bytes = typename x8k_bytes<Packed>::type;
   constexpr int kG = x8k_vectors<Bytes>(), kT = x8k_tokens<Bytes>();
   constexpr size_t kPass = kG * V::kGroups;
   thread_local std::vector<Bytes> scratch;  // grows to a pass's blocks once per thread
@@ -872,7 +907,7 @@ inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* 
                        size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
   constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();
-  if constexpr (std::is_same_v<Packed, BlockQ5_Kx8> && QKV_X8_GROUPS == 2)  // AVX2's 2-token tiles: 7% slower
+  if constexpr (!std::is_void_v<typename x8k_bytes<Packed>::type> && QKV_X8_GROUPS == 2)  // AVX2's 2-token tiles: 7% slower
     if (M >= kBytesMinTokens)
       return x8k_matmul_bytes(static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, M, n / kQK_K,
                               ldy, g0, g1);

@@ -393,8 +393,8 @@ TEST_P(QuantKernels, Q5_1RowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), {32, 96, 768});
 }
 // A batch of 8 tokens or more unpacks each pass of Q5_0 / Q5_1 (and, with
-// AVX-512, Q5_K) groups to bytes once (x86); fewer take the nibbles and fifth
-// bits in every tile. The
+// AVX-512, Q5_K and Q6_K) groups to bytes once (x86); fewer take the nibbles
+// and their extra bits in every tile. The
 // integer sums are the same, so each token's outputs are the same bits
 // whichever way its batch went.
 template <class Block, class Packed>
@@ -420,10 +420,11 @@ void check_batch_sizes_same_bits(const ops::Kernels& k, size_t n) {
     ASSERT_EQ(all[i], parts[i]) << k.isa << " " << QType<Block>::name << " token " << i / rows << " row " << i % rows;
 }
 
-TEST_P(QuantKernels, Q5RowInterleavedBatchesGiveTheSameBitsWhateverTheirSize) {
+TEST_P(QuantKernels, Q5Q6RowInterleavedBatchesGiveTheSameBitsWhateverTheirSize) {
   check_batch_sizes_same_bits<ops::BlockQ5_0, ops::BlockQ5_0x8>(*GetParam(), 768);
   check_batch_sizes_same_bits<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), 768);
   check_batch_sizes_same_bits<ops::BlockQ5_K, ops::BlockQ5_Kx8>(*GetParam(), 512);
+  check_batch_sizes_same_bits<ops::BlockQ6_K, ops::BlockQ6_Kx8>(*GetParam(), 512);
 }
 
 TEST_P(QuantKernels, IQ4_NLRowInterleavedProductsEqualThePlainOnes) {
