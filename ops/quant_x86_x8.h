@@ -908,7 +908,7 @@ inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* 
   using V = QKV_X8_VEC;
   constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();
   if constexpr (!std::is_void_v<typename x8k_bytes<Packed>::type> && QKV_X8_GROUPS == 2)  // AVX2's 2-token tiles: 7% slower
-    if (M >= kBytesMinTokens)
+    if (M >= kBytesMinTokens && M > size_t(kT))  // more than one tile (Q6_K's 8 tokens: pp8 -5%)
       return x8k_matmul_bytes(static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, M, n / kQK_K,
                               ldy, g0, g1);
   const size_t nb = n / kQK_K;
