@@ -14,6 +14,7 @@
 
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -162,6 +163,14 @@ inline typename V::I x8q5_fifth(typename V::I h, int p) {
   return V::and_(p == 4 ? h : V::srli_16(h, p - 4), m);
 }
 
+// Bits 2k, 2k + 1 of each byte of h at 0x30.
+template <class V>
+inline typename V::I x8q6_high(typename V::I h, int k) {
+  const auto m = V::set1_8(0x30);
+  if (k < 2) return V::and_(V::slli_16(h, 4 - 2 * k), m);
+  return V::and_(k == 2 ? h : V::srli_16(h, 2), m);
+}
+
 // The fifth bits of piece c (quant.h's Q5_0x8 qh: byte 4r + i of a group
 // holds them for row r's values 4p + i in bit p, 16 + 4p + i in bit 4 + p),
 // or-ed into the piece's levels as 0x10: a shift and a mask each.
@@ -185,47 +194,95 @@ inline void x8_piece_nibbles(typename V::I (&s)[G][T], const Packed* const (&w)[
   x8_nibble_dots<V, G, T, Act>(s, lo, hi, x, c);
 }
 
-// A prompt's Q5_0 / Q5_1 groups with their levels unpacked to a byte each,
-// in Q8_0x8's order (piece c: values 4c..4c+3 of each row), unsigned (0..31):
-// what the batch product runs over, unpacked once per pass of groups into a
-// per-thread scratch (x8_matmul_bytes) instead of once per tile of tokens.
-struct BlockQ5_0x8Bytes {
+// ---------------------------------------------------------------- byte layouts
+//
+// A prompt's groups of the types whose levels take the most unpacking (Q5_0,
+// Q5_1, Q5_K, Q6_K: nibbles merged with fifth or high bits), unpacked once per
+// pass of groups to a byte per level in a per-thread scratch, which the tiles
+// then read for every token (x8_matmul_bytes, x8k_matmul_bytes): the packed
+// layout's scales byte for byte, then each piece's low-nibble values and its
+// high-nibble ones as unsigned bytes, 32 each (qs[piece][0 or 1], except as noted).
+struct BlockQ5_0x8Bytes {  // qs in Q8_0x8's order: piece c's low values at 32c, its high ones at 32 (4 + c)
   uint16_t d[8];
-  uint8_t qs[8 * 32];
+  uint8_t qs[8][32];
 };
-struct BlockQ5_1x8Bytes {
+struct BlockQ5_1x8Bytes {  // likewise
   uint16_t d[8], m[8];
-  uint8_t qs[8 * 32];
+  uint8_t qs[8][32];
+};
+struct BlockQ5_Kx8Bytes {  // piece 8c + p: chunk c's piece p (sub-blocks 2c, 2c + 1)
+  uint16_t d[8], dmin[8];
+  uint8_t sc[8][8];
+  uint8_t m2[4][8][2];
+  uint8_t qs[4][8][2][32];
+};
+struct BlockQ6_Kx8Bytes {  // piece 4k + u: quad k's piece u
+  uint16_t d[8];
+  int8_t sc2[8][8][2];
+  uint8_t qs[8][4][2][32];
 };
 template <class Packed> struct x8_bytes { using type = void; };
 template <> struct x8_bytes<BlockQ5_0x8> { using type = BlockQ5_0x8Bytes; };
 template <> struct x8_bytes<BlockQ5_1x8> { using type = BlockQ5_1x8Bytes; };
+template <> struct x8_bytes<BlockQ5_Kx8> { using type = BlockQ5_Kx8Bytes; };
+template <> struct x8_bytes<BlockQ6_Kx8> { using type = BlockQ6_Kx8Bytes; };
 template <class Packed>
 constexpr bool x8_is_bytes = std::is_same_v<Packed, BlockQ5_0x8Bytes> || std::is_same_v<Packed, BlockQ5_1x8Bytes>;
 
-// n groups' blocks into the byte layout: each piece's nibbles and fifth bits
-// as x8_piece_nibbles takes them, the low ones to piece c, the high ones to 4 + c.
+// Piece i of a packed block's levels (lo: its low-nibble values, hi: its
+// high-nibble ones), unpacked as the packed layout's tiles do.
+inline void x8_piece_levels(const BlockQ5_0x8& w, int i, __m256i& lo, __m256i& hi) {
+  x8_unpack_nibbles<X8Ymm>(w.qs, 0, i, lo, hi);
+  x8_add_fifth_bits<X8Ymm>(w.qh, 0, i, lo, hi);
+}
+inline void x8_piece_levels(const BlockQ5_1x8& w, int i, __m256i& lo, __m256i& hi) {
+  x8_unpack_nibbles<X8Ymm>(w.qs, 0, i, lo, hi);
+  x8_add_fifth_bits<X8Ymm>(w.qh, 0, i, lo, hi);
+}
+inline void x8_piece_levels(const BlockQ5_Kx8& w, int i, __m256i& lo, __m256i& hi) {
+  x8_unpack_with_bits<X8Ymm>(w.chunks[i / 8], 0, i % 8, 1, lo, hi, [](__m256i h, int k) { return x8q5_fifth<X8Ymm>(h, k); });
+}
+inline void x8_piece_levels(const BlockQ6_Kx8& w, int i, __m256i& lo, __m256i& hi) {
+  x8_unpack_with_bits<X8Ymm>(w.quads[i / 4], 0, i % 4, 2, lo, hi, [](__m256i h, int k) { return x8q6_high<X8Ymm>(h, k); });
+}
+
+// The 32 bytes of qs that piece i's low (half 0) or high (half 1) values fill.
+template <class Bytes>
+constexpr size_t x8_bytes_slot(int i, int half) {
+  if constexpr (std::is_same_v<Bytes, BlockQ5_0x8Bytes> || std::is_same_v<Bytes, BlockQ5_1x8Bytes>) return size_t(4 * half + i);
+  else return size_t(2 * i + half);
+}
+
+// n blocks of groups into their byte layout.
 template <class Packed, class Bytes>
 inline void x8_to_bytes(const Packed* w, Bytes* out, size_t n) {
+  constexpr size_t kHead = offsetof(Bytes, qs);
+  constexpr int kPieces = int(sizeof(Bytes::qs) / 64);
   for (size_t b = 0; b < n; ++b) {
-    std::memcpy(out[b].d, w[b].d, sizeof(out[b].d));
-    if constexpr (std::is_same_v<Packed, BlockQ5_1x8>) std::memcpy(out[b].m, w[b].m, sizeof(out[b].m));
-    for (int c = 0; c < 4; ++c) {
+    std::memcpy(&out[b], &w[b], kHead);  // the scales, laid out alike
+    uint8_t* qs = reinterpret_cast<uint8_t*>(&out[b]) + kHead;
+    #pragma GCC unroll 32
+    for (int i = 0; i < kPieces; ++i) {  // unrolled: each piece's shifts by constants
       __m256i lo, hi;
-      x8_unpack_nibbles<X8Ymm>(w[b].qs, 0, c, lo, hi);
-      x8_add_fifth_bits<X8Ymm>(w[b].qh, 0, c, lo, hi);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs + 32 * c), lo);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs + 32 * (4 + c)), hi);
+      x8_piece_levels(w[b], i, lo, hi);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + 32 * x8_bytes_slot<Bytes>(i, 0)), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + 32 * x8_bytes_slot<Bytes>(i, 1)), hi);
     }
   }
 }
+// The scales come first in both layouts, alike.
+static_assert(offsetof(BlockQ5_0x8Bytes, qs) == offsetof(BlockQ5_0x8, qh), "Q5_0 scales");
+static_assert(offsetof(BlockQ5_1x8Bytes, qs) == offsetof(BlockQ5_1x8, qh), "Q5_1 scales");
+static_assert(offsetof(BlockQ5_Kx8Bytes, qs) == offsetof(BlockQ5_Kx8, chunks), "Q5_K scales");
+static_assert(offsetof(BlockQ6_Kx8Bytes, qs) == offsetof(BlockQ6_Kx8, quads), "Q6_K scales");
 
-// Pieces c of the byte layouts: unsigned levels straight into the dot products.
+// Piece c (values 4c .. 4c + 3 of each row, Q8_0x8's order) of the Q5_0 / Q5_1
+// byte layouts: unsigned levels straight into the dot products.
 template <class V, class Packed, class Act, int G, int T>
 inline void x8_piece_bytes(typename V::I (&s)[G][T], const Packed* const (&w)[G], size_t stride, const Act* const (&x)[T],
                            int c) {
   typename V::I q[G];
-  for (int g = 0; g < G; ++g) q[g] = V::load(w[g]->qs + 32 * c, stride);
+  for (int g = 0; g < G; ++g) q[g] = V::load(w[g]->qs[c], stride);  // values 4c .. 4c + 3
   for (int t = 0; t < T; ++t) {
     const auto xb = x8_bcast4<V>(x[t]->qs + 4 * c);
     for (int g = 0; g < G; ++g) s[g][t] = V::dot(s[g][t], q[g], xb);
@@ -411,9 +468,25 @@ inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float
   for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
 }
 
-// Q5_0 / Q5_1 batches: each pass's groups unpacked once to bytes (the same
-// integer sums as the nibbles and fifth bits give, so the same bits), then the
-// byte layout's tiles over every token; the tail of a range as packed.
+// The byte layouts' batch products: each full pass of kPass groups unpacked
+// to bytes in this thread's scratch (grown once), then pass(bytes, g, next)
+// runs the tiles over every token while the next pass comes into L2; the
+// groups after the last full pass go to tail(g) as packed. The bytes give the
+// same integer sums as the packed levels, so the same bits.
+template <class Packed, size_t kPass, int kT, class Pass, class Tail>
+inline void bytes_passes(const Packed* w, size_t M, size_t nb, size_t g0, size_t g1, Pass pass, Tail tail) {
+  using Bytes = typename x8_bytes<Packed>::type;
+  thread_local std::vector<Bytes> scratch;
+  if (scratch.size() < kPass * nb) scratch.resize(kPass * nb);
+  size_t g = g0;
+  for (; g + kPass <= g1; g += kPass) {
+    x8_to_bytes(w + g * nb, scratch.data(), kPass * nb);
+    pass(scratch.data(), g, SpreadPrefetch(w + (g + kPass) * nb, w + std::min(g + 2 * kPass, g1) * nb, M / kT + 1));
+  }
+  tail(g);
+}
+
+// Q5_0 / Q5_1 batches on bytes (bytes_passes).
 template <class Packed>
 inline void x8_matmul_bytes(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n,
                             size_t ldy, size_t g0, size_t g1) {
@@ -423,17 +496,15 @@ inline void x8_matmul_bytes(const void* packed, const void* xq, const Q8Sum* xs,
   const Packed* w = static_cast<const Packed*>(packed);
   const auto* xb = static_cast<const typename x8_act<Packed>::type*>(xq);
   constexpr int kG = QKV_X8_GROUPS, kT = QKV_X8_GROUPS == 2 ? 5 : 4;
-  constexpr size_t kPass = kG * V::kGroups;
-  thread_local std::vector<Bytes> scratch;  // grows to a pass's blocks once per thread
-  if (scratch.size() < kPass * nb) scratch.resize(kPass * nb);
-  size_t g = g0;
-  for (; g + kPass <= g1; g += kPass) {
-    x8_to_bytes(w + g * nb, scratch.data(), kPass * nb);
-    const SpreadPrefetch next(w + (g + kPass) * nb, w + std::min(g + 2 * kPass, g1) * nb, M / kT + 1);
-    x8_groups<V, Bytes, kG, kT>(scratch.data(), xb, xs, y + 8 * g, M, nb, ldy, 0, next);
-  }
-  for (; g + V::kGroups <= g1; g += V::kGroups) x8_groups<V, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
-  for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
+  bytes_passes<Packed, kG * V::kGroups, kT>(
+      w, M, nb, g0, g1,
+      [&](const Bytes* b, size_t g, SpreadPrefetch next) {
+        x8_groups<V, Bytes, kG, kT>(b, xb, xs, y + 8 * g, M, nb, ldy, 0, next);
+      },
+      [&](size_t g) {
+        for (; g + V::kGroups <= g1; g += V::kGroups) x8_groups<V, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
+        for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
+      });
 }
 
 // ------------------------------------------- the 256-value types' pieces
@@ -479,39 +550,12 @@ inline __m256i x8k_pair_sums(const BlockQ8_K* x) {
 // 8 lanes) take the rows' scales by a 32-bit multiply. The mins go against
 // the activations' sums of 32 by 16-bit multiply-adds, two sub-blocks at a time.
 // Q5_K (BlockQ5_Kx8) likewise, each piece's fifth bits (bit p of each byte
-// of the chunk's two 32-byte vectors) added as 0x10.
+// of the chunk's two 32-byte vectors) added as 0x10; BlockQ5_Kx8Bytes, its
+// levels read as bytes.
 // IQ4_XS (BlockIQ4_XSx8) likewise, the nibbles looked up in iq4_levels (+ 128
 // for VNNI's unsigned operand: the sums then carry 128 sum_j sc_j (sum of x
 // over sub-block j), taken off per super-block the way Q4_K's mins are;
 // signed for the sign trick), its signed scales in pairs (sc2), no mins.
-// A prompt's Q5_K groups with their levels unpacked to a byte each (as the
-// Q5_0 / Q5_1 bytes above): Q5_Kx8's scales, then per chunk c and piece p the
-// piece's low-nibble values (sub-block 2c) and its high-nibble ones (2c + 1),
-// 32 bytes each.
-struct BlockQ5_Kx8Bytes {
-  uint16_t d[8], dmin[8];
-  uint8_t sc[8][8];
-  uint8_t m2[4][8][2];
-  uint8_t qs[4][8][2][32];
-};
-
-// n groups' Q5_K blocks into BlockQ5_Kx8Bytes.
-inline void x8_to_bytes(const BlockQ5_Kx8* w, BlockQ5_Kx8Bytes* out, size_t n) {
-  for (size_t b = 0; b < n; ++b) {
-    std::memcpy(out[b].d, w[b].d, sizeof(out[b].d));
-    std::memcpy(out[b].dmin, w[b].dmin, sizeof(out[b].dmin));
-    std::memcpy(out[b].sc, w[b].sc, sizeof(out[b].sc));
-    std::memcpy(out[b].m2, w[b].m2, sizeof(out[b].m2));
-    for (int c = 0; c < 4; ++c)
-      for (int p = 0; p < 8; ++p) {
-        __m256i lo, hi;
-        x8_unpack_with_bits<X8Ymm>(w[b].chunks[c], 0, p, 1, lo, hi, [](__m256i h, int k) { return x8q5_fifth<X8Ymm>(h, k); });
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs[c][p][0]), lo);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs[c][p][1]), hi);
-      }
-  }
-}
-
 template <class V, int G, int T, class Packed>
 inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
@@ -616,14 +660,6 @@ inline typename V::I x8_scale_sum(typename V::I acc, typename V::I s, typename V
   else return V::add_32(acc, V::mullo_32(s, sc));
 }
 
-// Bits 2k, 2k + 1 of each byte of h at 0x30.
-template <class V>
-inline typename V::I x8q6_high(typename V::I h, int k) {
-  const auto m = V::set1_8(0x30);
-  if (k < 2) return V::and_(V::slli_16(h, 4 - 2 * k), m);
-  return V::and_(k == 2 ? h : V::srli_16(h, 2), m);
-}
-
 // A piece's 4 activation bytes at p in every lane; X8Pieces: the next
 // piece's in the high half, 8 bytes on (Q3_Kx8's and Q6_Kx8's pieces hold 8
 // values of a row).
@@ -640,30 +676,7 @@ inline typename V::I x8_bcast4_of8(const int8_t* p) {
 // super-block. Sub-block j is pieces 2j and 2j + 1 (values 16j .. 16j + 15):
 // its byte products summed, then multiplied by its scale (x8_scale_sum).
 // Q3_K (BlockQ3_Kx8) likewise: the levels are the nibbles, 0..7 (value + 4).
-// A prompt's Q6_K groups with their levels unpacked to a byte each (as the
-// Q5 bytes above): Q6_Kx8's scales, then per quad k and piece u the piece's
-// low-nibble values and its high-nibble ones, 32 bytes each.
-struct BlockQ6_Kx8Bytes {
-  uint16_t d[8];
-  int8_t sc2[8][8][2];
-  uint8_t qs[8][4][2][32];
-};
-
-// n groups' Q6_K blocks into BlockQ6_Kx8Bytes.
-inline void x8_to_bytes(const BlockQ6_Kx8* w, BlockQ6_Kx8Bytes* out, size_t n) {
-  for (size_t b = 0; b < n; ++b) {
-    std::memcpy(out[b].d, w[b].d, sizeof(out[b].d));
-    std::memcpy(out[b].sc2, w[b].sc2, sizeof(out[b].sc2));
-    for (int k = 0; k < 8; ++k)
-      for (int u = 0; u < 4; ++u) {
-        __m256i lo, hi;
-        x8_unpack_with_bits<X8Ymm>(w[b].quads[k], 0, u, 2, lo, hi, [](__m256i h, int j) { return x8q6_high<X8Ymm>(h, j); });
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs[k][u][0]), lo);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs[k][u][1]), hi);
-      }
-  }
-}
-
+// BlockQ6_Kx8Bytes likewise, its levels read as bytes.
 template <class V, int G, int T, class Packed>
 inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
@@ -876,30 +889,21 @@ constexpr int x8k_tokens() {
   return QKV_X8_GROUPS == 2 ? 4 : 2;
 }
 
-// Q5_K batches of kBytesMinTokens or more, with 32 registers: each pass's
-// groups unpacked once to bytes, as x8_matmul_bytes (the same integer sums,
-// so the same bits; Zen 5 qmatmul M128 +5%, where AVX2's tiles ran 7% slower).
-template <class Packed> struct x8k_bytes { using type = void; };
-template <> struct x8k_bytes<BlockQ5_Kx8> { using type = BlockQ5_Kx8Bytes; };
-template <> struct x8k_bytes<BlockQ6_Kx8> { using type = BlockQ6_Kx8Bytes; };
-
+// Q5_K / Q6_K batches on bytes (bytes_passes), with 32 registers only (Zen 5
+// qmatmul M128: Q5_K +5%, Q6_K +8%; AVX2's two-token tiles ran 7% slower).
 template <class Packed>
 inline void x8k_matmul_bytes(const Packed* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy,
                              size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
-  using Bytes = typename x8k_bytes<Packed>::type;
+  using Bytes = typename x8_bytes<Packed>::type;
   constexpr int kG = x8k_vectors<Bytes>(), kT = x8k_tokens<Bytes>();
-  constexpr size_t kPass = kG * V::kGroups;
-  thread_local std::vector<Bytes> scratch;  // grows to a pass's blocks once per thread
-  if (scratch.size() < kPass * nb) scratch.resize(kPass * nb);
-  size_t g = g0;
-  for (; g + kPass <= g1; g += kPass) {
-    x8_to_bytes(w + g * nb, scratch.data(), kPass * nb);
-    const SpreadPrefetch next(w + (g + kPass) * nb, w + std::min(g + 2 * kPass, g1) * nb, M / kT + 1);
-    x8k_groups<V, kG, kT>(scratch.data(), xb, y + 8 * g, M, nb, ldy, 0, next);
-  }
-  for (; g + V::kGroups <= g1; g += V::kGroups) x8k_groups<V, 1, kT>(w, xb, y, M, nb, ldy, g);
-  for (; g < g1; ++g) x8k_groups<X8Ymm, 1, kT>(w, xb, y, M, nb, ldy, g);
+  bytes_passes<Packed, kG * V::kGroups, kT>(
+      w, M, nb, g0, g1,
+      [&](const Bytes* b, size_t g, SpreadPrefetch next) { x8k_groups<V, kG, kT>(b, xb, y + 8 * g, M, nb, ldy, 0, next); },
+      [&](size_t g) {
+        for (; g + V::kGroups <= g1; g += V::kGroups) x8k_groups<V, 1, kT>(w, xb, y, M, nb, ldy, g);
+        for (; g < g1; ++g) x8k_groups<X8Ymm, 1, kT>(w, xb, y, M, nb, ldy, g);
+      });
 }
 
 template <class Packed>
@@ -907,7 +911,7 @@ inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* 
                        size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
   constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();
-  if constexpr (!std::is_void_v<typename x8k_bytes<Packed>::type> && QKV_X8_GROUPS == 2)  // AVX2's 2-token tiles: 7% slower
+  if constexpr (!std::is_void_v<typename x8_bytes<Packed>::type> && QKV_X8_GROUPS == 2)  // AVX2's 2-token tiles: 7% slower
     if (M >= kBytesMinTokens && M > size_t(kT))  // more than one tile (Q6_K's 8 tokens: pp8 -5%)
       return x8k_matmul_bytes(static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, M, n / kQK_K,
                               ldy, g0, g1);
