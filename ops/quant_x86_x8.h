@@ -227,7 +227,7 @@ template <> struct x8_bytes<BlockQ5_1x8> { using type = BlockQ5_1x8Bytes; };
 template <> struct x8_bytes<BlockQ5_Kx8> { using type = BlockQ5_Kx8Bytes; };
 template <> struct x8_bytes<BlockQ6_Kx8> { using type = BlockQ6_Kx8Bytes; };
 template <class Packed>
-constexpr bool x8_is_bytes = std::is_same_v<Packed, BlockQ5_0x8Bytes> || std::is_same_v<Packed, BlockQ5_1x8Bytes>;
+constexpr bool x8_is_q5_bytes = std::is_same_v<Packed, BlockQ5_0x8Bytes> || std::is_same_v<Packed, BlockQ5_1x8Bytes>;
 
 // Piece i of a packed block's levels (lo: its low-nibble values, hi: its
 // high-nibble ones), unpacked as the packed layout's tiles do.
@@ -363,7 +363,7 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
     for (int c = 0; c < x8_pieces<Packed>; c += V::kPieces) {
       if constexpr (std::is_same_v<Packed, BlockQ8_0x8> || std::is_same_v<Packed, BlockIQ4_NLx8>)
         x8_piece<V, G, T>(s, wb, stride, x, c);
-      else if constexpr (x8_is_bytes<Packed>)
+      else if constexpr (x8_is_q5_bytes<Packed>)
         x8_piece_bytes<V, Packed, Act, G, T>(s, wb, stride, x, c);
       else
         x8_piece_nibbles<V, Packed, Act, G, T>(s, wb, stride, x, c);  // Q4_0, Q4_1, Q5_0, Q5_1
@@ -392,8 +392,8 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
   }
 }
 
-// Tokens from which a batch of Q5_0 / Q5_1 unpacks each pass to bytes once
-// (fewer: the unpacking would cost more than the tiles save).
+// Tokens from which a batch unpacks each pass of groups to bytes once (fewer:
+// the unpacking would cost more than the tiles save).
 constexpr size_t kBytesMinTokens = 8;
 
 // Y[m + t, 8 g .. 8 g + 8 V::kGroups G) for T activation rows from m and the groups from g.
@@ -878,14 +878,12 @@ inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M,
 template <class Packed>
 constexpr int x8k_vectors() {
   constexpr bool two = std::is_same_v<Packed, BlockQ4_Kx8> || std::is_same_v<Packed, BlockQ5_Kx8> ||
-                       std::is_same_v<Packed, BlockQ5_Kx8Bytes> ||
                        std::is_same_v<Packed, BlockIQ4_XSx8> || std::is_same_v<Packed, BlockQ3_Kx8>;
   return QKV_X8_GROUPS == 2 && two ? 2 : 1;
 }
 template <class Packed>
 constexpr int x8k_tokens() {
-  if constexpr (QKV_X8_GROUPS == 2 && (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ6_Kx8Bytes>))
-    return 8;
+  if constexpr (QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8>) return 8;
   return QKV_X8_GROUPS == 2 ? 4 : 2;
 }
 
@@ -896,7 +894,7 @@ inline void x8k_matmul_bytes(const Packed* w, const BlockQ8_K* xb, float* y, siz
                              size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
   using Bytes = typename x8_bytes<Packed>::type;
-  constexpr int kG = x8k_vectors<Bytes>(), kT = x8k_tokens<Bytes>();
+  constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();  // the packed layout's tile
   bytes_passes<Packed, kG * V::kGroups, kT>(
       w, M, nb, g0, g1,
       [&](const Bytes* b, size_t g, SpreadPrefetch next) { x8k_groups<V, kG, kT>(b, xb, y + 8 * g, M, nb, ldy, 0, next); },
