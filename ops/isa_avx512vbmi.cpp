@@ -153,8 +153,7 @@ void matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M
   for (; g + kPass <= g1; g += kPass) {
     to_nibbles(c, w + g * nb, nib, kPass * nb);
     // Meanwhile the next pass's 3-bit groups come into L2.
-    const SpreadPrefetch next(w + (g + kPass) * nb, w + std::min(g + 2 * kPass, g1) * nb, M / kT + 1);
-    x8k_groups<V, kG, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0, next);
+    x8k_groups<V, kG, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0, next_pass(w, nb, g, kPass, g1, M, kT));
   }
   for (; g + V::kGroups <= g1; g += V::kGroups) {
     to_nibbles(c, w + g * nb, nib, V::kGroups * nb);

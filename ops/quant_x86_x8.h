@@ -396,6 +396,13 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
 // the unpacking would cost more than the tiles save).
 constexpr size_t kBytesMinTokens = 8;
 
+// The pass after the one at group g (pass groups of nb blocks each, up to g1),
+// to prefetch over the current pass's M / T + 1 tiles of T tokens.
+template <class Packed>
+inline SpreadPrefetch next_pass(const Packed* w, size_t nb, size_t g, size_t pass, size_t g1, size_t M, int T) {
+  return SpreadPrefetch(w + std::min(g + pass, g1) * nb, w + std::min(g + 2 * pass, g1) * nb, M / size_t(T) + 1);
+}
+
 // Y[m + t, 8 g .. 8 g + 8 V::kGroups G) for T activation rows from m and the groups from g.
 template <class V, class Packed, int G, int T>
 inline void x8_rows(const Packed* w, const typename x8_act<Packed>::type* xb, const Q8Sum* xs, float* y, size_t nb,
@@ -439,35 +446,6 @@ inline void x8_groups(const Packed* w, const typename x8_act<Packed>::type* xb, 
   }
 }
 
-template <class Packed>
-inline void x8_matmul_bytes(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n,
-                            size_t ldy, size_t g0, size_t g1);
-
-// QKV_X8_GROUPS vectors of QKV_X8_VEC's groups at a time (2 where registers
-// allow: the activations' bytes, broadcast once, then feed twice the rows)
-// against 5 activation rows (Zen 5, against 4: Q8_0, Q4_0, IQ4_NL and Q5_1
-// +6-7%, Q4_1 +3%, Q5_0 the same; 6 rows spill), then one vector, then
-// single groups in ymm. Every row's sums are the same operations in the same
-// order whichever way it is taken.
-template <class Packed>
-inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
-                      size_t g0, size_t g1) {
-  using V = QKV_X8_VEC;
-  if constexpr (!std::is_void_v<typename x8_bytes<Packed>::type>)
-    if (M >= kBytesMinTokens) return x8_matmul_bytes<Packed>(packed, xq, xs, y, M, n, ldy, g0, g1);
-  const size_t nb = n / kQK8_0;
-  const Packed* w = static_cast<const Packed*>(packed);
-  const auto* xb = static_cast<const typename x8_act<Packed>::type*>(xq);
-  constexpr int kG = QKV_X8_GROUPS, kT = QKV_X8_GROUPS == 2 ? 5 : 4;
-  constexpr size_t kPass = kG * V::kGroups;
-  // The next pass's groups, prefetched over this pass's M / kT + 1 tiles.
-  const auto ahead = [&](size_t g) { return SpreadPrefetch(w + g * nb, w + std::min(g + kPass, g1) * nb, M / kT + 1); };
-  size_t g = g0;
-  for (; g + kPass <= g1; g += kPass) x8_groups<V, Packed, kG, kT>(w, xb, xs, y, M, nb, ldy, g, ahead(g + kPass));
-  for (; g + V::kGroups <= g1; g += V::kGroups) x8_groups<V, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
-  for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
-}
-
 // The byte layouts' batch products: each full pass of kPass groups unpacked
 // to bytes in this thread's scratch (grown once), then pass(bytes, g, next)
 // runs the tiles over every token while the next pass comes into L2; the
@@ -481,7 +459,7 @@ inline void bytes_passes(const Packed* w, size_t M, size_t nb, size_t g0, size_t
   size_t g = g0;
   for (; g + kPass <= g1; g += kPass) {
     x8_to_bytes(w + g * nb, scratch.data(), kPass * nb);
-    pass(scratch.data(), g, SpreadPrefetch(w + (g + kPass) * nb, w + std::min(g + 2 * kPass, g1) * nb, M / kT + 1));
+    pass(scratch.data(), g, next_pass(w, nb, g, kPass, g1, M, kT));
   }
   tail(g);
 }
@@ -505,6 +483,30 @@ inline void x8_matmul_bytes(const void* packed, const void* xq, const Q8Sum* xs,
         for (; g + V::kGroups <= g1; g += V::kGroups) x8_groups<V, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
         for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
       });
+}
+
+// QKV_X8_GROUPS vectors of QKV_X8_VEC's groups at a time (2 where registers
+// allow: the activations' bytes, broadcast once, then feed twice the rows)
+// against 5 activation rows (Zen 5, against 4: Q8_0, Q4_0, IQ4_NL and Q5_1
+// +6-7%, Q4_1 +3%, Q5_0 the same; 6 rows spill), then one vector, then
+// single groups in ymm. Every row's sums are the same operations in the same
+// order whichever way it is taken.
+template <class Packed>
+inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
+                      size_t g0, size_t g1) {
+  using V = QKV_X8_VEC;
+  if constexpr (!std::is_void_v<typename x8_bytes<Packed>::type>)
+    if (M >= kBytesMinTokens) return x8_matmul_bytes<Packed>(packed, xq, xs, y, M, n, ldy, g0, g1);
+  const size_t nb = n / kQK8_0;
+  const Packed* w = static_cast<const Packed*>(packed);
+  const auto* xb = static_cast<const typename x8_act<Packed>::type*>(xq);
+  constexpr int kG = QKV_X8_GROUPS, kT = QKV_X8_GROUPS == 2 ? 5 : 4;
+  constexpr size_t kPass = kG * V::kGroups;
+  size_t g = g0;
+  for (; g + kPass <= g1; g += kPass)
+    x8_groups<V, Packed, kG, kT>(w, xb, xs, y, M, nb, ldy, g, next_pass(w, nb, g, kPass, g1, M, kT));
+  for (; g + V::kGroups <= g1; g += V::kGroups) x8_groups<V, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
+  for (; g < g1; ++g) x8_groups<X8Ymm, Packed, 1>(w, xb, xs, y, M, nb, ldy, g);
 }
 
 // ------------------------------------------- the 256-value types' pieces
@@ -917,10 +919,8 @@ inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* 
   const Packed* w = static_cast<const Packed*>(packed);
   const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);
   constexpr size_t kPass = kG * V::kGroups;
-  // The next pass's groups, prefetched over this pass's M / kT + 1 tiles.
-  const auto ahead = [&](size_t g) { return SpreadPrefetch(w + g * nb, w + std::min(g + kPass, g1) * nb, M / kT + 1); };
   size_t g = g0;
-  for (; g + kPass <= g1; g += kPass) x8k_groups<V, kG, kT>(w, xb, y, M, nb, ldy, g, ahead(g + kPass));
+  for (; g + kPass <= g1; g += kPass) x8k_groups<V, kG, kT>(w, xb, y, M, nb, ldy, g, next_pass(w, nb, g, kPass, g1, M, kT));
   for (; g + V::kGroups <= g1; g += V::kGroups) x8k_groups<V, 1, kT>(w, xb, y, M, nb, ldy, g);
   for (; g < g1; ++g) x8k_groups<X8Ymm, 1, kT>(w, xb, y, M, nb, ldy, g);
 }

@@ -394,9 +394,8 @@ TEST_P(QuantKernels, Q5_1RowInterleavedProductsEqualThePlainOnes) {
 }
 // A batch of 8 tokens or more unpacks each pass of Q5_0 / Q5_1 (and, with
 // AVX-512, Q5_K and Q6_K) groups to bytes once (x86); fewer take the nibbles
-// and their extra bits in every tile. The
-// integer sums are the same, so each token's outputs are the same bits
-// whichever way its batch went.
+// and their extra bits in every tile. The integer sums are the same, so each
+// token's outputs are the same bits whichever way its batch went.
 template <class Block, class Packed>
 void check_batch_sizes_same_bits(const ops::Kernels& k, size_t n) {
   using Act = typename Block::Act;
