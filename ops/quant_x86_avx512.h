@@ -11,6 +11,7 @@
 // int16 pair products summed and accumulated into int32 lanes in one instruction.
 #define QKV_MADD_ACC(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)
 #define QKV_PEAK_ACC(acc, a, b) QKV_DOT_ACC(acc, a, b)
+#define QKV_SHORT_SUMS 0  // vpdpbusd sums into int32 directly
 // vpdpbusd takes w + 128 (unsigned) exactly; 128 * sum(x) is taken off per block.
 #define QKV_X8_GROUPS 2  // vectors of row groups per pass of the batch product (registers: 16 or 32)
 #define QKV_X8_VEC X8Zmm  // two row groups per vector

@@ -60,7 +60,19 @@ struct X8Ymm {
   static I high_nibbles(I q) { return _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f)); }
   static I shuffle(I table, I idx) { return _mm256_shuffle_epi8(table, idx); }
   static I sign(I a, I b) { return _mm256_sign_epi8(a, b); }
-  static I dot(I acc, I a, I b) { return QKV_DOT_ACC(acc, a, b); }
+  static I dot(I acc, I a, I b) {
+    I r = QKV_DOT_ACC(acc, a, b);
+    if constexpr (QKV_SHORT_SUMS) asm("" : "+x"(r));  // as dot_short
+    return r;
+  }
+  // QKV_SHORT_SUMS: 32 byte products into int16 pairs added to acc's 16
+  // int16 lanes, and those widened into int32 pairs added to an int32 acc.
+  static I dot_short(I acc, I a, I b) {
+    I r = _mm256_add_epi16(acc, _mm256_maddubs_epi16(a, b));
+    asm("" : "+x"(r));  // in this order: GCC would otherwise regroup the adds and spill the products
+    return r;
+  }
+  static I widen_short(I acc, I s) { return _mm256_add_epi32(acc, _mm256_madd_epi16(s, _mm256_set1_epi16(1))); }
   static I peak(I acc, I a, I b) { return QKV_PEAK_ACC(acc, a, b); }  // the probe's multiply
   static I sub_32(I a, I b) { return _mm256_sub_epi32(a, b); }
   static I add_32(I a, I b) { return _mm256_add_epi32(a, b); }
@@ -120,6 +132,14 @@ inline void x8_piece(typename V::I (&s)[G][T], const BlockQ8_0x8* const (&w)[G],
   }
 }
 
+// The dot product of unsigned levels of at most 5 bits: int16 sums with
+// QKV_SHORT_SUMS (x8_tile widens them), else as V::dot.
+template <class V>
+inline typename V::I x8_dot(typename V::I acc, typename V::I a, typename V::I b) {
+  if constexpr (QKV_SHORT_SUMS) return V::dot_short(acc, a, b);
+  else return V::dot(acc, a, b);
+}
+
 // The nibble types: piece c's low nibbles are values 4c..4c+3 of each row,
 // its high ones 16+4c..16+4c+3; lo and hi hold them as unsigned bytes.
 template <class V, int G, int T, class Act>
@@ -128,8 +148,8 @@ inline void x8_nibble_dots(typename V::I (&s)[G][T], const typename V::I (&lo)[G
   for (int t = 0; t < T; ++t) {
     const auto xlo = x8_bcast4<V>(x[t]->qs + 4 * c), xhi = x8_bcast4<V>(x[t]->qs + 16 + 4 * c);
     for (int g = 0; g < G; ++g) {
-      s[g][t] = V::dot(s[g][t], lo[g], xlo);
-      s[g][t] = V::dot(s[g][t], hi[g], xhi);
+      s[g][t] = x8_dot<V>(s[g][t], lo[g], xlo);
+      s[g][t] = x8_dot<V>(s[g][t], hi[g], xhi);
     }
   }
 }
@@ -285,7 +305,7 @@ inline void x8_piece_bytes(typename V::I (&s)[G][T], const Packed* const (&w)[G]
   for (int g = 0; g < G; ++g) q[g] = V::load(w[g]->qs[c], stride);  // values 4c .. 4c + 3
   for (int t = 0; t < T; ++t) {
     const auto xb = x8_bcast4<V>(x[t]->qs + 4 * c);
-    for (int g = 0; g < G; ++g) s[g][t] = V::dot(s[g][t], q[g], xb);
+    for (int g = 0; g < G; ++g) s[g][t] = x8_dot<V>(s[g][t], q[g], xb);
   }
 }
 
@@ -336,6 +356,18 @@ template <> constexpr int x8_pieces<BlockQ5_1x8> = 4;
 template <> constexpr int x8_pieces<BlockIQ4_NLx8> = 4;
 template <> constexpr int x8_pieces<BlockQ5_0x8Bytes> = 8;
 template <> constexpr int x8_pieces<BlockQ5_1x8Bytes> = 8;
+// With QKV_SHORT_SUMS, the pieces whose int16 sums x8_tile may add before
+// widening them (0: every piece widened at once): each maddubs pair is at most
+// 2 * 15 * 128 = 3840 for nibbles (8 in a block's 4 pieces: 30720 < 32768),
+// 2 * 31 * 128 = 7936 with a fifth bit (4: 2 packed pieces, 4 byte pieces).
+template <class Packed> constexpr int x8_short_run = 0;
+template <> constexpr int x8_short_run<BlockQ4_0x8> = QKV_SHORT_SUMS ? 4 : 0;
+template <> constexpr int x8_short_run<BlockQ4_1x8> = QKV_SHORT_SUMS ? 4 : 0;
+template <> constexpr int x8_short_run<BlockQ5_0x8> = QKV_SHORT_SUMS ? 2 : 0;
+template <> constexpr int x8_short_run<BlockQ5_1x8> = QKV_SHORT_SUMS ? 2 : 0;
+template <> constexpr int x8_short_run<BlockQ5_0x8Bytes> = QKV_SHORT_SUMS ? 4 : 0;
+template <> constexpr int x8_short_run<BlockQ5_1x8Bytes> = QKV_SHORT_SUMS ? 4 : 0;
+
 // What the unsigned weight bytes add: 128 (Q8_0 on VNNI) or 8 (Q4_0's
 // nibbles, which are values + 8) times the activations' sum.
 template <class Packed> constexpr int x8_offset = 0;
@@ -357,16 +389,26 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
     for (int g = 0; g < G; ++g) wb[g] = w + g * V::kGroups * nb + b;
     const Act* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
-    typename V::I s[G][T];
+    typename V::I s[G][T], s16[G][T];
     for (int g = 0; g < G; ++g)
-      for (int t = 0; t < T; ++t) s[g][t] = V::zero();
+      for (int t = 0; t < T; ++t) s[g][t] = s16[g][t] = V::zero();
+    constexpr int kRun = x8_short_run<Packed>;
     for (int c = 0; c < x8_pieces<Packed>; c += V::kPieces) {
-      if constexpr (std::is_same_v<Packed, BlockQ8_0x8> || std::is_same_v<Packed, BlockIQ4_NLx8>)
+      if constexpr (std::is_same_v<Packed, BlockQ8_0x8> || std::is_same_v<Packed, BlockIQ4_NLx8>) {
         x8_piece<V, G, T>(s, wb, stride, x, c);
-      else if constexpr (x8_is_q5_bytes<Packed>)
-        x8_piece_bytes<V, Packed, Act, G, T>(s, wb, stride, x, c);
-      else
-        x8_piece_nibbles<V, Packed, Act, G, T>(s, wb, stride, x, c);  // Q4_0, Q4_1, Q5_0, Q5_1
+      } else {
+        auto& sc = kRun > 0 ? s16 : s;
+        if constexpr (x8_is_q5_bytes<Packed>)
+          x8_piece_bytes<V, Packed, Act, G, T>(sc, wb, stride, x, c);
+        else
+          x8_piece_nibbles<V, Packed, Act, G, T>(sc, wb, stride, x, c);  // Q4_0, Q4_1, Q5_0, Q5_1
+        if constexpr (kRun > 0) {
+          if ((c + 1) % kRun == 0) {
+            for (int g = 0; g < G; ++g)
+              for (int t = 0; t < T; ++t) s[g][t] = V::widen_short(s[g][t], s16[g][t]), s16[g][t] = V::zero();
+          }
+        }
+      }
     }
     using E = typename V::E;
     for (int g = 0; g < G; ++g) {
@@ -531,8 +573,8 @@ inline void x8k_piece_dots(typename V::I (&slo)[G][T], typename V::I (&shi)[G][T
   for (int t = 0; t < T; ++t) {
     const auto xlo = x8_bcast4<V>(x[t]->qs + 64 * c + 4 * p), xhi = x8_bcast4<V>(x[t]->qs + 64 * c + 32 + 4 * p);
     for (int g = 0; g < G; ++g) {
-      slo[g][t] = V::dot(slo[g][t], lo[g], xlo);
-      shi[g][t] = V::dot(shi[g][t], hi[g], xhi);
+      slo[g][t] = x8_dot<V>(slo[g][t], lo[g], xlo);
+      shi[g][t] = x8_dot<V>(shi[g][t], hi[g], xhi);
     }
   }
 }
@@ -565,6 +607,9 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
   constexpr bool kFifth = std::is_same_v<Packed, BlockQ5_Kx8>, kIq4 = std::is_same_v<Packed, BlockIQ4_XSx8>;
   constexpr bool kBytes = std::is_same_v<Packed, BlockQ5_Kx8Bytes>;
   constexpr bool kSignTrick = kIq4 && QKV_Q8_BIAS == 0;  // signed levels: no offset to take off
+  // With QKV_SHORT_SUMS, pieces summed in int16 before their scales multiply
+  // them (madd): 8 of nibbles (8 * 2 * 15 * 128 < 32768), 4 with a fifth bit.
+  constexpr int kRun = !QKV_SHORT_SUMS || kSignTrick ? 0 : kFifth || kBytes ? 4 : 8;
   const size_t stride = nb * sizeof(Packed);
   [[maybe_unused]] I table;
   if constexpr (kIq4) table = iq4_levels<V>();
@@ -577,6 +622,18 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
     for (int g = 0; g < G; ++g)
       for (int t = 0; t < T; ++t) isum[g][t] = V::zero();
     for (int c = 0; c < 4; ++c) {
+      // Sub-blocks 2c (low nibbles) and 2c + 1 (high)'s scales in int32 lanes
+      // (with short sums: in both int16 halves of each, for madd), loaded
+      // where they multiply (registers are few on AVX2).
+      const auto scales = [&](int g, I& sc_lo, I& sc_hi) {
+        if constexpr (kIq4) {
+          const I pair = V::load_s8_to_16(W[g]->sc2[c][0], stride);
+          sc_lo = x8_pair_first<V>(pair), sc_hi = x8_pair_second<V>(pair);
+        } else {
+          sc_lo = V::load_u8_to_32(W[g]->sc[2 * c], stride), sc_hi = V::load_u8_to_32(W[g]->sc[2 * c + 1], stride);
+        }
+        if constexpr (kRun > 0) sc_lo = V::or_(sc_lo, V::slli_32(sc_lo, 16)), sc_hi = V::or_(sc_hi, V::slli_32(sc_hi, 16));
+      };
       I slo[G][T], shi[G][T];
       for (int g = 0; g < G; ++g)
         for (int t = 0; t < T; ++t) slo[g][t] = shi[g][t] = V::zero();
@@ -609,19 +666,26 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
         } else {
           x8k_piece_dots<V, G, T>(slo, shi, lo, hi, x, c, p);
         }
-      }
-      for (int g = 0; g < G; ++g) {
-        // Sub-blocks 2c (low nibbles) and 2c + 1 (high)'s scales in int32 lanes.
-        I sc_lo, sc_hi;
-        if constexpr (kIq4) {
-          const I pair = V::load_s8_to_16(W[g]->sc2[c][0], stride);
-          sc_lo = x8_pair_first<V>(pair), sc_hi = x8_pair_second<V>(pair);
-        } else {
-          sc_lo = V::load_u8_to_32(W[g]->sc[2 * c], stride), sc_hi = V::load_u8_to_32(W[g]->sc[2 * c + 1], stride);
+        if constexpr (kRun > 0) {  // the int16 sums times the scales, into int32
+          if ((p + 1) % kRun == 0) {
+            for (int g = 0; g < G; ++g) {
+              I sc_lo, sc_hi;
+              scales(g, sc_lo, sc_hi);
+              for (int t = 0; t < T; ++t) {
+                isum[g][t] = V::madd_acc(V::madd_acc(isum[g][t], slo[g][t], sc_lo), shi[g][t], sc_hi);
+                slo[g][t] = shi[g][t] = V::zero();
+              }
+            }
+          }
         }
-        for (int t = 0; t < T; ++t)
-          isum[g][t] = V::add_32(isum[g][t], V::add_32(V::mullo_32(slo[g][t], sc_lo), V::mullo_32(shi[g][t], sc_hi)));
       }
+      if constexpr (kRun == 0)
+        for (int g = 0; g < G; ++g) {
+          I sc_lo, sc_hi;
+          scales(g, sc_lo, sc_hi);
+          for (int t = 0; t < T; ++t)
+            isum[g][t] = V::add_32(isum[g][t], V::add_32(V::mullo_32(slo[g][t], sc_lo), V::mullo_32(shi[g][t], sc_hi)));
+        }
     }
     __m256i bp[T];  // the activations' sums of 32, once for every vector of groups
     if constexpr (!kSignTrick)
@@ -686,6 +750,10 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
   constexpr bool kBytes = std::is_same_v<Packed, BlockQ6_Kx8Bytes>;
   constexpr bool kQ6 = std::is_same_v<Packed, BlockQ6_Kx8> || kBytes;
   constexpr int kOffsetShift = kQ6 ? 5 : 2;  // the levels' offset: 32 or 4
+  // With QKV_SHORT_SUMS, byte products summed in int16 lanes, then times the
+  // scales by madd: a Q6_K piece's (2 * 2 * 63 * 128 = 32256 at most), a
+  // Q3_K sub-block's (4 * 2 * 7 * 128).
+  constexpr bool kShort = QKV_SHORT_SUMS;
   const size_t stride = nb * sizeof(Packed);
   for (size_t b = 0; b < nb; ++b) {
     const Packed* W[G];
@@ -700,7 +768,10 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
       I sc[G][2];
       for (int g = 0; g < G; ++g) {
         const I pair = V::load_s8_to_16(W[g]->sc2[k][0], stride);
-        if constexpr (kQ6) {
+        if constexpr (kShort) {  // each scale in both int16 halves, for madd
+          const I low = V::and_(pair, V::set1_32(0xffff)), high = V::srli_32(pair, 16);
+          sc[g][0] = V::or_(low, V::slli_32(low, 16)), sc[g][1] = V::or_(high, V::slli_32(high, 16));
+        } else if constexpr (kQ6) {
           sc[g][0] = x8_pair_first<V>(pair), sc[g][1] = x8_pair_second<V>(pair);
         } else {  // int16 scales over zeros, for x8_scale_sum
           sc[g][0] = V::and_(pair, V::set1_32(0xffff)), sc[g][1] = V::srli_32(pair, 16);
@@ -728,11 +799,23 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
           }
           for (int t = 0; t < T; ++t) {
             const I xlo = x8_bcast4_of8<V>(x[t]->qs + 8 * P), xhi = x8_bcast4_of8<V>(x[t]->qs + 8 * P + 4);
-            for (int g = 0; g < G; ++g) s[g][t] = V::dot(V::dot(s[g][t], lo[g], xlo), hi[g], xhi);
+            for (int g = 0; g < G; ++g) {
+              if constexpr (kShort) s[g][t] = V::dot_short(V::dot_short(s[g][t], lo[g], xlo), hi[g], xhi);
+              else s[g][t] = V::dot(V::dot(s[g][t], lo[g], xlo), hi[g], xhi);
+            }
+          }
+          if constexpr (kShort && kQ6) {  // a piece's int16 sums times the scale
+            for (int g = 0; g < G; ++g)
+              for (int t = 0; t < T; ++t) isum[g][t] = V::madd_acc(isum[g][t], s[g][t], sc[g][h]), s[g][t] = V::zero();
           }
         }
-        for (int g = 0; g < G; ++g)
-          for (int t = 0; t < T; ++t) isum[g][t] = x8_scale_sum<V, !kQ6>(isum[g][t], s[g][t], sc[g][h]);
+        if constexpr (kShort && !kQ6) {  // the sub-block's int16 sums times the scale
+          for (int g = 0; g < G; ++g)
+            for (int t = 0; t < T; ++t) isum[g][t] = V::madd_acc(isum[g][t], s[g][t], sc[g][h]);
+        } else if constexpr (!kShort) {
+          for (int g = 0; g < G; ++g)
+            for (int t = 0; t < T; ++t) isum[g][t] = x8_scale_sum<V, !kQ6>(isum[g][t], s[g][t], sc[g][h]);
+        }
       }
     }
     for (int g = 0; g < G; ++g) {
@@ -780,11 +863,17 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
           const I q = V::load(W.qs + 32 * P, stride);
           for (int s = 0; s < 4; ++s) {
             const I lv = V::and_(s == 0 ? q : V::srli_16(q, 2 * s), V::set1_8(0x03));
-            for (int t = 0; t < T; ++t) sums[s][t] = V::dot(sums[s][t], lv, x8_bcast4<V>(x[t]->qs + 64 * s + 4 * P));
+            for (int t = 0; t < T; ++t) {
+              const I xb = x8_bcast4<V>(x[t]->qs + 64 * s + 4 * P);
+              if constexpr (QKV_SHORT_SUMS) sums[s][t] = V::dot_short(sums[s][t], lv, xb);
+              else sums[s][t] = V::dot(sums[s][t], lv, xb);
+            }
           }
         }
         for (int s = 0; s < 4; ++s) {
-          const I sc = V::and_(m == 2 * u ? pairs[s] : V::srli_32(pairs[s], 16), V::set1_32(0x0f));  // the low nibble
+          I sc = V::and_(m == 2 * u ? pairs[s] : V::srli_32(pairs[s], 16), V::set1_32(0x0f));  // the low nibble
+          // Short sums (a sub-block's: 4 * 2 * 3 * 128 at most) take the scale in both int16 halves.
+          if constexpr (QKV_SHORT_SUMS) sc = V::or_(sc, V::slli_32(sc, 16));
           for (int t = 0; t < T; ++t) isum[t] = x8_scale_sum<V, true>(isum[t], sums[s][t], sc);
         }
       }
@@ -876,7 +965,9 @@ inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M,
 // two vectors against 4 rows: the same speed as one against 4, with the
 // registers full of its high bits' masks; Q3_K against 8 rows: -6%). Q2_K:
 // one vector against 4 rows (its tile holds four levels' sums per row). With
-// 16 registers: one vector against 2 rows.
+// 16 registers (AVX2): one vector against 4 rows, which its short int16 sums
+// leave registers for (Zen 3 qmatmul M128 over 2 rows: Q4_K +13%, Q3_K +26%,
+// Q6_K +20%, IQ4_XS +15%, Q5_K +7%); Q2_K's four sums per row: 2 rows.
 template <class Packed>
 constexpr int x8k_vectors() {
   constexpr bool two = std::is_same_v<Packed, BlockQ4_Kx8> || std::is_same_v<Packed, BlockQ5_Kx8> ||
@@ -886,11 +977,13 @@ constexpr int x8k_vectors() {
 template <class Packed>
 constexpr int x8k_tokens() {
   if constexpr (QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8>) return 8;
-  return QKV_X8_GROUPS == 2 ? 4 : 2;
+  if constexpr (QKV_X8_GROUPS != 2 && std::is_same_v<Packed, BlockQ2_Kx8>) return 2;
+  return 4;
 }
 
-// Q5_K / Q6_K batches on bytes (bytes_passes), with 32 registers only (Zen 5
-// qmatmul M128: Q5_K +5%, Q6_K +8%; AVX2's two-token tiles ran 7% slower).
+// Q5_K / Q6_K batches on bytes (bytes_passes) (qmatmul M128, Zen 5: Q5_K +5%,
+// Q6_K +8%; Zen 3 (AVX2, 4-row tiles of short sums): Q5_K +3-20%, Q6_K +24-48%;
+// its earlier 2-row tiles of int32 sums had run 7% slower on bytes).
 template <class Packed>
 inline void x8k_matmul_bytes(const Packed* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy,
                              size_t g0, size_t g1) {
@@ -911,7 +1004,7 @@ inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* 
                        size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
   constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();
-  if constexpr (!std::is_void_v<typename x8_bytes<Packed>::type> && QKV_X8_GROUPS == 2)  // AVX2's 2-token tiles: 7% slower
+  if constexpr (!std::is_void_v<typename x8_bytes<Packed>::type>)
     if (M >= kBytesMinTokens && M > size_t(kT))  // more than one tile (Q6_K's 8 tokens: pp8 -5%)
       return x8k_matmul_bytes(static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, M, n / kQK_K,
                               ldy, g0, g1);

@@ -419,6 +419,53 @@ void check_batch_sizes_same_bits(const ops::Kernels& k, size_t n) {
     ASSERT_EQ(all[i], parts[i]) << k.isa << " " << QType<Block>::name << " token " << i / rows << " row " << i % rows;
 }
 
+// The largest levels against the largest activations: every weight byte
+// 0xff (each type's largest unsigned level: 15, 31 or 63 with the extra bits,
+// 3 for Q2_K, 7 for Q3_K; scales aside, tamed) and every activation +-127, so
+// each byte product is as large as a type's can be. AVX2 sums small levels'
+// products in int16 lanes before widening them (quant_x86_x8.h's short
+// runs): one product too many in a run would wrap, and this would fail.
+template <class Block, class Packed>
+void check_x8_extremes(const ops::Kernels& k, size_t n) {
+  using Act = typename Block::Act;
+  const ops::QuantProducts p = QType<Block>::products(k), ref = QType<Block>::products(ops::reference_kernels());
+  const size_t rows = 24, M = 13;
+  std::vector<Block> w(rows * n / Block::kValues);
+  std::memset(w.data(), 0xff, w.size() * sizeof(Block));
+  for (Block& b : w) QType<Block>::tame(b, 0.01f);
+  const std::vector<uint8_t> packed = pack_for<Packed>(p, w, rows, n);
+  for (float sign : {1.0f, -1.0f}) {
+    const auto xq = quantize_activations<Act>(std::vector<float>(M * n, sign), n);
+    std::vector<ops::Q8Sum> xs(M * n / 32);
+    if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
+    if constexpr (std::is_same<Act, ops::BlockQ8_1>::value) ops::q8_1_sums(xq.data(), xs.data(), xq.size());
+    for (size_t m : {size_t(1), size_t(4), M}) {  // one token, a tile, a batch on bytes
+      std::vector<float> want(m * rows, 0.0f), got(m * rows, 1.0f);
+      ref.matmul(w.data(), xq.data(), want.data(), m, n, rows, 0, rows);
+      if (m == 1) p.matvec_x8(packed.data(), xq.data(), xs.data(), got.data(), n, 0, rows / 8);
+      else p.matmul_x8(packed.data(), xq.data(), xs.data(), got.data(), m, n, rows, 0, rows / 8);
+      for (size_t i = 0; i < m * rows; ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-5 * std::fabs(want[i]) + 1e-5)
+            << k.isa << " " << QType<Block>::name << " x=" << sign << " M=" << m << " i=" << i;
+    }
+  }
+}
+
+TEST_P(QuantKernels, RowInterleavedProductsOfTheLargestLevelsAreExact) {
+  check_x8_extremes<ops::BlockQ8_0, ops::BlockQ8_0x8>(*GetParam(), 256);
+  check_x8_extremes<ops::BlockQ4_0, ops::BlockQ4_0x8>(*GetParam(), 256);
+  check_x8_extremes<ops::BlockQ4_1, ops::BlockQ4_1x8>(*GetParam(), 256);
+  check_x8_extremes<ops::BlockQ5_0, ops::BlockQ5_0x8>(*GetParam(), 256);
+  check_x8_extremes<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), 256);
+  check_x8_extremes<ops::BlockIQ4_NL, ops::BlockIQ4_NLx8>(*GetParam(), 256);
+  check_x8_extremes<ops::BlockQ2_K, ops::BlockQ2_Kx8>(*GetParam(), 512);
+  check_x8_extremes<ops::BlockQ3_K, ops::BlockQ3_Kx8>(*GetParam(), 512);
+  check_x8_extremes<ops::BlockQ4_K, ops::BlockQ4_Kx8>(*GetParam(), 512);
+  check_x8_extremes<ops::BlockQ5_K, ops::BlockQ5_Kx8>(*GetParam(), 512);
+  check_x8_extremes<ops::BlockQ6_K, ops::BlockQ6_Kx8>(*GetParam(), 512);
+  check_x8_extremes<ops::BlockIQ4_XS, ops::BlockIQ4_XSx8>(*GetParam(), 512);
+}
+
 TEST_P(QuantKernels, Q5Q6RowInterleavedBatchesGiveTheSameBitsWhateverTheirSize) {
   check_batch_sizes_same_bits<ops::BlockQ5_0, ops::BlockQ5_0x8>(*GetParam(), 768);
   check_batch_sizes_same_bits<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), 768);
