@@ -397,11 +397,11 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
       if constexpr (std::is_same_v<Packed, BlockQ8_0x8> || std::is_same_v<Packed, BlockIQ4_NLx8>) {
         x8_piece<V, G, T>(s, wb, stride, x, c);
       } else {
-        auto& sc = kRun > 0 ? s16 : s;
+        auto& sums = kRun > 0 ? s16 : s;
         if constexpr (x8_is_q5_bytes<Packed>)
-          x8_piece_bytes<V, Packed, Act, G, T>(sc, wb, stride, x, c);
+          x8_piece_bytes<V, Packed, Act, G, T>(sums, wb, stride, x, c);
         else
-          x8_piece_nibbles<V, Packed, Act, G, T>(sc, wb, stride, x, c);  // Q4_0, Q4_1, Q5_0, Q5_1
+          x8_piece_nibbles<V, Packed, Act, G, T>(sums, wb, stride, x, c);  // Q4_0, Q4_1, Q5_0, Q5_1
         if constexpr (kRun > 0) {
           if ((c + 1) % kRun == 0) {
             for (int g = 0; g < G; ++g)
