@@ -841,6 +841,9 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
 template <class V, int T>
 inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[T]) {
   using I = typename V::I;
+  // With QKV_SHORT_SUMS, a sub-block's byte products summed in int16 lanes
+  // (4 * 2 * 3 * 128 at most), then times the scale by madd.
+  constexpr bool kShort = QKV_SHORT_SUMS;
   const size_t stride = nb * sizeof(BlockQ2_Kx8);
   for (size_t b = 0; b < nb; ++b) {
     const BlockQ2_Kx8& W = w[b];
@@ -854,6 +857,32 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
       for (int s = 0; s < 4; ++s) pairs[s] = V::load_u8_to_16(W.scm[2 * s + u][0], stride);
       #pragma GCC unroll 2
       for (int m = 2 * u; m < 2 * u + 2; ++m) {
+        // Sub-block 4s + m's scale: the low nibble of its byte (short sums:
+        // in both int16 halves of the lane).
+        const auto scale = [&](int s) {
+          const I sc = V::and_(m == 2 * u ? pairs[s] : V::srli_32(pairs[s], 16), V::set1_32(0x0f));
+          return kShort ? V::or_(sc, V::slli_32(sc, 16)) : sc;
+        };
+        if constexpr (kShort && T > 2) {
+          // A batch: one sub-block at a time (each piece loaded once per level;
+          // 16 registers hold one level's sums of 4 tokens, not four levels').
+          #pragma GCC unroll 4
+          for (int s = 0; s < 4; ++s) {
+            I sums[T];
+            for (int t = 0; t < T; ++t) sums[t] = V::zero();
+            #pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) {
+              const int P = 4 * m + k;
+              const I q = V::load(W.qs + 32 * P, stride);
+              const I lv = V::and_(s == 0 ? q : V::srli_16(q, 2 * s), V::set1_8(0x03));
+              for (int t = 0; t < T; ++t) sums[t] = V::dot_short(sums[t], lv, x8_bcast4<V>(x[t]->qs + 64 * s + 4 * P));
+            }
+            const I sc = scale(s);
+            for (int t = 0; t < T; ++t) isum[t] = x8_scale_sum<V, true>(isum[t], sums[t], sc);
+          }
+          continue;
+        }
+        // One or two tokens: each piece loaded once for its four levels.
         I sums[4][T];
         for (int s = 0; s < 4; ++s)
           for (int t = 0; t < T; ++t) sums[s][t] = V::zero();
@@ -865,15 +894,13 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
             const I lv = V::and_(s == 0 ? q : V::srli_16(q, 2 * s), V::set1_8(0x03));
             for (int t = 0; t < T; ++t) {
               const I xb = x8_bcast4<V>(x[t]->qs + 64 * s + 4 * P);
-              if constexpr (QKV_SHORT_SUMS) sums[s][t] = V::dot_short(sums[s][t], lv, xb);
+              if constexpr (kShort) sums[s][t] = V::dot_short(sums[s][t], lv, xb);
               else sums[s][t] = V::dot(sums[s][t], lv, xb);
             }
           }
         }
         for (int s = 0; s < 4; ++s) {
-          I sc = V::and_(m == 2 * u ? pairs[s] : V::srli_32(pairs[s], 16), V::set1_32(0x0f));  // the low nibble
-          // Short sums (a sub-block's: 4 * 2 * 3 * 128 at most) take the scale in both int16 halves.
-          if constexpr (QKV_SHORT_SUMS) sc = V::or_(sc, V::slli_32(sc, 16));
+          const I sc = scale(s);
           for (int t = 0; t < T; ++t) isum[t] = x8_scale_sum<V, true>(isum[t], sums[s][t], sc);
         }
       }
@@ -967,7 +994,7 @@ inline void x8k_groups(const Packed* w, const BlockQ8_K* xb, float* y, size_t M,
 // one vector against 4 rows (its tile holds four levels' sums per row). With
 // 16 registers (AVX2): one vector against 4 rows, which its short int16 sums
 // leave registers for (Zen 3 qmatmul M128 over 2 rows: Q4_K +13%, Q3_K +26%,
-// Q6_K +20%, IQ4_XS +15%, Q5_K +7%); Q2_K's four sums per row: 2 rows.
+// Q6_K +20%, IQ4_XS +15%, Q5_K +7%; Q2_K, a level at a time: +17-22%).
 template <class Packed>
 constexpr int x8k_vectors() {
   constexpr bool two = std::is_same_v<Packed, BlockQ4_Kx8> || std::is_same_v<Packed, BlockQ5_Kx8> ||
@@ -977,7 +1004,6 @@ constexpr int x8k_vectors() {
 template <class Packed>
 constexpr int x8k_tokens() {
   if constexpr (QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8>) return 8;
-  if constexpr (QKV_X8_GROUPS != 2 && std::is_same_v<Packed, BlockQ2_Kx8>) return 2;
   return 4;
 }
 
