@@ -4,6 +4,7 @@
 // where the CPU has the instruction.
 #define QKV_ISA_NS isa_avx512bf16
 #define QKV_ARCH xsimd::avx512bw
+#define QKV_BF16_NATIVE 1
 #include <immintrin.h>
 
 #include "ops/simd_kernels.h"

@@ -292,9 +292,17 @@ using vi = xsimd::batch<int32_t, Arch>;
 // Provided by the including TU: per lane, acc + w.hi x.hi, rounded, then +
 // w.lo x.lo, rounded (ops.h's order): vdpbf16ps, or widened_pairs.
 inline vf dot_pairs(vf acc, vu w, vu x);
+// Whether dot_pairs widens (the TU with vdpbf16ps defines QKV_BF16_NATIVE).
+#ifdef QKV_BF16_NATIVE
+constexpr bool kBf16Widened = false;
+#else
+constexpr bool kBf16Widened = true;
+#endif
 
 inline vf bf16_hi(vu v) { return xsimd::bitwise_cast<vf>(v & vu(0xffff0000u)); }
 inline vf bf16_lo(vu v) { return xsimd::bitwise_cast<vf>(v << 16); }
+// bf16_hi without a register for the mask (two shifts).
+inline vf bf16_hi_shifted(vu v) { return xsimd::bitwise_cast<vf>((v >> 16) << 16); }
 // Each product of two bf16 is exact in f32, so a multiply-add (fused or not)
 // rounds once, as vdpbf16ps does.
 inline vf widened_pairs(vf acc, vu w, vu x) {
@@ -344,12 +352,82 @@ inline void bf16_panel_tile(const uint16_t* pw, const uint16_t* x, float* y, siz
     for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
 }
 
+// The tile where the pairs are widened in registers (no vdpbf16ps): the same
+// sums in the same order, but each token's pairs widened to floats once per
+// tile, kChunkPairs at a time, into buffers the products broadcast from (a
+// load, no shift or mask per token and pair). With the odd columns' products
+// apart from the even ones', the accumulators, one half of the weight
+// vectors and a broadcast fit 16 registers (bf16_panel_tile spills on AVX2).
+// Zen 3, matmul/bf16/avx2 768x768 M128: 54-59 -> 57-74 GFLOP/s (FMA probe 93;
+// the fast runs come and go with the host).
+constexpr size_t kChunkPairs = 128;
+
+template <int RM, int NP>
+inline void bf16_widened_tile(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy,
+                              const char* pf) {
+  const size_t stride = n * kPanelRows, pairs = n / 2;
+  alignas(64) float hi[RM][kChunkPairs], lo[RM][kChunkPairs];  // token i's odd and even columns
+  vf acc[RM][NP * NV];
+  for (int i = 0; i < RM; ++i)
+    for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = vf(0.0f);
+  for (size_t q0 = 0; q0 < pairs; q0 += kChunkPairs) {
+    const size_t nq = std::min(kChunkPairs, pairs - q0);
+    for (int i = 0; i < RM; ++i) {
+      const uint16_t* xi = x + i * n + 2 * q0;
+      size_t q = 0;
+      for (; q + W <= nq; q += W) {
+        const vu v = load_pairs(xi + 2 * q);
+        bf16_hi(v).store_aligned(&hi[i][q]);
+        bf16_lo(v).store_aligned(&lo[i][q]);
+      }
+      for (; q < nq; ++q) {
+        hi[i][q] = bf16_to_f32(xi[2 * q + 1]);
+        lo[i][q] = bf16_to_f32(xi[2 * q]);
+      }
+    }
+    for (size_t q = 0; q < nq; ++q) {
+      const size_t k = 2 * (q0 + q);
+      __builtin_prefetch(pf + k * (kLine / 4), 0, 2);
+      // The odd columns' products for every token, then the even ones'
+      // (each sum's order unchanged): one half of each weight vector live at
+      // a time. The even half is loaded again, through a pointer the
+      // compiler cannot see is pw (else it keeps the first load live).
+      const uint16_t* pe = pw;
+      asm("" : "+r"(pe));
+      vf wv[NP * NV];
+      for (int p = 0; p < NP; ++p)
+        for (size_t v = 0; v < NV; ++v) wv[p * NV + v] = bf16_hi_shifted(load_pairs(pw + p * stride + k * kPanelRows + v * 2 * W));
+      for (int i = 0; i < RM; ++i) {
+        const vf xb(hi[i][q]);
+        for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = fmadd(wv[j], xb, acc[i][j]);
+      }
+      for (int p = 0; p < NP; ++p)
+        for (size_t v = 0; v < NV; ++v) wv[p * NV + v] = bf16_lo(load_pairs(pe + p * stride + k * kPanelRows + v * 2 * W));
+      for (int i = 0; i < RM; ++i) {
+        const vf xb(lo[i][q]);
+        for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = fmadd(wv[j], xb, acc[i][j]);
+      }
+    }
+  }
+  if (n % 2) {  // the last column, stored plain after the pairs
+    for (int i = 0; i < RM; ++i) {
+      const vf xb(bf16_to_f32(x[i * n + n - 1]));
+      for (int p = 0; p < NP; ++p)
+        for (size_t v = 0; v < NV; ++v)
+          acc[i][p * NV + v] = fmadd(load_bf16(pw + p * stride + (n - 1) * kPanelRows + v * W), xb, acc[i][p * NV + v]);
+    }
+  }
+  for (int i = 0; i < RM; ++i)
+    for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
+}
+
 // BF16 panels against bf16 x: the batch tile; one token's step q is the
 // column pair q, and an odd last column comes last, plain.
 struct Bf16Panels {
   template <int RM, int NP>
   static void run(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy, const char* pf) {
-    bf16_panel_tile<RM, NP>(pw, x, y, n, ldy, pf);
+    if constexpr (kBf16Widened) bf16_widened_tile<RM, NP>(pw, x, y, n, ldy, pf);
+    else bf16_panel_tile<RM, NP>(pw, x, y, n, ldy, pf);
   }
   static size_t steps(size_t n) { return n / 2; }
   static void step(vf (&acc)[NV], const uint16_t* pw, const uint16_t* x, size_t q) {

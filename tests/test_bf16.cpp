@@ -143,10 +143,12 @@ TEST_P(Bf16Kernels, PairsAreSummedOddColumnFirstRoundingEachStep) {
 }
 
 // Panel counts odd and even, token counts around every ISA's tile (2, 6,
-// 12), widths odd and even and not a multiple of any vector.
+// 12), widths odd and even and not a multiple of any vector, and wider than
+// the 128 pairs the widening tile takes at a time (300: 150 pairs, 517: 258).
 TEST_P(Bf16Kernels, PanelProductsAreTheReferenceBits) {
   const size_t P = 5, rows = P * ops::kPanelRows;
-  for (size_t n : {size_t(1), size_t(2), size_t(3), size_t(16), size_t(17), size_t(64), size_t(172), size_t(257)}) {
+  for (size_t n : {size_t(1), size_t(2), size_t(3), size_t(16), size_t(17), size_t(64), size_t(172), size_t(257),
+                   size_t(300), size_t(517)}) {
     const auto w = to_bf16(randn(rows * n, 42));
     const auto xf = randn(25 * n, 43);
     std::vector<uint16_t> x(xf.size()), x_ref(xf.size()), pw(rows * n);
