@@ -137,6 +137,40 @@ TEST(TypeTable, RowsRoundTrip) {
   }
 }
 
+// The float types' load-time check finds the first value whose exponent bits
+// are all set (NaN, +-Inf), wherever it is: inside and at the edges of the
+// 4096-value blocks it scans, and not a finite neighbour (the largest finite
+// value, a subnormal).
+TEST(TypeTable, FloatRowsFindTheFirstNonFiniteValue) {
+  struct Case {
+    Type type;
+    uint32_t bad, big;  // a NaN or infinity's bits; the largest finite value's
+  };
+  const Case cases[] = {{Type::F32, 0xff800000u, 0x7f7fffffu},
+                        {Type::F16, 0x7e00u, 0x7bffu},
+                        {Type::BF16, 0x7f80u, 0x7f7fu}};
+  const size_t n = 3 * 4096 + 5;
+  for (const Case& c : cases) {
+    const ops::TypeInfo& t = ops::type_info(c.type);
+    ASSERT_NE(t.find_nonfinite, nullptr) << t.name;
+    const size_t size = t.type == Type::F32 ? 4 : 2;
+    std::vector<uint8_t> v(n * size);
+    const auto put = [&](size_t i, uint32_t bits) { std::memcpy(v.data() + i * size, &bits, size); };
+    for (size_t i = 0; i < n; ++i) put(i, i % 3 == 0 ? c.big : i % 3 == 1 ? 1u : (c.big & ~1u));
+    EXPECT_EQ(t.find_nonfinite(v.data(), n), -1) << t.name;
+    EXPECT_EQ(t.find_nonfinite(v.data(), 0), -1) << t.name;
+    for (size_t at : {size_t(0), size_t(1), size_t(4095), size_t(4096), size_t(8191), size_t(9000), n - 1}) {
+      std::vector<uint8_t> saved = v;
+      put(at, c.bad);
+      EXPECT_EQ(t.find_nonfinite(v.data(), n), int64_t(at)) << t.name << " at " << at;
+      EXPECT_EQ(t.find_nonfinite(v.data(), at), -1) << t.name << " before " << at;
+      if (at + 7 < n) put(at + 7, c.bad);  // a second one later: still the first
+      EXPECT_EQ(t.find_nonfinite(v.data(), n), int64_t(at)) << t.name << " at " << at << " and later";
+      v = saved;
+    }
+  }
+}
+
 // Every entry of every kernel table is filled (tables are filled by name).
 TEST(KernelTables, NoEntryIsNull) {
   for (const ops::Kernels* k : available_kernels()) {
