@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <cmath>
 #include <functional>
@@ -282,23 +283,35 @@ std::vector<Case> gguf_semantic_cases() {
     return rebuild(key, [&](test::GgufWriter& w) { w.kv_string(key, value); });
   };
   // Every tensor as it is, but value i (-1: every value) of F32 tensor `name` set to v.
-  auto with_value = [&](const std::string& name, long i, float v) {
+  // Value i of each named tensor set to v (every value where i < 0).
+  struct Change {
+    std::string name;
+    long i;
+    float v;
+  };
+  auto with_values = [&](const std::vector<Change>& changes) {
     test::GgufWriter w(3);
     for (const auto& [key, val] : src.metadata()) w.kv_copy(key, val);
-    std::vector<float> copy;
+    std::vector<std::vector<float>> copies;
+    copies.reserve(changes.size());
     for (const GgufTensorInfo& ti : src.tensors()) {
       const Tensor t = src.tensor(ti);
       const void* data = t.data;
-      if (ti.name == name) {
-        copy.assign(static_cast<const float*>(t.data), static_cast<const float*>(t.data) + t.n_elements());
-        if (i < 0) std::fill(copy.begin(), copy.end(), v);
-        else copy.at(size_t(i)) = v;
+      if (std::any_of(changes.begin(), changes.end(), [&](const Change& c) { return c.name == ti.name; })) {
+        std::vector<float>& copy = copies.emplace_back(static_cast<const float*>(t.data),
+                                                       static_cast<const float*>(t.data) + t.n_elements());
+        for (const Change& c : changes) {
+          if (c.name != ti.name) continue;
+          if (c.i < 0) std::fill(copy.begin(), copy.end(), c.v);
+          else copy.at(size_t(c.i)) = c.v;
+        }
         data = copy.data();
       }
       w.tensor(ti.name, ti.ggml_type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), data, t.n_bytes());
     }
     return w.bytes();
   };
+  auto with_value = [&](const std::string& name, long i, float v) { return with_values({{name, i, v}}); };
   const std::vector<std::string> toks = src.get_string_array("tokenizer.ggml.tokens");
   std::vector<float> scores = src.get_float_array("tokenizer.ggml.scores");
   return {
@@ -354,6 +367,10 @@ std::vector<Case> gguf_semantic_cases() {
       {"+Inf in the embedding", with_value("token_embd.weight", 1000, INFINITY), Loader::GgufModel, "not finite"},
       {"-Inf in a matrix", with_value("blk.4.attn_q.weight", 4095, -INFINITY), Loader::GgufModel, "not finite"},
       {"NaN everywhere in a matrix", with_value("blk.0.ffn_up.weight", -1, NAN), Loader::GgufModel, "not finite"},
+      // Checked on several threads at load: still the first tensor by name, and its first bad element.
+      {"NaN in two matrices", with_values({{"blk.4.ffn_up.weight", 7, NAN}, {"blk.0.attn_k.weight", 900, NAN},
+                                           {"blk.0.attn_k.weight", 100, INFINITY}}),
+       Loader::GgufModel, "blk.0.attn_k.weight holds a value that is not finite (NaN or infinite) in its element 100"},
   };
 }
 

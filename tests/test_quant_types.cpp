@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -18,6 +19,7 @@
 #include "engine/format/gguf.h"
 #include "engine/format/weight_file.h"
 #include "engine/runtime/cpu.h"
+#include "engine/runtime/thread_pool.h"
 #include "ops/types.h"
 #include "sha256.h"
 #include "test_util.h"
@@ -149,10 +151,15 @@ TEST(QuantTypes, MixedFilesNameTheirTypesAndWhatRunsThem) {
 
 // At load every matrix whose type has a packed form gets it: whole groups of
 // rows (8 for the integer types, 16-row panels for F32), the bytes the type's
-// repacker makes of the file's rows, each copy cache-line aligned; the rest
-// (1-D norms) have none; a row-read matrix keeps its data.
+// repacker makes of the file's rows at once, each copy cache-line aligned;
+// the rest (1-D norms) have none; a row-read matrix keeps its data. Packed
+// in pieces of 32 groups on three threads (output.weight: 4,000 groups of 8
+// rows; kq256's ffn matrices 96).
 TEST(QuantTypes, MatricesArePackedAtLoadAsTheProductsReadThem) {
-  for (const char* file : {"quant/tinyllama-v0-Q3_K_M.gguf", "quant/tinyllama-v0-Q5_K_M.gguf", "tinyllama-v0-f32.gguf"}) {
+  ThreadPool pool(3);
+  pool.set_leave_out_helpers(false);
+  for (const char* file : {"quant/tinyllama-v0-Q3_K_M.gguf", "quant/tinyllama-v0-Q5_K_M.gguf", "tinyllama-v0-f32.gguf",
+                           "quant/kq256-Q2_K.gguf", "quant/kq256-Q6_K.gguf", "quant/kq256-IQ4_XS.gguf"}) {
     const std::string path = test::model_path(file);
     auto wf = WeightFile::open(path), plain = WeightFile::open(path);
     std::vector<const Tensor*> matmul, row_read;
@@ -162,7 +169,10 @@ TEST(QuantTypes, MatricesArePackedAtLoadAsTheProductsReadThem) {
       if (name == "token_embd.weight") row_read.push_back(t);
     }
     ASSERT_FALSE(row_read.empty()) << file;
-    wf->pack_for_products(matmul, row_read, active_kernels());
+    const ParallelFor parallel = [&](size_t n, const std::function<void(size_t, size_t)>& fn) {
+      pool.parallel_for(n, [&](size_t b, size_t e, int) { fn(b, e); }, 1, 0, 16);
+    };
+    wf->pack_for_products(matmul, row_read, active_kernels(), parallel);
     int packed = 0;
     for (const Tensor* t : matmul) {
       const ops::TypeInfo& info = t->info();

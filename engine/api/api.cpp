@@ -53,8 +53,16 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOpti
   if (impl->tokenizer->vocab().size() != c.vocab_size)
     throw Error(cat(path, ": tokenizer has ", impl->tokenizer->vocab().size(), " tokens but token_embd.weight has ",
                     c.vocab_size, " rows"));
-  impl->weights->check_finite();
-  impl->weights->pack_for_products(impl->arch->matmul_weights(), impl->arch->row_read_weights(), active_kernels());
+  {
+    // A pool for the load alone: a large file's checks and copies take seconds on one core.
+    ThreadPool pool(physical_cores());
+    const ParallelFor parallel = [&](size_t n, const std::function<void(size_t, size_t)>& fn) {
+      pool.parallel_for(n, [&](size_t b, size_t e, int) { fn(b, e); }, 1, 0, 16);
+    };
+    impl->weights->check_finite(parallel);
+    impl->weights->pack_for_products(impl->arch->matmul_weights(), impl->arch->row_read_weights(), active_kernels(),
+                                     parallel);
+  }
 
   ModelInfo& i = impl->info;
   i.path = path;

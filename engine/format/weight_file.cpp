@@ -24,7 +24,7 @@ const Tensor* WeightFile::find(const std::string& name) const {
 }
 
 void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, const std::vector<const Tensor*>& row_read,
-                                   const ops::Kernels& kernels) {
+                                   const ops::Kernels& kernels, const ParallelFor& parallel) {
   struct Copy {
     Tensor* t;
     ops::Packing how;
@@ -52,11 +52,35 @@ void WeightFile::pack_for_products(const std::vector<const Tensor*>& matmul, con
   // One buffer for every copy, on huge pages where the system gives them: the
   // products stream all of it for every token.
   packed_ = ZeroedMemory(total, true);
+  // Each copy in pieces of row groups, on every thread `parallel` has: a
+  // group's copy depends on its own rows alone (one after another in the
+  // copy, a block column's group_bytes each), and a large file's repacking
+  // takes seconds on one core.
+  struct Piece {
+    const Copy* c;
+    size_t g0, g1;  // row groups
+  };
+  constexpr size_t kPieceGroups = 32;
+  std::vector<Piece> pieces;
+  for (const Copy& c : copies) {
+    const size_t groups = c.rows / c.t->info().group_rows();
+    for (size_t g = 0; g < groups; g += kPieceGroups) pieces.push_back({&c, g, std::min(groups, g + kPieceGroups)});
+  }
+  const auto repack = [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      const Piece& p = pieces[i];
+      const Tensor& t = *p.c->t;
+      const size_t group = t.info().group_rows(), n = size_t(t.row_len());
+      const size_t bytes_per_group = n / size_t(t.info().block) * p.c->how.group_bytes;  // in the copy
+      p.c->how.repack(static_cast<const uint8_t*>(t.data) + p.g0 * group * t.row_bytes(),
+                      packed_.as<uint8_t>() + p.c->at + p.g0 * bytes_per_group, (p.g1 - p.g0) * group, n);
+    }
+  };
+  if (parallel) parallel(pieces.size(), repack);
+  else repack(0, pieces.size());
   for (const Copy& c : copies) {
     Tensor& t = *c.t;
-    uint8_t* out = packed_.as<uint8_t>() + c.at;
-    c.how.repack(t.data, out, c.rows, size_t(t.row_len()));
-    t.packed = out;
+    t.packed = packed_.as<uint8_t>() + c.at;
     t.packed_rows = int64_t(c.rows);
     if (mapped_ && std::find(row_read.begin(), row_read.end(), &t) == row_read.end())
       release_mapped_pages(t.data, c.rows * t.row_bytes());
@@ -69,15 +93,23 @@ std::vector<std::string> WeightFile::tensor_names() const {
   return names;
 }
 
-void WeightFile::check_finite() const {
-  for (const auto& [name, t] : tensors_) {
-    const TypeInfo& info = t.info();
-    if (!info.find_nonfinite) continue;
-    const int64_t at = info.find_nonfinite(t.data, size_t(t.n_elements()));
-    if (at >= 0)
-      throw Error(cat(path_, ": tensor ", name, " holds a value that is not finite (NaN or infinite) in its ",
-                      info.block > 1 ? "block " : "element ", at, info.block > 1 ? "'s scale" : "",
-                      ": the file is damaged"));
+void WeightFile::check_finite(const ParallelFor& parallel) const {
+  std::vector<const Tensor*> checked;  // in the map's order: the first bad one is named, whatever the threads
+  for (const auto& [name, t] : tensors_)
+    if (t.info().find_nonfinite) checked.push_back(&t);
+  std::vector<int64_t> first(checked.size(), -1);
+  const auto check = [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i)
+      first[i] = checked[i]->info().find_nonfinite(checked[i]->data, size_t(checked[i]->n_elements()));
+  };
+  if (parallel) parallel(checked.size(), check);
+  else check(0, checked.size());
+  for (size_t i = 0; i < checked.size(); ++i) {
+    if (first[i] < 0) continue;
+    const TypeInfo& info = checked[i]->info();
+    throw Error(cat(path_, ": tensor ", checked[i]->name, " holds a value that is not finite (NaN or infinite) in its ",
+                    info.block > 1 ? "block " : "element ", first[i], info.block > 1 ? "'s scale" : "",
+                    ": the file is damaged"));
   }
 }
 

@@ -6,6 +6,7 @@
 // its own hyper-parameters and tensors from here (runtime/architecture.h).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,6 +18,10 @@
 #include "engine/text/vocab.h"
 
 namespace qkv {
+
+// Runs fn(begin, end) on chunks covering [0, n), each once, on any threads
+// (the caller's thread pool: this layer has none); empty: all on the caller.
+using ParallelFor = std::function<void(size_t n, const std::function<void(size_t begin, size_t end)>& fn)>;
 
 class WeightFile {
  public:
@@ -46,14 +51,15 @@ class WeightFile {
   // layout the products of `kernels` read (ops::packing_for), owned by this file. Where the
   // file is mapped, the pages of the originals that only the copy will be
   // read from (not in `row_read`) go back to the system. Once, before the
-  // tensors are shared.
+  // tensors are shared; in pieces over `parallel`'s threads.
   void pack_for_products(const std::vector<const Tensor*>& matmul, const std::vector<const Tensor*>& row_read,
-                         const ops::Kernels& kernels);
+                         const ops::Kernels& kernels, const ParallelFor& parallel = {});
   // Throws qkv::Error naming the first tensor that holds a NaN or infinite
   // value (plain types) or block scale (quantized types): such a file is
   // damaged, and what it computes is garbage (quantized activations would
-  // even hide the NaN). One pass over the mapped data.
-  void check_finite() const;
+  // even hide the NaN). One pass over the mapped data, the tensors spread
+  // over `parallel`'s threads.
+  void check_finite(const ParallelFor& parallel = {}) const;
   // The tensor, checked to have exactly these dimensions (ne[0] first).
   const Tensor& require(const std::string& name, std::vector<int64_t> shape) const;
 
