@@ -322,6 +322,24 @@ inline vf load_bf16(const uint16_t* p) {
   return xsimd::bitwise_cast<vf>(vu::load_aligned(bits));
 }
 
+// The end of a BF16 tile: the last column where n is odd (stored plain
+// after the pairs), then the outputs.
+template <int RM, int NP>
+inline void bf16_tile_end(vf (&acc)[RM][NP * NV], const uint16_t* pw, const uint16_t* x, float* y, size_t n,
+                          size_t ldy) {
+  const size_t stride = n * kPanelRows;
+  if (n % 2) {
+    for (int i = 0; i < RM; ++i) {
+      const vf xb(bf16_to_f32(x[i * n + n - 1]));
+      for (int p = 0; p < NP; ++p)
+        for (size_t v = 0; v < NV; ++v)
+          acc[i][p * NV + v] = fmadd(load_bf16(pw + p * stride + (n - 1) * kPanelRows + v * W), xb, acc[i][p * NV + v]);
+    }
+  }
+  for (int i = 0; i < RM; ++i)
+    for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
+}
+
 // y[i, :NP panels] for RM tokens, as panel_tile (the same tile sizes: a pair
 // of bf16 fills the lane a float did).
 template <int RM, int NP>
@@ -340,16 +358,7 @@ inline void bf16_panel_tile(const uint16_t* pw, const uint16_t* x, float* y, siz
       for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = dot_pairs(acc[i][j], wv[j], xb);
     }
   }
-  if (n % 2) {  // the last column, stored plain after the pairs
-    for (int i = 0; i < RM; ++i) {
-      const vf xb(bf16_to_f32(x[i * n + n - 1]));
-      for (int p = 0; p < NP; ++p)
-        for (size_t v = 0; v < NV; ++v)
-          acc[i][p * NV + v] = fmadd(load_bf16(pw + p * stride + (n - 1) * kPanelRows + v * W), xb, acc[i][p * NV + v]);
-    }
-  }
-  for (int i = 0; i < RM; ++i)
-    for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
+  bf16_tile_end<RM, NP>(acc, pw, x, y, n, ldy);
 }
 
 // The tile where the pairs are widened in registers (no vdpbf16ps): the same
@@ -409,16 +418,7 @@ inline void bf16_widened_tile(const uint16_t* pw, const uint16_t* x, float* y, s
       }
     }
   }
-  if (n % 2) {  // the last column, stored plain after the pairs
-    for (int i = 0; i < RM; ++i) {
-      const vf xb(bf16_to_f32(x[i * n + n - 1]));
-      for (int p = 0; p < NP; ++p)
-        for (size_t v = 0; v < NV; ++v)
-          acc[i][p * NV + v] = fmadd(load_bf16(pw + p * stride + (n - 1) * kPanelRows + v * W), xb, acc[i][p * NV + v]);
-    }
-  }
-  for (int i = 0; i < RM; ++i)
-    for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
+  bf16_tile_end<RM, NP>(acc, pw, x, y, n, ldy);
 }
 
 // BF16 panels against bf16 x: the batch tile; one token's step q is the
