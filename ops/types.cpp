@@ -1,6 +1,7 @@
 // The weight-type table (types.h): one row per type.
 #include "ops/types.h"
 
+#include <algorithm>
 #include <cctype>
 #include <type_traits>
 #include <cstring>
