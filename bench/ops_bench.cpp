@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -64,6 +65,8 @@ void float_product(benchmark::State& st, const Kernels* k, size_t rows, size_t n
   const auto x = randn(M * n);
   std::vector<uint16_t> xb(M * n);
   k->f32_to_bf16(x.data(), xb.data(), xb.size());
+  std::vector<float> xv(M * n);  // the bf16 values widened, as the engine gives a batch's
+  qkv::ops::widen_bf16(xb.data(), xv.data(), xv.size());
   std::vector<float> y(M * rows);
   const size_t panels = rows / qkv::ops::kPanelRows;
   const auto* w16 = w.mem.as<uint16_t>();
@@ -76,11 +79,41 @@ void float_product(benchmark::State& st, const Kernels* k, size_t rows, size_t n
     } else {
       if (t == Float::F32) k->matmul_f32_panels(w32, x.data(), y.data(), M, n, rows, 0, panels);
       else if (t == Float::F16) k->matmul_f16_panels(w16, x.data(), y.data(), M, n, rows, 0, panels);
-      else k->bf16.matmul_panels(w16, xb.data(), y.data(), M, n, rows, 0, panels);
+      else k->bf16.matmul_panels(w16, qkv::ops::Bf16Batch{xb.data(), xv.data()}, y.data(), M, n, rows, 0, panels);
     }
     benchmark::DoNotOptimize(y.data());
   }
   set_rates(st, 2.0 * rows * n * M, w.bytes() + w.x_bytes() * M * n + 4.0 * M * rows);
+}
+
+// Y = X W^T for M tokens through a stories110M-sized FFN matrix (2048 x 768)
+// after another, cycling through packed copies that fill `total` bytes (far
+// more than any L3), as a model's layers stream in: the batch product with
+// its weights coming from memory, where `float_product`'s stay in L3.
+void float_product_dram(benchmark::State& st, const Kernels* k, size_t total, size_t M, Float t) {
+  const size_t rows = 2048, n = 768;
+  const FloatWeights one(rows, n, t);
+  const size_t bytes = size_t(one.bytes()), copies = std::max<size_t>(1, total / bytes);
+  const qkv::ZeroedMemory mem(copies * bytes, true);
+  for (size_t c = 0; c < copies; ++c) std::memcpy(mem.as<uint8_t>() + c * bytes, one.mem.as<uint8_t>(), bytes);
+  const auto x = randn(M * n);
+  std::vector<uint16_t> xb(M * n);
+  k->f32_to_bf16(x.data(), xb.data(), xb.size());
+  std::vector<float> xv(M * n);  // the bf16 values widened, as the engine gives a batch's
+  qkv::ops::widen_bf16(xb.data(), xv.data(), xv.size());
+  std::vector<float> y(M * rows);
+  const size_t panels = rows / qkv::ops::kPanelRows;
+  size_t c = 0;
+  for (auto _ : st) {
+    const uint8_t* wc = mem.as<uint8_t>() + c * bytes;
+    const auto* w16 = reinterpret_cast<const uint16_t*>(wc);
+    if (t == Float::F32) k->matmul_f32_panels(reinterpret_cast<const float*>(wc), x.data(), y.data(), M, n, rows, 0, panels);
+    else if (t == Float::F16) k->matmul_f16_panels(w16, x.data(), y.data(), M, n, rows, 0, panels);
+    else k->bf16.matmul_panels(w16, qkv::ops::Bf16Batch{xb.data(), xv.data()}, y.data(), M, n, rows, 0, panels);
+    benchmark::DoNotOptimize(y.data());
+    c = c + 1 == copies ? 0 : c + 1;
+  }
+  set_rates(st, 2.0 * rows * n * M, one.bytes());
 }
 
 // Quantized weights: a GGML type id, its products in a kernel table, and
@@ -421,6 +454,9 @@ int register_all() {
         }
       }
     }
+    for (const Float t : {Float::F32, Float::F16, Float::BF16})
+      benchmark::RegisterBenchmark(("matmul/" + std::string(float_name(t)) + "/" + isa + "/dram/M128").c_str(),
+                                   float_product_dram, k, size_t(256) << 20, size_t(128), t);
     for (size_t n : {256, 1024, 32000}) {
       benchmark::RegisterBenchmark(("softmax/" + isa + "/" + std::to_string(n)).c_str(), softmax, k, n);
     }

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace qkv::ops {
 
@@ -110,12 +111,27 @@ void pack_panels_bf16(const uint16_t* w, uint16_t* out, size_t rows, size_t n);
 // bits, but for vdpbf16ps flushing subnormals to zero); the matvec over
 // panels sums U interleaved runs of pairs, added in a fixed order.
 // x: (M, n) bf16, row m at x + m * n.
+//
+// A batch's activations come in two forms: the bf16 values, and the same
+// values widened to floats, which the products without vdpbf16ps read (so
+// that no tile widens the same tokens again for every panel).
+struct Bf16Batch {
+  const uint16_t* bits;  // (M, n) bf16
+  const float* values;   // (M, n): bf16_to_f32 of each of bits
+};
+// bits widened into values (n of each).
+inline void widen_bf16(const uint16_t* bits, float* values, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t u = uint32_t(bits[i]) << 16;
+    std::memcpy(values + i, &u, 4);
+  }
+}
 struct Bf16Products {
   void (*matvec)(const uint16_t* w, const uint16_t* x, float* y, size_t n, size_t r0, size_t r1);
   void (*matmul)(const uint16_t* w, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy, size_t r0, size_t r1);
   void (*matvec_panels)(const uint16_t* panels, const uint16_t* x, float* y, size_t n, size_t p0, size_t p1);
-  void (*matmul_panels)(const uint16_t* panels, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy,
-                        size_t p0, size_t p1);
+  void (*matmul_panels)(const uint16_t* panels, Bf16Batch x, float* y, size_t M, size_t n, size_t ldy, size_t p0,
+                        size_t p1);
   // The probe: `iters` rounds of independent chains (12, or 24 with 32
   // registers) of the pair product above on whole vectors; returns the
   // floating-point operations done (4 a lane and step).

@@ -48,6 +48,11 @@ void matvec_bf16_panels_ref(const uint16_t* panels, const uint16_t* x, float* y,
   matmul_bf16_panels_ref(panels, x, y, 1, n, 0, p0, p1);
 }
 
+void matmul_bf16_batch_ref(const uint16_t* panels, Bf16Batch x, float* y, size_t M, size_t n, size_t ldy, size_t p0,
+                           size_t p1) {
+  matmul_bf16_panels_ref(panels, x.bits, y, M, n, ldy, p0, p1);
+}
+
 double bf16_peak_ref(size_t iters) {
   float acc[12];
   for (int j = 0; j < 12; ++j) acc[j] = float(j);
@@ -61,7 +66,7 @@ double bf16_peak_ref(size_t iters) {
 }  // namespace
 
 Bf16Products bf16_products_ref() {
-  return Bf16Products{matvec_bf16_ref, matmul_bf16_ref, matvec_bf16_panels_ref, matmul_bf16_panels_ref, bf16_peak_ref,
+  return Bf16Products{matvec_bf16_ref, matmul_bf16_ref, matvec_bf16_panels_ref, matmul_bf16_batch_ref, bf16_peak_ref,
                       "scalar"};
 }
 

@@ -323,14 +323,14 @@ inline vf load_bf16(const uint16_t* p) {
 }
 
 // The end of a BF16 tile: the last column where n is odd (stored plain
-// after the pairs), then the outputs.
-template <int RM, int NP>
-inline void bf16_tile_end(vf (&acc)[RM][NP * NV], const uint16_t* pw, const uint16_t* x, float* y, size_t n,
-                          size_t ldy) {
+// after the pairs; last_x(i): token i's value there, as a float), then the
+// outputs.
+template <int RM, int NP, class LastX>
+inline void bf16_tile_end(vf (&acc)[RM][NP * NV], const uint16_t* pw, LastX last_x, float* y, size_t n, size_t ldy) {
   const size_t stride = n * kPanelRows;
   if (n % 2) {
     for (int i = 0; i < RM; ++i) {
-      const vf xb(bf16_to_f32(x[i * n + n - 1]));
+      const vf xb(last_x(i));
       for (int p = 0; p < NP; ++p)
         for (size_t v = 0; v < NV; ++v)
           acc[i][p * NV + v] = fmadd(load_bf16(pw + p * stride + (n - 1) * kPanelRows + v * W), xb, acc[i][p * NV + v]);
@@ -358,67 +358,110 @@ inline void bf16_panel_tile(const uint16_t* pw, const uint16_t* x, float* y, siz
       for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = dot_pairs(acc[i][j], wv[j], xb);
     }
   }
-  bf16_tile_end<RM, NP>(acc, pw, x, y, n, ldy);
+  bf16_tile_end<RM, NP>(acc, pw, [&](int i) { return bf16_to_f32(x[i * n + n - 1]); }, y, n, ldy);
 }
 
-// The tile where the pairs are widened in registers (no vdpbf16ps): the same
-// sums in the same order, but each token's pairs widened to floats once per
-// tile, kChunkPairs at a time, into buffers the products broadcast from (a
-// load, no shift or mask per token and pair). With the odd columns' products
-// apart from the even ones', the accumulators, one half of the weight
-// vectors and a broadcast fit 16 registers (bf16_panel_tile spills on AVX2).
-// Zen 3, matmul/bf16/avx2 768x768 M128: 54-59 -> 57-74 GFLOP/s (FMA probe 93;
-// the fast runs come and go with the host).
+// Without vdpbf16ps the pairs are widened to floats: the tokens' once per
+// batch (Bf16Batch::values, from the caller), the weights a chunk of
+// kChunkPairs column pairs at a time, into a buffer that every token tile
+// then reads (16 KB a panel: it stays in L1). Each tile's sums are carried
+// from chunk to chunk in y (f32: the same chain over k, the same bits), and
+// the odd columns' products for every token come before the even ones'
+// (each sum's order unchanged), so that the accumulators, one half of the
+// weight vectors and a broadcast fit 16 registers.
+// Zen 3, matmul/bf16/avx2 M128, best of 8 alternating runs by shape: a tile
+// that widened its weights and its tokens' pairs itself 70-77 GFLOP/s, this
+// one 77-87 (F16's tile in the same runs 87-92, the FMA probe 95).
 constexpr size_t kChunkPairs = 128;
 
-template <int RM, int NP>
-inline void bf16_widened_tile(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy,
-                              const char* pf) {
-  const size_t stride = n * kPanelRows, pairs = n / 2;
-  alignas(64) float hi[RM][kChunkPairs], lo[RM][kChunkPairs];  // token i's odd and even columns
-  vf acc[RM][NP * NV];
-  for (int i = 0; i < RM; ++i)
-    for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = vf(0.0f);
-  for (size_t q0 = 0; q0 < pairs; q0 += kChunkPairs) {
-    const size_t nq = std::min(kChunkPairs, pairs - q0);
-    for (int i = 0; i < RM; ++i) {
-      const uint16_t* xi = x + i * n + 2 * q0;
-      size_t q = 0;
-      for (; q + W <= nq; q += W) {
-        const vu v = load_pairs(xi + 2 * q);
-        bf16_hi(v).store_aligned(&hi[i][q]);
-        bf16_lo(v).store_aligned(&lo[i][q]);
-      }
-      for (; q < nq; ++q) {
-        hi[i][q] = bf16_to_f32(xi[2 * q + 1]);
-        lo[i][q] = bf16_to_f32(xi[2 * q]);
+template <int NP>
+struct Bf16Chunk {
+  alignas(64) float w[kChunkPairs][2][NP * kPanelRows];  // pair q: [0] its odd column, [1] its even one
+  size_t q0 = 0, nq = 0;                                 // the chunk's pairs [q0, q0 + nq)
+};
+
+// Pairs [q0, q0 + nq) of NP panels (pw: the first panel's column 0) into c;
+// meanwhile the lines at pf (one per pair and panel, panels `stride` apart)
+// come into L2 for the chunk after.
+template <int NP>
+inline void widen_chunk(Bf16Chunk<NP>& c, const uint16_t* pw, size_t stride, size_t q0, size_t nq, const uint16_t* pf) {
+  c.q0 = q0, c.nq = nq;
+  for (size_t q = 0; q < nq; ++q)
+    for (int p = 0; p < NP; ++p) {
+      if (pf) __builtin_prefetch(pf + p * stride + q * 2 * kPanelRows, 0, 2);
+      for (size_t v = 0; v < NV; ++v) {
+        const vu w = load_pairs(pw + p * stride + (q0 + q) * 2 * kPanelRows + v * 2 * W);
+        bf16_hi(w).store_aligned(&c.w[q][0][p * kPanelRows + v * W]);
+        bf16_lo(w).store_aligned(&c.w[q][1][p * kPanelRows + v * W]);
       }
     }
-    for (size_t q = 0; q < nq; ++q) {
-      const size_t k = 2 * (q0 + q);
-      __builtin_prefetch(pf + k * (kLine / 4), 0, 2);
-      // The odd columns' products for every token, then the even ones'
-      // (each sum's order unchanged): one half of each weight vector live at
-      // a time. The even half is loaded again, through a pointer the
-      // compiler cannot see is pw (else it keeps the first load live).
-      const uint16_t* pe = pw;
-      asm("" : "+r"(pe));
+}
+
+// y[i, :NP panels] for RM tokens, over chunk c's pairs: the sums start at 0
+// in the first chunk and from y after it; the last chunk ends the tile (pw:
+// its first panel's column 0; x: token 0's widened row).
+template <int RM, int NP>
+inline void bf16_chunk_tile(const Bf16Chunk<NP>& c, const uint16_t* pw, const float* x, float* y, size_t n,
+                            size_t ldy) {
+  vf acc[RM][NP * NV];
+  for (int i = 0; i < RM; ++i)
+    for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = c.q0 == 0 ? vf(0.0f) : load(y + i * ldy + j * W);
+  const float* xq = x + 2 * c.q0;  // token 0's pair q at xq + 2 q
+  for (size_t q = 0; q < c.nq; ++q) {
+    for (int h = 0; h < 2; ++h) {  // the odd column, then the even one
       vf wv[NP * NV];
-      for (int p = 0; p < NP; ++p)
-        for (size_t v = 0; v < NV; ++v) wv[p * NV + v] = bf16_hi_shifted(load_pairs(pw + p * stride + k * kPanelRows + v * 2 * W));
+      for (size_t j = 0; j < NP * NV; ++j) wv[j] = vf::load_aligned(&c.w[q][h][j * W]);
       for (int i = 0; i < RM; ++i) {
-        const vf xb(hi[i][q]);
-        for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = fmadd(wv[j], xb, acc[i][j]);
-      }
-      for (int p = 0; p < NP; ++p)
-        for (size_t v = 0; v < NV; ++v) wv[p * NV + v] = bf16_lo(load_pairs(pe + p * stride + k * kPanelRows + v * 2 * W));
-      for (int i = 0; i < RM; ++i) {
-        const vf xb(lo[i][q]);
+        const vf xb(xq[i * n + 2 * q + 1 - h]);
         for (size_t j = 0; j < NP * NV; ++j) acc[i][j] = fmadd(wv[j], xb, acc[i][j]);
       }
     }
   }
-  bf16_tile_end<RM, NP>(acc, pw, x, y, n, ldy);
+  if (c.q0 + c.nq == n / 2) {
+    bf16_tile_end<RM, NP>(acc, pw, [&](int i) { return x[i * n + n - 1]; }, y, n, ldy);
+  } else {
+    for (int i = 0; i < RM; ++i)
+      for (size_t j = 0; j < NP * NV; ++j) acc[i][j].store_unaligned(y + i * ldy + j * W);
+  }
+}
+
+// The last rows % kTileM tokens: the chunk tile of exactly that many rows.
+template <int R, int NP>
+inline void bf16_chunk_tail(size_t rows, const Bf16Chunk<NP>& c, const uint16_t* pw, const float* x, float* y,
+                            size_t n, size_t ldy) {
+  if constexpr (R > 0) {
+    if (rows == size_t(R)) bf16_chunk_tile<R, NP>(c, pw, x, y, n, ldy);
+    else bf16_chunk_tail<R - 1, NP>(rows, c, pw, x, y, n, ldy);
+  }
+}
+
+// NP panels at pw against M tokens, a chunk at a time (next: the panels of
+// the pass after, whose first chunk comes into L2 during the last one here).
+template <int NP>
+inline void bf16_widened_panels(const uint16_t* pw, const float* x, float* y, size_t M, size_t n, size_t ldy,
+                                const uint16_t* next) {
+  const size_t stride = n * kPanelRows, pairs = n / 2;
+  Bf16Chunk<NP> c;
+  size_t q0 = 0;
+  do {  // once at least: with n == 1 the only chunk is empty and its tiles take the odd column
+    const size_t nq = std::min(kChunkPairs, pairs - q0);
+    const uint16_t* pf = q0 + nq < pairs ? pw + (q0 + nq) * 2 * kPanelRows : next;
+    widen_chunk<NP>(c, pw, stride, q0, nq, pf);
+    size_t m = 0;
+    for (; m + kTileM <= M; m += kTileM) bf16_chunk_tile<kTileM, NP>(c, pw, x + m * n, y + m * ldy, n, ldy);
+    bf16_chunk_tail<kTileM - 1, NP>(M - m, c, pw, x + m * n, y + m * ldy, n, ldy);
+    q0 += nq;
+  } while (q0 < pairs);
+}
+
+inline void bf16_widened_product(const uint16_t* panels, const float* x, float* y, size_t M, size_t n, size_t ldy,
+                                 size_t p0, size_t p1) {
+  const size_t stride = n * kPanelRows;
+  const auto at = [&](size_t q) { return q < p1 ? panels + q * stride : nullptr; };
+  size_t p = p0;
+  for (; p + kTileP <= p1; p += kTileP)
+    bf16_widened_panels<kTileP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy, at(p + kTileP));
+  for (; p < p1; ++p) bf16_widened_panels<1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy, at(p + 1));
 }
 
 // BF16 panels against bf16 x: the batch tile; one token's step q is the
@@ -426,8 +469,7 @@ inline void bf16_widened_tile(const uint16_t* pw, const uint16_t* x, float* y, s
 struct Bf16Panels {
   template <int RM, int NP>
   static void run(const uint16_t* pw, const uint16_t* x, float* y, size_t n, size_t ldy, const char* pf) {
-    if constexpr (kBf16Widened) bf16_widened_tile<RM, NP>(pw, x, y, n, ldy, pf);
-    else bf16_panel_tile<RM, NP>(pw, x, y, n, ldy, pf);
+    bf16_panel_tile<RM, NP>(pw, x, y, n, ldy, pf);
   }
   static size_t steps(size_t n) { return n / 2; }
   static void step(vf (&acc)[NV], const uint16_t* pw, const uint16_t* x, size_t q) {
@@ -441,9 +483,10 @@ struct Bf16Panels {
   }
 };
 
-inline void matmul_panels_bf16(const uint16_t* panels, const uint16_t* x, float* y, size_t M, size_t n, size_t ldy,
-                               size_t p0, size_t p1) {
-  panels_product<Bf16Panels>(panels, x, y, M, n, ldy, p0, p1);
+inline void matmul_panels_bf16(const uint16_t* panels, Bf16Batch x, float* y, size_t M, size_t n, size_t ldy, size_t p0,
+                               size_t p1) {
+  if constexpr (kBf16Widened) bf16_widened_product(panels, x.values, y, M, n, ldy, p0, p1);
+  else panels_product<Bf16Panels>(panels, x.bits, y, M, n, ldy, p0, p1);
 }
 
 inline void matvec_panels_bf16(const uint16_t* panels, const uint16_t* x, float* y, size_t n, size_t p0, size_t p1) {

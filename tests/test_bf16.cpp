@@ -135,8 +135,9 @@ TEST_P(Bf16Kernels, PairsAreSummedOddColumnFirstRoundingEachStep) {
     for (size_t c = 0; c < n; ++c) w[r * n + c] = ops::f32_to_bf16(row[c]);
   }
   ops::pack_panels_bf16(w.data(), packed.data(), rows, n);
-  std::vector<float> y(2 * rows, -7.0f);
-  k().bf16.matmul_panels(packed.data(), x.data(), y.data(), 2, n, rows, 0, 1);
+  std::vector<float> y(2 * rows, -7.0f), xv(x.size());
+  ops::widen_bf16(x.data(), xv.data(), x.size());
+  k().bf16.matmul_panels(packed.data(), ops::Bf16Batch{x.data(), xv.data()}, y.data(), 2, n, rows, 0, 1);
   for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], 1.0f) << k().isa << " (" << k().bf16.how << ") output " << i;
   ref().bf16.matvec(w.data(), x.data(), y.data(), n, 0, rows);
   for (size_t r = 0; r < rows; ++r) ASSERT_EQ(y[r], 1.0f) << "reference row " << r;
@@ -155,6 +156,9 @@ TEST_P(Bf16Kernels, PanelProductsAreTheReferenceBits) {
     k().f32_to_bf16(xf.data(), x.data(), xf.size());
     ref().f32_to_bf16(xf.data(), x_ref.data(), xf.size());
     ASSERT_EQ(x, x_ref) << k().isa << " n=" << n;
+    std::vector<float> xv(x.size());
+    ops::widen_bf16(x.data(), xv.data(), x.size());
+    const ops::Bf16Batch xb{x.data(), xv.data()};
     ops::pack_panels_bf16(w.data(), pw.data(), rows, n);
     for (size_t M : {size_t(1), size_t(2), size_t(3), size_t(5), size_t(6), size_t(7), size_t(11), size_t(12),
                      size_t(13), size_t(25)}) {
@@ -164,9 +168,9 @@ TEST_P(Bf16Kernels, PanelProductsAreTheReferenceBits) {
                                  " M=" + std::to_string(M) + " panels [" + std::to_string(p0) + ", " +
                                  std::to_string(p1) + ")";
         std::vector<float> want(M * ldy, -7.0f), got(M * ldy, -7.0f), rows_ref(M * ldy, -7.0f);
-        ref().bf16.matmul_panels(pw.data(), x.data(), want.data(), M, n, ldy, p0, p1);
+        ref().bf16.matmul_panels(pw.data(), xb, want.data(), M, n, ldy, p0, p1);
         ref().bf16.matmul(w.data(), x.data(), rows_ref.data(), M, n, ldy, r0, r1);
-        k().bf16.matmul_panels(pw.data(), x.data(), got.data(), M, n, ldy, p0, p1);
+        k().bf16.matmul_panels(pw.data(), xb, got.data(), M, n, ldy, p0, p1);
         ASSERT_EQ(0, std::memcmp(want.data(), rows_ref.data(), want.size() * 4)) << what << ": panels vs rows";
         ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4)) << what;  // -7 outside [r0, r1) too
         if (M != 1) continue;

@@ -226,12 +226,14 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   };
   const size_t bvalues = takes(ops::Activation::BF16) ? size_t(s.n_batch) * size_t(s.widest) : 0;
   const size_t fvalues = takes(ops::Activation::F16) ? size_t(s.n_batch) * size_t(s.widest) : 0;
-  allocating("logits and quantization scratch", double(qbytes + kbytes + q1bytes + 2 * bvalues + 4 * fvalues) + 4.0 * s.vocab, [&] {
+  // bf16: the values, then (at the next multiple of 64 bytes) the same widened to floats.
+  const size_t bscratch = bvalues ? bvalues + 32 + 2 * bvalues : 0;
+  allocating("logits and quantization scratch", double(qbytes + kbytes + q1bytes + 2 * bscratch + 4 * fvalues) + 4.0 * s.vocab, [&] {
     s.logits.assign(size_t(s.vocab), 0.0f);
     s.qscratch.assign(qbytes, 0);
     s.kscratch.assign(kbytes, 0);
     s.q1scratch.assign(q1bytes, 0);
-    s.bscratch.assign(bvalues, 0);
+    s.bscratch.assign(bscratch, 0);
     s.fscratch.assign(fvalues, 0.0f);
   });
 }

@@ -50,7 +50,7 @@ struct ExecContext {
   size_t kscratch_bytes = 0;
   void* q1scratch = nullptr;  // as many Q8_1 blocks as Q8_0 ones
   size_t q1scratch_bytes = 0;
-  uint16_t* bscratch = nullptr;  // activations rounded to bf16: as many values
+  uint16_t* bscratch = nullptr;  // activations rounded to bf16: as many values, and as many floats after them
   size_t bscratch_bytes = 0;
   float* fscratch = nullptr;     // activations rounded to f16 (as floats): as many values
   size_t fscratch_bytes = 0;

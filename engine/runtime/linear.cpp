@@ -87,11 +87,18 @@ QuantizedInput quantize_input(const ExecContext& ctx, const Tensor* const* weigh
     out.q8_K = q;
   }
   if (want_bf16) {
-    if (size_t(M) * n * sizeof(uint16_t) > ctx.bscratch_bytes)
+    // The bf16 values, then (a batch's, at the next multiple of 64 bytes) the same as floats.
+    const size_t values_at = (size_t(M) * n * sizeof(uint16_t) + 63) / 64 * 64;
+    if (values_at + (M > 1 ? size_t(M) * n * sizeof(float) : 0) > ctx.bscratch_bytes)
       throw Error(cat("tensor ", first->name, ": bf16 activation scratch too small"), Errc::Internal);
     uint16_t* b = ctx.bscratch;
-    quantize_rows_into(ctx, M, n, [&](size_t m) { ctx.k.f32_to_bf16(x + m * n, b + m * n, n); });
+    float* f = M > 1 ? reinterpret_cast<float*>(reinterpret_cast<char*>(b) + values_at) : nullptr;
+    quantize_rows_into(ctx, M, n, [&](size_t m) {
+      ctx.k.f32_to_bf16(x + m * n, b + m * n, n);
+      if (f) ops::widen_bf16(b + m * n, f + m * n, n);
+    });
     out.bf16 = b;
+    out.bf16_values = f;
   }
   if (want_f16) {
     if (size_t(M) * n * sizeof(float) > ctx.fscratch_bytes)
@@ -112,6 +119,7 @@ struct Product {
   ops::Compute compute = ops::Compute::F32;
   const ops::QuantProducts* qp = nullptr;  // integer products, or null for float weights
   const void* xw = nullptr;                // x quantized to the blocks w takes (or rounded to its F16/BF16 type)
+  const float* xv = nullptr;               // BF16, a batch: xw widened to floats
   const ops::Q8Sum* sums = nullptr;
   size_t rows = 0, n = 0, blocks = 0;      // blocks: of kRowBlock rows
   double flops(int M) const { return 2.0 * double(M) * double(rows) * double(n); }
@@ -132,6 +140,7 @@ Product prepare(const ops::Kernels& k, const Tensor& w, float* y, const Quantize
   if (w.info().activation != ops::Activation::None) {
     p.xw = xq ? xq->blocks_for(w.info().activation) : nullptr;
     p.sums = !xq ? nullptr : w.info().activation == ops::Activation::Q8_1 ? xq->q8_1_sums : xq->q8_0_sums;
+    p.xv = xq && w.info().activation == ops::Activation::BF16 ? xq->bf16_values : nullptr;
     if (!p.xw) throw Error(cat("tensor ", w.name, ": its input was not quantized"), Errc::Internal);
   }
   return p;
@@ -181,9 +190,13 @@ void run_rows(const ops::Kernels& k, const Product& p, const float* x, int M, si
     run_float_rows(static_cast<const uint16_t*>(w.data), static_cast<const uint16_t*>(w.packed), size_t(w.packed_rows),
                    k.matvec_f16_panels, k.matmul_f16_panels, k.matvec_f16, k.matmul_f16,
                    static_cast<const float*>(p.xw), y, M, n, rows, r0, r1);
-  } else {  // BF16, on x rounded to bf16
+  } else {  // BF16, on x rounded to bf16 (a batch's also as floats)
+    const auto matmul_panels = [&](const uint16_t* panels, const uint16_t* x, float* yb, size_t Mb, size_t nb,
+                                   size_t ldy, size_t p0, size_t p1) {
+      k.bf16.matmul_panels(panels, ops::Bf16Batch{x, p.xv}, yb, Mb, nb, ldy, p0, p1);
+    };
     run_float_rows(static_cast<const uint16_t*>(w.data), static_cast<const uint16_t*>(w.packed), size_t(w.packed_rows),
-                   k.bf16.matvec_panels, k.bf16.matmul_panels, k.bf16.matvec, k.bf16.matmul,
+                   k.bf16.matvec_panels, matmul_panels, k.bf16.matvec, k.bf16.matmul,
                    static_cast<const uint16_t*>(p.xw), y, M, n, rows, r0, r1);
   }
 }

@@ -24,6 +24,7 @@ struct QuantizedInput {
   const ops::Q8Sum* q8_1_sums = nullptr;  // per Q8_1 block (d and s in f32), for the row-interleaved products
   const void* q8_K = nullptr;
   const uint16_t* bf16 = nullptr;
+  const float* bf16_values = nullptr;  // the same widened to floats (a batch's: M > 1), in ctx.bscratch after them
   const float* f16 = nullptr;
   const void* blocks_for(ops::Activation a) const {
     switch (a) {
