@@ -59,28 +59,43 @@ struct FloatWeights {
   double x_bytes() const { return type == Float::BF16 ? 2.0 : 4.0; }  // per activation value
 };
 
+// M random activation rows of n, in the forms the float products take: f32
+// (F32, F16), rounded to bf16, and those widened as the engine gives a
+// batch's (BF16).
+struct FloatActivations {
+  std::vector<float> x;
+  std::vector<uint16_t> bits;
+  std::vector<float> values;
+  FloatActivations(const Kernels* k, size_t M, size_t n) : x(randn(M * n)), bits(M * n), values(M * n) {
+    k->f32_to_bf16(x.data(), bits.data(), bits.size());
+    qkv::ops::widen_bf16(bits.data(), values.data(), values.size());
+  }
+};
+
+// Y = X W^T over the packed weights at w (M = 1: the matvec kernels).
+void float_panels(const Kernels* k, Float t, const void* w, const FloatActivations& a, float* y, size_t M, size_t n,
+                  size_t rows) {
+  const size_t panels = rows / qkv::ops::kPanelRows;
+  const auto* w16 = static_cast<const uint16_t*>(w);
+  const auto* w32 = static_cast<const float*>(w);
+  if (M == 1) {
+    if (t == Float::F32) k->matvec_f32_panels(w32, a.x.data(), y, n, 0, panels);
+    else if (t == Float::F16) k->matvec_f16_panels(w16, a.x.data(), y, n, 0, panels);
+    else k->bf16.matvec_panels(w16, a.bits.data(), y, n, 0, panels);
+  } else {
+    if (t == Float::F32) k->matmul_f32_panels(w32, a.x.data(), y, M, n, rows, 0, panels);
+    else if (t == Float::F16) k->matmul_f16_panels(w16, a.x.data(), y, M, n, rows, 0, panels);
+    else k->bf16.matmul_panels(w16, qkv::ops::Bf16Batch{a.bits.data(), a.values.data()}, y, M, n, rows, 0, panels);
+  }
+}
+
 // Y = X W^T for M tokens (M = 1: the matvec kernels), W: (rows, n).
 void float_product(benchmark::State& st, const Kernels* k, size_t rows, size_t n, size_t M, Float t) {
   const FloatWeights w(rows, n, t);
-  const auto x = randn(M * n);
-  std::vector<uint16_t> xb(M * n);
-  k->f32_to_bf16(x.data(), xb.data(), xb.size());
-  std::vector<float> xv(M * n);  // the bf16 values widened, as the engine gives a batch's
-  qkv::ops::widen_bf16(xb.data(), xv.data(), xv.size());
+  const FloatActivations a(k, M, n);
   std::vector<float> y(M * rows);
-  const size_t panels = rows / qkv::ops::kPanelRows;
-  const auto* w16 = w.mem.as<uint16_t>();
-  const auto* w32 = w.mem.as<float>();
   for (auto _ : st) {
-    if (M == 1) {
-      if (t == Float::F32) k->matvec_f32_panels(w32, x.data(), y.data(), n, 0, panels);
-      else if (t == Float::F16) k->matvec_f16_panels(w16, x.data(), y.data(), n, 0, panels);
-      else k->bf16.matvec_panels(w16, xb.data(), y.data(), n, 0, panels);
-    } else {
-      if (t == Float::F32) k->matmul_f32_panels(w32, x.data(), y.data(), M, n, rows, 0, panels);
-      else if (t == Float::F16) k->matmul_f16_panels(w16, x.data(), y.data(), M, n, rows, 0, panels);
-      else k->bf16.matmul_panels(w16, qkv::ops::Bf16Batch{xb.data(), xv.data()}, y.data(), M, n, rows, 0, panels);
-    }
+    float_panels(k, t, w.mem.as<uint8_t>(), a, y.data(), M, n, rows);
     benchmark::DoNotOptimize(y.data());
   }
   set_rates(st, 2.0 * rows * n * M, w.bytes() + w.x_bytes() * M * n + 4.0 * M * rows);
@@ -96,20 +111,11 @@ void float_product_dram(benchmark::State& st, const Kernels* k, size_t total, si
   const size_t bytes = size_t(one.bytes()), copies = std::max<size_t>(1, total / bytes);
   const qkv::ZeroedMemory mem(copies * bytes, true);
   for (size_t c = 0; c < copies; ++c) std::memcpy(mem.as<uint8_t>() + c * bytes, one.mem.as<uint8_t>(), bytes);
-  const auto x = randn(M * n);
-  std::vector<uint16_t> xb(M * n);
-  k->f32_to_bf16(x.data(), xb.data(), xb.size());
-  std::vector<float> xv(M * n);  // the bf16 values widened, as the engine gives a batch's
-  qkv::ops::widen_bf16(xb.data(), xv.data(), xv.size());
+  const FloatActivations a(k, M, n);
   std::vector<float> y(M * rows);
-  const size_t panels = rows / qkv::ops::kPanelRows;
   size_t c = 0;
   for (auto _ : st) {
-    const uint8_t* wc = mem.as<uint8_t>() + c * bytes;
-    const auto* w16 = reinterpret_cast<const uint16_t*>(wc);
-    if (t == Float::F32) k->matmul_f32_panels(reinterpret_cast<const float*>(wc), x.data(), y.data(), M, n, rows, 0, panels);
-    else if (t == Float::F16) k->matmul_f16_panels(w16, x.data(), y.data(), M, n, rows, 0, panels);
-    else k->bf16.matmul_panels(w16, qkv::ops::Bf16Batch{xb.data(), xv.data()}, y.data(), M, n, rows, 0, panels);
+    float_panels(k, t, mem.as<uint8_t>() + c * bytes, a, y.data(), M, n, rows);
     benchmark::DoNotOptimize(y.data());
     c = c + 1 == copies ? 0 : c + 1;
   }
