@@ -301,8 +301,6 @@ constexpr bool kBf16Widened = true;
 
 inline vf bf16_hi(vu v) { return xsimd::bitwise_cast<vf>(v & vu(0xffff0000u)); }
 inline vf bf16_lo(vu v) { return xsimd::bitwise_cast<vf>(v << 16); }
-// bf16_hi without a register for the mask (two shifts).
-inline vf bf16_hi_shifted(vu v) { return xsimd::bitwise_cast<vf>((v >> 16) << 16); }
 // Each product of two bf16 is exact in f32, so a multiply-add (fused or not)
 // rounds once, as vdpbf16ps does.
 inline vf widened_pairs(vf acc, vu w, vu x) {
