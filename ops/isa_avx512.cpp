@@ -21,6 +21,10 @@ inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
 
 #include "ops/platform.h"
 
+qkv::ops::Bf16Products qkv::ops::avx512_widened_bf16_products() {
+  return isa_avx512::bf16_products("widened in registers");
+}
+
 const qkv::ops::Kernels& qkv::ops::avx512_kernels() {
   static const Kernels k = [] {
     Kernels t = isa_avx512::table("avx512");

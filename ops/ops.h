@@ -275,6 +275,10 @@ const Kernels& avx512_kernels();
 // The BF16 products with vdpbf16ps, which avx512_kernels() takes where the
 // CPU has AVX512_BF16 (its own translation unit, built with -mavx512bf16).
 Bf16Products avx512bf16_products();
+// The avx512 table's BF16 products without vdpbf16ps (widened in
+// registers, as Ice Lake runs them), which that replaces: for the tests,
+// so that CPUs with AVX512_BF16 check them too.
+Bf16Products avx512_widened_bf16_products();
 // Q3_K's products over its 3-bit x8 layout (BlockQ3_Kx8Bits) with
 // vpermb and vpmultishiftqb, which avx512_kernels() takes where the CPU has
 // AVX512_VBMI (its own translation unit, built with -mavx512vbmi), with
