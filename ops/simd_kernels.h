@@ -200,19 +200,26 @@ inline void panel_tokens(const TW* pw, const TX* x, float* y, size_t M, size_t n
   panel_tail<Tile, kTileM - 1, NP>(M - m, pw, x + m * n, y + m * ldy, n, ldy, take());
 }
 
-// Panels [p0, p1), kTileP at a time, then one; each group's tiles prefetch
-// the next group (panels are contiguous).
+// Panels [p0, p1) in groups of kTileP, then one at a time: fn(p, NP) for a
+// group's first panel p, NP its size (a std::integral_constant).
+template <class F>
+inline void each_panel_group(size_t p0, size_t p1, F&& fn) {
+  size_t p = p0;
+  for (; p + kTileP <= p1; p += kTileP) fn(p, std::integral_constant<int, kTileP>{});
+  for (; p < p1; ++p) fn(p, std::integral_constant<int, 1>{});
+}
+
+// Panels [p0, p1) a group at a time; each group's tiles prefetch the next
+// group (panels are contiguous).
 template <class Tile, class TW, class TX>
 inline void panels_product(const TW* panels, const TX* x, float* y, size_t M, size_t n, size_t ldy, size_t p0,
                            size_t p1) {
   const size_t stride = n * kPanelRows;
   const auto at = [&](size_t q) { return reinterpret_cast<const char*>(panels + std::min(q, p1) * stride); };
-  size_t p = p0;
-  for (; p + kTileP <= p1; p += kTileP)
-    panel_tokens<Tile, kTileP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy, at(p + kTileP),
-                               at(p + 2 * kTileP));
-  for (; p < p1; ++p)
-    panel_tokens<Tile, 1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy, at(p + 1), at(p + 2));
+  each_panel_group(p0, p1, [&](size_t p, auto np) {
+    constexpr int NP = decltype(np)::value;
+    panel_tokens<Tile, NP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy, at(p + NP), at(p + 2 * NP));
+  });
 }
 
 // Float panels (f32, or f16 widened) against f32 x: the batch tile, and one
@@ -456,10 +463,10 @@ inline void bf16_widened_product(const uint16_t* panels, const float* x, float* 
                                  size_t p0, size_t p1) {
   const size_t stride = n * kPanelRows;
   const auto at = [&](size_t q) { return q < p1 ? panels + q * stride : nullptr; };
-  size_t p = p0;
-  for (; p + kTileP <= p1; p += kTileP)
-    bf16_widened_panels<kTileP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy, at(p + kTileP));
-  for (; p < p1; ++p) bf16_widened_panels<1>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy, at(p + 1));
+  each_panel_group(p0, p1, [&](size_t p, auto np) {
+    constexpr int NP = decltype(np)::value;
+    bf16_widened_panels<NP>(panels + p * stride, x, y + p * kPanelRows, M, n, ldy, at(p + NP));
+  });
 }
 
 // BF16 panels against bf16 x: the batch tile; one token's step q is the
