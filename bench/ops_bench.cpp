@@ -290,7 +290,7 @@ void rmsnorm(benchmark::State& st, const Kernels* k, size_t n) {
 }
 
 // The rows R over positions [0, depth) of one KV head's cache: the f32
-// kernel, or the f16 kernels' two phases (scores kept in s, row stride lds).
+// kernel, or the f16 kernels' three phases (scores kept in s, row stride lds).
 void attend(const Kernels* k, const qkv::ops::AttentionRows& R, const float* kt, const float* v, size_t hd, size_t depth,
             float*, size_t, float* scratch) {
   k->attention_f32(R, kt, v, hd, 0, depth, 0.125f, 0.0f, scratch);
@@ -298,6 +298,7 @@ void attend(const Kernels* k, const qkv::ops::AttentionRows& R, const float* kt,
 void attend(const Kernels* k, const qkv::ops::AttentionRows& R, const uint16_t* kt, const uint16_t* v, size_t hd,
             size_t depth, float* s, size_t lds, float* scratch) {
   k->attention_scores_f16(R, kt, hd, 0, depth, 0.125f, 0.0f, s, lds, scratch);
+  k->attention_weights_f16(R, 0, depth, s, lds);
   k->attention_values_f16(R, v, hd, 0, depth, s, lds, scratch);
 }
 
@@ -315,7 +316,7 @@ void attention(benchmark::State& st, const Kernels* k, size_t hd, size_t depth, 
   std::vector<const float*> qp(rows);
   std::vector<int32_t> lo(rows, 0), hi(rows);
   std::vector<float> m(rows), l(rows), o(rows * ldv), scratch(qkv::ops::attention_scratch(rows, hd));
-  std::vector<float> s(f16 ? rows * tiles * T : 0);  // the f16 kernels' scores between their two phases
+  std::vector<float> s(f16 ? rows * tiles * T : 0);  // the f16 kernels' scores between their phases
   double seen = 0;
   for (size_t r = 0; r < rows; ++r) {
     qp[r] = q.data() + r * hd;

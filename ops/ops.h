@@ -217,14 +217,17 @@ struct Kernels {
   // The f16 cache, with llama.cpp's numerics there (its attention without
   // flash attention): queries rounded to f16, f32 scores and softmax, and
   // the probabilities normalised and rounded to f16 before they weight V.
-  // That takes two phases. First the scores of [t0, t1) into s (row r at
-  // s + r * lds, key t at t - t0, -inf where masked; lds >= t1 - t0 rounded
-  // up to kAttnTile), and each row's max m and sum l of exp(s - m), extended
-  // as above (o untouched). Then, with m and l final (merged over every
-  // range the row sees), o += sum_t p_t v_t with p_t = f16(exp(s_t - m) / l).
+  // That takes three phases, each over [t0, t1) and each done for every range
+  // a row sees before the next begins. Scores: s (row r at s + r * lds, key t
+  // at t - t0, -inf where masked; lds >= t1 - t0 rounded up to kAttnTile),
+  // and each row's max m extended (l, o untouched). Weights, with m final
+  // (merged over every range): s_t = exp(s_t - m) in place (one exp per
+  // score) and l += their sum, a tile at a time. Values, with l final too:
+  // o += sum_t p_t v_t with p_t = f16(s_t / l).
   // scratch: attention_scratch floats.
   void (*attention_scores_f16)(const AttentionRows& r, const uint16_t* kt, size_t head_dim, size_t t0, size_t t1,
                                float scale, float cap, float* s, size_t lds, float* scratch);
+  void (*attention_weights_f16)(const AttentionRows& r, size_t t0, size_t t1, float* s, size_t lds);
   void (*attention_values_f16)(const AttentionRows& r, const uint16_t* v, size_t head_dim, size_t t0, size_t t1,
                                const float* s, size_t lds, float* scratch);
 

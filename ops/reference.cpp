@@ -250,10 +250,14 @@ void attention_scores_f16_ref(const AttentionRows& R, const uint16_t* kt, size_t
       sr[t - t0] = softcap(x * scale, cap);
       m = std::fmax(m, sr[t - t0]);
     }
-    float l = R.l[r] * std::exp(R.m[r] - m);
-    for (size_t t = lo; t < hi; ++t) l += std::exp(sr[t - t0] - m);
     R.m[r] = m;
-    R.l[r] = l;
+  }
+}
+
+void attention_weights_f16_ref(const AttentionRows& R, size_t t0, size_t t1, float* s, size_t lds) {
+  for (size_t r = 0; r < R.rows; ++r) {
+    const size_t lo = std::max(t0, size_t(R.lo[r])), hi = std::min(t1, size_t(R.hi[r]));
+    for (size_t t = lo; t < hi; ++t) R.l[r] += (s[r * lds + t - t0] = std::exp(s[r * lds + t - t0] - R.m[r]));
   }
 }
 
@@ -263,7 +267,7 @@ void attention_values_f16_ref(const AttentionRows& R, const uint16_t* v, size_t 
   for (size_t r = 0; r < R.rows; ++r) {
     const size_t lo = std::max(t0, size_t(R.lo[r])), hi = std::min(t1, size_t(R.hi[r]));
     for (size_t t = lo; t < hi; ++t) {
-      const float p = f16_to_f32(f32_to_f16(std::exp(s[r * lds + t - t0] - R.m[r]) / R.l[r]));
+      const float p = f16_to_f32(f32_to_f16(s[r * lds + t - t0] / R.l[r]));
       for (size_t i = 0; i < hd; ++i) R.o[r * R.ldo + i] += p * f16_to_f32(v[(t - t0) * ldv + i]);
     }
   }
@@ -339,6 +343,7 @@ const Kernels& reference_kernels() {
     t.transpose_f32_to_f16 = transpose_f32_to_f16_ref;
     t.attention_f32 = attention_f32_ref;
     t.attention_scores_f16 = attention_scores_f16_ref;
+    t.attention_weights_f16 = attention_weights_f16_ref;
     t.attention_values_f16 = attention_values_f16_ref;
     t.q8_0 = q8_0_products_ref();
     t.q4_0 = q4_0_products_ref();

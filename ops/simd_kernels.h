@@ -924,7 +924,7 @@ inline void attention_f32(const AttentionRows& R, const float* kt, const float* 
 }
 
 // The f16 cache, first phase: the scores into s (row r at s + r * lds,
-// key t at t - t0; -inf where masked), and the rows' running max and sum.
+// key t at t - t0; -inf where masked), and the rows' running max.
 inline void attention_scores_f16(const AttentionRows& R, const uint16_t* kt, size_t hd, size_t t0, size_t t1,
                                  float scale, float cap, float* s, size_t lds, float* scratch) {
   const size_t rows = R.rows;
@@ -939,21 +939,37 @@ inline void attention_scores_f16(const AttentionRows& R, const uint16_t* kt, siz
     for (size_t r = 0; r < rows; ++r) {
       size_t rl, rh;
       row_range(R, r, tile, t0, t1, &rl, &rh);
-      float* sr = st + r * lds;
-      const float bm = scale_and_mask(sr, rl, rh, scale, cap);
-      if (rl >= rh) continue;
-      const float m_new = bm > R.m[r] ? bm : R.m[r];
-      const vf vm(m_new);
-      vf sum(0.0f);
-      for (size_t j = 0; j < vecs_to(rh) * W; j += W) sum += xsimd::exp(load(sr + j) - vm);  // past it: exp(-inf)
-      R.l[r] = R.l[r] * std::exp(R.m[r] - m_new) + reduce_add(sum);
-      R.m[r] = m_new;
+      R.m[r] = std::max(R.m[r], scale_and_mask(st + r * lds, rl, rh, scale, cap));
     }
   }
 }
 
-// Second phase, once m and l are final: o += p V with p = exp(s - m) / l
-// rounded to f16, as llama.cpp weights an f16 V by its probabilities.
+// Second phase, once m is final: s = exp(s - m) in place, as far as the
+// values read each row (past it they take 0), and l += their sum a tile at
+// a time (a row whose max came in its first tile: the bits the online sum
+// l * exp(m_old - m) + sum gives).
+inline void attention_weights_f16(const AttentionRows& R, size_t t0, size_t t1, float* s, size_t lds) {
+  size_t lo, hi;
+  visible_span(R, t0, t1, &lo, &hi);
+  for (size_t r = 0; r < R.rows; ++r) {
+    if (R.m[r] == -INFINITY) continue;  // the row sees no key at all: the values give it nothing
+    const vf vm(R.m[r]);
+    for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
+      float* sr = s + r * lds + (tile - t0);
+      const size_t n = vecs_to(row_end(R, r, tile, t1)) * W;  // masked keys: exp(-inf) = 0
+      vf sum(0.0f);
+      for (size_t j = 0; j < n; j += W) {
+        const vf e = xsimd::exp(load(sr + j) - vm);
+        e.store_unaligned(sr + j);
+        sum += e;
+      }
+      if (n) R.l[r] += reduce_add(sum);
+    }
+  }
+}
+
+// Third phase, once l is final too: o += p V with p = s / l rounded to f16,
+// as llama.cpp weights an f16 V by its probabilities.
 inline void attention_values_f16(const AttentionRows& R, const uint16_t* v, size_t hd, size_t t0, size_t t1,
                                  const float* s, size_t lds, float* scratch) {
   const size_t rows = R.rows, ldv = attention_ldv(hd);
@@ -968,9 +984,9 @@ inline void attention_values_f16(const AttentionRows& R, const uint16_t* v, size
         for (size_t j = 0; j < kAttnTile; ++j) pr[j] = 0.0f;
         continue;
       }
-      const vf vm(R.m[r]), inv(1.0f / R.l[r]);
-      const size_t n = vecs_to(row_end(R, r, tile, t1)) * W;  // past it: s is -inf, p 0
-      for (size_t j = 0; j < n; j += W) round_to_f16(xsimd::exp(load(sr + j) - vm) * inv).store_unaligned(pr + j);
+      const vf inv(1.0f / R.l[r]);
+      const size_t n = vecs_to(row_end(R, r, tile, t1)) * W;  // past it: p 0
+      for (size_t j = 0; j < n; j += W) round_to_f16(load(sr + j) * inv).store_unaligned(pr + j);
       for (size_t j = n; j < kAttnTile; j += W) vf(0.0f).store_unaligned(pr + j);
     }
     AttentionTile<uint16_t> a{R, nullptr, p, nullptr, v + (tile - t0) * ldv, hd, ldv, std::max(lo, tile) - tile,
@@ -1081,6 +1097,7 @@ inline const Kernels& table(const char* name) {
     t.transpose_f32_to_f16 = transpose_f32_to_f16_n;
     t.attention_f32 = attention_f32;
     t.attention_scores_f16 = attention_scores_f16;
+    t.attention_weights_f16 = attention_weights_f16;
     t.attention_values_f16 = attention_values_f16;
     t.q8_0 = q8_0_products();
     t.q4_0 = q4_0_products();

@@ -338,7 +338,7 @@ std::vector<std::pair<int, int>> causal_rows(size_t n, size_t tokens, size_t gro
 }
 
 // Runs attention of `rows` over [t0, t1) of a cache holding positions t0..
-// (kt, vr): f32 in one call; f16 in its two phases with a score buffer, m
+// (kt, vr): f32 in one call; f16 in its three phases with a score buffer, m
 // and l final in between (so o is normalised: l is set to 1 afterwards).
 template <class T>
 void attend(const ops::Kernels& k, QueryRows& rows, const T* kt, const T* vr, size_t t0, size_t t1, float scale,
@@ -348,6 +348,7 @@ void attend(const ops::Kernels& k, QueryRows& rows, const T* kt, const T* vr, si
     const size_t lds = (t1 - t0 + ops::kAttnTile - 1) / ops::kAttnTile * ops::kAttnTile;
     std::vector<float> s(rows.qp.size() * lds, NAN);
     k.attention_scores_f16(rows.rows(), kt, rows.hd, t0, t1, scale, cap, s.data(), lds, scratch.data());
+    k.attention_weights_f16(rows.rows(), t0, t1, s.data(), lds);
     k.attention_values_f16(rows.rows(), vr, rows.hd, t0, t1, s.data(), lds, scratch.data());
     for (float& l : rows.l) l = l > 0 ? 1.0f : 0.0f;
   } else {
@@ -395,11 +396,14 @@ void check_attention(const ops::Kernels& k, bool f16) {
             QueryRows two = want;
             two.reset();
             if constexpr (sizeof(T) == 2) {
-              // Phase one per range, m and l carried over; phase two per range with the final m, l.
+              // Each phase per range: the scores (m carried over), the weights with the final m
+              // (l carried over), the values with the final l.
               const size_t lds = (n + ops::kAttnTile - 1) / ops::kAttnTile * ops::kAttnTile;
               std::vector<float> sc(two.qp.size() * lds), scratch(ops::attention_scratch(two.qp.size(), hd));
               k.attention_scores_f16(two.rows(), head.kt(), hd, 0, cut, scale, cap, sc.data(), lds, scratch.data());
               k.attention_scores_f16(two.rows(), tail.kt(), hd, cut, n, scale, cap, sc.data() + cut, lds, scratch.data());
+              k.attention_weights_f16(two.rows(), 0, cut, sc.data(), lds);
+              k.attention_weights_f16(two.rows(), cut, n, sc.data() + cut, lds);
               k.attention_values_f16(two.rows(), head.vr(), hd, 0, cut, sc.data(), lds, scratch.data());
               k.attention_values_f16(two.rows(), tail.vr(), hd, cut, n, sc.data() + cut, lds, scratch.data());
               for (float& l : two.l) l = l > 0 ? 1.0f : 0.0f;

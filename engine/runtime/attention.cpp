@@ -167,10 +167,11 @@ void KVCache::attend(const ExecContext& ctx, int layer, int pos, int n, const fl
 
 // One token: (chunk, KV head) tasks, in that order (a chunk's heads lie
 // together), each the group's query heads over one chunk's positions; then,
-// per head, the chunks merged in order. With the f16 cache, two rounds: the
-// scores and each chunk's max and sum, then (with the merged max and sum)
-// the chunks' weighted values, summed in order; one round where a head has
-// one chunk (its max and sum are final once its scores are: the same bits).
+// per head, the chunks merged in order. With the f16 cache, three rounds:
+// the scores and each chunk's max, then (with the merged max) the chunks'
+// weights and sums, then (with the merged sum) their values, summed in
+// order; one round where a head has one chunk (its max and sum are final
+// once its scores and weights are).
 void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int layer, int pos, const float* q, float* out) {
   const size_t hd = size_t(d_.head_dim), group = size_t(d_.n_heads / d_.n_kv_heads), nkv = size_t(d_.n_kv_heads);
   const size_t lo = size_t(first_visible(o, pos)), hi = size_t(pos) + 1;
@@ -219,6 +220,7 @@ void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int laye
       init(r);
       ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, kvh, t0 / split_), hd, t0, t1, scale_, o.softcap, scores(j), lds,
                                  scratch);
+      ctx.k.attention_weights_f16(r, t0, t1, scores(j), lds);
       ctx.k.attention_values_f16(r, vr<uint16_t>(layer, kvh, t0 / split_), hd, t0, t1, scores(j), lds, scratch);
     });
   } else {
@@ -227,14 +229,21 @@ void KVCache::decode(const ExecContext& ctx, const AttentionOptions& o, int laye
       ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, kvh, t0 / split_), hd, t0, t1, scale_, o.softcap, scores(j), lds,
                                  scratch);
     });
-    // Every chunk of a head gets the head's max and sum over all its chunks.
-    for (size_t kvh = 0; kvh < size_t(d_.n_kv_heads); ++kvh)
-      for (size_t g = 0; g < group; ++g) {
-        float mx = -INFINITY, l = 0.0f;
-        for (size_t c = 0; c < nc; ++c) mx = std::max(mx, task(kvh, c)[g]);
-        for (size_t c = 0; c < nc; ++c) l += task(kvh, c)[group + g] * std::exp(task(kvh, c)[g] - mx);
-        for (size_t c = 0; c < nc; ++c) task(kvh, c)[g] = mx, task(kvh, c)[group + g] = l;
-      }
+    // Every chunk of a head gets the head's max over all its chunks, then
+    // (after the weights) the head's sum.
+    auto merge = [&](size_t at, auto&& combine) {
+      for (size_t kvh = 0; kvh < nkv; ++kvh)
+        for (size_t g = 0; g < group; ++g) {
+          float v = task(kvh, 0)[at + g];
+          for (size_t c = 1; c < nc; ++c) v = combine(v, task(kvh, c)[at + g]);
+          for (size_t c = 0; c < nc; ++c) task(kvh, c)[at + g] = v;
+        }
+    };
+    merge(0, [](float a, float b) { return std::max(a, b); });
+    each_chunk([&](size_t j, const ops::AttentionRows& r, int, size_t t0, size_t t1, float*) {
+      ctx.k.attention_weights_f16(r, t0, t1, scores(j), lds);
+    });
+    merge(group, [](float a, float b) { return a + b; });
     each_chunk([&](size_t j, const ops::AttentionRows& r, int kvh, size_t t0, size_t t1, float* scratch) {
       ctx.k.attention_values_f16(r, vr<uint16_t>(layer, kvh, t0 / split_), hd, t0, t1, scores(j), lds, scratch);
     });
@@ -282,7 +291,7 @@ void KVCache::prefill(const ExecContext& ctx, const AttentionOptions& o, int lay
     std::fill(s.o.begin(), s.o.begin() + std::ptrdiff_t(rows * ldv_), 0.0f);
     const ops::AttentionRows r{rows, s.q.data(), s.lo.data(), s.hi.data(), s.m.data(), s.l.data(), s.o.data(), ldv_};
     // The chunks from the first any row sees to the last, in order (f16: all
-    // the scores, then all the values).
+    // the scores, then all the weights, then all the values).
     const size_t c0 = size_t(*std::min_element(s.lo.begin(), s.lo.begin() + std::ptrdiff_t(rows))) / split_;
     const size_t end = size_t(pos) + i1, c1 = (end - 1) / split_ + 1;
     auto range = [&](size_t c, size_t* t0, size_t* t1) { *t0 = c * split_, *t1 = std::min(end, *t0 + split_); };
@@ -294,6 +303,10 @@ void KVCache::prefill(const ExecContext& ctx, const AttentionOptions& o, int lay
         range(c, &t0, &t1);
         ctx.k.attention_scores_f16(r, kt<uint16_t>(layer, int(kvh), c), hd, t0, t1, scale_, o.softcap, sc + t0, lds,
                                    s.kernel.data());
+      }
+      for (size_t c = c0; c < c1; ++c) {
+        range(c, &t0, &t1);
+        ctx.k.attention_weights_f16(r, t0, t1, sc + t0, lds);
       }
       for (size_t c = c0; c < c1; ++c) {
         range(c, &t0, &t1);

@@ -111,7 +111,7 @@ class KVCache {
     std::vector<const float*> q;
     std::vector<int32_t> lo, hi;
     std::vector<float> m, l, o, kernel;
-    ZeroedMemory scores;  // f16 cache: (max_rows_, n_ctx) the block's scores between the two phases
+    ZeroedMemory scores;  // f16 cache: (max_rows_, n_ctx) the block's scores between the f16 phases
   };
 
   AttentionDims d_;
@@ -127,7 +127,7 @@ class KVCache {
   void commit_through(size_t chunk);  // commits chunks [committed_, chunk]
   std::vector<Scratch> scratch_;    // per thread
   std::vector<float> partial_;      // split-K: per (head, chunk) m, l, o (ldv_)
-  ZeroedMemory scores_;             // split-K, f16 cache: (n_heads, n_ctx) scores between the two phases
+  ZeroedMemory scores_;             // split-K, f16 cache: (n_heads, n_ctx) scores between the f16 phases
   ZeroedMemory gathered_k_;         // capture: one KV head's keys as f32 rows (n_ctx, head_dim)
   std::vector<float> probs_;        // capture: (n_ctx) one probability row
   std::vector<float> qh_;           // capture: (head_dim) the query as the kernel saw it
