@@ -40,12 +40,14 @@ inline float widen(uint16_t h) { return f16_to_f32(h); }
 
 inline float reduce_add(vf v) { return xsimd::hadd(v); }
 
+// Halves folded onto each other: log2(W) steps in a row, where one lane
+// after another took W - 1.
 inline float reduce_max(vf v) {
   alignas(64) float lanes[W];
   v.store_aligned(lanes);
-  float m = lanes[0];
-  for (size_t i = 1; i < W; ++i) m = lanes[i] > m ? lanes[i] : m;
-  return m;
+  for (size_t w = W / 2; w > 0; w /= 2)
+    for (size_t i = 0; i < w; ++i) lanes[i] = lanes[i + w] > lanes[i] ? lanes[i + w] : lanes[i];
+  return lanes[0];
 }
 
 // ---------------------------------------------------------------- dot
@@ -783,15 +785,22 @@ inline float scale_and_mask(float* s, size_t lo, size_t hi, float scale, float c
   }
   const size_t n = vecs_to(hi) * W;
   const vf vs(scale);
-  for (size_t j = 0; j < n; j += W) {
-    vf x = load(s + j) * vs;
-    if (cap > 0.0f) x = vf(cap) * xsimd::tanh(x / vf(cap));
-    x.store_unaligned(s + j);
-  }
+  // The max of the vectors wholly visible as they are scaled; the one or
+  // two holding lo or hi once their masked keys are -inf.
+  vf mx(-INFINITY);
+  const auto scaled = [&](auto&& f) {
+    for (size_t j = 0; j < n; j += W) {
+      const vf x = f(load(s + j) * vs);
+      x.store_unaligned(s + j);
+      if (j >= lo && j + W <= hi) mx = xsimd::max(mx, x);
+    }
+  };
+  if (cap > 0.0f) scaled([&](vf x) { return vf(cap) * xsimd::tanh(x / vf(cap)); });
+  else scaled([](vf x) { return x; });
   for (size_t j = 0; j < lo; ++j) s[j] = -INFINITY;
   for (size_t j = hi; j < kAttnTile; ++j) s[j] = -INFINITY;
-  vf mx(-INFINITY);
-  for (size_t j = 0; j < n; j += W) mx = xsimd::max(mx, load(s + j));
+  if (lo % W) mx = xsimd::max(mx, load(s + lo / W * W));
+  if (hi % W) mx = xsimd::max(mx, load(s + hi / W * W));
   return reduce_max(mx);
 }
 
