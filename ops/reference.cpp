@@ -257,7 +257,11 @@ void attention_scores_f16_ref(const AttentionRows& R, const uint16_t* kt, size_t
 void attention_weights_f16_ref(const AttentionRows& R, size_t t0, size_t t1, float* s, size_t lds) {
   for (size_t r = 0; r < R.rows; ++r) {
     const size_t lo = std::max(t0, size_t(R.lo[r])), hi = std::min(t1, size_t(R.hi[r]));
-    for (size_t t = lo; t < hi; ++t) R.l[r] += (s[r * lds + t - t0] = std::exp(s[r * lds + t - t0] - R.m[r]));
+    for (size_t t = lo; t < hi; ++t) {
+      float& w = s[r * lds + t - t0];
+      w = std::exp(w - R.m[r]);
+      R.l[r] += w;
+    }
   }
 }
 

@@ -954,9 +954,8 @@ inline void attention_scores_f16(const AttentionRows& R, const uint16_t* kt, siz
 }
 
 // Second phase, once m is final: s = exp(s - m) in place, as far as the
-// values read each row (past it they take 0), and l += their sum a tile at
-// a time (a row whose max came in its first tile: the bits the online sum
-// l * exp(m_old - m) + sum gives).
+// values read each row (past it they take 0), and l += their sum, a tile at
+// a time in the order attention_f32's online sum adds them.
 inline void attention_weights_f16(const AttentionRows& R, size_t t0, size_t t1, float* s, size_t lds) {
   size_t lo, hi;
   visible_span(R, t0, t1, &lo, &hi);
