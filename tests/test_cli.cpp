@@ -392,10 +392,32 @@ TEST(CliBench, PrintsWellFormedMarkdownCsvAndJson) {
                           "\"n_depth\": 3", "\"backends\": \"CPU\"", "\"n_gpu_layers\": 0"})
     EXPECT_NE(js.out.find(key), std::string::npos) << key << "\n" << js.out;
   EXPECT_EQ(js.out.front(), '[');
+  EXPECT_NE(js.out.find("\"build_commit\": \"" + build_commit() + "\""), std::string::npos) << js.out;
   EXPECT_EQ(run("bench").code, 2);
   EXPECT_EQ(run("bench -m " + path + " -o xml").code, 2);
   EXPECT_EQ(run("bench -m " + path + " -t 0").code, 2);
   std::remove(path.c_str());
+}
+
+// The revision bench reports is the one built: the build rewrites it when HEAD
+// moves (it was fixed at configure time, so a rebuilt binary named an older
+// commit). Outside a git checkout, "unknown" and 0.
+TEST(Cli, BuildCommitIsTheCheckoutsHead) {
+  const auto git = [](const std::string& args) {
+    const std::string cmd = "git -C '" + std::string(QKV_SOURCE_DIR) + "' " + args + " 2>/dev/null";
+    std::string out;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) return out;
+    char buf[256];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    if (::pclose(p) != 0) return std::string();
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+  };
+  const std::string head = git("rev-parse --short=7 HEAD"), count = git("rev-list --count HEAD");
+  EXPECT_EQ(build_commit(), head.empty() ? "unknown" : head);
+  EXPECT_EQ(std::to_string(build_number()), count.empty() ? "0" : count);
 }
 
 // -o json carries exactly llama-bench's 42 keys (August 2026) and qkv's isa;

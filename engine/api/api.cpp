@@ -414,13 +414,6 @@ std::string active_isa() { return active_kernels().isa; }
 
 std::string cpu_name() { return ops::cpu_name(); }
 
-#ifndef QKV_BUILD_COMMIT
-#define QKV_BUILD_COMMIT "unknown"
-#endif
-#ifndef QKV_BUILD_NUMBER
-#define QKV_BUILD_NUMBER 0
-#endif
-std::string build_commit() { return QKV_BUILD_COMMIT; }
-int build_number() { return QKV_BUILD_NUMBER; }
+// build_commit() and build_number(): the build writes them (cmake/build_info.cmake).
 
 }  // namespace qkv
