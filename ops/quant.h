@@ -193,6 +193,20 @@ void quantize_row_q2_K(const float* x, BlockQ2_K* y, size_t n);
 void quantize_row_iq4_nl(const float* x, BlockIQ4_NL* y, size_t n);
 void quantize_row_iq4_xs(const float* x, BlockIQ4_XS* y, size_t n);
 void quantize_row_q3_K(const float* x, BlockQ3_K* y, size_t n);
+// With an importance per value (qw: n of them), as llama-quantize with an
+// importance matrix (GGML's quantize_row_*_impl): the fits weigh value j by
+// qw[j] * sqrt(sigma2 + x[j]^2) (Q6_K: by qw[j] alone).
+void quantize_row_q4_0_weighted(const float* x, BlockQ4_0* y, size_t n, const float* qw);
+void quantize_row_q4_1_weighted(const float* x, BlockQ4_1* y, size_t n, const float* qw);
+void quantize_row_q5_0_weighted(const float* x, BlockQ5_0* y, size_t n, const float* qw);
+void quantize_row_q5_1_weighted(const float* x, BlockQ5_1* y, size_t n, const float* qw);
+void quantize_row_iq4_nl_weighted(const float* x, BlockIQ4_NL* y, size_t n, const float* qw);
+void quantize_row_q2_K_weighted(const float* x, BlockQ2_K* y, size_t n, const float* qw);
+void quantize_row_q3_K_weighted(const float* x, BlockQ3_K* y, size_t n, const float* qw);
+void quantize_row_q4_K_weighted(const float* x, BlockQ4_K* y, size_t n, const float* qw);
+void quantize_row_q5_K_weighted(const float* x, BlockQ5_K* y, size_t n, const float* qw);
+void quantize_row_q6_K_weighted(const float* x, BlockQ6_K* y, size_t n, const float* qw);
+void quantize_row_iq4_xs_weighted(const float* x, BlockIQ4_XS* y, size_t n, const float* qw);
 // Activations for the _1 types, as llama.cpp's x86 quantize_row_q8_1: the
 // quants of quantize_row_q8_0_act, s = f16(d * sum) with d = max|x| / 127.
 void quantize_row_q8_1_act(const float* x, BlockQ8_1* y, size_t n);

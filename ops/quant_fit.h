@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 namespace qkv::ops {
@@ -25,5 +26,24 @@ inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi :
 // the scale; *neg_min = -min. (GGML's make_qkx2_quants; n <= 32.)
 float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, float rmin,
                     float rdelta, int nstep, bool mad);
+
+// Fits x ~ scale * L, L in -nmax..nmax-1, minimising sum w (x - scale L)^2
+// with w = qw, or x^2 where qw is null: the first scale from max|x|, then 18
+// more around it, the best least-squares one kept. L receives level + nmax.
+// (GGML's make_qx_quants with rmse_type 1.)
+float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L, const float* qw = nullptr);
+
+// Fits non-negative x (scales, mins) ~ scale * L, L in 0..nmax, minimising
+// sum w (x - scale L)^2: 9 scales around nmax / max x, then up to 5 passes
+// moving single levels while the fit improves. (GGML's make_qp_quants, which
+// the importance-weighted K-quants use for their sub-block scales.)
+float fit_scale_positive(int n, int nmax, const float* x, uint8_t* L, const float* w);
+
+// What the importance-weighted quantizers weigh value j of a block by:
+// importance qw[j] times sqrt(sigma2 + x[j]^2) (sigma2: the mean square of
+// the row or super-block, as each type defines it).
+inline void importance_weights(int n, const float* x, const float* qw, float sigma2, float* w) {
+  for (int j = 0; j < n; ++j) w[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+}
 
 }  // namespace qkv::ops

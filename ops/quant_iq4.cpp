@@ -1,7 +1,8 @@
 // The IQ4_NL and IQ4_XS quantizers, with the arithmetic of GGML's
-// quantize_iq4_nl / quantize_iq4_xs as llama-quantize calls them (no
-// importance matrix: each value weighted by x^2; 7 candidate scales either
-// side of the first), so the bytes match its.
+// quantize_iq4_nl / quantize_iq4_xs as llama-quantize calls them (without an
+// importance matrix each value weighted by x^2, with one by
+// importance_weights; 7 candidate scales either side of the first), so the
+// bytes match its.
 #include <cmath>
 #include <cstring>
 
@@ -31,17 +32,25 @@ int nearest_level(float x) {
 // each sub-block (levels L), then, for more than one sub-block, the 6-bit
 // sub-block scales under one f16 scale (IQ4_XS) and every level again with
 // its scale as stored. Writes *d, the nibbles q4 and, for IQ4_XS, the scale bits.
-void quantize_superblock(int super, const float* x, uint16_t* d_out, uint8_t* q4, uint16_t* scales_h, uint8_t* scales_l) {
+// qw: the importances (GGML's quantize_row_iq4_nl_impl with quant_weights:
+// importance_weights, sigma2 twice the super-block's mean square), or null.
+void quantize_superblock(int super, const float* x, uint16_t* d_out, uint8_t* q4, uint16_t* scales_h, uint8_t* scales_l,
+                         const float* qw) {
   float scales[8], weight[32];
   uint8_t L[kQK_K];
   std::memset(q4, 0, size_t(super / 2));
   *d_out = f32_to_f16(0.0f);
   float max_scale = 0, amax_scale = 0;
   const int nb = super / 32;
+  float sigma2 = 0;
+  for (int j = 0; j < super; ++j) sigma2 += x[j] * x[j];
+  sigma2 *= 2.0f / float(super);
   for (int ib = 0; ib < nb; ++ib) {
     const float* xb = x + 32 * ib;
     uint8_t* Lb = L + 32 * ib;
-    for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
+    if (qw) importance_weights(32, xb, qw + 32 * ib, sigma2, weight);
+    else
+      for (int j = 0; j < 32; ++j) weight[j] = xb[j] * xb[j];
     float amax = 0, max = 0;
     for (int j = 0; j < 32; ++j) {
       const float ax = std::fabs(xb[j]);
@@ -113,12 +122,21 @@ void quantize_superblock(int super, const float* x, uint16_t* d_out, uint8_t* q4
 }  // namespace
 
 void quantize_row_iq4_nl(const float* x, BlockIQ4_NL* y, size_t n) {
-  for (size_t b = 0; b < n / 32; ++b) quantize_superblock(32, x + 32 * b, &y[b].d, y[b].qs, nullptr, nullptr);
+  for (size_t b = 0; b < n / 32; ++b) quantize_superblock(32, x + 32 * b, &y[b].d, y[b].qs, nullptr, nullptr, nullptr);
+}
+
+void quantize_row_iq4_nl_weighted(const float* x, BlockIQ4_NL* y, size_t n, const float* qw) {
+  for (size_t b = 0; b < n / 32; ++b) quantize_superblock(32, x + 32 * b, &y[b].d, y[b].qs, nullptr, nullptr, qw + 32 * b);
 }
 
 void quantize_row_iq4_xs(const float* x, BlockIQ4_XS* y, size_t n) {
   for (size_t b = 0; b < n / kQK_K; ++b)
-    quantize_superblock(kQK_K, x + kQK_K * b, &y[b].d, y[b].qs, &y[b].scales_h, y[b].scales_l);
+    quantize_superblock(kQK_K, x + kQK_K * b, &y[b].d, y[b].qs, &y[b].scales_h, y[b].scales_l, nullptr);
+}
+
+void quantize_row_iq4_xs_weighted(const float* x, BlockIQ4_XS* y, size_t n, const float* qw) {
+  for (size_t b = 0; b < n / kQK_K; ++b)
+    quantize_superblock(kQK_K, x + kQK_K * b, &y[b].d, y[b].qs, &y[b].scales_h, y[b].scales_l, qw + kQK_K * b);
 }
 
 }  // namespace qkv::ops

@@ -5,6 +5,7 @@
 // A super-block holds 256 values. Q4_K/Q5_K split it into 8 sub-blocks of 32,
 // each with a 6-bit scale and a 6-bit min (x = d * sc * q - dmin * m); Q6_K
 // into 16 sub-blocks of 16 with a signed 8-bit scale (x = d * sc * (q - 32)).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -118,12 +119,132 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
   return scale;
 }
 
+// As GGML's make_qx_quants (rmse_type 1): Q6_K, and the importance-weighted
+// Q4_0, Q5_0 and Q3_K.
+float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L, const float* qw) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  }
+  if (amax < 1e-15f) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  float iscale = -float(nmax) / max, sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = int8_t(l + nmax);
+    const float w = qw ? qw[i] : x[i] * x[i];
+    sumlx += w * x[i] * float(l);
+    suml2 += w * float(l) * float(l);
+  }
+  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(float(nmax) + 0.1f * float(is)) / max;
+    sumlx = suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+      const float w = qw ? qw[i] : x[i] * x[i];
+      sumlx += w * x[i] * float(l);
+      suml2 += w * float(l) * float(l);
+    }
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+// As GGML's make_qp_quants.
+float fit_scale_positive(int n, int nmax, const float* x, uint8_t* L, const float* w) {
+  float max = 0;
+  for (int i = 0; i < n; ++i) max = x[i] > max ? x[i] : max;
+  if (max < 1e-15f) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  float iscale = float(nmax) / max;
+  for (int i = 0; i < n; ++i) L[i] = uint8_t(nearest_int(iscale * x[i]));
+  const float scale = 1 / iscale;
+  float best_mse = 0;
+  for (int i = 0; i < n; ++i) {
+    const float diff = x[i] - scale * float(L[i]);
+    best_mse += w[i] * diff * diff;
+  }
+  for (int is = -4; is <= 4; ++is) {
+    if (is == 0) continue;
+    const float iscale_is = (0.1f * float(is) + float(nmax)) / max, scale_is = 1 / iscale_is;
+    float mse = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+      const float diff = x[i] - scale_is * float(l);
+      mse += w[i] * diff * diff;
+    }
+    if (mse < best_mse) {
+      best_mse = mse;
+      iscale = iscale_is;
+    }
+  }
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    L[i] = uint8_t(l);
+    sumlx += w[i] * x[i] * float(l);
+    suml2 += w[i] * float(l) * float(l);
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      float slx = sumlx - w[i] * x[i] * float(L[i]);
+      float sl2 = suml2 - w[i] * float(L[i]) * float(L[i]);
+      if (slx > 0 && sl2 > 0) {
+        const int l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+        if (l != L[i]) {
+          slx += w[i] * x[i] * float(l);
+          sl2 += w[i] * float(l) * float(l);
+          if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = uint8_t(l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++changed;
+          }
+        }
+      }
+    }
+    if (!changed) break;
+  }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
 namespace {
 
 // Q4_K and Q5_K share everything but the number of levels (nmax 15 or 31)
 // and the search: per sub-block a weighted (scale, min) fit, then the 8
 // scales and 8 mins quantized to 6 bits, then every value requantized with
 // the scales as stored. L receives the 256 levels.
+// The 8 scales and mins as 6-bit levels (ls, lm) under *d and *dmin, then
+// every value requantized with the scales as stored.
+void store_superblock_k4(const float* x, int nmax, const uint8_t* ls, const uint8_t* lm, const uint16_t* d,
+                         const uint16_t* dmin, uint8_t* packed_scales, uint8_t* L) {
+  std::memset(packed_scales, 0, 12);
+  pack_scale_min_k4(ls, lm, packed_scales);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    scale_min_k4(j, packed_scales, &sc, &m);
+    const float dj = f16_to_f32(*d) * sc;
+    if (dj == 0.0f) continue;
+    const float dm = f16_to_f32(*dmin) * m;
+    for (int l = 0; l < 32; ++l) L[32 * j + l] = uint8_t(clamp_int(nearest_int((x[32 * j + l] + dm) / dj), 0, nmax));
+  }
+}
+
 void quantize_superblock_k4(const float* x, int nmax, float rmin, int nstep, uint16_t* d, uint16_t* dmin,
                             uint8_t* packed_scales, uint8_t* L) {
   float scales[8], mins[8], weights[32];
@@ -148,62 +269,33 @@ void quantize_superblock_k4(const float* x, int nmax, float rmin, int nstep, uin
     ls[j] = ls[j] < 63 ? ls[j] : 63;
     lm[j] = lm[j] < 63 ? lm[j] : 63;
   }
-  std::memset(packed_scales, 0, 12);
-  pack_scale_min_k4(ls, lm, packed_scales);
   *d = f32_to_f16(max_scale / 63.0f);
   *dmin = f32_to_f16(max_min / 63.0f);
-  for (int j = 0; j < 8; ++j) {
-    uint8_t sc, m;
-    scale_min_k4(j, packed_scales, &sc, &m);
-    const float dj = f16_to_f32(*d) * sc;
-    if (dj == 0.0f) continue;
-    const float dm = f16_to_f32(*dmin) * m;
-    for (int l = 0; l < 32; ++l) L[32 * j + l] = uint8_t(clamp_int(nearest_int((x[32 * j + l] + dm) / dj), 0, nmax));
-  }
+  store_superblock_k4(x, nmax, ls, lm, d, dmin, packed_scales, L);
 }
 
-// Symmetric fit for Q6_K: levels in -nmax..nmax-1 weighted by x^2, the
-// scale chosen among 19 candidates around nmax / max|x| by least squares.
-// L receives level + nmax.
-float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
+// With an importance per value (GGML's quantize_row_q4_K_impl / q5_K_impl):
+// each value weighed by importance_weights (sigma2 twice the mean square of
+// the super-block), a finer search per sub-block, and the scales and mins
+// fitted to 6 bits under the sub-blocks' total weights (fit_scale_positive)
+// rather than scaled from their maxima.
+void quantize_superblock_k4_weighted(const float* x, const float* qw, int nmax, uint16_t* d, uint16_t* dmin,
+                                     uint8_t* packed_scales, uint8_t* L) {
+  float scales[8], mins[8], weights[32], sw[8];
+  float sum_x2 = 0;
+  for (int l = 0; l < kQK_K; ++l) sum_x2 += x[l] * x[l];
+  const float sigma2 = 2 * sum_x2 / kQK_K;
+  for (int j = 0; j < 8; ++j) {
+    importance_weights(32, x + 32 * j, qw + 32 * j, sigma2, weights);
+    float sumw = 0;
+    for (int l = 0; l < 32; ++l) sumw += weights[l];
+    sw[j] = sumw;
+    scales[j] = fit_scale_min(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, false);
   }
-  if (amax < 1e-15f) {
-    for (int i = 0; i < n; ++i) L[i] = 0;
-    return 0.0f;
-  }
-  float iscale = -float(nmax) / max, sumlx = 0, suml2 = 0;
-  for (int i = 0; i < n; ++i) {
-    const int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-    L[i] = int8_t(l + nmax);
-    const float w = x[i] * x[i];
-    sumlx += w * x[i] * float(l);
-    suml2 += w * float(l) * float(l);
-  }
-  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-  float best = scale * sumlx;
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(float(nmax) + 0.1f * float(is)) / max;
-    sumlx = suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-      const float w = x[i] * x[i];
-      sumlx += w * x[i] * float(l);
-      suml2 += w * float(l) * float(l);
-    }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1));
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
-  }
-  return scale;
+  uint8_t ls[8], lm[8];
+  *d = f32_to_f16(fit_scale_positive(8, 63, scales, ls, sw));
+  *dmin = f32_to_f16(fit_scale_positive(8, 63, mins, lm, sw));
+  store_superblock_k4(x, nmax, ls, lm, d, dmin, packed_scales, L);
 }
 
 }  // namespace
@@ -247,12 +339,37 @@ void dequantize_row_q8_K(const BlockQ8_K* x, float* y, size_t n) {
 
 // ---------------------------------------------------------------- quantize
 
+namespace {
+void pack_q4_K(const uint8_t* L, BlockQ4_K& y) {
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) y.qs[32 * c + l] = uint8_t(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+}
+
+void pack_q5_K(const uint8_t* L, BlockQ5_K& y) {
+  std::memset(y.qh, 0, sizeof y.qh);
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      const int lo = L[64 * c + l], hi = L[64 * c + 32 + l];
+      y.qs[32 * c + l] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
+      y.qh[l] = uint8_t(y.qh[l] | ((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+    }
+  }
+}
+}  // namespace
+
 void quantize_row_q4_K(const float* x, BlockQ4_K* y, size_t n) {
   uint8_t L[kQK_K];
   for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
     quantize_superblock_k4(x, 15, -1.0f, 20, &y[b].d, &y[b].dmin, y[b].scales, L);
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l) y[b].qs[32 * c + l] = uint8_t(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+    pack_q4_K(L, y[b]);
+  }
+}
+
+void quantize_row_q4_K_weighted(const float* x, BlockQ4_K* y, size_t n, const float* qw) {
+  uint8_t L[kQK_K];
+  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K, qw += kQK_K) {
+    quantize_superblock_k4_weighted(x, qw, 15, &y[b].d, &y[b].dmin, y[b].scales, L);
+    pack_q4_K(L, y[b]);
   }
 }
 
@@ -260,24 +377,28 @@ void quantize_row_q5_K(const float* x, BlockQ5_K* y, size_t n) {
   uint8_t L[kQK_K];
   for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
     quantize_superblock_k4(x, 31, -0.5f, 15, &y[b].d, &y[b].dmin, y[b].scales, L);
-    std::memset(y[b].qh, 0, sizeof y[b].qh);
-    for (int c = 0; c < 4; ++c) {
-      for (int l = 0; l < 32; ++l) {
-        const int lo = L[64 * c + l], hi = L[64 * c + 32 + l];
-        y[b].qs[32 * c + l] = uint8_t((lo & 0x0f) | ((hi & 0x0f) << 4));
-        y[b].qh[l] = uint8_t(y[b].qh[l] | ((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
-      }
-    }
+    pack_q5_K(L, y[b]);
   }
 }
 
-void quantize_row_q6_K(const float* x, BlockQ6_K* y, size_t n) {
+void quantize_row_q5_K_weighted(const float* x, BlockQ5_K* y, size_t n, const float* qw) {
+  uint8_t L[kQK_K];
+  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K, qw += kQK_K) {
+    quantize_superblock_k4_weighted(x, qw, 31, &y[b].d, &y[b].dmin, y[b].scales, L);
+    pack_q5_K(L, y[b]);
+  }
+}
+
+namespace {
+// qw: the importances (GGML's quantize_row_q6_K_impl weighs each sub-block's
+// fit by them directly), or null: x^2.
+void quantize_q6_K(const float* x, BlockQ6_K* y, size_t n, const float* qw) {
   int8_t L[kQK_K];
   float scales[kQK_K / 16];
-  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
+  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K, qw = qw ? qw + kQK_K : nullptr) {
     float max_scale = 0, max_abs_scale = 0;
     for (int k = 0; k < kQK_K / 16; ++k) {
-      scales[k] = fit_scale_symmetric(16, 32, x + 16 * k, L + 16 * k);
+      scales[k] = fit_scale_symmetric(16, 32, x + 16 * k, L + 16 * k, qw ? qw + 16 * k : nullptr);
       if (std::fabs(scales[k]) > max_abs_scale) {
         max_abs_scale = std::fabs(scales[k]);
         max_scale = scales[k];
@@ -308,6 +429,10 @@ void quantize_row_q6_K(const float* x, BlockQ6_K* y, size_t n) {
     }
   }
 }
+}  // namespace
+
+void quantize_row_q6_K(const float* x, BlockQ6_K* y, size_t n) { quantize_q6_K(x, y, n, nullptr); }
+void quantize_row_q6_K_weighted(const float* x, BlockQ6_K* y, size_t n, const float* qw) { quantize_q6_K(x, y, n, qw); }
 
 void quantize_q8_K_ref(const float* x, void* blocks, size_t n) { quantize_row_q8_K(x, static_cast<BlockQ8_K*>(blocks), n); }
 

@@ -122,6 +122,19 @@ void dequantize_row_iq4_xs(const BlockIQ4_XS* x, float* y, size_t n) {
   }
 }
 
+namespace {
+// Every value requantized with the block's scales and mins as stored, then packed.
+void store_q2_K(const float* x, BlockQ2_K& y, uint8_t* L) {
+  for (int j = 0; j < 16; ++j) {
+    const float d = f16_to_f32(y.d) * float(y.scales[j] & 0x0f);
+    if (d == 0.0f) continue;
+    const float dm = f16_to_f32(y.dmin) * float(y.scales[j] >> 4);
+    for (int l = 0; l < 16; ++l) L[16 * j + l] = uint8_t(clamp_int(nearest_int((x[16 * j + l] + dm) / d), 0, 3));
+  }
+  pack_level2(L, y.qs);
+}
+}  // namespace
+
 void quantize_row_q2_K(const float* x, BlockQ2_K* y, size_t n) {
   uint8_t L[kQK_K];
   float weights[16], mins[16], scales[16];
@@ -149,15 +162,64 @@ void quantize_row_q2_K(const float* x, BlockQ2_K* y, size_t n) {
     } else {
       y[b].dmin = f32_to_f16(0.0f);
     }
-    for (int j = 0; j < 16; ++j) {
-      const float d = f16_to_f32(y[b].d) * float(y[b].scales[j] & 0x0f);
-      if (d == 0.0f) continue;
-      const float dm = f16_to_f32(y[b].dmin) * float(y[b].scales[j] >> 4);
-      for (int l = 0; l < 16; ++l) L[16 * j + l] = uint8_t(clamp_int(nearest_int((x[16 * j + l] + dm) / d), 0, 3));
-    }
-    pack_level2(L, y[b].qs);
+    store_q2_K(x, y[b], L);
   }
 }
+
+// GGML's quantize_row_q2_K_impl: values weighed by importance_weights
+// (sigma2 the super-block's mean square), a finer least-squares search per
+// sub-block, the 4-bit scales and mins fitted under the sub-blocks' weights.
+void quantize_row_q2_K_weighted(const float* x, BlockQ2_K* y, size_t n, const float* qw) {
+  uint8_t L[kQK_K], Ls[16], Lm[16];
+  float weights[16], mins[16], scales[16], sw[16];
+  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K, qw += kQK_K) {
+    float sum_x2 = 0;
+    for (int j = 0; j < kQK_K; ++j) sum_x2 += x[j] * x[j];
+    const float sigma2 = sum_x2 / kQK_K;
+    for (int j = 0; j < 16; ++j) {
+      importance_weights(16, x + 16 * j, qw + 16 * j, sigma2, weights);
+      float sumw = 0;
+      for (int l = 0; l < 16; ++l) sumw += weights[l];
+      sw[j] = sumw;
+      scales[j] = fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.9f, 0.05f, 36, false);
+    }
+    y[b].d = f32_to_f16(fit_scale_positive(16, 15, scales, Ls, sw));
+    y[b].dmin = f32_to_f16(fit_scale_positive(16, 15, mins, Lm, sw));
+    for (int j = 0; j < 16; ++j) y[b].scales[j] = uint8_t(Ls[j] | (Lm[j] << 4));
+    store_q2_K(x, y[b], L);
+  }
+}
+
+namespace {
+// Sub-block scale j as its 6-bit level l (0..63) in Q3_K's 12 scale bytes.
+void put_q3_K_scale(uint8_t* scales, int j, int l) {
+  if (j < 8) scales[j] = uint8_t(l & 0x0f);
+  else scales[j - 8] = uint8_t(scales[j - 8] | ((l & 0x0f) << 4));
+  scales[8 + j % 4] = uint8_t(scales[8 + j % 4] | ((l >> 4) << (2 * (j / 4))));
+}
+
+// Every value requantized with the block's scales as stored, then packed.
+void store_q3_K(const float* x, BlockQ3_K& y, int8_t* L) {
+  int8_t sc[16];
+  q3_K_scales(y.scales, sc);
+  for (int j = 0; j < 16; ++j) {
+    const float d = f16_to_f32(y.d) * float(sc[j]);
+    if (d == 0.0f) continue;
+    for (int l = 0; l < 16; ++l) L[16 * j + l] = int8_t(clamp_int(nearest_int(x[16 * j + l] / d), -4, 3) + 4);
+  }
+  std::memset(y.hmask, 0, sizeof y.hmask);
+  uint8_t low[kQK_K];
+  for (int i = 0; i < kQK_K; ++i) {
+    int l = L[i];
+    if (l > 3) {
+      y.hmask[i % 32] = uint8_t(y.hmask[i % 32] | (1 << (i / 32)));
+      l -= 4;
+    }
+    low[i] = uint8_t(l);
+  }
+  pack_level2(low, y.qs);
+}
+}  // namespace
 
 void quantize_row_q3_K(const float* x, BlockQ3_K* y, size_t n) {
   int8_t L[kQK_K];
@@ -176,33 +238,38 @@ void quantize_row_q3_K(const float* x, BlockQ3_K* y, size_t n) {
       const float iscale = -32.0f / max_scale;
       for (int j = 0; j < 16; ++j) {
         int8_t l = int8_t(nearest_int(iscale * scales[j]));  // as GGML: an int8_t before the clamp
-        l = int8_t(clamp_int(l, -32, 31) + 32);
-        if (j < 8) y[b].scales[j] = uint8_t(l & 0x0f);
-        else y[b].scales[j - 8] = uint8_t(y[b].scales[j - 8] | ((l & 0x0f) << 4));
-        y[b].scales[8 + j % 4] = uint8_t(y[b].scales[8 + j % 4] | ((l >> 4) << (2 * (j / 4))));
+        put_q3_K_scale(y[b].scales, j, int8_t(clamp_int(l, -32, 31) + 32));
       }
       y[b].d = f32_to_f16(1.0f / iscale);
     } else {
       y[b].d = f32_to_f16(0.0f);
     }
-    int8_t sc[16];
-    q3_K_scales(y[b].scales, sc);
+    store_q3_K(x, y[b], L);
+  }
+}
+
+// GGML's quantize_row_q3_K_impl: each sub-block's symmetric fit weighed by
+// importance_weights (sigma2 twice the super-block's mean square), the 16
+// scales fitted to 6 bits under the sub-blocks' total weights.
+void quantize_row_q3_K_weighted(const float* x, BlockQ3_K* y, size_t n, const float* qw) {
+  int8_t L[kQK_K], Ls[16];
+  float scales[16], weights[16], sw[16];
+  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K, qw += kQK_K) {
+    float sum_x2 = 0;
+    for (int j = 0; j < kQK_K; ++j) sum_x2 += x[j] * x[j];
+    const float sigma2 = 2 * sum_x2 / kQK_K;
     for (int j = 0; j < 16; ++j) {
-      const float d = f16_to_f32(y[b].d) * float(sc[j]);
-      if (d == 0.0f) continue;
-      for (int l = 0; l < 16; ++l) L[16 * j + l] = int8_t(clamp_int(nearest_int(x[16 * j + l] / d), -4, 3) + 4);
+      importance_weights(16, x + 16 * j, qw + 16 * j, sigma2, weights);
+      float sumw = 0;
+      for (int l = 0; l < 16; ++l) sumw += weights[l];
+      sw[j] = sumw;
+      scales[j] = fit_scale_symmetric(16, 4, x + 16 * j, L + 16 * j, weights);
     }
-    std::memset(y[b].hmask, 0, sizeof y[b].hmask);
-    uint8_t low[kQK_K];
-    for (int i = 0; i < kQK_K; ++i) {
-      int l = L[i];
-      if (l > 3) {
-        y[b].hmask[i % 32] = uint8_t(y[b].hmask[i % 32] | (1 << (i / 32)));
-        l -= 4;
-      }
-      low[i] = uint8_t(l);
-    }
-    pack_level2(low, y[b].qs);
+    std::memset(y[b].scales, 0, 12);
+    const float d = fit_scale_symmetric(16, 32, scales, Ls, sw);
+    for (int j = 0; j < 16; ++j) put_q3_K_scale(y[b].scales, j, Ls[j]);
+    y[b].d = f32_to_f16(d);
+    store_q3_K(x, y[b], L);
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include "ops/ops.h"
 #include "ops/quant.h"
+#include "ops/quant_fit.h"
 #include "ops/quant_ref.h"
 #include "ops/quant_repack.h"
 
@@ -126,6 +127,77 @@ void dequantize_row_q5_1(const BlockQ5_1* x, float* y, size_t n) {
       y[j] = float((x[b].qs[j] & 0x0f) | (bit5(x[b].qh, j) << 4)) * d + m;
       y[j + 16] = float((x[b].qs[j] >> 4) | (bit5(x[b].qh, j + 16) << 4)) * d + m;
     }
+  }
+}
+
+// ------------------------------------------- with an importance per value
+// GGML's quantize_row_q4_0_impl ... q5_1_impl, as llama-quantize runs them
+// with an importance matrix: each value weighed by importance_weights
+// (sigma2 the mean square of the whole row), then the symmetric types' scale
+// by fit_scale_symmetric, the _1 types' scale and minimum by fit_scale_min's
+// finer search.
+
+namespace {
+float row_mean_square(const float* x, size_t n) {
+  float sum_x2 = 0;
+  for (size_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+  return sum_x2 / float(n);
+}
+
+void pack_q5(const uint8_t* L, uint8_t* qs, uint8_t* qh_out) {
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = uint8_t((L[j] & 0x0f) | ((L[j + 16] & 0x0f) << 4));
+    qh |= uint32_t((L[j] & 0x10) >> 4) << j;
+    qh |= uint32_t((L[j + 16] & 0x10) >> 4) << (j + 16);
+  }
+  std::memcpy(qh_out, &qh, 4);
+}
+}  // namespace
+
+void quantize_row_q4_0_weighted(const float* x, BlockQ4_0* y, size_t n, const float* qw) {
+  const float sigma2 = row_mean_square(x, n);
+  float w[32];
+  int8_t L[32];
+  for (size_t b = 0; b < n / 32; ++b) {
+    importance_weights(32, x + 32 * b, qw + 32 * b, sigma2, w);
+    y[b].d = f32_to_f16(fit_scale_symmetric(32, 8, x + 32 * b, L, w));
+    for (int j = 0; j < 16; ++j) y[b].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+  }
+}
+
+void quantize_row_q4_1_weighted(const float* x, BlockQ4_1* y, size_t n, const float* qw) {
+  const float sigma2 = row_mean_square(x, n);
+  float w[32], neg_min;
+  uint8_t L[32];
+  for (size_t b = 0; b < n / 32; ++b) {
+    importance_weights(32, x + 32 * b, qw + 32 * b, sigma2, w);
+    y[b].d = f32_to_f16(fit_scale_min(32, 15, x + 32 * b, w, L, &neg_min, -0.9f, 0.05f, 36, false));
+    y[b].m = f32_to_f16(-neg_min);
+    for (int j = 0; j < 16; ++j) y[b].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+  }
+}
+
+void quantize_row_q5_0_weighted(const float* x, BlockQ5_0* y, size_t n, const float* qw) {
+  const float sigma2 = row_mean_square(x, n);
+  float w[32];
+  int8_t L[32];
+  for (size_t b = 0; b < n / 32; ++b) {
+    importance_weights(32, x + 32 * b, qw + 32 * b, sigma2, w);
+    y[b].d = f32_to_f16(fit_scale_symmetric(32, 16, x + 32 * b, L, w));
+    pack_q5(reinterpret_cast<const uint8_t*>(L), y[b].qs, y[b].qh);
+  }
+}
+
+void quantize_row_q5_1_weighted(const float* x, BlockQ5_1* y, size_t n, const float* qw) {
+  const float sigma2 = row_mean_square(x, n);
+  float w[32], neg_min;
+  uint8_t L[32];
+  for (size_t b = 0; b < n / 32; ++b) {
+    importance_weights(32, x + 32 * b, qw + 32 * b, sigma2, w);
+    y[b].d = f32_to_f16(fit_scale_min(32, 31, x + 32 * b, w, L, &neg_min, -0.9f, 0.05f, 36, false));
+    y[b].m = f32_to_f16(-neg_min);
+    pack_q5(L, y[b].qs, y[b].qh);
   }
 }
 

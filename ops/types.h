@@ -63,6 +63,10 @@ struct TypeInfo {
   // index of that value (plain types) or of its block (its scales: NaN or
   // infinite); -1 when all are finite. Null for types qkv does not compute with.
   int64_t (*find_nonfinite)(const void* data, size_t n);
+  // from_float with an importance per value (qw: n of them, the importance
+  // matrix's column means for this row's tensor), as llama-quantize
+  // quantizes with --imatrix; null where it ignores them (float types, Q8_0).
+  void (*from_float_weighted)(const float* src, void* dst, size_t n, const float* qw) = nullptr;
 
   size_t row_bytes(int64_t n) const { return size_t(n) / size_t(block) * block_bytes; }
   // Rows per group of the packed copy.

@@ -608,6 +608,40 @@ TEST(CliQuantize, LlamaQuantizeHabits) {
   std::remove(out.c_str());
 }
 
+// --imatrix: a file it cannot read is one error line and exit 1, with no
+// output left; a good one is used and said so.
+TEST(CliQuantize, ImportanceMatrix) {
+  const std::string in = model_path("tinyllama-v0-f32.gguf"), out = "/tmp/qkv-cli-qi-" + std::to_string(::getpid()) + ".gguf";
+  std::remove(out.c_str());
+  Result r = run("quantize --imatrix /nonexistent/imatrix.dat '" + in + "' '" + out + "' q4_k_m");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("/nonexistent/imatrix.dat"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(::access(out.c_str(), F_OK), 0);
+  EXPECT_EQ(run("quantize '" + in + "' '" + out + "' q4_k_m --imatrix").code, 2);  // no value
+  // One entry (legacy format): blk.0.attn_q.weight, 64 values of 1, one call.
+  std::string dat;
+  auto put_i32 = [&](int32_t v) { dat.append(reinterpret_cast<const char*>(&v), 4); };
+  const std::string name = "blk.0.attn_q.weight";
+  put_i32(1);
+  put_i32(int32_t(name.size()));
+  dat += name;
+  put_i32(1);
+  put_i32(64);
+  for (int i = 0; i < 64; ++i) {
+    const float one = 1.0f;
+    dat.append(reinterpret_cast<const char*>(&one), 4);
+  }
+  const test::TempFile im(dat, ".dat");
+  r = run("quantize --imatrix '" + im.path() + "' '" + in + "' '" + out + "' q4_k_m");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("importance matrix: 1 entries from " + im.path()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no importance matrix entry for blk.0.attn_k.weight"), std::string::npos) << r.err;
+  const Result info = run("info -m '" + out + "'");
+  EXPECT_NE(info.out.find("quantize.imatrix.entries_count"), std::string::npos) << info.out;
+  std::remove(out.c_str());
+}
+
 
 TEST(Cli, StopStringsIgnoreEosAndContextShift) {
   const Result plain = run("generate -p 'Once upon a time' --temp 0 -n 60");

@@ -24,7 +24,11 @@ const char* kHelp =
     "  -o OUTPUT    the GGUF to write (llama.cpp reads it)\n"
     "  --pure       every matrix in the preset's main type (no mix rules)\n"
     "  --output-tensor-type T, --token-embedding-type T   those two tensors' type\n"
-    "  --allow-requantize   quantize matrices that are quantized already (loses precision)\n";
+    "  --allow-requantize   quantize matrices that are quantized already (loses precision)\n"
+    "  --imatrix FILE  an importance matrix (llama-imatrix's output, GGUF or legacy .dat): the matrices it\n"
+    "               covers are quantized with GGML's importance-weighted quantizers (all types but Q8_0\n"
+    "               and the float ones), as llama-quantize --imatrix; optional, and not compared byte\n"
+    "               for byte with llama-quantize's output (none was at hand)\n";
 
 }  // namespace
 
@@ -43,6 +47,7 @@ int cmd_quantize(int argc, char** argv) {
       else if (f == "--type") type = a.value();
       else if (f == "--pure") qp.pure = true;
       else if (f == "--allow-requantize") qp.allow_requantize = true;
+      else if (f == "--imatrix") qp.imatrix_path = a.value();
       else if (f == "--output-tensor-type") qp.output_tensor_type = a.value();
       else if (f == "--token-embedding-type") qp.token_embedding_type = a.value();
       else if (!f.empty() && f[0] != '-') positional.push_back(f);

@@ -507,17 +507,23 @@ struct QuantizeParams {
   bool pure = false;                   // every matrix in `type`: no mix rules (Q4_K_M's Q6_K layers)
   std::string output_tensor_type;      // output.weight's type ("" : the rules'); a ggml type name
   std::string token_embedding_type;    // token_embd.weight's type, likewise
+  std::string imatrix_path;            // an importance matrix (llama-imatrix's GGUF or legacy .dat); "" : none
 };
-// Writes `output`, a GGUF file, as llama-quantize writes it (no importance
-// matrix): every tensor in the type its preset's rules choose, with GGML's
-// reference quantizers (the same bytes), in its tensor order, the metadata
-// carried over in its order with general.quantization_version and
-// general.file_type last; so from a GGUF source the whole file is
-// llama-quantize's. Vectors stay as they are. A matrix whose rows do not
-// fill its type's blocks falls back as llama-quantize does (Q4_K -> Q5_0,
-// Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> Q4_0, IQ4_XS -> IQ4_NL, else F16)
-// and on_message says so. on_message also gets one line per tensor (name,
-// shape, type in -> out, MiB before -> after) and a total.
+// Writes `output`, a GGUF file, as llama-quantize writes it: every tensor
+// in the type its preset's rules choose, with GGML's reference quantizers
+// (the same bytes), in its tensor order, the metadata carried over in its
+// order with general.quantization_version and general.file_type last; so
+// from a GGUF source the whole file is llama-quantize's. Vectors stay as
+// they are. A matrix whose rows do not fill its type's blocks falls back as
+// llama-quantize does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K
+// -> Q4_0, IQ4_XS -> IQ4_NL, else F16) and on_message says so. on_message
+// also gets one line per tensor (name, shape, type in -> out, MiB before ->
+// after) and a total. With params.imatrix_path, the matrices it has an
+// entry for are quantized with GGML's importance-weighted quantizers (every
+// type but Q8_0 and the float ones) and the file gets llama-quantize's
+// quantize.imatrix.* keys; an entry whose size does not fit its tensor is
+// an error. (No llama-quantize output with an importance matrix was at hand
+// to compare bytes with: those follow GGML's code, untested against it.)
 QKV_API void quantize_model(const std::string& input, const std::string& output, const QuantizeParams& params,
                             const MessageCallback& on_message = nullptr);
 

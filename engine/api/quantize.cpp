@@ -11,6 +11,7 @@
 #include "engine/error.h"
 #include "engine/format/gguf.h"
 #include "engine/format/gguf_writer.h"
+#include "engine/format/imatrix.h"
 #include "engine/format/mapped_file.h"
 #include "engine/format/weight_file.h"
 
@@ -23,6 +24,7 @@ struct Source {  // one tensor to write
   const ops::TypeInfo* src;
   const void* data;
   const ops::TypeInfo* dst;
+  const std::vector<float>* importance = nullptr;  // the importance matrix's entry, when it is used
   int64_t rows() const {
     int64_t r = 1;
     for (size_t d = 1; d < ne.size(); ++d) r *= ne[d];
@@ -56,6 +58,21 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
   options.pure = params.pure;
   options.output_type = named_type("--output-tensor-type", params.output_tensor_type);
   options.embedding_type = named_type("--token-embedding-type", params.token_embedding_type);
+  ImportanceMatrix imatrix;
+  if (!params.imatrix_path.empty()) {
+    imatrix = load_imatrix(params.imatrix_path);
+    if (on_message)
+      on_message(cat("importance matrix: ", imatrix.entries.size(), " entries from ", params.imatrix_path,
+                     imatrix.chunks > 0 ? cat(", computed on ", imatrix.chunks, " chunks") : std::string()));
+  }
+  // llama-quantize's record of it, after general.file_type.
+  auto add_imatrix_keys = [&](GgufWriter& w) {
+    if (imatrix.entries.empty()) return;
+    w.add_string("quantize.imatrix.file", params.imatrix_path.substr(0, 127));
+    if (!imatrix.datasets.empty()) w.add_string("quantize.imatrix.dataset", imatrix.datasets[0].substr(0, 127));
+    w.add_i32("quantize.imatrix.entries_count", int32_t(imatrix.entries.size()));
+    if (imatrix.chunks > 0) w.add_i32("quantize.imatrix.chunks_count", int32_t(imatrix.chunks));
+  };
   auto source = [&](const std::string& name, std::vector<int64_t> ne, const ops::TypeInfo& src_type, const void* data) {
     tensors.push_back({name, std::move(ne), &src_type, data, nullptr});
   };
@@ -72,6 +89,7 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
     }
     writer->add_u32("general.quantization_version", 2);
     writer->add_u32("general.file_type", uint32_t(target->ftype));
+    add_imatrix_keys(*writer);
     const std::string arch = gguf->has("general.architecture") ? gguf->get_string("general.architecture") : "llama";
     n_layers = int(gguf->get_uint(arch + ".block_count").value_or(0));
     const int64_t heads = int64_t(gguf->get_uint(arch + ".attention.head_count").value_or(1));
@@ -102,6 +120,7 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
     writer = std::make_unique<GgufWriter>();
     add_llama_metadata(*writer, c, "converted by qkv quantize", target->ftype);
     add_vocab_metadata(*writer, vocab);
+    add_imatrix_keys(*writer);
     n_layers = c.n_layers;
     n_gqa = c.n_kv_heads > 0 ? c.n_heads / c.n_kv_heads : 1;
     std::vector<std::string> names = {"token_embd.weight", "output_norm.weight"};
@@ -135,6 +154,18 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
     s.dst = &ops::type_info(dst);
     if (s.dst != s.src && !s.dst->from_float)
       throw Error(cat("quantize: tensor ", s.name, " would be ", s.dst->name, ", which qkv cannot write yet"), Errc::InvalidArgument);
+    if (s.dst == s.src || !s.dst->from_float_weighted || imatrix.entries.empty()) continue;
+    s.importance = imatrix.find(s.name);
+    if (!s.importance) {
+      if (on_message) on_message(cat("no importance matrix entry for ", s.name, ": quantized without"));
+      continue;
+    }
+    // One ne0 per matrix: llama-quantize's rule (ne0 * ne2 for a 3-D tensor).
+    const int64_t matrices = s.ne.size() > 2 ? s.rows() / s.ne[1] : 1;
+    if (int64_t(s.importance->size()) != s.ne[0] * matrices)
+      throw Error(cat(params.imatrix_path, ": importance matrix entry ", s.name, " has ", s.importance->size(),
+                      " values; the tensor's ", matrices, " matrix(es) of rows of ", s.ne[0], " need ", s.ne[0] * matrices),
+                  Errc::InvalidArgument);
   }
 
   for (const Source& s : tensors)
@@ -166,7 +197,10 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
         continue;
       }
       s.src->to_float(src + r * src_rb, row.data(), size_t(n));
-      s.dst->from_float(row.data(), bytes.data() + r * dst_rb, size_t(n));
+      if (s.importance)  // the importances of this row's matrix
+        s.dst->from_float_weighted(row.data(), bytes.data() + r * dst_rb, size_t(n), s.importance->data() + size_t(r / s.ne[1] * n));
+      else
+        s.dst->from_float(row.data(), bytes.data() + r * dst_rb, size_t(n));
     }
   });
   if (on_message) {
