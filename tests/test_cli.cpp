@@ -619,6 +619,9 @@ TEST(CliQuantize, ImportanceMatrix) {
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_NE(::access(out.c_str(), F_OK), 0);
   EXPECT_EQ(run("quantize '" + in + "' '" + out + "' q4_k_m --imatrix").code, 2);  // no value
+  r = run("quantize --imatrix '" + out + "' '" + in + "' '" + out + "' q4_k_m");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("must not overwrite the importance matrix"), std::string::npos) << r.err;
   // One entry (legacy format): blk.0.attn_q.weight, 64 values of 1, one call.
   std::string dat;
   auto put_i32 = [&](int32_t v) { dat.append(reinterpret_cast<const char*>(&v), 4); };

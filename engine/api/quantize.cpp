@@ -43,6 +43,8 @@ void quantize_model(const std::string& in, const std::string& out, const Quantiz
   if (!target)
     throw Error(cat("quantize: type '", params.type, "' is not one of ", file_type_names()), Errc::InvalidArgument);
   if (in == out) throw Error("quantize: the output must not overwrite the input", Errc::InvalidArgument);
+  if (!params.imatrix_path.empty() && params.imatrix_path == out)
+    throw Error("quantize: the output must not overwrite the importance matrix", Errc::InvalidArgument);
   std::unique_ptr<GgufWriter> writer;
   std::vector<Source> tensors;
   std::unique_ptr<GgufFile> gguf;

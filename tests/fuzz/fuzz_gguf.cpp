@@ -1,7 +1,9 @@
-// libFuzzer target: any bytes as a GGUF file. The parser and the model loader
-// must answer with qkv::Error or a model, never crash, hang or read out of bounds.
+// libFuzzer target: any bytes as a GGUF file. The parser, the model loader and
+// the importance-matrix reader must answer with qkv::Error or a result, never
+// crash, hang or read out of bounds.
 #include "engine/format/gguf.h"
 #include "engine/api/qkv.hpp"
+#include "engine/format/imatrix.h"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -30,6 +32,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     qkv::Sampler sampler(model->info().vocab_size, qkv::SamplerParams{});
     const int t = s.sample(sampler);
     if (t < 0 || t >= model->info().vocab_size) __builtin_trap();
+  } catch (const qkv::Error&) {
+  }
+  try {  // as an importance matrix (llama-imatrix's GGUF form)
+    (void)qkv::load_imatrix(f.path());
   } catch (const qkv::Error&) {
   }
   return 0;

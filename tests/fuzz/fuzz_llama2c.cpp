@@ -1,7 +1,8 @@
-// libFuzzer target: any bytes as a llama2.c checkpoint (with tok512.bin) and as
-// a llama2.c tokenizer.bin (for a 512-token model).
+// libFuzzer target: any bytes as a llama2.c checkpoint (with tok512.bin), as
+// a llama2.c tokenizer.bin (for a 512-token model) and as a legacy importance matrix.
 #include "engine/api/qkv.hpp"
 #include "engine/text/vocab.h"
+#include "engine/format/imatrix.h"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -17,6 +18,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     (void)qkv::load_llama2c_vocab(f.path(), 512);
+  } catch (const qkv::Error&) {
+  }
+  try {  // as an importance matrix (llama-imatrix's legacy .dat)
+    (void)qkv::load_imatrix(f.path());
   } catch (const qkv::Error&) {
   }
   return 0;

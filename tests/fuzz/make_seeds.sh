@@ -21,6 +21,9 @@ for kind in nan inf; do
 done
 cp "$models/stories260K.bin" "$models/tok512.bin" "$out/llama2c/"
 head -c 2048 "$models/aidreams260K-tok512.bin" > "$out/llama2c/tok-head.bin"
+# A legacy importance matrix: one entry "w" of 2 values (1.0, 2.0) over 1 call, 3 chunks of "d".
+printf '\x01\0\0\0\x01\0\0\0w\x01\0\0\0\x02\0\0\0\0\0\x80\x3f\0\0\0\x40\x03\0\0\0\x01\0\0\0d' \
+  > "$out/llama2c/imatrix.dat"
 awk -v dir="$out/tokenizer" 'BEGIN { RS = "\n__ggml_vocab_test__\n"; n = 0 }
   { f = dir "/case" n++; printf "%s", $0 > f; close(f) }' "$models/vocab/ggml-vocab-llama-spm.gguf.inp"
 # The reference chat templates (real-world Jinja) and their conversations.
