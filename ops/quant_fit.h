@@ -46,4 +46,22 @@ inline void importance_weights(int n, const float* x, const float* qw, float sig
   for (int j = 0; j < n; ++j) w[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
 }
 
+// The sum of x[j]^2 over n values, in order.
+inline float sum_squares(const float* x, size_t n) {
+  float s = 0;
+  for (size_t j = 0; j < n; ++j) s += x[j] * x[j];
+  return s;
+}
+
+// importance_weights of each sub-block of `sub` values of a super-block of
+// n (into w, n of them) and each sub-block's total weight (into sw).
+inline void subblock_weights(int n, int sub, const float* x, const float* qw, float sigma2, float* w, float* sw) {
+  for (int j = 0; j < n / sub; ++j) {
+    importance_weights(sub, x + sub * j, qw + sub * j, sigma2, w + sub * j);
+    float sumw = 0;
+    for (int l = 0; l < sub; ++l) sumw += w[sub * j + l];
+    sw[j] = sumw;
+  }
+}
+
 }  // namespace qkv::ops

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "ops/ops.h"
 #include "ops/quant.h"
@@ -281,17 +282,10 @@ void quantize_superblock_k4(const float* x, int nmax, float rmin, int nstep, uin
 // rather than scaled from their maxima.
 void quantize_superblock_k4_weighted(const float* x, const float* qw, int nmax, uint16_t* d, uint16_t* dmin,
                                      uint8_t* packed_scales, uint8_t* L) {
-  float scales[8], mins[8], weights[32], sw[8];
-  float sum_x2 = 0;
-  for (int l = 0; l < kQK_K; ++l) sum_x2 += x[l] * x[l];
-  const float sigma2 = 2 * sum_x2 / kQK_K;
-  for (int j = 0; j < 8; ++j) {
-    importance_weights(32, x + 32 * j, qw + 32 * j, sigma2, weights);
-    float sumw = 0;
-    for (int l = 0; l < 32; ++l) sumw += weights[l];
-    sw[j] = sumw;
-    scales[j] = fit_scale_min(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, false);
-  }
+  float scales[8], mins[8], weights[kQK_K], sw[8];
+  subblock_weights(kQK_K, 32, x, qw, 2 * sum_squares(x, kQK_K) / kQK_K, weights, sw);
+  for (int j = 0; j < 8; ++j)
+    scales[j] = fit_scale_min(32, nmax, x + 32 * j, weights + 32 * j, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, false);
   uint8_t ls[8], lm[8];
   *d = f32_to_f16(fit_scale_positive(8, 63, scales, ls, sw));
   *dmin = f32_to_f16(fit_scale_positive(8, 63, mins, lm, sw));
@@ -357,37 +351,27 @@ void pack_q5_K(const uint8_t* L, BlockQ5_K& y) {
 }
 }  // namespace
 
-void quantize_row_q4_K(const float* x, BlockQ4_K* y, size_t n) {
+namespace {
+// Q4_K (nmax 15, the plain search from -1 in 20 steps) and Q5_K (31, from
+// -0.5 in 15); with importances qw where not null.
+template <class Block>
+void quantize_k4(const float* x, Block* y, size_t n, const float* qw) {
+  constexpr bool kQ5 = std::is_same_v<Block, BlockQ5_K>;
+  constexpr int nmax = kQ5 ? 31 : 15;
   uint8_t L[kQK_K];
   for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
-    quantize_superblock_k4(x, 15, -1.0f, 20, &y[b].d, &y[b].dmin, y[b].scales, L);
-    pack_q4_K(L, y[b]);
+    if (qw) quantize_superblock_k4_weighted(x, qw + b * kQK_K, nmax, &y[b].d, &y[b].dmin, y[b].scales, L);
+    else quantize_superblock_k4(x, nmax, kQ5 ? -0.5f : -1.0f, kQ5 ? 15 : 20, &y[b].d, &y[b].dmin, y[b].scales, L);
+    if constexpr (kQ5) pack_q5_K(L, y[b]);
+    else pack_q4_K(L, y[b]);
   }
 }
+}  // namespace
 
-void quantize_row_q4_K_weighted(const float* x, BlockQ4_K* y, size_t n, const float* qw) {
-  uint8_t L[kQK_K];
-  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K, qw += kQK_K) {
-    quantize_superblock_k4_weighted(x, qw, 15, &y[b].d, &y[b].dmin, y[b].scales, L);
-    pack_q4_K(L, y[b]);
-  }
-}
-
-void quantize_row_q5_K(const float* x, BlockQ5_K* y, size_t n) {
-  uint8_t L[kQK_K];
-  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K) {
-    quantize_superblock_k4(x, 31, -0.5f, 15, &y[b].d, &y[b].dmin, y[b].scales, L);
-    pack_q5_K(L, y[b]);
-  }
-}
-
-void quantize_row_q5_K_weighted(const float* x, BlockQ5_K* y, size_t n, const float* qw) {
-  uint8_t L[kQK_K];
-  for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K, qw += kQK_K) {
-    quantize_superblock_k4_weighted(x, qw, 31, &y[b].d, &y[b].dmin, y[b].scales, L);
-    pack_q5_K(L, y[b]);
-  }
-}
+void quantize_row_q4_K(const float* x, BlockQ4_K* y, size_t n) { quantize_k4(x, y, n, nullptr); }
+void quantize_row_q4_K_weighted(const float* x, BlockQ4_K* y, size_t n, const float* qw) { quantize_k4(x, y, n, qw); }
+void quantize_row_q5_K(const float* x, BlockQ5_K* y, size_t n) { quantize_k4(x, y, n, nullptr); }
+void quantize_row_q5_K_weighted(const float* x, BlockQ5_K* y, size_t n, const float* qw) { quantize_k4(x, y, n, qw); }
 
 namespace {
 // qw: the importances (GGML's quantize_row_q6_K_impl weighs each sub-block's

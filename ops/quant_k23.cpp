@@ -171,18 +171,11 @@ void quantize_row_q2_K(const float* x, BlockQ2_K* y, size_t n) {
 // sub-block, the 4-bit scales and mins fitted under the sub-blocks' weights.
 void quantize_row_q2_K_weighted(const float* x, BlockQ2_K* y, size_t n, const float* qw) {
   uint8_t L[kQK_K], Ls[16], Lm[16];
-  float weights[16], mins[16], scales[16], sw[16];
+  float weights[kQK_K], mins[16], scales[16], sw[16];
   for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K, qw += kQK_K) {
-    float sum_x2 = 0;
-    for (int j = 0; j < kQK_K; ++j) sum_x2 += x[j] * x[j];
-    const float sigma2 = sum_x2 / kQK_K;
-    for (int j = 0; j < 16; ++j) {
-      importance_weights(16, x + 16 * j, qw + 16 * j, sigma2, weights);
-      float sumw = 0;
-      for (int l = 0; l < 16; ++l) sumw += weights[l];
-      sw[j] = sumw;
-      scales[j] = fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.9f, 0.05f, 36, false);
-    }
+    subblock_weights(kQK_K, 16, x, qw, sum_squares(x, kQK_K) / kQK_K, weights, sw);
+    for (int j = 0; j < 16; ++j)
+      scales[j] = fit_scale_min(16, 3, x + 16 * j, weights + 16 * j, L + 16 * j, &mins[j], -0.9f, 0.05f, 36, false);
     y[b].d = f32_to_f16(fit_scale_positive(16, 15, scales, Ls, sw));
     y[b].dmin = f32_to_f16(fit_scale_positive(16, 15, mins, Lm, sw));
     for (int j = 0; j < 16; ++j) y[b].scales[j] = uint8_t(Ls[j] | (Lm[j] << 4));
@@ -253,18 +246,10 @@ void quantize_row_q3_K(const float* x, BlockQ3_K* y, size_t n) {
 // scales fitted to 6 bits under the sub-blocks' total weights.
 void quantize_row_q3_K_weighted(const float* x, BlockQ3_K* y, size_t n, const float* qw) {
   int8_t L[kQK_K], Ls[16];
-  float scales[16], weights[16], sw[16];
+  float scales[16], weights[kQK_K], sw[16];
   for (size_t b = 0; b < n / kQK_K; ++b, x += kQK_K, qw += kQK_K) {
-    float sum_x2 = 0;
-    for (int j = 0; j < kQK_K; ++j) sum_x2 += x[j] * x[j];
-    const float sigma2 = 2 * sum_x2 / kQK_K;
-    for (int j = 0; j < 16; ++j) {
-      importance_weights(16, x + 16 * j, qw + 16 * j, sigma2, weights);
-      float sumw = 0;
-      for (int l = 0; l < 16; ++l) sumw += weights[l];
-      sw[j] = sumw;
-      scales[j] = fit_scale_symmetric(16, 4, x + 16 * j, L + 16 * j, weights);
-    }
+    subblock_weights(kQK_K, 16, x, qw, 2 * sum_squares(x, kQK_K) / kQK_K, weights, sw);
+    for (int j = 0; j < 16; ++j) scales[j] = fit_scale_symmetric(16, 4, x + 16 * j, L + 16 * j, weights + 16 * j);
     std::memset(y[b].scales, 0, 12);
     const float d = fit_scale_symmetric(16, 32, scales, Ls, sw);
     for (int j = 0; j < 16; ++j) put_q3_K_scale(y[b].scales, j, Ls[j]);

@@ -138,67 +138,55 @@ void dequantize_row_q5_1(const BlockQ5_1* x, float* y, size_t n) {
 // finer search.
 
 namespace {
-float row_mean_square(const float* x, size_t n) {
-  float sum_x2 = 0;
-  for (size_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
-  return sum_x2 / float(n);
+// The 32 levels of a block into Q4's nibbles, or Q5's nibbles and fifth bits.
+template <class Block>
+void pack_levels(const uint8_t* L, Block& y) {
+  if constexpr (std::is_same_v<Block, BlockQ5_0> || std::is_same_v<Block, BlockQ5_1>) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      y.qs[j] = uint8_t((L[j] & 0x0f) | ((L[j + 16] & 0x0f) << 4));
+      qh |= uint32_t((L[j] & 0x10) >> 4) << j;
+      qh |= uint32_t((L[j + 16] & 0x10) >> 4) << (j + 16);
+    }
+    std::memcpy(y.qh, &qh, 4);
+  } else {
+    for (int j = 0; j < 16; ++j) y.qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+  }
 }
 
-void pack_q5(const uint8_t* L, uint8_t* qs, uint8_t* qh_out) {
-  uint32_t qh = 0;
-  for (int j = 0; j < 16; ++j) {
-    qs[j] = uint8_t((L[j] & 0x0f) | ((L[j + 16] & 0x0f) << 4));
-    qh |= uint32_t((L[j] & 0x10) >> 4) << j;
-    qh |= uint32_t((L[j + 16] & 0x10) >> 4) << (j + 16);
+// nmax: 8 or 16 levels either side (Q4_0, Q5_0: a symmetric fit), or 15 or
+// 31 above a minimum (Q4_1, Q5_1).
+template <class Block, int nmax>
+void quantize_32_weighted(const float* x, Block* y, size_t n, const float* qw) {
+  constexpr bool kMin = std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>;
+  const float sigma2 = sum_squares(x, n) / float(n);
+  float w[32];
+  uint8_t L[32];
+  for (size_t b = 0; b < n / 32; ++b) {
+    importance_weights(32, x + 32 * b, qw + 32 * b, sigma2, w);
+    if constexpr (kMin) {
+      float neg_min;
+      y[b].d = f32_to_f16(fit_scale_min(32, nmax, x + 32 * b, w, L, &neg_min, -0.9f, 0.05f, 36, false));
+      y[b].m = f32_to_f16(-neg_min);
+    } else {
+      y[b].d = f32_to_f16(fit_scale_symmetric(32, nmax, x + 32 * b, reinterpret_cast<int8_t*>(L), w));
+    }
+    pack_levels(L, y[b]);
   }
-  std::memcpy(qh_out, &qh, 4);
 }
 }  // namespace
 
 void quantize_row_q4_0_weighted(const float* x, BlockQ4_0* y, size_t n, const float* qw) {
-  const float sigma2 = row_mean_square(x, n);
-  float w[32];
-  int8_t L[32];
-  for (size_t b = 0; b < n / 32; ++b) {
-    importance_weights(32, x + 32 * b, qw + 32 * b, sigma2, w);
-    y[b].d = f32_to_f16(fit_scale_symmetric(32, 8, x + 32 * b, L, w));
-    for (int j = 0; j < 16; ++j) y[b].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
-  }
+  quantize_32_weighted<BlockQ4_0, 8>(x, y, n, qw);
 }
-
 void quantize_row_q4_1_weighted(const float* x, BlockQ4_1* y, size_t n, const float* qw) {
-  const float sigma2 = row_mean_square(x, n);
-  float w[32], neg_min;
-  uint8_t L[32];
-  for (size_t b = 0; b < n / 32; ++b) {
-    importance_weights(32, x + 32 * b, qw + 32 * b, sigma2, w);
-    y[b].d = f32_to_f16(fit_scale_min(32, 15, x + 32 * b, w, L, &neg_min, -0.9f, 0.05f, 36, false));
-    y[b].m = f32_to_f16(-neg_min);
-    for (int j = 0; j < 16; ++j) y[b].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
-  }
+  quantize_32_weighted<BlockQ4_1, 15>(x, y, n, qw);
 }
-
 void quantize_row_q5_0_weighted(const float* x, BlockQ5_0* y, size_t n, const float* qw) {
-  const float sigma2 = row_mean_square(x, n);
-  float w[32];
-  int8_t L[32];
-  for (size_t b = 0; b < n / 32; ++b) {
-    importance_weights(32, x + 32 * b, qw + 32 * b, sigma2, w);
-    y[b].d = f32_to_f16(fit_scale_symmetric(32, 16, x + 32 * b, L, w));
-    pack_q5(reinterpret_cast<const uint8_t*>(L), y[b].qs, y[b].qh);
-  }
+  quantize_32_weighted<BlockQ5_0, 16>(x, y, n, qw);
 }
-
 void quantize_row_q5_1_weighted(const float* x, BlockQ5_1* y, size_t n, const float* qw) {
-  const float sigma2 = row_mean_square(x, n);
-  float w[32], neg_min;
-  uint8_t L[32];
-  for (size_t b = 0; b < n / 32; ++b) {
-    importance_weights(32, x + 32 * b, qw + 32 * b, sigma2, w);
-    y[b].d = f32_to_f16(fit_scale_min(32, 31, x + 32 * b, w, L, &neg_min, -0.9f, 0.05f, 36, false));
-    y[b].m = f32_to_f16(-neg_min);
-    pack_q5(L, y[b].qs, y[b].qh);
-  }
+  quantize_32_weighted<BlockQ5_1, 31>(x, y, n, qw);
 }
 
 void dequantize_row_iq4_nl(const BlockIQ4_NL* x, float* y, size_t n) {

@@ -247,8 +247,8 @@ TEST(WeightedQuantizers, ExactRowsStayExactAndZerosStayZero) {
   }
 }
 
-// The legacy entries for the given tensors of a model, each ne0 values of 1
-// (or of `value`).
+// The legacy entries for the given tensors of a model: ne0 (+ extra) values
+// each, 0.5 + (column % 7).
 std::string imatrix_for(const std::string& model, const std::vector<std::string>& names, int64_t extra = 0) {
   const GgufFile g(model);
   std::vector<LegacyEntry> entries;
@@ -263,6 +263,24 @@ std::string imatrix_for(const std::string& model, const std::vector<std::string>
   return legacy_imatrix(entries, 3, "calibration.txt");
 }
 
+// src quantized to Q4_K_M without and with the importance matrix `im`
+// (on_message of the second gets `messages`): the two files (the caller
+// removes them).
+std::pair<std::string, std::string> quantize_plain_and_weighted(const std::string& src, const std::string& im,
+                                                                const std::string& tag,
+                                                                std::vector<std::string>* messages = nullptr) {
+  const std::string plain = temp_name(tag + "-plain.gguf"), weighted = temp_name(tag + "-weighted.gguf");
+  ::unlink(plain.c_str());
+  ::unlink(weighted.c_str());
+  quantize_model(src, plain, QuantizeParams("q4_k_m"));
+  QuantizeParams qp("q4_k_m");
+  qp.imatrix_path = im;
+  quantize_model(src, weighted, qp, [&](const std::string& m) {
+    if (messages) messages->push_back(m);
+  });
+  return {plain, weighted};
+}
+
 // With an importance matrix, quantize_model quantizes the tensors it covers
 // with the weighted quantizers and the rest as without one, and records it
 // in llama-quantize's quantize.imatrix.* keys.
@@ -271,14 +289,8 @@ TEST(Imatrix, QuantizeModelWeighsTheTensorsItCovers) {
   const std::vector<std::string> covered = {"blk.0.attn_q.weight", "blk.1.ffn_down.weight", "blk.3.ffn_gate.weight",
                                             "output.weight"};
   const test::TempFile im(imatrix_for(src, covered), ".dat");
-  const std::string plain = temp_name("plain.gguf"), weighted = temp_name("weighted.gguf");
-  ::unlink(plain.c_str());
-  ::unlink(weighted.c_str());
-  quantize_model(src, plain, QuantizeParams("q4_k_m"));
-  QuantizeParams qp("q4_k_m");
-  qp.imatrix_path = im.path();
   std::vector<std::string> messages;
-  quantize_model(src, weighted, qp, [&](const std::string& m) { messages.push_back(m); });
+  const auto [plain, weighted] = quantize_plain_and_weighted(src, im.path(), "kq256", &messages);
   const GgufFile a(plain), b(weighted);
   ASSERT_EQ(a.tensors().size(), b.tensors().size());
   int differ = 0;
@@ -310,6 +322,7 @@ TEST(Imatrix, QuantizeModelWeighsTheTensorsItCovers) {
 
   // An entry that does not fit its tensor: an error naming both sizes.
   const test::TempFile wrong(imatrix_for(src, {"blk.2.attn_v.weight"}, 1), ".dat");
+  QuantizeParams qp("q4_k_m");
   qp.imatrix_path = wrong.path();
   const std::string bad = temp_name("bad.gguf");
   const std::string e = error_of([&] { quantize_model(src, bad, qp); });
@@ -320,9 +333,10 @@ TEST(Imatrix, QuantizeModelWeighsTheTensorsItCovers) {
   ::unlink(weighted.c_str());
 }
 
-// Every matrix of tinyllama-v0 weighted with uniform importances (Q4_K_M:
-// most fall back to Q5_0/Q5_1 there): the model still predicts text as well
-// as the plain file does (a packing or scale bug would not).
+// Every matrix of tinyllama-v0 quantized with made-up importances (0.5 to
+// 6.5, by column; Q4_K_M: most matrices fall back to Q5_0/Q5_1 there): the
+// model still predicts text about as well as the plain file (a packing or
+// scale bug would not).
 TEST(Imatrix, WeightedModelPredictsAsWellAsThePlainOne) {
   const std::string src = test::model_path("tinyllama-v0-f32.gguf");
   std::vector<std::string> matrices;
@@ -333,13 +347,7 @@ TEST(Imatrix, WeightedModelPredictsAsWellAsThePlainOne) {
   }
   ASSERT_GT(matrices.size(), 20u);
   const test::TempFile im(imatrix_for(src, matrices), ".dat");
-  const std::string plain = temp_name("tl-plain.gguf"), weighted = temp_name("tl-weighted.gguf");
-  ::unlink(plain.c_str());
-  ::unlink(weighted.c_str());
-  quantize_model(src, plain, QuantizeParams("q4_k_m"));
-  QuantizeParams qp("q4_k_m");
-  qp.imatrix_path = im.path();
-  quantize_model(src, weighted, qp);
+  const auto [plain, weighted] = quantize_plain_and_weighted(src, im.path(), "tinyllama");
   const std::string text = test::read_file(test::reference_path("perplexity-text.txt"));
   const double p_plain = perplexity(*Model::load(plain), text, 128, 128, 2, nullptr, 4, true).ppl;
   const double p_weighted = perplexity(*Model::load(weighted), text, 128, 128, 2, nullptr, 4, true).ppl;
