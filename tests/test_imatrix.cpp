@@ -4,6 +4,7 @@
 // lower, exact blocks stay exact); and quantize_model with one.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -155,6 +156,13 @@ TEST(Imatrix, RefusesMalformedFiles) {
   ::unlink(path.c_str());
   EXPECT_NE(error_of([&] { load_imatrix("/nonexistent/imatrix.dat"); }).find("/nonexistent/imatrix.dat"),
             std::string::npos);
+  // A FIFO (nothing will ever write it) and a directory: refused at once, not waited on.
+  const std::string fifo = temp_name("fifo");
+  ::unlink(fifo.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_NE(error_of([&] { load_imatrix(fifo); }).find(fifo), std::string::npos);
+  ::unlink(fifo.c_str());
+  EXPECT_NE(error_of([&] { load_imatrix("/tmp"); }).find("/tmp"), std::string::npos);
 }
 
 // sum qw (x - dequantized)^2 over a row.
