@@ -42,9 +42,7 @@ void quantize_superblock(int super, const float* x, uint16_t* d_out, uint8_t* q4
   *d_out = f32_to_f16(0.0f);
   float max_scale = 0, amax_scale = 0;
   const int nb = super / 32;
-  float sigma2 = 0;
-  for (int j = 0; j < super; ++j) sigma2 += x[j] * x[j];
-  sigma2 *= 2.0f / float(super);
+  const float sigma2 = qw ? sum_squares(x, size_t(super)) * (2.0f / float(super)) : 0.0f;
   for (int ib = 0; ib < nb; ++ib) {
     const float* xb = x + 32 * ib;
     uint8_t* Lb = L + 32 * ib;

@@ -226,10 +226,6 @@ float fit_scale_positive(int n, int nmax, const float* x, uint8_t* L, const floa
 
 namespace {
 
-// Q4_K and Q5_K share everything but the number of levels (nmax 15 or 31)
-// and the search: per sub-block a weighted (scale, min) fit, then the 8
-// scales and 8 mins quantized to 6 bits, then every value requantized with
-// the scales as stored. L receives the 256 levels.
 // The 8 scales and mins as 6-bit levels (ls, lm) under *d and *dmin, then
 // every value requantized with the scales as stored.
 void store_superblock_k4(const float* x, int nmax, const uint8_t* ls, const uint8_t* lm, const uint16_t* d,
@@ -246,6 +242,10 @@ void store_superblock_k4(const float* x, int nmax, const uint8_t* ls, const uint
   }
 }
 
+// Q4_K and Q5_K share everything but the number of levels (nmax 15 or 31)
+// and the search: per sub-block a weighted (scale, min) fit, then the 8
+// scales and 8 mins quantized to 6 bits, then every value requantized with
+// the scales as stored. L receives the 256 levels.
 void quantize_superblock_k4(const float* x, int nmax, float rmin, int nstep, uint16_t* d, uint16_t* dmin,
                             uint8_t* packed_scales, uint8_t* L) {
   float scales[8], mins[8], weights[32];
@@ -349,9 +349,7 @@ void pack_q5_K(const uint8_t* L, BlockQ5_K& y) {
     }
   }
 }
-}  // namespace
 
-namespace {
 // Q4_K (nmax 15, the plain search from -1 in 20 steps) and Q5_K (31, from
 // -0.5 in 15); with importances qw where not null.
 template <class Block>

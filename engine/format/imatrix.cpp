@@ -28,7 +28,6 @@ bool remove_suffix(std::string& s, const std::string& suffix) {
 ImportanceMatrix load_gguf(const std::string& path) {
   const GgufFile f(path);
   ImportanceMatrix m;
-  m.path = path;
   for (const char* key : {"imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size"})
     if (!f.has(key)) throw Error(cat(path, ": not an importance matrix: no key ", key));
   m.datasets = f.get_string_array("imatrix.datasets");
@@ -71,7 +70,6 @@ ImportanceMatrix load_legacy(const std::string& path) {
   const MappedFile file(path);
   ByteReader r(file.data(), file.size(), path);
   ImportanceMatrix m;
-  m.path = path;
   const int32_t n_entries = r.read<int32_t>("entry count");
   if (n_entries < 1) throw Error(cat(path, ": not an importance matrix: ", n_entries, " entries"));
   for (int32_t k = 0; k < n_entries; ++k) {

@@ -11,7 +11,6 @@
 namespace qkv {
 
 struct ImportanceMatrix {
-  std::string path;
   // Tensor name -> values: ne0 per matrix (more than one for a 3-D tensor of
   // experts, one matrix after another), already divided by their counts.
   std::map<std::string, std::vector<float>> entries;
