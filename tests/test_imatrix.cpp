@@ -165,6 +165,57 @@ TEST(Imatrix, RefusesMalformedFiles) {
   EXPECT_NE(error_of([&] { load_imatrix("/tmp"); }).find("/tmp"), std::string::npos);
 }
 
+// An imatrix GGUF of the given F32 tensors (name, shape, values), with the
+// keys llama-imatrix writes (imatrix.chunk_count = chunks).
+struct F32Tensor {
+  std::string name;
+  std::vector<int64_t> ne;
+  std::vector<float> values;
+};
+void write_gguf_tensors(const std::string& path, const std::vector<F32Tensor>& tensors, uint64_t chunks = 7) {
+  GgufWriter w;
+  w.add_string_array("imatrix.datasets", {"calibration.txt"});
+  w.add_value("imatrix.chunk_count", [&] {
+    GgufValue v;
+    v.type = GgufType::U64;
+    v.u = chunks;
+    v.i = int64_t(chunks);
+    return v;
+  }());
+  w.add_u32("imatrix.chunk_size", 512);
+  for (const F32Tensor& t : tensors) w.add_tensor(t.name, 0, t.ne, t.values.size() * 4);
+  ::unlink(path.c_str());
+  w.write(path, [&](size_t i, std::vector<uint8_t>& bytes) {
+    bytes.resize(tensors[i].values.size() * 4);
+    std::memcpy(bytes.data(), tensors[i].values.data(), bytes.size());
+  });
+}
+
+// The GGUF form's other ways to be wrong, and the legacy trailer's.
+TEST(Imatrix, RefusesMalformedGgufEntriesAndTrailers) {
+  const std::string path = temp_name("entries.gguf");
+  const auto error = [&](const std::vector<F32Tensor>& tensors, uint64_t chunks = 7) {
+    write_gguf_tensors(path, tensors, chunks);
+    return error_of([&] { load_imatrix(path); });
+  };
+  const F32Tensor sums{"a.weight.in_sum2", {2, 2}, {1, 2, 3, 4}}, counts{"a.weight.counts", {1, 2}, {1, 1}};
+  write_gguf_tensors(path, {sums, counts});
+  ASSERT_NE(load_imatrix(path).find("a.weight"), nullptr);  // the good one, for contrast
+  EXPECT_NE(error({counts}).find("a.weight has counts (.counts) but no sums (.in_sum2)"), std::string::npos);
+  EXPECT_NE(error({sums, {"a.weight.counts", {1, 3}, {1, 1, 1}}}).find("a.weight: 2 matrices of sums but 3 counts"),
+            std::string::npos);
+  EXPECT_NE(error({sums, {"a.weight.counts", {1, 2}, {1, -1}}}).find("a.weight: count 1 is -1"), std::string::npos);
+  EXPECT_NE(error({{"a.weight.other", {2}, {1, 2}}}).find("no entries"), std::string::npos);
+  EXPECT_NE(error({sums, counts}, uint64_t(1) << 40).find("imatrix.chunk_count is 1099511627776"), std::string::npos);
+  ::unlink(path.c_str());
+
+  // Legacy: a dataset name longer than what is left.
+  std::string dat = legacy_imatrix({{"a.weight", 1, {1}}}, 3, "data");
+  dat.resize(dat.size() - 2);
+  const test::TempFile f(dat, ".dat");
+  EXPECT_NE(error_of([&] { load_imatrix(f.path()); }).find("a dataset name of 4 bytes, 2 left"), std::string::npos);
+}
+
 // sum qw (x - dequantized)^2 over a row.
 double weighted_error(const ops::TypeInfo& t, const std::vector<uint8_t>& q, const float* x, const float* qw, size_t n) {
   std::vector<float> back(n);
