@@ -13,6 +13,7 @@ int cmd_bench(int argc, char** argv);
 int cmd_attention(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_perplexity(int argc, char** argv);
+int cmd_imatrix(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_template(int argc, char** argv);
@@ -35,6 +36,7 @@ void usage(FILE* out) {
       "  synth      write a random-weight model of a real shape (qkv synth --help)\n"
       "  quantize   write a GGUF in another type: %s (qkv quantize --help)\n"
       "  perplexity llama.cpp's perplexity of a model on a text (qkv perplexity --help)\n"
+      "  imatrix    an importance matrix for quantize --imatrix, like llama-imatrix (qkv imatrix --help)\n"
       "  info       a weights file's metadata, vocabulary and tensors, like gguf-dump (qkv info --help)\n"
       "  tokenize   a text's token ids under a file's tokenizer, like llama-tokenize (qkv tokenize --help)\n"
       "  template   the prompt a chat template makes of a conversation (qkv template --help)\n"
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
   if (cmd == "attention") return qkv::cli::cmd_attention(argc - 1, argv + 1);
   if (cmd == "quantize") return qkv::cli::cmd_quantize(argc - 1, argv + 1);
   if (cmd == "perplexity") return qkv::cli::cmd_perplexity(argc - 1, argv + 1);
+  if (cmd == "imatrix") return qkv::cli::cmd_imatrix(argc - 1, argv + 1);
   if (cmd == "info") return qkv::cli::cmd_info(argc - 1, argv + 1);
   if (cmd == "tokenize") return qkv::cli::cmd_tokenize(argc - 1, argv + 1);
   if (cmd == "template") return qkv::cli::cmd_template(argc - 1, argv + 1);

@@ -279,7 +279,7 @@ void Session::eval(const int* tokens, int n, bool all_logits) {
                           s.qscratch.size(), s.kscratch.data(),  s.kscratch.size(),
                           s.q1scratch.data(), s.q1scratch.size(), s.bscratch.data(),
                           s.bscratch.size() * sizeof(uint16_t), s.fscratch.data(),
-                          s.fscratch.size() * sizeof(float)};
+                          s.fscratch.size() * sizeof(float), s.matmul_input.get()};
     float* out = all_logits ? s.logits.data() + size_t(done) * size_t(s.vocab) : s.logits.data();
     if (s.prof->on()) {
       const Phase phase = m > 1 ? Phase::Prompt : Phase::Generation;
@@ -383,6 +383,10 @@ void Session::set_attention_capture(AttentionCallback callback, std::vector<int>
   mark(cap->layers, layers, c.n_layers, "layer");
   mark(cap->heads, heads, c.n_heads, "head");
   impl_->capture = std::move(cap);
+}
+
+void Session::set_matmul_input_callback(MatmulInputCallback callback) {
+  impl_->matmul_input = callback ? std::make_unique<MatmulInputCallback>(std::move(callback)) : nullptr;
 }
 
 void Session::profile_start() { impl_->prof->start(); }

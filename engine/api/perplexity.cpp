@@ -166,6 +166,7 @@ PerplexityResult perplexity(const Model& model, const std::string& text, const P
   so.n_threads = o.n_threads;
   so.kv_f16 = o.kv_f16;
   Session s(borrowed, so);
+  if (o.on_matmul_input) s.set_matmul_input_callback(o.on_matmul_input);
 
   double nll = 0, nll2 = 0;
   long count = 0;

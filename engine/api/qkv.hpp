@@ -192,6 +192,19 @@ struct AttentionRow {
 // evaluated token and captured head; the pointers are valid during the call.
 using AttentionCallback = std::function<void(const AttentionRow&)>;
 
+// The input of one product with a weight matrix, given to a matmul input
+// callback before the product runs (what llama-imatrix collects).
+struct MatmulInput {
+  const char* weight = nullptr;  // the matrix's tensor name: "blk.0.attn_q.weight", "output.weight"
+  int layer = -1;                // -1: outside the layers (the classifier)
+  const float* x = nullptr;      // (rows, cols), row-major; valid during the call
+  int rows = 0;                  // tokens
+  int cols = 0;                  // the matrix's input width (its ne[0])
+};
+// Called on the thread that calls eval/generate, once per matrix and pass
+// (Q, K and V of a layer each get their own call with the same x).
+using MatmulInputCallback = std::function<void(const MatmulInput&)>;
+
 struct SessionOptions {
   int n_ctx = 0;            // 0: the model's context length (the cache is committed as it fills)
   int n_threads = 0;        // 0: one per physical core
@@ -265,6 +278,9 @@ class QKV_API Session {
   // (empty: all) for every token evaluated from now on. Capturing changes no
   // computed value. An empty callback turns it off.
   void set_attention_capture(AttentionCallback callback, std::vector<int> layers = {}, std::vector<int> heads = {});
+  // Every weight product's input from now on (an empty callback: off).
+  // Observing changes no computed value.
+  void set_matmul_input_callback(MatmulInputCallback callback);
 
   // Per-op profiling of this session's forward passes (and of sampling in
   // generate()). start clears what was recorded before.
@@ -630,12 +646,41 @@ struct PerplexityOptions {
   std::function<void(int, double)> on_chunk;
   // Called once, before the first chunk, with the chunk count and token count.
   std::function<void(int n_chunks, int n_tokens)> on_start;
+  // Given every weight product's input (Session::set_matmul_input_callback).
+  MatmulInputCallback on_matmul_input;
 };
 QKV_API PerplexityResult perplexity(const Model& model, const std::string& text, const PerplexityOptions& options);
 // The same with positional options (kept for existing callers).
 QKV_API PerplexityResult perplexity(const Model& model, const std::string& text, int n_ctx, int n_batch, int n_threads,
                                     const std::function<void(int, double)>& on_chunk = nullptr, int max_chunks = 0,
                                     bool kv_f16 = true);
+
+struct ImatrixOptions {
+  int n_ctx = 512, n_batch = 512, n_threads = 0;  // llama-imatrix's -c 512
+  int max_chunks = 0;          // > 0: only the first that many chunks
+  bool kv_f16 = true;
+  bool process_output = false; // also output.weight (llama-imatrix's --process-output)
+  bool legacy_format = false;  // the .dat format (--output-format dat) instead of GGUF
+  std::string dataset;         // the name imatrix.datasets records (the text file's path)
+  std::function<void(int, double)> on_chunk;                // after each chunk: its index, the running PPL
+  std::function<void(int n_chunks, int n_tokens)> on_start;  // before the first chunk
+};
+struct ImatrixResult {
+  int n_chunks = 0, n_tokens = 0, n_entries = 0;
+  double ppl = 0, error = 0;  // the perplexity of the chunks' second halves, as llama-imatrix prints it
+};
+// llama-imatrix: runs the model over `text` in chunks of n_ctx tokens (each
+// from an empty cache, its first token BOS where the vocabulary adds one)
+// and writes, for every matrix of the layers (blk.*; output.weight too with
+// process_output), the sums of its inputs' squares and of its inputs, and
+// how many inputs (tokens) it saw: GGUF tensors NAME.in_sum2, NAME.in_sum,
+// NAME.counts with general.type "imatrix", imatrix.datasets,
+// imatrix.chunk_count and imatrix.chunk_size, in name order; or the legacy
+// .dat. As llama-imatrix, products of fewer than 16 tokens are not counted,
+// and the text must give at least two chunks. `output` is written whole or
+// not at all. The sums are accumulated in double (llama-imatrix: float).
+QKV_API ImatrixResult compute_imatrix(const Model& model, const std::string& text, const std::string& output,
+                                      const ImatrixOptions& options);
 
 }  // namespace qkv
 

@@ -24,6 +24,7 @@ struct Session::Impl {
   int n_past = 0;
   int vocab = 0;
   std::unique_ptr<AttentionCapture> capture;  // null: off
+  std::unique_ptr<MatmulInputCallback> matmul_input;  // null: off
   std::vector<uint8_t> qscratch;             // activations quantized to Q8_0 blocks
   std::vector<uint8_t> kscratch;             // activations quantized to Q8_K blocks
   std::vector<uint8_t> q1scratch;            // activations quantized to Q8_1 blocks

@@ -54,6 +54,7 @@ struct ExecContext {
   size_t bscratch_bytes = 0;
   float* fscratch = nullptr;     // activations rounded to f16 (as floats): as many values
   size_t fscratch_bytes = 0;
+  const MatmulInputCallback* matmul_input = nullptr;  // every weight product's input (may be null)
 };
 
 class Architecture {

@@ -212,10 +212,17 @@ size_t grain_of(size_t n, int M) { return 1 + 16384 / (kRowBlock * n * size_t(M)
 // (8 cost 42M Q4_0 decoding 10%: each thread's rows stay in its cache).
 size_t chunks_per_thread(int M) { return M > 1 ? 8 : ThreadPool::kChunksPerThread; }
 
+// Hands x, the input of a product with w, to the session's matmul input
+// callback where it has one.
+void observe(const ExecContext& ctx, const Tensor& w, const float* x, int M, int layer) {
+  if (ctx.matmul_input) (*ctx.matmul_input)(MatmulInput{w.name.c_str(), layer, x, M, int(w.ne[0])});
+}
+
 }  // namespace
 
 void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, int M, int layer,
             const QuantizedInput* xq) {
+  observe(ctx, w, x, M, layer);
   // Integer, F16 and BF16 products need x quantized to the blocks (or
   // rounded to the type) w takes; done here unless the caller did.
   QuantizedInput own;
@@ -242,7 +249,7 @@ void linear_group(const ExecContext& ctx, std::initializer_list<LinearOut> outs,
   if (outs.size() == 0 || outs.size() > kMax) throw Error(cat("linear_group: ", outs.size(), " products"), Errc::Internal);
   const Tensor* ws[kMax] = {};
   size_t i = 0;
-  for (const LinearOut& o : outs) ws[i++] = o.w;
+  for (const LinearOut& o : outs) ws[i++] = o.w, observe(ctx, *o.w, x, M, layer);
   const QuantizedInput xq = quantize_input(ctx, ws, outs.size(), x, M, layer);  // once for all
   Product ps[kMax];
   size_t first_block[kMax + 1] = {0};
@@ -276,6 +283,8 @@ void linear_group(const ExecContext& ctx, std::initializer_list<LinearOut> outs,
 
 void linear_gated(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
                   int M, int layer, void (*glu)(float* gate, const float* up, size_t n)) {
+  observe(ctx, w_gate, x, M, layer);
+  observe(ctx, w_up, x, M, layer);
   const QuantizedInput xq = quantize_input(ctx, {&w_gate, &w_up}, x, M, layer);  // once for both
   const Product g = prepare(ctx.k, w_gate, gate, &xq), u = prepare(ctx.k, w_up, up, &xq);
   if (g.rows != u.rows || g.n != u.n)
