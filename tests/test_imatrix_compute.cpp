@@ -229,6 +229,9 @@ TEST(ComputeImatrix, RefusesWhatLlamaImatrixWouldNotDo) {
   struct stat st;
   ASSERT_EQ(::stat(dir.c_str(), &st), 0);
   EXPECT_TRUE(S_ISDIR(st.st_mode));
+  // A folder that does not exist: said before the text is run.
+  e = error_of([&] { compute_imatrix(*model, story_text().substr(0, 10), dir + "/no/such.gguf", o); });
+  EXPECT_NE(e.find("cannot create"), std::string::npos) << e;
   ::rmdir(dir.c_str());
   ::unlink(text_copy.c_str());
 }

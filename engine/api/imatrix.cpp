@@ -132,6 +132,7 @@ ImatrixResult compute_imatrix(const Model& model, const std::string& text, const
     throw Error(cat("imatrix: chunks and batches need at least ", kMinRows, " tokens (-c ", o.n_ctx, ", -b ", o.n_batch,
                     "): as llama-imatrix, smaller products are not collected"),
                 Errc::InvalidArgument);
+  { const OutputFile can_write(output, 0); }  // a directory, a device, no such folder: said now, not after the run
   Collector collector(o.process_output);
   PerplexityOptions po;
   po.n_ctx = o.n_ctx;
