@@ -249,7 +249,10 @@ void linear_group(const ExecContext& ctx, std::initializer_list<LinearOut> outs,
   if (outs.size() == 0 || outs.size() > kMax) throw Error(cat("linear_group: ", outs.size(), " products"), Errc::Internal);
   const Tensor* ws[kMax] = {};
   size_t i = 0;
-  for (const LinearOut& o : outs) ws[i++] = o.w, observe(ctx, *o.w, x, M, layer);
+  for (const LinearOut& o : outs) {
+    ws[i++] = o.w;
+    observe(ctx, *o.w, x, M, layer);
+  }
   const QuantizedInput xq = quantize_input(ctx, ws, outs.size(), x, M, layer);  // once for all
   Product ps[kMax];
   size_t first_block[kMax + 1] = {0};
