@@ -53,17 +53,7 @@ std::string legacy_imatrix(const std::vector<LegacyEntry>& entries, int32_t chun
 
 std::string temp_name(const std::string& what) { return "/tmp/qkv-imatrix-" + std::to_string(::getpid()) + "-" + what; }
 
-// The message of the qkv::Error fn throws ("" and a test failure if none).
-template <class Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+using test::error_of;
 
 TEST(Imatrix, ReadsTheLegacyFormat) {
   const test::TempFile f(legacy_imatrix({{"blk.0.attn_q.weight", 4, {4, 8, 0, 2}}, {"blk.0.ffn_down.weight", 0, {3, 5}}},

@@ -28,15 +28,7 @@ std::string temp_name(const std::string& what) {
   return "/tmp/qkv-imatrix-compute-" + std::to_string(::getpid()) + "-" + what;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+using test::error_of;
 
 const std::string& story_text() {
   static const std::string text = test::read_file(test::reference_path("perplexity-text.txt"));

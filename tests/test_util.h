@@ -2,6 +2,7 @@
 // written by llama2.c and llama.cpp (../shared/reference/README.md).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "engine/api/qkv.hpp"
+#include "engine/error.h"
 
 // QKV_UNDER_ASAN: built with AddressSanitizer (whose shadow memory an
 // address-space cap would break).
@@ -214,6 +216,18 @@ inline size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b
   size_t n = 0;
   while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
   return n;
+}
+
+// The message of the qkv::Error fn throws ("" and a test failure if none).
+template <class Fn>
+std::string error_of(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no error";
+  return "";
 }
 
 }  // namespace qkv::test
