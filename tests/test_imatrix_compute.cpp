@@ -123,6 +123,7 @@ TEST(ComputeImatrix, ReportsThePerplexityAndTakesTheOutputWhenAsked) {
   const auto model = Model::load(test::model_path("stories260K.gguf"));
   ImatrixOptions o = small_options();
   o.process_output = true;
+  o.dataset.clear();  // no name: an empty imatrix.datasets, which reads back
   const std::string out = temp_name("output.gguf");
   const ImatrixResult r = compute_imatrix(*model, story_text(), out, o);
   PerplexityOptions po;
@@ -135,6 +136,8 @@ TEST(ComputeImatrix, ReportsThePerplexityAndTakesTheOutputWhenAsked) {
   ASSERT_NE(im.find_tensor("output.weight.in_sum2"), nullptr);
   EXPECT_EQ(im.find_tensor("output.weight.in_sum2")->ne[0], model->info().dim);
   EXPECT_EQ(im.find_tensor("token_embd.weight.in_sum2"), nullptr);
+  EXPECT_TRUE(im.get_string_array("imatrix.datasets").empty());
+  EXPECT_EQ(load_imatrix(out).entries.size(), size_t(r.n_entries));
   ::unlink(out.c_str());
 }
 
