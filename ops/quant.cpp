@@ -147,7 +147,7 @@ void q8_0_sums(const BlockQ8_0* x, Q8Sum* out, size_t nb) {
   for (size_t b = 0; b < nb; ++b) {
     int s = 0;
     for (int j = 0; j < kQK8_0; ++j) s += x[b].qs[j];
-    out[b] = Q8Sum{f16_to_f32(x[b].d), s};
+    out[b] = Q8Sum{f16_to_f32(x[b].d), {s}};
   }
 }
 

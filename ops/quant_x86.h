@@ -115,7 +115,7 @@ void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n) {
     float amax;
     const int sum = quantize_block32(x, y[b].qs, &amax);
     y[b].d = uint16_t(_cvtss_sh(amax / 127.0f, 0));
-    sums[b] = Q8Sum{_cvtsh_ss(y[b].d), sum};
+    sums[b] = Q8Sum{_cvtsh_ss(y[b].d), {sum}};
   }
 }
 

@@ -109,8 +109,9 @@ TEST(ComputeImatrix, FirstLayerSumsAreTheNormedEmbeddings) {
   // Every entry saw every token once; nothing outside the layers by default.
   for (const GgufTensorInfo& t : im.tensors()) {
     EXPECT_EQ(t.name.compare(0, 4, "blk."), 0) << t.name;
-    if (t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".counts") == 0)
+    if (t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".counts") == 0) {
       EXPECT_EQ(f32_values(im, t.name), std::vector<float>{float(r.n_chunks * o.n_ctx)}) << t.name;
+    }
   }
   // In name order, as llama-imatrix writes them.
   for (size_t i = 3; i < im.tensors().size(); i += 3) EXPECT_LT(im.tensors()[i - 3].name, im.tensors()[i].name);
@@ -250,7 +251,9 @@ TEST(MatmulInputCallback, SeesEveryMatrixOncePerPassAndChangesNothing) {
       EXPECT_EQ(in.cols, model->info().hidden_dim);
       rows_seen = in.rows;
     }
-    if (name == "output.weight") EXPECT_EQ(in.layer, -1);
+    if (name == "output.weight") {
+      EXPECT_EQ(in.layer, -1);
+    }
     ASSERT_NE(in.x, nullptr);
     for (int j = 0; j < in.rows * in.cols; ++j) ASSERT_TRUE(std::isfinite(in.x[j])) << name;
   });
