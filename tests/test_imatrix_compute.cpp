@@ -208,6 +208,8 @@ TEST(ComputeImatrix, RefusesWhatLlamaImatrixWouldNotDo) {
   EXPECT_NE(::access(out.c_str(), F_OK), 0) << "a refused run left a file";
 
   o = small_options();
+  e = error_of([&] { compute_imatrix(*model, story_text(), "", o); });
+  EXPECT_NE(e.find("no output file"), std::string::npos) << e;
   e = error_of([&] { compute_imatrix(*model, story_text(), path, o); });
   EXPECT_NE(e.find("must not overwrite the model"), std::string::npos) << e;
   const std::string text_copy = temp_name("text.txt");
