@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "engine/error.h"
 #include "engine/format/gguf.h"
 #include "engine/format/imatrix.h"
+#include "gguf_writer.h"
 #include "test_util.h"
 
 namespace qkv {
@@ -232,6 +234,38 @@ TEST(ComputeImatrix, RefusesWhatLlamaImatrixWouldNotDo) {
   EXPECT_NE(e.find("cannot create"), std::string::npos) << e;
   ::rmdir(dir.c_str());
   ::unlink(text_copy.c_str());
+}
+
+// A model whose first layer's inputs are not finite (attn_norm's weights
+// set to the largest float, so that normed values past 1 overflow; the
+// loader refuses an infinite weight itself): the run stops at the first matrix that takes them,
+// naming it, and leaves no file behind (an importance matrix of inf or NaN
+// would quantize every row of that matrix to nonsense).
+TEST(ComputeImatrix, NonFiniteInputsStopTheRunWithoutAFile) {
+  const GgufFile src(test::model_path("stories260K.gguf"));
+  test::GgufWriter w(3);
+  w.copy_metadata(src);
+  std::vector<float> inf_norm;
+  for (const GgufTensorInfo& ti : src.tensors()) {
+    const Tensor t = src.tensor(ti);
+    const void* data = t.data;
+    if (ti.name == "blk.0.attn_norm.weight") {
+      ASSERT_EQ(ti.ggml_type, 0u);
+      inf_norm.assign(size_t(t.n_elements()), FLT_MAX);
+      data = inf_norm.data();
+    }
+    w.tensor(ti.name, ti.ggml_type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), data, t.n_bytes());
+  }
+  ASSERT_FALSE(inf_norm.empty());
+  const std::string model_file = temp_name("inf-norm.gguf"), out = temp_name("inf-norm-imatrix.gguf");
+  { std::ofstream(model_file, std::ios::binary) << w.bytes(); }
+  const auto model = Model::load(model_file);
+  const std::string e = error_of([&] { compute_imatrix(*model, story_text(), out, small_options()); });
+  EXPECT_NE(e.find("inputs of blk.0.attn_"), std::string::npos) << e;
+  EXPECT_NE(e.find("not finite"), std::string::npos) << e;
+  EXPECT_NE(::access(out.c_str(), F_OK), 0) << "a failed run left a file";
+  EXPECT_NE(::access((out + ".part").c_str(), F_OK), 0) << "a failed run left its partial file";
+  ::unlink(model_file.c_str());
 }
 
 // The callback under it: every matrix once per pass, with its name, layer

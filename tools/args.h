@@ -8,6 +8,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -224,5 +225,26 @@ inline std::string process_escapes(const std::string& s) {
   }
   return o;
 }
+
+// llama-perplexity's and llama-imatrix's progress line: after the first
+// chunk's pass, its seconds and the minutes all the chunks will take.
+class ChunkEta {
+ public:
+  explicit ChunkEta(const char* tool) : tool_(tool) {}
+  void start(int n_chunks) {
+    total_ = n_chunks;
+    t0_ = std::chrono::steady_clock::now();
+  }
+  void chunk_done(int i) const {
+    if (i != 0) return;
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    std::fprintf(stderr, "%s: %.2f seconds per pass - ETA %.2f minutes\n", tool_, s, s * total_ / 60.0);
+  }
+
+ private:
+  const char* tool_;
+  int total_ = 0;
+  std::chrono::steady_clock::time_point t0_;
+};
 
 }  // namespace qkv::cli

@@ -1,7 +1,6 @@
 // qkv imatrix: llama-imatrix's importance matrix of a model on a text
 // (qkv::compute_imatrix, qkv.hpp), for qkv quantize --imatrix.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -74,19 +73,14 @@ int cmd_imatrix(int argc, char** argv) {
   try {
     const auto model = Model::load(model_path, LoadOptions{tokenizer});
     o.dataset = file;
-    std::chrono::steady_clock::time_point t0;
-    int total = 0;
+    ChunkEta eta("imatrix");
     o.on_start = [&](int n_chunks, int n_tokens) {
-      total = n_chunks;
       std::fprintf(stderr, "imatrix: %s: %d tokens; computing over %d chunks, n_ctx=%d, batch_size=%d\n", model_path.c_str(),
                    n_tokens, n_chunks, o.n_ctx, std::min(o.n_batch, o.n_ctx));
-      t0 = std::chrono::steady_clock::now();
+      eta.start(n_chunks);
     };
     o.on_chunk = [&](int i, double est) {
-      if (i == 0) {
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::fprintf(stderr, "imatrix: %.2f seconds per pass - ETA %.2f minutes\n", s, s * total / 60.0);
-      }
+      eta.chunk_done(i);
       if (show_ppl) std::printf("[%d]%.4f,", i + 1, est), std::fflush(stdout);
     };
     const ImatrixResult r = compute_imatrix(*model, text, out, o);

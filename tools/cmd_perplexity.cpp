@@ -1,7 +1,6 @@
 // qkv perplexity: llama.cpp's perplexity method (qkv::perplexity, qkv.hpp),
 // printing the running estimate after each chunk and the final PPL +/- error.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -112,22 +111,17 @@ int cmd_perplexity(int argc, char** argv) {
     o.kl = kl_compare ? PerplexityOptions::Kl::Compare
                       : o.kl_base.empty() ? PerplexityOptions::Kl::None : PerplexityOptions::Kl::SaveBase;
     // As llama-perplexity: the chunk count up front, an ETA after the first pass.
-    std::chrono::steady_clock::time_point t0;
-    int total = 0;
+    ChunkEta eta("perplexity");
     o.on_start = [&](int n_chunks, int n_tokens) {
-      total = n_chunks;
       if (kl_compare)  // the base file's chunks and n_ctx
         std::fprintf(stderr, "perplexity: %s: %d tokens; comparing over %d chunks\n", o.kl_base.c_str(), n_tokens, n_chunks);
       else
         std::fprintf(stderr, "perplexity: %s: %d tokens; calculating perplexity over %d chunks, n_ctx=%d, batch_size=%d\n",
                      model_path.c_str(), n_tokens, n_chunks, o.n_ctx, std::min(o.n_batch, o.n_ctx));
-      t0 = std::chrono::steady_clock::now();
+      eta.start(n_chunks);
     };
     o.on_chunk = [&](int i, double est) {
-      if (i == 0) {
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::fprintf(stderr, "perplexity: %.2f seconds per pass - ETA %.2f minutes\n", s, s * total / 60.0);
-      }
+      eta.chunk_done(i);
       std::printf("[%d]%.4f,", i + 1, est);
       std::fflush(stdout);
     };
