@@ -29,7 +29,7 @@ inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
 #define QKV_DOT_ACC(acc, a, b) _mm256_add_epi32(acc, QKV_DOT_S8(a, b))
 #define QKV_MADD_ACC(acc, a, b) _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 // Small levels (2 to 6 bits) against bytes: several maddubs summed in int16
-// lanes before one madd widens them (quant_x86_x8.h: x8_short_run and the K tiles).
+// lanes before one madd widens them (quant_x86_x8.h: x8_short_run; quant_x86_x8k.h: the K tiles).
 #define QKV_SHORT_SUMS 1
 // The probe's bound: vpmaddubsw alone (a kernel that sums pairs into int16 across blocks approaches it).
 #define QKV_PEAK_ACC(acc, a, b) _mm256_add_epi16(acc, _mm256_maddubs_epi16(a, b))

@@ -12,7 +12,7 @@
 // one qword broadcast (a load, no shuffle); one vpdpbusd then sums, per row,
 // values 0..3 in the qword's low int32 and 4..7 in its high one. A 16-value
 // sub-block (two pieces) takes its scale by a 16-bit multiply-add, as the
-// nibble layout's tile (quant_x86_x8.h, x8_scale_sum): the same integers, and
+// nibble layout's tile (quant_x86_x8k.h, x8_scale_sum): the same integers, and
 // the same float epilogue, so the same bits as the AVX2 and AVX-512 products
 // over the nibble layout.
 #define QKV_ISA_NS isa_avx512vbmi
@@ -134,7 +134,7 @@ inline void to_nibbles(const Constants& c, const BlockQ3_Kx8Bits* src, BlockQ3_K
 // A batch (prefill, compute-bound): its rows' levels are unpacked anyway, for
 // every tile of activation rows. So each pass's groups are unpacked once into
 // the nibble layout, in a scratch of this thread, and the nibble layout's
-// product runs over them for all M rows (quant_x86_x8.h's x8k_groups). The
+// product runs over them for all M rows (quant_x86_x8k.h's x8k_groups). The
 // 3-bit layout's own unpack (three shuffles, on the pipes vpdpbusd runs on)
 // in that product's tile ran it a third slower.
 void matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy, size_t g0,

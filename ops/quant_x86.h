@@ -67,6 +67,7 @@ inline void qacc_add(QAcc& a, const BlockQ4_0& w, const BlockQ8_0& x) {
 #include "ops/quant_x86_k23.h"
 #include "ops/quant_dot.h"
 #include "ops/quant_x86_x8.h"
+#include "ops/quant_x86_x8k.h"
 
 namespace qkv::ops::QKV_ISA_NS {
 

@@ -87,7 +87,7 @@ struct X8Zmm {
   static void store(float* y, F v) { _mm512_storeu_ps(y, v); }
 };
 
-// One token's products over a row group (quant_x86_x8.h's x8_matvec and
+// One token's products over a row group (quant_x86_x8.h's x8_matvec and quant_x86_x8k.h's
 // x8k_matvec): pieces P (low 256 bits) and P + 1 (high) of one block, read
 // in order (one stream from memory: two groups or two blocks side by side
 // read at half the rate on Zen 5). Scales and the like load the group's
