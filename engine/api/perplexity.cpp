@@ -134,7 +134,17 @@ PerplexityResult perplexity(const Model& model, const std::string& text, const P
   } else {
     if (n_ctx < 4) throw Error("perplexity: the context must hold at least 4 tokens", Errc::InvalidArgument);
     tokens = model.tokenize(text, true);
+    if (o.skip_chunks > 0) {
+      const size_t skip = size_t(o.skip_chunks) * size_t(n_ctx);
+      if (skip >= tokens.size())
+        throw Error(cat("perplexity: the text has ", tokens.size(), " tokens; skipping ", o.skip_chunks, " chunks of ", n_ctx,
+                        " leaves none"),
+                    Errc::InvalidArgument);
+      tokens.erase(tokens.begin(), tokens.begin() + long(skip));
+    }
   }
+  if (o.kl == Kl::Compare && o.skip_chunks > 0)
+    throw Error("perplexity: chunks cannot be skipped when comparing against a base file", Errc::InvalidArgument);
   PerplexityResult r;
   r.n_ctx = n_ctx;
   r.n_tokens = int(tokens.size());

@@ -648,6 +648,7 @@ struct PerplexityOptions {
   std::function<void(int n_chunks, int n_tokens)> on_start;
   // Given every weight product's input (Session::set_matmul_input_callback).
   MatmulInputCallback on_matmul_input;
+  int skip_chunks = 0;  // > 0: the text's first that many chunks of n_ctx tokens are dropped (not with Kl::Compare)
 };
 QKV_API PerplexityResult perplexity(const Model& model, const std::string& text, const PerplexityOptions& options);
 // The same with positional options (kept for existing callers).
@@ -664,9 +665,17 @@ struct ImatrixOptions {
   std::string dataset;         // the name imatrix.datasets records (the text file's path)
   std::function<void(int, double)> on_chunk;                // after each chunk: its index, the running PPL
   std::function<void(int n_chunks, int n_tokens)> on_start;  // before the first chunk
+  // llama-imatrix's --in-file: importance matrices (GGUF or .dat) whose sums,
+  // counts and datasets are added to this run's (a .dat's calls count as
+  // chunks of n_ctx tokens).
+  std::vector<std::string> in_files;
+  int skip_chunks = 0;       // --chunk: the text's first that many chunks are not run
+  int output_frequency = 10; // --output-frequency: `output` also written after every that many chunks
+  int save_frequency = 0;    // --save-frequency: > 0, a copy OUTPUT.at_N after every that many chunks
 };
 struct ImatrixResult {
   int n_chunks = 0, n_tokens = 0, n_entries = 0;
+  int n_ctx = 0;  // the chunk size counted (combine_imatrix: as taken from the files)
   double ppl = 0, error = 0;  // the perplexity of the chunks' second halves, as llama-imatrix prints it
 };
 // llama-imatrix: runs the model over `text` in chunks of n_ctx tokens (each
@@ -679,8 +688,16 @@ struct ImatrixResult {
 // .dat. As llama-imatrix, products of fewer than 16 tokens are not counted,
 // and the text must give at least two chunks. `output` is written whole or
 // not at all. The sums are accumulated in double (llama-imatrix: float).
+// Chunk counts (imatrix.chunk_count, the periodic saves' N) include the
+// in_files' chunks, as llama-imatrix counts them; periodic saves are made
+// at the end of a chunk, whole.
 QKV_API ImatrixResult compute_imatrix(const Model& model, const std::string& text, const std::string& output,
                                       const ImatrixOptions& options);
+// llama-imatrix without a text: the in_files (at least one) added together
+// into `output`, in options' format. options.n_ctx: the chunk size the chunk
+// count is in (and a .dat's calls); 0: the first file's imatrix.chunk_size
+// (512 where it records none).
+QKV_API ImatrixResult combine_imatrix(const std::string& output, const ImatrixOptions& options);
 
 }  // namespace qkv
 

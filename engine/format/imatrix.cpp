@@ -34,11 +34,15 @@ ImportanceMatrix load_gguf(const std::string& path) {
   const uint64_t chunks = f.get_uint("imatrix.chunk_count").value_or(0);
   if (chunks > uint64_t(INT32_MAX)) throw Error(cat(path, ": imatrix.chunk_count is ", chunks));
   m.chunks = int(chunks);
+  const uint64_t chunk_size = f.get_uint("imatrix.chunk_size").value_or(0);
+  m.chunk_size = chunk_size <= uint64_t(INT32_MAX) ? int(chunk_size) : 0;
   std::map<std::string, std::pair<const GgufTensorInfo*, const GgufTensorInfo*>> sums_counts;
+  std::map<std::string, const GgufTensorInfo*> in_sums;
   for (const GgufTensorInfo& ti : f.tensors()) {
     std::string name = ti.name;
     if (remove_suffix(name, ".in_sum2")) sums_counts[name].first = &ti;
     else if (remove_suffix(name, ".counts")) sums_counts[name].second = &ti;
+    else if (remove_suffix(name, ".in_sum")) in_sums[name] = &ti;
   }
   if (sums_counts.empty()) throw Error(cat(path, ": an importance matrix with no entries (no NAME.in_sum2 tensors)"));
   for (const auto& [name, sc] : sums_counts) {
@@ -54,6 +58,19 @@ ImportanceMatrix load_gguf(const std::string& path) {
       throw Error(cat(path, ": importance matrix entry ", name, ": ", n_mat, " matrices of sums but ", n_counts, " counts"));
     const float* s = static_cast<const float*>(f.tensor(*sums).data);
     const float* c = static_cast<const float*>(f.tensor(*counts).data);
+    ImportanceMatrix::Sums& raw = m.sums[name];
+    raw.sum2.assign(s, s + ne0 * n_mat);
+    raw.counts.assign(c, c + n_mat);
+    if (const auto in = in_sums.find(name); in != in_sums.end()) {
+      const GgufTensorInfo* t = in->second;
+      if (t->ggml_type != uint32_t(ops::Type::F32))
+        throw Error(cat(path, ": tensor ", t->name, " has type ", ops::type_name(t->ggml_type), " (expected F32)"));
+      if (t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3] != ne0 * n_mat)
+        throw Error(cat(path, ": importance matrix entry ", name, ": ", t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3],
+                        " sums of inputs (.in_sum) but ", ne0 * n_mat, " of squares (.in_sum2)"));
+      const float* a = static_cast<const float*>(f.tensor(*t).data);
+      raw.sum.assign(a, a + ne0 * n_mat);
+    }
     std::vector<float>& e = m.entries[name];
     e.resize(size_t(ne0 * n_mat));
     for (int64_t j = 0; j < n_mat; ++j) {
@@ -87,6 +104,9 @@ ImportanceMatrix load_legacy(const std::string& path) {
     e.resize(size_t(nval));
     __builtin_memcpy(e.data(), r.here(), size_t(nval) * 4);
     r.skip(size_t(nval) * 4, "entry values");
+    ImportanceMatrix::Sums& raw = m.sums[name];
+    raw.sum2 = e;
+    raw.calls = ncall;
     if (ncall > 0)
       for (float& v : e) v /= float(ncall);
     check_values(path, name, e);

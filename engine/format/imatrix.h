@@ -16,6 +16,19 @@ struct ImportanceMatrix {
   std::map<std::string, std::vector<float>> entries;
   std::vector<std::string> datasets;  // the calibration files it was computed on, where it says
   int chunks = 0;                     // how many chunks of text (0: not given)
+  int chunk_size = 0;                 // tokens per chunk (GGUF's imatrix.chunk_size; 0: not given)
+
+  // What the file holds before the division, for adding files together (qkv
+  // imatrix --in-file). GGUF: sum2 (ne0 per matrix), sum (likewise; empty
+  // where the file has no NAME.in_sum), counts (one per matrix), calls -1.
+  // Legacy .dat: sum2 is the stored means times the calls, sum and counts
+  // are empty, calls is the entry's call count (chunks of a size the file
+  // does not record).
+  struct Sums {
+    std::vector<float> sum2, sum, counts;
+    int calls = -1;
+  };
+  std::map<std::string, Sums> sums;
 
   const std::vector<float>* find(const std::string& tensor) const {
     const auto it = entries.find(tensor);
