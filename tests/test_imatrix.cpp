@@ -78,6 +78,11 @@ TEST(Imatrix, ReadsTheLegacyFormat) {
   EXPECT_EQ(*o.find("output.weight"), (std::vector<float>{1, 1}));
   EXPECT_EQ(o.chunks, 0);
   EXPECT_TRUE(o.datasets.empty());
+  // The values as stored (means times calls), with the calls, for qkv imatrix --in-file.
+  ASSERT_EQ(m.sums.count("blk.0.attn_q.weight"), 1u);
+  EXPECT_EQ(m.sums.at("blk.0.attn_q.weight").sum2, (std::vector<float>{4, 8, 0, 2}));
+  EXPECT_EQ(m.sums.at("blk.0.attn_q.weight").calls, 4);
+  EXPECT_TRUE(m.sums.at("blk.0.attn_q.weight").counts.empty());
 }
 
 // llama-imatrix's GGUF: NAME.in_sum2 (ne0, n_mat) and NAME.counts (1, n_mat).
@@ -196,6 +201,17 @@ TEST(Imatrix, RefusesMalformedGgufEntriesAndTrailers) {
             std::string::npos);
   EXPECT_NE(error({sums, {"a.weight.counts", {1, 2}, {1, -1}}}).find("a.weight: count 1 is -1"), std::string::npos);
   EXPECT_NE(error({{"a.weight.other", {2}, {1, 2}}}).find("no entries"), std::string::npos);
+  EXPECT_NE(error({sums, counts, {"a.weight.in_sum", {3}, {1, 2, 3}}}).find("a.weight: 3 sums of inputs (.in_sum) but 4"),
+            std::string::npos);
+  // The sums as stored, for adding files together (qkv imatrix --in-file).
+  write_gguf_tensors(path, {sums, counts, {"a.weight.in_sum", {2, 2}, {-1, 0, 1, 2}}});
+  const ImportanceMatrix raw = load_imatrix(path);
+  ASSERT_EQ(raw.sums.count("a.weight"), 1u);
+  EXPECT_EQ(raw.sums.at("a.weight").sum2, sums.values);
+  EXPECT_EQ(raw.sums.at("a.weight").counts, counts.values);
+  EXPECT_EQ(raw.sums.at("a.weight").sum, (std::vector<float>{-1, 0, 1, 2}));
+  EXPECT_EQ(raw.sums.at("a.weight").calls, -1);
+  EXPECT_EQ(raw.chunk_size, 512);
   EXPECT_NE(error({sums, counts}, uint64_t(1) << 40).find("imatrix.chunk_count is 1099511627776"), std::string::npos);
   ::unlink(path.c_str());
 

@@ -8,11 +8,13 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "engine/api/qkv.hpp"
 #include "engine/format/gguf.h"
+#include "engine/format/gguf_writer.h"
 #include "engine/format/imatrix.h"
 #include "test_util.h"
 
@@ -144,6 +146,37 @@ TEST(ImatrixMerge, RefusesWhatCannotBeAdded) {
   o.in_files = {other};
   std::string e = error_of([&] { compute_imatrix(*model, story_text(), out, o); });
   EXPECT_NE(e.find("values from --in-file"), std::string::npos) << e;
+  // A matrix of experts (two counts), and a .dat entry with negative calls.
+  const std::string experts = temp_name("experts.gguf"), negative = temp_name("negative.dat");
+  {
+    GgufWriter w;
+    w.add_string_array("imatrix.datasets", {});
+    w.add_u32("imatrix.chunk_count", 1);
+    w.add_u32("imatrix.chunk_size", 64);
+    const std::vector<float> sums(2 * 64, 1.0f), counts = {64, 64};
+    w.add_tensor("blk.0.attn_q.weight.in_sum2", 0, {64, 2}, 4 * sums.size());
+    w.add_tensor("blk.0.attn_q.weight.counts", 0, {1, 2}, 8);
+    w.write(experts, [&](size_t i, std::vector<uint8_t>& bytes) {
+      const std::vector<float>& v = i == 0 ? sums : counts;
+      bytes.resize(4 * v.size());
+      std::memcpy(bytes.data(), v.data(), bytes.size());
+    });
+    std::string dat;
+    const auto put_i32 = [&](int32_t v) { dat.append(reinterpret_cast<const char*>(&v), 4); };
+    const std::string name = "blk.0.attn_q.weight";
+    put_i32(1), put_i32(int32_t(name.size())), dat += name, put_i32(-1), put_i32(1);
+    const float one = 1;
+    dat.append(reinterpret_cast<const char*>(&one), 4);
+    std::ofstream(negative, std::ios::binary) << dat;
+  }
+  o.in_files = {experts};
+  e = error_of([&] { compute_imatrix(*model, story_text(), out, o); });
+  EXPECT_NE(e.find("blk.0.attn_q.weight holds 2 matrices (experts)"), std::string::npos) << e;
+  o.in_files = {negative};
+  e = error_of([&] { compute_imatrix(*model, story_text(), out, o); });
+  EXPECT_NE(e.find("blk.0.attn_q.weight: -1 calls"), std::string::npos) << e;
+  ::unlink(experts.c_str());
+  ::unlink(negative.c_str());
   o.in_files = {"/nonexistent/imatrix.gguf"};
   e = error_of([&] { compute_imatrix(*model, story_text(), out, o); });
   EXPECT_NE(e.find("/nonexistent/imatrix.gguf"), std::string::npos) << e;
