@@ -268,6 +268,25 @@ TEST(ComputeImatrix, NonFiniteInputsStopTheRunWithoutAFile) {
   ::unlink(model_file.c_str());
 }
 
+// --parse-special: control tokens' text in the calibration text read as
+// those tokens (one "</s>" each), else as text (several pieces).
+TEST(ComputeImatrix, ParseSpecialReadsControlTokens) {
+  const auto model = Model::load(test::model_path("stories260K.gguf"));
+  std::string text;
+  for (size_t at = 0, next; (next = story_text().find(". ", at)) != std::string::npos; at = next + 2)
+    text += story_text().substr(at, next + 2 - at) + "</s>";
+  const size_t plain = model->tokenize(text, true, false).size(), special = model->tokenize(text, true, true).size();
+  ASSERT_LT(special, plain) << "the text's </s> did not become single tokens";
+  const std::string out = temp_name("special.gguf");
+  ImatrixOptions o = small_options();
+  const ImatrixResult r_plain = compute_imatrix(*model, text, out, o);
+  o.parse_special = true;
+  const ImatrixResult r_special = compute_imatrix(*model, text, out, o);
+  EXPECT_EQ(size_t(r_plain.n_tokens), plain);
+  EXPECT_EQ(size_t(r_special.n_tokens), special);
+  ::unlink(out.c_str());
+}
+
 // The callback under it: every matrix once per pass, with its name, layer
 // and input shape; and observing changes no logit.
 TEST(MatmulInputCallback, SeesEveryMatrixOncePerPassAndChangesNothing) {

@@ -22,7 +22,8 @@ int cmd_imatrix(int argc, char** argv) {
       if (f == "-h" || f == "--help") {
         std::fputs("usage: qkv imatrix -m MODEL [-z TOKENIZER] -f TEXT [-o imatrix.gguf] [-c 512] [-b 512] [-t T]\n"
                    "                   [--chunks N] [--chunk N] [--in-file FILE ...] [--output-frequency 10]\n"
-                   "                   [--save-frequency 0] [--process-output] [--output-format gguf|dat] [--no-ppl]\n"
+                   "                   [--save-frequency 0] [--process-output] [--parse-special] [--output-format gguf|dat]\n"
+                   "                   [--no-ppl]\n"
                    "       qkv imatrix --in-file FILE [--in-file FILE ...] [-o imatrix.gguf] [-c 512] [--output-format F]\n"
                    "\n"
                    "llama-imatrix's importance matrix: the model runs TEXT in chunks of -c tokens (at least two), each\n"
@@ -37,6 +38,7 @@ int cmd_imatrix(int argc, char** argv) {
                    "  --output-frequency N     also write the output after every N chunks (default 10)\n"
                    "  --save-frequency N       also write a copy OUTPUT.at_CHUNKS after every N chunks (default 0: none)\n"
                    "  --process-output         also output.weight (not collected by default, as llama-imatrix)\n"
+                   "  --parse-special          read control tokens' text in TEXT (\"<s>\") as those tokens\n"
                    "  --output-format gguf|dat GGUF (NAME.in_sum2, NAME.counts, NAME.in_sum; the default) or the\n"
                    "                           legacy .dat\n"
                    "  --no-ppl                 do not print the perplexity of the chunks' second halves\n"
@@ -57,6 +59,7 @@ int cmd_imatrix(int argc, char** argv) {
       else if (f == "--output-frequency" || f == "-ofreq") o.output_frequency = int(parse_int(f, a.value(), 1, 1 << 30));
       else if (f == "--save-frequency") o.save_frequency = int(parse_int(f, a.value(), 0, 1 << 30));
       else if (f == "--process-output") o.process_output = true;
+      else if (f == "--parse-special") o.parse_special = true;
       else if (f == "--no-ppl") show_ppl = false;
       else if (f == "--output-format") {
         const std::string v = a.value();

@@ -213,6 +213,7 @@ ImatrixResult compute_imatrix(const Model& model, const std::string& text, const
   po.max_chunks = o.max_chunks;
   po.kv_f16 = o.kv_f16;
   po.skip_chunks = o.skip_chunks;
+  po.parse_special = o.parse_special;
   int n_chunks = 0;
   po.on_start = [&](int chunks, int n_tokens) {
     if (o.skip_chunks > 0 && n_tokens <= 2 * o.n_ctx)

@@ -133,7 +133,7 @@ PerplexityResult perplexity(const Model& model, const std::string& text, const P
     tokens = base->tokens;
   } else {
     if (n_ctx < 4) throw Error("perplexity: the context must hold at least 4 tokens", Errc::InvalidArgument);
-    tokens = model.tokenize(text, true);
+    tokens = model.tokenize(text, true, o.parse_special);
     if (o.skip_chunks > 0) {
       const size_t skip = size_t(o.skip_chunks) * size_t(n_ctx);
       if (skip >= tokens.size())

@@ -649,6 +649,7 @@ struct PerplexityOptions {
   // Given every weight product's input (Session::set_matmul_input_callback).
   MatmulInputCallback on_matmul_input;
   int skip_chunks = 0;  // > 0: the text's first that many chunks of n_ctx tokens are dropped (not with Kl::Compare)
+  bool parse_special = false;  // control tokens' text ("<s>") read as those tokens (llama-imatrix's --parse-special)
 };
 QKV_API PerplexityResult perplexity(const Model& model, const std::string& text, const PerplexityOptions& options);
 // The same with positional options (kept for existing callers).
@@ -672,6 +673,7 @@ struct ImatrixOptions {
   int skip_chunks = 0;       // --chunk: the text's first that many chunks are not run
   int output_frequency = 10; // --output-frequency: `output` also written after every that many chunks
   int save_frequency = 0;    // --save-frequency: > 0, a copy OUTPUT.at_N after every that many chunks
+  bool parse_special = false;  // --parse-special: control tokens' text in the text read as those tokens
 };
 struct ImatrixResult {
   int n_chunks = 0, n_tokens = 0, n_entries = 0;
