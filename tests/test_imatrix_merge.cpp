@@ -177,6 +177,32 @@ TEST(ImatrixMerge, RefusesWhatCannotBeAdded) {
   EXPECT_NE(e.find("blk.0.attn_q.weight: -1 calls"), std::string::npos) << e;
   ::unlink(experts.c_str());
   ::unlink(negative.c_str());
+  // A matrix that met no input (count 0) combined into a .dat: no NaN, as llama-imatrix.
+  {
+    const std::string zero = temp_name("zero-count.gguf");
+    GgufWriter w;
+    w.add_string_array("imatrix.datasets", {"d"});
+    w.add_u32("imatrix.chunk_count", 0);
+    w.add_u32("imatrix.chunk_size", 64);
+    const std::vector<float> sums(64, 0.0f), count = {0};
+    w.add_tensor("blk.0.attn_q.weight.in_sum2", 0, {64}, 4 * sums.size());
+    w.add_tensor("blk.0.attn_q.weight.counts", 0, {1}, 4);
+    w.write(zero, [&](size_t i, std::vector<uint8_t>& bytes) {
+      const std::vector<float>& v = i == 0 ? sums : count;
+      bytes.resize(4 * v.size());
+      std::memcpy(bytes.data(), v.data(), bytes.size());
+    });
+    ImatrixOptions c = options(0, 0);
+    c.in_files = {zero};
+    c.legacy_format = true;
+    combine_imatrix(out, c);
+    const ImportanceMatrix back = load_imatrix(out);
+    ASSERT_EQ(back.sums.count("blk.0.attn_q.weight"), 1u);
+    EXPECT_EQ(back.sums.at("blk.0.attn_q.weight").calls, 0);
+    EXPECT_EQ(back.sums.at("blk.0.attn_q.weight").sum2, std::vector<float>(64, 0.0f));
+    ::unlink(out.c_str());
+    ::unlink(zero.c_str());
+  }
   o.in_files = {"/nonexistent/imatrix.gguf"};
   e = error_of([&] { compute_imatrix(*model, story_text(), out, o); });
   EXPECT_NE(e.find("/nonexistent/imatrix.gguf"), std::string::npos) << e;

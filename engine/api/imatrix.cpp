@@ -153,7 +153,9 @@ void write_dat(const std::string& path, const Collector& c, int32_t chunks, int3
     put_i32(calls);
     put_i32(int64_t(e.sum2.size()));
     std::vector<float> v(e.sum2.size());
-    for (size_t j = 0; j < v.size(); ++j) v[j] = float(e.sum2[j]) / float(e.count) * float(calls);
+    // A matrix that met no input (from an --in-file): as llama-imatrix, its
+    // mean taken as 1, times no calls.
+    for (size_t j = 0; j < v.size(); ++j) v[j] = e.count > 0 ? float(e.sum2[j]) / float(e.count) * float(calls) : 0.0f;
     put(v.data(), 4 * v.size());
   }
   put_i32(chunks);
