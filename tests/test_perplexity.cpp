@@ -38,6 +38,32 @@ TEST(Perplexity, MatchesLlamaCppChunkByChunk) {
   }
 }
 
+// skip_chunks (imatrix's --chunk under it): the chunks after the skipped
+// ones, scored as the full run scores them (each chunk from an empty cache,
+// so chunk k's log-likelihood is the same wherever the run starts); and the
+// skips that cannot be.
+TEST(Perplexity, SkippedChunksLeaveTheRestAsTheyWere) {
+  const auto model = Model::load(test::model_path("stories260K.gguf"));
+  const std::string text = test::read_file(test::reference_path("perplexity-text.txt"));
+  PerplexityOptions o;
+  o.n_ctx = 64, o.n_batch = 64, o.n_threads = 2, o.max_chunks = 3;
+  const PerplexityResult full = perplexity(*model, text, o);
+  ASSERT_EQ(full.running.size(), 3u);
+  o.skip_chunks = 1, o.max_chunks = 2;
+  const PerplexityResult rest = perplexity(*model, text, o);
+  ASSERT_EQ(rest.running.size(), 2u);
+  // Every chunk scores the same number of tokens: chunks 2 and 3's mean NLL
+  // from the full run's running estimates after chunks 1 and 3.
+  const double want = std::exp((3 * std::log(full.running[2]) - std::log(full.running[0])) / 2);
+  EXPECT_NEAR(rest.ppl, want, 1e-9 * want);
+  EXPECT_EQ(rest.n_tokens, full.n_tokens - 64);
+  o.skip_chunks = 1000;
+  EXPECT_NE(test::error_of([&] { perplexity(*model, text, o); }).find("leaves none"), std::string::npos);
+  o.skip_chunks = 1, o.kl = PerplexityOptions::Kl::Compare, o.kl_base = "/nonexistent.kld";
+  EXPECT_NE(test::error_of([&] { perplexity(*model, text, o); }).find("cannot be skipped when comparing"),
+            std::string::npos);
+}
+
 TEST(Quantize, Q8_0OfTheF32FileEqualsLlamaQuantizeByteForByte) {
   const std::string out = "/tmp/qkv-quantize-" + std::to_string(::getpid()) + ".gguf";
   const std::string cmd = std::string("'") + QKV_CLI_PATH + "' quantize -m '" + test::model_path("tinyllama-v0-f32.gguf") +

@@ -124,6 +124,9 @@ PerplexityResult perplexity(const Model& model, const std::string& text, const P
   using Kl = PerplexityOptions::Kl;
   if (o.kl != Kl::None && o.kl_base.empty())
     throw Error("perplexity: KL divergence needs a base file", Errc::InvalidArgument);
+  if (o.kl == Kl::Compare && o.skip_chunks > 0)
+    throw Error("perplexity: chunks cannot be skipped when comparing against a base file (it holds its own)",
+                Errc::InvalidArgument);
   std::unique_ptr<KlBase> base;
   std::vector<int> tokens;
   int n_ctx = o.n_ctx;
@@ -143,8 +146,7 @@ PerplexityResult perplexity(const Model& model, const std::string& text, const P
       tokens.erase(tokens.begin(), tokens.begin() + long(skip));
     }
   }
-  if (o.kl == Kl::Compare && o.skip_chunks > 0)
-    throw Error("perplexity: chunks cannot be skipped when comparing against a base file", Errc::InvalidArgument);
+
   PerplexityResult r;
   r.n_ctx = n_ctx;
   r.n_tokens = int(tokens.size());
