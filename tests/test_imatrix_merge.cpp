@@ -203,6 +203,15 @@ TEST(ImatrixMerge, RefusesWhatCannotBeAdded) {
     ::unlink(out.c_str());
     ::unlink(zero.c_str());
   }
+  // Two files of different models (tinyllama-v0: ffn 256 wide, stories260K: 172): the second's entries
+  // do not fit the first's.
+  ImatrixOptions both = options(0, 0);
+  both.in_files = {other, out + ".mine"};
+  compute_imatrix(*model, story_text(), out + ".mine", options(0, 2));
+  e = error_of([&] { combine_imatrix(out, both); });
+  EXPECT_NE(e.find(out + ".mine: importance matrix entry blk.0.ffn_down.weight has 172 values, an earlier one 256"),
+            std::string::npos) << e;
+  ::unlink((out + ".mine").c_str());
   o.in_files = {"/nonexistent/imatrix.gguf"};
   e = error_of([&] { compute_imatrix(*model, story_text(), out, o); });
   EXPECT_NE(e.find("/nonexistent/imatrix.gguf"), std::string::npos) << e;

@@ -60,7 +60,7 @@ class Collector {
   // of chunk_size tokens.
   void merge(const std::string& path, const ImportanceMatrix& m, int chunk_size) {
     for (const auto& [name, raw] : m.sums) {
-      const bool legacy = raw.calls >= 0 || raw.counts.empty();
+      const bool legacy = raw.counts.empty();  // a .dat entry: calls instead of counts
       if (!legacy && raw.counts.size() != 1)
         throw Error(cat(path, ": importance matrix entry ", name, " holds ", raw.counts.size(),
                         " matrices (experts); qkv collects one per weight"));
