@@ -19,6 +19,8 @@ inline void store_f16(uint16_t* p, vf x) {
 
 inline vf round_to_f16(vf x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT)); }
 
+inline vf vexp(vf x) { return xsimd::exp(x); }
+
 inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
 
 }  // namespace qkv::ops::isa_avx2

@@ -29,6 +29,8 @@ inline vf round_to_f16(vf x) {
   return vf::load_aligned(tmp);
 }
 
+inline vf vexp(vf x) { return xsimd::exp(x); }
+
 inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
 
 // SSE2 has no byte multiply-add: the scalar integer products (the compiler

@@ -39,11 +39,9 @@ constexpr size_t score_cols() {
 
 inline float round_f16(float x) { return f16_to_f32(f32_to_f16(x)); }
 
-// s (RM rows, row stride lds) = q (RM, hd) . the panel's keys, key vectors
-// [c, c + CN).
+// acc = q (RM, hd) . the panel's key vectors [c, c + CN).
 template <int RM, size_t CN, class T>
-inline void tile_score_cols(const float* q, size_t hd, const T* panel, float* s, size_t lds, size_t c) {
-  vf acc[RM][CN];
+inline void score_acc(const float* q, size_t hd, const T* panel, size_t c, vf (&acc)[RM][CN]) {
   for (int r = 0; r < RM; ++r)
     for (size_t j = 0; j < CN; ++j) acc[r][j] = vf(0.0f);
   for (size_t i = 0; i < hd; ++i) {
@@ -55,8 +53,40 @@ inline void tile_score_cols(const float* q, size_t hd, const T* panel, float* s,
       for (size_t j = 0; j < CN; ++j) acc[r][j] = fmadd(qb, kv[j], acc[r][j]);
     }
   }
+}
+
+// s (RM rows, row stride lds) = q (RM, hd) . the panel's keys, key vectors
+// [c, c + CN).
+template <int RM, size_t CN, class T>
+inline void tile_score_cols(const float* q, size_t hd, const T* panel, float* s, size_t lds, size_t c) {
+  vf acc[RM][CN];
+  score_acc<RM, CN>(q, hd, panel, c, acc);
   for (int r = 0; r < RM; ++r)
     for (size_t j = 0; j < CN; ++j) acc[r][j].store_unaligned(s + size_t(r) * lds + (c + j) * W);
+}
+
+// Rows that see every key of the tile, without a soft cap: s = (q . keys) *
+// scale over the whole tile and each row's maximum into mx[r], as
+// tile_scores and then scale_and_mask give them, without a second pass over s.
+template <int RM, class T>
+inline void tile_scores_scaled(const float* q, size_t hd, const T* panel, float* s, size_t lds, float scale, float* mx) {
+  constexpr size_t CN = score_cols<RM>();
+  static_assert(kTileVecs % CN == 0, "the tile in whole steps");
+  const vf vs(scale);
+  for (int r = 0; r < RM; ++r) mx[r] = -INFINITY;
+  for (size_t c = 0; c < kTileVecs; c += CN) {
+    vf acc[RM][CN];
+    score_acc<RM, CN>(q, hd, panel, c, acc);
+    for (int r = 0; r < RM; ++r) {
+      vf m(-INFINITY);
+      for (size_t j = 0; j < CN; ++j) {
+        const vf x = acc[r][j] * vs;
+        x.store_unaligned(s + size_t(r) * lds + (c + j) * W);
+        m = xsimd::max(m, x);
+      }
+      mx[r] = std::max(mx[r], reduce_max(m));
+    }
+  }
 }
 
 // Key vectors [c, nvec) in steps of CN, the rest in halving steps.
@@ -97,13 +127,16 @@ inline void tile_values(const float* p, size_t lds, const T* v, size_t ldv, size
   }
 }
 
-// One or two rows (decoding) keep too few chains in flight with two value
-// vectors: eight for one row (a 64-value row in one pass) and four for two,
-// where the row length allows.
+// As many value vectors per row at a time as the registers hold beside the
+// rows' accumulators (RM * DV of them, DV loaded vectors and a broadcast):
+// four on AVX-512 for a block of 6 rows, which halves the broadcasts of p per
+// product; one or two rows (decoding) eight or four, to keep enough chains
+// in flight.
 template <int RM, class T>
 inline void tile_values(const float* p, size_t lds, const T* v, size_t ldv, size_t j0, size_t j1, float* o, size_t ldo) {
+  constexpr size_t kRegisters = W >= 16 ? 32 : 16;
   if (RM == 1 && ldv % (8 * W) == 0) tile_values<RM, 8>(p, lds, v, ldv, j0, j1, o, ldo);
-  else if (RM <= 2 && ldv % (4 * W) == 0) tile_values<RM, 4>(p, lds, v, ldv, j0, j1, o, ldo);
+  else if (size_t(RM) * 4 + 5 <= kRegisters && ldv % (4 * W) == 0) tile_values<RM, 4>(p, lds, v, ldv, j0, j1, o, ldo);
   else tile_values<RM, 2>(p, lds, v, ldv, j0, j1, o, ldo);
 }
 
@@ -163,13 +196,11 @@ inline float scale_and_mask(float* s, size_t lo, size_t hi, float scale, float c
   return reduce_max(mx);
 }
 
-// Scales, caps and masks one row of scores (keys tile + [0, kAttnTile),
-// visible [lo, hi) relative to the tile), then folds it into the row's
+// Folds one row of scaled and masked scores (keys tile + [0, kAttnTile),
+// visible [lo, hi) relative to the tile, bm their maximum) into the row's
 // online softmax: afterwards the row holds exp(s - m_new), 0 where masked,
 // and *m, *l, o are updated (nothing but the zeroed row if nothing is visible).
-inline void softmax_row(float* s, size_t lo, size_t hi, float scale, float cap, float* m, float* l, float* o,
-                        size_t ldv) {
-  const float bm = scale_and_mask(s, lo, hi, scale, cap);
+inline void softmax_fold(float* s, size_t lo, size_t hi, float bm, float* m, float* l, float* o, size_t ldv) {
   if (lo >= hi) {
     for (size_t j = 0; j < kAttnTile; ++j) s[j] = 0.0f;
     return;
@@ -179,7 +210,7 @@ inline void softmax_row(float* s, size_t lo, size_t hi, float scale, float cap, 
   vf sum(0.0f);
   const size_t n = vecs_to(hi) * W;  // past it every exp is 0
   for (size_t j = 0; j < n; j += W) {
-    const vf e = xsimd::exp(load(s + j) - vm);
+    const vf e = vexp(load(s + j) - vm);
     e.store_unaligned(s + j);
     sum += e;
   }
@@ -194,6 +225,13 @@ inline void softmax_row(float* s, size_t lo, size_t hi, float scale, float cap, 
   *l += reduce_add(sum);
 }
 
+// Row r's visible keys within the tile and [t0, t1), relative to the tile.
+inline void row_range(const AttentionRows& R, size_t r, size_t tile, size_t t0, size_t t1, size_t* lo, size_t* hi) {
+  const size_t rl = std::max({size_t(R.lo[r]), t0, tile}), rh = std::min({size_t(R.hi[r]), t1, tile + kAttnTile});
+  *lo = rl - tile;
+  *hi = rh > rl ? rh - tile : rl - tile;
+}
+
 template <class T>
 struct AttentionTile {
   const AttentionRows& R;
@@ -203,7 +241,8 @@ struct AttentionTile {
   const T* v;      // value row of the tile's first key
   size_t hd, ldv, j0, j1;
   size_t lds = kAttnTile;  // row stride of s
-  size_t tile = 0, t1 = 0;  // the tile's first key; the end of the range
+  size_t tile = 0, t0 = 0, t1 = 0;  // the tile's first key; the range
+  float scale = 1.0f, cap = 0.0f;
   // The keys rows [r, r + RM) see end before this (relative to the tile):
   // past it, a causal tile's scores and weights are not needed.
   size_t block_end(size_t r, int RM) const {
@@ -211,15 +250,59 @@ struct AttentionTile {
     for (size_t i = r; i < r + size_t(RM); ++i) e = std::max(e, row_end(R, i, tile, t1));
     return e;
   }
+  // Whether rows [r, r + RM) all see every key of the tile.
+  bool whole(size_t r, int RM) const {
+    if (tile < t0 || tile + kAttnTile > t1) return false;
+    for (size_t i = r; i < r + size_t(RM); ++i)
+      if (size_t(std::max(R.lo[i], 0)) > tile || size_t(std::max(R.hi[i], 0)) < tile + kAttnTile) return false;
+    return true;
+  }
+  // Rows [r, r + RM)'s scores, scaled, capped and masked, and each one's
+  // maximum over the tile into mx (-inf where it sees none of it): in one
+  // pass where the rows see the whole tile uncapped (a prompt's tiles before
+  // its own keys), else the scores and then scale_and_mask row by row.
+  template <int RM>
+  void scores(size_t r, float (&mx)[RM]) const {
+    if (cap == 0.0f && whole(r, RM)) {
+      tile_scores_scaled<RM>(q + r * hd, hd, panel, s + r * lds, lds, scale, mx);
+      return;
+    }
+    const size_t nvec = vecs_to(block_end(r, RM));
+    if (nvec) tile_scores<RM>(q + r * hd, hd, panel, s + r * lds, lds, nvec);
+    for (int i = 0; i < RM; ++i) {
+      size_t rl, rh;
+      row_range(R, r + size_t(i), tile, t0, t1, &rl, &rh);
+      mx[i] = scale_and_mask(s + (r + size_t(i)) * lds, rl, rh, scale, cap);
+    }
+  }
 };
 
+// The f16 cache's first phase on a block of rows: scores, and the running max.
 template <class T>
 struct ScoreRows {
   template <int RM>
   struct F {
     static void run(size_t r, const AttentionTile<T>& a) {
-      const size_t nvec = vecs_to(a.block_end(r, RM));
-      if (nvec) tile_scores<RM>(a.q + r * a.hd, a.hd, a.panel, a.s + r * a.lds, a.lds, nvec);
+      float mx[RM];
+      a.template scores<RM>(r, mx);
+      for (int i = 0; i < RM; ++i) a.R.m[r + size_t(i)] = std::max(a.R.m[r + size_t(i)], mx[i]);
+    }
+  };
+};
+
+// attention_f32 on a block of rows: scores, then each row's online softmax.
+struct SoftmaxRows {
+  template <int RM>
+  struct F {
+    static void run(size_t r, const AttentionTile<float>& a) {
+      float mx[RM];
+      a.template scores<RM>(r, mx);
+      for (int i = 0; i < RM; ++i) {
+        const size_t row = r + size_t(i);
+        size_t rl, rh;
+        row_range(a.R, row, a.tile, a.t0, a.t1, &rl, &rh);
+        softmax_fold(a.s + row * a.lds, rl, rh, mx[i], a.R.m + row, a.R.l + row, a.R.o + row * a.R.ldo, a.ldv);
+      }
     }
   };
 };
@@ -261,13 +344,6 @@ inline void gather_rows(const AttentionRows& R, size_t hd, size_t t0, size_t t1,
   }
 }
 
-// Row r's visible keys within the tile and [t0, t1), relative to the tile.
-inline void row_range(const AttentionRows& R, size_t r, size_t tile, size_t t0, size_t t1, size_t* lo, size_t* hi) {
-  const size_t rl = std::max({size_t(R.lo[r]), t0, tile}), rh = std::min({size_t(R.hi[r]), t1, tile + kAttnTile});
-  *lo = rl - tile;
-  *hi = rh > rl ? rh - tile : rl - tile;
-}
-
 // One pass, online softmax (FlashAttention-2).
 inline void attention_f32(const AttentionRows& R, const float* kt, const float* v, size_t hd, size_t t0, size_t t1,
                           float scale, float cap, float* scratch) {
@@ -277,16 +353,10 @@ inline void attention_f32(const AttentionRows& R, const float* kt, const float* 
   size_t lo, hi;
   gather_rows<float>(R, hd, t0, t1, qs, &lo, &hi);
   for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
-    AttentionTile<float> a{R, qs, s, kt + (tile - t0) / kAttnTile * hd * kAttnTile, v + (tile - t0) * ldv, hd, ldv, 0, 0};
-    a.tile = tile, a.t1 = t1;
-    by_row_blocks<ScoreRows<float>::template F>(rows, a);
-    a.j0 = std::max(lo, tile) - tile;
-    a.j1 = std::min(hi, tile + kAttnTile) - tile;
-    for (size_t r = 0; r < rows; ++r) {
-      size_t rl, rh;
-      row_range(R, r, tile, t0, t1, &rl, &rh);
-      softmax_row(s + r * kAttnTile, rl, rh, scale, cap, R.m + r, R.l + r, R.o + r * R.ldo, ldv);
-    }
+    AttentionTile<float> a{R, qs, s, kt + (tile - t0) / kAttnTile * hd * kAttnTile, v + (tile - t0) * ldv, hd, ldv,
+                           std::max(lo, tile) - tile, std::min(hi, tile + kAttnTile) - tile};
+    a.tile = tile, a.t0 = t0, a.t1 = t1, a.scale = scale, a.cap = cap;
+    by_row_blocks<SoftmaxRows::template F>(rows, a);
     by_row_blocks<ValueRows<float>::template F>(rows, a);
   }
 }
@@ -300,15 +370,9 @@ inline void attention_scores_f16(const AttentionRows& R, const uint16_t* kt, siz
   size_t lo, hi;
   gather_rows<uint16_t>(R, hd, t0, t1, qs, &lo, &hi);
   for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
-    float* st = s + (tile - t0);
-    AttentionTile<uint16_t> a{R, qs, st, kt + (tile - t0) / kAttnTile * hd * kAttnTile, nullptr, hd, 0, 0, 0, lds};
-    a.tile = tile, a.t1 = t1;
+    AttentionTile<uint16_t> a{R, qs, s + (tile - t0), kt + (tile - t0) / kAttnTile * hd * kAttnTile, nullptr, hd, 0, 0, 0, lds};
+    a.tile = tile, a.t0 = t0, a.t1 = t1, a.scale = scale, a.cap = cap;
     by_row_blocks<ScoreRows<uint16_t>::template F>(rows, a);
-    for (size_t r = 0; r < rows; ++r) {
-      size_t rl, rh;
-      row_range(R, r, tile, t0, t1, &rl, &rh);
-      R.m[r] = std::max(R.m[r], scale_and_mask(st + r * lds, rl, rh, scale, cap));
-    }
   }
 }
 
@@ -321,17 +385,19 @@ inline void attention_weights_f16(const AttentionRows& R, size_t t0, size_t t1, 
   for (size_t r = 0; r < R.rows; ++r) {
     if (R.m[r] == -INFINITY) continue;  // the row sees no key at all: the values give it nothing
     const vf vm(R.m[r]);
+    float l = R.l[r];  // in a register: the stores to s may alias it
     for (size_t tile = lo / kAttnTile * kAttnTile; tile < hi; tile += kAttnTile) {
       float* sr = s + r * lds + (tile - t0);
       const size_t n = vecs_to(row_end(R, r, tile, t1)) * W;  // masked keys: exp(-inf) = 0
       vf sum(0.0f);
       for (size_t j = 0; j < n; j += W) {
-        const vf e = xsimd::exp(load(sr + j) - vm);
+        const vf e = vexp(load(sr + j) - vm);
         e.store_unaligned(sr + j);
         sum += e;
       }
-      if (n) R.l[r] += reduce_add(sum);
+      if (n) l += reduce_add(sum);
     }
+    R.l[r] = l;
   }
 }
 

@@ -29,6 +29,9 @@ inline vf fmadd(vf a, vf b, vf c);
 inline vf load_f16(const uint16_t* p);
 inline void store_f16(uint16_t* p, vf x);
 inline vf round_to_f16(vf x);
+// e^x for x below 88, bit for bit as xsimd::exp computes it (AVX-512 does its
+// last step, the scaling by 2^k, in one vscalefps).
+inline vf vexp(vf x);
 
 inline vf load(const float* p) { return vf::load_unaligned(p); }
 inline vf load(const uint16_t* p) { return load_f16(p); }

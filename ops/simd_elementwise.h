@@ -43,7 +43,7 @@ inline void softmax(float* x, size_t n) {
   vf vsum(0.0f);
   i = 0;
   for (; i + W <= n; i += W) {
-    const vf e = xsimd::exp(load(x + i) - vmx);
+    const vf e = vexp(load(x + i) - vmx);
     e.store_unaligned(x + i);
     vsum += e;
   }
