@@ -5,21 +5,9 @@
 
 #include "ops/simd_kernels.h"
 
+#include "ops/isa_avx2_hooks.h"
+
 namespace qkv::ops::isa_avx2 {
-
-inline vf fmadd(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
-
-inline vf load_f16(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-
-inline void store_f16(uint16_t* p, vf x) {
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
-}
-
-inline vf round_to_f16(vf x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT)); }
-
-inline vf vexp(vf x) { return xsimd::exp(x); }
 
 inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
 

@@ -31,6 +31,13 @@ inline vf round_to_f16(vf x) {
 
 inline vf vexp(vf x) { return xsimd::exp(x); }
 
+inline float reduce_add(vf v) { return xsimd::hadd(v); }
+
+inline float reduce_max(vf v) {
+  __m128 m = _mm_max_ps(_mm_movehl_ps(v, v), v);
+  return _mm_cvtss_f32(_mm_max_ss(_mm_shuffle_ps(m, m, 1), m));
+}
+
 inline vf dot_pairs(vf acc, vu w, vu x) { return widened_pairs(acc, w, x); }
 
 // SSE2 has no byte multiply-add: the scalar integer products (the compiler

@@ -32,22 +32,17 @@ inline vf round_to_f16(vf x);
 // e^x for x below 88, bit for bit as xsimd::exp computes it (AVX-512 does its
 // last step, the scaling by 2^k, in one vscalefps).
 inline vf vexp(vf x);
+// The sum of the lanes, bit for bit as xsimd::hadd adds them.
+inline float reduce_add(vf v);
+// The largest lane: halves folded onto each other, log2(W) steps, each lane
+// of the low half becoming (high > low ? high : low) (what maxps gives with
+// the high half first), so NaN and signed zeros come out the same on every ISA.
+inline float reduce_max(vf v);
 
 inline vf load(const float* p) { return vf::load_unaligned(p); }
 inline vf load(const uint16_t* p) { return load_f16(p); }
 inline float widen(float x) { return x; }
 inline float widen(uint16_t h) { return f16_to_f32(h); }
 
-inline float reduce_add(vf v) { return xsimd::hadd(v); }
-
-// Halves folded onto each other: log2(W) steps in a row, where one lane
-// after another took W - 1.
-inline float reduce_max(vf v) {
-  alignas(64) float lanes[W];
-  v.store_aligned(lanes);
-  for (size_t w = W / 2; w > 0; w /= 2)
-    for (size_t i = 0; i < w; ++i) lanes[i] = lanes[i + w] > lanes[i] ? lanes[i + w] : lanes[i];
-  return lanes[0];
-}
 
 }  // namespace qkv::ops::QKV_ISA_NS

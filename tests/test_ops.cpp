@@ -200,27 +200,43 @@ TEST_P(OpsTest, Softmax) {
 }
 
 }  // namespace
-namespace test {
-size_t vexp_mismatches_avx512(uint32_t first, uint32_t stride, size_t count, uint32_t* first_bad);  // vexp_avx512.cpp
-}
+namespace test {  // tests/hooks_avx2.cpp, tests/hooks_avx512.cpp
+size_t vexp_mismatches_avx2(uint32_t first, uint32_t stride, size_t count, uint32_t* first_bad);
+size_t reduction_mismatches_avx2(size_t count, uint32_t seed);
+size_t vexp_mismatches_avx512(uint32_t first, uint32_t stride, size_t count, uint32_t* first_bad);
+size_t reduction_mismatches_avx512(size_t count, uint32_t seed);
+}  // namespace test
 namespace {
 
-// The AVX-512 softmax and attention weights take e^x from vexp (vscalefps
-// for xsimd::exp's last step): the same bits as xsimd::exp below 88, checked
-// on a spread of every float's bit patterns, on every float where exp leaves
-// the normal range (x near -87.68, the last k before 0), and densely below -1.
-TEST(Ops, Avx512ExpIsXsimdExpBitForBit) {
-  if (!ops::cpu_features().avx512) GTEST_SKIP() << "this CPU has no AVX-512";
+// Each ISA's e^x (vexp: on AVX-512 vscalefps does xsimd::exp's last step)
+// gives xsimd::exp's bits below 88: on a spread of every float's bit
+// patterns, on every float where exp leaves the normal range (x near -87.68,
+// the last k before 0), and densely below -1. Its lane sums give
+// xsimd::hadd's and its lane maxima the fold of simd_base.h, NaN, infinities
+// and signed zeros included.
+void check_hooks(size_t (*vexp_mismatches)(uint32_t, uint32_t, size_t, uint32_t*),
+                 size_t (*reduction_mismatches)(size_t, uint32_t)) {
   uint32_t bad = 0;
-  EXPECT_EQ(test::vexp_mismatches_avx512(0, 4099, size_t(1) << 20, &bad), 0u) << "first at bits 0x" << std::hex << bad;
+  EXPECT_EQ(vexp_mismatches(0, 4099, size_t(1) << 20, &bad), 0u) << "first at bits 0x" << std::hex << bad;
   const float lo = -88.5f, one = -1.0f;
   uint32_t lo_bits, one_bits;
   std::memcpy(&lo_bits, &lo, 4);
   std::memcpy(&one_bits, &one, 4);
   // Every float in [-90.5, -86.5] (a negative float's bits grow as it falls).
-  EXPECT_EQ(test::vexp_mismatches_avx512(lo_bits - (1u << 18), 1, size_t(1) << 19, &bad), 0u) << std::hex << bad;
+  EXPECT_EQ(vexp_mismatches(lo_bits - (1u << 18), 1, size_t(1) << 19, &bad), 0u) << std::hex << bad;
   // One in 7 from -1 down to -1.88 (a softmax's typical arguments).
-  EXPECT_EQ(test::vexp_mismatches_avx512(one_bits, 7, size_t(1) << 20, &bad), 0u) << std::hex << bad;
+  EXPECT_EQ(vexp_mismatches(one_bits, 7, size_t(1) << 20, &bad), 0u) << std::hex << bad;
+  EXPECT_EQ(reduction_mismatches(100000, 5), 0u);
+}
+
+TEST(Ops, Avx2HooksAreXsimdBitForBit) {
+  if (!ops::cpu_features().avx2) GTEST_SKIP() << "this CPU has no AVX2";
+  check_hooks(test::vexp_mismatches_avx2, test::reduction_mismatches_avx2);
+}
+
+TEST(Ops, Avx512HooksAreXsimdBitForBit) {
+  if (!ops::cpu_features().avx512) GTEST_SKIP() << "this CPU has no AVX-512";
+  check_hooks(test::vexp_mismatches_avx512, test::reduction_mismatches_avx512);
 }
 
 TEST_P(OpsTest, Swiglu) {
