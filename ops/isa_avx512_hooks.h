@@ -22,14 +22,14 @@ inline vf round_to_f16(vf x) { return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FRO
 // x6) + (x3 + x7)) on the ymm sum), the same additions in 128-bit steps
 // instead of a lane-crossing permute and two vhaddps.
 inline float reduce_add(vf v) {
-  const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(v, 1), _mm512_castps512_ps256(v));
+  const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(v, 1), _mm512_extractf32x8_ps(v, 0));
   const __m128 t = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
   const __m128 u = _mm_add_ps(_mm_movehdup_ps(t), t);
   return _mm_cvtss_f32(_mm_add_ss(_mm_movehl_ps(u, u), u));
 }
 
 inline float reduce_max(vf v) {
-  const __m256 h = _mm256_max_ps(_mm512_extractf32x8_ps(v, 1), _mm512_castps512_ps256(v));
+  const __m256 h = _mm256_max_ps(_mm512_extractf32x8_ps(v, 1), _mm512_extractf32x8_ps(v, 0));
   __m128 m = _mm_max_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
   m = _mm_max_ps(_mm_movehl_ps(m, m), m);
   return _mm_cvtss_f32(_mm_max_ss(_mm_movehdup_ps(m), m));
