@@ -52,6 +52,16 @@ inline __m256i x8k_pair_sums(const BlockQ8_K* x) {
   return _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
 }
 
+// The pair (sums of x over sub-blocks 2k and 2k + 1 of 16 values) as two
+// int16 in every lane: a broadcast from memory (was a permute of the loaded
+// sums, on the vector pipes the products need). With the rows' scale pairs
+// loaded once for a tile's tokens (x8q6_tile): qmatmul M128, Zen 5, Q2_K and
+// Q3_K +0-3% (AVX-512), +4-7% (AVX2).
+template <class E>
+inline typename E::I x8k_bsum_pair(const BlockQ8_K* x, int k) {
+  return E::bcast4(reinterpret_cast<const int8_t*>(x->bsums + 2 * k));
+}
+
 // ---------------------------------------------------------------- Q4_K, Q5_K, IQ4_XS
 
 // Q4_K groups against T Q8_K activation rows. Per super-block and 64-value
@@ -286,11 +296,19 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
     }
     for (int g = 0; g < G; ++g) {
       const auto d = E::load_halves(W[g]->d, stride);
+      // The rows' scale pairs, loaded once for the T rows where registers
+      // allow (with 16, AVX2's Q6_K spilled them: -4%).
+      constexpr bool kHoist = QKV_X8_GROUPS == 2;
+      typename E::I pairs[kHoist ? 8 : 1];
+      if constexpr (kHoist)
+        for (int k = 0; k < 8; ++k) pairs[k] = E::load_s8_to_16(W[g]->sc2[k][0], stride);
+      const auto pair = [&](int k) {
+        if constexpr (kHoist) return pairs[k];
+        else return E::load_s8_to_16(W[g]->sc2[k][0], stride);
+      };
       for (int t = 0; t < T; ++t) {
-        // Lane k of bs: the pair (bsums[2k], bsums[2k + 1]), against the rows' scale pairs.
-        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
         typename E::I msum = E::zero();
-        for (int k = 0; k < 8; ++k) msum = E::madd_acc(msum, E::load_s8_to_16(W[g]->sc2[k][0], stride), E::lane32(bs, k));
+        for (int k = 0; k < 8; ++k) msum = E::madd_acc(msum, pair(k), x8k_bsum_pair<E>(x[t], k));
         acc[g][t] = E::fmadd(E::mul(d, E::set1_ps(x[t]->d)),
                              E::to_ps(E::sub_32(V::fold(isum[g][t]), E::slli_32(msum, kOffsetShift))), acc[g][t]);
       }
@@ -376,10 +394,8 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
     typename E::I mins[8];  // row r's mins of sub-blocks 2k and 2k + 1, the high nibbles of its pair k
     for (int k = 0; k < 8; ++k) mins[k] = E::srli_16(E::load_u8_to_16(W.scm[k][0], stride), 4);
     for (int t = 0; t < T; ++t) {
-      // Lane k of bs: the pair (bsums[2k], bsums[2k + 1]), against the rows' min pairs.
-      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t]->bsums));
       typename E::I msum = E::zero();
-      for (int k = 0; k < 8; ++k) msum = E::madd_acc(msum, mins[k], E::lane32(bs, k));
+      for (int k = 0; k < 8; ++k) msum = E::madd_acc(msum, mins[k], x8k_bsum_pair<E>(x[t], k));
       const auto xd = E::set1_ps(x[t]->d);
       acc[t] = E::fmadd(E::mul(d, xd), E::to_ps(V::fold(isum[t])), acc[t]);
       acc[t] = E::fnmadd(E::mul(dmin, xd), E::to_ps(msum), acc[t]);
@@ -473,21 +489,41 @@ constexpr int x8k_tokens() {
   return 4;
 }
 
+// The tiles on bytes: the packed layout's, but for Q6_K with 32 registers,
+// two vectors against 4 rows, as Q5_K's: each activation broadcast feeds two
+// products (Zen 5, qmatmul M128, with x8k_bsum_pair: 51-52 -> 53-54% of the
+// int8 probe, medians of 4 alternating runs; against 5 rows, no better). (On
+// the packed layout, the high bits' masks fill the registers such a tile
+// needs.)
+template <class Packed>
+constexpr int x8k_bytes_vectors() {
+  return QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8> ? 2 : x8k_vectors<Packed>();
+}
+template <class Packed>
+constexpr int x8k_bytes_tokens() {
+  return QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8> ? 4 : x8k_tokens<Packed>();
+}
+
 // Q5_K / Q6_K batches on bytes (bytes_passes) (qmatmul M128, Zen 5: Q5_K +5%,
 // Q6_K +8%; Zen 3 (AVX2, 4-row tiles of short sums): Q5_K +3-20%, Q6_K +24-48%;
-// its earlier 2-row tiles of int32 sums had run 7% slower on bytes).
-template <class Packed>
+// its earlier 2-row tiles of int32 sums had run 7% slower on bytes): passes of
+// G vectors of groups in tiles of T rows; the groups after the last such pass
+// in passes of one vector (a thread's share of a 768-row matrix on 2 threads is
+// 6 groups: 4 + 2), then single groups as packed.
+template <class Packed, int G, int T>
 inline void x8k_matmul_bytes(const Packed* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy,
                              size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
   using Bytes = typename x8_bytes<Packed>::type;
-  constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();  // the packed layout's tile
-  bytes_passes<Packed, kG * V::kGroups, kT>(
+  bytes_passes<Packed, G * V::kGroups, T>(
       w, M, nb, g0, g1,
-      [&](const Bytes* b, size_t g, SpreadPrefetch next) { x8k_groups<V, kG, kT>(b, xb, y + 8 * g, M, nb, ldy, 0, next); },
+      [&](const Bytes* b, size_t g, SpreadPrefetch next) { x8k_groups<V, G, T>(b, xb, y + 8 * g, M, nb, ldy, 0, next); },
       [&](size_t g) {
-        for (; g + V::kGroups <= g1; g += V::kGroups) x8k_groups<V, 1, kT>(w, xb, y, M, nb, ldy, g);
-        for (; g < g1; ++g) x8k_groups<X8Ymm, 1, kT>(w, xb, y, M, nb, ldy, g);
+        if constexpr (G > 1) {
+          x8k_matmul_bytes<Packed, 1, x8k_tokens<Packed>()>(w, xb, y, M, nb, ldy, g, g1);
+        } else {
+          for (; g < g1; ++g) x8k_groups<X8Ymm, 1, T>(w, xb, y, M, nb, ldy, g);
+        }
       });
 }
 
@@ -498,8 +534,8 @@ inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* 
   constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();
   if constexpr (!std::is_void_v<typename x8_bytes<Packed>::type>)
     if (M >= kBytesMinTokens && M > size_t(kT))  // more than one tile (Q6_K's 8 tokens: pp8 -5%)
-      return x8k_matmul_bytes(static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, M, n / kQK_K,
-                              ldy, g0, g1);
+      return x8k_matmul_bytes<Packed, x8k_bytes_vectors<Packed>(), x8k_bytes_tokens<Packed>()>(
+          static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, M, n / kQK_K, ldy, g0, g1);
   const size_t nb = n / kQK_K;
   const Packed* w = static_cast<const Packed*>(packed);
   const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);

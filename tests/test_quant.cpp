@@ -400,7 +400,9 @@ template <class Block, class Packed>
 void check_batch_sizes_same_bits(const ops::Kernels& k, size_t n) {
   using Act = typename Block::Act;
   const ops::QuantProducts p = QType<Block>::products(k);
-  const size_t rows = 72, M = 13;  // 9 groups: two passes of 4 (AVX-512), then one
+  // 11 groups, with AVX-512: two passes of 4, then Q5_K's and Q6_K's on bytes
+  // one of 2 (Q5_0's and Q5_1's those 2 packed), then one packed.
+  const size_t rows = 88, M = 13;
   const auto w = make_weights<Block>(rows, n, false, 77);
   const std::vector<uint8_t> packed = pack_for<Packed>(p, w, rows, n);
   const auto xq = quantize_activations<Act>(randn(M * n, 78), n);

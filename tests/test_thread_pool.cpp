@@ -32,10 +32,14 @@ TEST(ThreadPool, CoversEveryIndexOnceInContiguousChunks) {
 // Each thread starts on its own share (thread t: the t-th of nt runs of
 // chunks), so that consecutive row-wise ops find their rows where they left
 // them. The caller holds its first chunk until the worker has begun one: that
-// one must open the worker's share, and the caller's be chunk 0.
+// one must open the worker's share, and the caller's be chunk 0. (A caller
+// descheduled for the whole job runs none: the worker, done with its share,
+// takes the caller's, as it should. That happened once in a loaded ctest -j2;
+// such a job checks the worker alone, and most jobs must see the caller.)
 TEST(ThreadPool, EachThreadStartsOnItsOwnShare) {
   ThreadPool pool(2);
   pool.set_leave_out_helpers(false);
+  int caller_ran = 0;
   for (int job = 0; job < 20; ++job) {
     std::atomic<long> worker_first{-1};
     long caller_first = -1;
@@ -51,9 +55,13 @@ TEST(ThreadPool, EachThreadStartsOnItsOwnShare) {
       }
     });
     ASSERT_FALSE(waited_out) << "the worker never ran";
-    EXPECT_EQ(caller_first, 0) << "job " << job;
+    if (caller_first >= 0) {
+      ++caller_ran;
+      EXPECT_EQ(caller_first, 0) << "job " << job;
+    }
     EXPECT_EQ(worker_first.load(), 200) << "job " << job;  // 4 chunks of 100: the worker's share is chunks 2 and 3
   }
+  EXPECT_GE(caller_ran, 10) << "the caller ran a chunk in " << caller_ran << " jobs of 20";
 }
 
 // A job cut finer (per_thread chunks each): every index once, in chunks of
