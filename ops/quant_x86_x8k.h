@@ -86,6 +86,11 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
   // With QKV_SHORT_SUMS, pieces summed in int16 before their scales multiply
   // them (madd): 8 of nibbles (8 * 2 * 15 * 128 < 32768), 4 with a fifth bit.
   constexpr int kRun = !QKV_SHORT_SUMS || kSignTrick ? 0 : kFifth || kBytes ? 4 : 8;
+  // Q4_K with int32 sums: the high nibbles where they are (16 x level, one
+  // mask instead of a shift and a mask per piece); the low ones' scales
+  // times 16 to match, and the sum shifted back (exact: a multiple of 16;
+  // 16 x 256 x 63 x 15 x 128 < 2^31) before the epilogue.
+  constexpr bool kHigh16 = !kFifth && !kIq4 && !kBytes && kRun == 0;
   const size_t stride = nb * sizeof(Packed);
   [[maybe_unused]] I table;
   if constexpr (kIq4) table = iq4_levels<V>();
@@ -109,6 +114,7 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
           sc_lo = V::load_u8_to_32(W[g]->sc[2 * c], stride), sc_hi = V::load_u8_to_32(W[g]->sc[2 * c + 1], stride);
         }
         if constexpr (kRun > 0) sc_lo = V::or_(sc_lo, V::slli_32(sc_lo, 16)), sc_hi = V::or_(sc_hi, V::slli_32(sc_hi, 16));
+        if constexpr (kHigh16) sc_lo = V::slli_32(sc_lo, 4);
       };
       I slo[G][T], shi[G][T];
       for (int g = 0; g < G; ++g)
@@ -123,6 +129,9 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
           } else if constexpr (kFifth) {
             x8_unpack_with_bits<V>(W[g]->chunks[c], stride, p, 1, lo[g], hi[g],
                                    [](typename V::I h, int k) { return x8q5_fifth<V>(h, k); });
+          } else if constexpr (kHigh16) {
+            const I q = V::load(W[g]->qs + 32 * (8 * c + p), stride);
+            lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::and_(q, V::set1_8(char(0xf0)));
           } else {
             x8_unpack_nibbles<V>(W[g]->qs, stride, 8 * c + p, lo[g], hi[g]);
             if constexpr (kIq4) {
@@ -173,6 +182,7 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
       for (int t = 0; t < T; ++t) {
         const auto xd = E::set1_ps(x[t]->d);
         typename E::I si = V::fold(isum[g][t]), msum = E::zero();
+        if constexpr (kHigh16) si = E::srai_32(si, 4);
         if constexpr (kIq4) {  // the offset: 128 sum_j sc_j (sum of x over sub-block j)
           if constexpr (!kSignTrick) {
             for (int k = 0; k < 4; ++k) msum = E::madd_acc(msum, E::load_s8_to_16(W[g]->sc2[k][0], stride), E::lane32(bp[t], k));
@@ -375,7 +385,10 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
           const int P = 4 * m + k;
           const I q = V::load(W.qs + 32 * P, stride);
           for (int s = 0; s < 4; ++s) {
-            const I lv = V::and_(s == 0 ? q : V::srli_16(q, 2 * s), V::set1_8(0x03));
+            // int32 sums: level s where it is (4^s x its value; one mask,
+            // no shift), the sums shifted back below (exact).
+            const I lv = kShort ? V::and_(s == 0 ? q : V::srli_16(q, 2 * s), V::set1_8(0x03))
+                                : V::and_(q, V::set1_8(char(0x03 << (2 * s))));
             for (int t = 0; t < T; ++t) {
               const I xb = x8_bcast4<V>(x[t]->qs + 64 * s + 4 * P);
               if constexpr (kShort) sums[s][t] = V::dot_short(sums[s][t], lv, xb);
@@ -385,7 +398,10 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
         }
         for (int s = 0; s < 4; ++s) {
           const I sc = scale(s);
-          for (int t = 0; t < T; ++t) isum[t] = x8_scale_sum<V, true>(isum[t], sums[s][t], sc);
+          for (int t = 0; t < T; ++t) {
+            if constexpr (!kShort) sums[s][t] = V::srai_32(sums[s][t], 2 * s);  // < 16 x 3 x 128 again: int16, for madd
+            isum[t] = x8_scale_sum<V, true>(isum[t], sums[s][t], sc);
+          }
         }
       }
     }
