@@ -515,13 +515,11 @@ constexpr int x8k_tokens() {
 // the packed layout, the high bits' masks fill the registers such a tile
 // needs.)
 template <class Packed>
-constexpr int x8k_bytes_vectors() {
-  return QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8> ? 2 : x8k_vectors<Packed>();
-}
+constexpr bool x8k_bytes_wide = QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8>;
 template <class Packed>
-constexpr int x8k_bytes_tokens() {
-  return QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8> ? 4 : x8k_tokens<Packed>();
-}
+constexpr int x8k_bytes_vectors() { return x8k_bytes_wide<Packed> ? 2 : x8k_vectors<Packed>(); }
+template <class Packed>
+constexpr int x8k_bytes_tokens() { return x8k_bytes_wide<Packed> ? 4 : x8k_tokens<Packed>(); }
 
 // Q5_K / Q6_K batches on bytes (bytes_passes) (qmatmul M128, Zen 5: Q5_K +5%,
 // Q6_K +8%; Zen 3 (AVX2, 4-row tiles of short sums): Q5_K +3-20%, Q6_K +24-48%;
