@@ -212,6 +212,19 @@ size_t grain_of(size_t n, int M) { return 1 + 16384 / (kRowBlock * n * size_t(M)
 // (8 cost 42M Q4_0 decoding 10%: each thread's rows stay in its cache).
 size_t chunks_per_thread(int M) { return M > 1 ? 8 : ThreadPool::kChunksPerThread; }
 
+// A batch's row blocks go to the threads in pairs: the AVX-512 float tile
+// spans two panels (32 rows) and the integer ones several 8-row groups, so a
+// chunk of an odd number of blocks leaves its last to a narrower, slower tile
+// (on 2 threads a 768-row matrix is 16 chunks of 3 blocks: a third of its
+// panels ran one at a time). fn(b, e) for the blocks [b, e) of each chunk.
+template <class F>
+void each_block_chunk(const ExecContext& ctx, size_t blocks, size_t grain, int M, F&& fn) {
+  const size_t per = M > 1 ? 2 : 1;
+  ctx.pool.parallel_for(
+      (blocks + per - 1) / per, [&](size_t b, size_t e, int) { fn(b * per, std::min(e * per, blocks)); },
+      (grain + per - 1) / per, ctx.n_threads, chunks_per_thread(M));
+}
+
 // Hands x, the input of a product with w, to the session's matmul input
 // callback where it has one.
 void observe(const ExecContext& ctx, const Tensor& w, const float* x, int M, int layer) {
@@ -234,13 +247,9 @@ void linear(const ExecContext& ctx, const Tensor& w, const float* x, float* y, i
   }
   const Product p = prepare(ctx.k, w, y, xq);
   const Zone zone(ctx.prof, Op::Matmul, layer, p.flops(M), p.bytes(M), w.name.c_str(), ZoneShape{M, int64_t(p.rows), int64_t(p.n)});
-  ctx.pool.parallel_for(
-      p.blocks,
-      [&](size_t b, size_t e, int) {
-        const size_t r0 = b * kRowBlock, r1 = std::min(e * kRowBlock, p.rows);
-        run_rows(ctx.k, p, x, M, r0, r1);
-      },
-      grain_of(p.n, M), ctx.n_threads, chunks_per_thread(M));
+  each_block_chunk(ctx, p.blocks, grain_of(p.n, M), M, [&](size_t b, size_t e) {
+    run_rows(ctx.k, p, x, M, b * kRowBlock, std::min(e * kRowBlock, p.rows));
+  });
 }
 
 void linear_group(const ExecContext& ctx, std::initializer_list<LinearOut> outs, const float* x, int M, int layer,
@@ -272,16 +281,13 @@ void linear_group(const ExecContext& ctx, std::initializer_list<LinearOut> outs,
   const Zone zone(ctx.prof, Op::Matmul, layer, flops, bytes, name, ZoneShape{M, int64_t(rows), int64_t(ps[0].n)});
   // The row blocks of all products in a row, split as one job: a chunk that
   // straddles two products runs its part of each.
-  ctx.pool.parallel_for(
-      total,
-      [&](size_t b, size_t e, int) {
-        for (size_t j = 0; j < count; ++j) {
-          const size_t lo = std::max(b, first_block[j]), hi = std::min(e, first_block[j + 1]);
-          if (lo < hi)
-            run_rows(ctx.k, ps[j], x, M, (lo - first_block[j]) * kRowBlock, std::min((hi - first_block[j]) * kRowBlock, ps[j].rows));
-        }
-      },
-      grain_of(ps[0].n, M), ctx.n_threads, chunks_per_thread(M));
+  each_block_chunk(ctx, total, grain_of(ps[0].n, M), M, [&](size_t b, size_t e) {
+    for (size_t j = 0; j < count; ++j) {
+      const size_t lo = std::max(b, first_block[j]), hi = std::min(e, first_block[j + 1]);
+      if (lo < hi)
+        run_rows(ctx.k, ps[j], x, M, (lo - first_block[j]) * kRowBlock, std::min((hi - first_block[j]) * kRowBlock, ps[j].rows));
+    }
+  });
 }
 
 void linear_gated(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_up, const float* x, float* gate, float* up,
@@ -295,16 +301,13 @@ void linear_gated(const ExecContext& ctx, const Tensor& w_gate, const Tensor& w_
   const Zone zone(ctx.prof, Op::Matmul, layer, g.flops(M) + u.flops(M), g.bytes(M) + u.bytes(M), w_gate.name.c_str(),
                   ZoneShape{M, int64_t(2 * g.rows), int64_t(g.n)});
   const size_t hidden = g.rows;
-  ctx.pool.parallel_for(
-      g.blocks,
-      [&](size_t b, size_t e, int) {
-        const size_t r0 = b * kRowBlock, r1 = std::min(e * kRowBlock, hidden);
-        run_rows(ctx.k, g, x, M, r0, r1);
-        run_rows(ctx.k, u, x, M, r0, r1);
-        // gate = act(gate) * up on these rows of every token, while they are in this thread's cache.
-        for (int m = 0; m < M; ++m) glu(gate + size_t(m) * hidden + r0, up + size_t(m) * hidden + r0, r1 - r0);
-      },
-      grain_of(g.n, M) / 2 + 1, ctx.n_threads, chunks_per_thread(M));
+  each_block_chunk(ctx, g.blocks, grain_of(g.n, M) / 2 + 1, M, [&](size_t b, size_t e) {
+    const size_t r0 = b * kRowBlock, r1 = std::min(e * kRowBlock, hidden);
+    run_rows(ctx.k, g, x, M, r0, r1);
+    run_rows(ctx.k, u, x, M, r0, r1);
+    // gate = act(gate) * up on these rows of every token, while they are in this thread's cache.
+    for (int m = 0; m < M; ++m) glu(gate + size_t(m) * hidden + r0, up + size_t(m) * hidden + r0, r1 - r0);
+  });
 }
 
 }  // namespace qkv
