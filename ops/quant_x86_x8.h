@@ -243,13 +243,74 @@ struct BlockQ6_Kx8Bytes {  // piece 4k + u: quad k's piece u
   int8_t sc2[8][8][2];
   uint8_t qs[8][4][2][32];
 };
+// Two row groups' byte layouts side by side, for X8Zmm's batch tiles (a zmm
+// holds group g in its low half and g + 1 in its high one): each piece's 32
+// bytes of group g, then g + 1's (one aligned 64-byte load, where groups nb
+// blocks apart take two loads and an insert), then the scales, group g's and
+// g + 1's kStride bytes apart (X8Zmm's stride), each row as in the single
+// layout. Zen 5, qmatmul M128, % of the int8 probe (medians of 4 alternating
+// runs): Q6_K 51 -> 56-58, Q5_K 52-62 -> 63, Q5_0 63-64 -> 69-70, Q5_1 60-61 -> 64-65.
+struct alignas(64) BlockQ6_Kx16Bytes {
+  uint8_t qs[8][4][2][64];
+  uint16_t d[16];
+  int8_t sc2[8][16][2];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockQ5_Kx16Bytes {
+  uint8_t qs[4][8][2][64];
+  uint16_t d[16], dmin[16];
+  uint8_t sc[8][32];  // group g's 8 bytes at 0, g + 1's at 16
+  uint8_t m2[4][16][2];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockQ5_0x16Bytes {  // slots as Q5_0x8Bytes'
+  uint8_t qs[8][64];
+  uint16_t d[16];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockQ5_1x16Bytes {
+  uint8_t qs[8][64];
+  uint16_t d[16], m[16];
+  static constexpr size_t kStride = 16;
+};
+template <class Packed> struct x8_is_pair : std::false_type {};
+template <> struct x8_is_pair<BlockQ6_Kx16Bytes> : std::true_type {};
+template <> struct x8_is_pair<BlockQ5_Kx16Bytes> : std::true_type {};
+template <> struct x8_is_pair<BlockQ5_0x16Bytes> : std::true_type {};
+template <> struct x8_is_pair<BlockQ5_1x16Bytes> : std::true_type {};
+// The stride from a vector's first group's fields to its second's, and the
+// structs a vector of groups takes (X8Zmm: two, or one pair).
+template <class Packed>
+constexpr size_t x8_stride(size_t nb) {
+  if constexpr (x8_is_pair<Packed>::value) return Packed::kStride;
+  else return nb * sizeof(Packed);
+}
+template <class V, class Packed>
+constexpr size_t x8_structs() { return x8_is_pair<Packed>::value ? 1 : V::kGroups; }
+// Piece slot i's 32 bytes for each group of the vector (V::load), or both
+// groups' 64 (a pair's).
+template <class V, class Packed>
+inline typename V::I x8_load_qs(const uint8_t* p, size_t stride) {
+  if constexpr (x8_is_pair<Packed>::value) return V::load64(p);
+  else return V::load(p, stride);
+}
 template <class Packed> struct x8_bytes { using type = void; };
 template <> struct x8_bytes<BlockQ5_0x8> { using type = BlockQ5_0x8Bytes; };
 template <> struct x8_bytes<BlockQ5_1x8> { using type = BlockQ5_1x8Bytes; };
 template <> struct x8_bytes<BlockQ5_Kx8> { using type = BlockQ5_Kx8Bytes; };
 template <> struct x8_bytes<BlockQ6_Kx8> { using type = BlockQ6_Kx8Bytes; };
+// The bytes a batch pass takes: in pairs where a vector holds two groups.
+template <class Packed> struct x8_byte_pairs { using type = typename x8_bytes<Packed>::type; };
+template <> struct x8_byte_pairs<BlockQ5_0x8> { using type = BlockQ5_0x16Bytes; };
+template <> struct x8_byte_pairs<BlockQ5_1x8> { using type = BlockQ5_1x16Bytes; };
+template <> struct x8_byte_pairs<BlockQ5_Kx8> { using type = BlockQ5_Kx16Bytes; };
+template <> struct x8_byte_pairs<BlockQ6_Kx8> { using type = BlockQ6_Kx16Bytes; };
 template <class Packed>
-constexpr bool x8_is_q5_bytes = std::is_same_v<Packed, BlockQ5_0x8Bytes> || std::is_same_v<Packed, BlockQ5_1x8Bytes>;
+using x8_pass_bytes_t = std::conditional_t<QKV_X8_GROUPS == 2, typename x8_byte_pairs<Packed>::type,
+                                           typename x8_bytes<Packed>::type>;
+template <class Packed>
+constexpr bool x8_is_q5_bytes = std::is_same_v<Packed, BlockQ5_0x8Bytes> || std::is_same_v<Packed, BlockQ5_1x8Bytes> ||
+                                std::is_same_v<Packed, BlockQ5_0x16Bytes> || std::is_same_v<Packed, BlockQ5_1x16Bytes>;
 
 // Piece i of a packed block's levels (lo: its low-nibble values, hi: its
 // high-nibble ones), unpacked as the packed layout's tiles do.
@@ -271,7 +332,7 @@ inline void x8_piece_levels(const BlockQ6_Kx8& w, int i, __m256i& lo, __m256i& h
 // The 32 bytes of qs that piece i's low (half 0) or high (half 1) values fill.
 template <class Bytes>
 constexpr size_t x8_bytes_slot(int i, int half) {
-  if constexpr (std::is_same_v<Bytes, BlockQ5_0x8Bytes> || std::is_same_v<Bytes, BlockQ5_1x8Bytes>) return size_t(4 * half + i);
+  if constexpr (x8_is_q5_bytes<Bytes>) return size_t(4 * half + i);
   else return size_t(2 * i + half);
 }
 
@@ -292,6 +353,53 @@ inline void x8_to_bytes(const Packed* w, Bytes* out, size_t n) {
     }
   }
 }
+// Group half h's scales (as its packed block's) into a pair.
+inline void x8_pair_head(BlockQ6_Kx16Bytes& o, const BlockQ6_Kx8& w, int h) {
+  std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
+  for (int k = 0; k < 8; ++k) std::memcpy(o.sc2[k][8 * h], w.sc2[k], sizeof w.sc2[k]);
+}
+inline void x8_pair_head(BlockQ5_Kx16Bytes& o, const BlockQ5_Kx8& w, int h) {
+  std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
+  std::memcpy(o.dmin + 8 * h, w.dmin, sizeof w.dmin);
+  for (int j = 0; j < 8; ++j) std::memcpy(o.sc[j] + 16 * h, w.sc[j], sizeof w.sc[j]);
+  for (int k = 0; k < 4; ++k) std::memcpy(o.m2[k][8 * h], w.m2[k], sizeof w.m2[k]);
+}
+inline void x8_pair_head(BlockQ5_0x16Bytes& o, const BlockQ5_0x8& w, int h) { std::memcpy(o.d + 8 * h, w.d, sizeof w.d); }
+inline void x8_pair_head(BlockQ5_1x16Bytes& o, const BlockQ5_1x8& w, int h) {
+  std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
+  std::memcpy(o.m + 8 * h, w.m, sizeof w.m);
+}
+
+// Blocks [0, n) of groups a and b into pairs: piece i's low and high values
+// in their slots (x8_bytes_slot), group a's 32 bytes then b's.
+template <class Packed, class Pair>
+inline void x8_to_byte_pairs(const Packed* a, const Packed* b, Pair* out, size_t n) {
+  constexpr int kPieces = int(sizeof(Pair::qs) / 128);
+  for (size_t j = 0; j < n; ++j) {
+    uint8_t* qs = reinterpret_cast<uint8_t*>(out[j].qs);
+    const Packed* src[2] = {a + j, b + j};
+    for (int h = 0; h < 2; ++h) {
+      x8_pair_head(out[j], *src[h], h);
+      #pragma GCC unroll 32
+      for (int i = 0; i < kPieces; ++i) {  // unrolled: each piece's shifts by constants
+        __m256i lo, hi;
+        x8_piece_levels(*src[h], i, lo, hi);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(qs + 64 * x8_bytes_slot<Pair>(i, 0) + 32 * h), lo);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(qs + 64 * x8_bytes_slot<Pair>(i, 1) + 32 * h), hi);
+      }
+    }
+  }
+}
+
+// A pass's `groups` groups of nb blocks into bytes, or pairs of them.
+template <class Packed, class Bytes>
+inline void x8_pass_to_bytes(const Packed* w, Bytes* out, size_t groups, size_t nb) {
+  if constexpr (x8_is_pair<Bytes>::value)
+    for (size_t p = 0; p < groups / 2; ++p) x8_to_byte_pairs(w + 2 * p * nb, w + (2 * p + 1) * nb, out + p * nb, nb);
+  else
+    x8_to_bytes(w, out, groups * nb);
+}
+
 // The scales come first in both layouts, alike.
 static_assert(offsetof(BlockQ5_0x8Bytes, qs) == offsetof(BlockQ5_0x8, qh), "Q5_0 scales");
 static_assert(offsetof(BlockQ5_1x8Bytes, qs) == offsetof(BlockQ5_1x8, qh), "Q5_1 scales");
@@ -304,7 +412,7 @@ template <class V, class Packed, class Act, int G, int T>
 inline void x8_piece_bytes(typename V::I (&s)[G][T], const Packed* const (&w)[G], size_t stride, const Act* const (&x)[T],
                            int c) {
   typename V::I q[G];
-  for (int g = 0; g < G; ++g) q[g] = V::load(w[g]->qs[c], stride);  // values 4c .. 4c + 3
+  for (int g = 0; g < G; ++g) q[g] = x8_load_qs<V, Packed>(w[g]->qs[c], stride);  // values 4c .. 4c + 3
   for (int t = 0; t < T; ++t) {
     const auto xb = x8_bcast4<V>(x[t]->qs + 4 * c);
     for (int g = 0; g < G; ++g) s[g][t] = x8_dot<V>(s[g][t], q[g], xb);
@@ -348,6 +456,7 @@ template <class Packed> struct x8_act { using type = BlockQ8_0; };
 template <> struct x8_act<BlockQ4_1x8> { using type = BlockQ8_1; };
 template <> struct x8_act<BlockQ5_1x8> { using type = BlockQ8_1; };
 template <> struct x8_act<BlockQ5_1x8Bytes> { using type = BlockQ8_1; };
+template <> struct x8_act<BlockQ5_1x16Bytes> { using type = BlockQ8_1; };
 
 template <class Packed> constexpr int x8_pieces = 0;
 template <> constexpr int x8_pieces<BlockQ8_0x8> = 8;  // 32 bytes per row and block
@@ -358,6 +467,8 @@ template <> constexpr int x8_pieces<BlockQ5_1x8> = 4;
 template <> constexpr int x8_pieces<BlockIQ4_NLx8> = 4;
 template <> constexpr int x8_pieces<BlockQ5_0x8Bytes> = 8;
 template <> constexpr int x8_pieces<BlockQ5_1x8Bytes> = 8;
+template <> constexpr int x8_pieces<BlockQ5_0x16Bytes> = 8;
+template <> constexpr int x8_pieces<BlockQ5_1x16Bytes> = 8;
 // With QKV_SHORT_SUMS, the pieces whose int16 sums x8_tile may add before
 // widening them (0: every piece widened at once): each maddubs pair is at most
 // 2 * 15 * 128 = 3840 for nibbles (8 in a block's 4 pieces: 30720 < 32768),
@@ -377,6 +488,7 @@ template <> constexpr int x8_offset<BlockQ8_0x8> = QKV_Q8_BIAS;
 template <> constexpr int x8_offset<BlockQ4_0x8> = 8;
 template <> constexpr int x8_offset<BlockQ5_0x8> = 16;
 template <> constexpr int x8_offset<BlockQ5_0x8Bytes> = 16;
+template <> constexpr int x8_offset<BlockQ5_0x16Bytes> = 16;
 template <> constexpr int x8_offset<BlockIQ4_NLx8> = QKV_Q8_BIAS;
 
 // acc[g][t] (vector g's rows' sums for activation row t) += w . x[t] over nb
@@ -385,10 +497,10 @@ template <class V, class Packed, int G, int T>
 inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, const Q8Sum* xs0, size_t nb,
                     typename V::E::F (&acc)[G][T]) {
   using Act = typename x8_act<Packed>::type;
-  const size_t stride = nb * sizeof(Packed);
+  const size_t stride = x8_stride<Packed>(nb);
   for (size_t b = 0; b < nb; ++b) {
     const Packed* wb[G];
-    for (int g = 0; g < G; ++g) wb[g] = w + g * V::kGroups * nb + b;
+    for (int g = 0; g < G; ++g) wb[g] = w + g * x8_structs<V, Packed>() * nb + b;
     const Act* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
     typename V::I s[G][T], s16[G][T];
@@ -454,7 +566,8 @@ inline void x8_rows(const Packed* w, const typename x8_act<Packed>::type* xb, co
   typename V::F acc[G][T];
   for (int i = 0; i < G; ++i)
     for (int t = 0; t < T; ++t) acc[i][t] = V::zero_ps();
-  x8_tile<V, Packed, G, T>(w + g * nb, xb + m * nb, xs ? xs + m * nb : nullptr, nb, acc);
+  const size_t first = x8_is_pair<Packed>::value ? g / 2 : g;  // group g's struct
+  x8_tile<V, Packed, G, T>(w + first * nb, xb + m * nb, xs ? xs + m * nb : nullptr, nb, acc);
   for (int i = 0; i < G; ++i)
     for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * (g + V::kGroups * i), acc[i][t]);
 }
@@ -491,18 +604,18 @@ inline void x8_groups(const Packed* w, const typename x8_act<Packed>::type* xb, 
 }
 
 // The byte layouts' batch products: each full pass of kPass groups unpacked
-// to bytes in this thread's scratch (grown once), then pass(bytes, g, next)
-// runs the tiles over every token while the next pass comes into L2; the
-// groups after the last full pass go to tail(g) as packed. The bytes give the
-// same integer sums as the packed levels, so the same bits.
-template <class Packed, size_t kPass, int kT, class Pass, class Tail>
+// to bytes (Bytes: x8_bytes' layout, or pairs of groups where a vector holds
+// two) in this thread's scratch (grown once), then pass(bytes, g, next) runs
+// the tiles over every token while the next pass comes into L2; the groups
+// after the last full pass go to tail(g) as packed. The bytes give the same
+// integer sums as the packed levels, so the same bits.
+template <class Packed, size_t kPass, int kT, class Bytes = typename x8_bytes<Packed>::type, class Pass, class Tail>
 inline void bytes_passes(const Packed* w, size_t M, size_t nb, size_t g0, size_t g1, Pass pass, Tail tail) {
-  using Bytes = typename x8_bytes<Packed>::type;
   thread_local std::vector<Bytes> scratch;
   if (scratch.size() < kPass * nb) scratch.resize(kPass * nb);
   size_t g = g0;
   for (; g + kPass <= g1; g += kPass) {
-    x8_to_bytes(w + g * nb, scratch.data(), kPass * nb);
+    x8_pass_to_bytes(w + g * nb, scratch.data(), kPass, nb);
     pass(scratch.data(), g, next_pass(w, nb, g, kPass, g1, M, kT));
   }
   tail(g);
@@ -513,12 +626,12 @@ template <class Packed>
 inline void x8_matmul_bytes(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n,
                             size_t ldy, size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
-  using Bytes = typename x8_bytes<Packed>::type;
+  using Bytes = x8_pass_bytes_t<Packed>;
   const size_t nb = n / kQK8_0;
   const Packed* w = static_cast<const Packed*>(packed);
   const auto* xb = static_cast<const typename x8_act<Packed>::type*>(xq);
   constexpr int kG = QKV_X8_GROUPS, kT = QKV_X8_GROUPS == 2 ? 5 : 4;
-  bytes_passes<Packed, kG * V::kGroups, kT>(
+  bytes_passes<Packed, kG * V::kGroups, kT, Bytes>(
       w, M, nb, g0, g1,
       [&](const Bytes* b, size_t g, SpreadPrefetch next) {
         x8_groups<V, Bytes, kG, kT>(b, xb, xs, y + 8 * g, M, nb, ldy, 0, next);

@@ -81,7 +81,7 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
   using I = typename V::I;
   using E = typename V::E;
   constexpr bool kFifth = std::is_same_v<Packed, BlockQ5_Kx8>, kIq4 = std::is_same_v<Packed, BlockIQ4_XSx8>;
-  constexpr bool kBytes = std::is_same_v<Packed, BlockQ5_Kx8Bytes>;
+  constexpr bool kBytes = std::is_same_v<Packed, BlockQ5_Kx8Bytes> || std::is_same_v<Packed, BlockQ5_Kx16Bytes>;
   constexpr bool kSignTrick = kIq4 && QKV_Q8_BIAS == 0;  // signed levels: no offset to take off
   // With QKV_SHORT_SUMS, pieces summed in int16 before their scales multiply
   // them (madd): 8 of nibbles (8 * 2 * 15 * 128 < 32768), 4 with a fifth bit.
@@ -91,12 +91,12 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
   // times 16 to match, and the sum shifted back (exact: a multiple of 16;
   // 16 x 256 x 63 x 15 x 128 < 2^31) before the epilogue.
   constexpr bool kHigh16 = !kFifth && !kIq4 && !kBytes && kRun == 0;
-  const size_t stride = nb * sizeof(Packed);
+  const size_t stride = x8_stride<Packed>(nb);
   [[maybe_unused]] I table;
   if constexpr (kIq4) table = iq4_levels<V>();
   for (size_t b = 0; b < nb; ++b) {
     const Packed* W[G];
-    for (int g = 0; g < G; ++g) W[g] = w + g * V::kGroups * nb + b;
+    for (int g = 0; g < G; ++g) W[g] = w + g * x8_structs<V, Packed>() * nb + b;
     const BlockQ8_K* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
     I isum[G][T];
@@ -124,8 +124,8 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
         I lo[G], hi[G];
         for (int g = 0; g < G; ++g) {
           if constexpr (kBytes) {
-            lo[g] = V::load(W[g]->qs[c][p][0], stride);
-            hi[g] = V::load(W[g]->qs[c][p][1], stride);
+            lo[g] = x8_load_qs<V, Packed>(W[g]->qs[c][p][0], stride);
+            hi[g] = x8_load_qs<V, Packed>(W[g]->qs[c][p][1], stride);
           } else if constexpr (kFifth) {
             x8_unpack_with_bits<V>(W[g]->chunks[c], stride, p, 1, lo[g], hi[g],
                                    [](typename V::I h, int k) { return x8q5_fifth<V>(h, k); });
@@ -233,17 +233,17 @@ template <class V, int G, int T, class Packed>
 inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
   using E = typename V::E;
-  constexpr bool kBytes = std::is_same_v<Packed, BlockQ6_Kx8Bytes>;
+  constexpr bool kBytes = std::is_same_v<Packed, BlockQ6_Kx8Bytes> || std::is_same_v<Packed, BlockQ6_Kx16Bytes>;
   constexpr bool kQ6 = std::is_same_v<Packed, BlockQ6_Kx8> || kBytes;
   constexpr int kOffsetShift = kQ6 ? 5 : 2;  // the levels' offset: 32 or 4
   // With QKV_SHORT_SUMS, byte products summed in int16 lanes, then times the
   // scales by madd: a Q6_K piece's (2 * 2 * 63 * 128 = 32256 at most), a
   // Q3_K sub-block's (4 * 2 * 7 * 128).
   constexpr bool kShort = QKV_SHORT_SUMS;
-  const size_t stride = nb * sizeof(Packed);
+  const size_t stride = x8_stride<Packed>(nb);
   for (size_t b = 0; b < nb; ++b) {
     const Packed* W[G];
-    for (int g = 0; g < G; ++g) W[g] = w + g * V::kGroups * nb + b;
+    for (int g = 0; g < G; ++g) W[g] = w + g * x8_structs<V, Packed>() * nb + b;
     const BlockQ8_K* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
     I isum[G][T];
@@ -274,8 +274,8 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
           I lo[G], hi[G];
           for (int g = 0; g < G; ++g) {
             if constexpr (kBytes) {
-              lo[g] = V::load(W[g]->qs[k][u][0], stride);
-              hi[g] = V::load(W[g]->qs[k][u][1], stride);
+              lo[g] = x8_load_qs<V, Packed>(W[g]->qs[k][u][0], stride);
+              hi[g] = x8_load_qs<V, Packed>(W[g]->qs[k][u][1], stride);
             } else if constexpr (kQ6) {
               x8_unpack_with_bits<V>(W[g]->quads[k], stride, u, 2, lo[g], hi[g],
                                      [](typename V::I h, int j) { return x8q6_high<V>(h, j); });
@@ -430,7 +430,7 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
 template <class V, int G, int T, class Packed>
 inline void x8k_tile(const Packed* w, const BlockQ8_K* x, size_t nb, typename V::E::F (&acc)[G][T]) {
   if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8> ||
-                std::is_same_v<Packed, BlockQ6_Kx8Bytes>) {
+                std::is_same_v<Packed, BlockQ6_Kx8Bytes> || std::is_same_v<Packed, BlockQ6_Kx16Bytes>) {
     x8q6_tile<V, G, T>(w, x, nb, acc);
   } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) {
     static_assert(G == 1, "one vector of groups");
@@ -447,7 +447,8 @@ inline void x8k_rows(const Packed* w, const BlockQ8_K* xb, float* y, size_t nb, 
   typename V::F acc[G][T];
   for (int i = 0; i < G; ++i)
     for (int t = 0; t < T; ++t) acc[i][t] = V::zero_ps();
-  x8k_tile<V, G, T>(w + g * nb, xb + m * nb, nb, acc);
+  const size_t first = x8_is_pair<Packed>::value ? g / 2 : g;  // group g's struct
+  x8k_tile<V, G, T>(w + first * nb, xb + m * nb, nb, acc);
   for (int i = 0; i < G; ++i)
     for (int t = 0; t < T; ++t) V::store(y + (m + t) * ldy + 8 * (g + V::kGroups * i), acc[i][t]);
 }
@@ -531,8 +532,8 @@ template <class Packed, int G, int T>
 inline void x8k_matmul_bytes(const Packed* w, const BlockQ8_K* xb, float* y, size_t M, size_t nb, size_t ldy,
                              size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
-  using Bytes = typename x8_bytes<Packed>::type;
-  bytes_passes<Packed, G * V::kGroups, T>(
+  using Bytes = x8_pass_bytes_t<Packed>;
+  bytes_passes<Packed, G * V::kGroups, T, Bytes>(
       w, M, nb, g0, g1,
       [&](const Bytes* b, size_t g, SpreadPrefetch next) { x8k_groups<V, G, T>(b, xb, y + 8 * g, M, nb, ldy, 0, next); },
       [&](size_t g) {

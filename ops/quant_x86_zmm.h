@@ -27,6 +27,7 @@ struct X8Zmm {
     const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + stride));
     return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
   }
+  static I load64(const void* p) { return _mm512_load_si512(p); }  // both groups' bytes, side by side (64-byte aligned)
   static F load_halves(const uint16_t* p, size_t stride) {
     const char* c = reinterpret_cast<const char*>(p);
     const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
