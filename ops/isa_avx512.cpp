@@ -25,6 +25,8 @@ qkv::ops::Bf16Products qkv::ops::avx512_widened_bf16_products() {
   return isa_avx512::bf16_products("widened in registers");
 }
 
+qkv::ops::QuantProducts qkv::ops::avx512_nibble_q3_K_products() { return isa_avx512::table("avx512").q3_K; }
+
 const qkv::ops::Kernels& qkv::ops::avx512_kernels() {
   static const Kernels k = [] {
     Kernels t = isa_avx512::table("avx512");

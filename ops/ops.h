@@ -287,6 +287,10 @@ Bf16Products avx512_widened_bf16_products();
 // AVX512_VBMI (its own translation unit, built with -mavx512vbmi), with
 // plain's products over the file's rows.
 QuantProducts avx512vbmi_q3_K_products(const QuantProducts& plain);
+// The avx512 table's Q3_K products over the nibble layout (BlockQ3_Kx8), as
+// CPUs without AVX512_VBMI run them, which those replace: for the tests, so
+// that CPUs with AVX512_VBMI check them too.
+QuantProducts avx512_nibble_q3_K_products();
 
 // Rotate adjacent pairs (2i, 2i+1) of each of n_heads heads of x by the angle
 // whose cosine and sine are cos[i], sin[i]; x: (n_heads, head_dim),

@@ -113,6 +113,32 @@ inline typename V::I x8_bcast4(const int8_t* p) {
   else return V::bcast4(p);
 }
 
+// Layouts of two row groups side by side (quant_x86_x8_pairs.h's *x16, for
+// X8Zmm's batch tiles): true for each.
+template <class Packed> struct x8_is_pair : std::false_type {};
+// The stride from a vector's first group's fields to its second's, and the
+// structs a vector of groups takes (X8Zmm: two, or one pair).
+template <class Packed>
+constexpr size_t x8_stride(size_t nb) {
+  if constexpr (x8_is_pair<Packed>::value) return Packed::kStride;
+  else return nb * sizeof(Packed);
+}
+template <class V, class Packed>
+constexpr size_t x8_structs() { return x8_is_pair<Packed>::value ? 1 : V::kGroups; }
+// Piece slot i's 32 bytes for each group of the vector (V::load), or both
+// groups' 64 (a pair's).
+template <class V, class Packed>
+inline typename V::I x8_load_qs(const uint8_t* p, size_t stride) {
+  if constexpr (x8_is_pair<Packed>::value) return V::load64(p);
+  else return V::load(p, stride);
+}
+// Piece P of a layout whose qs is a run of 32-byte pieces (a pair's: 64).
+template <class V, class Packed>
+inline typename V::I x8_load_piece(const Packed* w, int P, size_t stride) {
+  constexpr size_t kBytes = x8_is_pair<Packed>::value ? 64 : 32;
+  return x8_load_qs<V, Packed>(reinterpret_cast<const uint8_t*>(w->qs) + kBytes * size_t(P), stride);
+}
+
 // Pieces c of one block column of G vectors of row groups, against T
 // activation rows: s[g][t] += vector g's rows' bytes . x[t]'s matching 4 bytes.
 template <class V, int G, int T>
@@ -209,7 +235,8 @@ inline void x8_piece_nibbles(typename V::I (&s)[G][T], const Packed* const (&w)[
                              int c) {
   typename V::I lo[G], hi[G];
   for (int g = 0; g < G; ++g) {
-    x8_unpack_nibbles<V>(w[g]->qs, stride, c, lo[g], hi[g]);
+    const auto q = x8_load_piece<V>(w[g], c, stride);
+    lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::high_nibbles(q);
     if constexpr (std::is_same_v<Packed, BlockQ5_0x8> || std::is_same_v<Packed, BlockQ5_1x8>)
       x8_add_fifth_bits<V>(w[g]->qh, stride, c, lo[g], hi[g]);
   }
@@ -243,74 +270,13 @@ struct BlockQ6_Kx8Bytes {  // piece 4k + u: quad k's piece u
   int8_t sc2[8][8][2];
   uint8_t qs[8][4][2][32];
 };
-// Two row groups' byte layouts side by side, for X8Zmm's batch tiles (a zmm
-// holds group g in its low half and g + 1 in its high one): each piece's 32
-// bytes of group g, then g + 1's (one aligned 64-byte load, where groups nb
-// blocks apart take two loads and an insert), then the scales, group g's and
-// g + 1's kStride bytes apart (X8Zmm's stride), each row as in the single
-// layout. Zen 5, qmatmul M128, % of the int8 probe (medians of 4 alternating
-// runs): Q6_K 51 -> 56-58, Q5_K 52-62 -> 63, Q5_0 63-64 -> 69-70, Q5_1 60-61 -> 64-65.
-struct alignas(64) BlockQ6_Kx16Bytes {
-  uint8_t qs[8][4][2][64];
-  uint16_t d[16];
-  int8_t sc2[8][16][2];
-  static constexpr size_t kStride = 16;
-};
-struct alignas(64) BlockQ5_Kx16Bytes {
-  uint8_t qs[4][8][2][64];
-  uint16_t d[16], dmin[16];
-  uint8_t sc[8][32];  // group g's 8 bytes at 0, g + 1's at 16
-  uint8_t m2[4][16][2];
-  static constexpr size_t kStride = 16;
-};
-struct alignas(64) BlockQ5_0x16Bytes {  // slots as Q5_0x8Bytes'
-  uint8_t qs[8][64];
-  uint16_t d[16];
-  static constexpr size_t kStride = 16;
-};
-struct alignas(64) BlockQ5_1x16Bytes {
-  uint8_t qs[8][64];
-  uint16_t d[16], m[16];
-  static constexpr size_t kStride = 16;
-};
-template <class Packed> struct x8_is_pair : std::false_type {};
-template <> struct x8_is_pair<BlockQ6_Kx16Bytes> : std::true_type {};
-template <> struct x8_is_pair<BlockQ5_Kx16Bytes> : std::true_type {};
-template <> struct x8_is_pair<BlockQ5_0x16Bytes> : std::true_type {};
-template <> struct x8_is_pair<BlockQ5_1x16Bytes> : std::true_type {};
-// The stride from a vector's first group's fields to its second's, and the
-// structs a vector of groups takes (X8Zmm: two, or one pair).
-template <class Packed>
-constexpr size_t x8_stride(size_t nb) {
-  if constexpr (x8_is_pair<Packed>::value) return Packed::kStride;
-  else return nb * sizeof(Packed);
-}
-template <class V, class Packed>
-constexpr size_t x8_structs() { return x8_is_pair<Packed>::value ? 1 : V::kGroups; }
-// Piece slot i's 32 bytes for each group of the vector (V::load), or both
-// groups' 64 (a pair's).
-template <class V, class Packed>
-inline typename V::I x8_load_qs(const uint8_t* p, size_t stride) {
-  if constexpr (x8_is_pair<Packed>::value) return V::load64(p);
-  else return V::load(p, stride);
-}
 template <class Packed> struct x8_bytes { using type = void; };
 template <> struct x8_bytes<BlockQ5_0x8> { using type = BlockQ5_0x8Bytes; };
 template <> struct x8_bytes<BlockQ5_1x8> { using type = BlockQ5_1x8Bytes; };
 template <> struct x8_bytes<BlockQ5_Kx8> { using type = BlockQ5_Kx8Bytes; };
 template <> struct x8_bytes<BlockQ6_Kx8> { using type = BlockQ6_Kx8Bytes; };
-// The bytes a batch pass takes: in pairs where a vector holds two groups.
-template <class Packed> struct x8_byte_pairs { using type = typename x8_bytes<Packed>::type; };
-template <> struct x8_byte_pairs<BlockQ5_0x8> { using type = BlockQ5_0x16Bytes; };
-template <> struct x8_byte_pairs<BlockQ5_1x8> { using type = BlockQ5_1x16Bytes; };
-template <> struct x8_byte_pairs<BlockQ5_Kx8> { using type = BlockQ5_Kx16Bytes; };
-template <> struct x8_byte_pairs<BlockQ6_Kx8> { using type = BlockQ6_Kx16Bytes; };
 template <class Packed>
-using x8_pass_bytes_t = std::conditional_t<QKV_X8_GROUPS == 2, typename x8_byte_pairs<Packed>::type,
-                                           typename x8_bytes<Packed>::type>;
-template <class Packed>
-constexpr bool x8_is_q5_bytes = std::is_same_v<Packed, BlockQ5_0x8Bytes> || std::is_same_v<Packed, BlockQ5_1x8Bytes> ||
-                                std::is_same_v<Packed, BlockQ5_0x16Bytes> || std::is_same_v<Packed, BlockQ5_1x16Bytes>;
+constexpr bool x8_is_q5_bytes = std::is_same_v<Packed, BlockQ5_0x8Bytes> || std::is_same_v<Packed, BlockQ5_1x8Bytes>;
 
 // Piece i of a packed block's levels (lo: its low-nibble values, hi: its
 // high-nibble ones), unpacked as the packed layout's tiles do.
@@ -353,61 +319,20 @@ inline void x8_to_bytes(const Packed* w, Bytes* out, size_t n) {
     }
   }
 }
-// Group half h's scales (as its packed block's) into a pair.
-inline void x8_pair_head(BlockQ6_Kx16Bytes& o, const BlockQ6_Kx8& w, int h) {
-  std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
-  for (int k = 0; k < 8; ++k) std::memcpy(o.sc2[k][8 * h], w.sc2[k], sizeof w.sc2[k]);
-}
-inline void x8_pair_head(BlockQ5_Kx16Bytes& o, const BlockQ5_Kx8& w, int h) {
-  std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
-  std::memcpy(o.dmin + 8 * h, w.dmin, sizeof w.dmin);
-  for (int j = 0; j < 8; ++j) std::memcpy(o.sc[j] + 16 * h, w.sc[j], sizeof w.sc[j]);
-  for (int k = 0; k < 4; ++k) std::memcpy(o.m2[k][8 * h], w.m2[k], sizeof w.m2[k]);
-}
-inline void x8_pair_head(BlockQ5_0x16Bytes& o, const BlockQ5_0x8& w, int h) { std::memcpy(o.d + 8 * h, w.d, sizeof w.d); }
-inline void x8_pair_head(BlockQ5_1x16Bytes& o, const BlockQ5_1x8& w, int h) {
-  std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
-  std::memcpy(o.m + 8 * h, w.m, sizeof w.m);
-}
-
-// Blocks [0, n) of groups a and b into pairs: piece i's low and high values
-// in their slots (x8_bytes_slot), group a's 32 bytes then b's.
-template <class Packed, class Pair>
-inline void x8_to_byte_pairs(const Packed* a, const Packed* b, Pair* out, size_t n) {
-  constexpr int kPieces = int(sizeof(Pair::qs) / 128);
-  for (size_t j = 0; j < n; ++j) {
-    uint8_t* qs = reinterpret_cast<uint8_t*>(out[j].qs);
-    const Packed* src[2] = {a + j, b + j};
-    for (int h = 0; h < 2; ++h) {
-      x8_pair_head(out[j], *src[h], h);
-      #pragma GCC unroll 32
-      for (int i = 0; i < kPieces; ++i) {  // unrolled: each piece's shifts by constants
-        __m256i lo, hi;
-        x8_piece_levels(*src[h], i, lo, hi);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(qs + 64 * x8_bytes_slot<Pair>(i, 0) + 32 * h), lo);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(qs + 64 * x8_bytes_slot<Pair>(i, 1) + 32 * h), hi);
-      }
-    }
-  }
-}
-
-// A pass's `groups` groups of nb blocks into bytes, or pairs of them.
-template <class Packed, class Bytes>
-inline void x8_pass_to_bytes(const Packed* w, Bytes* out, size_t groups, size_t nb) {
-  if constexpr (x8_is_pair<Bytes>::value)
-    for (size_t p = 0; p < groups / 2; ++p) x8_to_byte_pairs(w + 2 * p * nb, w + (2 * p + 1) * nb, out + p * nb, nb);
-  else
-    x8_to_bytes(w, out, groups * nb);
-}
-
 // The scales come first in both layouts, alike.
 static_assert(offsetof(BlockQ5_0x8Bytes, qs) == offsetof(BlockQ5_0x8, qh), "Q5_0 scales");
 static_assert(offsetof(BlockQ5_1x8Bytes, qs) == offsetof(BlockQ5_1x8, qh), "Q5_1 scales");
 static_assert(offsetof(BlockQ5_Kx8Bytes, qs) == offsetof(BlockQ5_Kx8, chunks), "Q5_K scales");
 static_assert(offsetof(BlockQ6_Kx8Bytes, qs) == offsetof(BlockQ6_Kx8, quads), "Q6_K scales");
 
+}  // namespace qkv::ops::QKV_ISA_NS
+
+#include "ops/quant_x86_x8_pairs.h"  // the pairs of groups a batch's pass is copied into (AVX-512)
+
+namespace qkv::ops::QKV_ISA_NS {
+
 // Piece c (values 4c .. 4c + 3 of each row, Q8_0x8's order) of the Q5_0 / Q5_1
-// byte layouts: unsigned levels straight into the dot products.
+// byte layouts (and Q8_0's pair): unsigned levels straight into the dot products.
 template <class V, class Packed, class Act, int G, int T>
 inline void x8_piece_bytes(typename V::I (&s)[G][T], const Packed* const (&w)[G], size_t stride, const Act* const (&x)[T],
                            int c) {
@@ -428,13 +353,14 @@ inline typename V::I iq4_levels() {
 }
 
 // IQ4_NL: the nibbles looked up in the level table, then as Q8_0's bytes.
-template <class V, int G, int T>
-inline void x8_piece(typename V::I (&s)[G][T], const BlockIQ4_NLx8* const (&w)[G], size_t stride,
-                     const BlockQ8_0* const (&x)[T], int c) {
+template <class V, int G, int T, class Packed>
+inline void x8_piece_iq4nl(typename V::I (&s)[G][T], const Packed* const (&w)[G], size_t stride,
+                           const BlockQ8_0* const (&x)[T], int c) {
   const auto table = iq4_levels<V>();
   typename V::I lo[G], hi[G];
   for (int g = 0; g < G; ++g) {
-    x8_unpack_nibbles<V>(w[g]->qs, stride, c, lo[g], hi[g]);
+    const auto q = x8_load_piece<V>(w[g], c, stride);
+    lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::high_nibbles(q);
     lo[g] = V::shuffle(table, lo[g]);
     hi[g] = V::shuffle(table, hi[g]);
   }
@@ -457,6 +383,7 @@ template <> struct x8_act<BlockQ4_1x8> { using type = BlockQ8_1; };
 template <> struct x8_act<BlockQ5_1x8> { using type = BlockQ8_1; };
 template <> struct x8_act<BlockQ5_1x8Bytes> { using type = BlockQ8_1; };
 template <> struct x8_act<BlockQ5_1x16Bytes> { using type = BlockQ8_1; };
+template <> struct x8_act<BlockQ4_1x16> { using type = BlockQ8_1; };
 
 template <class Packed> constexpr int x8_pieces = 0;
 template <> constexpr int x8_pieces<BlockQ8_0x8> = 8;  // 32 bytes per row and block
@@ -468,6 +395,10 @@ template <> constexpr int x8_pieces<BlockIQ4_NLx8> = 4;
 template <> constexpr int x8_pieces<BlockQ5_0x8Bytes> = 8;
 template <> constexpr int x8_pieces<BlockQ5_1x8Bytes> = 8;
 template <> constexpr int x8_pieces<BlockQ5_0x16Bytes> = 8;
+template <> constexpr int x8_pieces<BlockQ8_0x16Bytes> = 8;
+template <> constexpr int x8_pieces<BlockQ4_0x16> = 4;
+template <> constexpr int x8_pieces<BlockQ4_1x16> = 4;
+template <> constexpr int x8_pieces<BlockIQ4_NLx16> = 4;
 template <> constexpr int x8_pieces<BlockQ5_1x16Bytes> = 8;
 // With QKV_SHORT_SUMS, the pieces whose int16 sums x8_tile may add before
 // widening them (0: every piece widened at once): each maddubs pair is at most
@@ -489,7 +420,10 @@ template <> constexpr int x8_offset<BlockQ4_0x8> = 8;
 template <> constexpr int x8_offset<BlockQ5_0x8> = 16;
 template <> constexpr int x8_offset<BlockQ5_0x8Bytes> = 16;
 template <> constexpr int x8_offset<BlockQ5_0x16Bytes> = 16;
+template <> constexpr int x8_offset<BlockQ8_0x16Bytes> = 128;
 template <> constexpr int x8_offset<BlockIQ4_NLx8> = QKV_Q8_BIAS;
+template <> constexpr int x8_offset<BlockQ4_0x16> = 8;
+template <> constexpr int x8_offset<BlockIQ4_NLx16> = QKV_Q8_BIAS;
 
 // acc[g][t] (vector g's rows' sums for activation row t) += w . x[t] over nb
 // blocks; w: G * V::kGroups consecutive groups of nb blocks each.
@@ -508,11 +442,13 @@ inline void x8_tile(const Packed* w, const typename x8_act<Packed>::type* x0, co
       for (int t = 0; t < T; ++t) s[g][t] = s16[g][t] = V::zero();
     constexpr int kRun = x8_short_run<Packed>;
     for (int c = 0; c < x8_pieces<Packed>; c += V::kPieces) {
-      if constexpr (std::is_same_v<Packed, BlockQ8_0x8> || std::is_same_v<Packed, BlockIQ4_NLx8>) {
+      if constexpr (std::is_same_v<Packed, BlockQ8_0x8>) {
         x8_piece<V, G, T>(s, wb, stride, x, c);
+      } else if constexpr (std::is_same_v<Packed, BlockIQ4_NLx8> || std::is_same_v<Packed, BlockIQ4_NLx16>) {
+        x8_piece_iq4nl<V, G, T>(s, wb, stride, x, c);
       } else {
         auto& sums = kRun > 0 ? s16 : s;
-        if constexpr (x8_is_q5_bytes<Packed>)
+        if constexpr (x8_is_byte_levels<Packed>)
           x8_piece_bytes<V, Packed, Act, G, T>(sums, wb, stride, x, c);
         else
           x8_piece_nibbles<V, Packed, Act, G, T>(sums, wb, stride, x, c);  // Q4_0, Q4_1, Q5_0, Q5_1
@@ -652,7 +588,7 @@ template <class Packed>
 inline void x8_matmul(const void* packed, const void* xq, const Q8Sum* xs, float* y, size_t M, size_t n, size_t ldy,
                       size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
-  if constexpr (!std::is_void_v<typename x8_bytes<Packed>::type>)
+  if constexpr (!std::is_void_v<x8_pass_bytes_t<Packed>>)
     if (M >= kBytesMinTokens) return x8_matmul_bytes<Packed>(packed, xq, xs, y, M, n, ldy, g0, g1);
   const size_t nb = n / kQK8_0;
   const Packed* w = static_cast<const Packed*>(packed);

@@ -80,7 +80,8 @@ template <class V, int G, int T, class Packed>
 inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
   using E = typename V::E;
-  constexpr bool kFifth = std::is_same_v<Packed, BlockQ5_Kx8>, kIq4 = std::is_same_v<Packed, BlockIQ4_XSx8>;
+  constexpr bool kFifth = std::is_same_v<Packed, BlockQ5_Kx8>;
+  constexpr bool kIq4 = std::is_same_v<Packed, BlockIQ4_XSx8> || std::is_same_v<Packed, BlockIQ4_XSx16>;
   constexpr bool kBytes = std::is_same_v<Packed, BlockQ5_Kx8Bytes> || std::is_same_v<Packed, BlockQ5_Kx16Bytes>;
   constexpr bool kSignTrick = kIq4 && QKV_Q8_BIAS == 0;  // signed levels: no offset to take off
   // With QKV_SHORT_SUMS, pieces summed in int16 before their scales multiply
@@ -130,10 +131,11 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
             x8_unpack_with_bits<V>(W[g]->chunks[c], stride, p, 1, lo[g], hi[g],
                                    [](typename V::I h, int k) { return x8q5_fifth<V>(h, k); });
           } else if constexpr (kHigh16) {
-            const I q = V::load(W[g]->qs + 32 * (8 * c + p), stride);
+            const I q = x8_load_piece<V>(W[g], 8 * c + p, stride);
             lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::and_(q, V::set1_8(char(0xf0)));
           } else {
-            x8_unpack_nibbles<V>(W[g]->qs, stride, 8 * c + p, lo[g], hi[g]);
+            const I q = x8_load_piece<V>(W[g], 8 * c + p, stride);
+            lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::high_nibbles(q);
             if constexpr (kIq4) {
               lo[g] = V::shuffle(table, lo[g]);
               hi[g] = V::shuffle(table, hi[g]);
@@ -280,7 +282,8 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
               x8_unpack_with_bits<V>(W[g]->quads[k], stride, u, 2, lo[g], hi[g],
                                      [](typename V::I h, int j) { return x8q6_high<V>(h, j); });
             } else {
-              x8_unpack_nibbles<V>(W[g]->qs, stride, P, lo[g], hi[g]);
+              const I q = x8_load_piece<V>(W[g], P, stride);
+              lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::high_nibbles(q);
             }
           }
           for (int t = 0; t < T; ++t) {
@@ -550,7 +553,7 @@ inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* 
                        size_t g0, size_t g1) {
   using V = QKV_X8_VEC;
   constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();
-  if constexpr (!std::is_void_v<typename x8_bytes<Packed>::type>)
+  if constexpr (!std::is_void_v<x8_pass_bytes_t<Packed>>)
     if (M >= kBytesMinTokens && M > size_t(kT))  // more than one tile (Q6_K's 8 tokens: pp8 -5%)
       return x8k_matmul_bytes<Packed, x8k_bytes_vectors<Packed>(), x8k_bytes_tokens<Packed>()>(
           static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, M, n / kQK_K, ldy, g0, g1);

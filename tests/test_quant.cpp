@@ -393,15 +393,16 @@ TEST_P(QuantKernels, Q5_1RowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), {32, 96, 768});
 }
 // A batch of 8 tokens or more unpacks each pass of Q5_0 / Q5_1 (and, with
-// AVX-512, Q5_K and Q6_K) groups to bytes once (x86); fewer take the nibbles
-// and their extra bits in every tile. The integer sums are the same, so each
-// token's outputs are the same bits whichever way its batch went.
+// AVX-512, Q5_K and Q6_K) groups to bytes once (x86), and with AVX-512 every
+// type's pass goes into pairs of groups side by side (Q8_0's levels + 128);
+// fewer tokens take the packed layout in every tile. The integer sums are the
+// same, so each token's outputs are the same bits whichever way its batch went.
 template <class Block, class Packed>
 void check_batch_sizes_same_bits(const ops::Kernels& k, size_t n) {
   using Act = typename Block::Act;
   const ops::QuantProducts p = QType<Block>::products(k);
-  // 11 groups, with AVX-512: two passes of 4, then Q5_K's and Q6_K's on bytes
-  // one of 2 (Q5_0's and Q5_1's those 2 packed), then one packed.
+  // 11 groups, with AVX-512: two passes of 4, then the 256-value types' one
+  // of 2 (the 32-value types' those 2 packed), then one packed.
   const size_t rows = 88, M = 13;
   const auto w = make_weights<Block>(rows, n, false, 77);
   const std::vector<uint8_t> packed = pack_for<Packed>(p, w, rows, n);
@@ -431,7 +432,7 @@ template <class Block, class Packed>
 void check_x8_extremes(const ops::Kernels& k, size_t n) {
   using Act = typename Block::Act;
   const ops::QuantProducts p = QType<Block>::products(k), ref = QType<Block>::products(ops::reference_kernels());
-  const size_t rows = 24, M = 13;
+  const size_t rows = 40, M = 13;  // 5 groups: with AVX-512 a batch's pass of 4 (pairs), then one packed
   std::vector<Block> w(rows * n / Block::kValues);
   std::memset(w.data(), 0xff, w.size() * sizeof(Block));
   for (Block& b : w) QType<Block>::tame(b, 0.01f);
@@ -468,11 +469,18 @@ TEST_P(QuantKernels, RowInterleavedProductsOfTheLargestLevelsAreExact) {
   check_x8_extremes<ops::BlockIQ4_XS, ops::BlockIQ4_XSx8>(*GetParam(), 512);
 }
 
-TEST_P(QuantKernels, Q5Q6RowInterleavedBatchesGiveTheSameBitsWhateverTheirSize) {
+TEST_P(QuantKernels, RowInterleavedBatchesGiveTheSameBitsWhateverTheirSize) {
+  check_batch_sizes_same_bits<ops::BlockQ8_0, ops::BlockQ8_0x8>(*GetParam(), 768);
+  check_batch_sizes_same_bits<ops::BlockQ4_0, ops::BlockQ4_0x8>(*GetParam(), 768);
+  check_batch_sizes_same_bits<ops::BlockQ4_1, ops::BlockQ4_1x8>(*GetParam(), 768);
   check_batch_sizes_same_bits<ops::BlockQ5_0, ops::BlockQ5_0x8>(*GetParam(), 768);
   check_batch_sizes_same_bits<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), 768);
+  check_batch_sizes_same_bits<ops::BlockIQ4_NL, ops::BlockIQ4_NLx8>(*GetParam(), 768);
+  check_batch_sizes_same_bits<ops::BlockQ3_K, ops::BlockQ3_Kx8>(*GetParam(), 512);
+  check_batch_sizes_same_bits<ops::BlockQ4_K, ops::BlockQ4_Kx8>(*GetParam(), 512);
   check_batch_sizes_same_bits<ops::BlockQ5_K, ops::BlockQ5_Kx8>(*GetParam(), 512);
   check_batch_sizes_same_bits<ops::BlockQ6_K, ops::BlockQ6_Kx8>(*GetParam(), 512);
+  check_batch_sizes_same_bits<ops::BlockIQ4_XS, ops::BlockIQ4_XSx8>(*GetParam(), 512);
 }
 
 TEST_P(QuantKernels, IQ4_NLRowInterleavedProductsEqualThePlainOnes) {
@@ -565,6 +573,20 @@ TEST(QuantLayouts, Q3_KThreeBitLayoutWhereTheCpuHasVbmi) {
     const bool bits = std::string(k->isa) == "avx512" && ops::cpu_features().avx512_vbmi;
     EXPECT_EQ(how.group_bytes, bits ? sizeof(ops::BlockQ3_Kx8Bits) : sizeof(ops::BlockQ3_Kx8)) << k->isa;
     EXPECT_EQ(k->q3_K.x8_repack != nullptr, bits) << k->isa;
+  }
+}
+
+// The AVX-512 table's Q3_K products over the nibble layout, which CPUs
+// without AVX512_VBMI run, checked on CPUs with it too.
+TEST(QuantLayouts, Q3_KNibbleLayoutOnAvx512EqualsThePlainProducts) {
+  for (const ops::Kernels* k : available_kernels()) {
+    if (std::string(k->isa) != "avx512") continue;
+    ops::Kernels nibbles = *k;
+    nibbles.q3_K = ops::avx512_nibble_q3_K_products();
+    ASSERT_EQ(nibbles.q3_K.x8_repack, nullptr);
+    check_x8_products<ops::BlockQ3_K, ops::BlockQ3_Kx8>(nibbles, {256, 768});
+    check_batch_sizes_same_bits<ops::BlockQ3_K, ops::BlockQ3_Kx8>(nibbles, 512);
+    check_x8_extremes<ops::BlockQ3_K, ops::BlockQ3_Kx8>(nibbles, 512);
   }
 }
 

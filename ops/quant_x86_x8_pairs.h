@@ -1,0 +1,205 @@
+// Pairs of row groups for AVX-512's batch products. X8Zmm holds row group g
+// in a zmm's low half and g + 1 in its high one; the packed layouts keep a
+// group's blocks together, so such a zmm takes two 32-byte loads nb blocks
+// apart and an insert. A batch's pass of groups (quant_x86_x8.h's
+// bytes_passes) is copied instead, once, into the *x16 layouts below: each
+// piece's 32 bytes of group g, then g + 1's (one aligned 64-byte load), then
+// the scales, group g's and g + 1's kStride bytes apart (X8Zmm's stride),
+// each row's as in the single layout. Where the single layout unpacks to
+// bytes (Q5_0, Q5_1, Q5_K, Q6_K: x8_bytes), so does the pair (*x16Bytes);
+// Q8_0's pair holds its levels + 128 (VNNI's unsigned operand: no xor in the
+// tile); the nibble types' pairs copy the nibbles (unpacking them is a mask).
+// Zen 5, qmatmul M128, % of the int8 probe, medians of 4 alternating runs:
+// Q6_K 51 -> 56-58, Q5_K 52-62 -> 63, Q5_0 63-64 -> 69-70, Q5_1 60-61 ->
+// 64-65, Q4_K 59-61 -> 65-67, IQ4_XS 64 -> 68-70, Q4_0 74 -> 80, Q4_1 74 ->
+// 76-78, IQ4_NL 67-69 -> 74-77, Q8_0 68 -> 70-71 (6 runs). Q2_K (a piece
+// load feeds its four levels' products) ran 2-6% slower and Q3_K the same,
+// so they stay packed. Included by quant_x86_x8.h after its byte layouts.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstring>
+#include <type_traits>
+
+#include "ops/quant.h"
+
+namespace qkv::ops::QKV_ISA_NS {
+
+struct alignas(64) BlockQ8_0x16Bytes {  // Q8_0x8's pieces in order, levels + 128
+  uint8_t qs[8][64];
+  uint16_t d[16];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockQ4_0x16 {  // likewise Q4_0, Q4_1 and IQ4_NL's nibbles
+  uint8_t qs[4][64];
+  uint16_t d[16];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockQ4_1x16 {
+  uint8_t qs[4][64];
+  uint16_t d[16], m[16];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockIQ4_NLx16 {
+  uint8_t qs[4][64];
+  uint16_t d[16];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockQ5_0x16Bytes {  // slots as Q5_0x8Bytes'
+  uint8_t qs[8][64];
+  uint16_t d[16];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockQ5_1x16Bytes {
+  uint8_t qs[8][64];
+  uint16_t d[16], m[16];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockQ4_Kx16 {
+  uint8_t qs[32][64];
+  uint16_t d[16], dmin[16];
+  uint8_t sc[8][32];  // group g's 8 bytes at 0, g + 1's at 16
+  uint8_t m2[4][16][2];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockQ5_Kx16Bytes {  // slots as Q5_Kx8Bytes'
+  uint8_t qs[4][8][2][64];
+  uint16_t d[16], dmin[16];
+  uint8_t sc[8][32];
+  uint8_t m2[4][16][2];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockQ6_Kx16Bytes {  // slots as Q6_Kx8Bytes'
+  uint8_t qs[8][4][2][64];
+  uint16_t d[16];
+  int8_t sc2[8][16][2];
+  static constexpr size_t kStride = 16;
+};
+struct alignas(64) BlockIQ4_XSx16 {
+  uint8_t qs[32][64];
+  uint16_t d[16];
+  int8_t sc2[4][16][2];
+  static constexpr size_t kStride = 16;
+};
+template <> struct x8_is_pair<BlockQ8_0x16Bytes> : std::true_type {};
+template <> struct x8_is_pair<BlockQ4_0x16> : std::true_type {};
+template <> struct x8_is_pair<BlockQ4_1x16> : std::true_type {};
+template <> struct x8_is_pair<BlockIQ4_NLx16> : std::true_type {};
+template <> struct x8_is_pair<BlockQ5_0x16Bytes> : std::true_type {};
+template <> struct x8_is_pair<BlockQ5_1x16Bytes> : std::true_type {};
+template <> struct x8_is_pair<BlockQ4_Kx16> : std::true_type {};
+template <> struct x8_is_pair<BlockQ5_Kx16Bytes> : std::true_type {};
+template <> struct x8_is_pair<BlockQ6_Kx16Bytes> : std::true_type {};
+template <> struct x8_is_pair<BlockIQ4_XSx16> : std::true_type {};
+
+// Each packed layout's pair, and what a batch's pass takes: the pairs where
+// a vector holds two groups (QKV_X8_GROUPS == 2: AVX-512), else x8_bytes'
+// layout or none (void: the tiles read the packed layout).
+template <class Packed> struct x8_byte_pairs { using type = typename x8_bytes<Packed>::type; };
+template <> struct x8_byte_pairs<BlockQ8_0x8> { using type = std::conditional_t<QKV_Q8_BIAS != 0, BlockQ8_0x16Bytes, void>; };
+template <> struct x8_byte_pairs<BlockQ4_0x8> { using type = BlockQ4_0x16; };
+template <> struct x8_byte_pairs<BlockQ4_1x8> { using type = BlockQ4_1x16; };
+template <> struct x8_byte_pairs<BlockIQ4_NLx8> { using type = BlockIQ4_NLx16; };
+template <> struct x8_byte_pairs<BlockQ5_0x8> { using type = BlockQ5_0x16Bytes; };
+template <> struct x8_byte_pairs<BlockQ5_1x8> { using type = BlockQ5_1x16Bytes; };
+template <> struct x8_byte_pairs<BlockQ4_Kx8> { using type = BlockQ4_Kx16; };
+template <> struct x8_byte_pairs<BlockQ5_Kx8> { using type = BlockQ5_Kx16Bytes; };
+template <> struct x8_byte_pairs<BlockQ6_Kx8> { using type = BlockQ6_Kx16Bytes; };
+template <> struct x8_byte_pairs<BlockIQ4_XSx8> { using type = BlockIQ4_XSx16; };
+template <class Packed>
+using x8_pass_bytes_t = std::conditional_t<QKV_X8_GROUPS == 2, typename x8_byte_pairs<Packed>::type,
+                                           typename x8_bytes<Packed>::type>;
+
+// The 32-value types' layouts of a byte per level, unsigned (x8_piece_bytes).
+template <class Packed>
+constexpr bool x8_is_byte_levels = x8_is_q5_bytes<Packed> || std::is_same_v<Packed, BlockQ5_0x16Bytes> ||
+                                   std::is_same_v<Packed, BlockQ5_1x16Bytes> || std::is_same_v<Packed, BlockQ8_0x16Bytes>;
+
+// Pieces 2i and 2i + 1 as they are (the nibble types), or + 128 (Q8_0); the
+// byte types' x8_piece_levels (quant_x86_x8.h) unpack theirs.
+template <class Packed>
+inline void x8_raw_pieces(const Packed& w, int i, __m256i& lo, __m256i& hi) {
+  lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 64 * i));
+  hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 64 * i + 32));
+}
+inline void x8_piece_levels(const BlockQ8_0x8& w, int i, __m256i& lo, __m256i& hi) {
+  x8_raw_pieces(w, i, lo, hi);
+  const __m256i bias = _mm256_set1_epi8(char(0x80));
+  lo = _mm256_xor_si256(lo, bias), hi = _mm256_xor_si256(hi, bias);
+}
+inline void x8_piece_levels(const BlockQ4_0x8& w, int i, __m256i& lo, __m256i& hi) { x8_raw_pieces(w, i, lo, hi); }
+inline void x8_piece_levels(const BlockQ4_1x8& w, int i, __m256i& lo, __m256i& hi) { x8_raw_pieces(w, i, lo, hi); }
+inline void x8_piece_levels(const BlockIQ4_NLx8& w, int i, __m256i& lo, __m256i& hi) { x8_raw_pieces(w, i, lo, hi); }
+inline void x8_piece_levels(const BlockQ4_Kx8& w, int i, __m256i& lo, __m256i& hi) { x8_raw_pieces(w, i, lo, hi); }
+inline void x8_piece_levels(const BlockIQ4_XSx8& w, int i, __m256i& lo, __m256i& hi) { x8_raw_pieces(w, i, lo, hi); }
+
+// The 64 bytes of a pair's qs that piece i's low (half 0) or high (half 1)
+// values fill: as the single byte layout's slots, or pieces in order.
+template <class Packed>
+constexpr size_t x8_pair_slot(int i, int half) {
+  if constexpr (std::is_void_v<typename x8_bytes<Packed>::type>) return size_t(2 * i + half);
+  else return x8_bytes_slot<typename x8_bytes<Packed>::type>(i, half);
+}
+
+// Group half h's scales (as its packed block's) into a pair.
+inline void x8_pair_head(BlockQ8_0x16Bytes& o, const BlockQ8_0x8& w, int h) { std::memcpy(o.d + 8 * h, w.d, sizeof w.d); }
+inline void x8_pair_head(BlockQ4_0x16& o, const BlockQ4_0x8& w, int h) { std::memcpy(o.d + 8 * h, w.d, sizeof w.d); }
+inline void x8_pair_head(BlockIQ4_NLx16& o, const BlockIQ4_NLx8& w, int h) { std::memcpy(o.d + 8 * h, w.d, sizeof w.d); }
+inline void x8_pair_head(BlockQ5_0x16Bytes& o, const BlockQ5_0x8& w, int h) { std::memcpy(o.d + 8 * h, w.d, sizeof w.d); }
+template <class Pair, class Packed>  // Q4_1, Q5_1
+inline void x8_pair_head_dm(Pair& o, const Packed& w, int h) {
+  std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
+  std::memcpy(o.m + 8 * h, w.m, sizeof w.m);
+}
+inline void x8_pair_head(BlockQ4_1x16& o, const BlockQ4_1x8& w, int h) { x8_pair_head_dm(o, w, h); }
+inline void x8_pair_head(BlockQ5_1x16Bytes& o, const BlockQ5_1x8& w, int h) { x8_pair_head_dm(o, w, h); }
+template <class Pair, class Packed>  // Q4_K, Q5_K
+inline void x8_pair_head_k(Pair& o, const Packed& w, int h) {
+  std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
+  std::memcpy(o.dmin + 8 * h, w.dmin, sizeof w.dmin);
+  for (int j = 0; j < 8; ++j) std::memcpy(o.sc[j] + 16 * h, w.sc[j], sizeof w.sc[j]);
+  for (int k = 0; k < 4; ++k) std::memcpy(o.m2[k][8 * h], w.m2[k], sizeof w.m2[k]);
+}
+inline void x8_pair_head(BlockQ4_Kx16& o, const BlockQ4_Kx8& w, int h) { x8_pair_head_k(o, w, h); }
+inline void x8_pair_head(BlockQ5_Kx16Bytes& o, const BlockQ5_Kx8& w, int h) { x8_pair_head_k(o, w, h); }
+inline void x8_pair_head(BlockQ6_Kx16Bytes& o, const BlockQ6_Kx8& w, int h) {
+  std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
+  for (int k = 0; k < 8; ++k) std::memcpy(o.sc2[k][8 * h], w.sc2[k], sizeof w.sc2[k]);
+}
+inline void x8_pair_head(BlockIQ4_XSx16& o, const BlockIQ4_XSx8& w, int h) {
+  std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
+  for (int k = 0; k < 4; ++k) std::memcpy(o.sc2[k][8 * h], w.sc2[k], sizeof w.sc2[k]);
+}
+
+// Blocks [0, n) of groups a and b into pairs.
+template <class Packed, class Pair>
+inline void x8_to_byte_pairs(const Packed* a, const Packed* b, Pair* out, size_t n) {
+  constexpr int kPieces = int(sizeof(Pair::qs) / 128);  // pieces of x8_piece_levels: 2 x 32 bytes of each group
+  for (size_t j = 0; j < n; ++j) {
+    uint8_t* qs = reinterpret_cast<uint8_t*>(out[j].qs);
+    const Packed* src[2] = {a + j, b + j};
+    for (int h = 0; h < 2; ++h) {
+      x8_pair_head(out[j], *src[h], h);
+      #pragma GCC unroll 32
+      for (int i = 0; i < kPieces; ++i) {  // unrolled: each piece's shifts by constants
+        __m256i lo, hi;
+        x8_piece_levels(*src[h], i, lo, hi);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(qs + 64 * x8_pair_slot<Packed>(i, 0) + 32 * h), lo);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(qs + 64 * x8_pair_slot<Packed>(i, 1) + 32 * h), hi);
+      }
+    }
+  }
+}
+
+// A pass's `groups` groups of nb blocks into Bytes: x8_bytes' layout, or pairs.
+template <class Packed, class Bytes>
+inline void x8_pass_to_bytes(const Packed* w, Bytes* out, size_t groups, size_t nb) {
+  if constexpr (x8_is_pair<Bytes>::value)
+    for (size_t p = 0; p < groups / 2; ++p) x8_to_byte_pairs(w + 2 * p * nb, w + (2 * p + 1) * nb, out + p * nb, nb);
+  else
+    x8_to_bytes(w, out, groups * nb);
+}
+
+}  // namespace qkv::ops::QKV_ISA_NS
