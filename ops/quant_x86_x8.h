@@ -383,7 +383,6 @@ template <> struct x8_act<BlockQ4_1x8> { using type = BlockQ8_1; };
 template <> struct x8_act<BlockQ5_1x8> { using type = BlockQ8_1; };
 template <> struct x8_act<BlockQ5_1x8Bytes> { using type = BlockQ8_1; };
 template <> struct x8_act<BlockQ5_1x16Bytes> { using type = BlockQ8_1; };
-template <> struct x8_act<BlockQ4_1x16> { using type = BlockQ8_1; };
 
 template <class Packed> constexpr int x8_pieces = 0;
 template <> constexpr int x8_pieces<BlockQ8_0x8> = 8;  // 32 bytes per row and block
@@ -396,8 +395,6 @@ template <> constexpr int x8_pieces<BlockQ5_0x8Bytes> = 8;
 template <> constexpr int x8_pieces<BlockQ5_1x8Bytes> = 8;
 template <> constexpr int x8_pieces<BlockQ5_0x16Bytes> = 8;
 template <> constexpr int x8_pieces<BlockQ8_0x16Bytes> = 8;
-template <> constexpr int x8_pieces<BlockQ4_0x16> = 4;
-template <> constexpr int x8_pieces<BlockQ4_1x16> = 4;
 template <> constexpr int x8_pieces<BlockIQ4_NLx16> = 4;
 template <> constexpr int x8_pieces<BlockQ5_1x16Bytes> = 8;
 // With QKV_SHORT_SUMS, the pieces whose int16 sums x8_tile may add before
@@ -422,7 +419,6 @@ template <> constexpr int x8_offset<BlockQ5_0x8Bytes> = 16;
 template <> constexpr int x8_offset<BlockQ5_0x16Bytes> = 16;
 template <> constexpr int x8_offset<BlockQ8_0x16Bytes> = 128;
 template <> constexpr int x8_offset<BlockIQ4_NLx8> = QKV_Q8_BIAS;
-template <> constexpr int x8_offset<BlockQ4_0x16> = 8;
 template <> constexpr int x8_offset<BlockIQ4_NLx16> = QKV_Q8_BIAS;
 
 // acc[g][t] (vector g's rows' sums for activation row t) += w . x[t] over nb

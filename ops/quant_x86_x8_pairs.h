@@ -9,12 +9,16 @@
 // bytes (Q5_0, Q5_1, Q5_K, Q6_K: x8_bytes), so does the pair (*x16Bytes);
 // Q8_0's pair holds its levels + 128 (VNNI's unsigned operand: no xor in the
 // tile); the nibble types' pairs copy the nibbles (unpacking them is a mask).
-// Zen 5, qmatmul M128, % of the int8 probe, medians of 4 alternating runs:
-// Q6_K 51 -> 56-58, Q5_K 52-62 -> 63, Q5_0 63-64 -> 69-70, Q5_1 60-61 ->
-// 64-65, Q4_K 59-61 -> 65-67, IQ4_XS 64 -> 68-70, Q4_0 74 -> 80, Q4_1 74 ->
-// 76-78, IQ4_NL 67-69 -> 74-77, Q8_0 68 -> 70-71 (6 runs). Q2_K (a piece
-// load feeds its four levels' products) ran 2-6% slower and Q3_K the same,
-// so they stay packed. Included by quant_x86_x8.h after its byte layouts.
+// Zen 5, qmatmul M128, % of the int8 probe, medians of 4 alternating runs,
+// weights in L3 / from DRAM: Q6_K 51 -> 56-58 / 50-52 -> 55-57, Q5_K
+// 52-62 -> 63 / 60 -> 63, Q5_0 63-64 -> 69-70 / 62 -> 67, Q5_1 60-61 ->
+// 64-65 / 57 -> 62, Q4_K 59-61 -> 65-67 / 61-63 -> 63-67, IQ4_XS 64 -> 68-70
+// / 62 -> 67, IQ4_NL 67-69 -> 74-77 / 65 -> 66, Q8_0 68 -> 70-71 / 65 -> 65
+// (end to end, pp128 110M: +5%). Left packed: Q4_0 and Q4_1 (74 -> 80 and
+// 76-78 in L3, but 2% slower from DRAM, and no faster end to end: their
+// tiles do the least work per byte, so the copy weighs most), Q2_K (a
+// piece load feeds its four levels' products: 2-6% slower) and Q3_K (the
+// same speed). Included by quant_x86_x8.h after its byte layouts.
 #pragma once
 
 #include <immintrin.h>
@@ -32,17 +36,7 @@ struct alignas(64) BlockQ8_0x16Bytes {  // Q8_0x8's pieces in order, levels + 12
   uint16_t d[16];
   static constexpr size_t kStride = 16;
 };
-struct alignas(64) BlockQ4_0x16 {  // likewise Q4_0, Q4_1 and IQ4_NL's nibbles
-  uint8_t qs[4][64];
-  uint16_t d[16];
-  static constexpr size_t kStride = 16;
-};
-struct alignas(64) BlockQ4_1x16 {
-  uint8_t qs[4][64];
-  uint16_t d[16], m[16];
-  static constexpr size_t kStride = 16;
-};
-struct alignas(64) BlockIQ4_NLx16 {
+struct alignas(64) BlockIQ4_NLx16 {  // likewise IQ4_NL's nibbles
   uint8_t qs[4][64];
   uint16_t d[16];
   static constexpr size_t kStride = 16;
@@ -84,8 +78,6 @@ struct alignas(64) BlockIQ4_XSx16 {
   static constexpr size_t kStride = 16;
 };
 template <> struct x8_is_pair<BlockQ8_0x16Bytes> : std::true_type {};
-template <> struct x8_is_pair<BlockQ4_0x16> : std::true_type {};
-template <> struct x8_is_pair<BlockQ4_1x16> : std::true_type {};
 template <> struct x8_is_pair<BlockIQ4_NLx16> : std::true_type {};
 template <> struct x8_is_pair<BlockQ5_0x16Bytes> : std::true_type {};
 template <> struct x8_is_pair<BlockQ5_1x16Bytes> : std::true_type {};
@@ -99,8 +91,6 @@ template <> struct x8_is_pair<BlockIQ4_XSx16> : std::true_type {};
 // layout or none (void: the tiles read the packed layout).
 template <class Packed> struct x8_byte_pairs { using type = typename x8_bytes<Packed>::type; };
 template <> struct x8_byte_pairs<BlockQ8_0x8> { using type = std::conditional_t<QKV_Q8_BIAS != 0, BlockQ8_0x16Bytes, void>; };
-template <> struct x8_byte_pairs<BlockQ4_0x8> { using type = BlockQ4_0x16; };
-template <> struct x8_byte_pairs<BlockQ4_1x8> { using type = BlockQ4_1x16; };
 template <> struct x8_byte_pairs<BlockIQ4_NLx8> { using type = BlockIQ4_NLx16; };
 template <> struct x8_byte_pairs<BlockQ5_0x8> { using type = BlockQ5_0x16Bytes; };
 template <> struct x8_byte_pairs<BlockQ5_1x8> { using type = BlockQ5_1x16Bytes; };
@@ -129,8 +119,6 @@ inline void x8_piece_levels(const BlockQ8_0x8& w, int i, __m256i& lo, __m256i& h
   const __m256i bias = _mm256_set1_epi8(char(0x80));
   lo = _mm256_xor_si256(lo, bias), hi = _mm256_xor_si256(hi, bias);
 }
-inline void x8_piece_levels(const BlockQ4_0x8& w, int i, __m256i& lo, __m256i& hi) { x8_raw_pieces(w, i, lo, hi); }
-inline void x8_piece_levels(const BlockQ4_1x8& w, int i, __m256i& lo, __m256i& hi) { x8_raw_pieces(w, i, lo, hi); }
 inline void x8_piece_levels(const BlockIQ4_NLx8& w, int i, __m256i& lo, __m256i& hi) { x8_raw_pieces(w, i, lo, hi); }
 inline void x8_piece_levels(const BlockQ4_Kx8& w, int i, __m256i& lo, __m256i& hi) { x8_raw_pieces(w, i, lo, hi); }
 inline void x8_piece_levels(const BlockIQ4_XSx8& w, int i, __m256i& lo, __m256i& hi) { x8_raw_pieces(w, i, lo, hi); }
@@ -145,16 +133,12 @@ constexpr size_t x8_pair_slot(int i, int half) {
 
 // Group half h's scales (as its packed block's) into a pair.
 inline void x8_pair_head(BlockQ8_0x16Bytes& o, const BlockQ8_0x8& w, int h) { std::memcpy(o.d + 8 * h, w.d, sizeof w.d); }
-inline void x8_pair_head(BlockQ4_0x16& o, const BlockQ4_0x8& w, int h) { std::memcpy(o.d + 8 * h, w.d, sizeof w.d); }
 inline void x8_pair_head(BlockIQ4_NLx16& o, const BlockIQ4_NLx8& w, int h) { std::memcpy(o.d + 8 * h, w.d, sizeof w.d); }
 inline void x8_pair_head(BlockQ5_0x16Bytes& o, const BlockQ5_0x8& w, int h) { std::memcpy(o.d + 8 * h, w.d, sizeof w.d); }
-template <class Pair, class Packed>  // Q4_1, Q5_1
-inline void x8_pair_head_dm(Pair& o, const Packed& w, int h) {
+inline void x8_pair_head(BlockQ5_1x16Bytes& o, const BlockQ5_1x8& w, int h) {
   std::memcpy(o.d + 8 * h, w.d, sizeof w.d);
   std::memcpy(o.m + 8 * h, w.m, sizeof w.m);
 }
-inline void x8_pair_head(BlockQ4_1x16& o, const BlockQ4_1x8& w, int h) { x8_pair_head_dm(o, w, h); }
-inline void x8_pair_head(BlockQ5_1x16Bytes& o, const BlockQ5_1x8& w, int h) { x8_pair_head_dm(o, w, h); }
 template <class Pair, class Packed>  // Q4_K, Q5_K
 inline void x8_pair_head_k(Pair& o, const Packed& w, int h) {
   std::memcpy(o.d + 8 * h, w.d, sizeof w.d);

@@ -393,8 +393,8 @@ TEST_P(QuantKernels, Q5_1RowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), {32, 96, 768});
 }
 // A batch of 8 tokens or more unpacks each pass of Q5_0 / Q5_1 (and, with
-// AVX-512, Q5_K and Q6_K) groups to bytes once (x86), and with AVX-512 every
-// type's pass goes into pairs of groups side by side (Q8_0's levels + 128);
+// AVX-512, Q5_K and Q6_K) groups to bytes once (x86), and with AVX-512 most
+// types' passes go into pairs of groups side by side (Q8_0's levels + 128);
 // fewer tokens take the packed layout in every tile. The integer sums are the
 // same, so each token's outputs are the same bits whichever way its batch went.
 template <class Block, class Packed>
