@@ -403,7 +403,7 @@ void check_batch_sizes_same_bits(const ops::Kernels& k, size_t n) {
   const ops::QuantProducts p = QType<Block>::products(k);
   // 11 groups, with AVX-512: two passes of 4, then the 256-value types' one
   // of 2 (the 32-value types' those 2 packed), then one packed.
-  const size_t rows = 88, M = 13;
+  const size_t rows = 88, M = 34;  // (Q8_0 copies its passes from 32 tokens)
   const auto w = make_weights<Block>(rows, n, false, 77);
   const std::vector<uint8_t> packed = pack_for<Packed>(p, w, rows, n);
   const auto xq = quantize_activations<Act>(randn(M * n, 78), n);
