@@ -182,13 +182,16 @@ inline void x8_nibble_dots(typename V::I (&s)[G][T], const typename V::I (&lo)[G
   }
 }
 
-// The 32-byte piece c of qs (each vector group's, `stride` apart): its low
-// and its high nibbles as unsigned bytes.
+// A loaded piece's low and high nibbles as unsigned bytes; x8_unpack_nibbles:
+// those of the 32-byte piece c of qs (each vector group's, `stride` apart).
 template <class V>
-inline void x8_unpack_nibbles(const uint8_t* qs, size_t stride, int c, typename V::I& lo, typename V::I& hi) {
-  const auto q = V::load(qs + 32 * c, stride);
+inline void x8_split_nibbles(typename V::I q, typename V::I& lo, typename V::I& hi) {
   lo = V::and_(q, V::set1_8(0x0f));
   hi = V::high_nibbles(q);
+}
+template <class V>
+inline void x8_unpack_nibbles(const uint8_t* qs, size_t stride, int c, typename V::I& lo, typename V::I& hi) {
+  x8_split_nibbles<V>(V::load(qs + 32 * c, stride), lo, hi);
 }
 
 // Piece p's levels from a run of bytes that holds two 32-byte vectors of
@@ -235,8 +238,7 @@ inline void x8_piece_nibbles(typename V::I (&s)[G][T], const Packed* const (&w)[
                              int c) {
   typename V::I lo[G], hi[G];
   for (int g = 0; g < G; ++g) {
-    const auto q = x8_load_piece<V>(w[g], c, stride);
-    lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::high_nibbles(q);
+    x8_split_nibbles<V>(x8_load_piece<V>(w[g], c, stride), lo[g], hi[g]);
     if constexpr (std::is_same_v<Packed, BlockQ5_0x8> || std::is_same_v<Packed, BlockQ5_1x8>)
       x8_add_fifth_bits<V>(w[g]->qh, stride, c, lo[g], hi[g]);
   }
@@ -359,8 +361,7 @@ inline void x8_piece_iq4nl(typename V::I (&s)[G][T], const Packed* const (&w)[G]
   const auto table = iq4_levels<V>();
   typename V::I lo[G], hi[G];
   for (int g = 0; g < G; ++g) {
-    const auto q = x8_load_piece<V>(w[g], c, stride);
-    lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::high_nibbles(q);
+    x8_split_nibbles<V>(x8_load_piece<V>(w[g], c, stride), lo[g], hi[g]);
     lo[g] = V::shuffle(table, lo[g]);
     hi[g] = V::shuffle(table, hi[g]);
   }

@@ -134,8 +134,7 @@ inline void x8q45_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename
             const I q = x8_load_piece<V>(W[g], 8 * c + p, stride);
             lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::and_(q, V::set1_8(char(0xf0)));
           } else {
-            const I q = x8_load_piece<V>(W[g], 8 * c + p, stride);
-            lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::high_nibbles(q);
+            x8_split_nibbles<V>(x8_load_piece<V>(W[g], 8 * c + p, stride), lo[g], hi[g]);
             if constexpr (kIq4) {
               lo[g] = V::shuffle(table, lo[g]);
               hi[g] = V::shuffle(table, hi[g]);
@@ -282,8 +281,7 @@ inline void x8q6_tile(const Packed* w, const BlockQ8_K* x0, size_t nb, typename 
               x8_unpack_with_bits<V>(W[g]->quads[k], stride, u, 2, lo[g], hi[g],
                                      [](typename V::I h, int j) { return x8q6_high<V>(h, j); });
             } else {
-              const I q = x8_load_piece<V>(W[g], P, stride);
-              lo[g] = V::and_(q, V::set1_8(0x0f)), hi[g] = V::high_nibbles(q);
+              x8_split_nibbles<V>(x8_load_piece<V>(W[g], P, stride), lo[g], hi[g]);
             }
           }
           for (int t = 0; t < T; ++t) {
