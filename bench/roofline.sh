@@ -15,7 +15,7 @@ isa=${1:-}
 bin=${2:-build}/bin/qkv_ops_bench
 [ -x "$bin" ] || { echo "roofline: $bin not built (cmake --build build)" >&2; exit 1; }
 if [ -z "$isa" ]; then
-  isa=$("$bin" --benchmark_list_tests | sed -n 's|^probe/fma/||p' | tail -1)  # tables are listed slowest first
+  isa=$("$bin" --benchmark_list_tests | sed -n 's|^probe/fma/||p' | grep -v / | tail -1)  # tables are listed slowest first
 fi
 json=$(mktemp)
 trap 'rm -f "$json"' EXIT

@@ -16,9 +16,11 @@
 // / 62 -> 67, IQ4_NL 67-69 -> 74-77 / 65 -> 66, Q8_0 68 -> 70-71 / 65 -> 65
 // (end to end, pp128 110M: +5%). Left packed: Q4_0 and Q4_1 (74 -> 80 and
 // 76-78 in L3, but 2% slower from DRAM, and no faster end to end: their
-// tiles do the least work per byte, so the copy weighs most), Q2_K (a
-// piece load feeds its four levels' products: 2-6% slower) and Q3_K (the
-// same speed). Included by quant_x86_x8.h after its byte layouts.
+// tiles do the least work per byte, so the copy weighs most) and Q3_K (the
+// same speed). Q2_K's pair of levels alone was 2-6% slower (a piece load
+// feeds its four levels' products); its pair of levels times scales
+// (BlockQ2_Kx16Scaled) takes it from 55-57% to 66-69%. Included by
+// quant_x86_x8.h after its byte layouts.
 #pragma once
 
 #include <immintrin.h>
@@ -77,6 +79,20 @@ struct alignas(64) BlockIQ4_XSx16 {
   int8_t sc2[4][16][2];
   static constexpr size_t kStride = 16;
 };
+// Q2_K's pair holds each level times its sub-block's scale (0..45, an
+// unsigned byte) in value order: slot j holds values 4j .. 4j + 3 of each
+// row, group g's 8 rows then g + 1's. A super-block's products are then 64
+// vpdpbusd into one int32 sum per row, with no multiply-add of scales per
+// 16 values (the packed tile's 16 of them per 64 products, on the same
+// pipes): the same integer sum, so the same bits. The mins stay apart,
+// widened to int16 pairs for vpdpwssd against the activations' sums of 16.
+struct alignas(64) BlockQ2_Kx16Scaled {
+  uint8_t qs[64][64];
+  uint16_t d[16], dmin[16];
+  int16_t m16[8][16][2];  // the mins of sub-blocks 2k and 2k + 1 of each row (group g's 8, then g + 1's)
+  static constexpr size_t kStride = 16;
+};
+template <> struct x8_is_pair<BlockQ2_Kx16Scaled> : std::true_type {};
 template <> struct x8_is_pair<BlockQ8_0x16Bytes> : std::true_type {};
 template <> struct x8_is_pair<BlockIQ4_NLx16> : std::true_type {};
 template <> struct x8_is_pair<BlockQ5_0x16Bytes> : std::true_type {};
@@ -98,6 +114,7 @@ template <> struct x8_byte_pairs<BlockQ4_Kx8> { using type = BlockQ4_Kx16; };
 template <> struct x8_byte_pairs<BlockQ5_Kx8> { using type = BlockQ5_Kx16Bytes; };
 template <> struct x8_byte_pairs<BlockQ6_Kx8> { using type = BlockQ6_Kx16Bytes; };
 template <> struct x8_byte_pairs<BlockIQ4_XSx8> { using type = BlockIQ4_XSx16; };
+template <> struct x8_byte_pairs<BlockQ2_Kx8> { using type = BlockQ2_Kx16Scaled; };
 template <class Packed>
 using x8_pass_bytes_t = std::conditional_t<QKV_X8_GROUPS == 2, typename x8_byte_pairs<Packed>::type,
                                            typename x8_bytes<Packed>::type>;
@@ -177,10 +194,55 @@ inline void x8_to_byte_pairs(const Packed* a, const Packed* b, Pair* out, size_t
   }
 }
 
+// A Q2_K group's block a and the next group's (stride bytes on) into a pair
+// (V: X8Zmm, a's group in the low 256 bits):
+// BlockQ2_Kx8's piece P holds values 64s + 4P + i of each row in bits 2s of
+// its bytes (sub-block 4s + P / 4), scm[k] each row's scale (low nibble) and
+// min (high) of sub-blocks 2k and 2k + 1. Each level times its scale is a
+// byte lookup: a 128-bit lane holds 4 rows' 4 bytes, so the index level + 4r
+// picks from a table of each row's 0, 1, 2 and 3 times its scale.
+template <class V>
+inline void x8_q2_scaled_pair(const BlockQ2_Kx8& a, size_t stride, BlockQ2_Kx16Scaled& o) {
+  using I = typename V::I;
+  const BlockQ2_Kx8& b = *reinterpret_cast<const BlockQ2_Kx8*>(reinterpret_cast<const char*>(&a) + stride);
+  std::memcpy(o.d, a.d, sizeof a.d), std::memcpy(o.d + 8, b.d, sizeof b.d);
+  std::memcpy(o.dmin, a.dmin, sizeof a.dmin), std::memcpy(o.dmin + 8, b.dmin, sizeof b.dmin);
+  for (int k = 0; k < 8; ++k) V::store64(o.m16[k], V::srli_16(V::load_u8_to_16(a.scm[k][0], stride), 4));
+  // Lanes 0 and 2 hold rows 0-3 (of a's group, of b's), 1 and 3 rows 4-7:
+  // byte 4r + i takes its row's scale pair (2r), 8 bytes on in lanes 1 and 3.
+  const I pick = _mm512_broadcast_i64x4(_mm256_setr_epi8(0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6, 8, 8, 8, 8, 10,
+                                                         10, 10, 10, 12, 12, 12, 12, 14, 14, 14, 14));
+  const I rows = V::lanes(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));
+  const I times1 = V::lanes(_mm_setr_epi8(0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1));
+  const I times2 = V::lanes(_mm_setr_epi8(0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1));
+  #pragma GCC unroll 4
+  for (int m = 0; m < 4; ++m) {  // sub-blocks 4s + m of pieces 4m .. 4m + 3
+    I table[4];
+    for (int s = 0; s < 4; ++s) {
+      const int j = 4 * s + m, k = j / 2, e = j % 2;  // sub-block j's scales: byte e of each row's pair k
+      const I pairs = V::lanes2(a.scm[k][0], stride);
+      const I sc = V::and_(V::shuffle(pairs, V::add_8(pick, V::set1_8(char(e)))), V::set1_8(0x0f));
+      table[s] = V::add_8(V::and_(sc, times1), V::and_(V::add_8(sc, sc), times2));  // 4r + i: i x row r's scale
+    }
+    #pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      const int P = 4 * m + i;
+      const I q = V::load(a.qs + 32 * P, stride);
+      for (int s = 0; s < 4; ++s) {
+        const I level = V::and_(s == 0 ? q : V::srli_16(q, 2 * s), V::set1_8(0x03));
+        V::store64(o.qs[16 * s + P], V::shuffle(table[s], V::or_(level, rows)));
+      }
+    }
+  }
+}
+
 // A pass's `groups` groups of nb blocks into Bytes: x8_bytes' layout, or pairs.
 template <class Packed, class Bytes>
 inline void x8_pass_to_bytes(const Packed* w, Bytes* out, size_t groups, size_t nb) {
-  if constexpr (x8_is_pair<Bytes>::value)
+  if constexpr (std::is_same_v<Bytes, BlockQ2_Kx16Scaled>)
+    for (size_t p = 0; p < groups / 2; ++p)
+      for (size_t j = 0; j < nb; ++j) x8_q2_scaled_pair<QKV_X8_VEC>(w[2 * p * nb + j], nb * sizeof(Packed), out[p * nb + j]);
+  else if constexpr (x8_is_pair<Bytes>::value)
     for (size_t p = 0; p < groups / 2; ++p) x8_to_byte_pairs(w + 2 * p * nb, w + (2 * p + 1) * nb, out + p * nb, nb);
   else
     x8_to_bytes(w, out, groups * nb);

@@ -423,6 +423,44 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
   }
 }
 
+// Q2_K pairs, each level times its scale (BlockQ2_Kx16Scaled), G of them
+// against T Q8_K activation rows: one int32 sum per row over the
+// super-block, then its mins' sum against the activations' sums of 16.
+template <class V, int G, int T>
+inline void x8q2_scaled_tile(const BlockQ2_Kx16Scaled* w, const BlockQ8_K* x0, size_t nb,
+                             typename V::E::F (&acc)[G][T]) {
+  using I = typename V::I;
+  constexpr size_t stride = BlockQ2_Kx16Scaled::kStride;
+  for (size_t b = 0; b < nb; ++b) {
+    const BlockQ2_Kx16Scaled* W[G];
+    for (int g = 0; g < G; ++g) W[g] = w + g * nb + b;
+    const BlockQ8_K* x[T];
+    for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
+    I isum[G][T];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < T; ++t) isum[g][t] = V::zero();
+    #pragma GCC unroll 8
+    for (int j = 0; j < 64; ++j) {  // values 4j .. 4j + 3 of every row
+      I q[G];
+      for (int g = 0; g < G; ++g) q[g] = V::load64(W[g]->qs[j]);
+      for (int t = 0; t < T; ++t) {
+        const I xb = V::bcast4(x[t]->qs + 4 * j);
+        for (int g = 0; g < G; ++g) isum[g][t] = V::dot(isum[g][t], q[g], xb);
+      }
+    }
+    for (int g = 0; g < G; ++g) {
+      const auto d = V::load_halves(W[g]->d, stride), dmin = V::load_halves(W[g]->dmin, stride);
+      for (int t = 0; t < T; ++t) {
+        I msum = V::zero();
+        for (int k = 0; k < 8; ++k) msum = V::madd_acc(msum, V::load64(W[g]->m16[k]), x8k_bsum_pair<V>(x[t], k));
+        const auto xd = V::set1_ps(x[t]->d);
+        acc[g][t] = V::fmadd(V::mul(d, xd), V::to_ps(isum[g][t]), acc[g][t]);
+        acc[g][t] = V::fnmadd(V::mul(dmin, xd), V::to_ps(msum), acc[g][t]);
+      }
+    }
+  }
+}
+
 // ------------------------- The 256-value types (Q2_K .. IQ4_XS): rows, GEMV, GEMM
 
 // acc[i][t] += the products of super-blocks [0, nb) of G vectors of groups
@@ -433,6 +471,8 @@ inline void x8k_tile(const Packed* w, const BlockQ8_K* x, size_t nb, typename V:
   if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8> ||
                 std::is_same_v<Packed, BlockQ6_Kx8Bytes> || std::is_same_v<Packed, BlockQ6_Kx16Bytes>) {
     x8q6_tile<V, G, T>(w, x, nb, acc);
+  } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx16Scaled>) {
+    x8q2_scaled_tile<V, G, T>(w, x, nb, acc);
   } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) {
     static_assert(G == 1, "one vector of groups");
     x8q2_tile<V, T>(w, x, nb, acc[0]);
@@ -517,11 +557,17 @@ constexpr int x8k_tokens() {
 // the packed layout, the high bits' masks fill the registers such a tile
 // needs.)
 template <class Packed>
-constexpr bool x8k_bytes_wide = QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ6_Kx8>;
+constexpr bool x8k_bytes_wide = QKV_X8_GROUPS == 2 && (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ2_Kx8>);
 template <class Packed>
 constexpr int x8k_bytes_vectors() { return x8k_bytes_wide<Packed> ? 2 : x8k_vectors<Packed>(); }
+// Q2_K's scaled pairs (x8q2_scaled_tile), as the 32-value types' pairs: two
+// vectors against 5 tokens (of the int8 probe: 67-68%; against 4, 63-64%;
+// 6 spill, 54%).
 template <class Packed>
-constexpr int x8k_bytes_tokens() { return x8k_bytes_wide<Packed> ? 4 : x8k_tokens<Packed>(); }
+constexpr int x8k_bytes_tokens() {
+  if constexpr (x8k_bytes_wide<Packed> && std::is_same_v<Packed, BlockQ2_Kx8>) return 5;
+  return x8k_bytes_wide<Packed> ? 4 : x8k_tokens<Packed>();
+}
 
 // Q5_K / Q6_K batches on bytes (bytes_passes) (qmatmul M128, Zen 5: Q5_K +5%,
 // Q6_K +8%; Zen 3 (AVX2, 4-row tiles of short sums): Q5_K +3-20%, Q6_K +24-48%;
@@ -552,7 +598,7 @@ inline void x8k_matmul(const void* packed, const void* xq, const Q8Sum*, float* 
   using V = QKV_X8_VEC;
   constexpr int kG = x8k_vectors<Packed>(), kT = x8k_tokens<Packed>();
   if constexpr (!std::is_void_v<x8_pass_bytes_t<Packed>>)
-    if (M >= kBytesMinTokens && M > size_t(kT))  // more than one tile (Q6_K's 8 tokens: pp8 -5%)
+    if (M >= x8_pass_min_tokens<Packed> && M > size_t(kT))  // more than one tile (Q6_K's 8 tokens: pp8 -5%)
       return x8k_matmul_bytes<Packed, x8k_bytes_vectors<Packed>(), x8k_bytes_tokens<Packed>()>(
           static_cast<const Packed*>(packed), static_cast<const BlockQ8_K*>(xq), y, M, n / kQK_K, ldy, g0, g1);
   const size_t nb = n / kQK_K;

@@ -28,6 +28,14 @@ struct X8Zmm {
     return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
   }
   static I load64(const void* p) { return _mm512_load_si512(p); }  // both groups' bytes, side by side (64-byte aligned)
+  static void store64(void* p, I v) { _mm512_store_si512(p, v); }
+  // 16 bytes at p in the low two 128-bit lanes, those at p + stride in the high two.
+  static I lanes2(const void* p, size_t stride) {
+    const char* c = static_cast<const char*>(p);
+    const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + stride)));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+  }
   static F load_halves(const uint16_t* p, size_t stride) {
     const char* c = reinterpret_cast<const char*>(p);
     const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
@@ -47,6 +55,7 @@ struct X8Zmm {
   static I set1_8(char c) { return _mm512_set1_epi8(c); }
   static I set1_32(int v) { return _mm512_set1_epi32(v); }
   static I and_(I a, I b) { return _mm512_and_si512(a, b); }
+  static I add_8(I a, I b) { return _mm512_add_epi8(a, b); }
   static I or_(I a, I b) { return _mm512_or_si512(a, b); }
   static I xor_(I a, I b) { return _mm512_xor_si512(a, b); }
   static I high_nibbles(I q) { return _mm512_and_si512(_mm512_srli_epi16(q, 4), _mm512_set1_epi8(0x0f)); }

@@ -432,7 +432,9 @@ template <class Block, class Packed>
 void check_x8_extremes(const ops::Kernels& k, size_t n) {
   using Act = typename Block::Act;
   const ops::QuantProducts p = QType<Block>::products(k), ref = QType<Block>::products(ops::reference_kernels());
-  const size_t rows = 40, M = 13;  // 5 groups: with AVX-512 a batch's pass of 4 (pairs), then one packed
+  // 5 groups: with AVX-512 a batch's pass of 4 (pairs), then one packed; 34
+  // tokens: Q8_0 and Q2_K copy their passes from 32
+  const size_t rows = 40, M = 34;
   std::vector<Block> w(rows * n / Block::kValues);
   std::memset(w.data(), 0xff, w.size() * sizeof(Block));
   for (Block& b : w) QType<Block>::tame(b, 0.01f);
@@ -476,6 +478,7 @@ TEST_P(QuantKernels, RowInterleavedBatchesGiveTheSameBitsWhateverTheirSize) {
   check_batch_sizes_same_bits<ops::BlockQ5_0, ops::BlockQ5_0x8>(*GetParam(), 768);
   check_batch_sizes_same_bits<ops::BlockQ5_1, ops::BlockQ5_1x8>(*GetParam(), 768);
   check_batch_sizes_same_bits<ops::BlockIQ4_NL, ops::BlockIQ4_NLx8>(*GetParam(), 768);
+  check_batch_sizes_same_bits<ops::BlockQ2_K, ops::BlockQ2_Kx8>(*GetParam(), 512);
   check_batch_sizes_same_bits<ops::BlockQ3_K, ops::BlockQ3_Kx8>(*GetParam(), 512);
   check_batch_sizes_same_bits<ops::BlockQ4_K, ops::BlockQ4_Kx8>(*GetParam(), 512);
   check_batch_sizes_same_bits<ops::BlockQ5_K, ops::BlockQ5_Kx8>(*GetParam(), 512);
