@@ -32,15 +32,21 @@ struct Constants {
   __m512i shifts;       // vpmultishiftqb: byte i <- bits 3i .. 3i + 7 of its qword
   __m512i three_bits;   // 0x07 in every byte
   __m512i scale_of[2];  // vpermw: int32 lane l <- (scale of row l / 2, 0), sub-block 2k (h = 0) or 2k + 1
+  __m512i scale_bytes[2];  // vpermb: byte 8r + i <- row r's scale of sub-block 2k (e = 0) or 2k + 1, of its pairs
+  __m512i rows;            // 8r in byte 8r + i
   Constants() {
-    alignas(64) uint8_t sp[64], sh[64];
+    alignas(64) uint8_t sp[64], sh[64], sb[2][64], rw[64];
     for (int r = 0; r < 8; ++r)
       for (int b = 0; b < 8; ++b) {
         sp[8 * r + b] = uint8_t(b < 3 ? 3 * r + b : 0);
         sh[8 * r + b] = uint8_t(3 * b);
+        for (int e = 0; e < 2; ++e) sb[e][8 * r + b] = uint8_t(2 * r + e);
+        rw[8 * r + b] = uint8_t(8 * r);
       }
     spread = _mm512_load_si512(sp);
     shifts = _mm512_load_si512(sh);
+    for (int e = 0; e < 2; ++e) scale_bytes[e] = _mm512_load_si512(sb[e]);
+    rows = _mm512_load_si512(rw);
     three_bits = _mm512_set1_epi8(7);
     for (int h = 0; h < 2; ++h) {
       alignas(64) uint16_t idx[32];
@@ -131,14 +137,67 @@ inline void to_nibbles(const Constants& c, const BlockQ3_Kx8Bits* src, BlockQ3_K
   }
 }
 
+// Sub-block j's table for one group's block: byte 8r + l = (l - 4) sc + 124,
+// sc row r's scale: a level l (value + 4) of row r times its scale, + 124
+// (0..252). Computed in wrapping bytes, exact since the result fits: 124 -
+// 4 sc, plus sc, 2 sc and 4 sc where l has bits 1, 2 and 4 (byte masks).
+inline __m512i scaled_table(const Constants& c, const BlockQ3_Kx8Bits& w, int j) {
+  const __m512i pairs = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.sc2[j / 2][0])));
+  const __m512i sc = _mm512_permutexvar_epi8(c.scale_bytes[j % 2], pairs);
+  const __m512i sc2 = _mm512_add_epi8(sc, sc), sc4 = _mm512_add_epi8(sc2, sc2);
+  __m512i t = _mm512_sub_epi8(_mm512_set1_epi8(124), sc4);
+  t = _mm512_mask_add_epi8(t, 0xAAAAAAAAAAAAAAAAull, t, sc);
+  t = _mm512_mask_add_epi8(t, 0xCCCCCCCCCCCCCCCCull, t, sc2);
+  return _mm512_mask_add_epi8(t, 0xF0F0F0F0F0F0F0F0ull, t, sc4);
+}
+
+// A group's block a and the next group's (stride bytes on) into a scaled pair
+// (quant_x86_x8_pairs.h's BlockQ3_Kx16Scaled): piece P's levels (row r's in
+// qword r) index their sub-block's table (8r + level), and each qword's low
+// 4 bytes (values 8P .. 8P + 3) go to slot 2P, its high 4 to slot 2P + 1.
+inline void to_scaled_pair(const Constants& c, const BlockQ3_Kx8Bits& a, size_t stride, BlockQ3_Kx16Scaled& o) {
+  const BlockQ3_Kx8Bits* src[2] = {&a, reinterpret_cast<const BlockQ3_Kx8Bits*>(reinterpret_cast<const char*>(&a) + stride)};
+  __builtin_memcpy(o.d, src[0]->d, sizeof src[0]->d);
+  __builtin_memcpy(o.d + 8, src[1]->d, sizeof src[1]->d);
+  for (int j = 0; j < 16; ++j) {
+    const __m512i table[2] = {scaled_table(c, *src[0], j), scaled_table(c, *src[1], j)};
+    #pragma GCC unroll 2
+    for (int u = 0; u < 2; ++u) {
+      const int P = 2 * j + u;
+      __m256i lo[2], hi[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m512i v = _mm512_permutexvar_epi8(_mm512_or_si512(unpack(c, src[h]->q[P]), c.rows), table[h]);
+        lo[h] = _mm512_cvtepi64_epi32(v);
+        hi[h] = _mm512_cvtepi64_epi32(_mm512_srli_epi64(v, 32));
+      }
+      _mm512_store_si512(o.qs[2 * P], _mm512_inserti64x4(_mm512_castsi256_si512(lo[0]), lo[1], 1));
+      _mm512_store_si512(o.qs[2 * P + 1], _mm512_inserti64x4(_mm512_castsi256_si512(hi[0]), hi[1], 1));
+    }
+  }
+}
+
+// Groups [g, g + count) (count even) of nb blocks into count / 2 scaled pairs.
+inline void to_scaled_pairs(const Constants& c, const BlockQ3_Kx8Bits* w, BlockQ3_Kx16Scaled* out, size_t count,
+                            size_t nb) {
+  for (size_t p = 0; p < count / 2; ++p)
+    for (size_t j = 0; j < nb; ++j) to_scaled_pair(c, w[2 * p * nb + j], nb * sizeof(BlockQ3_Kx8Bits), out[p * nb + j]);
+}
+
 // A batch (prefill, compute-bound): its rows' levels are unpacked anyway, for
-// every tile of activation rows. So each pass's groups are unpacked once into
-// the nibble layout, in a scratch of this thread, and the nibble layout's
-// product runs over them for all M rows (quant_x86_x8k.h's x8k_groups). The
-// 3-bit layout's own unpack (three shuffles, on the pipes vpdpbusd runs on)
-// in that product's tile ran it a third slower.
-void matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy, size_t g0,
-            size_t g1) {
+// every tile of activation rows. So each pass's groups are unpacked once, in
+// a scratch of this thread, and a product over the unpacked layout runs over
+// them for all M rows (quant_x86_x8k.h's x8k_groups). The 3-bit layout's own
+// unpack (three shuffles, on the pipes vpdpbusd runs on) in that product's
+// tile ran it a third slower. From 24 tokens the pass goes into scaled pairs
+// (each level times its scale, + 124: one vpdpbusd per 4 values of 16 rows,
+// and no multiply-add of a scale per sub-block of 16 values on the same
+// pipes; Zen 5, qmatmul M128, of the int8 probe: 56-57% -> 76-77%; 110M
+// Q3_K_S, one thread: pp128 +21%, pp32 +12%, pp24 +8%, pp16 -2%, pp8 -22%),
+// below that into the nibble layout (whose copy costs less).
+constexpr size_t kScaledMinTokens = 24;
+
+void matmul_nibbles(const void* packed, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t g0,
+                    size_t g1) {
   using V = X8Zmm;
   constexpr int kG = x8k_vectors<BlockQ3_Kx8>(), kT = x8k_tokens<BlockQ3_Kx8>();
   constexpr size_t kPass = size_t(kG) * V::kGroups;
@@ -163,6 +222,31 @@ void matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M
     to_nibbles(c, w + g * nb, nib, nb);
     x8k_groups<X8Ymm, 1, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0);
   }
+}
+
+// Scaled pairs: two of them (32 rows) against 5 tokens, as Q2_K's.
+void matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy, size_t g0,
+            size_t g1) {
+  if (M < kScaledMinTokens) return matmul_nibbles(packed, xq, y, M, n, ldy, g0, g1);
+  using V = X8Zmm;
+  constexpr int kG = 2, kT = 5;
+  constexpr size_t kPass = size_t(kG) * V::kGroups;
+  const size_t nb = n / kQK_K;
+  const BlockQ3_Kx8Bits* w = static_cast<const BlockQ3_Kx8Bits*>(packed);
+  const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);
+  const Constants& c = constants();
+  thread_local std::vector<BlockQ3_Kx16Scaled> scratch;
+  if (scratch.size() < kPass / 2 * nb) scratch.resize(kPass / 2 * nb);
+  size_t g = g0;
+  for (; g + kPass <= g1; g += kPass) {
+    to_scaled_pairs(c, w + g * nb, scratch.data(), kPass, nb);
+    x8k_groups<V, kG, kT>(scratch.data(), xb, y + 8 * g, M, nb, ldy, 0, next_pass(w, nb, g, kPass, g1, M, kT));
+  }
+  for (; g + V::kGroups <= g1; g += V::kGroups) {
+    to_scaled_pairs(c, w + g * nb, scratch.data(), V::kGroups, nb);
+    x8k_groups<V, 1, kT>(scratch.data(), xb, y + 8 * g, M, nb, ldy, 0);
+  }
+  if (g < g1) matmul_nibbles(packed, xq, y, M, n, ldy, g, g1);
 }
 
 void repack(const void* w, void* out, size_t rows, size_t n) {

@@ -487,11 +487,11 @@ constexpr size_t kBytesMinTokens = 8;
 // Q8_0's pairs only copy its bytes (+ 128), which pays from more tokens (110M
 // Q8_0 on Zen 5, one thread: pp8 -1.5%, pp16 -3%, pp32 the same, pp64 +2%,
 // pp128 +3-5%); Q2_K's (AVX-512: its levels times their scales, 4 bytes for
-// each of the packed layout's) likewise (110M Q2_K, one thread: pp8 -16%,
-// pp16 -4%, pp32 +3%, pp128 +5-7%).
+// each of the packed layout's) from 24 (110M Q2_K, one thread: pp8 -16%, pp16
+// -2%, pp24 +1%, pp32 +1-5%, pp128 +6-9%).
 template <class Packed>
 constexpr size_t x8_pass_min_tokens =
-    std::is_same_v<Packed, BlockQ8_0x8> || (QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ2_Kx8>) ? 32 : kBytesMinTokens;
+    std::is_same_v<Packed, BlockQ8_0x8> ? 32 : QKV_X8_GROUPS == 2 && std::is_same_v<Packed, BlockQ2_Kx8> ? 24 : kBytesMinTokens;
 
 // The pass after the one at group g (pass groups of nb blocks each, up to g1),
 // to prefetch over the current pass's M / T + 1 tiles of T tokens.

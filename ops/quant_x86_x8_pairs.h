@@ -16,11 +16,12 @@
 // / 62 -> 67, IQ4_NL 67-69 -> 74-77 / 65 -> 66, Q8_0 68 -> 70-71 / 65 -> 65
 // (end to end, pp128 110M: +5%). Left packed: Q4_0 and Q4_1 (74 -> 80 and
 // 76-78 in L3, but 2% slower from DRAM, and no faster end to end: their
-// tiles do the least work per byte, so the copy weighs most) and Q3_K (the
-// same speed). Q2_K's pair of levels alone was 2-6% slower (a piece load
-// feeds its four levels' products); its pair of levels times scales
-// (BlockQ2_Kx16Scaled) takes it from 55-57% to 66-69%. Included by
-// quant_x86_x8.h after its byte layouts.
+// tiles do the least work per byte, so the copy weighs most). Q2_K's and
+// Q3_K's pairs of levels alone were 2-6% slower and the same speed (a Q2_K
+// piece load feeds its four levels' products); their pairs of levels times
+// scales (BlockQ2_Kx16Scaled, BlockQ3_Kx16Scaled) take them from 55-57% to
+// 66-69% and from 56-57% to 76-77%. Included by quant_x86_x8.h after its
+// byte layouts.
 #pragma once
 
 #include <immintrin.h>
@@ -92,7 +93,17 @@ struct alignas(64) BlockQ2_Kx16Scaled {
   int16_t m16[8][16][2];  // the mins of sub-blocks 2k and 2k + 1 of each row (group g's 8, then g + 1's)
   static constexpr size_t kStride = 16;
 };
+// Q3_K's likewise (isa_avx512vbmi.cpp copies its passes into it from the
+// 3-bit layout): each level (value, -4..3) times its signed 6-bit scale, +
+// 124 (0..252, an unsigned byte; exactly: (-4) x (-32) is the largest), so
+// the sums carry 124 x the activations' sum over the super-block, taken off.
+struct alignas(64) BlockQ3_Kx16Scaled {
+  uint8_t qs[64][64];
+  uint16_t d[16];
+  static constexpr size_t kStride = 16;
+};
 template <> struct x8_is_pair<BlockQ2_Kx16Scaled> : std::true_type {};
+template <> struct x8_is_pair<BlockQ3_Kx16Scaled> : std::true_type {};
 template <> struct x8_is_pair<BlockQ8_0x16Bytes> : std::true_type {};
 template <> struct x8_is_pair<BlockIQ4_NLx16> : std::true_type {};
 template <> struct x8_is_pair<BlockQ5_0x16Bytes> : std::true_type {};

@@ -423,16 +423,26 @@ inline void x8q2_tile(const BlockQ2_Kx8* w, const BlockQ8_K* x0, size_t nb, type
   }
 }
 
-// Q2_K pairs, each level times its scale (BlockQ2_Kx16Scaled), G of them
-// against T Q8_K activation rows: one int32 sum per row over the
-// super-block, then its mins' sum against the activations' sums of 16.
-template <class V, int G, int T>
-inline void x8q2_scaled_tile(const BlockQ2_Kx16Scaled* w, const BlockQ8_K* x0, size_t nb,
-                             typename V::E::F (&acc)[G][T]) {
+// The sum of a Q8_K row's values (of its sums of 16).
+inline int x8k_value_sum(const BlockQ8_K* x) {
+  const __m256i s = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->bsums)), _mm256_set1_epi16(1));
+  __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+  return _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1)));
+}
+
+// Pairs of each level times its scale (BlockQ2_Kx16Scaled, BlockQ3_Kx16Scaled),
+// G of them against T Q8_K activation rows: one int32 sum per row over the
+// super-block, then Q2_K's mins against the activations' sums of 16, or
+// Q3_K's offset (124 x the activations' sum) taken off: the integers of the
+// packed tiles (x8q2_tile, x8q6_tile), and their float epilogues.
+template <class V, int G, int T, class Pair>
+inline void x8k_scaled_tile(const Pair* w, const BlockQ8_K* x0, size_t nb, typename V::E::F (&acc)[G][T]) {
   using I = typename V::I;
-  constexpr size_t stride = BlockQ2_Kx16Scaled::kStride;
+  constexpr bool kQ2 = std::is_same_v<Pair, BlockQ2_Kx16Scaled>;
+  constexpr size_t stride = Pair::kStride;
   for (size_t b = 0; b < nb; ++b) {
-    const BlockQ2_Kx16Scaled* W[G];
+    const Pair* W[G];
     for (int g = 0; g < G; ++g) W[g] = w + g * nb + b;
     const BlockQ8_K* x[T];
     for (int t = 0; t < T; ++t) x[t] = x0 + t * nb + b;
@@ -448,14 +458,23 @@ inline void x8q2_scaled_tile(const BlockQ2_Kx16Scaled* w, const BlockQ8_K* x0, s
         for (int g = 0; g < G; ++g) isum[g][t] = V::dot(isum[g][t], q[g], xb);
       }
     }
+    [[maybe_unused]] I offset[T];
+    if constexpr (!kQ2)
+      for (int t = 0; t < T; ++t) offset[t] = V::set1_32(124 * x8k_value_sum(x[t]));
     for (int g = 0; g < G; ++g) {
-      const auto d = V::load_halves(W[g]->d, stride), dmin = V::load_halves(W[g]->dmin, stride);
+      const auto d = V::load_halves(W[g]->d, stride);
+      [[maybe_unused]] typename V::F dmin;
+      if constexpr (kQ2) dmin = V::load_halves(W[g]->dmin, stride);
       for (int t = 0; t < T; ++t) {
-        I msum = V::zero();
-        for (int k = 0; k < 8; ++k) msum = V::madd_acc(msum, V::load64(W[g]->m16[k]), x8k_bsum_pair<V>(x[t], k));
         const auto xd = V::set1_ps(x[t]->d);
-        acc[g][t] = V::fmadd(V::mul(d, xd), V::to_ps(isum[g][t]), acc[g][t]);
-        acc[g][t] = V::fnmadd(V::mul(dmin, xd), V::to_ps(msum), acc[g][t]);
+        if constexpr (kQ2) {
+          I msum = V::zero();
+          for (int k = 0; k < 8; ++k) msum = V::madd_acc(msum, V::load64(W[g]->m16[k]), x8k_bsum_pair<V>(x[t], k));
+          acc[g][t] = V::fmadd(V::mul(d, xd), V::to_ps(isum[g][t]), acc[g][t]);
+          acc[g][t] = V::fnmadd(V::mul(dmin, xd), V::to_ps(msum), acc[g][t]);
+        } else {
+          acc[g][t] = V::fmadd(V::mul(d, xd), V::to_ps(V::sub_32(isum[g][t], offset[t])), acc[g][t]);
+        }
       }
     }
   }
@@ -471,8 +490,8 @@ inline void x8k_tile(const Packed* w, const BlockQ8_K* x, size_t nb, typename V:
   if constexpr (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ3_Kx8> ||
                 std::is_same_v<Packed, BlockQ6_Kx8Bytes> || std::is_same_v<Packed, BlockQ6_Kx16Bytes>) {
     x8q6_tile<V, G, T>(w, x, nb, acc);
-  } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx16Scaled>) {
-    x8q2_scaled_tile<V, G, T>(w, x, nb, acc);
+  } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx16Scaled> || std::is_same_v<Packed, BlockQ3_Kx16Scaled>) {
+    x8k_scaled_tile<V, G, T>(w, x, nb, acc);
   } else if constexpr (std::is_same_v<Packed, BlockQ2_Kx8>) {
     static_assert(G == 1, "one vector of groups");
     x8q2_tile<V, T>(w, x, nb, acc[0]);
@@ -560,7 +579,7 @@ template <class Packed>
 constexpr bool x8k_bytes_wide = QKV_X8_GROUPS == 2 && (std::is_same_v<Packed, BlockQ6_Kx8> || std::is_same_v<Packed, BlockQ2_Kx8>);
 template <class Packed>
 constexpr int x8k_bytes_vectors() { return x8k_bytes_wide<Packed> ? 2 : x8k_vectors<Packed>(); }
-// Q2_K's scaled pairs (x8q2_scaled_tile), as the 32-value types' pairs: two
+// Q2_K's scaled pairs (x8k_scaled_tile), as the 32-value types' pairs: two
 // vectors against 5 tokens (of the int8 probe: 67-68%; against 4, 63-64%;
 // 6 spill, 54%).
 template <class Packed>

@@ -403,7 +403,7 @@ void check_batch_sizes_same_bits(const ops::Kernels& k, size_t n) {
   const ops::QuantProducts p = QType<Block>::products(k);
   // 11 groups, with AVX-512: two passes of 4, then the 256-value types' one
   // of 2 (the 32-value types' those 2 packed), then one packed.
-  const size_t rows = 88, M = 34;  // (Q8_0 copies its passes from 32 tokens)
+  const size_t rows = 88, M = 34;  // (Q8_0 copies its passes from 32 tokens, Q2_K and Q3_K from 24)
   const auto w = make_weights<Block>(rows, n, false, 77);
   const std::vector<uint8_t> packed = pack_for<Packed>(p, w, rows, n);
   const auto xq = quantize_activations<Act>(randn(M * n, 78), n);
@@ -433,25 +433,27 @@ void check_x8_extremes(const ops::Kernels& k, size_t n) {
   using Act = typename Block::Act;
   const ops::QuantProducts p = QType<Block>::products(k), ref = QType<Block>::products(ops::reference_kernels());
   // 5 groups: with AVX-512 a batch's pass of 4 (pairs), then one packed; 34
-  // tokens: Q8_0 and Q2_K copy their passes from 32
+  // tokens: Q8_0 copies its passes from 32, Q2_K and Q3_K (AVX512_VBMI) from 24
   const size_t rows = 40, M = 34;
-  std::vector<Block> w(rows * n / Block::kValues);
-  std::memset(w.data(), 0xff, w.size() * sizeof(Block));
-  for (Block& b : w) QType<Block>::tame(b, 0.01f);
-  const std::vector<uint8_t> packed = pack_for<Packed>(p, w, rows, n);
-  for (float sign : {1.0f, -1.0f}) {
-    const auto xq = quantize_activations<Act>(std::vector<float>(M * n, sign), n);
-    std::vector<ops::Q8Sum> xs(M * n / 32);
-    if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
-    if constexpr (std::is_same<Act, ops::BlockQ8_1>::value) ops::q8_1_sums(xq.data(), xs.data(), xq.size());
-    for (size_t m : {size_t(1), size_t(4), M}) {  // one token, a tile, a batch on bytes
-      std::vector<float> want(m * rows, 0.0f), got(m * rows, 1.0f);
-      ref.matmul(w.data(), xq.data(), want.data(), m, n, rows, 0, rows);
-      if (m == 1) p.matvec_x8(packed.data(), xq.data(), xs.data(), got.data(), n, 0, rows / 8);
-      else p.matmul_x8(packed.data(), xq.data(), xs.data(), got.data(), m, n, rows, 0, rows / 8);
-      for (size_t i = 0; i < m * rows; ++i)
-        ASSERT_NEAR(got[i], want[i], 1e-5 * std::fabs(want[i]) + 1e-5)
-            << k.isa << " " << QType<Block>::name << " x=" << sign << " M=" << m << " i=" << i;
+  for (int fill : {0xff, 0x00}) {  // and every byte 0: the smallest levels (Q3_K: -4 times its scale -32)
+    std::vector<Block> w(rows * n / Block::kValues);
+    std::memset(w.data(), fill, w.size() * sizeof(Block));
+    for (Block& b : w) QType<Block>::tame(b, 0.01f);
+    const std::vector<uint8_t> packed = pack_for<Packed>(p, w, rows, n);
+    for (float sign : {1.0f, -1.0f}) {
+      const auto xq = quantize_activations<Act>(std::vector<float>(M * n, sign), n);
+      std::vector<ops::Q8Sum> xs(M * n / 32);
+      if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
+      if constexpr (std::is_same<Act, ops::BlockQ8_1>::value) ops::q8_1_sums(xq.data(), xs.data(), xq.size());
+      for (size_t m : {size_t(1), size_t(4), M}) {  // one token, a tile, a batch on bytes
+        std::vector<float> want(m * rows, 0.0f), got(m * rows, 1.0f);
+        ref.matmul(w.data(), xq.data(), want.data(), m, n, rows, 0, rows);
+        if (m == 1) p.matvec_x8(packed.data(), xq.data(), xs.data(), got.data(), n, 0, rows / 8);
+        else p.matmul_x8(packed.data(), xq.data(), xs.data(), got.data(), m, n, rows, 0, rows / 8);
+        for (size_t i = 0; i < m * rows; ++i)
+          ASSERT_NEAR(got[i], want[i], 1e-5 * std::fabs(want[i]) + 1e-5)
+              << k.isa << " " << QType<Block>::name << " fill=" << fill << " x=" << sign << " M=" << m << " i=" << i;
+      }
     }
   }
 }
