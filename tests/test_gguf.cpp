@@ -108,6 +108,26 @@ TEST(Gguf, GeneralAlignmentIsHonoured) {
   EXPECT_THROW(GgufFile gb(fb.path()), Error);
 }
 
+// An alignment of 1 or 2 is a power of two (llama.cpp takes it), but it can
+// put a tensor's data off 4 bytes, and qkv reads tensors in place through
+// typed pointers: such a file is refused with the tensor and its offset (a
+// fuzzed file reached a misaligned load in the non-finite check).
+TEST(Gguf, TensorDataOffFourBytesIsRefused) {
+  GgufWriter w(3, 2);
+  w.kv("general.alignment", GgufType::U32, uint32_t(2));
+  const uint16_t h = 0x3c00;  // f16 1.0: 2 bytes, so the next tensor starts 2 bytes on
+  const float x = 1.0f;
+  w.tensor("h", 1, {1}, &h, sizeof h);
+  w.tensor("x", 0, {1}, &x, sizeof x);
+  TempFile f(w.bytes(), ".gguf");
+  try {
+    GgufFile g(f.path());
+    ADD_FAILURE() << "loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not 4-byte aligned (general.alignment 2)"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Gguf, UnknownArchitectureIsRefusedByName) {
   GgufWriter w(3);
   w.kv_string("general.architecture", "mamba");

@@ -184,6 +184,11 @@ GgufFile::GgufFile(const std::string& path, bool use_mmap) : file_(path, use_mma
     by_offset.emplace_back(ti.offset, &ti);
     if (ti.offset % alignment_ != 0)
       throw Error(cat(path, ": tensor ", ti.name, ": offset ", ti.offset, " is not aligned to ", alignment_));
+    // Tensors are read in place (their floats and blocks' scales through
+    // typed pointers): an alignment of 1 or 2 can put them off 4 bytes.
+    if ((data_offset_ + ti.offset) % 4 != 0)
+      throw Error(cat(path, ": tensor ", ti.name, ": data at byte ", data_offset_ + ti.offset,
+                      " is not 4-byte aligned (general.alignment ", alignment_, "); qkv reads tensors in place"));
     if (ti.offset > data_size || ti.n_bytes > data_size - ti.offset)
       throw Error(cat(path, ": tensor ", ti.name, ": data [", ti.offset, ", +", ti.n_bytes,
                       ") lies outside the data section of ", data_size, " bytes (file truncated?)"));
