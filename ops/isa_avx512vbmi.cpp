@@ -145,7 +145,7 @@ inline __m512i scaled_table(const Constants& c, const BlockQ3_Kx8Bits& w, int j)
   const __m512i pairs = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.sc2[j / 2][0])));
   const __m512i sc = _mm512_permutexvar_epi8(c.scale_bytes[j % 2], pairs);
   const __m512i sc2 = _mm512_add_epi8(sc, sc), sc4 = _mm512_add_epi8(sc2, sc2);
-  __m512i t = _mm512_sub_epi8(_mm512_set1_epi8(124), sc4);
+  __m512i t = _mm512_sub_epi8(_mm512_set1_epi8(BlockQ3_Kx16Scaled::kOffset), sc4);
   t = _mm512_mask_add_epi8(t, 0xAAAAAAAAAAAAAAAAull, t, sc);
   t = _mm512_mask_add_epi8(t, 0xCCCCCCCCCCCCCCCCull, t, sc2);
   return _mm512_mask_add_epi8(t, 0xF0F0F0F0F0F0F0F0ull, t, sc4);

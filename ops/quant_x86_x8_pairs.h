@@ -101,6 +101,7 @@ struct alignas(64) BlockQ3_Kx16Scaled {
   uint8_t qs[64][64];
   uint16_t d[16];
   static constexpr size_t kStride = 16;
+  static constexpr int kOffset = 124;  // added to each level times its scale
 };
 template <> struct x8_is_pair<BlockQ2_Kx16Scaled> : std::true_type {};
 template <> struct x8_is_pair<BlockQ3_Kx16Scaled> : std::true_type {};

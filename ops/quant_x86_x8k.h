@@ -460,7 +460,7 @@ inline void x8k_scaled_tile(const Pair* w, const BlockQ8_K* x0, size_t nb, typen
     }
     [[maybe_unused]] I offset[T];
     if constexpr (!kQ2)
-      for (int t = 0; t < T; ++t) offset[t] = V::set1_32(124 * x8k_value_sum(x[t]));
+      for (int t = 0; t < T; ++t) offset[t] = V::set1_32(BlockQ3_Kx16Scaled::kOffset * x8k_value_sum(x[t]));
     for (int g = 0; g < G; ++g) {
       const auto d = V::load_halves(W[g]->d, stride);
       [[maybe_unused]] typename V::F dmin;
