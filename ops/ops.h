@@ -140,7 +140,7 @@ struct Bf16Products {
 };
 
 struct Kernels {
-  const char* isa;  // "scalar", "sse2", "avx2", "avx512"
+  const char* isa;  // "scalar", "sse2", "avx2", "avxvnni", "avx512"
 
   // sum_i a[i] * b[i]
   float (*dot)(const float* a, const float* b, size_t n);
@@ -274,6 +274,8 @@ Bf16Products bf16_products_ref();
 // undefined: the engine's CPU probe decides which may be used.
 const Kernels& sse2_kernels();
 const Kernels& avx2_kernels();
+// avx2 with its integer products on AVX-VNNI's vpdpbusd (isa_avxvnni.cpp).
+const Kernels& avxvnni_kernels();
 const Kernels& avx512_kernels();
 // The BF16 products with vdpbf16ps, which avx512_kernels() takes where the
 // CPU has AVX512_BF16 (its own translation unit, built with -mavx512bf16).

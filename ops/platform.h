@@ -17,6 +17,7 @@ namespace qkv::ops {
 struct CpuFeatures {
   bool sse2 = false;
   bool avx2 = false;     // AVX2 + FMA + F16C, with the OS saving YMM state
+  bool avx_vnni = false;  // VEX-encoded vpdpbusd on ymm (with avx2)
   bool avx512 = false;   // AVX-512 F/BW/VL/DQ + VNNI, with the OS saving ZMM state
   bool avx512_vnni = false;
   bool avx512_bf16 = false;  // vdpbf16ps (with avx512)

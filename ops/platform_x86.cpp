@@ -44,6 +44,7 @@ CpuFeatures probe() {
   f.avx512_vbmi = f.avx512 && (c & (1u << 1));
   if (max_subleaf7 >= 1) {
     __cpuid_count(7, 1, a, b, c, d);
+    f.avx_vnni = f.avx2 && (a & (1u << 4));
     f.avx512_bf16 = f.avx512 && (a & (1u << 5));
   }
   return f;
@@ -61,6 +62,7 @@ std::vector<const Kernels*> runnable_kernels() {
   std::vector<const Kernels*> v = {&reference_kernels()};
   if (f.sse2) v.push_back(&sse2_kernels());
   if (f.avx2) v.push_back(&avx2_kernels());
+  if (f.avx_vnni) v.push_back(&avxvnni_kernels());
   if (f.avx512) v.push_back(&avx512_kernels());
   return v;
 }

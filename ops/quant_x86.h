@@ -1,6 +1,6 @@
-// AVX2-style block primitives for quantized dot products, shared by the AVX2
-// and AVX-512 units; the only difference is how 32 byte products are summed
-// into 8 int32 lanes (QKV_DOT_S8: maddubs + madd, or VNNI's vpdpbusd).
+// AVX2-style block primitives for quantized dot products, shared by the AVX2,
+// AVX-VNNI and AVX-512 units; the only difference is how 32 byte products are
+// summed into 8 int32 lanes (QKV_DOT_S8: maddubs + madd, or VNNI's vpdpbusd).
 // Include after defining QKV_ISA_NS, QKV_DOT_S8(a_unsigned, b_signed),
 // QKV_DOT_ACC(acc, a_unsigned, b_signed) (the same added to acc),
 // QKV_MADD_ACC(acc, a16, b16): acc + the int16 pair products of a and b
@@ -211,7 +211,7 @@ QuantProducts q6_K_products() {
 // Machine probe: 12 independent chains of the ISA's byte multiply that
 // every integer product is built from, on the batch products' vector
 // (QKV_X8_VEC: 32 byte pairs per instruction in a ymm, 64 in a zmm):
-// QKV_PEAK_ACC on AVX2, vpdpbusd with AVX-512. Each chain multiplies its own
+// QKV_PEAK_ACC on AVX2, vpdpbusd with AVX-VNNI and AVX-512. Each chain multiplies its own
 // accumulator's bytes, so no product can be hoisted out of the loop; 12
 // chains cover the multiply's latency.
 double int8_peak(size_t iters) {

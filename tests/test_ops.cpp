@@ -689,11 +689,27 @@ TEST(Rope, NeoxRotatesHalvesPairwise) {
 TEST(Cpu, ProbeIsConsistent) {
   const CpuFeatures& f = cpu_features();
   EXPECT_TRUE(f.sse2);  // every x86-64 CPU
-  if (f.avx512) {
+  if (f.avx512 || f.avx_vnni) {
     EXPECT_TRUE(f.avx2);
   }
   const auto tables = available_kernels();
   EXPECT_STREQ(tables.front()->isa, "scalar");
+  // avxvnni runs where the CPU has AVX-VNNI, after avx2 and before avx512;
+  // its float kernels are avx2's.
+  std::vector<std::string> names;
+  for (const ops::Kernels* k : tables) names.push_back(k->isa);
+  const auto at = [&](const char* isa) { return std::find(names.begin(), names.end(), isa) - names.begin(); };
+  EXPECT_EQ(at("avxvnni") < ptrdiff_t(names.size()), f.avx_vnni);
+  if (f.avx_vnni) {
+    EXPECT_LT(at("avx2"), at("avxvnni"));
+    EXPECT_EQ(kernels_by_name("avxvnni").matmul_f32, kernels_by_name("avx2").matmul_f32);
+    EXPECT_NE(kernels_by_name("avxvnni").q4_K.matmul_x8, kernels_by_name("avx2").q4_K.matmul_x8);
+  } else {
+    EXPECT_THROW(kernels_by_name("avxvnni"), Error);
+  }
+  if (f.avx512) {
+    EXPECT_EQ(tables.back(), &kernels_by_name("avx512"));
+  }
   EXPECT_THROW(kernels_by_name("neon"), Error);
   EXPECT_STREQ(kernels_by_name("scalar").isa, "scalar");
 }

@@ -509,37 +509,62 @@ TEST_P(QuantKernels, IQ4_XSRowInterleavedProductsEqualThePlainOnes) {
 TEST_P(QuantKernels, Q6_KRowInterleavedProductsEqualThePlainOnes) {
   check_x8_products<ops::BlockQ6_K, ops::BlockQ6_Kx8>(*GetParam(), {256, 768});
 }
-// One token's products on AVX-512 take two pieces of a block per zmm and
-// add the halves' integer sums before the float epilogue (X8Pieces): the
-// same bits as AVX2's one piece per ymm, for every x8 type and an odd number
-// of blocks.
+// The same packed weights through two tables' products, bit for bit: one
+// token (matvec_x8) and, with `batch`, 21 tokens (matmul_x8). AVX-512's one
+// token takes two pieces of a block per zmm and adds the halves' integer
+// sums before the float epilogue (X8Pieces); AVX-VNNI sums each piece in
+// int32 where AVX2 sums small levels in int16 and Q8_0 and the IQ4 types take
+// the sign trick. The integer sums are the same, so are the bits: for every
+// x8 type and an odd number of blocks.
 template <class Block, class Packed>
-void check_gemv_bits_across_isas() {
-  const ops::Kernels* avx2 = nullptr;
-  const ops::Kernels* avx512 = nullptr;
-  for (const ops::Kernels* k : available_kernels()) {
-    if (std::string(k->isa) == "avx2") avx2 = k;
-    if (std::string(k->isa) == "avx512") avx512 = k;
-  }
-  if (!avx2 || !avx512) GTEST_SKIP() << "needs AVX2 and AVX-512";
+void check_bits_across_isas(const ops::Kernels& a, const ops::Kernels& b, bool batch) {
+  using Act = typename Block::Act;
+  const size_t M = batch ? 21 : 1;
   for (size_t n : {size_t(256), size_t(768), size_t(1280)}) {
-    using Act = typename Block::Act;
     const size_t rows = 24;
     const auto w = make_weights<Block>(rows, n, false, uint32_t(11 + n));
-    const ops::QuantProducts p2 = QType<Block>::products(*avx2), p512 = QType<Block>::products(*avx512);
-    const std::vector<uint8_t> packed2 = pack_for<Packed>(p2, w, rows, n), packed512 = pack_for<Packed>(p512, w, rows, n);
-    const auto xq = quantize_activations<Act>(randn(n, 9), n);
-    std::vector<ops::Q8Sum> xs(n / 32);
+    const ops::QuantProducts pa = QType<Block>::products(a), pb = QType<Block>::products(b);
+    const std::vector<uint8_t> packed_a = pack_for<Packed>(pa, w, rows, n), packed_b = pack_for<Packed>(pb, w, rows, n);
+    const auto xq = quantize_activations<Act>(randn(M * n, 9), n);
+    std::vector<ops::Q8Sum> xs(M * n / 32);
     if constexpr (std::is_same<Act, ops::BlockQ8_0>::value) ops::q8_0_sums(xq.data(), xs.data(), xq.size());
     if constexpr (std::is_same<Act, ops::BlockQ8_1>::value) ops::q8_1_sums(xq.data(), xs.data(), xq.size());
-    std::vector<float> a(rows), b(rows);
-    p2.matvec_x8(packed2.data(), xq.data(), xs.data(), a.data(), n, 0, rows / 8);
-    p512.matvec_x8(packed512.data(), xq.data(), xs.data(), b.data(), n, 0, rows / 8);
-    for (size_t r = 0; r < rows; ++r)
-      ASSERT_EQ(std::memcmp(&a[r], &b[r], sizeof(float)), 0) << QType<Block>::name << " n=" << n << " row " << r << ": "
-                                                             << a[r] << " vs " << b[r];
+    std::vector<float> ya(M * rows, -1.0f), yb(M * rows, -2.0f);
+    if (M == 1) {
+      pa.matvec_x8(packed_a.data(), xq.data(), xs.data(), ya.data(), n, 0, rows / 8);
+      pb.matvec_x8(packed_b.data(), xq.data(), xs.data(), yb.data(), n, 0, rows / 8);
+    } else {
+      pa.matmul_x8(packed_a.data(), xq.data(), xs.data(), ya.data(), M, n, rows, 0, rows / 8);
+      pb.matmul_x8(packed_b.data(), xq.data(), xs.data(), yb.data(), M, n, rows, 0, rows / 8);
+    }
+    for (size_t i = 0; i < M * rows; ++i)
+      ASSERT_EQ(std::memcmp(&ya[i], &yb[i], sizeof(float)), 0)
+          << a.isa << " vs " << b.isa << " " << QType<Block>::name << " n=" << n << " token " << i / rows << " row "
+          << i % rows << ": " << ya[i] << " vs " << yb[i];
   }
 }
+
+void check_every_type_across_isas(const ops::Kernels& a, const ops::Kernels& b, bool batch) {
+  check_bits_across_isas<ops::BlockQ8_0, ops::BlockQ8_0x8>(a, b, batch);
+  check_bits_across_isas<ops::BlockQ4_0, ops::BlockQ4_0x8>(a, b, batch);
+  check_bits_across_isas<ops::BlockQ4_1, ops::BlockQ4_1x8>(a, b, batch);
+  check_bits_across_isas<ops::BlockQ5_0, ops::BlockQ5_0x8>(a, b, batch);
+  check_bits_across_isas<ops::BlockQ5_1, ops::BlockQ5_1x8>(a, b, batch);
+  check_bits_across_isas<ops::BlockIQ4_NL, ops::BlockIQ4_NLx8>(a, b, batch);
+  check_bits_across_isas<ops::BlockQ2_K, ops::BlockQ2_Kx8>(a, b, batch);
+  check_bits_across_isas<ops::BlockQ3_K, ops::BlockQ3_Kx8>(a, b, batch);
+  check_bits_across_isas<ops::BlockQ4_K, ops::BlockQ4_Kx8>(a, b, batch);
+  check_bits_across_isas<ops::BlockQ5_K, ops::BlockQ5_Kx8>(a, b, batch);
+  check_bits_across_isas<ops::BlockQ6_K, ops::BlockQ6_Kx8>(a, b, batch);
+  check_bits_across_isas<ops::BlockIQ4_XS, ops::BlockIQ4_XSx8>(a, b, batch);
+}
+
+const ops::Kernels* table_named(const char* isa) {
+  for (const ops::Kernels* k : available_kernels())
+    if (std::string(k->isa) == isa) return k;
+  return nullptr;
+}
+
 // Q3_K's 3-bit x8 layout (BlockQ3_Kx8Bits): every level where
 // q3_K_x8_bits_level finds it, as GGML's Q3_K block holds it (value l: 2 bits
 // in qs[32 (l / 128) + l % 32] at 2 ((l % 128) / 32), the high bit in
@@ -596,18 +621,16 @@ TEST(QuantLayouts, Q3_KNibbleLayoutOnAvx512EqualsThePlainProducts) {
 }
 
 TEST(QuantGemv, OneTokenProductsHaveTheSameBitsOnAvx2AndAvx512) {
-  check_gemv_bits_across_isas<ops::BlockQ8_0, ops::BlockQ8_0x8>();
-  check_gemv_bits_across_isas<ops::BlockQ4_0, ops::BlockQ4_0x8>();
-  check_gemv_bits_across_isas<ops::BlockQ4_1, ops::BlockQ4_1x8>();
-  check_gemv_bits_across_isas<ops::BlockQ5_0, ops::BlockQ5_0x8>();
-  check_gemv_bits_across_isas<ops::BlockQ5_1, ops::BlockQ5_1x8>();
-  check_gemv_bits_across_isas<ops::BlockIQ4_NL, ops::BlockIQ4_NLx8>();
-  check_gemv_bits_across_isas<ops::BlockQ2_K, ops::BlockQ2_Kx8>();
-  check_gemv_bits_across_isas<ops::BlockQ3_K, ops::BlockQ3_Kx8>();
-  check_gemv_bits_across_isas<ops::BlockQ4_K, ops::BlockQ4_Kx8>();
-  check_gemv_bits_across_isas<ops::BlockQ5_K, ops::BlockQ5_Kx8>();
-  check_gemv_bits_across_isas<ops::BlockQ6_K, ops::BlockQ6_Kx8>();
-  check_gemv_bits_across_isas<ops::BlockIQ4_XS, ops::BlockIQ4_XSx8>();
+  const ops::Kernels *avx2 = table_named("avx2"), *avx512 = table_named("avx512");
+  if (!avx2 || !avx512) GTEST_SKIP() << "needs AVX2 and AVX-512";
+  check_every_type_across_isas(*avx2, *avx512, false);
+}
+
+TEST(QuantGemv, AvxVnniProductsHaveAvx2sBits) {
+  const ops::Kernels *avx2 = table_named("avx2"), *vnni = table_named("avxvnni");
+  if (!avx2 || !vnni) GTEST_SKIP() << "needs AVX-VNNI";
+  check_every_type_across_isas(*avx2, *vnni, false);
+  check_every_type_across_isas(*avx2, *vnni, true);
 }
 
 TEST_P(QuantKernels, Q4_KProductsEqualTheDequantizedF32Product) { check_products<ops::BlockQ4_K>(*GetParam(), {256, 768}); }

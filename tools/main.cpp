@@ -43,7 +43,7 @@ void usage(FILE* out) {
       "\n"
       "environment:\n"
       "  QKV_MODELS_DIR  where default models are found (default ../shared/models)\n"
-      "  QKV_ISA         force the kernels' instruction set: scalar, sse2, avx2, avx512\n",
+      "  QKV_ISA         force the kernels' instruction set: scalar, sse2, avx2, avxvnni, avx512\n",
       types.c_str());
 }
 

@@ -18,9 +18,9 @@ const ops::Kernels& pick() {
 const ops::Kernels& kernels_by_name(const std::string& isa) {
   for (const ops::Kernels* k : available_kernels())
     if (isa == k->isa) return *k;
-  if (isa == "scalar" || isa == "sse2" || isa == "avx2" || isa == "avx512")
+  if (isa == "scalar" || isa == "sse2" || isa == "avx2" || isa == "avxvnni" || isa == "avx512")
     throw Error(cat("QKV_ISA=", isa, ": this CPU (or its OS) does not support that instruction set"));
-  throw Error(cat("QKV_ISA=", isa, ": unknown instruction set (expected scalar, sse2, avx2 or avx512)"), Errc::InvalidArgument);
+  throw Error(cat("QKV_ISA=", isa, ": unknown instruction set (expected scalar, sse2, avx2, avxvnni or avx512)"), Errc::InvalidArgument);
 }
 
 const ops::Kernels& active_kernels() {

@@ -16,7 +16,7 @@ using ops::cpu_features;
 // Every kernel table this machine can run, lowest first ("scalar" first).
 inline std::vector<const ops::Kernels*> available_kernels() { return ops::runnable_kernels(); }
 
-// The best table, or the one QKV_ISA=scalar|sse2|avx2|avx512 forces. Asking
+// The best table, or the one QKV_ISA=scalar|sse2|avx2|avxvnni|avx512 forces. Asking
 // for an ISA the CPU lacks is an error (thrown on first call).
 const ops::Kernels& active_kernels();
 
