@@ -196,30 +196,40 @@ inline void to_scaled_pairs(const Constants& c, const BlockQ3_Kx8Bits* w, BlockQ
 // below that into the nibble layout (whose copy costs less).
 constexpr size_t kScaledMinTokens = 24;
 
+// The pass loop of both batch products below: passes of kG vectors of groups
+// (the next pass's 3-bit groups coming into L2 meanwhile), then single
+// vectors; unpack(g, count) puts groups [g, g + count) into `unpacked`, which
+// x8k_groups reads. Returns the first group left (fewer than a vector's).
+template <int kG, int kT, class Unpacked, class Unpack>
+size_t unpacked_passes(const BlockQ3_Kx8Bits* w, const Unpacked* unpacked, Unpack&& unpack, const BlockQ8_K* xb, float* y,
+                       size_t M, size_t nb, size_t ldy, size_t g0, size_t g1) {
+  using V = X8Zmm;
+  constexpr size_t kPass = size_t(kG) * V::kGroups;
+  size_t g = g0;
+  for (; g + kPass <= g1; g += kPass) {
+    unpack(g, kPass);
+    x8k_groups<V, kG, kT>(unpacked, xb, y + 8 * g, M, nb, ldy, 0, next_pass(w, nb, g, kPass, g1, M, kT));
+  }
+  for (; g + V::kGroups <= g1; g += V::kGroups) {
+    unpack(g, V::kGroups);
+    x8k_groups<V, 1, kT>(unpacked, xb, y + 8 * g, M, nb, ldy, 0);
+  }
+  return g;
+}
+
 void matmul_nibbles(const void* packed, const void* xq, float* y, size_t M, size_t n, size_t ldy, size_t g0,
                     size_t g1) {
-  using V = X8Zmm;
   constexpr int kG = x8k_vectors<BlockQ3_Kx8>(), kT = x8k_tokens<BlockQ3_Kx8>();
-  constexpr size_t kPass = size_t(kG) * V::kGroups;
   const size_t nb = n / kQK_K;
   const BlockQ3_Kx8Bits* w = static_cast<const BlockQ3_Kx8Bits*>(packed);
   const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);
   const Constants& c = constants();
   thread_local std::vector<BlockQ3_Kx8> scratch;  // grows to a pass's blocks once per thread
-  if (scratch.size() < kPass * nb) scratch.resize(kPass * nb);
+  if (scratch.size() < size_t(kG) * X8Zmm::kGroups * nb) scratch.resize(size_t(kG) * X8Zmm::kGroups * nb);
   BlockQ3_Kx8* nib = scratch.data();
-  size_t g = g0;
-  for (; g + kPass <= g1; g += kPass) {
-    to_nibbles(c, w + g * nb, nib, kPass * nb);
-    // Meanwhile the next pass's 3-bit groups come into L2.
-    x8k_groups<V, kG, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0, next_pass(w, nb, g, kPass, g1, M, kT));
-  }
-  for (; g + V::kGroups <= g1; g += V::kGroups) {
-    to_nibbles(c, w + g * nb, nib, V::kGroups * nb);
-    x8k_groups<V, 1, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0);
-  }
-  for (; g < g1; ++g) {
-    to_nibbles(c, w + g * nb, nib, nb);
+  const auto unpack = [&](size_t g, size_t count) { to_nibbles(c, w + g * nb, nib, count * nb); };
+  for (size_t g = unpacked_passes<kG, kT>(w, nib, unpack, xb, y, M, nb, ldy, g0, g1); g < g1; ++g) {
+    unpack(g, 1);
     x8k_groups<X8Ymm, 1, kT>(nib, xb, y + 8 * g, M, nb, ldy, 0);
   }
 }
@@ -228,24 +238,16 @@ void matmul_nibbles(const void* packed, const void* xq, float* y, size_t M, size
 void matmul(const void* packed, const void* xq, const Q8Sum*, float* y, size_t M, size_t n, size_t ldy, size_t g0,
             size_t g1) {
   if (M < kScaledMinTokens) return matmul_nibbles(packed, xq, y, M, n, ldy, g0, g1);
-  using V = X8Zmm;
   constexpr int kG = 2, kT = 5;
-  constexpr size_t kPass = size_t(kG) * V::kGroups;
   const size_t nb = n / kQK_K;
   const BlockQ3_Kx8Bits* w = static_cast<const BlockQ3_Kx8Bits*>(packed);
   const BlockQ8_K* xb = static_cast<const BlockQ8_K*>(xq);
   const Constants& c = constants();
-  thread_local std::vector<BlockQ3_Kx16Scaled> scratch;
-  if (scratch.size() < kPass / 2 * nb) scratch.resize(kPass / 2 * nb);
-  size_t g = g0;
-  for (; g + kPass <= g1; g += kPass) {
-    to_scaled_pairs(c, w + g * nb, scratch.data(), kPass, nb);
-    x8k_groups<V, kG, kT>(scratch.data(), xb, y + 8 * g, M, nb, ldy, 0, next_pass(w, nb, g, kPass, g1, M, kT));
-  }
-  for (; g + V::kGroups <= g1; g += V::kGroups) {
-    to_scaled_pairs(c, w + g * nb, scratch.data(), V::kGroups, nb);
-    x8k_groups<V, 1, kT>(scratch.data(), xb, y + 8 * g, M, nb, ldy, 0);
-  }
+  thread_local std::vector<BlockQ3_Kx16Scaled> scratch;  // a pair per two groups
+  if (scratch.size() < size_t(kG) * nb) scratch.resize(size_t(kG) * nb);
+  BlockQ3_Kx16Scaled* pairs = scratch.data();
+  const auto unpack = [&](size_t g, size_t count) { to_scaled_pairs(c, w + g * nb, pairs, count, nb); };
+  const size_t g = unpacked_passes<kG, kT>(w, pairs, unpack, xb, y, M, nb, ldy, g0, g1);
   if (g < g1) matmul_nibbles(packed, xq, y, M, n, ldy, g, g1);
 }
 
