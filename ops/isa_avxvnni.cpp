@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "ops/ops.h"
+#include "ops/quant_table.h"
 
 #define QKV_DOT_S8(a, b) _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b)
 #define QKV_DOT_ACC(acc, a, b) _mm256_dpbusd_avx_epi32(acc, a, b)
@@ -22,23 +23,10 @@
 #include "ops/quant_x86.h"
 
 const qkv::ops::Kernels& qkv::ops::avxvnni_kernels() {
-  namespace n = isa_avxvnni;
   static const Kernels k = [] {
     Kernels t = avx2_kernels();
     t.isa = "avxvnni";
-    t.q8_0 = n::q8_0_products();
-    t.q4_0 = n::q4_0_products();
-    t.q4_1 = n::q4_1_products();
-    t.q5_0 = n::q5_0_products();
-    t.q5_1 = n::q5_1_products();
-    t.iq4_nl = n::iq4_nl_products();
-    t.q2_K = n::q2_K_products();
-    t.q3_K = n::q3_K_products();
-    t.q4_K = n::q4_K_products();
-    t.q5_K = n::q5_K_products();
-    t.q6_K = n::q6_K_products();
-    t.iq4_xs = n::iq4_xs_products();
-    t.int8_peak = n::int8_peak;
+    isa_avxvnni::take_quant_products(t);
     return t;
   }();
   return k;

@@ -16,6 +16,7 @@
 #include <cstddef>
 
 #include "ops/ops.h"
+#include "ops/quant_table.h"
 #include "ops/simd_attention.h"
 #include "ops/simd_base.h"
 #include "ops/simd_bf16.h"
@@ -38,24 +39,6 @@ inline double fma_peak(size_t iters) {
   (void)sink;
   return 24.0 * double(W) * double(iters);
 }
-
-// The quantized products of this ISA (defined by the including TU).
-QuantProducts q8_0_products();
-QuantProducts q4_0_products();
-QuantProducts q4_K_products();
-QuantProducts q5_K_products();
-QuantProducts q6_K_products();
-void quantize_q8_0(const float* x, void* blocks, Q8Sum* sums, size_t n);
-void quantize_q8_K(const float* x, void* blocks, size_t n);
-void quantize_q8_1(const float* x, void* blocks, size_t n);
-QuantProducts q4_1_products();
-QuantProducts q5_0_products();
-QuantProducts q5_1_products();
-QuantProducts iq4_nl_products();
-QuantProducts q2_K_products();
-QuantProducts q3_K_products();
-QuantProducts iq4_xs_products();
-double int8_peak(size_t iters);
 
 inline const Kernels& table(const char* name) {
   static const Kernels k = [name] {
@@ -85,23 +68,11 @@ inline const Kernels& table(const char* name) {
     t.attention_scores_f16 = attention_scores_f16;
     t.attention_weights_f16 = attention_weights_f16;
     t.attention_values_f16 = attention_values_f16;
-    t.q8_0 = q8_0_products();
-    t.q4_0 = q4_0_products();
-    t.q4_K = q4_K_products();
-    t.q5_K = q5_K_products();
-    t.q6_K = q6_K_products();
+    take_quant_products(t);
     t.quantize_q8_0 = quantize_q8_0;
     t.quantize_q8_K = quantize_q8_K;
     t.quantize_q8_1 = quantize_q8_1;
-    t.q4_1 = q4_1_products();
-    t.q5_0 = q5_0_products();
-    t.q5_1 = q5_1_products();
-    t.iq4_nl = iq4_nl_products();
-    t.q2_K = q2_K_products();
-    t.q3_K = q3_K_products();
-    t.iq4_xs = iq4_xs_products();
     t.fma_peak = fma_peak;
-    t.int8_peak = int8_peak;
     t.f32_to_bf16 = f32_to_bf16_n;
     t.round_f16 = round_f16_n;
     t.bf16 = bf16_products("widened in registers");
